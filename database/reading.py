@@ -74,7 +74,7 @@ class Reading:
         channel: str | None = None,
         now: float | None = None,
     ) -> Reading:
-        """Build a reading from a decoded JSON object; ``reactor``/``channel`` come from the topic."""
+        """Build a reading from a decoded JSON object (reactor, channel may come from the topic)."""
         if not isinstance(data, dict):
             raise ReadingError(f"payload must be a JSON object, got {type(data).__name__}")
         reactor = reactor if reactor is not None else data.get("reactor")

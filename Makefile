@@ -1,0 +1,41 @@
+# bptwin: every target does its own set-up (virtual environment + install) on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format bench model clean help
+
+help:
+	@echo "make run    - start the control room on embedded defaults with a simulated batch"
+	@echo "make test   - run the whole test suite (real Postgres/Mosquitto/InfluxDB on loopback)"
+	@echo "make lint   - ruff check and format check"
+	@echo "make bench  - run the benchmarks and print a table"
+	@echo "make model  - rebuild the shipped OD600 model from the simulated campaign"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/bptwin run
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,13 @@
+"""Sub-commands of ``bptwin``: each module defines ``register(subparsers)``.
+
+``register`` adds its parser and sets ``func=handler`` with ``handler(args, settings) -> int``.
+"""
+
+from __future__ import annotations
+
+COMMANDS: tuple[str, ...] = (
+    "run",
+    "serve",
+    "db",
+    "version",
+)

@@ -1,0 +1,47 @@
+"""``bptwin serve``: the same acquisition without a UI, for a service manager."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from bptwin_tui.settings import Settings
+from bptwin_tui.station import Station
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run acquisition and storage headless (for systemd)",
+        description=(
+            "Run drivers, bus and stores without the UI until SIGTERM or SIGINT. "
+            "This is the always-on mode: the TUI can be closed without losing data."
+        ),
+    )
+    parser.add_argument("--speed", type=float, help="simulated/replay speed factor")
+    parser.add_argument(
+        "--duration", type=float, metavar="S", help="stop by itself after S seconds (for tests)"
+    )
+    parser.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    if args.speed is not None:
+        settings.acquisition.speed = args.speed
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    station = Station(settings)
+    station.start()
+    log.warning("bptwin serve: acquisition running for %s", ", ".join(settings.station.reactors))
+    try:
+        stop.wait(args.duration)
+    finally:
+        station.stop()
+    snapshot = station.snapshot()
+    log.warning("bptwin serve: stopped after %d readings", snapshot.readings_total)
+    return 0

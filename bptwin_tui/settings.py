@@ -1,0 +1,272 @@
+"""The one settings object: TOML file, then ``BPTWIN_...`` environment overrides, then defaults.
+
+Every section refuses unknown keys so a typo is reported, not ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from platformdirs import user_config_dir, user_data_dir
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV_PREFIX = "BPTWIN_"
+DEFAULT_CONFIG_PATH = Path(user_config_dir("bptwin")) / "bptwin.toml"
+DEFAULT_DATA_DIR = Path(user_data_dir("bptwin"))
+
+_config_file: ContextVar[Path | None] = ContextVar("bptwin_config_file", default=None)
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used; the message names the key and says why."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StationSettings(Section):
+    """Where bptwin runs and what it watches."""
+
+    name: str = "bench-1"
+    reactors: list[str] = Field(default_factory=lambda: ["R1"], min_length=1)
+    data_dir: Path = DEFAULT_DATA_DIR
+    operator: str = ""
+
+    @field_validator("reactors")
+    @classmethod
+    def _reactor_names(cls, reactors: list[str]) -> list[str]:
+        for reactor in reactors:
+            if not reactor or not all(c.isalnum() or c in "_-." for c in reactor):
+                raise ValueError(f"reactor name {reactor!r} may hold letters, digits, '_-.' only")
+        if len(set(reactors)) != len(reactors):
+            raise ValueError("reactor names must be unique")
+        return reactors
+
+
+class NotebookSettings(Section):
+    """The relational store of the lab notebook."""
+
+    url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in the data folder")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if url and not url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg2://")):
+            raise ValueError("must start with sqlite://, postgresql:// or postgresql+psycopg2://")
+        if url.startswith("postgresql") and not urlparse(url).hostname:
+            raise ValueError(
+                "a postgresql URL needs a host, e.g. postgresql://bptwin@127.0.0.1/bptwin"
+            )
+        return url
+
+
+class TimeSeriesSettings(Section):
+    """The time-series store: embedded file or InfluxDB (1.x or 2.x)."""
+
+    backend: Literal["embedded", "influxdb"] = "embedded"
+    path: Path | None = Field(None, description="embedded store file; default in data_dir")
+    url: str = "http://127.0.0.1:8086"
+    api_version: Literal["auto", "1", "2"] = "auto"
+    token: SecretStr | None = None
+    org: str = ""
+    bucket: str = "bptwin"
+    database: str = "bptwin"
+    username: str = ""
+    password: SecretStr | None = None
+    batch_size: int = Field(500, ge=1, le=100_000)
+    flush_interval_s: float = Field(1.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parsed = urlparse(url)
+        if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+            raise ValueError("must be an http(s) URL such as http://127.0.0.1:8086")
+        return url
+
+
+class BusSettings(Section):
+    """The publish/subscribe bus: in-process or MQTT."""
+
+    backend: Literal["local", "mqtt"] = "local"
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    tls: bool = False
+    ca_file: Path | None = None
+    username: str = ""
+    password: SecretStr | None = None
+    client_id: str = ""
+    prefix: str = "bptwin"
+
+    @field_validator("prefix")
+    @classmethod
+    def _plain_prefix(cls, prefix: str) -> str:
+        if not prefix or any(c in prefix for c in "+#") or prefix.endswith("/"):
+            raise ValueError("must be a plain topic level without '+', '#' or a trailing '/'")
+        return prefix
+
+
+class SerialSettings(Section):
+    port: str = "/dev/ttyUSB0"
+    baudrate: int = Field(9600, gt=0)
+
+
+class AcquisitionSettings(Section):
+    """Where readings come from."""
+
+    source: Literal["simulated", "mqtt", "serial", "replay", "none"] = "simulated"
+    speed: float = Field(1.0, ge=0, description="simulated/replay speed; 0 = as fast as possible")
+    seed: int = 17
+    replay_file: Path | None = None
+    topic_map: dict[str, str] = Field(default_factory=dict)
+    serial: SerialSettings = Field(default_factory=SerialSettings)
+
+
+class ModelSettings(Section):
+    """The OD600 model in service."""
+
+    path: Path | None = Field(None, description="model card JSON; default = the shipped model")
+
+
+class UiSettings(Section):
+    theme: Literal["dark", "light"] = "dark"
+    refresh_s: float = Field(1.0, gt=0, le=10)
+
+
+class Settings(BaseSettings):
+    """Everything bptwin can be told; see docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    station: StationSettings = Field(default_factory=StationSettings)
+    notebook: NotebookSettings = Field(default_factory=NotebookSettings)
+    timeseries: TimeSeriesSettings = Field(default_factory=TimeSeriesSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    acquisition: AcquisitionSettings = Field(default_factory=AcquisitionSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.station.data_dir.expanduser()
+
+    def notebook_url(self) -> str:
+        return self.notebook.url or f"sqlite:///{self.data_dir / 'notebook.sqlite'}"
+
+    def timeseries_path(self) -> Path:
+        return (self.timeseries.path or self.data_dir / "timeseries.sqlite").expanduser()
+
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+
+def load_settings(path: Path | str | None = None, *, require_file: bool = False) -> Settings:
+    """Read settings from ``path`` (or the user's config file if present) plus the environment."""
+    config_file = Path(path).expanduser() if path is not None else DEFAULT_CONFIG_PATH
+    if not config_file.exists():
+        if path is not None or require_file:
+            raise SettingsError(f"settings file {config_file} does not exist")
+        config_file = None
+    if config_file is not None:
+        _check_toml(config_file)
+    token = _config_file.set(config_file)
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, config_file)) from None
+    finally:
+        _config_file.reset(token)
+
+
+def _check_toml(config_file: Path) -> None:
+    try:
+        with config_file.open("rb") as handle:
+            tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {config_file} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(f"settings file {config_file} cannot be read: {exc.strerror}") from None
+
+
+def _describe(exc: ValidationError, config_file: Path | None) -> str:
+    where = f" in {config_file}" if config_file else ""
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        env_name = ENV_PREFIX + "__".join(str(part) for part in error["loc"]).upper()
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"  {key}: {message} (file key '{key}' or environment {env_name})")
+    heading = "setting" if len(problems) == 1 else "settings"
+    return f"bad {heading}{where}:\n" + "\n".join(problems)
+
+
+SECRET_KEYS = ("password", "token")
+
+
+def secrets_in_world_readable_file(path: Path) -> list[str]:
+    """Secret keys held by a settings file that other users can read (to warn about)."""
+    try:
+        mode = path.stat().st_mode
+        if not mode & (stat.S_IROTH | stat.S_IRGRP):
+            return []
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    return [
+        f"{section}.{key}"
+        for section, values in data.items()
+        if isinstance(values, dict)
+        for key in values
+        if key in SECRET_KEYS and values[key]
+    ]
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Settings as a plain dict with secrets masked, safe to log or show."""
+    return settings.model_dump(mode="json")  # SecretStr dumps as '**********'
+
+
+def environment_overrides() -> list[str]:
+    return sorted(name for name in os.environ if name.startswith(ENV_PREFIX))
