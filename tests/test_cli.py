@@ -105,3 +105,10 @@ def test_world_readable_secret_is_warned_about(tmp_path: Path) -> None:
     assert "s3cret" not in result.stderr + result.stdout
     config.chmod(0o600)
     assert "readable by other users" not in run_cli("--config", str(config), "version").stderr
+
+
+def test_example_settings_file_is_valid() -> None:
+    settings = load_settings(ROOT / "docs" / "bptwin.example.toml")
+    assert settings.bus.backend == "mqtt"
+    assert settings.timeseries.api_version == "2"
+    assert settings.notebook_url().startswith("postgresql://")
