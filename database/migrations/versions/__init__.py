@@ -1,0 +1,1 @@
+"""Versioned migration scripts, applied in order by database.migrate.upgrade."""
