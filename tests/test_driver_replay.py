@@ -1,0 +1,115 @@
+"""Replay of a recorded batch file onto the sink."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from database.reading import Reading
+from drivers.base import DriverThread
+from drivers.replay import RecordedBatch, ReplayDriver, ReplayError
+
+START = 1_780_000_000.0
+
+
+def recording(rows: int = 600) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "timestamp": START + np.arange(rows, dtype=float),
+            "ph": 5.0 + rng.normal(0, 0.01, rows),
+            "offgas_co2": np.linspace(0.04, 2.5, rows),
+            "do": 100 - np.linspace(0, 60, rows),
+            "truth_biomass_g_l": np.linspace(1, 20, rows),  # not a channel: never replayed
+        }
+    )
+    frame.loc[10:19, "do"] = np.nan  # a gap in one channel
+    return frame
+
+
+def expected_readings(frame: pd.DataFrame, reactor: str) -> list[tuple]:
+    out = []
+    for row in frame.itertuples(index=False):
+        for name in ("ph", "do", "offgas_co2"):
+            value = getattr(row, name)
+            if not math.isnan(value):
+                out.append((row.timestamp, reactor, name, value))
+    return out
+
+
+def test_replay_at_max_speed_reproduces_the_file_exactly(tmp_path: Path) -> None:
+    frame = recording()
+    path = tmp_path / "batch.parquet"
+    frame.to_parquet(path)
+    received: list[Reading] = []
+    driver = ReplayDriver(received.append, path, reactor="R4", speed=0)
+    driver.run(threading.Event())
+    got = sorted((r.timestamp, r.reactor, r.channel, r.value) for r in received)
+    assert got == sorted(expected_readings(frame, "R4"))
+    assert driver.finished and driver.rows_replayed == len(frame)
+    assert driver.stats.emitted == len(received) == 3 * 600 - 10
+    assert {r.unit for r in received if r.channel == "offgas_co2"} == {"%v/v"}
+
+
+def test_datetime_time_column_and_csv(tmp_path: Path) -> None:
+    frame = recording(5).rename(columns={"timestamp": "time"})
+    frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
+    path = tmp_path / "batch.csv"
+    frame.to_csv(path, index=False)
+    batch = RecordedBatch.read(path)
+    assert batch.times.tolist() == [START + i for i in range(5)]
+    assert batch.reactor == "R1"
+
+
+def test_shift_to_now_moves_the_first_row_to_the_start_of_the_replay() -> None:
+    received: list[Reading] = []
+    before = time.time()
+    ReplayDriver(received.append, recording(3), speed=0, shift_to_now=True).run(threading.Event())
+    after = time.time()
+    assert before <= received[0].timestamp <= after
+    # Spacing between rows is kept.
+    stamps = sorted({r.timestamp for r in received})
+    assert stamps[1] - stamps[0] == pytest.approx(1.0)
+
+
+def test_paced_replay_stops_on_request_and_keeps_order() -> None:
+    received: list[Reading] = []
+    driver = ReplayDriver(received.append, recording(), speed=60)  # 600 s of data -> 10 s
+    thread = DriverThread(driver).start()
+    while driver.rows_replayed < 3:
+        time.sleep(0.01)
+    assert thread.stop(timeout=5)
+    assert not driver.finished
+    assert 0 < driver.rows_replayed < 600
+    stamps = [r.timestamp for r in received]
+    assert stamps == sorted(stamps)
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pd.DataFrame({"ph": [5.0]}), "needs a time column"),
+        (pd.DataFrame({"timestamp": [START], "colour": [1]}), "no channel columns"),
+        (pd.DataFrame({"timestamp": [START, None], "ph": [5.0, 5.1]}), "empty or non-numeric"),
+    ],
+)
+def test_unusable_recordings_are_refused_with_a_reason(frame: pd.DataFrame, message: str):
+    with pytest.raises(ReplayError, match=message):
+        ReplayDriver(print, frame)
+
+
+def test_missing_or_corrupt_file_and_bad_speed(tmp_path: Path) -> None:
+    with pytest.raises(ReplayError, match="does not exist"):
+        ReplayDriver(print, tmp_path / "nope.parquet")
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"not parquet at all")
+    with pytest.raises(ReplayError, match="cannot read"):
+        ReplayDriver(print, junk)
+    with pytest.raises(ReplayError, match="speed"):
+        ReplayDriver(print, recording(2), speed=-1)
