@@ -1,0 +1,317 @@
+"""MQTT bus on paho-mqtt 2.x (MQTT 5): reconnects by itself and resubscribes everything.
+
+Delivery is at least once for QoS 1: a message is acknowledged to the broker (PUBACK)
+only after its handlers ran, and the session outlives a connection loss, so the broker
+re-sends what was in flight. Handlers run on the bus's dispatcher thread, never on
+paho's network thread, so a slow or failing handler cannot stall keep-alives.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from database.bus import topics
+from database.bus.base import DEFAULT_MAX_PENDING, Bus, _check_qos, _Route, as_bytes
+
+log = logging.getLogger("database.bus.mqtt")
+
+# QoS >= 1 messages published while disconnected wait in paho's memory up to this many
+# (with in-flight ones). At 19 single-reading messages/s that is ~88 min of outage; with
+# snapshot payloads (one message/s) about a day. Beyond it publish() drops and counts.
+DEFAULT_MAX_QUEUED = 100_000
+DEFAULT_MAX_INFLIGHT = 1_000
+_instance_numbers = itertools.count(1)
+
+
+def default_client_id() -> str:
+    """``bptwin-<hostname>-<pid>``, with a suffix for the second bus of one process."""
+    number = next(_instance_numbers)
+    base = f"bptwin-{socket.gethostname()[:32]}-{os.getpid()}"
+    return base if number == 1 else f"{base}-{number}"
+
+
+class MqttBus(Bus):
+    """Bus over an MQTT broker (Mosquitto). ``start()`` raises OSError if it cannot connect.
+
+    With an explicit ``client_id`` the broker keeps the session (subscriptions and queued
+    QoS 1 messages) for ``session_expiry_s`` (default 1 h) after a disconnect or restart;
+    with the generated id the session lives 5 min for reconnects and ends at ``stop()``.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        *,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
+        keepalive: int = 30,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        session_expiry_s: int | None = None,
+        max_queued_messages: int = DEFAULT_MAX_QUEUED,
+        max_inflight_messages: int = DEFAULT_MAX_INFLIGHT,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        connect_timeout_s: float = 10.0,
+        reconnect_delay_s: tuple[int, int] = (1, 30),
+    ) -> None:
+        super().__init__(max_pending=max_pending, name="mqtt-bus")
+        self.host = host
+        self.port = port
+        self._persistent = client_id is not None
+        self.client_id = client_id or default_client_id()
+        self._username = username
+        self._password = password
+        self._tls = tls or ca_file is not None or certfile is not None
+        self._ca_file = ca_file
+        self._certfile = certfile
+        self._keyfile = keyfile
+        self._keepalive = keepalive
+        if session_expiry_s is None:
+            session_expiry_s = 3600 if self._persistent else 300
+        self._session_expiry_s = session_expiry_s
+        self._connect_timeout_s = connect_timeout_s
+        self._state_lock = threading.RLock()
+        self._started = False
+        self._stopping = False
+        self._connected = False
+        self._ever_connected = False
+        self._connack = threading.Event()
+        self._connack_failure: str | None = None
+        # One broker subscription per distinct pattern, tagged with a subscription
+        # identifier so each arriving message names the patterns it matched.
+        self._pattern_ids: dict[str, int] = {}
+        self._patterns_by_id: dict[int, str] = {}
+        self._next_id = itertools.count(1)
+
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=paho.MQTTv5,
+            manual_ack=True,
+        )
+        self._client.max_queued_messages_set(max_queued_messages)
+        self._client.max_inflight_messages_set(max_inflight_messages)
+        self._client.reconnect_delay_set(*reconnect_delay_s)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    # --- life cycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._state_lock:
+            if self._started:
+                return
+            self._configure_security()
+            self._start_dispatcher()
+            self._connack.clear()
+            self._connack_failure = None
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self._session_expiry_s
+            clean_start: Any = False if self._persistent else paho.MQTT_CLEAN_START_FIRST_ONLY
+            try:
+                self._client.connect(
+                    self.host,
+                    self.port,
+                    keepalive=self._keepalive,
+                    clean_start=clean_start,
+                    properties=properties,
+                )
+            except OSError as exc:
+                self._stop_dispatcher()
+                raise ConnectionError(
+                    f"cannot connect to the MQTT broker at {self.host}:{self.port}: {exc}"
+                ) from exc
+            self._client.loop_start()
+            answered = self._connack.wait(self._connect_timeout_s)
+            if not answered or self._connack_failure is not None:
+                self._client.loop_stop()
+                self._client.disconnect()
+                self._stop_dispatcher()
+                if not answered:
+                    raise TimeoutError(
+                        f"MQTT broker at {self.host}:{self.port} did not answer CONNECT "
+                        f"within {self._connect_timeout_s:.0f} s"
+                    )
+                raise ConnectionRefusedError(
+                    f"MQTT broker at {self.host}:{self.port} refused the connection: "
+                    f"{self._connack_failure}"
+                )
+            self._started = True
+            self._stopping = False
+
+    def stop(self) -> None:
+        with self._state_lock:
+            if not self._started:
+                return
+            self._stopping = True
+            # Handlers see (and acknowledge) everything that arrived before stop().
+            self._stop_dispatcher()
+            properties = None
+            if not self._persistent:
+                # Nobody can resume a generated id's session: let the broker drop it now.
+                properties = Properties(PacketTypes.DISCONNECT)
+                properties.SessionExpiryInterval = 0
+            self._client.disconnect(properties=properties)
+            self._client.loop_stop()
+            self._connected = False
+            self._started = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # --- messages --------------------------------------------------------------------
+
+    def publish(
+        self, topic: str, payload: bytes | str, *, qos: int = 0, retain: bool = False
+    ) -> None:
+        """Send a message; QoS >= 1 ones are queued by paho while the broker is away."""
+        topics.validate_topic(topic)
+        _check_qos(qos)
+        info = self._client.publish(topic, as_bytes(payload), qos=qos, retain=retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
+            qos > 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN
+        ):
+            self._counters.add("published")
+            return
+        self._counters.add("dropped")
+        allowed, suppressed = self._dropped_log.allow()
+        if allowed:
+            reason = (
+                "the send queue is full"
+                if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+                else "QoS 0 while disconnected"
+                if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN
+                else paho.error_string(info.rc)
+            )
+            log.warning(
+                "MQTT publish on %s dropped: %s (%d more drops not logged)",
+                topic, reason, suppressed,
+            )  # fmt: skip
+
+    def _route_added(self, route: _Route) -> None:
+        with self._state_lock:
+            known = route.pattern in self._pattern_ids
+            if not known:
+                identifier = next(self._next_id)
+                self._pattern_ids[route.pattern] = identifier
+                self._patterns_by_id[identifier] = route.pattern
+        # A known pattern is subscribed again only when this route raised its QoS.
+        qos = dict(self._patterns()).get(route.pattern, route.qos)
+        if not known or route.qos == qos:
+            self._subscribe(route.pattern, qos, resubscribe=known)
+
+    def _pattern_unused(self, pattern: str) -> None:
+        with self._state_lock:
+            identifier = self._pattern_ids.pop(pattern, None)
+            if identifier is not None:
+                self._patterns_by_id.pop(identifier, None)
+        if identifier is not None:
+            self._client.unsubscribe(pattern)
+
+    def _subscribe(self, pattern: str, qos: int, *, resubscribe: bool) -> None:
+        identifier = self._pattern_ids.get(pattern)
+        if identifier is None:
+            return
+        properties = Properties(PacketTypes.SUBSCRIBE)
+        properties.SubscriptionIdentifier = identifier
+        # On a resubscribe the broker may still hold the subscription (session present):
+        # retainHandling=1 stops it from sending the retained messages a second time.
+        options = SubscribeOptions(qos=qos, retainHandling=1 if resubscribe else 0)
+        result, _mid = self._client.subscribe(pattern, options=options, properties=properties)
+        if result not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            log.warning("MQTT subscribe to %s failed: %s", pattern, paho.error_string(result))
+        # NO_CONN is fine: _on_connect subscribes every pattern on (re)connect.
+
+    def _acknowledge(self, token: Any) -> None:
+        mid, qos = token
+        self._client.ack(mid, qos)
+
+    # --- paho callbacks (network thread: must never raise) ----------------------------
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        try:
+            if reason_code.is_failure:
+                self._connack_failure = str(reason_code)
+                log.error("MQTT broker %s:%s refused: %s", self.host, self.port, reason_code)
+                return
+            self._connected = True
+            if self._ever_connected:
+                self._counters.add("reconnects")
+                log.info("MQTT reconnected to %s:%s", self.host, self.port)
+            self._ever_connected = True
+            for pattern, qos in self._patterns():
+                self._subscribe(pattern, qos, resubscribe=True)
+        except Exception:
+            log.exception("MQTT on_connect failed")
+        finally:
+            self._connack.set()
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._connected = False
+        if not self._stopping:
+            log.warning(
+                "MQTT connection to %s:%s lost (%s); reconnecting with back-off",
+                self.host, self.port, reason_code,
+            )  # fmt: skip
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            target = None
+            identifiers = getattr(message.properties, "SubscriptionIdentifier", None)
+            if identifiers:
+                with self._state_lock:
+                    target = frozenset(
+                        self._patterns_by_id[i] for i in identifiers if i in self._patterns_by_id
+                    )
+            ack = (message.mid, message.qos) if message.qos > 0 else None
+            if not self._enqueue(message.topic, message.payload, target, ack) and ack:
+                self._acknowledge(ack)  # dropped and counted; do not stall the broker
+        except Exception:
+            log.exception("MQTT on_message failed for %s", getattr(message, "topic", "?"))
+
+    def _configure_security(self) -> None:
+        if self._username is not None:
+            self._client.username_pw_set(self._username, self._password)
+        if self._tls and self._client._ssl_context is None:
+            for name, path in (
+                ("ca_file", self._ca_file),
+                ("certfile", self._certfile),
+                ("keyfile", self._keyfile),
+            ):
+                if path is not None and not os.path.isfile(path):
+                    raise FileNotFoundError(f"MQTT {name} {path!r} does not exist")
+            self._client.tls_set(
+                ca_certs=self._ca_file, certfile=self._certfile, keyfile=self._keyfile
+            )
