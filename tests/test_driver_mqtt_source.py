@@ -1,0 +1,188 @@
+"""The MQTT source against the real broker: fed by mosquitto_pub and by bptwin's publisher."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from database.bus import MqttBus
+from database.reading import Quality, Reading
+from drivers.base import DriverThread
+from drivers.mqtt_source import MqttSourceDriver
+from drivers.topic_map import TopicMap
+from tests.fixtures.mqtt import mosquitto_tool
+from tests.fixtures.servers import server_missing
+
+pytestmark = pytest.mark.mqtt
+
+WAIT_S = 15.0  # upper bound for a condition to become true; not a speed assertion
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+class Collector:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.readings: list[Reading] = []
+
+    def __call__(self, reading: Reading) -> None:
+        with self._lock:
+            self.readings.append(reading)
+
+    def snapshot(self) -> list[Reading]:
+        with self._lock:
+            return list(self.readings)
+
+
+def new_bus(broker: tuple[str, int]) -> MqttBus:
+    return MqttBus(*broker, client_id=f"bptwin-test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def publisher(mqtt_broker: tuple[str, int]) -> Iterator[MqttBus]:
+    bus = new_bus(mqtt_broker)
+    bus.start()
+    yield bus
+    bus.stop()
+
+
+def start_source(
+    broker: tuple[str, int], topic_map: TopicMap, publisher: MqttBus, probe_topic: str
+) -> tuple[MqttSourceDriver, DriverThread, Collector]:
+    """Start the source on a bus of its own and return once its subscriptions are live."""
+    sink = Collector()
+    bus = new_bus(broker)
+    driver = MqttSourceDriver(sink, bus, topic_map, reactor="R9", manage_bus=True)
+    thread = DriverThread(driver).start()
+    wait_for(lambda: driver.stats.connected, "the source to connect")
+    # The broker handles one client's SUBSCRIBEs in order: once a later probe subscription
+    # delivers, the driver's own subscriptions are live too.
+    seen = threading.Event()
+    probe = bus.subscribe(probe_topic, lambda _t, _p: seen.set())
+    deadline = time.monotonic() + WAIT_S
+    while not seen.is_set() and time.monotonic() < deadline:
+        publisher.publish(probe_topic, b"ping", qos=1)
+        seen.wait(0.2)
+    probe.cancel()
+    assert seen.is_set(), "probe message never arrived"
+    return driver, thread, sink
+
+
+def mosquitto_pub(broker: tuple[str, int], topic: str, *, message: str | None = None, file=None):
+    tool = mosquitto_tool("mosquitto_pub")
+    if tool is None:
+        server_missing("mosquitto_pub is not installed (Debian package 'mosquitto-clients')")
+    source = ["-f", str(file)] if file is not None else ["-m", message or ""]
+    subprocess.run(
+        [tool, "-h", broker[0], "-p", str(broker[1]), "-q", "1", "-t", topic, *source],
+        check=True,
+        timeout=WAIT_S,
+    )
+
+
+def test_lab_topic_tree_fed_by_mosquitto_pub(
+    mqtt_broker: tuple[str, int], publisher: MqttBus, mqtt_prefix: str, tmp_path: Path
+) -> None:
+    lab = f"{mqtt_prefix}/bioprocess/pichia"
+    topic_map = TopicMap.from_settings(
+        [
+            {"topic": f"{lab}/{{reactor}}/sensors/offgas/co2", "channel": "offgas_co2"},
+            {
+                "topic": f"{lab}/{{reactor}}/sensors/offgas/o2",
+                "channel": "offgas_o2",
+                "value_path": "data.v",
+            },
+            {"topic": f"{lab}/{{reactor}}/sensors/ph", "channel": "ph"},
+        ]
+    )
+    driver, thread, sink = start_source(mqtt_broker, topic_map, publisher, f"{lab}/probe")
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({"value": 1.0, "pad": "x" * 70_000}))
+    try:
+        mosquitto_pub(mqtt_broker, f"{lab}/vessel1/sensors/offgas/co2", message="1.75")
+        mosquitto_pub(
+            mqtt_broker,
+            f"{lab}/vessel1/sensors/offgas/o2",
+            message=json.dumps({"data": {"v": 19.8}, "ts": "2026-11-23T10:00:00Z"}),
+        )
+        bad = [
+            (f"{lab}/vessel1/sensors/ph", "{broken"),  # malformed JSON
+            (f"{lab}/vessel1/sensors/ph", '{"value": NaN}'),  # NaN is not JSON
+            (f"{lab}/vessel1/sensors/ph", '{"value": "five"}'),  # wrong type
+            (f"{lab}/vessel1/sensors/ph", '{"value": 5, "ts": 1}'),  # absurd timestamp
+            (f"{lab}/vessel1/sensors/offgas/o2", '{"v": 19.8}'),  # field missing
+        ]
+        for topic, payload in bad:
+            mosquitto_pub(mqtt_broker, topic, message=payload)
+        mosquitto_pub(mqtt_broker, f"{lab}/vessel1/sensors/ph", file=huge)
+        mosquitto_pub(mqtt_broker, f"{lab}/vessel2/sensors/ph", message="5.05")  # still alive
+        wait_for(lambda: len(sink.snapshot()) >= 3, "three readings")
+        wait_for(lambda: driver.stats.rejected >= 6, "six rejected payloads")
+    finally:
+        assert thread.stop()
+    got = sorted((r.reactor, r.channel, r.value) for r in sink.snapshot())
+    assert got == [
+        ("vessel1", "offgas_co2", 1.75),
+        ("vessel1", "offgas_o2", 19.8),
+        ("vessel2", "ph", 5.05),
+    ]
+    o2 = next(r for r in sink.snapshot() if r.channel == "offgas_o2")
+    assert o2.time.isoformat() == "2026-11-23T10:00:00+00:00"
+    assert dict(driver.stats.rejected_by_reason) == {
+        "malformed": 2,
+        "wrong_type": 1,
+        "timestamp": 1,
+        "missing_field": 1,
+        "too_large": 1,
+    }
+    assert thread.failure is None
+
+
+def test_bptwin_contract_fed_by_the_project_publisher(
+    mqtt_broker: tuple[str, int], publisher: MqttBus, mqtt_prefix: str
+) -> None:
+    topic_map = TopicMap.default(prefix=mqtt_prefix)
+    driver, thread, sink = start_source(mqtt_broker, topic_map, publisher, f"{mqtt_prefix}/probe")
+    start = time.time() - 100
+    sent = [Reading(start + i, "R2", "do", 90.0 - i, "%sat") for i in range(50)]
+    try:
+        for reading in sent:
+            publisher.publish_reading(reading, prefix=mqtt_prefix)
+        publisher.publish_snapshot(
+            [
+                Reading(start + 60, "R2", "ph", 5.01, "pH"),
+                Reading(start + 60, "R2", "temp_broth", math.nan, "°C", Quality.BAD),
+            ],
+            prefix=mqtt_prefix,
+        )
+        wait_for(lambda: len(sink.snapshot()) >= 52, "52 readings")
+    finally:
+        assert thread.stop()
+    received = sink.snapshot()
+    singles = [r for r in received if r.channel == "do"]
+    assert [(r.timestamp, r.value) for r in singles] == [
+        (pytest.approx(s.timestamp, abs=1e-3), s.value) for s in sent
+    ]
+    snap = {r.channel: r for r in received if r.channel != "do"}
+    assert snap["ph"].value == 5.01 and snap["ph"].reactor == "R2"
+    assert math.isnan(snap["temp_broth"].value) and snap["temp_broth"].quality is Quality.BAD
+    assert driver.stats.rejected == 0
+
+
+def test_own_contract_into_the_same_broker_is_refused_as_a_loop(mqtt_broker) -> None:
+    with pytest.raises(ValueError, match="would loop"):
+        MqttSourceDriver(print, new_bus(mqtt_broker), TopicMap.default(), sink_prefix="bptwin")
