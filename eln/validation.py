@@ -1,0 +1,160 @@
+"""Form-value checks shared by the notebook services (and usable by screens before saving).
+
+Each check returns the cleaned value or raises NotebookValidationError naming the field and
+saying, in plain words, what is wrong. Free text is stored as given (queries are always
+parameterised), but control characters and NUL bytes, which Postgres refuses, are not.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from eln.columns import utc_now
+from eln.errors import NotebookValidationError
+
+# Codes, lots, vessels and reactor ids: letters, digits and a few separators, nothing else.
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/#:+()-]*$")
+_LOGIN_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# An entry dated further ahead than this is a typo or a wrong clock.
+MAX_FUTURE = timedelta(minutes=5)
+
+
+def text(field: str, value: Any, *, max_length: int | None = None, required: bool = False) -> str:
+    """Free text (notes, descriptions): any printable characters, newlines and tabs."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise NotebookValidationError(field, f"{field} must be text")
+    value = value.strip()
+    if required and not value:
+        raise NotebookValidationError(field, f"{field} must not be empty")
+    if _CONTROL.search(value):
+        raise NotebookValidationError(field, f"{field} contains control characters")
+    if max_length is not None and len(value) > max_length:
+        raise NotebookValidationError(
+            field, f"{field} is {len(value)} characters long; at most {max_length} allowed"
+        )
+    return value
+
+
+def identifier(field: str, value: Any, *, max_length: int = 64, required: bool = False) -> str:
+    """A code such as a medium lot, vessel or reactor id: letters, digits, . _ - / # : + ( )."""
+    value = text(field, value, max_length=max_length, required=required)
+    if value and not _IDENTIFIER.match(value):
+        raise NotebookValidationError(
+            field,
+            f"{field} {value!r} may only hold letters, digits, spaces and . _ - / # : + ( )",
+        )
+    return value
+
+
+def login_name(field: str, value: Any) -> str:
+    """An operator's login: lower-case letters, digits, '.', '_' or '-', up to 64 characters."""
+    value = text(field, value, max_length=64, required=True)
+    if not _LOGIN_NAME.match(value):
+        raise NotebookValidationError(
+            field,
+            f"{field} {value!r} must be lower-case letters, digits, '.', '_' or '-' "
+            "and start with a letter or digit",
+        )
+    return value
+
+
+def number(
+    field: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    unit: str = "",
+    required: bool = True,
+    exclusive_minimum: bool = False,
+) -> float | None:
+    """A finite number within [minimum, maximum]; text such as "4.2" is accepted."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise NotebookValidationError(field, f"{field} is required")
+        return None
+    if isinstance(value, bool):
+        raise NotebookValidationError(field, f"{field} must be a number, not yes/no")
+    try:
+        result = float(value.strip().replace(",", ".") if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise NotebookValidationError(field, f"{field} {value!r} is not a number") from None
+    if not math.isfinite(result):
+        raise NotebookValidationError(field, f"{field} must be a finite number, got {value!r}")
+    suffix = f" {unit}" if unit else ""
+    if minimum is not None and (result <= minimum if exclusive_minimum else result < minimum):
+        relation = "above" if exclusive_minimum else "at least"
+        raise NotebookValidationError(
+            field, f"{field} {result:g}{suffix} is too small; it must be {relation} {minimum:g}"
+        )
+    if maximum is not None and result > maximum:
+        raise NotebookValidationError(
+            field, f"{field} {result:g}{suffix} is too large; it must be at most {maximum:g}"
+        )
+    return result
+
+
+def whole_number(field: str, value: Any, *, minimum: int, maximum: int) -> int:
+    """An integer within [minimum, maximum] (a batch number, a deviation level)."""
+    if isinstance(value, bool):
+        raise NotebookValidationError(field, f"{field} must be a whole number")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise NotebookValidationError(field, f"{field} {value!r} is not a whole number")
+    if not minimum <= value <= maximum:
+        raise NotebookValidationError(field, f"{field} {value} is outside {minimum}-{maximum}")
+    return value
+
+
+def moment(
+    field: str, value: Any, *, default_now: bool = True, now: datetime | None = None
+) -> datetime | None:
+    """A timezone-aware date and time, not in the future; None means now (or stays None)."""
+    now = now or utc_now()
+    if value is None:
+        return now if default_now else None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise NotebookValidationError(
+                field, f"{field} {value!r} is not a date and time (use ISO 8601)"
+            ) from None
+    if not isinstance(value, datetime):
+        raise NotebookValidationError(field, f"{field} must be a date and time")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NotebookValidationError(
+            field, f"{field} {value.isoformat()} has no time zone; give it in UTC"
+        )
+    if value - now > MAX_FUTURE:
+        raise NotebookValidationError(
+            field, f"{field} {value.isoformat(timespec='minutes')} is in the future"
+        )
+    return value
+
+
+def choice(field: str, value: Any, enum_class: Any) -> Any:
+    """A member of ``enum_class`` given as the member or its value (case-insensitive text)."""
+    if isinstance(value, enum_class):
+        return value
+    for member in enum_class:
+        if isinstance(value, str) and value.strip().lower() == str(member.value).lower():
+            return member
+    allowed = ", ".join(str(member.value) for member in enum_class)
+    raise NotebookValidationError(field, f"{field} {value!r} is not one of {allowed}")
+
+
+def pin(field: str, value: Any) -> str:
+    """A PIN: 4 to 12 digits."""
+    if not isinstance(value, str) or not value.isdigit() or not 4 <= len(value) <= 12:
+        raise NotebookValidationError(field, f"{field} must be 4 to 12 digits")
+    return value

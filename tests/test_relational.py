@@ -1,0 +1,169 @@
+"""Engines, sessions and versioned migrations of the relational store (SQLite and Postgres)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from database import migrate
+from database.relational import (
+    DatabaseUnavailableError,
+    DatabaseURLError,
+    MissingActorError,
+    default_sqlite_url,
+    make_engine,
+    session_scope,
+)
+from eln.models import NotebookBase
+from tests.fixtures.servers import free_port
+
+NOTEBOOK_TABLES = set(NotebookBase.metadata.tables)
+
+
+def schema_differences(url: str) -> list:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return compare_metadata(context, NotebookBase.metadata)
+    finally:
+        engine.dispose()
+
+
+# ------------------------------------------------------------------ engines
+
+
+def test_default_sqlite_url_points_into_the_data_folder(tmp_path: Path) -> None:
+    url = default_sqlite_url(tmp_path / "data")
+    assert url == f"sqlite:///{tmp_path / 'data' / 'notebook.sqlite'}"
+
+
+def test_sqlite_engine_uses_wal_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
+    engine = make_engine(default_sqlite_url(tmp_path / "new" / "folder"))
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    assert (tmp_path / "new" / "folder" / "notebook.sqlite").exists()
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("", "empty"),
+        ("not a url at all", "malformed"),
+        ("mysql://root@localhost/db", "supports sqlite"),
+        ("postgresql+asyncpg://u@localhost/db", "psycopg2"),
+    ],
+)
+def test_bad_urls_get_a_plain_message(url: str, words: str) -> None:
+    with pytest.raises(DatabaseURLError) as caught:
+        make_engine(url)
+    assert words in str(caught.value)
+
+
+def test_unreachable_postgres_is_reported_without_traceback() -> None:
+    port = free_port()  # nothing listens here
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        make_engine(f"postgresql://bptwin:secret@127.0.0.1:{port}/nothing")
+    message = str(caught.value)
+    assert f"127.0.0.1:{port}" in message
+    assert "secret" not in message  # the password is never shown
+    assert caught.value.__cause__ is None
+
+
+def test_bare_postgresql_url_uses_psycopg2(postgres_url: str) -> None:
+    bare = postgres_url.replace("postgresql+psycopg2://", "postgresql://")
+    engine = make_engine(bare)
+    assert engine.dialect.driver == "psycopg2"
+    assert engine.pool._pre_ping  # type: ignore[attr-defined]
+    engine.dispose()
+
+
+def test_session_scope_commits_rolls_back_and_carries_the_actor(tmp_path: Path) -> None:
+    engine = make_engine(default_sqlite_url(tmp_path))
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    with session_scope(engine, " alice ") as session:
+        assert session.info["actor"] == "alice"
+        session.execute(text("INSERT INTO t VALUES (1)"))
+    with pytest.raises(RuntimeError), session_scope(engine, "alice") as session:
+        session.execute(text("INSERT INTO t VALUES (2)"))
+        raise RuntimeError("boom")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT x FROM t")).scalars().all() == [1]
+    with pytest.raises(MissingActorError), session_scope(engine, "  "):
+        pass
+    engine.dispose()
+
+
+# ------------------------------------------------------------------ migrations
+
+
+def test_head_revision_is_the_last_known_one() -> None:
+    assert migrate.head_revision() == migrate.all_revisions()[-1]
+    assert migrate.all_revisions()[0] == "0001"
+
+
+def test_sqlite_migrations_apply_once_and_match_the_models(tmp_path: Path) -> None:
+    url = default_sqlite_url(tmp_path)
+    assert migrate.current_revision(url) is None
+    assert migrate.upgrade(url) == migrate.all_revisions()
+    assert migrate.current_revision(url) == migrate.head_revision()
+    assert migrate.upgrade(url) == []  # already at head: nothing to do
+    assert schema_differences(url) == []
+
+
+def test_postgres_migrations_apply_once_and_match_the_models(empty_postgres_url: str) -> None:
+    url = empty_postgres_url
+    assert migrate.current_revision(url) is None
+    assert migrate.upgrade(url) == migrate.all_revisions()
+    assert migrate.upgrade(url) == []
+    assert migrate.current_revision(url) == migrate.head_revision()
+    assert schema_differences(url) == []
+
+
+def test_schema_comparison_notices_a_drifted_schema(tmp_path: Path) -> None:
+    url = default_sqlite_url(tmp_path)
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP INDEX ix_sample_batch_id"))
+        connection.execute(text("ALTER TABLE note ADD COLUMN mood VARCHAR(10)"))
+    engine.dispose()
+    kinds = {difference[0] for difference in schema_differences(url)}
+    assert {"add_index", "remove_column"} <= kinds
+
+
+def test_migration_creates_every_notebook_table_and_downgrade_removes_them(tmp_path: Path) -> None:
+    url = default_sqlite_url(tmp_path)
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    assert set(inspect(engine).get_table_names()) >= NOTEBOOK_TABLES
+    assert migrate.downgrade(url) == list(reversed(migrate.all_revisions()))
+    assert not NOTEBOOK_TABLES & set(inspect(engine).get_table_names())
+    assert migrate.current_revision(url) is None
+    engine.dispose()
+
+
+def test_unknown_schema_revision_is_refused_clearly(tmp_path: Path) -> None:
+    url = default_sqlite_url(tmp_path)
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(migrate.MigrationError) as caught:
+        migrate.upgrade(url)
+    assert "'9999'" in str(caught.value)
+    assert "newer bptwin" in str(caught.value)
+
+
+def test_upgrade_of_an_unreachable_server_is_a_plain_error() -> None:
+    with pytest.raises(DatabaseUnavailableError):
+        migrate.upgrade(f"postgresql://postgres@127.0.0.1:{free_port()}/x")
