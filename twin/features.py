@@ -125,6 +125,7 @@ class FeatureConfig:
     co2_carbon_fraction_max: float = 1.0
     kla_band: tuple[float, float] = (5.0, 1500.0)  # h⁻¹, implied by OUR and DO
     kla_min_driving_force_mm: float = offgas.KLA_MIN_DRIVING_FORCE_MM
+    consistency_min_driving_fraction: float = 0.4  # OUR/DO check only when DO < ~60 % of C*
     kla_max_do_slope_per_h: float = 120.0  # % sat/h: faster DO change is not quasi-steady
     temp_probe_tolerance_c: float = 1.0
 
@@ -527,7 +528,8 @@ class FeaturePipeline:
             flags.append(FLAG_TEMP_PROBES_DISAGREE)
 
         # Depletion and phase.
-        depletion_state, blip = self._depletion.update(end, v["do"], cer_s)
+        # Raw CER: depletion collapses it within a window; the confirmation period guards noise.
+        depletion_state, blip = self._depletion.update(end, v["do"], cer)
         if blip:
             flags.append(FLAG_DEPLETION_BLIP)
         if depletion_state != DEPLETION_NONE and self._depletion.do_only:
@@ -546,7 +548,7 @@ class FeaturePipeline:
             flags.append(FLAG_CO2_EXCEEDS_CARBON)
         if not low_signal and our_s < -cfg.rq_min_our:
             flags.append(FLAG_OUR_NEGATIVE)
-        implied = self._implied_kla(our_s, c_star, c_l, low_signal)
+        implied = self._implied_kla(our_s, c_star, c_l)
         if math.isfinite(implied) and not (cfg.kla_band[0] <= implied <= cfg.kla_band[1]):
             self._kla_out_count += 1
         else:
@@ -615,12 +617,20 @@ class FeaturePipeline:
             return math.nan
         return float(_masked_slopes(times[usable], np.log(cers[usable])[:, None], 3)[0])
 
-    def _implied_kla(self, our_s: float, c_star: float, c_l: float, low_signal: bool) -> float:
-        """kLa that OUR and DO imply; NaN when the check cannot be made."""
-        if low_signal or not math.isfinite(our_s):
+    def _implied_kla(self, our_s: float, c_star: float, c_l: float) -> float:
+        """kLa that OUR and DO imply; NaN when the check cannot be made.
+
+        Only checked when DO is well below saturation: then O2 must be taken up, and an
+        off-gas O2 drop lost in the noise is itself a sign that something is wrong.
+        """
+        if not math.isfinite(our_s):
             return math.nan
         driving = c_star - c_l
-        if not math.isfinite(driving) or driving < self.config.kla_min_driving_force_mm:
+        needed = max(
+            self.config.kla_min_driving_force_mm,
+            self.config.consistency_min_driving_fraction * c_star,
+        )
+        if not math.isfinite(driving) or driving < needed:
             return math.nan
         return our_s / driving
 
