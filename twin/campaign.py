@@ -1,0 +1,164 @@
+"""The 18-batch campaign of ``DOMAIN.md`` as simulated batches written to a dataset folder.
+
+A: 1–3 shake-down (1 uncontrolled: fixed 500 rpm, no pH control); B: 4–15 training with
+planned variation; C: 16–18 nominal hold-out. Each batch gets its own seed derived from the
+campaign seed, so one batch can be regenerated alone and comes out identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+from twin.dataset import (
+    MANIFEST_NAME,
+    BatchRecord,
+    Dataset,
+    DatasetError,
+    read_manifest,
+    write_batch,
+    write_manifest,
+)
+from twin.sim_config import Disturbance, FaultParameters, SimulationConfig
+from twin.simulator import simulate_batch
+
+CAMPAIGN_SIZE = 18
+CAMPAIGN_START = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+DAYS_BETWEEN_BATCHES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """What one campaign batch is meant to be."""
+
+    number: int
+    phase: str  # "A", "B" or "C"
+    role: str  # "shakedown", "training" or "holdout"
+    variation: str  # human-readable planned variation ("nominal", ...)
+    config: SimulationConfig
+
+
+def _plan(number: int, base: SimulationConfig) -> BatchPlan:
+    control, reactor = base.control, base.reactor
+    if number == 1:
+        config = replace(base, control=replace(control, controlled=False))
+        return BatchPlan(number, "A", "shakedown", "uncontrolled: fixed 500 rpm, pH drifts", config)
+    if number <= 3:
+        return BatchPlan(number, "A", "shakedown", "nominal", base)
+    if number >= 16:
+        return BatchPlan(number, "C", "holdout", "nominal", base)
+    variations: dict[int, tuple[str, SimulationConfig]] = {
+        7: ("temperature 29 °C", replace(base, control=replace(control, temp_setpoint_c=29.0))),
+        8: ("temperature 30 °C", base),
+        9: ("temperature 31 °C", replace(base, control=replace(control, temp_setpoint_c=31.0))),
+        10: ("inoculum OD 2.5", replace(base, reactor=replace(reactor, inoculum_od600=2.5))),
+        11: ("inoculum OD 4.0", replace(base, reactor=replace(reactor, inoculum_od600=4.0))),
+        12: ("inoculum OD 6.0", replace(base, reactor=replace(reactor, inoculum_od600=6.0))),
+        13: (
+            "temperature spike to 32 °C for 30 min at 8 h",
+            replace(base, disturbances=(Disturbance("temp_setpoint", 8.0, 0.5, 32.0),)),
+        ),
+        14: (
+            "stirrer step 500 → 400 rpm at 6 h for 1 h",
+            replace(base, disturbances=(Disturbance("stirrer_fixed", 6.0, 1.0, 400.0),)),
+        ),
+        15: ("start at pH 5.3", replace(base, control=replace(control, ph_start=5.3))),
+    }
+    variation, config = variations.get(number, ("nominal", base))
+    return BatchPlan(number, "B", "training", variation, config)
+
+
+def campaign_plan(base: SimulationConfig | None = None, *, faults: bool = False) -> list[BatchPlan]:
+    """All 18 batches with their configuration (``faults`` switches sensor faults on)."""
+    base = base or SimulationConfig()
+    if faults:
+        base = replace(base, faults=replace(base.faults, enabled=True))
+    else:
+        base = replace(base, faults=FaultParameters(enabled=False))
+    return [_plan(number, base) for number in range(1, CAMPAIGN_SIZE + 1)]
+
+
+def batch_seed(campaign_seed: int, number: int) -> int:
+    """The batch's own seed, stable for a campaign seed and batch number."""
+    return int(np.random.SeedSequence([campaign_seed, number]).generate_state(1)[0])
+
+
+def batch_start(number: int) -> datetime:
+    """Inoculation time of a campaign batch (one batch every two days from 2026-01-05)."""
+    return CAMPAIGN_START + timedelta(days=DAYS_BETWEEN_BATCHES * (number - 1))
+
+
+def simulate_campaign_batch(
+    number: int,
+    seed: int,
+    *,
+    faults: bool = False,
+    base: SimulationConfig | None = None,
+    hours: float | None = None,
+) -> BatchRecord:
+    """Simulate campaign batch ``number`` (1–18) as a dataset record.
+
+    ``hours`` cuts the batch short (quick looks, tests); None runs to depletion + 1.5 h.
+    """
+    if not 1 <= number <= CAMPAIGN_SIZE:
+        raise ValueError(f"batch must be 1–{CAMPAIGN_SIZE}, got {number}")
+    plan = campaign_plan(base, faults=faults)[number - 1]
+    own_seed = batch_seed(seed, number)
+    start = batch_start(number)
+    result = simulate_batch(plan.config, own_seed, start_timestamp=start.timestamp(), hours=hours)
+    return BatchRecord.from_simulation(
+        result,
+        number=plan.number,
+        phase=plan.phase,
+        role=plan.role,
+        variation=plan.variation,
+        campaign_seed=seed,
+    )
+
+
+def generate_campaign(
+    out_dir: Path | str,
+    seed: int,
+    *,
+    faults: bool = False,
+    batches: list[int] | None = None,
+    base: SimulationConfig | None = None,
+    hours: float | None = None,
+    progress: Callable[[int, int, BatchRecord], None] | None = None,
+) -> Dataset:
+    """Write the campaign (or the chosen ``batches``) to ``out_dir``; returns the manifest.
+
+    Batches already in ``out_dir`` from the same seed and fault setting stay listed.
+    """
+    out = Path(out_dir)
+    numbers = list(range(1, CAMPAIGN_SIZE + 1)) if batches is None else sorted(set(batches))
+    for number in numbers:
+        if not 1 <= number <= CAMPAIGN_SIZE:
+            raise ValueError(f"batch must be 1–{CAMPAIGN_SIZE}, got {number}")
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = Dataset(
+        source="simulated",
+        description=f"bptwin simulated campaign, seed {seed}, faults {'on' if faults else 'off'}",
+        campaign_seed=seed,
+        faults=faults,
+    )
+    if (out / MANIFEST_NAME).is_file():
+        # Regenerating some batches into an existing folder keeps the others listed.
+        try:
+            previous = read_manifest(out)
+        except DatasetError:
+            previous = None
+        if previous is not None and previous.campaign_seed == seed and previous.faults == faults:
+            dataset.batches = [r for r in previous.batches if r.number not in numbers]
+    for done, number in enumerate(numbers, start=1):
+        record = simulate_campaign_batch(number, seed, faults=faults, base=base, hours=hours)
+        write_batch(out, record)
+        dataset.batches.append(record.without_data())
+        if progress is not None:
+            progress(done, len(numbers), record)
+    write_manifest(out, dataset)
+    return dataset
