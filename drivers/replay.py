@@ -87,12 +87,30 @@ class RecordedBatch:
             raise ReplayError(f"cannot read {path}: {exc}") from None
         return cls.from_frame(frame, **options)
 
+    @classmethod
+    def from_dataset(
+        cls, directory: str | Path, number: int, *, reactor: str | None = None, verify: bool = True
+    ) -> RecordedBatch:
+        """Batch ``number`` of a bptwin dataset folder (``manifest.json``, twin/dataset.py)."""
+        from twin.dataset import DatasetError, read_batch, read_manifest
+
+        try:
+            record = read_batch(directory, read_manifest(directory).batch(number), verify=verify)
+        except (DatasetError, KeyError) as exc:
+            raise ReplayError(f"cannot replay batch {number} of {directory}: {exc}") from None
+        assert record.sensors is not None
+        return cls.from_frame(record.sensors, reactor=reactor, time_column="timestamp")
+
     def __len__(self) -> int:
         return len(self.times)
 
 
 class ReplayDriver(Driver):
-    """Emits every non-empty cell of a recording as a reading, row by row, paced by ``speed``."""
+    """Emits every non-empty cell of a recording as a reading, row by row, paced by ``speed``.
+
+    ``recording`` is a :class:`RecordedBatch`, a DataFrame, a Parquet/CSV file, or a dataset
+    folder together with ``batch`` (its number in the manifest).
+    """
 
     def __init__(
         self,
@@ -102,11 +120,16 @@ class ReplayDriver(Driver):
         reactor: str | None = None,
         speed: float = 1.0,
         shift_to_now: bool = False,
+        batch: int | None = None,
         name: str = "replay",
     ) -> None:
         if not math.isfinite(speed) or speed < 0:
             raise ReplayError(f"speed must be 0 (as fast as possible) or positive, got {speed}")
-        if isinstance(recording, (str, Path)):
+        if isinstance(recording, (str, Path)) and Path(recording).is_dir():
+            if batch is None:
+                raise ReplayError(f"{recording} is a dataset folder: say which batch to replay")
+            recording = RecordedBatch.from_dataset(recording, batch, reactor=reactor)
+        elif isinstance(recording, (str, Path)):
             recording = RecordedBatch.read(recording, reactor=reactor)
         elif not isinstance(recording, RecordedBatch):
             recording = RecordedBatch.from_frame(recording, reactor=reactor)

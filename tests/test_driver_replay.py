@@ -113,3 +113,31 @@ def test_missing_or_corrupt_file_and_bad_speed(tmp_path: Path) -> None:
         ReplayDriver(print, junk)
     with pytest.raises(ReplayError, match="speed"):
         ReplayDriver(print, recording(2), speed=-1)
+
+
+def test_a_dataset_batch_replays_exactly(tmp_path: Path) -> None:
+    dataset = pytest.importorskip("twin.dataset")
+    simulator = pytest.importorskip("twin.simulator")
+    result = simulator.simulate_batch(seed=5, start_timestamp=START, hours=0.05)
+    record = dataset.BatchRecord.from_simulation(
+        result, number=1, phase="A", role="training", variation="nominal"
+    )
+    dataset.write_dataset(tmp_path, dataset.Dataset(batches=[record]))
+    received: list[Reading] = []
+    ReplayDriver(received.append, tmp_path, batch=1, reactor="R1", speed=0).run(threading.Event())
+    # "The file": what the dataset holds on disk (it may store narrower floats than the run).
+    sensors = pd.read_parquet(tmp_path / record.files["sensors"])
+    assert len(sensors) == len(result.sensors)
+    expected = sorted(
+        (float(ts), name, float(value))
+        for name in sensors.columns
+        if name not in ("time_s", "timestamp") and not name.startswith("truth_")
+        for ts, value in zip(sensors["timestamp"], sensors[name], strict=True)
+        if not math.isnan(value)
+    )
+    assert sorted((r.timestamp, r.channel, r.value) for r in received) == expected
+    assert not any(r.channel.startswith("truth_") for r in received)
+    with pytest.raises(ReplayError, match="batch 7"):
+        ReplayDriver(print, tmp_path, batch=7)
+    with pytest.raises(ReplayError, match="say which batch"):
+        ReplayDriver(print, tmp_path)
