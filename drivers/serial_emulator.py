@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import math
 import os
 import random
 import threading
@@ -21,6 +22,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from drivers.serial_protocol import (
+    CO2_RANGE,
+    FLOW_RANGE,
+    O2_RANGE,
     SEQ_MODULUS,
     FlowSentence,
     GasSentence,
@@ -43,6 +47,7 @@ class PtyAnalyser:
     def __init__(self, link: str | Path | None = None) -> None:
         self.link = Path(link) if link is not None else None
         self._seq = 0
+        self.garbled = 0  # lines deliberately broken by run(garble_rate=...)
         self._lock = threading.Lock()
         self._open()
 
@@ -88,6 +93,17 @@ class PtyAnalyser:
     def send_flow(self, flow: float, status: Status = Status.OK) -> bytes:
         return self.send(FlowSentence(self.next_seq(), flow, status))
 
+    def gas_sentence(self, o2: float, co2: float) -> GasSentence:
+        """What the instrument reports for these values: clamped to its range, FLT for NaN."""
+        if math.isnan(o2) or math.isnan(co2):
+            return GasSentence(self.next_seq(), 0.0, 0.0, Status.FLT)
+        return GasSentence(self.next_seq(), _clamp(o2, O2_RANGE), _clamp(co2, CO2_RANGE), Status.OK)
+
+    def flow_sentence(self, flow: float) -> FlowSentence:
+        if math.isnan(flow):
+            return FlowSentence(self.next_seq(), 0.0, Status.FLT)
+        return FlowSentence(self.next_seq(), _clamp(flow, FLOW_RANGE), Status.OK)
+
     def vanish(self) -> None:
         """Pull the plug: close both ends and remove the symlink; the driver's reads fail."""
         with self._lock:
@@ -132,15 +148,23 @@ class PtyAnalyser:
         for o2, co2, flow in values:
             if stop.is_set():
                 break
-            lines = [format_sentence(GasSentence(self.next_seq(), o2, co2, Status.OK))]
+            lines = [format_sentence(self.gas_sentence(o2, co2))]
             if flow is not None:
-                lines.append(format_sentence(FlowSentence(self.next_seq(), flow, Status.OK)))
+                lines.append(format_sentence(self.flow_sentence(flow)))
             for line in lines:
-                self.write(_garble(line, rng) if rng.random() < garble_rate else line)
+                if rng.random() < garble_rate:
+                    line = _garble(line, rng)
+                    self.garbled += 1
+                self.write(line)
             sent += 1
             if period_s > 0 and stop.wait(period_s):
                 break
         return sent
+
+
+def _clamp(value: float, bounds: tuple[float, float]) -> float:
+    # Round first: a value that rounds up past the range end would be refused by the driver.
+    return min(max(round(value, 3), bounds[0]), bounds[1])
 
 
 def _garble(line: bytes, rng: random.Random) -> bytes:

@@ -171,3 +171,33 @@ def test_line_splitter_cuts_overlong_runs_once() -> None:
     out += splitter.feed(b"y" * 50 + b"\r\n$OK*00\r\n")
     assert [overlong for _, overlong in out] == [True, False]
     assert out[1][0] == b"$OK*00\r\n"
+
+
+def test_emulator_fed_by_the_simulator_through_the_pty(analyser: PtyAnalyser) -> None:
+    pytest.importorskip("twin.simulator")
+    import itertools
+
+    from drivers.serial_emulator import simulator_values
+
+    values = list(itertools.islice(simulator_values(seed=6), 40))
+    sink = Collector()
+    driver, thread = start_driver(analyser.path, sink)
+    try:
+        sent = analyser.run(values, threading.Event(), period_s=0.005, garble_rate=0.2, seed=1)
+        analyser.send_gas(1.0, 1.0)  # sentinel: once it is in, every line before it was read
+        wait_for(
+            lambda: any(r.value == 1.0 for r in sink.snapshot() if r.channel == "offgas_o2"),
+            "the sentinel line",
+        )
+    finally:
+        assert thread.stop()
+    lines = 2 * sent  # one $OGA and one $OGF per simulated second
+    assert sent == 40 and analyser.garbled > 0
+    assert driver.stats.rejected == analyser.garbled
+    o2_got = [r.value for r in sink.snapshot() if r.channel == "offgas_o2"][:-1]
+    flow_got = [r.value for r in sink.snapshot() if r.channel == "offgas_flow"]
+    # Every intact line arrived: intact $OGA lines + intact $OGF lines = lines - garbled.
+    assert len(o2_got) + len(flow_got) == lines - analyser.garbled
+    # ... carrying the simulator's values, in order (garbled seconds are simply missing).
+    o2_sent = iter(round(o2, 3) for o2, _co2, _flow in values)
+    assert all(any(value == candidate for candidate in o2_sent) for value in o2_got)

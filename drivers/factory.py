@@ -1,0 +1,97 @@
+"""Build the drivers an ``[acquisition]`` settings section names (docs/drivers.md).
+
+Kept free of the settings classes so the wiring passes plain values and the drivers package
+does not import the app shell.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from drivers.base import Driver, ReadingSink
+
+if TYPE_CHECKING:
+    from database.bus import Bus
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("simulated", "mqtt", "serial", "replay", "none")
+
+
+class DriverConfigError(ValueError):
+    """Settings that cannot make a driver; the message names the setting."""
+
+
+def build_drivers(
+    source: str,
+    sink: ReadingSink,
+    *,
+    reactor: str = "R1",
+    speed: float = 1.0,
+    seed: int = 0,
+    replay_file: str | Path | None = None,
+    replay_batch: int | None = None,
+    shift_to_now: bool = True,
+    topic_map: Mapping[str, Any] | list[Mapping[str, Any]] | None = None,
+    serial_port: str = "/dev/ttyUSB0",
+    baudrate: int = 9600,
+    bus: Bus | None = None,
+    bus_is_mqtt: bool = False,
+    prefix: str = "bptwin",
+) -> list[Driver]:
+    """The drivers for ``acquisition.source``; raises DriverConfigError naming a bad setting.
+
+    ``sink`` is normally ``bus.publish_reading``. For ``mqtt``, ``bus`` is the shared bus the
+    lab's topics arrive on; an empty ``topic_map`` means sensors already publish bptwin's own
+    contract, which reaches the recorder through the bus without any driver.
+    """
+    if source == "none":
+        return []
+    if source == "simulated":
+        from drivers.simulated import SimulatedReactorDriver
+
+        return [SimulatedReactorDriver(sink, reactor=reactor, seed=seed, speed=speed)]
+    if source == "serial":
+        from drivers.serial_analyser import SerialAnalyserDriver
+
+        if not serial_port:
+            raise DriverConfigError("acquisition.serial.port: no serial port given")
+        return [SerialAnalyserDriver(sink, port=serial_port, reactor=reactor, baudrate=baudrate)]
+    if source == "replay":
+        from drivers.replay import ReplayDriver, ReplayError
+
+        if replay_file is None:
+            raise DriverConfigError("acquisition.replay_file: needed when source = 'replay'")
+        try:
+            driver = ReplayDriver(
+                sink,
+                replay_file,
+                reactor=reactor,
+                speed=speed,
+                shift_to_now=shift_to_now,
+                batch=replay_batch,
+            )
+        except ReplayError as exc:
+            raise DriverConfigError(f"acquisition.replay_file: {exc}") from None
+        return [driver]
+    if source == "mqtt":
+        from drivers.mqtt_source import MqttSourceDriver
+        from drivers.topic_map import TopicMap, TopicMapError
+
+        if bus is None or not bus_is_mqtt:
+            raise DriverConfigError(
+                "acquisition.source = 'mqtt' needs bus.backend = 'mqtt' (the in-process bus "
+                "receives nothing from outside)"
+            )
+        if not topic_map:
+            log.info("sensors publish bptwin's own topics: no MQTT driver needed")
+            return []
+        try:
+            mapping = TopicMap.from_settings(topic_map)
+            return [MqttSourceDriver(sink, bus, mapping, reactor=reactor, sink_prefix=prefix)]
+        except (TopicMapError, ValueError) as exc:
+            raise DriverConfigError(f"acquisition.topic_map: {exc}") from None
+    raise DriverConfigError(f"acquisition.source: {source!r} is not one of {', '.join(SOURCES)}")
