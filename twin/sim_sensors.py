@@ -127,6 +127,8 @@ class SensorLayer:
             ]
         )
         self.faults = faults
+        priority = {"spike": 0, "frozen": 1, "dropout": 2}
+        self._ordered_faults = sorted(faults, key=lambda e: (priority[e.kind], e.start_step))
         self._lag_state: list[float | None] = [None] * count
         self._frozen: dict[int, float] = {}
         self._alpha_list = self.alpha.tolist()
@@ -153,11 +155,13 @@ class SensorLayer:
         return value
 
     def apply_faults_one(self, step: int, values: list[float]) -> list[float]:
-        """Faults and the vessel-weight cadence for one step (``values`` is modified)."""
-        for event in self.faults:
-            if event.start_step > step:
-                break
-            if step >= event.end_step:
+        """Faults and the vessel-weight cadence for one step (``values`` is modified).
+
+        Spikes first, then frozen values, then dropouts: a frozen sensor does not spike
+        and a silent one shows nothing at all.
+        """
+        for event in self._ordered_faults:
+            if not event.start_step <= step < event.end_step:
                 continue
             index = CHANNEL_INDEX[event.channel]
             if event.kind == "dropout":
@@ -194,7 +198,7 @@ class SensorLayer:
             np.maximum(out[:, index], 0.0, out=out[:, index])
         for index in self._zero_when_off:
             out[ideal[:, index] <= 0.0, index] = 0.0
-        for event in self.faults:
+        for event in self._ordered_faults:
             if event.start_step >= steps:
                 continue
             index = CHANNEL_INDEX[event.channel]
