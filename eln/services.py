@@ -397,7 +397,7 @@ class NotebookService:
         low, high = INOCULUM_OD600_RANGE
         problems = []
         if not low <= od600 <= high:
-            problems.append(f"inoculum OD600 {od600:g} is outside {low:g}-{high:g}")
+            problems.append(f"inoculum OD600 {od600:.3g} is outside {low:.1f}-{high:.1f}")
         if not microscopy_clean:
             problems.append("inoculum microscopy is not clean")
         reason = check.text("out-of-spec reason", out_of_spec_reason) or None

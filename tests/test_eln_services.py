@@ -1,0 +1,382 @@
+"""NotebookService on SQLite and Postgres: rules, validation messages, permissions, audit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from database.relational import make_engine
+from eln.errors import NotebookNotFoundError, NotebookPermissionError, NotebookValidationError
+from eln.models import AuditEntry, BatchStatus, DeviationStatus, OperatorRole
+from eln.services import MANDATORY_CALIBRATIONS, SOP_TIMEPOINTS_H, NotebookService
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+
+
+class Clock:
+    """A hand-moved clock so rules about 'now' are tested without waiting."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def engine(notebook_url: str) -> Iterator[Engine]:
+    engine = make_engine(notebook_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def service(engine: Engine, clock: Clock) -> NotebookService:
+    notebook = NotebookService(engine, clock=clock)
+    notebook.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
+    notebook.create_operator("sam", "olga", "operator", "1234", "Olga Op")
+    return notebook
+
+
+def calibrate_all(service: NotebookService, actor: str = "olga") -> None:
+    for channel in MANDATORY_CALIBRATIONS:
+        service.record_calibration(
+            actor,
+            channel=channel,
+            kind="two_point",
+            measured={"e7_mv": 1.5, "e4_mv": 171.0},
+            results={"slope_pct": 98.7},
+            passed=True,
+            valid_until=T0 + timedelta(days=7),
+        )
+
+
+@pytest.fixture
+def running(service: NotebookService, clock: Clock) -> int:
+    """Batch 5, calibrated, inoculum in spec, inoculated at T0 + 1 h."""
+    service.create_batch("olga", 5, "B", strain="X-33", medium_lot="BSM-0425", vessel="V1")
+    calibrate_all(service)
+    service.record_inoculum(
+        "olga", 5, od600_raw=0.41, dilution=10, volume_ml=100, microscopy_clean=True
+    )
+    clock.now = T0 + timedelta(hours=1)
+    service.start_batch("olga", 5)
+    return 5
+
+
+# ------------------------------------------------------------------ operators and PINs
+
+
+def test_pins_are_hashed_and_checked(service: NotebookService) -> None:
+    olga = service.get_operator("olga")
+    assert olga is not None and olga.pin_hash.startswith("scrypt$") and "1234" not in olga.pin_hash
+    assert service.check_pin("olga", "1234")
+    assert not service.check_pin("olga", "1235")
+    assert not service.check_pin("nobody", "1234")
+    assert service.authenticate("sam", "4321").role == OperatorRole.SUPERVISOR
+    with pytest.raises(NotebookPermissionError, match="wrong PIN"):
+        service.authenticate("sam", "0000")
+
+
+def test_only_supervisors_add_operators_and_deactivated_ones_cannot_act(
+    service: NotebookService,
+) -> None:
+    with pytest.raises(NotebookPermissionError, match="supervisor"):
+        service.create_operator("olga", "eve", "operator", "1111")
+    with pytest.raises(NotebookValidationError) as caught:
+        service.create_operator("sam", "olga", "operator", "1111")
+    assert caught.value.field == "name" and "already exists" in caught.value.message
+    service.set_operator_active("sam", "olga", False)
+    assert not service.check_pin("olga", "1234")
+    with pytest.raises(NotebookPermissionError, match="deactivated"):
+        service.create_batch("olga", 1, "A")
+    with pytest.raises(NotebookPermissionError, match="not a registered operator"):
+        service.create_batch("ghost", 1, "A")
+
+
+def test_first_operator_must_be_a_supervisor(engine: Engine) -> None:
+    fresh = NotebookService(engine)
+    with pytest.raises(NotebookValidationError, match="first operator"):
+        fresh.create_operator("setup", "olga", "operator", "1234")
+
+
+@pytest.mark.parametrize(
+    ("name", "pin", "field"),
+    [("Olga", "1234", "name"), ("x'; DROP TABLE batch;--", "1234", "name"), ("eve", "12", "PIN")],
+)
+def test_bad_operator_fields_are_named(
+    service: NotebookService, name: str, pin: str, field: str
+) -> None:
+    with pytest.raises(NotebookValidationError) as caught:
+        service.create_operator("sam", name, "operator", pin)
+    assert caught.value.field == field
+
+
+# ------------------------------------------------------------------ batches and inoculation
+
+
+def test_batch_lifecycle_and_listing(service: NotebookService, running: int) -> None:
+    batch = service.get_batch(running)
+    assert batch.status == BatchStatus.RUNNING
+    assert batch.inoculated_at == T0 + timedelta(hours=1)
+    service.create_batch("olga", 6, "C")
+    assert [b.number for b in service.list_batches()] == [6, 5]
+    assert [b.number for b in service.list_batches("running")] == [5]
+    ended = service.end_batch("olga", running)
+    assert ended.status == BatchStatus.COMPLETE and ended.ended_at is not None
+    with pytest.raises(NotebookNotFoundError, match="no batch 99"):
+        service.get_batch(99)
+
+
+def test_duplicate_batch_number_is_refused(service: NotebookService) -> None:
+    service.create_batch("olga", 3, "A")
+    with pytest.raises(NotebookValidationError, match="batch 3 already exists"):
+        service.create_batch("olga", 3, "B")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"number": 0, "phase": "A"}, "batch number"),
+        ({"number": 4, "phase": "D"}, "campaign phase"),
+        ({"number": 4, "phase": "A", "medium_lot": "lot'; DELETE FROM batch"}, "medium lot"),
+        ({"number": 4, "phase": "A", "notes": "nul\x00byte"}, "notes"),
+    ],
+)
+def test_bad_batch_fields_are_named(service: NotebookService, kwargs: dict, field: str) -> None:
+    with pytest.raises(NotebookValidationError) as caught:
+        service.create_batch("olga", **kwargs)
+    assert caught.value.field == field
+    assert service.list_batches() == []
+
+
+def test_inoculum_out_of_spec_is_refused_in_plain_words(service: NotebookService) -> None:
+    service.create_batch("olga", 5, "B")
+    with pytest.raises(NotebookValidationError) as caught:
+        service.record_inoculum(
+            "olga", 5, od600_raw=0.71, dilution=10, volume_ml=100, microscopy_clean=True
+        )
+    assert caught.value.message == "inoculum OD600 7.1 is outside 2.0-6.0"
+
+
+def test_out_of_spec_inoculum_with_reason_is_no_go_and_a_level_3_deviation(
+    service: NotebookService,
+) -> None:
+    service.create_batch("olga", 5, "B")
+    inoculum = service.record_inoculum(
+        "olga",
+        5,
+        od600_raw=0.71,
+        dilution=10,
+        volume_ml=100,
+        microscopy_clean=True,
+        out_of_spec_reason="planned high-inoculum batch",
+    )
+    assert inoculum.go is False and inoculum.od600 == pytest.approx(7.1)
+    (deviation,) = service.list_deviations(5)
+    assert deviation.level == 3 and "7.1" in deviation.description
+
+
+def test_no_inoculation_before_calibrations_and_inoculum(
+    service: NotebookService, clock: Clock
+) -> None:
+    service.create_batch("olga", 5, "B")
+    with pytest.raises(NotebookValidationError) as caught:
+        service.start_batch("olga", 5)
+    assert "no passing calibration for ph" in caught.value.message
+    assert "no inoculum recorded" in caught.value.message
+    calibrate_all(service)
+    service.record_calibration(
+        "olga", channel="do", kind="zero_span", measured={}, results={"t63_s": 45.0}, passed=False
+    )
+    assert service.missing_calibrations(5) == ["do"]
+    # A supervisor may accept the failed DO calibration, with a reason.
+    with pytest.raises(NotebookPermissionError):
+        service.record_calibration(
+            "olga",
+            channel="do",
+            kind="zero_span",
+            measured={},
+            results={},
+            passed=False,
+            override_reason="slow but linear",
+        )
+    service.record_calibration(
+        "sam",
+        channel="do",
+        kind="zero_span",
+        measured={},
+        results={},
+        passed=False,
+        override_reason="slow but linear",
+    )
+    assert service.missing_calibrations(5) == []
+    clock.now = T0 + timedelta(days=8)  # the other calibrations have expired
+    assert set(service.missing_calibrations(5)) == set(MANDATORY_CALIBRATIONS) - {"do"}
+
+
+def test_supervisor_override_starts_with_a_note(service: NotebookService) -> None:
+    service.create_batch("olga", 5, "B")
+    with pytest.raises(NotebookPermissionError):
+        service.start_batch("olga", 5, override_reason="analyser in repair")
+    batch = service.start_batch("sam", 5, override_reason="analyser in repair")
+    assert batch.status == BatchStatus.RUNNING
+    (note,) = service.list_notes(5)
+    assert "analyser in repair" in note.text and "no inoculum recorded" in note.text
+
+
+# ------------------------------------------------------------------ samples
+
+
+def test_sample_od600_is_reading_times_dilution_and_dcw_from_filters(
+    service: NotebookService, running: int, clock: Clock
+) -> None:
+    clock.now = T0 + timedelta(hours=5)
+    sample = service.add_sample(
+        "olga",
+        running,
+        taken_at=T0 + timedelta(hours=4, minutes=55),
+        sop_timepoint_h=4,
+        od_raw="0.452",
+        dilution=20,
+        filter_tare_mg=100.0,
+        filter_dry_mg=115.0,
+        filter_volume_ml=5.0,
+        microscopy_clean=True,
+    )
+    assert sample.od600 == pytest.approx(9.04)
+    assert sample.dcw_g_per_l == pytest.approx(3.0)
+    assert sample.entered_at == clock.now and sample.entered_by == "olga"
+    assert [s.id for s in service.list_samples(running)] == [sample.id]
+
+
+def test_no_samples_before_inoculation(service: NotebookService, running: int) -> None:
+    service.create_batch("olga", 6, "B")
+    with pytest.raises(NotebookValidationError, match="not inoculated yet"):
+        service.add_sample("olga", 6, taken_at=T0, od_raw=0.1)
+    with pytest.raises(NotebookValidationError, match="before the inoculation") as caught:
+        service.add_sample("olga", running, taken_at=T0 + timedelta(minutes=30), od_raw=0.1)
+    assert caught.value.field == "sampling time"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "words"),
+    [
+        ({"od_raw": float("nan")}, "OD600 reading", "finite"),
+        ({"od_raw": -0.1}, "OD600 reading", "too small"),
+        ({"od_raw": "abc"}, "OD600 reading", "not a number"),
+        ({"od_raw": 0.5, "dilution": 0.5}, "dilution", "at least 1"),
+        ({"od_raw": 0.5, "glycerol_g_per_l": 900}, "glycerol", "too large"),
+        ({"od_raw": 0.5, "filter_tare_mg": 100.0}, "filter weights", "together"),
+        ({"od_raw": 0.5, "taken_at": T0 + timedelta(days=1)}, "sampling time", "future"),
+        ({"od_raw": 0.5, "taken_at": datetime(2026, 3, 2, 12)}, "sampling time", "time zone"),
+    ],
+)
+def test_bad_sample_values_are_named(
+    service: NotebookService, running: int, kwargs: dict, field: str, words: str
+) -> None:
+    kwargs = {"taken_at": T0 + timedelta(hours=1, minutes=5), **kwargs}
+    with pytest.raises(NotebookValidationError) as caught:
+        service.add_sample("olga", running, **kwargs)
+    assert caught.value.field == field
+    assert words in caught.value.message
+    assert service.list_samples(running) == []
+
+
+# ------------------------------------------------------------------ deviations, notes, closure
+
+
+def test_level_2_deviation_review_needs_a_supervisor(
+    service: NotebookService, running: int
+) -> None:
+    deviation = service.log_deviation(
+        "olga", running, level=2, category="DO", title="DO below 20 % for 18 min"
+    )
+    assert deviation.status == DeviationStatus.OPEN
+    with pytest.raises(NotebookPermissionError, match="supervisor"):
+        service.review_deviation("olga", deviation.id, root_cause="stirrer limit")
+    reviewed = service.review_deviation("sam", deviation.id, root_cause="stirrer limit")
+    assert reviewed.status == DeviationStatus.REVIEWED and reviewed.reviewed_by == "sam"
+    minor = service.log_deviation("olga", running, level=1, category="sampling", title="late")
+    assert service.review_deviation("olga", minor.id, close=True).status == DeviationStatus.CLOSED
+    with pytest.raises(NotebookValidationError, match="level 4 is outside 1-3"):
+        service.log_deviation("olga", running, level=4, category="x", title="y")
+
+
+def test_closure_needs_the_sop_samples_or_a_reason(
+    service: NotebookService, running: int, clock: Clock
+) -> None:
+    with pytest.raises(NotebookValidationError, match="has not ended"):
+        service.close_batch("olga", running, outcome="complete")
+    clock.now = T0 + timedelta(hours=25)
+    for hours in SOP_TIMEPOINTS_H[:3]:
+        service.add_sample(
+            "olga",
+            running,
+            taken_at=T0 + timedelta(hours=1 + hours),
+            od_raw=0.3,
+            sop_timepoint_h=hours,
+        )
+    service.end_batch("olga", running)
+    with pytest.raises(NotebookValidationError, match="3 of the 8 SOP samples"):
+        service.close_batch("olga", running, outcome="complete")
+    closure = service.close_batch(
+        "olga",
+        running,
+        outcome="complete",
+        final_od600=80.0,
+        missing_samples_reason="night shift short-staffed",
+    )
+    assert closure.signed_off_by is None
+    with pytest.raises(NotebookPermissionError):
+        service.sign_off_batch("olga", running)
+    assert service.sign_off_batch("sam", running).signed_off_by == "sam"
+
+
+def test_alarm_events_by_engine_and_by_operator(service: NotebookService, running: int) -> None:
+    raised = service.record_alarm_event(
+        None,
+        reactor="R1",
+        rule="do_low",
+        priority="warning",
+        state="active_unack",
+        channel="do",
+        value=18.5,
+        batch_number=running,
+    )
+    acked = service.record_alarm_event(
+        "olga",
+        reactor="R1",
+        rule="do_low",
+        priority="warning",
+        state="active_ack",
+        batch_number=running,
+    )
+    assert raised.actor is None and acked.actor == "olga"
+    with Session(service.engine) as session:
+        actors = session.scalars(
+            select(AuditEntry.actor).where(AuditEntry.table_name == "alarm_event")
+        ).all()
+    assert actors == ["system", "olga"]
+
+
+def test_every_service_write_is_audited_and_the_chain_holds(
+    service: NotebookService, running: int
+) -> None:
+    service.add_note("olga", running, "foam at 14 h, 1 drop antifoam")
+    with Session(service.engine) as session:
+        tables = session.scalars(select(AuditEntry.table_name).order_by(AuditEntry.id)).all()
+    assert tables[:2] == ["operator", "operator"]
+    assert {"batch", "calibration_record", "inoculum", "note"} <= set(tables)
+    assert tables.count("batch") == 2  # created, then started
+    assert service.verify_audit_chain() is None
