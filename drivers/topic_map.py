@@ -143,7 +143,8 @@ class TopicMap:
         include_default: bool = False,
         prefix: str = "bptwin",
     ) -> TopicMap:
-        """Build from settings: a ``{topic: channel}`` table or a list of rule tables.
+        """Build from settings: a ``{topic: "channel" | "reactor/channel"}`` table or a list of
+        rule tables.
 
         Rule tables take the :class:`TopicRule` fields (``topic``, ``channel``, ``reactor``,
         ``value_path``, ``timestamp_path``, ``unit``, ``scale``, ``offset``, ``kind``); unknown
@@ -151,10 +152,13 @@ class TopicMap:
         """
         rules: list[TopicRule] = []
         if isinstance(raw, Mapping):
-            for topic, channel in raw.items():
-                if not isinstance(channel, str):
-                    raise TopicMapError(f"topic_map[{topic!r}]: channel must be text")
-                rules.append(TopicRule(str(topic), channel=channel))
+            for topic, target in raw.items():
+                if not isinstance(target, str) or target.count("/") > 1:
+                    raise TopicMapError(
+                        f"topic_map[{topic!r}]: must be 'channel' or 'reactor/channel' text"
+                    )
+                reactor, _, channel = target.rpartition("/")
+                rules.append(TopicRule(str(topic), channel=channel, reactor=reactor or None))
         else:
             allowed = set(TopicRule.__dataclass_fields__) - {"_levels"}
             for index, table in enumerate(raw):

@@ -148,8 +148,14 @@ def test_bad_rules_are_refused_naming_the_rule(rules: list[dict], message: str) 
 
 
 def test_simple_table_form_and_empty_setting() -> None:
-    simple = TopicMap.from_settings({"lab/v1/co2": "offgas_co2"})
-    assert simple.subscriptions() == ["lab/v1/co2"]
+    simple = TopicMap.from_settings({"lab/v1/co2": "offgas_co2", "lab/v2/o2": "vessel2/offgas_o2"})
+    assert simple.subscriptions() == ["lab/v1/co2", "lab/v2/o2"]
+    (co2,) = decode(simple, "lab/v1/co2", "0.5")
+    (o2,) = decode(simple, "lab/v2/o2", "20.1")
+    assert (co2.reactor, co2.channel) == ("R1", "offgas_co2")  # the driver's default reactor
+    assert (o2.reactor, o2.channel) == ("vessel2", "offgas_o2")
+    with pytest.raises(TopicMapError, match="'channel' or 'reactor/channel'"):
+        TopicMap.from_settings({"lab/x": "a/b/ph"})
     assert TopicMap.from_settings({}).subscriptions() == [
         "bptwin/v1/+/sensors/+",
         "bptwin/v1/+/sensors",
