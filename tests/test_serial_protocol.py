@@ -92,3 +92,19 @@ def test_any_single_byte_corruption_is_detected(at: int, flip: int) -> None:
     corrupted = good[:position] + bytes([good[position] ^ flip]) + good[position + 1 :]
     with pytest.raises(SerialParseError):
         parse_line(corrupted)
+
+
+def test_the_examples_in_the_protocol_document_parse() -> None:
+    from pathlib import Path
+
+    document = Path(__file__).resolve().parent.parent / "docs" / "serial-protocol.md"
+    examples = [
+        line
+        for line in document.read_text().splitlines()
+        if line.startswith("$OG") and "<" not in line
+    ]
+    assert len(examples) == 2
+    assert [type(parse_line(line.encode())).__name__ for line in examples] == [
+        "GasSentence",
+        "FlowSentence",
+    ]
