@@ -33,6 +33,11 @@ class DatabaseUnavailableError(RelationalStoreError):
     """The database server cannot be reached (down, wrong host/port, wrong credentials)."""
 
 
+# What callers catch around start-up and migrations: any reason the store cannot be used
+# (malformed URL, unreachable server, unknown schema revision); the message says which.
+DatabaseUnavailable = RelationalStoreError
+
+
 class MissingActorError(RelationalStoreError, ValueError):
     """A unit of work was started without naming the person who acts."""
 
