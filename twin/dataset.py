@@ -410,7 +410,7 @@ def _times(
     elapsed_units = {"elapsed_s": 1.0, "elapsed_min": 60.0, "elapsed_h": 3600.0}
     try:
         if time_format == "iso":
-            parsed = pd.to_datetime(raw, utc=True)
+            parsed = pd.to_datetime(raw, utc=True, format="ISO8601")
             unix = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(float)
         elif time_format == "unix_s":
             unix = pd.to_numeric(raw).to_numpy(float)
