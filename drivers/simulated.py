@@ -5,7 +5,8 @@ channel the simulator reports for that second (``vessel_weight`` every 10 s, as 
 balance). Timestamps are the simulator's, anchored at ``start_time`` (default: the wall clock
 when :meth:`run` starts), so with ``speed`` > 1 they run ahead of the wall clock: one
 simulated hour per wall minute at ``speed=60``. ``speed=0`` runs as fast as the sink takes
-the readings.
+the readings. By default the start is moved back just enough that no timestamp of the batch
+runs more than 23 h ahead of the wall clock (see :meth:`default_start`).
 
 Offline samples (OD600, DCW, glycerol on the SOP schedule) are not sensor readings: they are
 kept in :attr:`SimulatedReactorDriver.samples` and handed to ``on_sample`` for the notebook.
@@ -20,6 +21,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from drivers.base import Driver, ReadingSink
+
+# Accelerated timestamps run ahead of the wall clock; the bus refuses readings more than
+# 24 h ahead (database/reading.py MAX_FUTURE_S), so keep an hour of margin.
+MAX_LEAD_S = 23 * 3600.0
 
 if TYPE_CHECKING:
     from twin.sim_config import SimulationConfig
@@ -61,7 +66,7 @@ class SimulatedReactorDriver(Driver):
     def run(self, stop: threading.Event) -> None:
         from twin.simulator import ReactorSimulator
 
-        start = self.start_time if self.start_time is not None else time.time()
+        start = self.start_time if self.start_time is not None else self.default_start()
         simulator = ReactorSimulator(self.config, self.seed, start_timestamp=start)
         self.simulator = simulator
         started = time.monotonic()
@@ -83,6 +88,16 @@ class SimulatedReactorDriver(Driver):
                     self._sample(step.sample)
         finally:
             self._set_connected(False)
+
+    def default_start(self, now: float | None = None) -> float:
+        """The wall clock now, moved back just enough that no timestamp runs more than
+        MAX_LEAD_S ahead of the wall clock (the bus refuses readings over a day ahead)."""
+        from twin.sim_config import SimulationConfig
+
+        now = time.time() if now is None else now
+        duration_s = self.duration_s or (self.config or SimulationConfig()).max_hours * 3600
+        lead_s = duration_s * (1 - 1 / self.speed) if self.speed > 0 else duration_s
+        return now - max(0.0, lead_s - MAX_LEAD_S)
 
     def _batch_over(self, simulator: ReactorSimulator) -> bool:
         elapsed = simulator.time_s

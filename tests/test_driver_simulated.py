@@ -53,7 +53,7 @@ def test_accelerated_run_stops_promptly_and_mid_batch() -> None:
     assert len(received) == count  # nothing after the stop
     ph = [r.timestamp for r in received if r.channel == "ph"]
     assert ph == sorted(ph)
-    assert ph[0] == pytest.approx(time.time(), abs=120)  # anchored on the wall clock
+    assert ph[0] == pytest.approx(driver.default_start(), abs=120)  # anchored on the wall clock
 
 
 def test_offline_samples_are_kept_and_handed_out_not_emitted() -> None:
@@ -96,3 +96,17 @@ def test_channel_values_for_the_emulator() -> None:
     values = simulator_channel_values(seed=3)
     first = next(values)
     assert 19 < first["offgas_o2"] < 22 and 0 <= first["offgas_co2"] < 1
+
+
+def test_default_start_keeps_accelerated_timestamps_within_a_day_of_the_wall_clock() -> None:
+    now = 1_800_000_000.0
+    real_time = SimulatedReactorDriver(print, speed=1.0)
+    assert real_time.default_start(now) == now  # no lead at all
+    slow = SimulatedReactorDriver(print, speed=1.5)  # 32 h batch leads by 10.7 h at most
+    assert slow.default_start(now) == now
+    for speed in (0.0, 60.0, 1000.0):
+        driver = SimulatedReactorDriver(print, speed=speed)
+        start = driver.default_start(now)
+        duration = 32 * 3600  # SimulationConfig.max_hours
+        wall_at_end = now + (duration / speed if speed else 0.0)
+        assert start + duration - wall_at_end == pytest.approx(23 * 3600), speed
