@@ -34,6 +34,10 @@ def text(field: str, value: Any, *, max_length: int | None = None, required: boo
         raise NotebookValidationError(field, f"{field} must not be empty")
     if _CONTROL.search(value):
         raise NotebookValidationError(field, f"{field} contains control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise NotebookValidationError(field, f"{field} contains invalid characters") from None
     if max_length is not None and len(value) > max_length:
         raise NotebookValidationError(
             field, f"{field} is {len(value)} characters long; at most {max_length} allowed"
