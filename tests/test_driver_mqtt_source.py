@@ -186,3 +186,46 @@ def test_bptwin_contract_fed_by_the_project_publisher(
 def test_own_contract_into_the_same_broker_is_refused_as_a_loop(mqtt_broker) -> None:
     with pytest.raises(ValueError, match="would loop"):
         MqttSourceDriver(print, new_bus(mqtt_broker), TopicMap.default(), sink_prefix="bptwin")
+
+
+def test_broker_restart_is_a_counted_reconnect_and_readings_resume(private_mqtt_broker) -> None:
+    broker = private_mqtt_broker.address
+    topic_map = TopicMap.from_settings({"lab/vessel1/co2": "vessel1/offgas_co2"})
+    sink = Collector()
+    bus = MqttBus(*broker, client_id="bptwin-test-source", reconnect_delay_s=(1, 1))
+    driver = MqttSourceDriver(sink, bus, topic_map, manage_bus=True)
+    thread = DriverThread(driver).start()
+    try:
+        wait_for(lambda: driver.stats.connected, "the source to connect")
+        feed = new_bus(broker)
+        feed.start()
+        wait_for(lambda: _published_until_received(feed, sink, 1.5), "a reading")
+        feed.stop()
+        private_mqtt_broker.stop()
+        wait_for(lambda: not driver.stats.connected, "the source to see the broker gone")
+        private_mqtt_broker.start()
+        wait_for(lambda: driver.stats.connected, "the source to reconnect")
+        feed = new_bus(broker)
+        feed.start()
+        wait_for(lambda: _published_until_received(feed, sink, 2.5), "a reading after")
+        feed.stop()
+    finally:
+        assert thread.stop()
+    assert driver.stats.reconnects >= 1
+    values = [r.value for r in sink.snapshot()]
+    assert set(values) == {1.5, 2.5} and values[-1] == 2.5
+    assert {(r.reactor, r.channel) for r in sink.snapshot()} == {("vessel1", "offgas_co2")}
+    assert thread.failure is None
+
+
+def _published_until_received(feed: MqttBus, sink: Collector, value: float) -> bool:
+    """Publish ``value`` once and report whether the sink has received it yet.
+
+    The broker forgets subscriptions when it restarts (persistence off); until the source's
+    bus has resubscribed, messages are lost, so keep publishing until one arrives.
+    """
+    if any(r.value == value for r in sink.snapshot()):
+        return True
+    feed.publish("lab/vessel1/co2", str(value), qos=1)
+    time.sleep(0.2)
+    return any(r.value == value for r in sink.snapshot())
