@@ -136,7 +136,7 @@ class AcquisitionSettings(Section):
     speed: float = Field(1.0, ge=0, description="simulated/replay speed; 0 = as fast as possible")
     seed: int = 17
     replay_file: Path | None = None
-    topic_map: dict[str, str] = Field(default_factory=dict)
+    topic_map: dict[str, str] | list[dict[str, Any]] = Field(default_factory=dict)
     serial: SerialSettings = Field(default_factory=SerialSettings)
 
 

@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING
 
 from bptwin_tui.settings import Settings, SettingsError
 from database.reading import Reading
+from database.recorder import Recorder
 from twin.live import LatestValues, LiveSnapshot
 
 if TYPE_CHECKING:
@@ -30,15 +30,16 @@ class Station:
         self.latest = LatestValues()
         self.bus: Bus | None = None
         self.store: TimeSeriesStore | None = None
+        self.recorder: Recorder | None = None
         self._subscriptions: list[Subscription] = []
         self._driver_threads: list[DriverThread] = []
-        self._started = threading.Event()
 
     def start(self) -> None:
         """Open everything or raise SettingsError naming the setting that does not work."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.upgrade_notebook()
         self.store = build_store(self.settings)
+        self.recorder = Recorder(self.store)
         self.bus = build_bus(self.settings)
         try:
             self.bus.start()
@@ -49,18 +50,48 @@ class Station:
             ) from None
         prefix = self.settings.bus.prefix
         self._subscriptions.append(self.bus.subscribe_readings(self._record, prefix=prefix))
-        for driver in build_drivers(self.settings, sink=self._publish):
-            from drivers.base import DriverThread
+        from drivers.base import DriverThread
 
-            thread = DriverThread(driver)
-            thread.start()
-            self._driver_threads.append(thread)
-        self._started.set()
+        for driver in self.build_drivers():
+            self._driver_threads.append(DriverThread(driver).start())
+
+    def build_drivers(self) -> list[Driver]:
+        from drivers.factory import DriverConfigError, build_drivers
+
+        acquisition = self.settings.acquisition
+        assert self.bus is not None
+        drivers: list[Driver] = []
+        try:
+            # One driver per reactor; the simulated reactors differ by seed.
+            for index, reactor in enumerate(self.settings.station.reactors):
+                drivers += build_drivers(
+                    acquisition.source,
+                    self._publish,
+                    reactor=reactor,
+                    speed=acquisition.speed,
+                    seed=acquisition.seed + index,
+                    replay_file=acquisition.replay_file,
+                    topic_map=acquisition.topic_map,
+                    serial_port=acquisition.serial.port,
+                    baudrate=acquisition.serial.baudrate,
+                    bus=self.bus,
+                    bus_is_mqtt=self.settings.bus.backend == "mqtt",
+                    prefix=self.settings.bus.prefix,
+                )
+                if acquisition.source in {"serial", "replay", "mqtt"}:
+                    break  # these sources name their reactor themselves
+        except DriverConfigError as exc:
+            raise SettingsError(str(exc)) from None
+        return drivers
 
     def upgrade_notebook(self) -> list[str]:
         from database.migrate import upgrade
+        from database.relational import DatabaseUnavailable
 
-        return upgrade(self.settings.notebook_url())
+        try:
+            return upgrade(self.settings.notebook_url())
+        except DatabaseUnavailable as exc:
+            raise SettingsError(f"notebook.url: {exc}") from None
 
     def _publish(self, reading: Reading) -> None:
         assert self.bus is not None
@@ -68,8 +99,8 @@ class Station:
 
     def _record(self, reading: Reading) -> None:
         self.latest.add(reading)
-        if self.store is not None:
-            self.store.write([reading])
+        if self.recorder is not None:
+            self.recorder.add(reading)
 
     def snapshot(self) -> LiveSnapshot:
         return self.latest.snapshot()
@@ -79,38 +110,53 @@ class Station:
         for thread in self._driver_threads:
             thread.stop()
         self._driver_threads.clear()
+        if self.bus is not None:
+            # Let the bus deliver what the drivers published before it goes away.
+            self.bus.stop()
         for subscription in self._subscriptions:
             subscription.cancel()
         self._subscriptions.clear()
-        if self.bus is not None:
-            self.bus.stop()
+        if self.recorder is not None:
+            self.recorder.flush(timeout=10.0)
+            self.recorder.close()
         if self.store is not None:
             self.store.flush(timeout=10.0)
             self.store.close()
-        self._started.clear()
 
 
 def build_store(settings: Settings) -> TimeSeriesStore:
+    from database.timeseries import TimeSeriesError
+
     section = settings.timeseries
-    if section.backend == "embedded":
-        from database.timeseries.embedded import EmbeddedStore
+    try:
+        if section.backend == "embedded":
+            from database.timeseries.embedded import EmbeddedStore
 
-        return EmbeddedStore(settings.timeseries_path())
-    from database.timeseries.influx import InfluxStore
+            return EmbeddedStore(settings.timeseries_path())
+        from database.timeseries.influx import InfluxStore
+        from database.timeseries.influx_common import InfluxConfig, InfluxConfigError
 
-    return InfluxStore(
-        url=section.url,
-        api_version=section.api_version,
-        token=section.token.get_secret_value() if section.token else None,
-        org=section.org,
-        bucket=section.bucket,
-        database=section.database,
-        username=section.username,
-        password=section.password.get_secret_value() if section.password else None,
-        spool_path=settings.spool_dir() / "influx.sqlite",
-        batch_size=section.batch_size,
-        flush_interval_s=section.flush_interval_s,
-    )
+        try:
+            config = InfluxConfig(
+                url=section.url,
+                api_version=section.api_version,  # type: ignore[arg-type]
+                token=section.token.get_secret_value() if section.token else None,
+                org=section.org or None,
+                bucket=section.bucket or None,
+                database=section.database or None,
+                username=section.username or None,
+                password=section.password.get_secret_value() if section.password else None,
+            )
+        except InfluxConfigError as exc:
+            raise SettingsError(f"timeseries: {exc}") from None
+        return InfluxStore(
+            config,
+            settings.spool_dir() / "influx.sqlite",
+            batch_size=section.batch_size,
+            flush_interval=section.flush_interval_s,
+        )
+    except TimeSeriesError as exc:
+        raise SettingsError(f"timeseries: {exc}") from None
 
 
 def build_bus(settings: Settings) -> Bus:
@@ -130,11 +176,3 @@ def build_bus(settings: Settings) -> Bus:
         tls=section.tls,
         ca_file=str(section.ca_file) if section.ca_file else None,
     )
-
-
-def build_drivers(settings: Settings, sink: object) -> list[Driver]:
-    """The drivers named by ``acquisition.source`` (none for a viewer-only station)."""
-    source = settings.acquisition.source
-    if source == "none":
-        return []
-    raise SettingsError(f"acquisition.source: {source!r} is not wired yet")

@@ -1,0 +1,51 @@
+"""The control room starts, shows live values, and quits (Textual Pilot, real embedded stores)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Footer, Header
+
+from bptwin_tui.app import BptwinApp
+from bptwin_tui.settings import Settings
+from screens.dashboard import DashboardScreen
+
+
+def embedded_settings(data_dir: Path, source: str = "none", speed: float = 0.0) -> Settings:
+    settings = Settings()
+    settings.station.data_dir = data_dir
+    settings.acquisition.source = source  # type: ignore[assignment]
+    settings.acquisition.speed = speed
+    settings.ui.refresh_s = 0.2
+    return settings
+
+
+async def test_app_starts_with_header_footer_and_dashboard_then_quits(tmp_path: Path) -> None:
+    app = BptwinApp(embedded_settings(tmp_path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)
+        assert app.screen.query_one(Header) is not None
+        assert app.screen.query_one(Footer) is not None
+        assert "reactor R1" in app.screen.sub_title
+        table = app.screen.query_one("#current-values", DataTable)
+        assert table.row_count >= 19
+        await pilot.press("q")
+    assert app.return_value == 0
+    assert (tmp_path / "notebook.sqlite").exists()
+
+
+@pytest.mark.slow
+async def test_dashboard_shows_values_from_a_fast_simulated_batch(tmp_path: Path) -> None:
+    app = BptwinApp(embedded_settings(tmp_path, source="simulated", speed=600.0))
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one("#current-values", DataTable)
+        for _ in range(50):
+            await pilot.pause(0.2)
+            if table.get_cell("ph", "value") != "—":
+                break
+        value = table.get_cell("ph", "value")
+        assert value != "—"
+        assert 3.0 < float(value) < 8.0
+        await pilot.press("q")
