@@ -16,6 +16,7 @@ import fcntl
 import math
 import os
 import random
+import signal
 import threading
 import tty
 from collections.abc import Iterable, Iterator
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--garble-rate", type=float, default=0.0, help="fraction of bad lines")
     args = parser.parse_args(argv)
     stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with PtyAnalyser(args.link) as analyser:
         print(f"analyser on {analyser.port} (link {analyser.path}); Ctrl-C to stop", flush=True)
         period = 1.0 / args.speed if args.speed > 0 else 0.0

@@ -201,3 +201,35 @@ def test_emulator_fed_by_the_simulator_through_the_pty(analyser: PtyAnalyser) ->
     # ... carrying the simulator's values, in order (garbled seconds are simply missing).
     o2_sent = iter(round(o2, 3) for o2, _co2, _flow in values)
     assert all(any(value == candidate for candidate in o2_sent) for value in o2_got)
+
+
+def test_emulator_command_line_feeds_the_driver(tmp_path: Path) -> None:
+    pytest.importorskip("twin.simulator")
+    import signal
+    import subprocess
+    import sys
+
+    link = tmp_path / "demo-analyser"
+    command = [sys.executable, "-m", "drivers.serial_emulator", "--link", str(link)]
+    process = subprocess.Popen(
+        [*command, "--speed", "50", "--seed", "2"],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        assert str(link) in banner
+        sink = Collector()
+        driver, thread = start_driver(str(link), sink)
+        try:
+            wait_for(lambda: len(sink.snapshot()) >= 9, "three seconds of analyser lines")
+        finally:
+            assert thread.stop()
+        assert {r.channel for r in sink.snapshot()} == {"offgas_o2", "offgas_co2", "offgas_flow"}
+        assert driver.stats.rejected == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=WAIT_S) == 0
+    assert not link.exists()  # the emulator removes its link on the way out
