@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from database.channels import CHANNELS_BY_NAME
-from database.relational import session_scope
+from database.relational import make_engine, session_scope
 from eln import validation as check
 from eln.audit import find_chain_break
 from eln.columns import utc_now
@@ -29,6 +29,7 @@ from eln.errors import (
 )
 from eln.models import (
     AlarmEvent,
+    AuditEntry,
     Batch,
     BatchClosure,
     BatchStatus,
@@ -68,6 +69,11 @@ class NotebookService:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.engine = engine
         self.clock = clock
+
+    @classmethod
+    def from_url(cls, url: str) -> NotebookService:
+        """A service on the (already migrated) database at ``url``; errors are plain."""
+        return cls(make_engine(url))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -869,7 +875,79 @@ class NotebookService:
             session.add(event)
         return event
 
+    # ------------------------------------------------------------------ reads for screens
+
+    def get_inoculum(self, number: int) -> Inoculum | None:
+        with self._read() as session:
+            batch = self._batch(session, number)
+            return session.exec(select(Inoculum).where(Inoculum.batch_id == batch.id)).first()
+
+    def get_closure(self, number: int) -> BatchClosure | None:
+        with self._read() as session:
+            batch = self._batch(session, number)
+            return session.exec(
+                select(BatchClosure).where(BatchClosure.batch_id == batch.id)
+            ).first()
+
+    def list_calibrations(
+        self, *, channel: str | None = None, batch_number: int | None = None, limit: int = 100
+    ) -> list[CalibrationRecord]:
+        """Calibrations, newest first; for a batch: its own and the unbound (bench) ones."""
+        statement = select(CalibrationRecord)
+        with self._read() as session:
+            if channel is not None:
+                statement = statement.where(CalibrationRecord.channel == channel)
+            if batch_number is not None:
+                batch = self._batch(session, batch_number)
+                statement = statement.where(
+                    (CalibrationRecord.batch_id == batch.id)
+                    | (col(CalibrationRecord.batch_id).is_(None))
+                )
+            statement = statement.order_by(
+                col(CalibrationRecord.performed_at).desc(), col(CalibrationRecord.id).desc()
+            ).limit(limit)
+            return list(session.exec(statement))
+
+    def list_alarm_events(
+        self, *, reactor: str | None = None, batch_number: int | None = None, limit: int = 200
+    ) -> list[AlarmEvent]:
+        """Alarm transitions, newest first."""
+        statement = select(AlarmEvent)
+        with self._read() as session:
+            if reactor is not None:
+                statement = statement.where(AlarmEvent.reactor == reactor)
+            if batch_number is not None:
+                batch = self._batch(session, batch_number)
+                statement = statement.where(AlarmEvent.batch_id == batch.id)
+            statement = statement.order_by(
+                col(AlarmEvent.occurred_at).desc(), col(AlarmEvent.id).desc()
+            ).limit(limit)
+            return list(session.exec(statement))
+
+    def list_process_changes(self, number: int) -> list[ProcessChange]:
+        with self._read() as session:
+            batch = self._batch(session, number)
+            return list(
+                session.exec(
+                    select(ProcessChange)
+                    .where(ProcessChange.batch_id == batch.id)
+                    .order_by(ProcessChange.planned_at)
+                )
+            )
+
     # ------------------------------------------------------------------ audit
+
+    def audit_trail(
+        self, *, table_name: str | None = None, record_id: int | str | None = None, limit: int = 200
+    ) -> list[AuditEntry]:
+        """Audit entries, newest first, optionally of one table or one record."""
+        statement = select(AuditEntry)
+        if table_name is not None:
+            statement = statement.where(AuditEntry.table_name == table_name)
+        if record_id is not None:
+            statement = statement.where(AuditEntry.record_id == str(record_id))
+        with self._read() as session:
+            return list(session.exec(statement.order_by(col(AuditEntry.id).desc()).limit(limit)))
 
     def verify_audit_chain(self) -> tuple[int, str] | None:
         """(first broken entry id, reason) or None when the audit chain holds."""

@@ -380,3 +380,45 @@ def test_every_service_write_is_audited_and_the_chain_holds(
     assert {"batch", "calibration_record", "inoculum", "note"} <= set(tables)
     assert tables.count("batch") == 2  # created, then started
     assert service.verify_audit_chain() is None
+
+
+def test_reads_for_screens(service: NotebookService, running: int, clock: Clock) -> None:
+    assert service.get_inoculum(running).od600 == pytest.approx(4.1)
+    assert service.get_closure(running) is None
+    assert {c.channel for c in service.list_calibrations(batch_number=running)} == set(
+        MANDATORY_CALIBRATIONS
+    )
+    assert [c.channel for c in service.list_calibrations(channel="ph")] == ["ph"]
+    service.record_alarm_event(
+        None,
+        reactor="R1",
+        rule="temp_hi",
+        priority="critical",
+        state="active_unack",
+        batch_number=running,
+    )
+    service.record_alarm_event(
+        None, reactor="R2", rule="stale", priority="warning", state="cleared"
+    )
+    assert [e.rule for e in service.list_alarm_events(batch_number=running)] == ["temp_hi"]
+    assert [e.reactor for e in service.list_alarm_events(reactor="R2")] == ["R2"]
+    change = service.plan_process_change(
+        "olga",
+        running,
+        parameter="stirrer_speed",
+        old_value="500",
+        new_value="400",
+        planned_at=T0 + timedelta(hours=7),
+    )
+    assert service.approve_process_change("sam", change.id).approved_by == "sam"
+    assert [c.approved_by for c in service.list_process_changes(running)] == ["sam"]
+    history = service.audit_trail(table_name="process_change", record_id=change.id)
+    assert [e.action.value for e in history] == ["update", "insert"]
+    assert history[0].before["approved_by"] is None and history[0].after["approved_by"] == "sam"
+
+
+def test_from_url_gives_a_working_service(notebook_url: str) -> None:
+    service = NotebookService.from_url(notebook_url)
+    service.create_operator("setup", "sam", "supervisor", "4321")
+    assert [o.name for o in service.list_operators()] == ["sam"]
+    service.engine.dispose()
