@@ -7,7 +7,9 @@ campaign seed, so one batch can be regenerated alone and comes out identical.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -129,10 +131,13 @@ def generate_campaign(
     base: SimulationConfig | None = None,
     hours: float | None = None,
     progress: Callable[[int, int, BatchRecord], None] | None = None,
+    workers: int | None = None,
 ) -> Dataset:
     """Write the campaign (or the chosen ``batches``) to ``out_dir``; returns the manifest.
 
     Batches already in ``out_dir`` from the same seed and fault setting stay listed.
+    ``workers`` processes simulate batches in parallel (default: one per CPU, at most 4);
+    every batch has its own seed, so the result does not depend on it.
     """
     out = Path(out_dir)
     numbers = list(range(1, CAMPAIGN_SIZE + 1)) if batches is None else sorted(set(batches))
@@ -154,11 +159,29 @@ def generate_campaign(
             previous = None
         if previous is not None and previous.campaign_seed == seed and previous.faults == faults:
             dataset.batches = [r for r in previous.batches if r.number not in numbers]
-    for done, number in enumerate(numbers, start=1):
-        record = simulate_campaign_batch(number, seed, faults=faults, base=base, hours=hours)
-        write_batch(out, record)
-        dataset.batches.append(record.without_data())
-        if progress is not None:
-            progress(done, len(numbers), record)
+    jobs = [(out, number, seed, faults, base, hours) for number in numbers]
+    workers = workers if workers is not None else min(4, os.cpu_count() or 1, len(jobs))
+    if workers <= 1:
+        results = map(_simulate_and_write, jobs)
+        for done, record in enumerate(results, start=1):
+            dataset.batches.append(record)
+            if progress is not None:
+                progress(done, len(numbers), record)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for done, record in enumerate(pool.map(_simulate_and_write, jobs), start=1):
+                dataset.batches.append(record)
+                if progress is not None:
+                    progress(done, len(numbers), record)
     write_manifest(out, dataset)
     return dataset
+
+
+def _simulate_and_write(
+    job: tuple[Path, int, int, bool, SimulationConfig | None, float | None],
+) -> BatchRecord:
+    """One batch simulated and written (runs in a worker process); metadata returned."""
+    out, number, seed, faults, base, hours = job
+    record = simulate_campaign_batch(number, seed, faults=faults, base=base, hours=hours)
+    write_batch(out, record)
+    return record.without_data()

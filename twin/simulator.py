@@ -58,6 +58,31 @@ POWER_NUMBER = 5.0  # Rushton turbine, turbulent
 GASSED_POWER_RATIO = 0.6
 SEAL_FRICTION_N_CM = 2.0
 
+IDEAL_ORDER = (
+    "ph",
+    "do",
+    "od_probe",
+    "pressure",
+    "offgas_co2",
+    "offgas_o2",
+    "air_flow",
+    "o2_flow",
+    "offgas_flow",
+    "stirrer_speed",
+    "stirrer_torque",
+    "temp_broth",
+    "temp_exhaust",
+    "temp_motor",
+    "temp_ph_probe",
+    "temp_do_probe",
+    "heater_output",
+    "base_total",
+    "vessel_weight",
+)
+if IDEAL_ORDER != CHANNEL_NAMES:  # the hot loop builds values positionally
+    raise ImportError("twin.simulator: database/channels.py changed; update IDEAL_ORDER")
+DO_INDEX, PH_INDEX, TEMP_INDEX = (CHANNEL_INDEX[n] for n in ("do", "ph", "temp_broth"))
+
 TRUTH_KEYS: tuple[str, ...] = (
     "biomass_g_l",
     "glycerol_g_l",
@@ -336,26 +361,28 @@ class ReactorSimulator:
             - reactor.evaporation_g_h * hours
         )
         temp_exhaust = reactor.room_temp_c + 0.35 * (self.temp_broth - reactor.room_temp_c) + 1.0
-        ideal = [0.0] * len(CHANNEL_NAMES)
-        ideal[CHANNEL_INDEX["ph"]] = self.ph
-        ideal[CHANNEL_INDEX["do"]] = do_pct
-        ideal[CHANNEL_INDEX["od_probe"]] = od_probe
-        ideal[CHANNEL_INDEX["pressure"]] = self.pressure_bar_g
-        ideal[CHANNEL_INDEX["offgas_co2"]] = 100.0 * self.gas_co2
-        ideal[CHANNEL_INDEX["offgas_o2"]] = 100.0 * self.gas_o2
-        ideal[CHANNEL_INDEX["air_flow"]] = self.air_l_min
-        ideal[CHANNEL_INDEX["o2_flow"]] = self.o2_l_min
-        ideal[CHANNEL_INDEX["offgas_flow"]] = self.outlet_mol_h * STANDARD_MOLAR_VOLUME_L / 60.0
-        ideal[CHANNEL_INDEX["stirrer_speed"]] = rpm
-        ideal[CHANNEL_INDEX["stirrer_torque"]] = torque
-        ideal[CHANNEL_INDEX["temp_broth"]] = self.temp_broth
-        ideal[CHANNEL_INDEX["temp_exhaust"]] = temp_exhaust
-        ideal[CHANNEL_INDEX["temp_motor"]] = self.temp_motor
-        ideal[CHANNEL_INDEX["temp_ph_probe"]] = self.temp_broth + 0.05
-        ideal[CHANNEL_INDEX["temp_do_probe"]] = self.temp_broth - 0.04
-        ideal[CHANNEL_INDEX["heater_output"]] = max(self.heater_pct, 0.0)
-        ideal[CHANNEL_INDEX["base_total"]] = self.base_ml
-        ideal[CHANNEL_INDEX["vessel_weight"]] = weight
+        # Same order as IDEAL_ORDER (the channel catalogue), checked at import.
+        ideal = [
+            self.ph,
+            do_pct,
+            od_probe,
+            self.pressure_bar_g,
+            100.0 * self.gas_co2,
+            100.0 * self.gas_o2,
+            self.air_l_min,
+            self.o2_l_min,
+            self.outlet_mol_h * STANDARD_MOLAR_VOLUME_L / 60.0,
+            rpm,
+            torque,
+            self.temp_broth,
+            temp_exhaust,
+            self.temp_motor,
+            self.temp_broth + 0.05,
+            self.temp_broth - 0.04,
+            self.heater_pct if self.heater_pct > 0.0 else 0.0,
+            self.base_ml,
+            weight,
+        ]
         truth = {
             "biomass_g_l": self.biomass,
             "glycerol_g_l": self.glycerol,
@@ -377,9 +404,9 @@ class ReactorSimulator:
 
         # Controllers read the probes (lagged, noisy, drifting) at this instant.
         sensors = self.sensors
-        self.do_measured = sensors.measure_one(step, CHANNEL_INDEX["do"], do_pct)
-        self.ph_measured = sensors.measure_one(step, CHANNEL_INDEX["ph"], self.ph)
-        self.temp_measured = sensors.measure_one(step, CHANNEL_INDEX["temp_broth"], self.temp_broth)
+        self.do_measured = sensors.measure_one(step, DO_INDEX, do_pct)
+        self.ph_measured = sensors.measure_one(step, PH_INDEX, self.ph)
+        self.temp_measured = sensors.measure_one(step, TEMP_INDEX, self.temp_broth)
         self._control(t_s, hours)
 
         # Integrate one step (explicit Euler; every time constant is > 4 s).
@@ -531,11 +558,11 @@ class ReactorSimulator:
         sensors = self.sensors
         values = [0.0] * len(ideal)
         for index, value in enumerate(ideal):
-            if index == CHANNEL_INDEX["do"]:
+            if index == DO_INDEX:
                 values[index] = self.do_measured
-            elif index == CHANNEL_INDEX["ph"]:
+            elif index == PH_INDEX:
                 values[index] = self.ph_measured
-            elif index == CHANNEL_INDEX["temp_broth"]:
+            elif index == TEMP_INDEX:
                 values[index] = self.temp_measured
             else:
                 values[index] = sensors.measure_one(step, index, value)
@@ -604,9 +631,9 @@ def simulate_batch(
             break
     ideal_array = np.asarray(ideal_rows)
     done = {
-        CHANNEL_INDEX["do"]: np.asarray(do_values),
-        CHANNEL_INDEX["ph"]: np.asarray(ph_values),
-        CHANNEL_INDEX["temp_broth"]: np.asarray(temp_values),
+        DO_INDEX: np.asarray(do_values),
+        PH_INDEX: np.asarray(ph_values),
+        TEMP_INDEX: np.asarray(temp_values),
     }
     measured = sim.sensors.measure_all(ideal_array, done)
     times = np.arange(len(ideal_rows)) * dt
