@@ -92,6 +92,9 @@ class MqttBus(Bus):
         self._connected = False
         self._ever_connected = False
         self._connack = threading.Event()
+        self._subacks: dict[int, threading.Event] = {}
+        self._subacks_lock = threading.Lock()
+        self._suback_timeout_s = connect_timeout_s
         self._connack_failure: str | None = None
         # One broker subscription per distinct pattern, tagged with a subscription
         # identifier so each arriving message names the patterns it matched.
@@ -111,6 +114,7 @@ class MqttBus(Bus):
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
 
     # --- life cycle -----------------------------------------------------------------
 
@@ -208,18 +212,20 @@ class MqttBus(Bus):
 
     def _route_added(self, route: _Route) -> None:
         with self._state_lock:
-            known = route.pattern in self._pattern_ids
-            if not known:
+            if route.pattern not in self._pattern_ids:
                 identifier = next(self._next_id)
                 self._pattern_ids[route.pattern] = identifier
                 self._patterns_by_id[identifier] = route.pattern
-        # A known pattern is subscribed again only when this route raised its QoS.
+        # A known pattern is subscribed again too, so the broker sends its retained
+        # messages for the new handler (as MQTT does on a resubscribe, the handlers already
+        # on that pattern see them once more) and any higher QoS takes effect.
         qos = dict(self._patterns()).get(route.pattern, route.qos)
-        if not known or route.qos == qos:
-            self._subscribe(route.pattern, qos, resubscribe=known)
+        self._subscribe(route.pattern, qos, resubscribe=False)
 
     def _pattern_unused(self, pattern: str) -> None:
         with self._state_lock:
+            if any(p == pattern for p, _ in self._patterns()):
+                return  # a new route took the pattern up again meanwhile
             identifier = self._pattern_ids.pop(pattern, None)
             if identifier is not None:
                 self._patterns_by_id.pop(identifier, None)
@@ -227,6 +233,8 @@ class MqttBus(Bus):
             self._client.unsubscribe(pattern)
 
     def _subscribe(self, pattern: str, qos: int, *, resubscribe: bool) -> None:
+        """Subscribe at the broker; a new subscription waits for SUBACK while connected,
+        so messages published after ``subscribe()`` returns are delivered."""
         identifier = self._pattern_ids.get(pattern)
         if identifier is None:
             return
@@ -235,10 +243,36 @@ class MqttBus(Bus):
         # On a resubscribe the broker may still hold the subscription (session present):
         # retainHandling=1 stops it from sending the retained messages a second time.
         options = SubscribeOptions(qos=qos, retainHandling=1 if resubscribe else 0)
-        result, _mid = self._client.subscribe(pattern, options=options, properties=properties)
+        acknowledged = threading.Event()
+        with self._subacks_lock:  # held so the SUBACK cannot overtake the registration
+            result, mid = self._client.subscribe(pattern, options=options, properties=properties)
+            if result == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                self._subacks[mid] = acknowledged
         if result not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             log.warning("MQTT subscribe to %s failed: %s", pattern, paho.error_string(result))
         # NO_CONN is fine: _on_connect subscribes every pattern on (re)connect.
+        on_network_thread = threading.current_thread() is getattr(self._client, "_thread", None)
+        must_wait = result == MQTTErrorCode.MQTT_ERR_SUCCESS and not resubscribe
+        if must_wait and not on_network_thread and not acknowledged.wait(self._suback_timeout_s):
+            log.warning("MQTT broker did not acknowledge the subscription to %s", pattern)
+        with self._subacks_lock:
+            self._subacks.pop(mid, None)
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        with self._subacks_lock:
+            event = self._subacks.get(mid)
+        if event is not None:
+            event.set()
+        for code in reason_codes:
+            if code.is_failure:
+                log.warning("MQTT broker refused a subscription: %s", code)
 
     def _acknowledge(self, token: Any) -> None:
         mid, qos = token
