@@ -20,6 +20,7 @@ from database.reading import Quality, Reading
 from drivers.base import Driver, ReadingSink
 from drivers.serial_protocol import (
     MAX_LINE_BYTES,
+    SEQ_MODULUS,
     FlowSentence,
     GasSentence,
     Sentence,
@@ -95,6 +96,9 @@ class SerialAnalyserDriver(Driver):
         self.backoff_max_s = backoff_max_s
         self._clock = clock
         self._splitter = LineSplitter()
+        # Sentences the analyser numbered that never arrived intact (garbled or lost).
+        self.missed_sentences = 0
+        self._last_seq: int | None = None
 
     def run(self, stop: threading.Event) -> None:
         backoff = self.backoff_initial_s
@@ -111,6 +115,7 @@ class SerialAnalyserDriver(Driver):
             ever_opened = True
             backoff = self.backoff_initial_s
             self._splitter.clear()
+            self._last_seq = None  # what was sent while the port was away is not "missed"
             try:
                 self._read_until_lost(link, stop)
             except (serial.SerialException, OSError) as exc:
@@ -141,6 +146,9 @@ class SerialAnalyserDriver(Driver):
         except SerialParseError as exc:
             self._reject(exc.reason, str(exc))
             return 0
+        if self._last_seq is not None:
+            self.missed_sentences += (sentence.seq - self._last_seq - 1) % SEQ_MODULUS
+        self._last_seq = sentence.seq
         return sum(self._emit(reading) for reading in self.readings_of(sentence, arrived_at))
 
     def readings_of(self, sentence: Sentence, timestamp: float) -> list[Reading]:

@@ -233,3 +233,14 @@ def test_emulator_command_line_feeds_the_driver(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=WAIT_S) == 0
     assert not link.exists()  # the emulator removes its link on the way out
+
+
+def test_sequence_gaps_count_sentences_that_never_arrived() -> None:
+    sink = Collector()
+    driver = SerialAnalyserDriver(sink, port="/dev/null")
+    for seq in (65533, 65534, 1, 2, 5):  # wraps after 65535; 65535, 0, 3 and 4 are missing
+        driver.handle_line(frame(f"OGA,{seq},20.9,0.04,OK".encode()), arrived_at=1.78e9)
+    driver.handle_line(frame(b"OGA,6,20.9,0.04,OK")[:-5] + b"00\r\n", arrived_at=1.78e9)
+    driver.handle_line(frame(b"OGF,7,2.0,OK"), arrived_at=1.78e9)
+    assert driver.missed_sentences == 5  # 65535, 0, 3, 4 and the garbled 6
+    assert driver.stats.emitted == 11 and driver.stats.rejected == 1
