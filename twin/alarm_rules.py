@@ -1,0 +1,621 @@
+"""Alarm rules: frozen, validated definitions and their settings-file form.
+
+A rule says *when* a condition is abnormal; :mod:`twin.alarms` decides what the operator sees.
+Rules come from the settings file's ``[alarms]`` table (see ``docs/alarms.md``): every key is a
+rule name holding a table with a ``type``; a table named like a default rule is merged onto it,
+``enabled = false`` switches a rule off, ``include_defaults = false`` drops the SOP defaults.
+Every mistake raises :class:`AlarmConfigError` naming the rule and the field, e.g.
+``alarms.do_low.on_delay_s must be >= 0``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields
+from enum import Enum
+from itertools import pairwise
+from typing import Any, ClassVar
+
+from database.channels import CHANNELS_BY_NAME
+from twin.features import ProcessState
+
+RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+class AlarmConfigError(ValueError):
+    """A rule that cannot be used; the message names ``alarms.<rule>.<field>``."""
+
+
+class Priority(str, Enum):
+    """Alarm priority, most urgent first (the order of :data:`PRIORITY_RANK`)."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+PRIORITY_RANK: dict[Priority, int] = {Priority.CRITICAL: 0, Priority.WARNING: 1, Priority.INFO: 2}
+
+
+class LevelKind(str, Enum):
+    HI_HI = "hi_hi"
+    HI = "hi"
+    LO = "lo"
+    LO_LO = "lo_lo"
+
+    @property
+    def is_high(self) -> bool:
+        return self in (LevelKind.HI, LevelKind.HI_HI)
+
+
+# Derived values a rule may watch: every float field of the 30 s ProcessState (rq, our, cer, ...).
+DERIVED_VALUES: frozenset[str] = frozenset(
+    f.name for f in fields(ProcessState) if f.type in ("float", float)
+)
+
+# Events the wiring feeds (AlarmEngine.feed_event / feed_state / feed_cleaning_event).
+EVENT_GLYCEROL_DEPLETED = "glycerol_depleted"
+EVENT_IMPOSSIBLE_VALUE = "impossible_value"
+KNOWN_EVENTS = frozenset({EVENT_GLYCEROL_DEPLETED, EVENT_IMPOSSIBLE_VALUE})
+
+
+def _path(rule: str, field: str | None = None) -> str:
+    return f"alarms.{rule}" + (f".{field}" if field else "")
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not RULE_NAME.match(name):
+        raise AlarmConfigError(
+            f"alarms.{name}: a rule name must be 1-48 lower-case letters, digits or '_', "
+            "starting with a letter"
+        )
+
+
+def _finite(rule: str, field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AlarmConfigError(f"{_path(rule, field)} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise AlarmConfigError(f"{_path(rule, field)} must be finite, got {value!r}")
+    return float(value)
+
+
+def _non_negative(rule: str, field: str, value: Any) -> float:
+    number = _finite(rule, field, value)
+    if number < 0:
+        raise AlarmConfigError(f"{_path(rule, field)} must be >= 0, got {value!r}")
+    return number
+
+
+def _positive(rule: str, field: str, value: Any) -> float:
+    number = _finite(rule, field, value)
+    if number <= 0:
+        raise AlarmConfigError(f"{_path(rule, field)} must be > 0, got {value!r}")
+    return number
+
+
+def _priority(rule: str, field: str, value: Any) -> Priority:
+    if isinstance(value, Priority):
+        return value
+    try:
+        return Priority(value)
+    except ValueError:
+        choices = ", ".join(p.value for p in Priority)
+        raise AlarmConfigError(
+            f"{_path(rule, field)} must be one of {choices}, got {value!r}"
+        ) from None
+
+
+def _channel(rule: str, field: str, value: Any) -> str:
+    if value not in CHANNELS_BY_NAME:
+        raise AlarmConfigError(f"{_path(rule, field)}: unknown channel {value!r}")
+    return value
+
+
+def _source(rule: str, field: str, value: Any) -> str:
+    if value not in CHANNELS_BY_NAME and value not in DERIVED_VALUES:
+        raise AlarmConfigError(
+            f"{_path(rule, field)}: {value!r} is neither a channel nor a derived value "
+            "(e.g. do, ph, temp_broth, rq, our, cer, mu_cer)"
+        )
+    return value
+
+
+def _reactors(rule: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (tuple, list)) or not all(
+        isinstance(r, str) and r and "/" not in r for r in value
+    ):
+        raise AlarmConfigError(f"{_path(rule, 'reactors')} must be a list of reactor names")
+    return tuple(value)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitLevel:
+    """One limit of a :class:`LimitRule`; each level is its own alarm (ISA-18.2)."""
+
+    kind: LevelKind
+    limit: float
+    priority: Priority = Priority.WARNING
+    on_delay_s: float = 0.0
+    off_delay_s: float = 0.0
+
+    def validate(self, rule: str) -> None:
+        field = self.kind.value
+        object.__setattr__(self, "limit", _finite(rule, f"{field}.limit", self.limit))
+        object.__setattr__(self, "priority", _priority(rule, f"{field}.priority", self.priority))
+        object.__setattr__(
+            self, "on_delay_s", _non_negative(rule, f"{field}.on_delay_s", self.on_delay_s)
+        )
+        object.__setattr__(
+            self, "off_delay_s", _non_negative(rule, f"{field}.off_delay_s", self.off_delay_s)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRule:
+    """hi / hi-hi / lo / lo-lo limits on a channel or derived value, with deadband and delays.
+
+    A level becomes active when the value is beyond its limit for ``on_delay_s`` and returns
+    when the value is back inside by more than ``deadband`` for ``off_delay_s``.
+    """
+
+    kind: ClassVar[str] = "limit"
+    name: str
+    source: str
+    levels: tuple[LimitLevel, ...]
+    deadband: float = 0.0
+    reactors: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        _source(self.name, "source", self.source)
+        object.__setattr__(self, "deadband", _non_negative(self.name, "deadband", self.deadband))
+        if not self.levels:
+            raise AlarmConfigError(f"{_path(self.name)} needs at least one of hi_hi, hi, lo, lo_lo")
+        seen: dict[LevelKind, float] = {}
+        for level in self.levels:
+            if not isinstance(level, LimitLevel) or not isinstance(level.kind, LevelKind):
+                raise AlarmConfigError(f"{_path(self.name, 'levels')} must hold LimitLevel items")
+            if level.kind in seen:
+                raise AlarmConfigError(f"{_path(self.name, level.kind.value)} is given twice")
+            level.validate(self.name)
+            seen[level.kind] = level.limit
+        _check_order(self.name, seen)
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        return tuple(level.kind.value for level in self.levels)
+
+
+def _check_order(rule: str, limits: Mapping[LevelKind, float]) -> None:
+    """hi_hi >= hi > lo >= lo_lo, for the levels present."""
+    order = [LevelKind.HI_HI, LevelKind.HI, LevelKind.LO, LevelKind.LO_LO]
+    present = [(kind, limits[kind]) for kind in order if kind in limits]
+    for (upper, upper_limit), (lower, lower_limit) in pairwise(present):
+        strict = upper.is_high and not lower.is_high
+        if upper_limit < lower_limit or (strict and upper_limit == lower_limit):
+            relation = ">" if strict else ">="
+            raise AlarmConfigError(
+                f"{_path(rule, upper.value)}.limit ({upper_limit:g}) must be {relation} "
+                f"{lower.value}.limit ({lower_limit:g})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RateOfChangeRule:
+    """Rate of change (units per minute) over ``window_s`` beyond ``max_rise`` or ``max_fall``.
+
+    Conditions ``rise`` and ``fall``; the rate must come back inside by ``deadband``
+    (units per minute) to return.
+    """
+
+    kind: ClassVar[str] = "rate"
+    name: str
+    source: str
+    window_s: float = 60.0
+    max_rise_per_min: float | None = None
+    max_fall_per_min: float | None = None
+    deadband: float = 0.0
+    priority: Priority = Priority.WARNING
+    on_delay_s: float = 0.0
+    off_delay_s: float = 0.0
+    reactors: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        _source(self.name, "source", self.source)
+        object.__setattr__(self, "window_s", _positive(self.name, "window_s", self.window_s))
+        if self.max_rise_per_min is None and self.max_fall_per_min is None:
+            raise AlarmConfigError(f"{_path(self.name)} needs max_rise_per_min or max_fall_per_min")
+        for field in ("max_rise_per_min", "max_fall_per_min"):
+            if getattr(self, field) is not None:
+                object.__setattr__(self, field, _positive(self.name, field, getattr(self, field)))
+        object.__setattr__(self, "deadband", _non_negative(self.name, "deadband", self.deadband))
+        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
+        object.__setattr__(
+            self, "on_delay_s", _non_negative(self.name, "on_delay_s", self.on_delay_s)
+        )
+        object.__setattr__(
+            self, "off_delay_s", _non_negative(self.name, "off_delay_s", self.off_delay_s)
+        )
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        names = []
+        if self.max_rise_per_min is not None:
+            names.append("rise")
+        if self.max_fall_per_min is not None:
+            names.append("fall")
+        return tuple(names)
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRule:
+    """No usable reading (finite value, quality not bad) for ``max_age_s`` on a channel.
+
+    Checked by :meth:`AlarmEngine.evaluate`; a channel is watched from its first reading.
+    One alarm per channel (condition = channel name).
+    """
+
+    kind: ClassVar[str] = "stale"
+    name: str
+    channels: tuple[str, ...]
+    max_age_s: float = 60.0
+    priority: Priority = Priority.WARNING
+    reactors: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        _check_channels(self.name, self.channels)
+        object.__setattr__(self, "max_age_s", _positive(self.name, "max_age_s", self.max_age_s))
+        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        return self.channels
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenRule:
+    """A channel whose value moves no more than ``epsilon`` for ``duration_s`` (stuck sensor)."""
+
+    kind: ClassVar[str] = "frozen"
+    name: str
+    channels: tuple[str, ...]
+    duration_s: float = 900.0
+    epsilon: float = 0.0
+    priority: Priority = Priority.WARNING
+    reactors: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        _check_channels(self.name, self.channels)
+        object.__setattr__(self, "duration_s", _positive(self.name, "duration_s", self.duration_s))
+        object.__setattr__(self, "epsilon", _non_negative(self.name, "epsilon", self.epsilon))
+        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        return self.channels
+
+
+def _check_channels(rule: str, channels: Any) -> None:
+    if not isinstance(channels, tuple) or not channels:
+        raise AlarmConfigError(f"{_path(rule, 'channels')} must be a non-empty list of channels")
+    for name in channels:
+        _channel(rule, "channels", name)
+    if len(set(channels)) != len(channels):
+        raise AlarmConfigError(f"{_path(rule, 'channels')} lists a channel twice")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDisagreementRule:
+    """An offline OD600 sample differs from the model's prediction by more than ``max_percent``.
+
+    Relative difference = |predicted − measured| / measured. Samples below ``min_measured``
+    are skipped (relative error is meaningless near zero). The alarm stays active until a later
+    sample agrees again.
+    """
+
+    kind: ClassVar[str] = "model_disagreement"
+    name: str
+    max_percent: float = 20.0
+    min_measured: float = 1.0
+    priority: Priority = Priority.WARNING
+    reactors: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        object.__setattr__(
+            self, "max_percent", _positive(self.name, "max_percent", self.max_percent)
+        )
+        object.__setattr__(
+            self, "min_measured", _non_negative(self.name, "min_measured", self.min_measured)
+        )
+        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        return ("od600",)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRule:
+    """An event alarm (e.g. glycerol depletion): raised when the event happens, then returned.
+
+    With ``once`` the alarm is raised at most once per reactor until
+    :meth:`AlarmEngine.rearm_events` (a new batch).
+    """
+
+    kind: ClassVar[str] = "event"
+    name: str
+    event: str
+    priority: Priority = Priority.INFO
+    once: bool = True
+    reactors: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        if self.event not in KNOWN_EVENTS:
+            raise AlarmConfigError(
+                f"{_path(self.name, 'event')} must be one of {', '.join(sorted(KNOWN_EVENTS))}, "
+                f"got {self.event!r}"
+            )
+        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
+        if not isinstance(self.once, bool):
+            raise AlarmConfigError(f"{_path(self.name, 'once')} must be true or false")
+
+
+Rule = LimitRule | RateOfChangeRule | StaleRule | FrozenRule | ModelDisagreementRule | EventRule
+RULE_TYPES: dict[str, type] = {
+    cls.kind: cls
+    for cls in (
+        LimitRule,
+        RateOfChangeRule,
+        StaleRule,
+        FrozenRule,
+        ModelDisagreementRule,
+        EventRule,
+    )
+}
+
+# --------------------------------------------------------------------------------------------
+# Settings-file form
+# --------------------------------------------------------------------------------------------
+
+_COMMON_KEYS = {"type", "enabled", "reactors", "description"}
+_LEVEL_KEYS = {"limit", "priority", "on_delay_s", "off_delay_s"}
+_LIMIT_KEYS = {"source", "deadband", "priority", "on_delay_s", "off_delay_s"} | {
+    kind.value for kind in LevelKind
+}
+
+# The SOP defaults in settings-file form (docs/alarms.md shows them as TOML).
+DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
+    "do_low": {
+        "type": "limit",
+        "source": "do",
+        "deadband": 1.0,
+        "lo": {"limit": 20.0, "priority": "warning", "on_delay_s": 300},
+        "lo_lo": {"limit": 15.0, "priority": "critical", "on_delay_s": 120},
+        "description": "SOP: DO < 20 % for > 5 min warning, < 15 % for > 2 min critical",
+    },
+    "temperature": {
+        "type": "limit",
+        "source": "temp_broth",
+        "hi": 30.3,
+        "lo": 29.7,
+        "priority": "warning",
+        "deadband": 0.05,
+        "on_delay_s": 30,
+        "description": "SOP: broth temperature outside 30.0 ± 0.3 °C",
+    },
+    "ph": {
+        "type": "limit",
+        "source": "ph",
+        "hi": 5.1,
+        "lo": 4.9,
+        "priority": "warning",
+        "deadband": 0.02,
+        "on_delay_s": 30,
+        "description": "SOP: pH outside 5.0 ± 0.1",
+    },
+    "temperature_rate": {
+        "type": "rate",
+        "source": "temp_broth",
+        "window_s": 120,
+        "max_rise_per_min": 0.5,
+        "max_fall_per_min": 0.5,
+        "deadband": 0.1,
+        "priority": "warning",
+        "description": "broth temperature moving faster than 0.5 °C/min (heating/cooling fault)",
+    },
+    "sensor_stale": {
+        "type": "stale",
+        "channels": [
+            "ph",
+            "do",
+            "temp_broth",
+            "offgas_o2",
+            "offgas_co2",
+            "air_flow",
+            "stirrer_speed",
+            "pressure",
+        ],
+        "max_age_s": 60,
+        "priority": "warning",
+        "description": "a sensor stopped reporting usable values",
+    },
+    "weight_stale": {
+        "type": "stale",
+        "channels": ["vessel_weight"],
+        "max_age_s": 120,
+        "priority": "warning",
+        "description": "the balance (10 s cadence) stopped reporting",
+    },
+    "sensor_frozen": {
+        "type": "frozen",
+        "channels": ["ph", "do", "temp_broth", "offgas_o2", "offgas_co2"],
+        "duration_s": 900,
+        "epsilon": 0.0,
+        "priority": "warning",
+        "description": "a sensor repeats exactly the same value for 15 min",
+    },
+    "od600_disagreement": {
+        "type": "model_disagreement",
+        "max_percent": 20.0,
+        "min_measured": 1.0,
+        "priority": "warning",
+        "description": "offline OD600 differs from the model by more than 20 %",
+    },
+    "glycerol_depleted": {
+        "type": "event",
+        "event": EVENT_GLYCEROL_DEPLETED,
+        "priority": "info",
+        "description": "glycerol depleted (DO spike, CER drop): take the depletion sample",
+    },
+    "impossible_value": {
+        "type": "event",
+        "event": EVENT_IMPOSSIBLE_VALUE,
+        "priority": "warning",
+        "once": False,
+        "description": "a physically impossible value was removed (e.g. pH < 2, DO > 150 %)",
+    },
+}
+
+
+def rules_from_config(
+    data: Mapping[str, Any] | None, *, include_defaults: bool = True
+) -> list[Rule]:
+    """The rules of a settings ``[alarms]`` table, merged onto the SOP defaults.
+
+    ``data`` maps rule names to tables; the optional key ``include_defaults`` (bool) overrides
+    the argument. A table named like a default rule is merged key by key onto the default
+    (a different ``type`` replaces it); ``enabled = false`` removes a rule.
+    """
+    data = dict(data or {})
+    flag = data.pop("include_defaults", include_defaults)
+    if not isinstance(flag, bool):
+        raise AlarmConfigError("alarms.include_defaults must be true or false")
+    tables: dict[str, dict[str, Any]] = (
+        {name: dict(table) for name, table in DEFAULT_CONFIG.items()} if flag else {}
+    )
+    for name, table in data.items():
+        _check_name(name)
+        if not isinstance(table, Mapping):
+            raise AlarmConfigError(f"alarms.{name} must be a table, got {table!r}")
+        base = tables.get(name, {})
+        if "type" in table and table["type"] != base.get("type"):
+            base = {}
+        tables[name] = {**base, **table}
+    rules: list[Rule] = []
+    for name, table in tables.items():
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise AlarmConfigError(f"alarms.{name}.enabled must be true or false")
+        if enabled:
+            rules.append(rule_from_table(name, table))
+    return rules
+
+
+def rule_from_table(name: str, table: Mapping[str, Any]) -> Rule:
+    """One rule from its settings table; AlarmConfigError names the rule and field."""
+    _check_name(name)
+    kind = table.get("type")
+    if kind not in RULE_TYPES:
+        raise AlarmConfigError(
+            f"alarms.{name}.type must be one of {', '.join(RULE_TYPES)}, got {kind!r}"
+        )
+    common: dict[str, Any] = {"name": name}
+    if "reactors" in table:
+        common["reactors"] = _reactors(name, table["reactors"])
+    if "description" in table:
+        if not isinstance(table["description"], str):
+            raise AlarmConfigError(f"alarms.{name}.description must be text")
+        common["description"] = table["description"]
+    if kind == LimitRule.kind:
+        _known_keys(name, table, _LIMIT_KEYS)
+        return _limit_rule(name, table, common)
+    cls = RULE_TYPES[kind]
+    allowed = {f.name for f in fields(cls)} - {"name", "levels"}
+    _known_keys(name, table, allowed)
+    kwargs = {key: value for key, value in table.items() if key not in _COMMON_KEYS}
+    for key in ("channels",):
+        if key in kwargs:
+            if not isinstance(kwargs[key], (list, tuple)):
+                raise AlarmConfigError(f"alarms.{name}.{key} must be a list of channels")
+            kwargs[key] = tuple(kwargs[key])
+    if "priority" in kwargs:
+        kwargs["priority"] = _priority(name, "priority", kwargs["priority"])
+    for key, value in kwargs.items():
+        if key in {"source", "event", "channels", "priority", "once"} or value is None:
+            continue
+        _finite(name, key, value)
+    missing = [
+        f.name
+        for f in fields(cls)
+        if f.name not in kwargs
+        and f.name not in common
+        and f.default is MISSING
+        and f.default_factory is MISSING
+    ]
+    if missing:
+        raise AlarmConfigError(f"alarms.{name}.{missing[0]} is required for type {kind!r}")
+    return cls(**common, **kwargs)
+
+
+def _known_keys(name: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed and key not in _COMMON_KEYS:
+            known = ", ".join(sorted((allowed | _COMMON_KEYS) - {"name"}))
+            raise AlarmConfigError(f"alarms.{name}: unknown field {key!r} (known: {known})")
+
+
+def _limit_rule(name: str, table: Mapping[str, Any], common: dict[str, Any]) -> LimitRule:
+    if "source" not in table:
+        raise AlarmConfigError(f"alarms.{name}.source is required for type 'limit'")
+    defaults = {
+        "priority": _priority(name, "priority", table.get("priority", "warning")),
+        "on_delay_s": _non_negative(name, "on_delay_s", table.get("on_delay_s", 0.0)),
+        "off_delay_s": _non_negative(name, "off_delay_s", table.get("off_delay_s", 0.0)),
+    }
+    levels = []
+    for kind in LevelKind:
+        if kind.value not in table:
+            continue
+        spec = table[kind.value]
+        if not isinstance(spec, Mapping):
+            spec = {"limit": spec}
+        for key in spec:
+            if key not in _LEVEL_KEYS:
+                raise AlarmConfigError(
+                    f"alarms.{name}.{kind.value}: unknown field {key!r} "
+                    f"(known: {', '.join(sorted(_LEVEL_KEYS))})"
+                )
+        if "limit" not in spec:
+            raise AlarmConfigError(f"alarms.{name}.{kind.value}.limit is required")
+        merged = {**defaults, **spec}
+        levels.append(
+            LimitLevel(
+                kind=kind,
+                limit=_finite(name, f"{kind.value}.limit", merged["limit"]),
+                priority=_priority(name, f"{kind.value}.priority", merged["priority"]),
+                on_delay_s=_non_negative(name, f"{kind.value}.on_delay_s", merged["on_delay_s"]),
+                off_delay_s=_non_negative(name, f"{kind.value}.off_delay_s", merged["off_delay_s"]),
+            )
+        )
+    return LimitRule(
+        source=table["source"],
+        levels=tuple(levels),
+        deadband=table.get("deadband", 0.0),
+        **common,
+    )
+
+
+DEFAULT_RULES: tuple[Rule, ...] = tuple(rules_from_config({}))
