@@ -14,8 +14,9 @@ KEY_LENGTH = 32
 SALT_LENGTH = 16
 
 
-def hash_pin(pin: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+def hash_pin(pin: str, *, n: int | None = None, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
     """``scrypt$n$r$p$salt$key`` (hex), self-describing so the cost can be raised later."""
+    n = n or SCRYPT_N
     salt = os.urandom(SALT_LENGTH)
     key = hashlib.scrypt(pin.encode(), salt=salt, n=n, r=r, p=p, dklen=KEY_LENGTH)
     return f"scrypt${n}${r}${p}${salt.hex()}${key.hex()}"

@@ -40,6 +40,12 @@ def engine(notebook_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real scrypt, lower cost: the production cost only slows the suite down."""
+    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+
+
 @pytest.fixture
 def service(engine: Engine, clock: Clock) -> NotebookService:
     notebook = NotebookService(engine, clock=clock)
@@ -79,7 +85,11 @@ def running(service: NotebookService, clock: Clock) -> int:
 
 def test_pins_are_hashed_and_checked(service: NotebookService) -> None:
     olga = service.get_operator("olga")
-    assert olga is not None and olga.pin_hash.startswith("scrypt$") and "1234" not in olga.pin_hash
+    assert (
+        olga is not None
+        and olga.pin_hash.startswith("scrypt$1024$")
+        and "1234" not in olga.pin_hash
+    )
     assert service.check_pin("olga", "1234")
     assert not service.check_pin("olga", "1235")
     assert not service.check_pin("nobody", "1234")
@@ -422,3 +432,12 @@ def test_from_url_gives_a_working_service(notebook_url: str) -> None:
     service.create_operator("setup", "sam", "supervisor", "4321")
     assert [o.name for o in service.list_operators()] == ["sam"]
     service.engine.dispose()
+
+
+def test_production_pin_hash_cost_and_salt() -> None:
+    from eln.pins import hash_pin, pin_matches
+
+    first, second = hash_pin("2468", n=2**14), hash_pin("2468", n=2**14)
+    assert first.startswith("scrypt$16384$8$1$") and first != second  # salted
+    assert pin_matches("2468", first) and not pin_matches("2469", first)
+    assert not pin_matches("2468", "not-a-hash")
