@@ -25,7 +25,7 @@ class KineticParameters:
     """Monod growth on glycerol (DOMAIN.md growth row; Çelik et al. 2009, Biochem Eng J)."""
 
     mu_max_per_h: float = 0.265  # h⁻¹, maximum specific growth rate at 30 °C (0.18–0.30 approx.)
-    ks_g_l: float = 0.9  # g/L, Monod constant for glycerol (0.1–1 approx.)
+    ks_g_l: float = 0.5  # g/L, Monod constant for glycerol (0.1–1 approx.)
     yield_x_s_g_g: float = 0.55  # g DCW / g glycerol (0.45–0.6 approx.)
     maintenance_g_g_h: float = 0.005  # g glycerol / g DCW / h, "low maintenance"
     ko2_mmol_l: float = 0.004  # mmol/L, O2 half-saturation (≈ 2 % of C*; yeasts 1–5 µM)
@@ -97,8 +97,8 @@ class ControlParameters:
     do_setpoint_pct: float = 30.0  # cascade steps up below this (keeps DO > 20 %)
     # Above these the cascade steps back: O2 first (costly, over-saturates), stirrer only
     # near saturation so the end-of-batch DO rise is not turned into a saw-tooth.
-    o2_release_pct: float = 75.0
-    stirrer_release_pct: float = 85.0
+    o2_release_pct: float = 85.0
+    stirrer_release_pct: float = 90.0
     cascade_hold_s: float = 45.0  # s between upward cascade steps
     cascade_release_hold_s: float = 10.0  # s between downward steps (O2 goes first, fast)
     stirrer_min_rpm: float = 500.0
