@@ -167,3 +167,49 @@ def test_unknown_schema_revision_is_refused_clearly(tmp_path: Path) -> None:
 def test_upgrade_of_an_unreachable_server_is_a_plain_error() -> None:
     with pytest.raises(DatabaseUnavailableError):
         migrate.upgrade(f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+
+
+def _terminate_backends(url: str) -> int:
+    """Kill every server connection to the database of ``url`` (as a restart would)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from tests.fixtures.postgres import admin_url
+
+    admin = create_engine(admin_url(), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            return len(
+                connection.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :name AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": make_url(url).database},
+                ).all()
+            )
+    finally:
+        admin.dispose()
+
+
+def test_pooled_connections_survive_a_server_restart(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    with session_scope(engine, "alice") as session:
+        assert session.execute(text("SELECT 1")).scalar() == 1
+    assert _terminate_backends(postgres_url) >= 1  # the pooled connection is now dead
+    with session_scope(engine, "alice") as session:  # pre-ping replaces it
+        assert session.execute(text("SELECT 2")).scalar() == 2
+    engine.dispose()
+
+
+def test_connection_lost_mid_transaction_is_a_plain_unavailable_error(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    with (
+        pytest.raises(DatabaseUnavailableError) as caught,
+        session_scope(engine, "alice") as session,
+    ):
+        session.execute(text("SELECT 1"))
+        _terminate_backends(postgres_url)
+        session.execute(text("SELECT 2"))
+    assert "cannot reach the database" in str(caught.value)
+    engine.dispose()
