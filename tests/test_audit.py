@@ -268,3 +268,75 @@ def test_timestamps_come_back_timezone_aware_utc(engine: Engine) -> None:
         stored = session.get(Batch, batch.id)
     assert stored.created_at.utcoffset().total_seconds() == 0
     assert stored.created_at == batch.created_at
+
+
+@pytest.mark.postgres
+def test_app_role_with_documented_grants_works_and_cannot_rewrite_history(
+    empty_postgres_url: str,
+) -> None:
+    """docs/data-model.md's grants: a role without superuser rights runs the notebook."""
+    import secrets
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from database.migrate import upgrade
+    from eln.services import NotebookService
+
+    upgrade(empty_postgres_url)
+    role = f"bptwin_app_{secrets.token_hex(3)}"
+    owner = create_engine(empty_postgres_url, isolation_level="AUTOCOMMIT")
+    database = make_url(empty_postgres_url).database
+    with owner.connect() as connection:
+        for statement in (
+            f"CREATE ROLE {role} LOGIN NOSUPERUSER",
+            f'GRANT CONNECT ON DATABASE "{database}" TO {role}',
+            f"GRANT USAGE ON SCHEMA public TO {role}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+            f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_entry FROM {role}",
+            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        ):
+            connection.execute(text(statement))
+    app_url = make_url(empty_postgres_url).set(username=role, password=None)
+    app_engine = make_engine(app_url)
+    try:
+        service = NotebookService(app_engine)
+        service.create_operator("setup", "sam", "supervisor", "4321")
+        service.create_batch("sam", 1, "A")
+        assert service.verify_audit_chain() is None
+        for statement in (
+            "ALTER TABLE audit_entry DISABLE TRIGGER USER",
+            "TRUNCATE audit_entry",
+            "UPDATE audit_entry SET actor = 'bob'",
+        ):
+            with (
+                pytest.raises(exc.ProgrammingError, match=r"must be owner|permission denied"),
+                app_engine.begin() as connection,
+            ):
+                connection.execute(text(statement))
+    finally:
+        app_engine.dispose()
+        with owner.connect() as connection:
+            connection.execute(text(f"DROP OWNED BY {role}"))
+        owner.dispose()
+        # The role outlives this database; drop it once the fixture has dropped the database.
+        _roles_to_drop.append(role)
+
+
+_roles_to_drop: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_test_roles() -> Iterator[None]:
+    yield
+    if not _roles_to_drop:
+        return
+    from sqlalchemy import create_engine
+
+    from tests.fixtures.postgres import admin_url
+
+    admin = create_engine(admin_url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for role in _roles_to_drop:
+            connection.execute(text(f"DROP ROLE IF EXISTS {role}"))
+    admin.dispose()
