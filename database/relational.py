@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlmodel import Session
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 SQLITE_FILE_NAME = "notebook.sqlite"
 # A writer waits this long for another writer's lock before SQLite gives up.
@@ -185,6 +187,9 @@ def session_scope(engine: Engine, actor: str) -> Iterator[Session]:
     """
     if not isinstance(actor, str) or not actor.strip():
         raise MissingActorError("a notebook change needs the name of the acting person (actor)")
+    # Imported here: sqlmodel (pydantic) is slow to import and migrations do not need it.
+    from sqlmodel import Session
+
     session = Session(engine, expire_on_commit=False)
     session.info["actor"] = actor.strip()
     try:
