@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from database.channels import CHANNELS_BY_NAME
-from database.relational import make_engine, session_scope
+from database.relational import is_unavailable, make_engine, session_scope, unavailable_error
 from eln import validation as check
 from eln.audit import find_chain_break
 from eln.columns import utc_now
@@ -86,8 +86,13 @@ class NotebookService:
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            yield session
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                yield session
+        except exc.DBAPIError as error:
+            if is_unavailable(error):
+                raise unavailable_error(self.engine, error) from error
+            raise
 
     @staticmethod
     def _require_operator(session: Session, name: str, *, supervisor: bool = False) -> Operator:

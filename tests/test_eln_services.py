@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
 from database.relational import make_engine
@@ -441,3 +441,21 @@ def test_production_pin_hash_cost_and_salt() -> None:
     assert first.startswith("scrypt$16384$8$1$") and first != second  # salted
     assert pin_matches("2468", first) and not pin_matches("2469", first)
     assert not pin_matches("2468", "not-a-hash")
+
+
+@pytest.mark.postgres
+def test_a_stopped_database_is_a_plain_error_for_reads_and_writes(empty_postgres_url: str) -> None:
+    from database.migrate import upgrade
+    from database.relational import DatabaseUnavailableError
+    from tests.fixtures.servers import free_port
+
+    upgrade(empty_postgres_url)
+    service = NotebookService.from_url(empty_postgres_url)
+    service.create_operator("setup", "sam", "supervisor", "4321")
+    service.engine.dispose()
+    # The same notebook, but the server is "gone": point the engine at a closed port.
+    service.engine = make_engine(make_url(empty_postgres_url).set(port=free_port()), check=False)
+    with pytest.raises(DatabaseUnavailableError, match="cannot reach the database"):
+        service.check_pin("sam", "4321")
+    with pytest.raises(DatabaseUnavailableError, match="cannot reach the database"):
+        service.create_batch("sam", 1, "A")
