@@ -280,3 +280,25 @@ def test_bad_config_is_refused_with_a_clear_message():
         SimulationConfig().with_changes(kinetic={"ks_g_l": 1})
     with pytest.raises(ValueError, match="seed"):
         ReactorSimulator(CLEAN, seed=-1)
+    with pytest.raises(ValueError, match=r"kinetics\.yield_x_s_g_g"):
+        SimulationConfig().with_changes(kinetics={"yield_x_s_g_g": 1.5})
+    with pytest.raises(ValueError, match=r"reactor\.od_to_dcw_g_l"):
+        SimulationConfig().with_changes(reactor={"od_to_dcw_g_l": 0.0})
+
+
+def test_kla_correlation_calibrated_to_domain_points():
+    reactor = CLEAN.reactor
+    assert reactor.kla(300, 1.0) == pytest.approx(100.0)
+    assert reactor.kla(700, 1.0) == pytest.approx(315.0)
+    assert reactor.kla(1000, 1.0) > reactor.kla(700, 1.0)
+    assert reactor.kla(500, 1.3) == pytest.approx(reactor.kla(500, 1.0) * 1.3**0.5)
+
+
+def test_od_probe_saturates_at_high_density(nominal):
+    frame = window_means(nominal.frame(), 300)
+    early = frame[frame["truth_od600"].between(1, 3)]
+    late = frame[frame["truth_od600"] > 50]
+    early_slope = (early["od_probe"] / early["truth_od600"]).median()
+    late_slope = (late["od_probe"] / late["truth_od600"]).median()
+    assert late_slope < 0.5 * early_slope
+    assert frame["od_probe"].is_monotonic_increasing or frame["od_probe"].diff().min() > -0.05

@@ -246,6 +246,28 @@ class SimulationConfig:
         for disturbance in self.disturbances:
             if disturbance.kind not in ("temp_setpoint", "stirrer_fixed"):
                 raise ValueError(f"unknown disturbance kind {disturbance.kind!r}")
+        positive = {
+            "kinetics.mu_max_per_h": self.kinetics.mu_max_per_h,
+            "kinetics.ks_g_l": self.kinetics.ks_g_l,
+            "reactor.volume_l": self.reactor.volume_l,
+            "reactor.headspace_l": self.reactor.headspace_l,
+            "reactor.inoculum_od600": self.reactor.inoculum_od600,
+            "reactor.od_to_dcw_g_l": self.reactor.od_to_dcw_g_l,
+            "reactor.air_flow_l_min": self.reactor.air_flow_l_min,
+            "reactor.kla_300rpm_per_h": self.reactor.kla_300rpm_per_h,
+            "reactor.kla_700rpm_per_h": self.reactor.kla_700rpm_per_h,
+            "control.buffer_ml_per_ph": self.control.buffer_ml_per_ph,
+            "control.stirrer_min_rpm": self.control.stirrer_min_rpm,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if not 0 < self.kinetics.yield_x_s_g_g < 1:
+            raise ValueError(
+                f"kinetics.yield_x_s_g_g must be in (0, 1) g/g, got {self.kinetics.yield_x_s_g_g}"
+            )
+        if self.control.stirrer_max_rpm < self.control.stirrer_min_rpm:
+            raise ValueError("control.stirrer_max_rpm is below control.stirrer_min_rpm")
 
     def with_changes(self, **sections: dict[str, Any]) -> SimulationConfig:
         """A copy with fields of sections replaced: ``with_changes(control={"ph_start": 5.3})``."""
