@@ -8,9 +8,10 @@ records are detached copies, safe to read after the call.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import exc, func
@@ -861,7 +862,12 @@ class NotebookService:
         batch_number: int | None = None,
         occurred_at: datetime | None = None,
     ) -> AlarmEvent:
-        """One alarm transition; ``actor`` None for the engine's own (written as 'system')."""
+        """One alarm transition; ``actor`` None for the engine's own (written as 'system').
+
+        Fits ``record_alarm_event(**transition.event_fields())`` of twin.alarms. Machine
+        records are never refused for their value or time: a NaN value is stored as empty,
+        and a time ahead of the wall clock (accelerated simulation) is kept as given.
+        """
         event = AlarmEvent(
             reactor=check.identifier("reactor", reactor, required=True),
             rule=check.text("rule", rule, max_length=128, required=True),
@@ -869,8 +875,8 @@ class NotebookService:
             state=check.identifier("state", state, max_length=32, required=True),
             message=check.text("message", message),
             channel=check.identifier("channel", channel, max_length=64) or None,
-            value=check.number("value", value, required=False),
-            occurred_at=check.moment("time", occurred_at, now=self._now()),
+            value=_finite_or_none(value),
+            occurred_at=_machine_time("time", occurred_at, self._now()),
             actor=actor,
         )
         scope = session_scope(self.engine, SYSTEM_ACTOR) if actor is None else self._write(actor)
@@ -974,3 +980,22 @@ def _plain_values(field: str, values: Mapping[str, Any]) -> dict[str, Any]:
             raise NotebookValidationError(field, f"{field} {key} must be a number or text")
         clean[key] = value
     return clean
+
+
+def _finite_or_none(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _machine_time(field: str, value: Any, now: datetime) -> datetime:
+    """A timestamp made by software: None means now, naive is refused, the future is allowed."""
+    if value is None:
+        return now
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise NotebookValidationError(field, f"{field} must be a date and time in UTC")
+    return value

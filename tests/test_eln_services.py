@@ -459,3 +459,25 @@ def test_a_stopped_database_is_a_plain_error_for_reads_and_writes(empty_postgres
         service.check_pin("sam", "4321")
     with pytest.raises(DatabaseUnavailableError, match="cannot reach the database"):
         service.create_batch("sam", 1, "A")
+
+
+def test_machine_alarm_records_are_never_refused_for_value_or_time(
+    service: NotebookService, running: int, clock: Clock
+) -> None:
+    # The shape of twin.alarms.AlarmTransition.event_fields(), from an accelerated simulation.
+    fields = {
+        "reactor": "R1",
+        "rule": "do_low/critical",
+        "priority": "critical",
+        "state": "returned_unacknowledged",
+        "channel": "do",
+        "value": float("nan"),
+        "message": "DO below 15 % for 2 min",
+        "occurred_at": clock.now + timedelta(hours=3),
+        "actor": None,
+    }
+    event = service.record_alarm_event(**fields, batch_number=running)
+    assert event.value is None
+    assert event.occurred_at == clock.now + timedelta(hours=3)
+    with pytest.raises(NotebookValidationError, match="in UTC"):
+        service.record_alarm_event(**{**fields, "occurred_at": datetime(2026, 3, 2, 9)})
