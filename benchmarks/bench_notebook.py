@@ -159,7 +159,7 @@ def bench_notebook_postgres() -> list[dict]:
             return [
                 {
                     "benchmark": "notebook Postgres",
-                    "value": float("nan"),
+                    "value": "skipped",
                     "unit": "",
                     "note": "skipped: no Postgres server reachable",
                 }
@@ -169,4 +169,6 @@ def bench_notebook_postgres() -> list[dict]:
 
 if __name__ == "__main__":
     for row in bench_notebook_sqlite() + bench_notebook_postgres():
-        print(f"{row['benchmark']:<48} {row['value']:>10.1f} {row['unit']:<10} {row['note']}")
+        value = row["value"]
+        shown = f"{value:10.1f}" if isinstance(value, float) else f"{value:>10}"
+        print(f"{row['benchmark']:<48} {shown} {row['unit']:<10} {row['note']}")
