@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +152,25 @@ def test_default_config_is_plain_toml_data():
             assert isinstance(value, (str, int, float, bool))
 
     check(DEFAULT_CONFIG)
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "alarms.md"
+
+
+def toml_blocks() -> list[str]:
+    return re.findall(r"```toml\n(.*?)```", DOCS.read_text(encoding="utf-8"), flags=re.S)
+
+
+def test_docs_list_exactly_the_default_rules():
+    defaults_block = toml_blocks()[0]
+    documented = tomllib.loads(defaults_block)["alarms"]
+    assert documented == DEFAULT_CONFIG
+    assert tuple(rules_from_config(documented, include_defaults=False)) == DEFAULT_RULES
+
+
+def test_docs_settings_example_loads():
+    example = tomllib.loads(toml_blocks()[1])["alarms"]
+    rules = by_name(rules_from_config(example))
+    assert "sensor_frozen" not in rules and rules["rq_high"].reactors == ("R1",)
+    lo = next(level for level in rules["do_low"].levels if level.kind is LevelKind.LO)
+    assert lo.limit == 25.0
