@@ -58,8 +58,8 @@ class MqttSourceDriver(Driver):
         self._subscriptions: list[Subscription] = []
 
     def run(self, stop: threading.Event) -> None:
-        if self.manage_bus:
-            self.bus.start()
+        if self.manage_bus and not self._start_bus(stop):
+            return
         try:
             self._subscriptions = [
                 self.bus.subscribe(pattern, self.handle_message, qos=self.qos)
@@ -75,6 +75,19 @@ class MqttSourceDriver(Driver):
             self._set_connected(False)
             if self.manage_bus:
                 self.bus.stop()
+
+    def _start_bus(self, stop: threading.Event) -> bool:
+        """Connect the driver's own bus, retrying with backoff while the broker is away."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                self.bus.start()
+                return True
+            except OSError as exc:
+                self._count_error("connect", f"cannot reach the broker: {exc}")
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        return False
 
     def handle_message(self, topic: str, payload: bytes) -> int:
         """Decode one message and emit its readings; returns how many were emitted."""

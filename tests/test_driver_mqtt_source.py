@@ -199,7 +199,7 @@ def test_broker_restart_is_a_counted_reconnect_and_readings_resume(private_mqtt_
         wait_for(lambda: driver.stats.connected, "the source to connect")
         feed = new_bus(broker)
         feed.start()
-        wait_for(lambda: _published_until_received(feed, sink, 1.5), "a reading")
+        wait_for(lambda: _published_until_received(feed, sink, "lab/vessel1/co2", 1.5), "a reading")
         feed.stop()
         private_mqtt_broker.stop()
         wait_for(lambda: not driver.stats.connected, "the source to see the broker gone")
@@ -207,7 +207,9 @@ def test_broker_restart_is_a_counted_reconnect_and_readings_resume(private_mqtt_
         wait_for(lambda: driver.stats.connected, "the source to reconnect")
         feed = new_bus(broker)
         feed.start()
-        wait_for(lambda: _published_until_received(feed, sink, 2.5), "a reading after")
+        wait_for(
+            lambda: _published_until_received(feed, sink, "lab/vessel1/co2", 2.5), "a reading after"
+        )
         feed.stop()
     finally:
         assert thread.stop()
@@ -218,14 +220,35 @@ def test_broker_restart_is_a_counted_reconnect_and_readings_resume(private_mqtt_
     assert thread.failure is None
 
 
-def _published_until_received(feed: MqttBus, sink: Collector, value: float) -> bool:
-    """Publish ``value`` once and report whether the sink has received it yet.
+def _published_until_received(feed: MqttBus, sink: Collector, topic: str, value: float) -> bool:
+    """Publish ``value`` on ``topic`` once and report whether the sink has received it yet.
 
     The broker forgets subscriptions when it restarts (persistence off); until the source's
     bus has resubscribed, messages are lost, so keep publishing until one arrives.
     """
     if any(r.value == value for r in sink.snapshot()):
         return True
-    feed.publish("lab/vessel1/co2", str(value), qos=1)
+    feed.publish(topic, str(value), qos=1)
     time.sleep(0.2)
     return any(r.value == value for r in sink.snapshot())
+
+
+def test_a_broker_down_at_start_is_retried_not_fatal(private_mqtt_broker) -> None:
+    broker = private_mqtt_broker.address
+    private_mqtt_broker.stop()
+    sink = Collector()
+    bus = MqttBus(*broker, client_id="bptwin-test-late", connect_timeout_s=1.0)
+    driver = MqttSourceDriver(sink, bus, TopicMap.from_settings({"lab/ph": "ph"}), manage_bus=True)
+    thread = DriverThread(driver).start()
+    try:
+        wait_for(lambda: driver.stats.errors >= 1, "a failed connect to be counted")
+        assert thread.is_alive and not driver.stats.connected
+        private_mqtt_broker.start()
+        wait_for(lambda: driver.stats.connected, "the source to connect once the broker is up")
+        feed = new_bus(broker)
+        feed.start()
+        wait_for(lambda: _published_until_received(feed, sink, "lab/ph", 5.5), "a reading")
+        feed.stop()
+    finally:
+        assert thread.stop()
+    assert thread.failure is None
