@@ -151,6 +151,41 @@ def bench_simulated_driver() -> list[dict]:
     ]
 
 
+def bench_topic_map_decode() -> list[dict]:
+    import json
+
+    from drivers.topic_map import TopicMap
+
+    lab = TopicMap.from_settings(
+        [
+            {"topic": "bioprocess/pichia/{reactor}/sensors/offgas/co2", "channel": "offgas_co2"},
+            {"topic": "bioprocess/pichia/{reactor}/sensors/ph", "channel": "ph"},
+        ],
+        include_default=True,
+    )
+    now = time.time()
+    messages = [
+        ("bioprocess/pichia/vessel1/sensors/offgas/co2", b"1.234"),
+        ("bioprocess/pichia/vessel1/sensors/ph", json.dumps({"value": 5.01, "ts": now}).encode()),
+        (
+            "bptwin/v1/R1/sensors/do",
+            json.dumps({"ts": "2026-11-23T10:00:00.000Z", "value": 88.2, "unit": "%sat"}).encode(),
+        ),
+    ] * 20_000
+    started = time.perf_counter()
+    for topic, payload in messages:
+        lab.decode(topic, payload, arrived_at=now, default_reactor="R1")
+    elapsed = time.perf_counter() - started
+    return [
+        {
+            "benchmark": "MQTT topic map decode",
+            "value": len(messages) / elapsed,
+            "unit": "msg/s",
+            "note": "match + decode, mixed plain / JSON / bptwin contract; paho QoS 1 floor ~3700",
+        }
+    ]
+
+
 def bench_driver_stop_latency() -> list[dict]:
     from drivers.simulated import SimulatedReactorDriver
 
@@ -180,6 +215,7 @@ if __name__ == "__main__":
         bench_serial_driver_over_pty,
         bench_replay,
         bench_simulated_driver,
+        bench_topic_map_decode,
         bench_driver_stop_latency,
     ):
         for row in bench():

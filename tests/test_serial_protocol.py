@@ -108,3 +108,20 @@ def test_the_examples_in_the_protocol_document_parse() -> None:
         "GasSentence",
         "FlowSentence",
     ]
+
+
+@given(st.lists(st.integers(1, 200), max_size=30), st.integers(1, 40))
+def test_line_splitting_does_not_depend_on_how_the_bytes_arrive(cuts: list[int], count: int):
+    from drivers.serial_analyser import LineSplitter
+
+    lines = [frame(f"OGA,{i},20.{i % 10}00,0.{i % 7}00,OK".encode()) for i in range(count)]
+    stream = b"".join(lines)
+    splitter = LineSplitter()
+    received: list[bytes] = []
+    position = 0
+    for cut in [*cuts, len(stream)]:
+        chunk = stream[position : position + cut]
+        position += len(chunk)
+        received += [line for line, overlong in splitter.feed(chunk) if not overlong]
+    received += [line for line, _ in splitter.feed(stream[position:])]
+    assert received == lines
