@@ -435,7 +435,7 @@ def test_glycerol_depletion_is_an_event_alarm_raised_once():
         state,
         end=T0 + 30,
         depletion_state=DEPLETION_CONFIRMED,
-        depletion_time=T0 + 10,
+        depletion_time=T0 - 330,  # onset 6 min before the confirming window ended
         time_since_inoculation_h=18.5,
     )
     out = engine.feed_state(depleted)
@@ -447,8 +447,8 @@ def test_glycerol_depletion_is_an_event_alarm_raised_once():
             "returned_unacknowledged",
         ),
     ]
-    assert out[0].priority is Priority.INFO and out[0].at == T0 + 10
-    assert "18.5 h" in out[0].message
+    assert out[0].priority is Priority.INFO and out[0].at == T0 - 330
+    assert "18.4 h" in out[0].message  # hours at the onset, not at the window end
     assert engine.feed_state(replace(depleted, end=T0 + 60)) == ()  # once
     engine.acknowledge(out[0].alarm_id, "ana", at=T0 + 100)
     assert engine.active_alarms() == ()

@@ -535,7 +535,8 @@ class AlarmEngine:
                 out.extend(self._feed(state.reactor, name, state.end, value, True, evaluators))
         if state.depleted:
             at = state.depletion_time if math.isfinite(state.depletion_time) else state.end
-            hours = state.time_since_inoculation_h
+            # hours since inoculation at the onset, not at the end of the confirming window
+            hours = state.time_since_inoculation_h - (state.end - at) / 3600.0
             out.extend(
                 self.feed_event(
                     state.reactor,
