@@ -105,7 +105,10 @@ class SerialAnalyserDriver(Driver):
         ever_opened = False
         while not stop.is_set():
             try:
-                link = serial.Serial(self.port, self.baudrate, timeout=self.read_timeout_s)
+                # exclusive: a second acquisition on the same port would steal half the lines.
+                link = serial.Serial(
+                    self.port, self.baudrate, timeout=self.read_timeout_s, exclusive=True
+                )
             except (serial.SerialException, OSError, ValueError) as exc:
                 self._count_error("open", f"cannot open {self.port}: {exc}")
                 stop.wait(backoff)

@@ -244,3 +244,18 @@ def test_sequence_gaps_count_sentences_that_never_arrived() -> None:
     driver.handle_line(frame(b"OGF,7,2.0,OK"), arrived_at=1.78e9)
     assert driver.missed_sentences == 5  # 65535, 0, 3, 4 and the garbled 6
     assert driver.stats.emitted == 11 and driver.stats.rejected == 1
+
+
+def test_a_second_driver_cannot_share_the_port(analyser: PtyAnalyser) -> None:
+    first_sink, second_sink = Collector(), Collector()
+    first, first_thread = start_driver(analyser.path, first_sink)
+    second = SerialAnalyserDriver(second_sink, port=analyser.path, backoff_initial_s=0.02)
+    second_thread = DriverThread(second).start()
+    try:
+        wait_for(lambda: second.stats.errors >= 2, "the second driver's refused opens")
+        analyser.send_gas(20.1, 0.5)
+        wait_for(lambda: len(first_sink.snapshot()) == 2, "the first driver's readings")
+        assert not second.stats.connected
+    finally:
+        assert second_thread.stop() and first_thread.stop()
+    assert second_sink.snapshot() == [] and first.stats.emitted == 2
