@@ -40,6 +40,7 @@ HEAD_ID = 1
 # Columns whose value must not be copied into the trail; a fingerprint still shows a change.
 REDACTED_COLUMNS = frozenset({"pin_hash"})
 _PENDING_KEY = "_bptwin_audit_pending"
+_HEAD_KEY = "_bptwin_audit_head"
 _VERIFY_PAGE = 1000
 
 _audit_table = AuditEntry.__table__  # type: ignore[attr-defined]
@@ -140,16 +141,24 @@ def _record_id(obj: Any) -> str:
     return str(key[0]) if len(key) == 1 else ",".join(map(str, key))
 
 
-def _lock_head(connection: Connection) -> None:
-    """Serialise writers on the chain: a no-op write to the head row holds its lock to commit."""
-    result = connection.execute(
-        update(_head_table).where(_head_table.c.id == HEAD_ID).values(last_id=_head_table.c.last_id)
-    )
-    if result.rowcount == 0:
+def _lock_head(connection: Connection) -> tuple[int, str]:
+    """Serialise writers on the chain: a no-op write to the head row holds its lock to commit.
+
+    Returns the head (last id, last hash), valid for as long as the lock is held.
+    """
+    row = connection.execute(
+        update(_head_table)
+        .where(_head_table.c.id == HEAD_ID)
+        .values(last_id=_head_table.c.last_id)
+        .returning(_head_table.c.last_id, _head_table.c.last_hash)
+    ).first()
+    if row is None:
         # Normally inserted by migration 0001; a database built another way gets it now.
         connection.execute(
             insert(_head_table).values(id=HEAD_ID, last_id=0, last_hash=GENESIS_HASH)
         )
+        return 0, GENESIS_HASH
+    return int(row.last_id), str(row.last_hash)
 
 
 def _read_head(connection: Connection) -> tuple[int, str]:
@@ -161,6 +170,7 @@ def _read_head(connection: Connection) -> tuple[int, str]:
 
 def _before_flush(session: Session, _flush_context: UOWTransaction, _instances: Any) -> None:
     session.info.pop(_PENDING_KEY, None)
+    session.info.pop(_HEAD_KEY, None)
     for obj in (*session.new, *session.dirty, *session.deleted):
         if _is_trail(obj):
             raise AuditImmutableError(
@@ -184,7 +194,7 @@ def _before_flush(session: Session, _flush_context: UOWTransaction, _instances: 
             "open the session with database.relational.session_scope(engine, actor)"
         )
     connection = session.connection()
-    _lock_head(connection)
+    session.info[_HEAD_KEY] = _lock_head(connection)
     pending: list[tuple[Any, str, dict[str, Any] | None]] = [(obj, "insert", None) for obj in new]
     pending += [(obj, "update", _stored_image(connection, obj)) for obj in dirty]
     pending += [(obj, "delete", _stored_image(connection, obj)) for obj in deleted]
@@ -193,6 +203,7 @@ def _before_flush(session: Session, _flush_context: UOWTransaction, _instances: 
 
 def _after_flush(session: Session, _flush_context: UOWTransaction) -> None:
     pending = session.info.pop(_PENDING_KEY, None)
+    head = session.info.pop(_HEAD_KEY, None)
     if not pending:
         return
     actor = str(session.info["actor"]).strip()
@@ -214,12 +225,17 @@ def _after_flush(session: Session, _flush_context: UOWTransaction) -> None:
             }
         )
     if entries:
-        append_entries(session.connection(), entries)
+        append_entries(session.connection(), entries, head=head)
 
 
-def append_entries(connection: Connection, entries: list[dict[str, Any]]) -> list[int]:
-    """Chain and insert audit entries; the caller must hold the head lock (see _lock_head)."""
-    last_id, last_hash = _read_head(connection)
+def append_entries(
+    connection: Connection, entries: list[dict[str, Any]], head: tuple[int, str] | None = None
+) -> list[int]:
+    """Chain and insert audit entries; the caller must hold the head lock (see _lock_head).
+
+    ``head`` is the (last id, last hash) read under that lock; None reads it now.
+    """
+    last_id, last_hash = head if head is not None else _read_head(connection)
     rows = []
     for entry in entries:
         last_id += 1
