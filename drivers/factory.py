@@ -7,7 +7,7 @@ does not import the app shell.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,19 +41,25 @@ def build_drivers(
     bus: Bus | None = None,
     bus_is_mqtt: bool = False,
     prefix: str = "bptwin",
+    on_sample: Callable[[Any], None] | None = None,
 ) -> list[Driver]:
     """The drivers for ``acquisition.source``; raises DriverConfigError naming a bad setting.
 
     ``sink`` is normally ``bus.publish_reading``. For ``mqtt``, ``bus`` is the shared bus the
     lab's topics arrive on; an empty ``topic_map`` means sensors already publish bptwin's own
-    contract, which reaches the recorder through the bus without any driver.
+    contract, which reaches the recorder through the bus without any driver. ``on_sample``
+    receives the simulated reactor's offline samples (``twin.simulator.OfflineSample``).
     """
     if source == "none":
         return []
     if source == "simulated":
         from drivers.simulated import SimulatedReactorDriver
 
-        return [SimulatedReactorDriver(sink, reactor=reactor, seed=seed, speed=speed)]
+        return [
+            SimulatedReactorDriver(
+                sink, reactor=reactor, seed=seed, speed=speed, on_sample=on_sample
+            )
+        ]
     if source == "serial":
         from drivers.serial_analyser import SerialAnalyserDriver
 

@@ -19,8 +19,12 @@ def test_each_source_builds_its_driver(tmp_path: Path) -> None:
     recording = tmp_path / "batch.parquet"
     pd.DataFrame({"timestamp": [1.78e9, 1.78e9 + 1], "ph": [5.0, 5.1]}).to_parquet(recording)
     assert build_drivers("none", print) == []
-    (simulated,) = build_drivers("simulated", print, reactor="R3", speed=60, seed=9)
+    samples: list[object] = []
+    (simulated,) = build_drivers(
+        "simulated", print, reactor="R3", speed=60, seed=9, on_sample=samples.append
+    )
     assert isinstance(simulated, SimulatedReactorDriver) and simulated.speed == 60
+    assert simulated.on_sample == samples.append
     assert simulated.reactor == "R3" and simulated.seed == 9
     (serial,) = build_drivers("serial", print, serial_port="/dev/ttyS9", baudrate=19200)
     assert isinstance(serial, SerialAnalyserDriver) and serial.baudrate == 19200
