@@ -340,3 +340,15 @@ def _drop_test_roles() -> Iterator[None]:
         for role in _roles_to_drop:
             connection.execute(text(f"DROP ROLE IF EXISTS {role}"))
     admin.dispose()
+
+
+def test_every_notebook_table_is_audited() -> None:
+    from eln.models import AUDITED_TABLES, AuditedTable, NotebookBase
+
+    audited = {model.__tablename__ for model in AUDITED_TABLES}
+    mapped = {
+        mapper.class_.__tablename__
+        for mapper in NotebookBase._sa_registry.mappers  # type: ignore[attr-defined]
+        if issubclass(mapper.class_, AuditedTable)
+    }
+    assert set(NotebookBase.metadata.tables) - {"audit_entry", "audit_head"} == audited == mapped
