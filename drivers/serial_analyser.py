@@ -9,6 +9,7 @@ and reopens with exponential backoff, counting each successful reconnect.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -125,7 +126,8 @@ class SerialAnalyserDriver(Driver):
                 self._count_error("lost", f"port {self.port} lost: {exc}")
             finally:
                 self._set_connected(False)
-                link.close()
+                with contextlib.suppress(OSError):  # closing a vanished device may fail too
+                    link.close()
             if not stop.is_set():
                 stop.wait(backoff)
 
