@@ -26,7 +26,7 @@ class KineticParameters:
 
     mu_max_per_h: float = 0.265  # h⁻¹, maximum specific growth rate at 30 °C (0.18–0.30 approx.)
     ks_g_l: float = 0.5  # g/L, Monod constant for glycerol (0.1–1 approx.)
-    yield_x_s_g_g: float = 0.55  # g DCW / g glycerol (0.45–0.6 approx.)
+    yield_x_s_g_g: float = 0.58  # g DCW / g glycerol (0.45–0.6 approx.)
     maintenance_g_g_h: float = 0.005  # g glycerol / g DCW / h, "low maintenance"
     ko2_mmol_l: float = 0.004  # mmol/L, O2 half-saturation (≈ 2 % of C*; yeasts 1–5 µM)
     lag_h: float = 0.8  # h, adaptation after inoculation (μ ramps up as 1 − exp(−t/lag))
@@ -35,7 +35,7 @@ class KineticParameters:
     temp_opt_c: float = 30.0
     temp_max_c: float = 37.0
     # Biomass CH1.76O0.56N0.17 + 6 % ash (typical yeast; Roels 1983): 26.7 g per C-mol,
-    # degree of reduction 4.13. With Yx/s 0.55 g/g this gives RQ ≈ 0.72 (DOMAIN: 0.65–0.75).
+    # degree of reduction 4.13. With Yx/s 0.58 g/g this gives RQ ≈ 0.70 (DOMAIN: 0.65–0.75).
     biomass_g_per_cmol: float = 26.7
     biomass_degree_of_reduction: float = 4.13
 

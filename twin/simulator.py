@@ -248,8 +248,11 @@ class ReactorSimulator:
         self.outlet_mol_h = self._inlet()[0]
         self.temp_broth = control.temp_setpoint_c
         self.temp_motor = reactor.room_temp_c + 15.0
-        self.temp_integral = 0.0
-        self.heater_pct = 0.0
+        # Start the heater's integral at the heat the vessel loses at setpoint, so the batch
+        # does not open with a controller transient.
+        loss_w = HEAT_LOSS_W_PER_K * (self.temp_broth - reactor.room_temp_c)
+        self.temp_integral = min(100.0, max(0.0, 100.0 * loss_w / control.heater_max_w))
+        self.heater_pct = self.temp_integral
         self.base_ml = 0.0
         self.ph = control.ph_start
         self.co2_cum_mmol = 0.0
