@@ -47,13 +47,13 @@ from eln.models import (
     Sample,
 )
 from eln.pins import hash_pin, pin_matches
+from eln.schedule import SOP_TIMEPOINTS_H, SampleSlot, sample_schedule
 
 # Written as the actor of records the software makes on its own (alarm engine transitions).
 SYSTEM_ACTOR = "system"
 INOCULUM_OD600_RANGE = (2.0, 6.0)
 # Calibrations that must pass (or be overridden by a supervisor) before inoculation.
 MANDATORY_CALIBRATIONS = ("ph", "do", "offgas_o2", "offgas_co2")
-SOP_TIMEPOINTS_H = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 SOP_SAMPLE_COUNT = len(SOP_TIMEPOINTS_H) + 1  # plus the depletion sample
 MAX_BATCH_NUMBER = 999_999
 # Plausible ranges for typed-in values: wider than biology, narrower than typos.
@@ -568,6 +568,25 @@ class NotebookService:
             sample.batch_id = batch.id
             session.add(sample)
         return sample
+
+    def sample_schedule(
+        self, number: int, *, depleted_at: datetime | None = None
+    ) -> list[SampleSlot]:
+        """The SOP sampling slots of a running or ended batch and their status now."""
+        with self._read() as session:
+            batch = self._batch(session, number)
+            samples = list(session.exec(select(Sample).where(Sample.batch_id == batch.id)))
+        if batch.inoculated_at is None:
+            raise NotebookValidationError(
+                "batch", f"batch {batch.number} is not inoculated yet; no samples are due"
+            )
+        return sample_schedule(
+            batch.inoculated_at,
+            samples,  # type: ignore[arg-type]  # Sample has the TakenSample fields
+            self._now(),
+            depleted_at=depleted_at,
+            ended_at=batch.ended_at,
+        )
 
     def list_samples(self, number: int) -> list[Sample]:
         with self._read() as session:

@@ -481,3 +481,16 @@ def test_machine_alarm_records_are_never_refused_for_value_or_time(
     assert event.occurred_at == clock.now + timedelta(hours=3)
     with pytest.raises(NotebookValidationError, match="in UTC"):
         service.record_alarm_event(**{**fields, "occurred_at": datetime(2026, 3, 2, 9)})
+
+
+def test_sample_schedule_of_a_running_batch(
+    service: NotebookService, running: int, clock: Clock
+) -> None:
+    inoculated = T0 + timedelta(hours=1)
+    clock.now = inoculated + timedelta(hours=2, minutes=5)
+    service.add_sample("olga", running, taken_at=inoculated, od_raw=0.4, sop_timepoint_h=0)
+    slots = service.sample_schedule(running)
+    assert [slot.status.value for slot in slots[:3]] == ["taken", "due", "upcoming"]
+    service.create_batch("olga", 7, "B")
+    with pytest.raises(NotebookValidationError, match="not inoculated"):
+        service.sample_schedule(7)
