@@ -98,6 +98,9 @@ class MqttBus(Bus):
         self._connack_failure: str | None = None
         # One broker subscription per distinct pattern, tagged with a subscription
         # identifier so each arriving message names the patterns it matched.
+        # Never taken around a paho call: the network thread needs it in _on_message,
+        # and stop() waits for that thread.
+        self._ids_lock = threading.Lock()
         self._pattern_ids: dict[str, int] = {}
         self._patterns_by_id: dict[int, str] = {}
         self._next_id = itertools.count(1)
@@ -211,7 +214,7 @@ class MqttBus(Bus):
             )  # fmt: skip
 
     def _route_added(self, route: _Route) -> None:
-        with self._state_lock:
+        with self._ids_lock:
             if route.pattern not in self._pattern_ids:
                 identifier = next(self._next_id)
                 self._pattern_ids[route.pattern] = identifier
@@ -223,7 +226,7 @@ class MqttBus(Bus):
         self._subscribe(route.pattern, qos, resubscribe=False)
 
     def _pattern_unused(self, pattern: str) -> None:
-        with self._state_lock:
+        with self._ids_lock:
             if any(p == pattern for p, _ in self._patterns()):
                 return  # a new route took the pattern up again meanwhile
             identifier = self._pattern_ids.pop(pattern, None)
@@ -325,7 +328,7 @@ class MqttBus(Bus):
             target = None
             identifiers = getattr(message.properties, "SubscriptionIdentifier", None)
             if identifiers:
-                with self._state_lock:
+                with self._ids_lock:
                     target = frozenset(
                         self._patterns_by_id[i] for i in identifiers if i in self._patterns_by_id
                     )
