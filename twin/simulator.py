@@ -83,7 +83,7 @@ if IDEAL_ORDER != CHANNEL_NAMES:  # the hot loop builds values positionally
     raise ImportError("twin.simulator: database/channels.py changed; update IDEAL_ORDER")
 DO_INDEX, PH_INDEX, TEMP_INDEX = (CHANNEL_INDEX[n] for n in ("do", "ph", "temp_broth"))
 
-TRUTH_KEYS: tuple[str, ...] = (
+TRUTH_KEYS: tuple[str, ...] = (  # first three: biomass, glycerol, od600 (read by samples)
     "biomass_g_l",
     "glycerol_g_l",
     "od600",
@@ -293,7 +293,7 @@ class ReactorSimulator:
             return 2.5
         return 1.0
 
-    def _advance(self) -> tuple[list[float], dict[str, float]]:
+    def _advance(self) -> tuple[list[float], tuple[float, ...]]:
         """Ideal channel values and truth at the current step, then integrate one step."""
         cfg = self.config
         kin, reactor, control = cfg.kinetics, cfg.reactor, cfg.control
@@ -307,7 +307,11 @@ class ReactorSimulator:
         # Kinetics: Monod on glycerol, O2 limitation, lag, cardinal temperature.
         s_term = self.glycerol / (kin.ks_g_l + self.glycerol) if self.glycerol > 0 else 0.0
         o_term = self.dissolved_o2 / (kin.ko2_mmol_l + self.dissolved_o2)
-        lag = 1.0 - math.exp(-hours / kin.lag_h) if kin.lag_h > 0 else 1.0
+        # The lag term is 1 to double precision after ~40 lag times: skip the exp then.
+        if kin.lag_h <= 0 or hours >= 40 * kin.lag_h:
+            lag = 1.0
+        else:
+            lag = 1.0 - math.exp(-hours / kin.lag_h)
         temp_term = _ctmi(self.temp_broth, kin.temp_min_c, kin.temp_opt_c, kin.temp_max_c)
         mu = kin.mu_max_per_h * s_term * o_term * lag * temp_term
         growth = mu * self.biomass  # g/L/h
@@ -324,7 +328,7 @@ class ReactorSimulator:
             reactor.kla_300rpm_per_h
             * (self.stirrer_rpm / 300.0) ** self._kla_exponent
             * (gas_l_min / reactor.air_flow_l_min) ** reactor.kla_gas_exponent
-            * self._foam_factor(step)
+            * (self._foam_factor(step) if self.foam_events else 1.0)
         )
         p_abs = (ATM_BAR + self.pressure_bar_g) / ATM_BAR
         temp_factor = 1.0 + reactor.c_star_temp_coeff_per_k * (self.temp_broth - 30.0)
@@ -386,24 +390,25 @@ class ReactorSimulator:
             self.base_ml,
             weight,
         ]
-        truth = {
-            "biomass_g_l": self.biomass,
-            "glycerol_g_l": self.glycerol,
-            "od600": od600,
-            "do_pct": do_pct,
-            "do_mmol_l": self.dissolved_o2,
-            "our_mmol_l_h": our,
-            "cer_mmol_l_h": cer,
-            "otr_mmol_l_h": otr,
-            "rq": cer / our if our > 1e-9 else math.nan,
-            "mu_per_h": mu,
-            "kla_per_h": kla,
-            "ph": self.ph,
-            "temp_c": self.temp_broth,
-            "co2_cum_mmol": self.co2_cum_mmol,
-            "o2_cum_mmol": self.o2_cum_mmol,
-            "base_ml": self.base_ml,
-        }
+        # Same order as TRUTH_KEYS.
+        truth = (
+            self.biomass,
+            self.glycerol,
+            od600,
+            do_pct,
+            self.dissolved_o2,
+            our,
+            cer,
+            otr,
+            cer / our if our > 1e-9 else math.nan,
+            mu,
+            kla,
+            self.ph,
+            self.temp_broth,
+            self.co2_cum_mmol,
+            self.o2_cum_mmol,
+            self.base_ml,
+        )
 
         # Controllers read the probes (lagged, noisy, drifting) at this instant.
         sensors = self.sensors
@@ -503,7 +508,7 @@ class ReactorSimulator:
             self.base_ml += control.base_pump_ml_min * dt / 60.0
 
     # -- samples ------------------------------------------------------------------------
-    def _due_sample(self, t_s: float, truth: dict[str, float]) -> OfflineSample | None:
+    def _due_sample(self, t_s: float, truth: tuple[float, ...]) -> OfflineSample | None:
         kind: str | None = None
         planned_h: float | None = None
         index = self._samples_done
@@ -525,9 +530,7 @@ class ReactorSimulator:
         self._sample_count += 1
         self.samples_taken += 1
         sampling = self.config.sampling
-        x = truth["biomass_g_l"]
-        od = truth["od600"]
-        s = truth["glycerol_g_l"]
+        x, s, od = truth[0], truth[1], truth[2]  # TRUTH_KEYS order
         return OfflineSample(
             time_s=t_s,
             kind=kind,
@@ -574,7 +577,8 @@ class ReactorSimulator:
         if step % sensors._weight_period:
             del readings["vessel_weight"]
         sample = self._due_sample(t_s, truth)
-        return SimStep(step, t_s, self.start_timestamp + t_s, readings, truth, sample)
+        truth_map = dict(zip(TRUTH_KEYS, truth, strict=True))
+        return SimStep(step, t_s, self.start_timestamp + t_s, readings, truth_map, sample)
 
     def parameters(self) -> dict[str, float]:
         """The batch's drawn parameters (after batch-to-batch variation)."""
@@ -621,7 +625,7 @@ def simulate_batch(
     for step in range(limit):
         ideal, truth = sim._advance()
         ideal_rows.append(ideal)
-        truth_rows.append(tuple(truth.values()))
+        truth_rows.append(truth)
         do_values.append(sim.do_measured)
         ph_values.append(sim.ph_measured)
         temp_values.append(sim.temp_measured)
