@@ -158,6 +158,7 @@ def test_parquet_import_with_elapsed_hours(tmp_path):
         ({"column_map": {"DO [0-1]": "do"}, "units": {"do": "furlongs"}}, "unit 'furlongs'"),
         ({"column_map": {"DO [0-1]": "do"}, "time_format": "elapsed_s"}, "start_timestamp"),
         ({"column_map": {"DO [0-1]": "do"}, "time_format": "unix_s"}, "cannot be read"),
+        ({"column_map": {"DO [0-1]": "do", "CO2 ppm": "do"}}, "several columns"),
     ],
 )
 def test_import_errors_name_the_problem(tmp_path, kwargs, message):
@@ -167,3 +168,5 @@ def test_import_errors_name_the_problem(tmp_path, kwargs, message):
         import_table(tmp_path / "lab.csv", number=23, **kwargs)
     with pytest.raises(DatasetError, match="not found"):
         import_table(tmp_path / "missing.csv", {"x": "do"}, number=23)
+    with pytest.raises(DatasetError, match="no rows"):
+        import_table(pd.DataFrame({"timestamp": [], "x": []}), {"x": "do"}, number=23)

@@ -476,6 +476,12 @@ def import_table(
     empty grid cells stay empty (gaps are not filled).
     """
     frame = _load_table(source, "sensor")
+    if frame.empty:
+        raise DatasetError("sensor table has no rows")
+    targets = list(column_map.values())
+    doubled = sorted({name for name in targets if targets.count(name) > 1})
+    if doubled:
+        raise DatasetError(f"column map sends several columns to {doubled}")
     unknown = sorted(set(column_map.values()) - set(CHANNELS_BY_NAME))
     if unknown:
         raise DatasetError(f"column map targets unknown channels {unknown}")
