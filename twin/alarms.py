@@ -12,6 +12,7 @@ and bus payload: ``docs/alarms.md``.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import deque
@@ -21,6 +22,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
+from database.bus.topics import CONTRACT_VERSION, DEFAULT_PREFIX, alarm_topic
 from database.reading import (
     Quality,
     Reading,
@@ -49,6 +51,8 @@ from twin.features import ProcessState
 
 PAYLOAD_VERSION = 1
 DEFAULT_MAX_SHELVE_S = 24 * 3600.0
+MAX_ACTOR_LENGTH = 64  # the notebook's name columns
+MAX_REASON_LENGTH = 500
 
 # Reasons the engine gives for the transitions it makes on its own.
 REASON_CONDITION = "condition"
@@ -207,6 +211,19 @@ def transition_payload(transition: AlarmTransition) -> dict[str, Any]:
         "condition_active": t.condition_active,
         "shelved_until": None if t.shelved_until is None else format_timestamp(t.shelved_until),
     }
+
+
+def transition_message(
+    transition: AlarmTransition, prefix: str = DEFAULT_PREFIX
+) -> tuple[str, bytes]:
+    """Topic and JSON bytes to publish (QoS 1, not retained: a rule's conditions share a topic)."""
+    payload = json.dumps(transition_payload(transition), separators=(",", ":"), allow_nan=False)
+    return alarm_topic(transition.reactor, transition.rule, prefix), payload.encode()
+
+
+def alarms_pattern(reactor: str = "+", prefix: str = DEFAULT_PREFIX) -> str:
+    """Subscription pattern for the alarm transitions of one reactor (``+``: all)."""
+    return f"{prefix}/{CONTRACT_VERSION}/{reactor}/alarms/+"
 
 
 def _text(data: Mapping[str, Any], key: str, *, optional: bool = False, allow_empty=False) -> Any:
@@ -751,6 +768,9 @@ class AlarmEngine:
         out: Out = []
         with self._lock:
             self._readings += 1
+            if not math.isfinite(at):
+                self._out_of_order += 1  # a reading without a usable time cannot be placed
+                return ()
             key = (reactor, source)
             last = self._last_ts.get(key)
             if last is not None and at < last:
@@ -767,6 +787,8 @@ class AlarmEngine:
         return tuple(out)
 
     def _see(self, at: float) -> None:
+        if not math.isfinite(at):
+            raise AlarmActionError(f"time must be finite, got {at!r}")
         if at > self._latest:
             self._latest = at
 
@@ -876,12 +898,16 @@ def _level(rule: LimitRule, condition: str) -> Priority:
 def _actor(actor: Any) -> str:
     if not isinstance(actor, str) or not actor.strip():
         raise AlarmActionError("an operator action needs the operator's name (actor)")
+    if len(actor.strip()) > MAX_ACTOR_LENGTH:
+        raise AlarmActionError(f"the operator's name is longer than {MAX_ACTOR_LENGTH} characters")
     return actor.strip()
 
 
 def _reason(reason: Any) -> str:
     if not isinstance(reason, str) or not reason.strip():
         raise AlarmActionError("a reason is required")
+    if len(reason.strip()) > MAX_REASON_LENGTH:
+        raise AlarmActionError(f"the reason is longer than {MAX_REASON_LENGTH} characters")
     return reason.strip()
 
 
@@ -1086,5 +1112,7 @@ __all__ = [
     "LevelKind",
     "Priority",
     "alarm_id_of",
+    "alarms_pattern",
+    "transition_message",
     "transition_payload",
 ]
