@@ -571,3 +571,21 @@ def test_concurrent_feeding_from_threads_gives_each_reactor_the_same_alarms():
     }
     assert len(shapes) == 4 and len({tuple(shape) for shape in shapes.values()}) == 1
     assert engine.counts().by_priority["critical"] == 4
+
+
+def test_overlong_actor_or_reason_is_refused():
+    engine = raised_engine()
+    with pytest.raises(AlarmActionError, match="longer than 64"):
+        engine.acknowledge(DO_LO, "x" * 65, at=T0 + 302)
+    with pytest.raises(AlarmActionError, match="longer than 500"):
+        engine.shelve(DO_LO, "ana", "y" * 501, T0 + 3600, at=T0 + 302)
+
+
+def test_readings_without_a_finite_time_are_refused_and_counted():
+    engine = do_engine()
+    assert engine.feed(Reading(math.nan, "R1", "do", 5.0)) == ()
+    assert engine.feed(Reading(math.inf, "R1", "do", 5.0)) == ()
+    assert engine.stats.out_of_order == 2
+    assert feed_do(engine, 0, 301, 18.0) != []  # and the stream after them still works
+    with pytest.raises(AlarmActionError, match="finite"):
+        engine.evaluate(math.nan)
