@@ -213,3 +213,10 @@ def test_connection_lost_mid_transaction_is_a_plain_unavailable_error(postgres_u
         session.execute(text("SELECT 2"))
     assert "cannot reach the database" in str(caught.value)
     engine.dispose()
+
+
+def test_sqlite_file_in_an_impossible_folder_is_a_plain_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DatabaseUnavailableError, match="cannot create the folder"):
+        make_engine(f"sqlite:///{blocker / 'sub' / 'notebook.sqlite'}")
