@@ -1,0 +1,156 @@
+"""The station end to end: simulated driver -> bus -> recorder -> store, headless and by CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bptwin_tui.settings import Settings, SettingsError
+from bptwin_tui.station import Station
+from database.reading import Reading
+from database.recorder import Recorder
+from database.timeseries.embedded import EmbeddedStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fast_settings(data_dir: Path) -> Settings:
+    settings = Settings()
+    settings.station.data_dir = data_dir
+    settings.acquisition.speed = 0.0  # as fast as possible
+    return settings
+
+
+def test_recorder_writes_everything_it_received(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "ts.sqlite")
+    recorder = Recorder(store, max_batch=100, max_delay_s=0.05)
+    start = float(int(time.time()) - 3600)
+    for second in range(1234):
+        recorder.add(Reading(start + second, "R1", "ph", 5.0 + second * 1e-4, "pH"))
+    assert recorder.flush(timeout=10)
+    recorder.close()
+    stats = recorder.stats()
+    assert (stats.received, stats.written, stats.buffered) == (1234, 1234, 0)
+    stored = store.read_range("R1", "ph", start, start + 2000)
+    assert len(stored) == 1234
+    assert stored[-1].value == pytest.approx(5.0 + 1233 * 1e-4)
+    store.close()
+
+
+def test_station_records_a_simulated_batch(tmp_path: Path) -> None:
+    station = Station(fast_settings(tmp_path))
+    station.start()
+    try:
+        deadline = time.monotonic() + 30
+        while station.snapshot().readings_total < 5000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        station.stop()
+    total = station.snapshot().readings_total
+    assert total >= 5000
+    store = EmbeddedStore(tmp_path / "timeseries.sqlite")
+    channels = {channel for _, channel in store.list_channels("R1")}
+    assert {"ph", "do", "offgas_co2", "offgas_o2", "stirrer_speed"} <= channels
+    stored = sum(len(store.read_range("R1", c, 0, 4e9)) for c in channels)
+    assert stored == total  # every reading the bus delivered is in the store
+    store.close()
+
+
+def test_station_names_the_setting_of_an_unreachable_broker(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path)
+    settings.bus.backend = "mqtt"
+    settings.bus.port = 1  # nothing listens there
+    station = Station(settings)
+    with pytest.raises(SettingsError, match=r"bus\.host/bus\.port"):
+        station.start()
+    station.stop()
+
+
+def test_serve_runs_headless_until_sigterm(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "BPTWIN_STATION__DATA_DIR": str(tmp_path),
+        "BPTWIN_ACQUISITION__SPEED": "0",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bptwin_tui.cli", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        stored = 0
+        deadline = time.monotonic() + 60
+        while stored <= 100 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+            if (tmp_path / "timeseries.sqlite").exists():
+                store = EmbeddedStore(tmp_path / "timeseries.sqlite")
+                stored = len(store.read_range("R1", "do", 0, 4e9))
+                store.close()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert stored > 100
+    assert "stopped after" in stderr
+
+
+def test_db_upgrade_then_current(tmp_path: Path) -> None:
+    env = {**os.environ, "BPTWIN_STATION__DATA_DIR": str(tmp_path)}
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "bptwin_tui.cli", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert upgrade.stdout.startswith("applied: ")
+    again = subprocess.run(
+        [sys.executable, "-m", "bptwin_tui.cli", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.stdout.strip() == "schema already up to date"
+    current = subprocess.run(
+        [sys.executable, "-m", "bptwin_tui.cli", "db", "current"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    head = current.stdout.split("head: ")[1].strip()
+    assert current.stdout.startswith(f"current: {head}")
+
+
+def test_db_upgrade_names_the_key_of_an_unreachable_postgres(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "BPTWIN_STATION__DATA_DIR": str(tmp_path),
+        "BPTWIN_NOTEBOOK__URL": "postgresql://bptwin@127.0.0.1:1/bptwin",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "bptwin_tui.cli", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("bptwin: notebook.url:")
+    assert "Traceback" not in result.stderr
