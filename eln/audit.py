@@ -6,7 +6,8 @@ How it works
   session must carry ``session.info["actor"]`` (else AuditActorMissingError). The single
   ``audit_head`` row is locked by a no-op UPDATE, which on Postgres takes a row lock held to
   commit and on SQLite takes the database write lock: concurrent writers queue here, so the
-  chain stays linear. The stored "before" image of each updated/deleted row is read now.
+  chain stays linear (the same UPDATE returns the head's last id and hash). The stored
+  "before" image of each updated/deleted row is read now.
 * ``after_flush``: one AuditEntry per changed row is inserted through the session's own
   connection (same transaction: a rollback removes the row and its entry together), and the
   head row moves to the new last id and hash.
