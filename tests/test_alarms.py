@@ -589,3 +589,41 @@ def test_readings_without_a_finite_time_are_refused_and_counted():
     assert feed_do(engine, 0, 301, 18.0) != []  # and the stream after them still works
     with pytest.raises(AlarmActionError, match="finite"):
         engine.evaluate(math.nan)
+
+
+# ---- restart --------------------------------------------------------------------------------
+
+
+def test_a_restarted_engine_takes_up_the_alarms_of_the_previous_run():
+    before, transitions = scenario()
+    stored = [json.dumps(transition_payload(t)) for t in transitions]  # what was kept
+    after = AlarmEngine(DEFAULT_RULES)
+    assert after.restore(AlarmTransition.from_payload(p, now=T0) for p in stored) == 4
+    assert after.active_alarms() == before.active_alarms()
+    # the DO recovers: the acknowledged critical returns to normal, the stale alarm returns
+    # and waits for its ack, the shelved warning stays silent until its expiry
+    back = after.feed(do(500, 40.0))
+    assert states(back) == [
+        (DO_LO_LO, "active_acknowledged", "normal"),
+        ("R1/sensor_stale/do", "active_unacknowledged", "returned_unacknowledged"),
+    ]
+    assert after.acknowledge("R1/sensor_stale/do", "ana", at=T0 + 501)[0].to_state is S.NORMAL
+    after.feed(do(3990, 40.0))
+    expired = after.evaluate(T0 + 4000)
+    assert states(expired) == [(DO_LO, "shelved", "normal")]
+
+
+def test_a_restored_once_only_event_is_not_raised_again():
+    engine = AlarmEngine([EventRule("glycerol_depleted", "glycerol_depleted")])
+    raised = engine.feed_event("R1", "glycerol_depleted", T0)
+    restarted = AlarmEngine([EventRule("glycerol_depleted", "glycerol_depleted")])
+    restarted.restore(raised)
+    assert restarted.feed_event("R1", "glycerol_depleted", T0 + 60) == ()
+    assert restarted.counts().unacknowledged == 1
+
+
+def test_restore_skips_rules_no_longer_configured():
+    _, transitions = scenario()
+    engine = AlarmEngine(only("od600_disagreement"))
+    assert engine.restore(transitions) == 1
+    assert [v.rule for v in engine.active_alarms()] == ["od600_disagreement"]

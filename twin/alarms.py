@@ -35,6 +35,7 @@ from twin.alarm_rules import (
     EVENT_GLYCEROL_DEPLETED,
     EVENT_IMPOSSIBLE_VALUE,
     PRIORITY_RANK,
+    AlarmConfigError,
     EventRule,
     FrozenRule,
     LevelKind,
@@ -474,7 +475,7 @@ class AlarmEngine:
         names = [rule.name for rule in self.rules]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"alarm rule names must be unique: {', '.join(duplicates)}")
+            raise AlarmConfigError(f"alarm rule names must be unique: {', '.join(duplicates)}")
         self._clock = clock
         self._max_shelve_s = max_shelve_s
         self._lock = threading.RLock()
@@ -734,6 +735,43 @@ class AlarmEngine:
             self._move(alarm, target, self._moment(at), actor, REASON_RETURNED_TO_SERVICE, out)
         return tuple(out)
 
+    # ---- restart ------------------------------------------------------------------------------
+
+    def restore(self, transitions: Iterable[AlarmTransition]) -> int:
+        """Take up the alarms of a previous run (stored or bus transitions, oldest first).
+
+        Emits nothing: each alarm resumes in the state of its last transition, so an
+        unacknowledged alarm still waits for its acknowledgement after a restart, a shelve
+        still expires, and a once-only event is not raised again. Transitions of rules no
+        longer configured are skipped. Returns the number of alarms restored.
+        """
+        rules = {rule.name: rule for rule in self.rules}
+        restored: set[str] = set()
+        with self._lock:
+            for t in transitions:
+                rule = rules.get(t.rule)
+                if rule is None or t.condition not in _conditions_of(rule, t.condition):
+                    continue
+                alarm = self._alarm(rule, t.reactor, t.condition, t.channel)
+                alarm.state = t.to_state
+                alarm.condition_active = t.condition_active
+                alarm.value = t.value
+                alarm.message = t.message
+                alarm.fired = True
+                if t.to_state is _S.SHELVED:
+                    alarm.shelved_until = t.shelved_until
+                elif t.to_state is not _S.OUT_OF_SERVICE:
+                    alarm.shelved_until = None
+                self._see(t.at)
+                self._board.apply(t)
+                restored.add(t.alarm_id)
+        return len(restored)
+
+    def _was_active(self, reactor: str, rule: str, condition: str) -> bool:
+        """Condition state a restored alarm brings to a fresh evaluator (False if none)."""
+        alarm = self._alarms.get(alarm_id_of(reactor, rule, condition))
+        return alarm is not None and alarm.condition_active
+
     # ---- snapshots --------------------------------------------------------------------------
 
     def active_alarms(self) -> tuple[AlarmView, ...]:
@@ -884,6 +922,13 @@ class AlarmEngine:
         out.append(transition)
 
 
+def _conditions_of(rule: Rule, condition: str) -> tuple[str, ...]:
+    """The conditions a rule can have (events and stale/frozen: any channel or event name)."""
+    if isinstance(rule, EventRule):
+        return (condition,)
+    return rule.conditions
+
+
 def _applies(rule: Rule, reactor: str) -> bool:
     return not rule.reactors or reactor in rule.reactors
 
@@ -941,7 +986,10 @@ class _LimitEvaluator(_Evaluator):
             return  # a missing value neither raises nor clears (stale rules watch for it)
         delays = self.delays.get(reactor)
         if delays is None:
-            delays = self.delays[reactor] = [_Delay() for _ in rule.levels]
+            delays = self.delays[reactor] = [
+                _Delay(self.engine._was_active(reactor, rule.name, level.kind.value))
+                for level in rule.levels
+            ]
         deadband = rule.deadband
         for level, delay in zip(rule.levels, delays):  # noqa: B905 (same length by construction)
             if level.kind.is_high:
@@ -981,7 +1029,10 @@ class _RateEvaluator(_Evaluator):
         history = self.history.get(reactor)
         if history is None:
             history = self.history[reactor] = deque()
-            self.delays[reactor] = {condition: _Delay() for condition in rule.conditions}
+            self.delays[reactor] = {
+                condition: _Delay(self.engine._was_active(reactor, rule.name, condition))
+                for condition in rule.conditions
+            }
         history.append((at, value))
         while at - history[0][0] > rule.window_s:
             history.popleft()
@@ -1030,7 +1081,8 @@ class _StaleEvaluator(_Evaluator):
             return
         track = self.tracks.get((reactor, source))
         if track is None:
-            track = self.tracks[(reactor, source)] = _StaleTrack(at, at)
+            active = self.engine._was_active(reactor, self.rule.name, source)
+            track = self.tracks[(reactor, source)] = _StaleTrack(at, at, active=active)
         track.last_seen = at
         if usable:
             track.last_usable = at
@@ -1079,7 +1131,8 @@ class _FrozenEvaluator(_Evaluator):
             return
         track = self.tracks.get((reactor, source))
         if track is None:
-            self.tracks[(reactor, source)] = _FrozenTrack(value, at)
+            active = self.engine._was_active(reactor, rule.name, source)
+            self.tracks[(reactor, source)] = _FrozenTrack(value, at, active=active)
             return
         if abs(value - track.reference) > rule.epsilon:
             track.reference = value
