@@ -150,3 +150,18 @@ def test_the_default_rules_accept_any_float_stream(stream):
     engine.evaluate(T0 + len(stream) + 3600)
     for view in engine.active_alarms():
         assert view.state is not AlarmState.NORMAL
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(steps, min_size=1, max_size=40), st.lists(steps, min_size=1, max_size=20))
+def test_a_restored_engine_carries_on_by_the_state_machine(program, more):
+    engine = AlarmEngine(RULES)
+    before = run(engine, program)
+    restarted = AlarmEngine(RULES)
+    restarted.restore(before)
+    assert restarted.active_alarms() == engine.active_alarms()
+    last = {t.alarm_id: t.to_state for t in before}
+    for t in run(restarted, more):
+        assert (t.from_state, t.to_state) in ALLOWED_TRANSITIONS, t
+        assert t.from_state is last.get(t.alarm_id, AlarmState.NORMAL), t
+        last[t.alarm_id] = t.to_state
