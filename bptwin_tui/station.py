@@ -33,12 +33,14 @@ class Station:
         self.recorder: Recorder | None = None
         self._subscriptions: list[Subscription] = []
         self._driver_threads: list[DriverThread] = []
+        self.warnings: list[str] = []
 
     def start(self) -> None:
         """Open everything or raise SettingsError naming the setting that does not work."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.upgrade_notebook()
         self.store = build_store(self.settings)
+        self.warnings += check_store_reachable(self.settings, self.store)
         self.recorder = Recorder(self.store)
         self.bus = build_bus(self.settings)
         try:
@@ -157,6 +159,23 @@ def build_store(settings: Settings) -> TimeSeriesStore:
         )
     except TimeSeriesError as exc:
         raise SettingsError(f"timeseries: {exc}") from None
+
+
+def check_store_reachable(settings: Settings, store: TimeSeriesStore) -> list[str]:
+    """A warning naming the key when InfluxDB does not answer at start (readings are spooled)."""
+    ping = getattr(store, "ping", None)
+    if ping is None:
+        return []
+    from database.timeseries import TimeSeriesError
+
+    try:
+        ping()
+    except TimeSeriesError as exc:
+        return [
+            f"timeseries.url: {exc}; readings are spooled to {settings.spool_dir()} "
+            "and written when the server answers"
+        ]
+    return []
 
 
 def build_bus(settings: Settings) -> Bus:

@@ -154,3 +154,31 @@ def test_db_upgrade_names_the_key_of_an_unreachable_postgres(tmp_path: Path) -> 
     assert result.returncode == 2
     assert result.stderr.startswith("bptwin: notebook.url:")
     assert "Traceback" not in result.stderr
+
+
+def test_unreachable_influxdb_is_named_and_readings_are_spooled(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path)
+    settings.acquisition.source = "none"
+    settings.timeseries.backend = "influxdb"
+    settings.timeseries.url = "http://127.0.0.1:1"
+    settings.timeseries.api_version = "1"
+    station = Station(settings)
+    station.start()
+    try:
+        assert len(station.warnings) == 1
+        assert station.warnings[0].startswith("timeseries.url:")
+        assert station.bus is not None
+        station.bus.publish_reading(Reading(time.time(), "R1", "ph", 5.0, "pH"))
+        deadline = time.monotonic() + 10
+        assert station.store is not None
+        while station.store.status().failed_writes == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        status = station.store.status()
+        assert not status.link_ok
+        assert status.spooled == 1
+    finally:
+        if station.store is not None:
+            station.store.close()  # spooled, not lost: no need to wait for the dead server
+            station.store = None
+        station.stop()

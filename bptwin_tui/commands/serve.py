@@ -37,6 +37,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(signum, lambda *_: stop.set())
     station = Station(settings)
     station.start()
+    for warning in station.warnings:
+        log.warning("bptwin serve: %s", warning)
     log.warning("bptwin serve: acquisition running for %s", ", ".join(settings.station.reactors))
     try:
         stop.wait(args.duration)
