@@ -509,6 +509,15 @@ def test_a_viewer_rebuilds_the_engine_state_from_the_bus_payloads():
     assert engine.counts().by_state["shelved"] == 1
 
 
+def test_viewer_ignores_a_redelivered_event_raise():
+    engine = AlarmEngine(only("glycerol_depleted"))
+    raised, returned = engine.feed_event("R1", "glycerol_depleted", T0)
+    board = AlarmBoard()
+    for transition in (raised, returned, raised):
+        board.apply(transition)
+    assert board.get(raised.alarm_id).state is S.RETURNED_UNACK
+
+
 def test_viewer_ignores_an_older_redelivered_transition():
     _, transitions = scenario()
     board = AlarmBoard()

@@ -321,6 +321,14 @@ def _sort_key(view: AlarmView) -> tuple[int, float]:
     return (PRIORITY_RANK[view.priority], -(view.raised_at or view.changed_at))
 
 
+def _superseded(t: AlarmTransition, view: AlarmView) -> bool:
+    """An older transition, or a redelivered one of the same instant (an event's raise and
+    return share their time; a repeated raise must not undo the return)."""
+    if t.at != view.changed_at:
+        return t.at < view.changed_at
+    return t.from_state is not view.state
+
+
 class AlarmBoard:
     """Alarm views rebuilt from transitions: the engine's snapshot, or a viewer's from the bus."""
 
@@ -336,7 +344,7 @@ class AlarmBoard:
         t = transition
         with self._lock:
             old = self._views.get(t.alarm_id)
-            if old is not None and self._ignore_older and t.at < old.changed_at:
+            if old is not None and self._ignore_older and _superseded(t, old):
                 return None
             if old is None:
                 old = AlarmView(
