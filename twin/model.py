@@ -1,0 +1,464 @@
+"""Training the OD600 soft sensor: LightGBM on the 30 s feature table, tuned by Optuna.
+
+* Target: ln OD600 (squared error in log space ≈ relative error, the campaign's MRE).
+* Split: by batch, never by row. Tuning scores each trial by grouped K-fold cross-validation
+  over the training batches (each fold holds out whole batches); the hold-out batches
+  (16–18 by default) are removed before anything else and only scored at the very end.
+* Optuna: TPE sampler with a seed, median pruner on the running cross-validation MRE (one
+  report per fold), a trial budget and an optional time limit. The study lives in an RDB
+  storage (SQLite file by default, or a Postgres URL) so several machines can tune one study.
+* Interval: the 5th/95th percentiles of the out-of-fold log residuals of the best parameters
+  (split-conformal style), applied around each prediction: a 90 % band.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from twin.labels import (
+    BATCH_COLUMN,
+    LABEL_COLUMN,
+    LABEL_METHODS,
+    LABELS,
+    dataset_fingerprint,
+    dataset_table,
+)
+from twin.metrics import mre
+from twin.registry import (
+    ModelArtifact,
+    ModelCard,
+    library_versions,
+    new_version_name,
+    utc_now,
+)
+
+if TYPE_CHECKING:
+    import lightgbm
+    import optuna
+
+DEFAULT_HOLDOUT: tuple[int, ...] = (16, 17, 18)
+DEFAULT_TRIALS = 30
+DEFAULT_SEED = 42
+DEFAULT_FOLDS = 5
+INTERVAL_QUANTILES = (0.05, 0.95)
+FIXED_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "metric": "l2",
+    "verbosity": -1,
+    "deterministic": True,
+    "force_col_wise": True,
+    "bagging_freq": 1,
+}
+
+
+class TrainingError(ValueError):
+    """Training cannot start or finish as asked; the message says why."""
+
+
+@dataclass
+class TrainOptions:
+    """Everything that defines a training run (and makes it reproducible)."""
+
+    dataset: Path
+    holdout: tuple[int, ...] = DEFAULT_HOLDOUT
+    train_batches: tuple[int, ...] | None = None  # None = every batch not held out
+    label: str = "samples"
+    trials: int = DEFAULT_TRIALS
+    seed: int = DEFAULT_SEED
+    folds: int = DEFAULT_FOLDS
+    storage: str | None = None  # Optuna RDB URL; None = in memory
+    study_name: str | None = None
+    timeout_s: float | None = None
+    threads: int = 2
+    jobs: int | None = None  # processes for the feature tables
+    max_rounds: int = 1000
+    early_stopping_rounds: int = 40
+    max_leaves: int = 31
+    # Tuning scores every n-th window only: neighbouring 30 s windows are nearly identical, so
+    # this costs little information and makes each trial n times cheaper. The final fit and
+    # its out-of-fold residuals use every window.
+    tune_stride: int = 2
+    version: str | None = None
+    notes: str = ""
+
+    def check(self) -> None:
+        if self.label not in LABELS:
+            raise TrainingError(f"label must be one of {LABELS}, got {self.label!r}")
+        if self.trials < 1:
+            raise TrainingError(f"trials must be at least 1, got {self.trials}")
+        if self.tune_stride < 1:
+            raise TrainingError(f"tune_stride must be at least 1, got {self.tune_stride}")
+        if self.folds < 2:
+            raise TrainingError(f"folds must be at least 2, got {self.folds}")
+        if self.train_batches is not None:
+            overlap = sorted(set(self.train_batches) & set(self.holdout))
+            if overlap:
+                raise TrainingError(f"batches {overlap} are both training and hold-out")
+
+
+@dataclass
+class TrialProgress:
+    """What the progress callback is told after every trial."""
+
+    finished: int
+    budget: int
+    value: float | None  # CV MRE of this trial (None when pruned/failed)
+    state: str
+    best: float | None
+    pruned: int
+    elapsed_s: float
+    remaining_s: float | None
+
+
+@dataclass
+class TrainResult:
+    artifact: ModelArtifact
+    table: pd.DataFrame
+    study: Any
+    cv_mre: float
+    elapsed_s: float
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+def group_folds(batches: Sequence[int], n_folds: int, seed: int) -> list[list[int]]:
+    """Shuffle the batch numbers with ``seed`` and deal them round-robin into folds."""
+    unique = sorted(set(batches))
+    if len(unique) < 2:
+        raise TrainingError(f"cross-validation needs at least 2 training batches, got {unique}")
+    n_folds = min(n_folds, len(unique))
+    order = np.random.default_rng(seed).permutation(unique).tolist()
+    return [sorted(order[i::n_folds]) for i in range(n_folds)]
+
+
+def _features(table: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    from twin.features import FEATURE_NAMES
+
+    names = list(FEATURE_NAMES)
+    return table[names].to_numpy(dtype=float), names
+
+
+def _dataset(table: pd.DataFrame, rows: np.ndarray, names: list[str]) -> lightgbm.Dataset:
+    import lightgbm
+
+    matrix = table.loc[rows, names].to_numpy(dtype=float)
+    target = np.log(table.loc[rows, LABEL_COLUMN].to_numpy(dtype=float))
+    return lightgbm.Dataset(matrix, target, feature_name=names, free_raw_data=False)
+
+
+def suggest_params(trial: optuna.Trial, max_leaves: int) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.3, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 7, max_leaves),
+        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 20, 400, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10.0, log=True),
+    }
+
+
+def cross_validate(
+    table: pd.DataFrame,
+    params: dict[str, Any],
+    folds: list[list[int]],
+    options: TrainOptions,
+    report: Callable[[int, float], None] | None = None,
+) -> tuple[float, int, np.ndarray]:
+    """Grouped K-fold: (mean per-fold MRE, mean best round, out-of-fold log predictions)."""
+    import lightgbm
+
+    _, names = _features(table)
+    batch = table[BATCH_COLUMN].to_numpy()
+    full = {**FIXED_PARAMS, **params, "seed": options.seed, "num_threads": options.threads}
+    oof = np.full(len(table), np.nan)
+    scores, rounds = [], []
+    for step, held in enumerate(folds):
+        valid_rows = np.flatnonzero(np.isin(batch, held))
+        train_rows = np.flatnonzero(~np.isin(batch, held))
+        train_set = _dataset(table, train_rows, names)
+        valid_set = _dataset(table, valid_rows, names)
+        booster = lightgbm.train(
+            full,
+            train_set,
+            num_boost_round=options.max_rounds,
+            valid_sets=[valid_set],
+            callbacks=[lightgbm.early_stopping(options.early_stopping_rounds, verbose=False)],
+        )
+        best = booster.best_iteration or options.max_rounds
+        prediction = booster.predict(valid_set.get_data(), num_iteration=best)
+        oof[valid_rows] = prediction
+        truth = table.loc[valid_rows, LABEL_COLUMN].to_numpy(float)
+        scores.append(mre(truth, np.exp(prediction)))
+        rounds.append(best)
+        if report is not None:
+            report(step, float(np.mean(scores)))
+    return float(np.mean(scores)), round(float(np.mean(rounds))), oof
+
+
+def study_name_for(options: TrainOptions, fingerprint: str) -> str:
+    holdout = "-".join(str(b) for b in sorted(options.holdout))
+    return options.study_name or f"od600-{fingerprint[:12]}-{options.label}-h{holdout}"
+
+
+def tune(
+    table: pd.DataFrame,
+    options: TrainOptions,
+    study_name: str,
+    progress: Callable[[TrialProgress], None] | None = None,
+) -> optuna.Study:
+    """Run ``options.trials`` new trials of the (possibly shared) study; returns the study."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if options.tune_stride > 1:
+        table = table.iloc[:: options.tune_stride].reset_index(drop=True)
+    folds = group_folds(table[BATCH_COLUMN].unique(), options.folds, options.seed)
+    sampler = optuna.samplers.TPESampler(seed=options.seed)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    try:
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=options.storage,
+            direction="minimize",
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
+    except Exception as exc:  # storage errors come from SQLAlchemy and the DB driver
+        raise TrainingError(
+            f"cannot open the Optuna study storage {_redact(options.storage)}: {exc}"
+        ) from exc
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest_params(trial, options.max_leaves)
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        score, rounds, _ = cross_validate(table, params, folds, options, report)
+        trial.set_user_attr("rounds", rounds)
+        return score
+
+    started = time.monotonic()
+    pruned = 0
+    durations: list[float] = []
+    last = [started]
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal pruned
+        now = time.monotonic()
+        durations.append(now - last[0])
+        last[0] = now
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            pruned += 1
+        if progress is None:
+            return
+        done = len(durations)
+        remaining = (options.trials - done) * float(np.mean(durations))
+        if options.timeout_s is not None:
+            remaining = min(remaining, max(0.0, options.timeout_s - (now - started)))
+        try:
+            best = study.best_value
+        except ValueError:
+            best = None
+        progress(
+            TrialProgress(
+                finished=done,
+                budget=options.trials,
+                value=trial.value,
+                state=trial.state.name.lower(),
+                best=best,
+                pruned=pruned,
+                elapsed_s=now - started,
+                remaining_s=remaining,
+            )
+        )
+
+    study.optimize(
+        objective,
+        n_trials=options.trials,
+        timeout=options.timeout_s,
+        callbacks=[callback],
+        gc_after_trial=False,
+    )
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        raise TrainingError("no Optuna trial completed; raise --trials or --timeout")
+    return study
+
+
+def fit_booster(
+    table: pd.DataFrame, params: dict[str, Any], rounds: int, options: TrainOptions
+) -> lightgbm.Booster:
+    import lightgbm
+
+    _, names = _features(table)
+    full = {**FIXED_PARAMS, **params, "seed": options.seed, "num_threads": options.threads}
+    train_set = _dataset(table, np.arange(len(table)), names)
+    return lightgbm.train(full, train_set, num_boost_round=max(1, rounds))
+
+
+def _interval(table: pd.DataFrame, oof: np.ndarray) -> dict[str, float]:
+    residual = np.log(table[LABEL_COLUMN].to_numpy(float)) - oof
+    residual = residual[np.isfinite(residual)]
+    low, high = np.quantile(residual, INTERVAL_QUANTILES)
+    return {
+        "method": "out-of-fold log-residual quantiles",  # type: ignore[dict-item]
+        "lower_log": float(low),
+        "upper_log": float(high),
+        "coverage_nominal": INTERVAL_QUANTILES[1] - INTERVAL_QUANTILES[0],
+    }
+
+
+def usable_rows(table: pd.DataFrame) -> pd.DataFrame:
+    label = table[LABEL_COLUMN].to_numpy(float)
+    keep = np.isfinite(label) & (label > 0)
+    return table.loc[keep].reset_index(drop=True)
+
+
+def train_model(
+    options: TrainOptions,
+    *,
+    progress: Callable[[TrialProgress], None] | None = None,
+    stage: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """The whole run: table, tuning, final fit, card (hold-out scored by the caller)."""
+    from twin.dataset import read_manifest
+    from twin.features import FEATURE_NAMES
+
+    options.check()
+    say = stage or (lambda message: None)
+    started = time.monotonic()
+    stages: dict[str, float] = {}
+    manifest = read_manifest(options.dataset)
+    available = [record.number for record in manifest.batches]
+    missing_holdout = sorted(set(options.holdout) - set(available))
+    if missing_holdout:
+        say(f"note: hold-out batches {missing_holdout} are not in the dataset")
+    chosen = (
+        sorted(options.train_batches)
+        if options.train_batches is not None
+        else [b for b in available if b not in options.holdout]
+    )
+    chosen = [b for b in chosen if b not in options.holdout]  # never, whatever was asked
+    if len(chosen) < 2:
+        raise TrainingError(f"need at least 2 training batches, have {chosen}")
+    fingerprint = dataset_fingerprint(options.dataset)
+    say(f"building 30 s feature tables for {len(chosen)} training batches")
+    table = usable_rows(dataset_table(options.dataset, chosen, options.label, jobs=options.jobs))
+    stages["feature_table_s"] = time.monotonic() - started
+
+    name = study_name_for(options, fingerprint)
+    say(f"tuning: study {name!r}, {options.trials} trials, seed {options.seed}")
+    tuning_started = time.monotonic()
+    study = tune(table, options, name, progress)
+    stages["tuning_s"] = time.monotonic() - tuning_started
+
+    best = study.best_trial
+    params = dict(best.params)
+    folds = group_folds(table[BATCH_COLUMN].unique(), options.folds, options.seed)
+    say("refitting the best parameters: out-of-fold residuals for the interval")
+    fit_started = time.monotonic()
+    cv_score, rounds, oof = cross_validate(table, params, folds, options)
+    booster = fit_booster(table, params, rounds, options)
+    _, baseline_k = carbon_balance_baseline(table, table.iloc[:0])
+    stages["final_fit_s"] = time.monotonic() - fit_started
+    elapsed = time.monotonic() - started
+
+    card = ModelCard(
+        version=options.version or new_version_name(),
+        feature_names=list(FEATURE_NAMES),
+        label=options.label,
+        label_method=LABEL_METHODS[options.label],
+        training_batches=chosen,
+        holdout_batches=sorted(options.holdout),
+        data_fingerprint=fingerprint,
+        dataset=str(Path(options.dataset)),
+        hyperparameters={**FIXED_PARAMS, **params, "seed": options.seed},
+        num_boost_round=int(rounds),
+        interval=_interval(table, oof),
+        metrics={
+            "cv": {"mre_mean": cv_score, "folds": folds, "windows": len(table)},
+            "baseline": {"k_od_per_mmol_co2": baseline_k},
+        },
+        tuning={
+            "study": name,
+            "storage": _redact(options.storage),
+            "trials_this_run": options.trials,
+            "trials_in_study": len(study.trials),
+            "best_trial": best.number,
+            "best_cv_mre": float(best.value),
+            "seed": options.seed,
+            "threads": options.threads,
+            "wall_time_s": round(elapsed, 1),
+            "stages_s": {k: round(v, 1) for k, v in stages.items()},
+        },
+        libraries=library_versions(),
+        created=utc_now(),
+        notes=options.notes,
+    )
+    artifact = ModelArtifact(booster, card)
+    return TrainResult(artifact, table, study, cv_score, elapsed, stages)
+
+
+def _redact(storage: str | None) -> str:
+    """Storage URL without a password (the card is shipped)."""
+    if not storage:
+        return "in-memory"
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(storage).render_as_string(hide_password=True)
+    except Exception:
+        return storage.split("@")[-1]
+
+
+def predict_table(artifact: ModelArtifact, table: pd.DataFrame) -> pd.DataFrame:
+    """Nowcast, lower and upper bound of every row of a feature table (batch scoring)."""
+    from twin.features import FEATURE_NAMES
+
+    artifact.check_features()
+    matrix = table[list(FEATURE_NAMES)].to_numpy(dtype=float)
+    log_pred = artifact.booster.predict(matrix, num_threads=1)
+    interval = artifact.card.interval
+    low = float(interval.get("lower_log", 0.0))
+    high = float(interval.get("upper_log", 0.0))
+    return pd.DataFrame(
+        {
+            "od600_pred": np.exp(log_pred),
+            "od600_lower": np.exp(log_pred + low),
+            "od600_upper": np.exp(log_pred + high),
+        },
+        index=table.index,
+    )
+
+
+def carbon_balance_baseline(train: pd.DataFrame, tables: pd.DataFrame) -> tuple[np.ndarray, float]:
+    """OD from the carbon balance alone: OD₀ + k · cumulative CO₂ (mmol/L).
+
+    OD₀ is each batch's first offline sample (the inoculum check at 0 h); the one factor k
+    (OD per mmol/L of CO₂, i.e. Y_X/CO₂ over the OD→DCW factor) is fitted on the training
+    batches by the median of (OD − OD₀) / cum CO₂ over windows with cum CO₂ > 20 mmol/L.
+    """
+    cum = train["cum_co2_mmol_per_l"].to_numpy(float)
+    gain = train[LABEL_COLUMN].to_numpy(float) - train["inoculum_od600"].to_numpy(float)
+    usable = np.isfinite(cum) & np.isfinite(gain) & (cum > 20.0)
+    if usable.sum() == 0:
+        raise TrainingError("no usable windows to fit the carbon-balance baseline")
+    k = float(np.median(gain[usable] / cum[usable]))
+    od0 = tables["inoculum_od600"].to_numpy(float)
+    cum_all = np.nan_to_num(tables["cum_co2_mmol_per_l"].to_numpy(float), nan=0.0)
+    return od0 + k * cum_all, k
+
+
+def finite_or_nan(value: float | None) -> float:
+    return float(value) if value is not None and math.isfinite(value) else math.nan

@@ -1,0 +1,192 @@
+"""Serving: one :class:`~twin.features.ProcessState` (a 30 s window) in, one OD600 nowcast out.
+
+The predictor checks at construction that the model was trained on exactly the pipeline's
+``FEATURE_NAMES`` in the same order, then predicts one row with one thread (the worker runs
+beside acquisition; LightGBM's thread pool would only add latency for a single row).
+
+Note for the wiring: the feature pipeline used in serving must be configured as in training.
+In particular do **not** feed the nowcast back with ``FeaturePipeline.set_biomass_estimate``:
+training computed qO₂/qCO₂ from the carbon-balance biomass, so feeding the model's own
+estimate would change those features (training/serving skew).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from twin.features import FEATURE_NAMES, ProcessState, feature_vector
+from twin.registry import ModelArtifact, ModelError, load_model
+
+log = logging.getLogger(__name__)
+
+
+class PredictionError(Exception):
+    """One window could not be predicted; the worker logs and shows it, and goes on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The OD600 nowcast of one window (timestamp = window end, Unix s UTC)."""
+
+    timestamp: float
+    od600: float
+    lower: float
+    upper: float
+    model_version: str
+    reactor: str = ""
+    window_index: int = -1
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Predictor:
+    """``Predictor(model).predict(state) -> Prediction``; ``model`` is an artifact or a path."""
+
+    def __init__(self, model: ModelArtifact | Path | str) -> None:
+        artifact = model if isinstance(model, ModelArtifact) else load_model(model)
+        artifact.check_features(FEATURE_NAMES)
+        self.artifact = artifact
+        self.version = artifact.version
+        interval = artifact.card.interval
+        self._lower = float(interval.get("lower_log", 0.0))
+        self._upper = float(interval.get("upper_log", 0.0))
+        self._booster = artifact.booster
+        self._row = np.empty((1, len(FEATURE_NAMES)))
+
+    def predict_vector(
+        self, vector: np.ndarray, timestamp: float, reactor: str = "", window_index: int = -1
+    ) -> Prediction:
+        if vector.shape != (len(FEATURE_NAMES),):
+            raise PredictionError(
+                f"feature vector has shape {vector.shape}, expected ({len(FEATURE_NAMES)},)"
+            )
+        self._row[0] = vector
+        try:
+            log_od = float(self._booster.predict(self._row, num_threads=1)[0])
+        except Exception as exc:  # LightGBM raises its own and numpy errors
+            raise PredictionError(f"model {self.version} failed on window: {exc}") from exc
+        if not math.isfinite(log_od):
+            raise PredictionError(f"model {self.version} returned a non-finite value")
+        return Prediction(
+            timestamp=float(timestamp),
+            od600=math.exp(log_od),
+            lower=math.exp(log_od + self._lower),
+            upper=math.exp(log_od + self._upper),
+            model_version=self.version,
+            reactor=reactor,
+            window_index=window_index,
+        )
+
+    def predict(self, state: ProcessState) -> Prediction:
+        return self.predict_vector(
+            feature_vector(state), state.end, state.reactor, state.window_index
+        )
+
+
+PredictionSink = Callable[[Prediction, ProcessState], None]
+ErrorSink = Callable[[ProcessState, Exception], None]
+
+
+class InferenceWorker:
+    """A thread that predicts each submitted window and hands the result to the sinks.
+
+    ``submit`` never blocks the caller (the acquisition side): when the queue is full the
+    oldest pending window is dropped and counted. A failing prediction or sink is logged,
+    counted and passed to ``on_error``; the worker goes on.
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        sinks: list[PredictionSink],
+        *,
+        on_error: ErrorSink | None = None,
+        max_pending: int = 64,
+    ) -> None:
+        self.predictor = predictor
+        self.sinks = list(sinks)
+        self.on_error = on_error
+        self._queue: queue.Queue[ProcessState | None] = queue.Queue(max_pending)
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self.predicted = 0
+        self.failed = 0
+        self.dropped = 0
+        self.last: Prediction | None = None
+        self.last_error: str | None = None
+
+    def start(self) -> InferenceWorker:
+        self._thread.start()
+        return self
+
+    def submit(self, state: ProcessState) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(state)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if not self._thread.is_alive():
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                if time.monotonic() > deadline:
+                    break
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _run(self) -> None:
+        while True:
+            state = self._queue.get()
+            if state is None:
+                return
+            try:
+                prediction = self.predictor.predict(state)
+            except Exception as exc:  # never fatal: log, count, report
+                self._fail(state, exc)
+                continue
+            self.last = prediction
+            self.predicted += 1
+            for sink in self.sinks:
+                try:
+                    sink(prediction, state)
+                except Exception as exc:
+                    self._fail(state, exc)
+
+    def _fail(self, state: ProcessState, exc: Exception) -> None:
+        self.failed += 1
+        self.last_error = f"window {state.window_index}: {exc}"
+        log.warning("prediction failed for window %s: %s", state.window_index, exc)
+        if self.on_error is not None:
+            try:
+                self.on_error(state, exc)
+            except Exception:
+                log.exception("prediction error handler failed")
+
+
+def load_predictor(reference: Path | str | None = None, data_dir: Path | None = None) -> Predictor:
+    """The predictor for the configured model; raises :class:`ModelError` with the reason."""
+    try:
+        return Predictor(load_model(reference, data_dir=data_dir))
+    except ModelError:
+        raise
+    except OSError as exc:
+        raise ModelError(f"cannot load model {reference}: {exc}") from exc

@@ -1,0 +1,417 @@
+"""Scoring a model on hold-out batches and writing the report folder (Markdown + PNG + JSON).
+
+The reference OD600 is the simulator's truth when the dataset has it (``reference="auto"``),
+else the offline samples interpolated log-linearly (see :mod:`twin.labels`). Scores per batch:
+MRE with a 95 % moving-block bootstrap CI (:mod:`twin.metrics`), R², RMSE, depletion-time
+error of the live detector; the campaign verdict; interval coverage; residuals by phase and
+by time; gain importance; and the carbon-balance baseline for comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from twin.labels import (
+    BATCH_COLUMN,
+    LABEL_COLUMN,
+    LabelError,
+    dataset_fingerprint,
+    dataset_table,
+)
+from twin.metrics import (
+    DEFAULT_BOOTSTRAP,
+    BatchScore,
+    Verdict,
+    campaign_verdict,
+    json_safe,
+    mre,
+    r2,
+    rmse,
+    score_batch,
+)
+from twin.model import predict_table, usable_rows
+from twin.registry import ModelArtifact
+
+TIME_BINS_H = (0, 4, 8, 12, 16, 20, 24, 40)
+PHASE_ORDER = ("lag", "exponential", "stationary", "depleted")
+
+
+@dataclass
+class ValidationResult:
+    model_version: str
+    reference: str
+    batches: list[int]
+    scores: list[BatchScore]
+    pooled: dict[str, float]
+    verdict: Verdict
+    baseline: dict[str, Any]
+    coverage: float
+    residuals_by_phase: list[dict[str, Any]]
+    residuals_by_time: list[dict[str, Any]]
+    importance: list[dict[str, Any]]
+    table: pd.DataFrame = field(repr=False)
+    data_fingerprint: str = ""
+    dataset: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe(
+            {
+                "model_version": self.model_version,
+                "reference": self.reference,
+                "dataset": self.dataset,
+                "data_fingerprint": self.data_fingerprint,
+                "batches": self.batches,
+                "verdict": self.verdict.to_dict(),
+                "per_batch": [s.to_dict() for s in self.scores],
+                "pooled": self.pooled,
+                "interval_coverage": self.coverage,
+                "baseline": self.baseline,
+                "residuals_by_phase": self.residuals_by_phase,
+                "residuals_by_time_h": self.residuals_by_time,
+                "feature_importance_gain": self.importance,
+            }
+        )  # type: ignore[return-value]
+
+    def summary_metrics(self) -> dict[str, Any]:
+        """The short form stored in the model card."""
+        return json_safe(
+            {
+                "reference": self.reference,
+                "batches": self.batches,
+                "mre_mean": float(np.mean([s.mre.estimate for s in self.scores])),
+                "per_batch": {
+                    str(s.batch): {
+                        "mre": s.mre.estimate,
+                        "mre_ci95": [s.mre.lower, s.mre.upper],
+                        "r2": s.r2,
+                        "rmse": s.rmse,
+                        "depletion_error_min": s.depletion_error_min,
+                    }
+                    for s in self.scores
+                },
+                "pooled": self.pooled,
+                "verdict": self.verdict.outcome,
+                "interval_coverage": self.coverage,
+                "baseline_mre_mean": self.baseline.get("mre_mean"),
+            }
+        )  # type: ignore[return-value]
+
+
+def _reference(directory: Path, reference: str) -> str:
+    from twin.dataset import read_manifest
+
+    if reference in ("truth", "samples"):
+        return reference
+    if reference != "auto":
+        raise LabelError(f"reference must be auto, truth or samples, got {reference!r}")
+    return "truth" if read_manifest(directory).source == "simulated" else "samples"
+
+
+def _first_finite(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite[0]) if finite.size else None
+
+
+def evaluate(
+    artifact: ModelArtifact,
+    dataset: Path | str,
+    batches: list[int] | None = None,
+    *,
+    reference: str = "auto",
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    jobs: int | None = None,
+    table: pd.DataFrame | None = None,
+) -> ValidationResult:
+    """Score ``artifact`` on ``batches`` (default: the card's hold-out batches)."""
+    directory = Path(dataset)
+    artifact.check_features()
+    chosen = sorted(batches or artifact.card.holdout_batches)
+    if not chosen:
+        raise LabelError("no batches to validate on (the card names no hold-out batches)")
+    overlap = sorted(set(chosen) & set(artifact.card.training_batches))
+    label = _reference(directory, reference)
+    if table is None:
+        table = dataset_table(directory, chosen, label, jobs=jobs)
+    table = usable_rows(table)
+    predictions = predict_table(artifact, table)
+    table = pd.concat([table, predictions], axis=1)
+    table["relative_error"] = (table["od600_pred"] - table[LABEL_COLUMN]) / table[LABEL_COLUMN]
+    k = artifact.card.metrics.get("baseline", {}).get("k_od_per_mmol_co2")
+    if isinstance(k, int | float):
+        od0 = table["inoculum_od600"].to_numpy(float)
+        cum = np.nan_to_num(table["cum_co2_mmol_per_l"].to_numpy(float), nan=0.0)
+        table["od600_baseline"] = od0 + k * cum
+    else:
+        table["od600_baseline"] = np.nan
+
+    scores = []
+    for number in chosen:
+        rows = table[table[BATCH_COLUMN] == number]
+        if rows.empty:
+            continue
+        scores.append(
+            score_batch(
+                number,
+                rows[LABEL_COLUMN].to_numpy(float),
+                rows["od600_pred"].to_numpy(float),
+                depletion_predicted=_first_finite(rows["depletion_time"].to_numpy(float)),
+                depletion_actual=_first_finite(rows["depletion_true"].to_numpy(float)),
+                n_boot=n_boot,
+                seed=number,
+            )
+        )
+    truth, pred = table[LABEL_COLUMN].to_numpy(float), table["od600_pred"].to_numpy(float)
+    pooled = {"mre": mre(truth, pred), "r2": r2(truth, pred), "rmse": rmse(truth, pred)}
+    verdict = campaign_verdict(scores, pooled_r2=pooled["r2"])
+    inside = (truth >= table["od600_lower"].to_numpy()) & (truth <= table["od600_upper"].to_numpy())
+    baseline_pred = table["od600_baseline"].to_numpy(float)
+    baseline = {
+        "method": "OD0 (0 h sample) + k · cumulative CO2, k fitted on the training batches",
+        "k_od_per_mmol_co2": k,
+        "mre_mean": float(
+            np.mean(
+                [mre(g[LABEL_COLUMN], g["od600_baseline"]) for _, g in table.groupby(BATCH_COLUMN)]
+            )
+        )
+        if np.isfinite(baseline_pred).any()
+        else math.nan,
+        "r2": r2(truth, baseline_pred),
+        "rmse": rmse(truth, baseline_pred),
+        "per_batch_mre": {
+            str(b): mre(g[LABEL_COLUMN], g["od600_baseline"])
+            for b, g in table.groupby(BATCH_COLUMN)
+        },
+    }
+    if overlap:
+        baseline["warning"] = f"batches {overlap} were used in training: scores are optimistic"
+    return ValidationResult(
+        model_version=artifact.version,
+        reference=label,
+        batches=chosen,
+        scores=scores,
+        pooled=pooled,
+        verdict=verdict,
+        baseline=baseline,
+        coverage=float(inside.mean()) if len(inside) else math.nan,
+        residuals_by_phase=_residuals_by(table, "phase", PHASE_ORDER),
+        residuals_by_time=_residuals_by_time(table),
+        importance=_importance(artifact),
+        table=table,
+        data_fingerprint=dataset_fingerprint(directory),
+        dataset=str(directory),
+    )
+
+
+def _residual_stats(group: pd.DataFrame) -> dict[str, Any]:
+    errors = group["relative_error"].to_numpy(float)
+    return {
+        "windows": len(group),
+        "mre": float(np.mean(np.abs(errors))) if len(errors) else math.nan,
+        "bias": float(np.mean(errors)) if len(errors) else math.nan,
+        "p95_abs": float(np.quantile(np.abs(errors), 0.95)) if len(errors) else math.nan,
+    }
+
+
+def _residuals_by(table: pd.DataFrame, column: str, order: tuple[str, ...]) -> list[dict]:
+    rows = []
+    for value in order:
+        group = table[table[column] == value]
+        if not group.empty:
+            rows.append({column: value, **_residual_stats(group)})
+    return rows
+
+
+def _residuals_by_time(table: pd.DataFrame) -> list[dict]:
+    hours = table["time_since_inoculation_h"].to_numpy(float)
+    rows = []
+    for low, high in pairwise(TIME_BINS_H):
+        group = table[(hours >= low) & (hours < high)]
+        if not group.empty:
+            rows.append({"from_h": low, "to_h": high, **_residual_stats(group)})
+    return rows
+
+
+def _importance(artifact: ModelArtifact, top: int = 15) -> list[dict[str, Any]]:
+    gains = artifact.booster.feature_importance(importance_type="gain")
+    names = artifact.booster.feature_name()
+    total = float(np.sum(gains)) or 1.0
+    order = np.argsort(gains)[::-1][:top]
+    return [{"feature": names[i], "gain_share": float(gains[i] / total)} for i in order]
+
+
+# -- the report folder -----------------------------------------------------------------------
+def _pct(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.2f} %"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def render_markdown(result: ValidationResult, images: list[str]) -> str:
+    lines = [
+        f"# Validation of model {result.model_version}",
+        "",
+        f"Dataset `{result.dataset}` (manifest sha256 `{result.data_fingerprint[:16]}…`), "
+        f"batches {result.batches}, reference OD600: **{result.reference}**.",
+        "",
+        f"## Verdict: **{result.verdict.outcome.upper()}**",
+        "",
+        "| criterion | status | detail |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {c.name} | {c.status} | {c.detail} |" for c in result.verdict.criteria]
+    lines += [
+        "",
+        "## Per batch",
+        "",
+        "| batch | windows | MRE | 95 % CI | R² | RMSE (OD) | depletion error (min) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in result.scores:
+        lines.append(
+            f"| {s.batch} | {s.n_windows} | {_pct(s.mre.estimate)} | "
+            f"{_pct(s.mre.lower)} – {_pct(s.mre.upper)} | {_num(s.r2)} | {_num(s.rmse)} | "
+            f"{_num(s.depletion_error_min, 1)} |"
+        )
+    pooled = result.pooled
+    base = result.baseline
+    lines += [
+        "",
+        f"Pooled: MRE {_pct(pooled['mre'])}, R² {_num(pooled['r2'])}, "
+        f"RMSE {_num(pooled['rmse'])} OD. 90 % interval coverage {_pct(result.coverage)}.",
+        "",
+        "CI: moving-block bootstrap (1 h blocks) over the windows of each batch, because "
+        "residuals of consecutive windows are correlated; depletion error: the live "
+        "detector's onset minus the true depletion time.",
+        "",
+        "## Baseline: carbon balance alone",
+        "",
+        f"{base['method']}: mean per-batch MRE {_pct(base.get('mre_mean'))}, "
+        f"R² {_num(base.get('r2'))}, RMSE {_num(base.get('rmse'))} OD.",
+        "",
+    ]
+    if "warning" in base:
+        lines += [f"**Warning:** {base['warning']}", ""]
+    lines += [
+        "## Residuals",
+        "",
+        "Relative error (ŷ − y)/y; bias > 0 means over-prediction.",
+        "",
+        "| phase | windows | MRE | bias | 95th pct of abs |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r['phase']} | {r['windows']} | {_pct(r['mre'])} | {_pct(r['bias'])} | "
+        f"{_pct(r['p95_abs'])} |"
+        for r in result.residuals_by_phase
+    ]
+    lines += [
+        "",
+        "| hours | windows | MRE | bias | 95th pct of abs |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r['from_h']}–{r['to_h']} | {r['windows']} | {_pct(r['mre'])} | "
+        f"{_pct(r['bias'])} | {_pct(r['p95_abs'])} |"
+        for r in result.residuals_by_time
+    ]
+    lines += ["", "## Feature importance (gain share, top 15)", ""]
+    lines += [f"- `{i['feature']}`: {100 * i['gain_share']:.1f} %" for i in result.importance]
+    if images:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{name}]({name})" for name in images]
+    return "\n".join(lines) + "\n"
+
+
+def render_plots(result: ValidationResult, folder: Path) -> list[str]:
+    """PNG plots with matplotlib's Agg backend; returns the file names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = result.table
+    written: list[str] = []
+    batches = [s.batch for s in result.scores]
+    fig, axes = plt.subplots(len(batches), 1, figsize=(9, 3 * len(batches)), squeeze=False)
+    for ax, number in zip(axes[:, 0], batches, strict=True):
+        rows = table[table[BATCH_COLUMN] == number]
+        hours = rows["time_since_inoculation_h"]
+        ax.fill_between(
+            hours, rows["od600_lower"], rows["od600_upper"], alpha=0.25, label="90 % band"
+        )
+        ax.plot(hours, rows[LABEL_COLUMN], "k-", lw=1.2, label=f"reference ({result.reference})")
+        ax.plot(hours, rows["od600_pred"], "C0-", lw=1, label="model")
+        if rows["od600_baseline"].notna().any():
+            ax.plot(hours, rows["od600_baseline"], "C3--", lw=0.8, label="carbon balance")
+        ax.set_title(f"batch {number}")
+        ax.set_ylabel("OD600")
+        ax.legend(loc="upper left", fontsize=8)
+    axes[-1, 0].set_xlabel("time since inoculation (h)")
+    fig.tight_layout()
+    fig.savefig(folder / "predicted_vs_time.png", dpi=90)
+    plt.close(fig)
+    written.append("predicted_vs_time.png")
+
+    fig, (scatter, residual) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for number in batches:
+        rows = table[table[BATCH_COLUMN] == number]
+        scatter.plot(rows[LABEL_COLUMN], rows["od600_pred"], ".", ms=2, label=f"batch {number}")
+        residual.plot(
+            rows["time_since_inoculation_h"],
+            100 * rows["relative_error"],
+            ".",
+            ms=2,
+            label=f"batch {number}",
+        )
+    top = float(np.nanmax(table[LABEL_COLUMN])) * 1.05
+    scatter.plot([0, top], [0, top], "k--", lw=0.8)
+    scatter.set_xlabel("reference OD600")
+    scatter.set_ylabel("predicted OD600")
+    scatter.set_title("predicted vs actual")
+    residual.axhline(0, color="k", lw=0.8)
+    for limit in (-8, 8):
+        residual.axhline(limit, color="C3", lw=0.6, ls=":")
+    residual.set_xlabel("time since inoculation (h)")
+    residual.set_ylabel("relative error (%)")
+    residual.set_title("residuals vs time")
+    scatter.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "predicted_vs_actual.png", dpi=90)
+    plt.close(fig)
+    written.append("predicted_vs_actual.png")
+    return written
+
+
+def write_report(result: ValidationResult, folder: Path | str, *, plots: bool = True) -> Path:
+    """Write report.md, report.json, predictions.csv and the PNGs; returns report.md's path."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    images = render_plots(result, out) if plots else []
+    (out / "report.json").write_text(
+        json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    columns = [
+        BATCH_COLUMN,
+        "window_end",
+        "time_since_inoculation_h",
+        "phase",
+        LABEL_COLUMN,
+        "od600_pred",
+        "od600_lower",
+        "od600_upper",
+        "od600_baseline",
+    ]
+    result.table[columns].to_csv(out / "predictions.csv", index=False, float_format="%.5g")
+    path = out / "report.md"
+    path.write_text(render_markdown(result, images), encoding="utf-8")
+    return path
