@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
 
 from database.channels import CHANNELS, CHANNELS_BY_NAME
 from twin.sim_config import FaultParameters, SensorParameters
@@ -199,6 +198,8 @@ class SensorLayer:
             signal = ideal[:, index]
             alpha = self.alpha[index]
             if alpha < 1.0:
+                from scipy.signal import lfilter  # lazy: scipy.signal costs seconds
+
                 signal = lfilter([alpha], [1.0, alpha - 1.0], signal, zi=[(1 - alpha) * signal[0]])[
                     0
                 ]

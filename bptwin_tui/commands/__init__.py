@@ -10,4 +10,5 @@ COMMANDS: tuple[str, ...] = (
     "serve",
     "db",
     "version",
+    "simulate",
 )
