@@ -214,6 +214,61 @@ def transition_payload(transition: AlarmTransition) -> dict[str, Any]:
     }
 
 
+def transitions_from_events(rows: Iterable[Any]) -> list[AlarmTransition]:
+    """Best-effort transitions from stored notebook AlarmEvent rows (objects or dicts), for
+    :meth:`AlarmEngine.restore` after a restart.
+
+    The rows hold each alarm's state but not the previous state, the condition or a shelve's
+    expiry: the previous state is taken from the alarm's previous row, the condition from the
+    state (active while active_*; kept from the row before while shelved or out of service),
+    and a shelve without expiry ends at the next evaluate().
+    """
+
+    def get(row: Any, key: str) -> Any:
+        return row.get(key) if isinstance(row, Mapping) else getattr(row, key, None)
+
+    last: dict[str, AlarmState] = {}
+    active: dict[str, bool] = {}
+    out: list[AlarmTransition] = []
+    ordered = sorted(rows, key=lambda row: get(row, "occurred_at"))
+    for row in ordered:
+        rule, _, condition = str(get(row, "rule")).partition("/")
+        reactor = str(get(row, "reactor"))
+        try:
+            state = AlarmState(get(row, "state"))
+            priority = Priority(get(row, "priority"))
+        except ValueError:
+            continue  # not a row this engine wrote
+        alarm_id = alarm_id_of(reactor, rule, condition or rule)
+        value = get(row, "value")
+        actor = get(row, "actor")
+        if state in (_S.SHELVED, _S.OUT_OF_SERVICE):
+            condition_active = active.get(alarm_id, False)  # hidden: as it was before
+        else:
+            condition_active = state in (_S.ACTIVE_UNACK, _S.ACTIVE_ACK)
+        out.append(
+            AlarmTransition(
+                alarm_id=alarm_id,
+                rule=rule,
+                reactor=reactor,
+                condition=condition or rule,
+                channel=get(row, "channel"),
+                priority=priority,
+                from_state=last.get(alarm_id, _S.NORMAL),
+                to_state=state,
+                at=get(row, "occurred_at").timestamp(),
+                actor=None if actor in (None, "system") else actor,
+                value=None if value is None or not math.isfinite(value) else float(value),
+                message=get(row, "message") or "",
+                reason=None,
+                condition_active=condition_active,
+            )
+        )
+        last[alarm_id] = state
+        active[alarm_id] = condition_active
+    return out
+
+
 def transition_message(
     transition: AlarmTransition, prefix: str = DEFAULT_PREFIX
 ) -> tuple[str, bytes]:
@@ -767,7 +822,9 @@ class AlarmEngine:
                 alarm.message = t.message
                 alarm.fired = True
                 if t.to_state is _S.SHELVED:
-                    alarm.shelved_until = t.shelved_until
+                    # Expiry unknown (a record without it): unshelve at the next evaluate(),
+                    # the safe side, rather than hide the alarm for ever.
+                    alarm.shelved_until = t.at if t.shelved_until is None else t.shelved_until
                 elif t.to_state is not _S.OUT_OF_SERVICE:
                     alarm.shelved_until = None
                 self._see(t.at)
@@ -1176,4 +1233,5 @@ __all__ = [
     "alarms_pattern",
     "transition_message",
     "transition_payload",
+    "transitions_from_events",
 ]
