@@ -16,9 +16,10 @@ from database.bus.payloads import (
     decode_snapshot,
     encode_reading,
     encode_snapshot,
+    iso_timestamp,
 )
 from database.channels import CHANNELS
-from database.reading import Quality, Reading, ReadingError
+from database.reading import Quality, Reading, ReadingError, format_timestamp
 
 NOW = 1_795_000_000.0  # fixed "now" (2026-11) so the tests do not depend on the clock
 
@@ -132,6 +133,11 @@ def test_decode_any_chooses_by_topic_kind() -> None:
     assert [r.channel for r in single] == ["ph"] and [r.channel for r in snapshot] == ["ph"]
 
 
+@given(st.floats(min_value=946_684_800, max_value=4_000_000_000, allow_nan=False))
+def test_fast_timestamp_text_equals_format_timestamp(timestamp: float) -> None:
+    assert iso_timestamp(timestamp) == format_timestamp(timestamp)
+
+
 def test_encode_snapshot_refuses_mixed_reactors() -> None:
     with pytest.raises(ValueError, match="one reactor"):
         encode_snapshot([Reading(NOW, "r1", "ph", 5.0), Reading(NOW, "r2", "ph", 5.0)])
@@ -210,6 +216,7 @@ def assert_same(decoded: Reading, original: Reading) -> None:
 @given(readings)
 def test_single_reading_round_trips(reading: Reading) -> None:
     payload = encode_reading(reading)
+    assert json.loads(payload) == reading.to_payload()  # the fast encoder writes the contract
     decoded = decode_reading(payload, reactor=reading.reactor, channel=reading.channel, now=NOW)
     assert_same(decoded, reading)
 

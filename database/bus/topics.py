@@ -14,6 +14,7 @@ docs/mqtt.md is the full contract.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 CONTRACT_VERSION = "v1"
@@ -21,13 +22,15 @@ DEFAULT_PREFIX = "bptwin"
 SENSORS = "sensors"
 # MQTT caps topics at 65 535 bytes; ours are short, anything long is an error upstream.
 MAX_TOPIC_LENGTH = 1024
+_NOT_IN_LEVEL = re.compile(r"[/+#\x00]")
+_NOT_IN_TOPIC = re.compile(r"[+#\x00]")
 
 
 def _level(kind: str, name: str) -> str:
     """A single plain topic level: no wildcard, no separator, not empty."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"{kind} must be a non-empty topic level")
-    if any(c in name for c in "/+#\x00"):
+    if _NOT_IN_LEVEL.search(name):
         raise ValueError(f"{kind} {name!r} must not contain '/', '+', '#' or NUL")
     return name
 
@@ -35,7 +38,7 @@ def _level(kind: str, name: str) -> str:
 def _prefix(prefix: str) -> str:
     if not isinstance(prefix, str) or not prefix or prefix.endswith("/"):
         raise ValueError(f"prefix {prefix!r} must be non-empty without a trailing '/'")
-    if any(c in prefix for c in "+#\x00"):
+    if _NOT_IN_TOPIC.search(prefix):
         raise ValueError(f"prefix {prefix!r} must not contain '+', '#' or NUL")
     return prefix
 
@@ -44,6 +47,7 @@ def reactor_root(reactor: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{_prefix(prefix)}/{CONTRACT_VERSION}/{_level('reactor', reactor)}"
 
 
+@lru_cache(maxsize=4096)  # called for every reading published
 def reading_topic(reactor: str, channel: str, prefix: str = DEFAULT_PREFIX) -> str:
     """``bptwin/v1/<reactor>/sensors/<channel>``: one reading per message."""
     return f"{reactor_root(reactor, prefix)}/{SENSORS}/{_level('channel', channel)}"
@@ -106,7 +110,7 @@ def validate_topic(topic: str) -> str:
         raise ValueError("topic must be non-empty text")
     if len(topic) > MAX_TOPIC_LENGTH:
         raise ValueError(f"topic of {len(topic)} characters exceeds {MAX_TOPIC_LENGTH}")
-    if any(c in topic for c in "+#\x00"):
+    if _NOT_IN_TOPIC.search(topic):
         raise ValueError(f"topic {topic[:200]!r} must not contain '+', '#' or NUL")
     return topic
 
