@@ -447,14 +447,14 @@ def carbon_balance_baseline(train: pd.DataFrame, tables: pd.DataFrame) -> tuple[
 
     OD₀ is each batch's first offline sample (the inoculum check at 0 h); the one factor k
     (OD per mmol/L of CO₂, i.e. Y_X/CO₂ over the OD→DCW factor) is fitted on the training
-    batches by the median of (OD − OD₀) / cum CO₂ over windows with cum CO₂ > 20 mmol/L.
+    batches by the median of (OD − OD₀) / cum CO₂ over windows with cum CO₂ > 20 mmol/L
+    (NaN when no window has that much).
     """
     cum = train["cum_co2_mmol_per_l"].to_numpy(float)
     gain = train[LABEL_COLUMN].to_numpy(float) - train["inoculum_od600"].to_numpy(float)
     usable = np.isfinite(cum) & np.isfinite(gain) & (cum > 20.0)
-    if usable.sum() == 0:
-        raise TrainingError("no usable windows to fit the carbon-balance baseline")
-    k = float(np.median(gain[usable] / cum[usable]))
+    # Too little CO2 (short batches): no baseline rather than a wild one.
+    k = float(np.median(gain[usable] / cum[usable])) if usable.any() else math.nan
     od0 = tables["inoculum_od600"].to_numpy(float)
     cum_all = np.nan_to_num(tables["cum_co2_mmol_per_l"].to_numpy(float), nan=0.0)
     return od0 + k * cum_all, k

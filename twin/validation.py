@@ -145,7 +145,7 @@ def evaluate(
     table = pd.concat([table, predictions], axis=1)
     table["relative_error"] = (table["od600_pred"] - table[LABEL_COLUMN]) / table[LABEL_COLUMN]
     k = artifact.card.metrics.get("baseline", {}).get("k_od_per_mmol_co2")
-    if isinstance(k, int | float):
+    if isinstance(k, int | float) and math.isfinite(k):
         od0 = table["inoculum_od600"].to_numpy(float)
         cum = np.nan_to_num(table["cum_co2_mmol_per_l"].to_numpy(float), nan=0.0)
         table["od600_baseline"] = od0 + k * cum

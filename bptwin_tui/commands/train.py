@@ -103,7 +103,10 @@ def _progress(report: object) -> None:
     from twin.model import TrialProgress
 
     assert isinstance(report, TrialProgress)
-    value = "pruned" if report.value is None else f"CV MRE {100 * report.value:.2f} %"
+    if report.state != "complete" or report.value is None:
+        value = report.state
+    else:
+        value = f"CV MRE {100 * report.value:.2f} %"
     best = "–" if report.best is None else f"{100 * report.best:.2f} %"
     left = "?" if report.remaining_s is None else _clock(report.remaining_s)
     print(

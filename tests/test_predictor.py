@@ -1,0 +1,112 @@
+"""Serving: live pipeline states in, predictions out, failures contained."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_model_data import random_artifact
+from twin.features import FEATURE_NAMES, ProcessState, StreamingFeatures
+from twin.predictor import InferenceWorker, Prediction, PredictionError, Predictor
+from twin.registry import FeatureMismatchError, ModelArtifact, ModelCard
+from twin.simulator import ReactorSimulator
+
+
+@pytest.fixture(scope="module")
+def live_states() -> list[ProcessState]:
+    """States from the streaming path fed reading by reading, as the live worker does."""
+    simulator = ReactorSimulator(None, 3, start_timestamp=1.7e9)
+    stream = StreamingFeatures(reactor="R1")
+    states: list[ProcessState] = []
+    for _ in range(600):
+        for reading in simulator.step().to_readings("R1"):
+            states.extend(stream.add(reading))
+    states.extend(stream.flush())
+    return states
+
+
+def test_predicts_every_live_window_with_a_band(live_states: list[ProcessState]) -> None:
+    predictor = Predictor(random_artifact("v7"))
+    assert len(live_states) >= 19
+    for state in live_states:
+        prediction = predictor.predict(state)
+        assert isinstance(prediction, Prediction)
+        assert prediction.timestamp == state.end
+        assert prediction.lower < prediction.od600 < prediction.upper
+        assert prediction.model_version == "v7"
+        assert prediction.reactor == "R1"
+
+
+def test_prediction_matches_the_batch_model_output(live_states: list[ProcessState]) -> None:
+    from twin.features import feature_vector
+
+    artifact = random_artifact()
+    predictor = Predictor(artifact)
+    state = live_states[-1]
+    expected = np.exp(artifact.booster.predict(feature_vector(state)[None, :])[0])
+    assert predictor.predict(state).od600 == pytest.approx(expected)
+
+
+def test_model_with_other_features_is_refused() -> None:
+    artifact = random_artifact()
+    names = list(FEATURE_NAMES)
+    card = ModelCard(version="x", feature_names=names[::-1])
+    with pytest.raises(FeatureMismatchError, match="another order"):
+        Predictor(ModelArtifact(artifact.booster, card))
+
+
+def test_wrong_vector_shape_is_a_prediction_error() -> None:
+    predictor = Predictor(random_artifact())
+    with pytest.raises(PredictionError, match="shape"):
+        predictor.predict_vector(np.zeros(3), 0.0)
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:
+    from twin.registry import ModelError
+
+    with pytest.raises(ModelError, match="not found"):
+        Predictor(tmp_path / "missing")
+
+
+def test_worker_survives_a_failing_sink_and_keeps_predicting(
+    live_states: list[ProcessState],
+) -> None:
+    received: list[Prediction] = []
+    errors: list[str] = []
+    done = threading.Event()
+    total = len(live_states)
+
+    def collect(prediction: Prediction, state: ProcessState) -> None:
+        received.append(prediction)
+        if len(received) == total:
+            done.set()
+
+    def broken(prediction: Prediction, state: ProcessState) -> None:
+        if state.window_index % 2 == 0:
+            raise RuntimeError("store went away")
+
+    worker = InferenceWorker(
+        Predictor(random_artifact()),
+        [broken, collect],
+        on_error=lambda state, exc: errors.append(str(exc)),
+        max_pending=total + 1,
+    ).start()
+    for state in live_states:
+        worker.submit(state)
+    assert done.wait(30)
+    worker.stop()
+    assert worker.predicted == total
+    assert worker.failed == len(errors) > 0
+    assert all("store went away" in e for e in errors)
+    # Broken sink comes first, collect still received every window.
+    assert [p.window_index for p in received] == [s.window_index for s in live_states]
+
+
+def test_submit_never_blocks_and_drops_the_oldest(live_states: list[ProcessState]) -> None:
+    worker = InferenceWorker(Predictor(random_artifact()), [], max_pending=2)  # not started
+    for state in live_states[:5]:
+        worker.submit(state)
+    assert worker.dropped == 3
