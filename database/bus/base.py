@@ -7,6 +7,7 @@ only later handlers; a failing one is counted in ``stats.handler_errors`` and lo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -90,6 +91,7 @@ class _Route:
     handler: MessageHandler
     qos: int
     active: bool = True
+    since: int = 0  # sequence number at subscription: earlier messages are not for it
 
 
 class Subscription:
@@ -129,6 +131,7 @@ class Bus(ABC):
         self._routes_lock = threading.Lock()
         self._counters = _Counters()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._sequence = itertools.count(1)  # orders subscriptions and messages
         self._worker: threading.Thread | None = None
         self._worker_lock = threading.Lock()
         self._malformed_log = _Throttle()
@@ -226,6 +229,7 @@ class Bus(ABC):
     # --- for implementations ---------------------------------------------------------
 
     def _add_route(self, route: _Route) -> None:
+        route.since = next(self._sequence)
         with self._routes_lock:
             self._routes.append(route)
         self._route_added(route)
@@ -269,7 +273,7 @@ class Bus(ABC):
                     self._name, self._max_pending, topic, suppressed,
                 )  # fmt: skip
             return False
-        self._queue.put((topic, payload, target, ack))
+        self._queue.put((topic, payload, target, ack, next(self._sequence)))
         return True
 
     def _start_dispatcher(self) -> None:
@@ -293,6 +297,19 @@ class Bus(ABC):
             if worker.is_alive():
                 log.warning("%s: a handler is still running after %.0f s", self._name, timeout)
 
+    def _discard_pending(self) -> int:
+        """Forget queued messages (MQTT: unacknowledged, so the broker sends them again)."""
+        discarded = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return discarded
+            if isinstance(item, threading.Event):
+                item.set()
+            elif item is not _STOP:
+                discarded += 1
+
     def _dispatch_loop(self) -> None:
         while True:
             item = self._queue.get()
@@ -301,9 +318,9 @@ class Bus(ABC):
             if isinstance(item, threading.Event):
                 item.set()
                 continue
-            topic, payload, target, ack = item
+            topic, payload, target, ack, sequence = item
             try:
-                self._deliver(topic, payload, target)
+                self._deliver(topic, payload, target, sequence)
             except Exception:  # a bug here must not end delivery for good
                 log.exception("%s: delivering a message on %s failed", self._name, topic)
             if ack is not None:
@@ -312,12 +329,13 @@ class Bus(ABC):
                 except Exception:
                     log.exception("%s: acknowledging a message on %s failed", self._name, topic)
 
-    def _deliver(self, topic: str, payload: bytes, target: _Target) -> None:
+    def _deliver(self, topic: str, payload: bytes, target: _Target, sequence: int) -> None:
         if isinstance(target, _Route):
             routes = [target] if target.active else []
         else:
             with self._routes_lock:
-                candidates = list(self._routes)
+                # As in MQTT, a subscription gets only messages published after it was made.
+                candidates = [r for r in self._routes if r.since < sequence]
             if target is None:
                 routes = [r for r in candidates if topics.matches(r.pattern, topic)]
             else:

@@ -126,6 +126,7 @@ class MqttBus(Bus):
             if self._started:
                 return
             self._configure_security()
+            self._stopping = False
             self._start_dispatcher()
             self._connack.clear()
             self._connack_failure = None
@@ -161,7 +162,6 @@ class MqttBus(Bus):
                     f"{self._connack_failure}"
                 )
             self._started = True
-            self._stopping = False
 
     def stop(self) -> None:
         with self._state_lock:
@@ -177,6 +177,9 @@ class MqttBus(Bus):
                 properties.SessionExpiryInterval = 0
             self._client.disconnect(properties=properties)
             self._client.loop_stop()
+            # Arrived after the dispatcher ended, never acknowledged: the broker re-sends
+            # them to a resumed session, so delivering them later would only duplicate.
+            self._discard_pending()
             self._connected = False
             self._started = False
 
@@ -325,6 +328,8 @@ class MqttBus(Bus):
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         try:
+            if self._stopping:
+                return  # not acknowledged: a resumed session gets it again
             target = None
             identifiers = getattr(message.properties, "SubscriptionIdentifier", None)
             if identifiers:
