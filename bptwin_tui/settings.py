@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     acquisition: AcquisitionSettings = Field(default_factory=AcquisitionSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
+    alarms: dict[str, Any] = Field(
+        default_factory=dict, description="alarm rules over the SOP defaults (docs/alarms.md)"
+    )
 
     @classmethod
     def settings_customise_sources(

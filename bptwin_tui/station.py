@@ -10,6 +10,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from bptwin_tui.settings import Settings, SettingsError
+from bptwin_tui.shadow_worker import ShadowWorker
 from database.reading import Reading
 from database.recorder import Recorder
 from twin.live import LatestValues, LiveSnapshot
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from database.bus import Bus, Subscription
     from database.timeseries import TimeSeriesStore
     from drivers.base import Driver, DriverThread
+    from twin.predictor import InferenceWorker
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ class Station:
         self._subscriptions: list[Subscription] = []
         self._driver_threads: list[DriverThread] = []
         self.warnings: list[str] = []
+        self.shadow_worker: ShadowWorker | None = None
+        self.inference: InferenceWorker | None = None
 
     def start(self) -> None:
         """Open everything or raise SettingsError naming the setting that does not work."""
@@ -51,11 +55,54 @@ class Station:
                 f"{self.settings.bus.host}:{self.settings.bus.port}: {exc}"
             ) from None
         prefix = self.settings.bus.prefix
+        self.start_shadow()
         self._subscriptions.append(self.bus.subscribe_readings(self._record, prefix=prefix))
         from drivers.base import DriverThread
 
         for driver in self.build_drivers():
             self._driver_threads.append(DriverThread(driver).start())
+
+    def start_shadow(self) -> None:
+        """Features, alarms and (when a model loads) predictions for every reactor."""
+        from eln.services import NotebookService
+        from twin.alarm_rules import AlarmConfigError, rules_from_config
+        from twin.shadow import Shadow
+
+        assert self.bus is not None and self.recorder is not None
+        try:
+            rules = rules_from_config(self.settings.alarms)
+        except AlarmConfigError as exc:
+            raise SettingsError(str(exc)) from None
+        shadow = Shadow(self.settings.station.reactors, alarm_rules=rules)
+        self.shadow_worker = ShadowWorker(
+            shadow,
+            latest=self.latest,
+            recorder=self.recorder,
+            bus=self.bus,
+            prefix=self.settings.bus.prefix,
+            notebook=NotebookService.from_url(self.settings.notebook_url()),
+        )
+        self.inference = self.start_inference(self.shadow_worker)
+        self.shadow_worker.inference = self.inference
+        self.shadow_worker.start()
+
+    def start_inference(self, shadow_worker: ShadowWorker) -> InferenceWorker | None:
+        from twin.predictor import InferenceWorker, load_predictor
+        from twin.registry import ModelError
+
+        try:
+            predictor = load_predictor(self.settings.model.path, self.settings.data_dir)
+        except ModelError as exc:
+            problem = f"model.path: {exc}; no OD600 prediction"
+            self.warnings.append(problem)
+            self.latest.set_problem("model", problem)
+            return None
+        self.latest.model_version = predictor.version
+        return InferenceWorker(
+            predictor,
+            [shadow_worker.on_prediction],
+            on_error=shadow_worker.on_prediction_error,
+        ).start()
 
     def build_drivers(self) -> list[Driver]:
         from drivers.factory import DriverConfigError, build_drivers
@@ -103,6 +150,8 @@ class Station:
         self.latest.add(reading)
         if self.recorder is not None:
             self.recorder.add(reading)
+        if self.shadow_worker is not None:
+            self.shadow_worker.submit(reading)
 
     def snapshot(self) -> LiveSnapshot:
         return self.latest.snapshot()
@@ -118,6 +167,10 @@ class Station:
         for subscription in self._subscriptions:
             subscription.cancel()
         self._subscriptions.clear()
+        if self.shadow_worker is not None:
+            self.shadow_worker.stop()
+        if self.inference is not None:
+            self.inference.stop()
         if self.recorder is not None:
             self.recorder.flush(timeout=10.0)
             self.recorder.close()

@@ -13,6 +13,7 @@ import pytest
 
 from bptwin_tui.settings import Settings, SettingsError
 from bptwin_tui.station import Station
+from database.channels import CHANNELS_BY_NAME
 from database.reading import Reading
 from database.recorder import Recorder
 from database.timeseries.embedded import EmbeddedStore
@@ -47,18 +48,26 @@ def test_station_records_a_simulated_batch(tmp_path: Path) -> None:
     station = Station(fast_settings(tmp_path))
     station.start()
     try:
-        deadline = time.monotonic() + 30
-        while station.snapshot().readings_total < 5000 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while station.snapshot().readings_total < 20000 and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         station.stop()
-    total = station.snapshot().readings_total
-    assert total >= 5000
+    snapshot = station.snapshot()
+    total = snapshot.readings_total
+    assert total >= 20000
     store = EmbeddedStore(tmp_path / "timeseries.sqlite")
     channels = {channel for _, channel in store.list_channels("R1")}
-    assert {"ph", "do", "offgas_co2", "offgas_o2", "stirrer_speed"} <= channels
-    stored = sum(len(store.read_range("R1", c, 0, 4e9)) for c in channels)
+    sensors = channels & set(CHANNELS_BY_NAME)
+    assert {"ph", "do", "offgas_co2", "offgas_o2", "stirrer_speed"} <= sensors
+    stored = sum(len(store.read_range("R1", c, 0, 4e9)) for c in sensors)
     assert stored == total  # every reading the bus delivered is in the store
+    # The shadow turned them into 30 s windows: derived values are stored too.
+    assert {"our", "cer", "rq", "mu"} <= channels
+    windows = store.read_range("R1", "cer", 0, 4e9)
+    assert len(windows) >= total // 19 // 30 - 2
+    state = snapshot.states["R1"]
+    assert state.cer > 0
     store.close()
 
 

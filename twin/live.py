@@ -1,4 +1,7 @@
-"""The live view of a reactor: latest value per channel, handed to the UI as immutable snapshots."""
+"""The live view of a station: latest readings, process state, prediction and alarms per reactor.
+
+Workers write into ``LiveState``; the UI only ever sees ``LiveSnapshot`` copies.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from database.reading import Reading
+
+if TYPE_CHECKING:
+    from twin.alarms import AlarmCounts, AlarmView
+    from twin.features import ProcessState
+    from twin.predictor import Prediction
+
+_EMPTY: Mapping = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,8 +27,14 @@ class LiveSnapshot:
     """What the screens draw from: never mutated after it is made."""
 
     taken_at: float
-    latest: Mapping[tuple[str, str], Reading] = field(default_factory=dict)
+    latest: Mapping[tuple[str, str], Reading] = field(default_factory=lambda: _EMPTY)
     readings_total: int = 0
+    states: Mapping[str, ProcessState] = field(default_factory=lambda: _EMPTY)
+    predictions: Mapping[str, Prediction] = field(default_factory=lambda: _EMPTY)
+    alarms: tuple[AlarmView, ...] = ()
+    alarm_counts: AlarmCounts | None = None
+    model_version: str = ""
+    problems: tuple[str, ...] = ()
 
     def for_reactor(self, reactor: str) -> list[Reading]:
         return sorted(
@@ -25,14 +42,23 @@ class LiveSnapshot:
             key=lambda reading: reading.channel,
         )
 
+    def alarms_for(self, reactor: str) -> tuple[AlarmView, ...]:
+        return tuple(alarm for alarm in self.alarms if alarm.reactor == reactor)
+
 
 class LatestValues:
-    """Thread-safe collector fed by the bus; ``snapshot()`` copies it for the UI."""
+    """Thread-safe collector fed by the bus and the twin worker; ``snapshot()`` copies it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._latest: dict[tuple[str, str], Reading] = {}
         self._total = 0
+        self._states: dict[str, ProcessState] = {}
+        self._predictions: dict[str, Prediction] = {}
+        self._alarms: tuple[AlarmView, ...] = ()
+        self._alarm_counts: AlarmCounts | None = None
+        self._problems: dict[str, str] = {}
+        self.model_version = ""
 
     def add(self, reading: Reading) -> None:
         key = (reading.reactor, reading.channel)
@@ -42,8 +68,36 @@ class LatestValues:
             if current is None or reading.timestamp >= current.timestamp:
                 self._latest[key] = reading
 
+    def set_state(self, state: ProcessState) -> None:
+        with self._lock:
+            self._states[state.reactor] = state
+
+    def set_prediction(self, prediction: Prediction) -> None:
+        with self._lock:
+            self._predictions[prediction.reactor] = prediction
+
+    def set_alarms(self, alarms: tuple[AlarmView, ...], counts: AlarmCounts) -> None:
+        with self._lock:
+            self._alarms, self._alarm_counts = alarms, counts
+
+    def set_problem(self, source: str, problem: str | None) -> None:
+        """A standing problem in plain words (e.g. the model failed), or None when it is gone."""
+        with self._lock:
+            if problem:
+                self._problems[source] = problem
+            else:
+                self._problems.pop(source, None)
+
     def snapshot(self) -> LiveSnapshot:
         with self._lock:
-            latest = MappingProxyType(dict(self._latest))
-            total = self._total
-        return LiveSnapshot(taken_at=time.time(), latest=latest, readings_total=total)
+            return LiveSnapshot(
+                taken_at=time.time(),
+                latest=MappingProxyType(dict(self._latest)),
+                readings_total=self._total,
+                states=MappingProxyType(dict(self._states)),
+                predictions=MappingProxyType(dict(self._predictions)),
+                alarms=self._alarms,
+                alarm_counts=self._alarm_counts,
+                model_version=self.model_version,
+                problems=tuple(self._problems.values()),
+            )

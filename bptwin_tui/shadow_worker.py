@@ -1,0 +1,185 @@
+"""Runs the digital shadow beside acquisition: features, alarms, predictions; stored, published.
+
+The bus thread only enqueues readings; this worker's thread does the feature and alarm work,
+the inference worker predicts, and everything produced goes to the recorder (time series),
+the bus (predictions, alarm transitions) and the notebook (alarm events).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from database.bus import topics
+from database.reading import Reading
+from twin.alarms import AlarmTransition, transition_message
+from twin.features import ProcessState
+from twin.live import LatestValues
+from twin.shadow import Shadow, ShadowOutput, derived_readings
+
+if TYPE_CHECKING:
+    from database.bus import Bus
+    from database.recorder import Recorder
+    from eln.services import NotebookService
+    from twin.predictor import InferenceWorker, Prediction
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+
+
+class ShadowWorker:
+    """Owns the shadow's thread; ``submit`` never blocks the caller."""
+
+    def __init__(
+        self,
+        shadow: Shadow,
+        *,
+        latest: LatestValues,
+        recorder: Recorder,
+        bus: Bus,
+        prefix: str,
+        notebook: NotebookService | None = None,
+        inference: InferenceWorker | None = None,
+        max_pending: int = 500_000,
+    ) -> None:
+        self.shadow = shadow
+        self.latest = latest
+        self.recorder = recorder
+        self.bus = bus
+        self.prefix = prefix
+        self.notebook = notebook
+        self.inference = inference
+        self._queue: queue.Queue[Reading] = queue.Queue(max_pending)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
+        self.dropped = 0
+        self.windows = 0
+        self.transitions = 0
+        self._last_stream_ts = -math.inf
+        self._last_stream_wall = time.monotonic()
+
+    def start(self) -> ShadowWorker:
+        self._thread.start()
+        return self
+
+    def submit(self, reading: Reading) -> None:
+        try:
+            self._queue.put_nowait(reading)
+        except queue.Full:
+            self.dropped += 1
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def stream_now(self) -> float:
+        """The station's notion of now: the stream's own clock, moving on in real time.
+
+        A replayed or accelerated batch is stamped behind or ahead of the wall clock; closing
+        windows and judging staleness must follow those stamps, and still notice when the
+        stream stops. Before the first reading it is the wall clock.
+        """
+        if self._last_stream_ts == -math.inf:
+            return time.time()
+        return self._last_stream_ts + (time.monotonic() - self._last_stream_wall)
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + TICK_S
+        while not self._stop.is_set():
+            try:
+                reading = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                reading = None
+            if reading is not None:
+                self._feed(reading)
+                # Drain what is waiting in one go before looking at the clock again.
+                for _ in range(10_000):
+                    try:
+                        self._feed(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK_S
+                self._handle(self.shadow.tick(self.stream_now()))
+        while True:
+            try:
+                self._feed(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self._handle(self.shadow.flush())
+
+    def _feed(self, reading: Reading) -> None:
+        if reading.timestamp > self._last_stream_ts:
+            self._last_stream_ts = reading.timestamp
+            self._last_stream_wall = time.monotonic()
+        try:
+            output = self.shadow.feed(reading)
+        except Exception as exc:  # one bad reading must not stop the shadow
+            log.exception("shadow: reading %s/%s failed", reading.reactor, reading.channel)
+            self.latest.set_problem("shadow", f"feature pipeline error: {exc}")
+            return
+        if output:
+            self._handle(output)
+
+    def _handle(self, output: ShadowOutput) -> None:
+        for state in output.states:
+            self._on_state(state)
+        for transition in output.transitions:
+            self._on_transition(transition)
+        if output.transitions:
+            engine = self.shadow.alarms
+            self.latest.set_alarms(engine.active_alarms(), engine.counts())
+
+    def _on_state(self, state: ProcessState) -> None:
+        self.windows += 1
+        self.latest.set_state(state)
+        for reading in derived_readings(state):
+            self.recorder.add(reading)
+        if self.inference is not None:
+            self.inference.submit(state)
+
+    def _on_transition(self, transition: AlarmTransition) -> None:
+        self.transitions += 1
+        try:
+            topic, payload = transition_message(transition, self.prefix)
+            self.bus.publish(topic, payload, qos=1)
+        except Exception as exc:
+            log.error("alarm %s not published: %s", transition.alarm_id, exc)
+        if self.notebook is None:
+            return
+        try:
+            self.notebook.record_alarm_event(**transition.event_fields())
+            self.latest.set_problem("notebook", None)
+        except Exception as exc:
+            log.error("alarm %s not written to the notebook: %s", transition.alarm_id, exc)
+            self.latest.set_problem("notebook", f"alarm events not stored: {exc}")
+
+    def on_prediction(self, prediction: Prediction, state: ProcessState) -> None:
+        """Sink of the inference worker (runs on its thread)."""
+        self.latest.set_prediction(prediction)
+        self.latest.set_problem("model", None)
+        unit = "OD600"
+        for channel, value in (
+            ("od600_pred", prediction.od600),
+            ("od600_pred_lower", prediction.lower),
+            ("od600_pred_upper", prediction.upper),
+        ):
+            self.recorder.add(
+                Reading(prediction.timestamp, prediction.reactor, channel, value, unit)
+            )
+        payload = json.dumps(prediction.to_dict(), separators=(",", ":"), allow_nan=False)
+        try:
+            self.bus.publish(
+                topics.prediction_topic(prediction.reactor, "od600", self.prefix), payload, qos=1
+            )
+        except Exception as exc:
+            log.error("prediction not published: %s", exc)
+
+    def on_prediction_error(self, state: ProcessState, exc: Exception) -> None:
+        self.latest.set_problem("model", f"prediction failed: {exc}")
