@@ -117,9 +117,7 @@ def _publish_bus(host: str, port: int, count: int, snapshot: bool) -> None:
             )
         else:
             bus.publish_reading(Reading(stamp, "r1", "ph", 5.0, "pH"), prefix=PREFIX + "-one")
-    deadline = time.monotonic() + WAIT_S
-    while bus._client._out_messages and time.monotonic() < deadline:
-        time.sleep(0.01)  # until the broker acknowledged every QoS 1 message
+    bus.flush(WAIT_S)  # until the broker acknowledged every QoS 1 message
     bus.stop()
 
 

@@ -122,8 +122,7 @@ def test_persistent_session_keeps_messages_for_a_stopped_subscriber(
     recorder.stop()  # explicit id: the broker keeps the session and queues QoS 1
     publisher = start(started, host, port)
     publisher.publish_reading(Reading(round(time.time(), 3), "r1", "ph", 6.5), prefix="plant")
-    assert wait_for(lambda: publisher.stats.published == 1)
-    publisher.stop()  # its PUBACK arrived before DISCONNECT, so the broker has the message
+    publisher.stop()  # stop() waits for the broker's PUBACK: the broker has the message
     inbox = Inbox()
     again = MqttBus(host, port, client_id=client_id)
     again.subscribe_readings(inbox, prefix="plant")  # before start: no message is missed
@@ -174,6 +173,17 @@ def test_tls_with_ca_file(tmp_path: Path, started: list[MqttBus]) -> None:
         assert inbox.wait_count(1)
         with pytest.raises(OSError, match="certificate"):
             MqttBus(*broker.address, tls=True).start()  # system CAs do not trust ours
+
+
+def test_flush_waits_for_every_acknowledgement(
+    mqtt_broker: tuple[str, int], mqtt_prefix: str, started: list[MqttBus]
+) -> None:
+    bus = start(started, *mqtt_broker)
+    for index in range(200):
+        bus.publish(f"{mqtt_prefix}/flush", str(index), qos=1)
+    assert bus.flush()
+    assert bus.unacknowledged == 0
+    assert bus.stats.published == 200
 
 
 def test_start_against_a_closed_port_names_the_broker() -> None:

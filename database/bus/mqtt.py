@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -68,6 +69,7 @@ class MqttBus(Bus):
         max_inflight_messages: int = DEFAULT_MAX_INFLIGHT,
         max_pending: int = DEFAULT_MAX_PENDING,
         connect_timeout_s: float = 10.0,
+        stop_flush_s: float = 5.0,
         reconnect_delay_s: tuple[int, int] = (1, 30),
     ) -> None:
         super().__init__(max_pending=max_pending, name="mqtt-bus")
@@ -86,6 +88,7 @@ class MqttBus(Bus):
             session_expiry_s = 3600 if self._persistent else 300
         self._session_expiry_s = session_expiry_s
         self._connect_timeout_s = connect_timeout_s
+        self._stop_flush_s = stop_flush_s
         self._state_lock = threading.RLock()
         self._started = False
         self._stopping = False
@@ -170,6 +173,11 @@ class MqttBus(Bus):
             self._stopping = True
             # Handlers see (and acknowledge) everything that arrived before stop().
             self._stop_dispatcher()
+            if self._connected and not self.flush(self._stop_flush_s):
+                log.warning(
+                    "MQTT stop: %d QoS 1 messages not yet acknowledged by %s:%s are lost",
+                    self.unacknowledged, self.host, self.port,
+                )  # fmt: skip
             properties = None
             if not self._persistent:
                 # Nobody can resume a generated id's session: let the broker drop it now.
@@ -186,6 +194,21 @@ class MqttBus(Bus):
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def unacknowledged(self) -> int:
+        """QoS >= 1 messages published but not yet acknowledged by the broker."""
+        # paho has no public counter; its outgoing-message table is what we would count.
+        return len(getattr(self._client, "_out_messages", ()))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the broker acknowledged every QoS >= 1 publish; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.unacknowledged:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     # --- messages --------------------------------------------------------------------
 
