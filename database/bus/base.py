@@ -33,11 +33,14 @@ DEFAULT_MAX_PENDING = 100_000
 class BusStats:
     """Counters since the bus was made (a snapshot; read ``bus.stats`` again for news).
 
-    published: messages handed to the bus; received: messages delivered to at least one
-    handler; malformed: payloads or topics that were not a valid reading; handler_errors:
-    exceptions raised by handlers; reconnects: connections re-established after a loss;
-    dropped: messages lost because a queue was full (or QoS 0 while disconnected);
-    pending: messages waiting for the dispatcher thread right now.
+    - published: messages handed to the bus
+    - received: messages delivered to at least one handler (over MQTT 5 a message that
+      matches two different patterns of one bus arrives, and counts, once per pattern)
+    - malformed: payloads or topics that were not a valid reading
+    - handler_errors: exceptions raised by handlers
+    - reconnects: connections re-established after a loss
+    - dropped: messages lost because a queue was full (or QoS 0 while disconnected)
+    - pending: messages waiting for the dispatcher thread right now
     """
 
     published: int = 0
