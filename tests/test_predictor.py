@@ -110,3 +110,25 @@ def test_submit_never_blocks_and_drops_the_oldest(live_states: list[ProcessState
     for state in live_states[:5]:
         worker.submit(state)
     assert worker.dropped == 3
+
+
+def test_prediction_carries_a_forecast_when_the_card_has_its_parameters(
+    live_states: list[ProcessState],
+) -> None:
+    import json
+
+    artifact = random_artifact()
+    artifact.card.metrics["forecast"] = {
+        "cum_co2_at_depletion": 430.0,
+        "cum_co2_at_depletion_sd": 20.0,
+        "od_per_mmol_co2": 0.15,
+        "cer_max": 80.0,
+    }
+    predictions = [Predictor(artifact).predict(state) for state in live_states]
+    with_forecast = [p for p in predictions if p.forecast is not None]
+    assert with_forecast
+    last = with_forecast[-1]
+    assert last.depletion_forecast > last.timestamp + 3600
+    payload = json.loads(json.dumps(last.to_dict()))
+    assert payload["forecast"]["od600_end"] > last.od600
+    assert Predictor(random_artifact()).predict(live_states[-1]).forecast is None

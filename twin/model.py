@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from twin.forecast import fit_parameters
 from twin.labels import (
     BATCH_COLUMN,
     LABEL_COLUMN,
@@ -371,6 +372,8 @@ def train_model(
     cv_score, rounds, oof = cross_validate(table, params, folds, options)
     booster = fit_booster(table, params, rounds, options)
     _, baseline_k = carbon_balance_baseline(table, table.iloc[:0])
+    peaks = table.groupby(BATCH_COLUMN)["cer_smooth"].quantile(0.99).tolist()
+    forecast = fit_parameters(co2_at_depletion(table), baseline_k, peaks)
     stages["final_fit_s"] = time.monotonic() - fit_started
     elapsed = time.monotonic() - started
 
@@ -389,6 +392,7 @@ def train_model(
         metrics={
             "cv": {"mre_mean": cv_score, "folds": folds, "windows": len(table)},
             "baseline": {"k_od_per_mmol_co2": baseline_k},
+            "forecast": forecast,
         },
         tuning={
             "study": name,
@@ -458,6 +462,21 @@ def carbon_balance_baseline(train: pd.DataFrame, tables: pd.DataFrame) -> tuple[
     od0 = tables["inoculum_od600"].to_numpy(float)
     cum_all = np.nan_to_num(tables["cum_co2_mmol_per_l"].to_numpy(float), nan=0.0)
     return od0 + k * cum_all, k
+
+
+def co2_at_depletion(table: pd.DataFrame) -> list[float]:
+    """Cumulative CO₂ (mmol/L) at each batch's true depletion (manifest), where known."""
+    values = []
+    for _, rows in table.groupby(BATCH_COLUMN):
+        when = rows["depletion_true"].to_numpy(float)
+        if not np.isfinite(when).any():
+            continue
+        ends = rows["window_end"].to_numpy(float)
+        if when[0] > ends[-1]:
+            continue  # the batch was cut before depletion
+        nearest = int(np.argmin(np.abs(ends - when[0])))
+        values.append(float(rows["cum_co2_mmol_per_l"].to_numpy(float)[nearest]))
+    return values
 
 
 def finite_or_nan(value: float | None) -> float:

@@ -18,12 +18,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from twin.features import FEATURE_NAMES, ProcessState, feature_vector
+from twin.forecast import Forecast, Forecaster, ForecastParameters
 from twin.registry import ModelArtifact, ModelError, load_model
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ class PredictionError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """The OD600 nowcast of one window (timestamp = window end, Unix s UTC)."""
+    """The OD600 nowcast of one window (timestamp = window end, Unix s UTC), plus the forecast
+    of the rest of the batch when the model card carries forecast parameters."""
 
     timestamp: float
     od600: float
@@ -44,9 +46,37 @@ class Prediction:
     model_version: str
     reactor: str = ""
     window_index: int = -1
+    forecast: Forecast | None = None
+
+    @property
+    def depletion_forecast(self) -> float:
+        """Forecast glycerol-depletion time (Unix s), NaN when there is no forecast."""
+        return self.forecast.depletion_time if self.forecast is not None else math.nan
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """Plain values for the bus and the store (forecast as its summary and end point)."""
+        result: dict[str, object] = {
+            "timestamp": self.timestamp,
+            "od600": self.od600,
+            "lower": self.lower,
+            "upper": self.upper,
+            "model_version": self.model_version,
+            "reactor": self.reactor,
+            "window_index": self.window_index,
+        }
+        if self.forecast is not None:
+            f = self.forecast
+            result["forecast"] = {
+                "depletion_time": f.depletion_time,
+                "depletion_earliest": f.depletion_earliest,
+                "depletion_latest": f.depletion_latest,
+                "od600_end": float(f.od600[-1]),
+                "od600_end_lower": float(f.lower[-1]),
+                "od600_end_upper": float(f.upper[-1]),
+                "growth_rate_per_h": f.growth_rate,
+                "method": f.method,
+            }
+        return result
 
 
 class Predictor:
@@ -62,6 +92,8 @@ class Predictor:
         self._upper = float(interval.get("upper_log", 0.0))
         self._booster = artifact.booster
         self._row = np.empty((1, len(FEATURE_NAMES)))
+        parameters = ForecastParameters.from_card_metrics(artifact.card.metrics)
+        self.forecaster = Forecaster(parameters) if parameters is not None else None
 
     def predict_vector(
         self, vector: np.ndarray, timestamp: float, reactor: str = "", window_index: int = -1
@@ -87,9 +119,29 @@ class Predictor:
             window_index=window_index,
         )
 
-    def predict(self, state: ProcessState) -> Prediction:
-        return self.predict_vector(
+    def predict(self, state: ProcessState, *, forecast: bool = True) -> Prediction:
+        """Nowcast of the window, with the forecast of the rest of the batch when possible."""
+        prediction = self.predict_vector(
             feature_vector(state), state.end, state.reactor, state.window_index
+        )
+        if not forecast or self.forecaster is None:
+            return prediction
+        try:
+            made = self.forecaster.forecast(state, prediction.od600)
+        except (ArithmeticError, ValueError) as exc:
+            log.debug("no forecast for window %s: %s", state.window_index, exc)
+            made = None
+        if made is None:
+            return prediction
+        return Prediction(
+            prediction.timestamp,
+            prediction.od600,
+            prediction.lower,
+            prediction.upper,
+            prediction.model_version,
+            prediction.reactor,
+            prediction.window_index,
+            made,
         )
 
 

@@ -41,6 +41,7 @@ from twin.model import predict_table, usable_rows
 from twin.registry import ModelArtifact
 
 TIME_BINS_H = (0, 4, 8, 12, 16, 20, 24, 40)
+FORECAST_ORIGINS_H = (6.0, 10.0, 14.0, 18.0)
 PHASE_ORDER = ("lag", "exponential", "stationary", "depleted")
 
 
@@ -58,6 +59,7 @@ class ValidationResult:
     residuals_by_time: list[dict[str, Any]]
     importance: list[dict[str, Any]]
     table: pd.DataFrame = field(repr=False)
+    forecast: list[dict[str, Any]] = field(default_factory=list)
     data_fingerprint: str = ""
     dataset: str = ""
 
@@ -77,6 +79,7 @@ class ValidationResult:
                 "residuals_by_phase": self.residuals_by_phase,
                 "residuals_by_time_h": self.residuals_by_time,
                 "feature_importance_gain": self.importance,
+                "forecast": self.forecast,
             }
         )  # type: ignore[return-value]
 
@@ -101,6 +104,7 @@ class ValidationResult:
                 "verdict": self.verdict.outcome,
                 "interval_coverage": self.coverage,
                 "baseline_mre_mean": self.baseline.get("mre_mean"),
+                "forecast": self.forecast,
             }
         )  # type: ignore[return-value]
 
@@ -205,9 +209,65 @@ def evaluate(
         residuals_by_time=_residuals_by_time(table),
         importance=_importance(artifact),
         table=table,
+        forecast=_forecast_scores(artifact, table),
         data_fingerprint=dataset_fingerprint(directory),
         dataset=str(directory),
     )
+
+
+def _forecast_scores(artifact: ModelArtifact, table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Forecasts made at fixed hours: depletion error, OD MRE to the end, band coverage."""
+    from twin.forecast import Forecaster, ForecastParameters
+
+    parameters = ForecastParameters.from_card_metrics(artifact.card.metrics)
+    if parameters is None:
+        return []
+    forecaster = Forecaster(parameters)
+    rows = []
+    for number, batch in table.groupby(BATCH_COLUMN):
+        hours = batch["time_since_inoculation_h"].to_numpy(float)
+        ends = batch["window_end"].to_numpy(float)
+        truth = batch[LABEL_COLUMN].to_numpy(float)
+        actual = _first_finite(batch["depletion_true"].to_numpy(float))
+        for origin in FORECAST_ORIGINS_H:
+            at = int(np.searchsorted(hours, origin))
+            if at >= len(batch) or (actual is not None and ends[at] >= actual):
+                continue
+            row = batch.iloc[at]
+            made = forecaster.forecast_values(
+                now=float(row["window_end"]),
+                od_now=float(row["od600_pred"]),
+                cer=float(row["cer_smooth"]),
+                cum_co2=float(row["cum_co2_mmol_per_l"]),
+                mu_cer=float(row["mu_cer"]),
+                mu_carbon=float(row["mu_carbon"]),
+            )
+            if made is None:
+                continue
+            later = slice(at, None)
+            predicted = np.interp(ends[later], made.times, made.od600)
+            lower = np.interp(ends[later], made.times, made.lower)
+            upper = np.interp(ends[later], made.times, made.upper)
+            inside = (truth[later] >= lower) & (truth[later] <= upper)
+            error = (made.depletion_time - actual) / 60.0 if actual is not None else math.nan
+            rows.append(
+                {
+                    "batch": int(number),
+                    "origin_h": origin,
+                    "depletion_error_min": error,
+                    "depletion_band_min": [
+                        (made.depletion_earliest - made.depletion_time) / 60.0,
+                        (made.depletion_latest - made.depletion_time) / 60.0,
+                    ],
+                    "depletion_in_band": bool(
+                        actual is not None
+                        and made.depletion_earliest <= actual <= made.depletion_latest
+                    ),
+                    "od_mre_to_end": mre(truth[later], predicted),
+                    "od_band_coverage": float(inside.mean()),
+                }
+            )
+    return rows
 
 
 def _residual_stats(group: pd.DataFrame) -> dict[str, Any]:
@@ -324,6 +384,26 @@ def render_markdown(result: ValidationResult, images: list[str]) -> str:
         f"{_pct(r['bias'])} | {_pct(r['p95_abs'])} |"
         for r in result.residuals_by_time
     ]
+    if result.forecast:
+        lines += [
+            "",
+            "## Forecast (carbon-balance hybrid, see docs/model.md)",
+            "",
+            "Forecast made at a fixed hour from that window alone: error of the predicted "
+            "depletion time (and its band), OD600 MRE from then to the end of the batch, share "
+            "of the reference inside the band.",
+            "",
+            "| batch | made at (h) | depletion error (min) | band (min) | in band | OD MRE to end "
+            "| OD band coverage |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for f in result.forecast:
+            low, high = f["depletion_band_min"]
+            lines.append(
+                f"| {f['batch']} | {f['origin_h']:.0f} | {_num(f['depletion_error_min'], 1)} | "
+                f"{_num(low, 0)} … +{_num(high, 0)} | {'yes' if f['depletion_in_band'] else 'no'} "
+                f"| {_pct(f['od_mre_to_end'])} | {_pct(f['od_band_coverage'])} |"
+            )
     lines += ["", "## Feature importance (gain share, top 15)", ""]
     lines += [f"- `{i['feature']}`: {100 * i['gain_share']:.1f} %" for i in result.importance]
     if images:
