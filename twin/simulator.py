@@ -271,6 +271,8 @@ class ReactorSimulator:
             GLYCEROL_DEGREE_OF_REDUCTION - self._yc * kin.biomass_degree_of_reduction
         ) / 4.0
         self._foam_index = 0
+        # Setpoints from outside (bptwin's controller in closed loop) override the cascade.
+        self._external: dict[str, float] = {}
 
     def _inlet(self) -> tuple[float, float, float]:
         """Inlet molar flows (mol/h): total, O2, CO2 from standard L/min of air and O2."""
@@ -501,6 +503,9 @@ class ReactorSimulator:
                         control.stirrer_min_rpm, self.stirrer_rpm - control.stirrer_step_rpm
                     )
                     self.last_cascade_s = t_s
+        if self._external:
+            self.stirrer_rpm = self._external.get("stirrer_speed", self.stirrer_rpm)
+            self.o2_l_min = self._external.get("o2_flow", self.o2_l_min)
         gas = self.air_l_min + self.o2_l_min
         self.pressure_bar_g = reactor.pressure_bar_g * gas / reactor.air_flow_l_min
 
@@ -551,6 +556,37 @@ class ReactorSimulator:
         )
 
     # -- public API -----------------------------------------------------------------------
+    EXTERNAL_SETPOINTS: tuple[str, ...] = ("stirrer_speed", "o2_flow")
+
+    def apply_setpoint(self, parameter: str, value: float | None) -> None:
+        """Drive ``stirrer_speed`` (rpm) or ``o2_flow`` (L/min) from outside from the next step.
+
+        The value overrides the internal DO cascade (and a planned ``stirrer_fixed``) for that
+        actuator until ``apply_setpoint(parameter, None)`` hands it back to the cascade.
+        """
+        if parameter not in self.EXTERNAL_SETPOINTS:
+            allowed = ", ".join(self.EXTERNAL_SETPOINTS)
+            raise ValueError(f"setpoint {parameter!r} cannot be set; use one of {allowed}")
+        if value is None:
+            self._external.pop(parameter, None)
+            return
+        channel = CHANNELS_BY_NAME[parameter]
+        low, high = channel.physical_min, channel.physical_max
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not low <= value <= high
+        ):
+            raise ValueError(
+                f"setpoint {parameter} = {value!r} is outside {low}–{high} {channel.unit}"
+            )
+        self._external[parameter] = float(value)
+
+    @property
+    def external_setpoints(self) -> dict[str, float]:
+        """The actuators currently driven from outside, with their values."""
+        return dict(self._external)
+
     @property
     def time_s(self) -> float:
         """Elapsed time since inoculation of the next step."""
