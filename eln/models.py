@@ -367,3 +367,6 @@ AUDITED_TABLES: tuple[type[AuditedTable], ...] = (
 
 # Importing the models switches the audit trail on for every session.
 import eln.audit  # noqa: E402, F401
+
+# Tables kept in their own modules register on this metadata (and in AUDITED_TABLES) here.
+from eln import control_records as _control_records  # noqa: E402, F401
