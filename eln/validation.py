@@ -108,7 +108,8 @@ def whole_number(field: str, value: Any, *, minimum: int, maximum: int) -> int:
     """An integer within [minimum, maximum] (a batch number, a deviation level)."""
     if isinstance(value, bool):
         raise NotebookValidationError(field, f"{field} must be a whole number")
-    if isinstance(value, str) and value.strip().isdigit():
+    # ASCII digits only: '²'.isdigit() is True, but int('²') fails.
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdecimal():
         value = int(value.strip())
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -159,6 +160,7 @@ def choice(field: str, value: Any, enum_class: Any) -> Any:
 
 def pin(field: str, value: Any) -> str:
     """A PIN: 4 to 12 digits."""
-    if not isinstance(value, str) or not value.isdigit() or not 4 <= len(value) <= 12:
+    digits = isinstance(value, str) and value.isascii() and value.isdecimal()
+    if not digits or not 4 <= len(value) <= 12:
         raise NotebookValidationError(field, f"{field} must be 4 to 12 digits")
     return value
