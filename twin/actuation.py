@@ -109,6 +109,25 @@ class ActuationResult:
     payload: dict[str, Any] | None = None
     supervisor: str | None = None
 
+    def audit_fields(self) -> dict[str, Any]:
+        """Keyword arguments for ``eln.control_service.record_actuation``."""
+        rec = self.recommendation
+        return {
+            "reactor": rec.reactor,
+            "parameter": rec.parameter,
+            "current": rec.current,
+            "value": rec.recommended,
+            "unit": rec.unit,
+            "rule": rec.rule,
+            "reason": rec.reason,
+            "mode": int(self.mode),
+            "sent": self.sent,
+            "refusal": None if self.sent else self.reason,
+            "topic": self.topic,
+            "supervisor": self.supervisor,
+            "timestamp": rec.timestamp,
+        }
+
 
 def setpoint_payload(
     recommendation: Recommendation, authorisation: ControlAuthorisation, at: float

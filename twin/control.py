@@ -261,8 +261,12 @@ class AdvisoryController:
             return True
         return proposal.timestamp - at >= self.config.repeat_s
 
-    def _since_step(self, parameter: str, now: float) -> float:
-        return now - self._memory.last_step_at.get(parameter, -math.inf)
+    def _since_step(self, parameter: str | None, now: float) -> float:
+        """Seconds since the last step of ``parameter`` (None: of any actuator)."""
+        steps = self._memory.last_step_at
+        if parameter is None:
+            return now - max(steps.values(), default=-math.inf)
+        return now - steps.get(parameter, -math.inf)
 
     def _propose(self, state: ProcessState, current: Setpoints) -> dict[str, Recommendation | None]:
         """Advice per actuator: absent = none stands, None = keep what stands (rate limit)."""
@@ -325,14 +329,14 @@ class AdvisoryController:
                 f"under the {cfg.do_low_pct:.0f} % cascade level"
             )
             if rpm < cfg.stirrer_max_rpm - 1e-6:
-                if self._since_step(STIRRER, now) < interval:
+                if self._since_step(None, now) < interval:  # one cascade step at a time
                     return {STIRRER: None}
                 target = min(cfg.stirrer_max_rpm, rpm + cfg.stirrer_step_rpm)
                 rule = RULE_DO_LOW_STIRRER if low else RULE_DO_FALLING_STIRRER
                 reason = f"{why}: raise the stirrer {rpm:.0f} → {target:.0f} rpm (+50 rpm step)"
                 return {STIRRER: make(STIRRER, target, rule, reason + rq_note, confidence)}
             if o2 < cfg.o2_max_l_min - 1e-9:
-                if self._since_step(O2_FLOW, now) < interval:
+                if self._since_step(None, now) < interval:
                     return {O2_FLOW: None}
                 target = min(cfg.o2_max_l_min, o2 + cfg.o2_step_l_min)
                 rule = RULE_DO_LOW_O2 if low else RULE_DO_FALLING_O2

@@ -1,0 +1,227 @@
+"""Audited notebook writes of the control path (see eln.control_records, docs/control.md).
+
+Each call is one transaction through the audited session (``session_scope`` + eln.audit), so
+every recommendation, every actuation attempt (sent or refused) and every supervisor
+confirmation leaves a ControlAction row and its audit entry. Machine records (recommendations,
+actuations) are written as the actor ``system`` and never refused for their numbers: a NaN
+becomes empty. The keyword names match ``Recommendation.to_dict()`` and
+``ActuationResult.audit_fields()`` of twin, so callers can pass those straight through.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlmodel import col, select
+
+from database.relational import session_scope
+from eln import validation as check
+from eln.control_records import ControlAction, ControlActionKind
+from eln.errors import NotebookPermissionError, NotebookValidationError
+from eln.models import OperatorRole
+from eln.services import SYSTEM_ACTOR, NotebookService
+
+MAX_REASON = 2000
+MAX_CONFIRMATION_MINUTES = 24 * 60.0
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _when(field: str, value: Any, service: NotebookService) -> datetime:
+    """Machine time: None = now, Unix seconds or an aware datetime; ahead of the clock is kept."""
+    if value is None:
+        return service.clock()
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    if isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None:
+        return value
+    raise NotebookValidationError(field, f"{field} must be Unix seconds or a date and time in UTC")
+
+
+def _machine_text(field: str, value: Any, max_length: int) -> str:
+    """Software-made text: kept, but trimmed to fit rather than refused."""
+    text = check.text(field, value if isinstance(value, str) else str(value or ""))
+    return text if len(text) <= max_length else text[: max_length - 1] + "…"
+
+
+def _write(service: NotebookService, row: ControlAction, batch_number: int | None) -> ControlAction:
+    with session_scope(service.engine, SYSTEM_ACTOR) as session:
+        if batch_number is not None:
+            row.batch_id = service._batch(session, batch_number).id
+        session.add(row)
+    return row
+
+
+def record_recommendation(
+    service: NotebookService,
+    *,
+    reactor: str,
+    parameter: str,
+    current: float,
+    recommended: float,
+    unit: str,
+    reason: str,
+    rule: str,
+    confidence: float | None = None,
+    timestamp: float | datetime | None = None,
+    mode: int = 0,
+    batch_number: int | None = None,
+) -> ControlAction:
+    """One piece of controller advice (``**recommendation.to_dict()`` fits)."""
+    row = ControlAction(
+        kind=ControlActionKind.RECOMMENDATION,
+        reactor=check.identifier("reactor", reactor, required=True),
+        parameter=check.identifier("parameter", parameter, required=True),
+        unit=check.text("unit", unit, max_length=16),
+        current_value=_number(current),
+        value=_number(recommended),
+        rule=check.identifier("rule", rule, max_length=128),
+        reason=_machine_text("reason", reason, MAX_REASON),
+        confidence=_number(confidence),
+        mode=int(mode),
+        occurred_at=_when("time", timestamp, service),
+    )
+    return _write(service, row, batch_number)
+
+
+def record_actuation(
+    service: NotebookService,
+    *,
+    reactor: str,
+    parameter: str,
+    current: float,
+    value: float,
+    unit: str,
+    rule: str,
+    reason: str,
+    mode: int,
+    sent: bool,
+    refusal: str | None = None,
+    topic: str | None = None,
+    supervisor: str | None = None,
+    timestamp: float | datetime | None = None,
+    batch_number: int | None = None,
+) -> ControlAction:
+    """One actuation attempt: a setpoint sent, or refused with the reason."""
+    row = ControlAction(
+        kind=ControlActionKind.ACTUATION,
+        reactor=check.identifier("reactor", reactor, required=True),
+        parameter=check.identifier("parameter", parameter, required=True),
+        unit=check.text("unit", unit, max_length=16),
+        current_value=_number(current),
+        value=_number(value),
+        rule=check.identifier("rule", rule, max_length=128),
+        reason=_machine_text("reason", reason, MAX_REASON),
+        mode=int(mode),
+        sent=bool(sent),
+        refusal=None if refusal is None else _machine_text("refusal", refusal, 1000),
+        topic=None if topic is None else check.text("topic", topic, max_length=1024),
+        supervisor=check.text("supervisor", supervisor, max_length=64) or None,
+        occurred_at=_when("time", timestamp, service),
+    )
+    return _write(service, row, batch_number)
+
+
+def record_authorisation(
+    service: NotebookService,
+    supervisor: str,
+    pin: str,
+    *,
+    reactor: str,
+    minutes: float = 60.0,
+    reason: str = "",
+    batch_number: int | None = None,
+) -> ControlAction:
+    """A supervisor confirms closed-loop control for ``minutes``; name, PIN and role checked.
+
+    Returns the row; ``occurred_at`` and ``valid_until`` are the authorisation's window
+    (``twin.actuation.ControlAuthorisation(supervisor, reactor, start, end)``).
+    """
+    reactor = check.identifier("reactor", reactor, required=True)
+    minutes = float(
+        check.number(
+            "confirmation minutes",
+            minutes,
+            minimum=0.0,
+            exclusive_minimum=True,
+            maximum=MAX_CONFIRMATION_MINUTES,
+        )
+        or 0.0
+    )
+    operator = service.authenticate(supervisor, pin)  # one message for every failure
+    if operator.role != OperatorRole.SUPERVISOR:
+        raise NotebookPermissionError(
+            f"closed-loop control needs a supervisor's confirmation; {operator.name!r} is an "
+            "operator"
+        )
+    now = service.clock()
+    row = ControlAction(
+        kind=ControlActionKind.AUTHORISATION,
+        reactor=reactor,
+        rule="supervisor_confirmation",
+        reason=check.text("reason", reason, max_length=MAX_REASON)
+        or f"closed-loop control confirmed for {minutes:g} min",
+        mode=1,
+        supervisor=operator.name,
+        valid_until=now + timedelta(minutes=minutes),
+        occurred_at=now,
+    )
+    with session_scope(service.engine, operator.name) as session:
+        if batch_number is not None:
+            row.batch_id = service._batch(session, batch_number).id
+        session.add(row)
+    return row
+
+
+def record_revocation(
+    service: NotebookService, actor: str, *, reactor: str, reason: str = ""
+) -> ControlAction:
+    """Closed-loop control ended by hand (any active operator may stop it)."""
+    reactor = check.identifier("reactor", reactor, required=True)
+    row = ControlAction(
+        kind=ControlActionKind.REVOCATION,
+        reactor=reactor,
+        rule="revoked",
+        reason=check.text("reason", reason, max_length=MAX_REASON) or "closed-loop control ended",
+        mode=0,
+        occurred_at=service.clock(),
+    )
+    with service._write(actor) as session:
+        session.add(row)
+    return row
+
+
+def list_control_actions(
+    service: NotebookService,
+    *,
+    reactor: str | None = None,
+    kind: ControlActionKind | str | None = None,
+    batch_number: int | None = None,
+    limit: int = 200,
+) -> list[ControlAction]:
+    """Control records, newest first."""
+    statement = select(ControlAction)
+    with service._read() as session:
+        if reactor is not None:
+            statement = statement.where(ControlAction.reactor == reactor)
+        if kind is not None:
+            statement = statement.where(
+                ControlAction.kind == check.choice("kind", kind, ControlActionKind)
+            )
+        if batch_number is not None:
+            batch = service._batch(session, batch_number)
+            statement = statement.where(ControlAction.batch_id == batch.id)
+        statement = statement.order_by(
+            col(ControlAction.occurred_at).desc(), col(ControlAction.id).desc()
+        ).limit(limit)
+        return list(session.exec(statement))
