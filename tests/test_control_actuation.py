@@ -1,0 +1,230 @@
+"""Setpoint actuation: mode 0 never publishes, mode 1 only when enabled and supervisor-confirmed.
+
+Publishing is checked on the real buses: LocalBus and MqttBus against a real Mosquitto.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from database.bus import Bus, LocalBus, MqttBus
+from twin.actuation import (
+    ActuationResult,
+    Actuator,
+    ControlAuthorisation,
+    ControlMode,
+    ControlSettings,
+    SetpointCommand,
+)
+from twin.control import Recommendation
+
+T0 = 1_790_000_000.0
+TIMEOUT_S = 10.0  # upper bound for delivery; never a speed assertion
+CLOSED_LOOP = ControlSettings(mode=ControlMode.CLOSED_LOOP, enabled=True, confirmation_minutes=60)
+
+
+def recommendation(recommended: float = 650.0, reactor: str = "R1") -> Recommendation:
+    return Recommendation(
+        timestamp=T0,
+        reactor=reactor,
+        parameter="stirrer_speed",
+        current=600.0,
+        recommended=recommended,
+        unit="rpm",
+        reason="DO 24.0 %, below the 30 % cascade level: raise the stirrer 600 → 650 rpm",
+        rule="do_low_stirrer_up",
+        confidence=0.9,
+    )
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        with self._lock:
+            self.messages.append((topic, payload))
+
+    def wait_for(self, count: int) -> bool:
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.messages) >= count:
+                    return True
+            time.sleep(0.01)
+        return False
+
+
+@pytest.fixture(params=["local", "mqtt"])
+def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
+    if request.param == "local":
+        instance: Bus = LocalBus()
+    else:
+        host, port = request.getfixturevalue("mqtt_broker")
+        instance = MqttBus(host, port)
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+def authorised(actuator: Actuator, clock: Clock, minutes: float = 60.0) -> ControlAuthorisation:
+    grant = ControlAuthorisation.for_minutes("sam", actuator.reactor, minutes, at=clock.now)
+    actuator.authorise(grant)
+    return grant
+
+
+def test_mode_0_never_publishes_even_enabled_and_confirmed(bus: Bus, mqtt_prefix: str) -> None:
+    collector = Collector()
+    bus.subscribe(f"{mqtt_prefix}/#", collector)
+    clock = Clock()
+    settings = ControlSettings(mode=ControlMode.ADVISORY, enabled=True)
+    actuator = Actuator(bus, "R1", settings, prefix=mqtt_prefix, clock=clock)
+    authorised(actuator, clock)
+    result = actuator.actuate(recommendation())
+    assert not result.sent and result.topic is None
+    assert "mode 0" in result.reason
+    assert not actuator.active
+    assert bus.drain(TIMEOUT_S)
+    assert collector.messages == []
+    assert bus.stats.published == 0
+
+
+def test_default_settings_are_advisory_and_disabled() -> None:
+    settings = ControlSettings()
+    assert settings.mode == ControlMode.ADVISORY and settings.enabled is False
+    assert settings.confirmation_minutes == 60.0
+
+
+def test_mode_1_not_enabled_in_settings_refuses() -> None:
+    bus = LocalBus()
+    clock = Clock()
+    settings = ControlSettings(mode=ControlMode.CLOSED_LOOP, enabled=False)
+    actuator = Actuator(bus, "R1", settings, clock=clock)
+    authorised(actuator, clock)
+    result = actuator.actuate(recommendation())
+    assert not result.sent
+    assert "not enabled" in result.reason and "[control] enabled" in result.reason
+    assert bus.stats.published == 0
+
+
+def test_mode_1_without_supervisor_confirmation_refuses() -> None:
+    bus = LocalBus()
+    actuator = Actuator(bus, "R1", CLOSED_LOOP, clock=Clock())
+    result = actuator.actuate(recommendation())
+    assert not result.sent
+    assert "supervisor" in result.reason
+    assert result.audit_fields()["refusal"] == result.reason
+    assert bus.stats.published == 0
+
+
+def test_an_expired_or_revoked_confirmation_refuses() -> None:
+    bus = LocalBus()
+    clock = Clock()
+    actuator = Actuator(bus, "R1", CLOSED_LOOP, clock=clock)
+    authorised(actuator, clock, minutes=60)
+    clock.now += 59 * 60
+    assert actuator.active
+    clock.now += 2 * 60
+    result = actuator.actuate(recommendation())
+    assert not result.sent and "expired" in result.reason and "sam" in result.reason
+    assert actuator.authorisation is None
+    authorised(actuator, clock)
+    actuator.revoke()
+    assert "supervisor" in actuator.actuate(recommendation()).reason
+    assert bus.stats.published == 0
+
+
+def test_confirmed_mode_1_publishes_the_documented_payload(bus: Bus, mqtt_prefix: str) -> None:
+    collector = Collector()
+    bus.subscribe(f"{mqtt_prefix}/v1/+/setpoints/+", collector, qos=1)
+    clock = Clock()
+    actuator = Actuator(bus, "R1", CLOSED_LOOP, prefix=mqtt_prefix, clock=clock)
+    grant = authorised(actuator, clock)
+    result: ActuationResult = actuator.actuate(recommendation())
+    assert result.sent, result.reason
+    assert result.supervisor == "sam"
+    assert collector.wait_for(1)
+    ((topic, payload),) = collector.messages
+    assert topic == f"{mqtt_prefix}/v1/R1/setpoints/stirrer_speed" == result.topic
+    data = json.loads(payload)
+    assert data == result.payload
+    assert set(data) == {
+        "ts", "value", "unit", "previous", "mode", "rule", "reason",
+        "supervisor", "authorised_until", "source",
+    }  # fmt: skip
+    assert (data["value"], data["previous"], data["unit"], data["mode"]) == (650.0, 600.0, "rpm", 1)
+    assert data["supervisor"] == "sam" and data["source"] == "bptwin"
+    assert data["ts"].endswith("Z") and data["authorised_until"].endswith("Z")
+    assert data["rule"] == "do_low_stirrer_up" and "DO 24.0 %" in data["reason"]
+    assert grant.expires_at - grant.confirmed_at == 3600
+    command = SetpointCommand.from_message(topic, payload)
+    assert (command.reactor, command.parameter, command.value) == ("R1", "stirrer_speed", 650.0)
+
+
+def test_hold_advice_and_foreign_reactors_are_not_sent() -> None:
+    bus = LocalBus()
+    clock = Clock()
+    actuator = Actuator(bus, "R1", CLOSED_LOOP, clock=clock)
+    authorised(actuator, clock)
+    hold = actuator.actuate(recommendation(recommended=600.0))
+    assert not hold.sent and "hold" in hold.reason
+    other = actuator.actuate(recommendation(reactor="R2"))
+    assert not other.sent and "R2" in other.reason
+    with pytest.raises(ValueError, match="R2"):
+        actuator.authorise(ControlAuthorisation.for_minutes("sam", "R2", 10, at=clock.now))
+    assert bus.stats.published == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"mode": 2}, "0 \\(advisory\\) or 1"),
+        ({"enabled": "yes"}, "true or false"),
+        ({"confirmation_minutes": 0}, "confirmation_minutes"),
+        ({"confirmation_minutes": 10_000}, "confirmation_minutes"),
+    ],
+)
+def test_bad_control_settings_name_the_key(kwargs, words) -> None:
+    with pytest.raises(ValueError, match=words):
+        ControlSettings(**kwargs)
+
+
+def test_bad_authorisations_are_refused() -> None:
+    with pytest.raises(ValueError, match="supervisor"):
+        ControlAuthorisation(" ", "R1", T0, T0 + 60)
+    with pytest.raises(ValueError, match="expire after"):
+        ControlAuthorisation("sam", "R1", T0, T0)
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "words"),
+    [
+        ("bptwin/v1/R1/sensors/do", b'{"ts": 1, "value": 1}', "setpoints"),
+        ("bptwin/v1/R1/setpoints/temp", b'{"ts": 1, "value": 1}', "not one of"),
+        ("bptwin/v1/R1/setpoints/o2_flow", b"{not json", "not JSON"),
+        ("bptwin/v1/R1/setpoints/o2_flow", b"[1]", "JSON object"),
+        ("bptwin/v1/R1/setpoints/o2_flow", b'{"ts": 1, "value": "high"}', "must be a number"),
+        ("bptwin/v1/R1/setpoints/o2_flow", b'{"ts": 1, "value": 99}', "outside"),
+        ("bptwin/v1/R1/setpoints/o2_flow", b'{"ts": 1, "value": 0.1, "unit": "vvm"}', "unit"),
+        ("bptwin/v1/R1/setpoints/o2_flow", b'{"value": 0.1}', "'ts'"),
+    ],
+)
+def test_bad_setpoint_messages_are_named(topic: str, payload: bytes, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        SetpointCommand.from_message(topic, payload)
