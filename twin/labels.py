@@ -30,6 +30,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -178,10 +179,20 @@ def _first_sample_od(record: BatchRecord) -> float:
     return float(values.iloc[0]) if len(values) else math.nan
 
 
-def _table_job(directory: str, number: int, label: str, verify: bool) -> pd.DataFrame:
+def without_channels(record: BatchRecord, channels: Sequence[str]) -> BatchRecord:
+    """The batch as if these sensors had reported nothing (lost probe, unplugged analyser)."""
+    if record.sensors is None:
+        return record
+    present = [c for c in channels if c in record.sensors.columns]
+    return replace(record, sensors=record.sensors.drop(columns=present))
+
+
+def _table_job(
+    directory: str, number: int, label: str, verify: bool, drop: tuple[str, ...]
+) -> pd.DataFrame:
     manifest = read_manifest(directory)
     record = read_batch(directory, manifest.batch(number), verify=verify)
-    return batch_table(record, label)
+    return batch_table(without_channels(record, drop) if drop else record, label)
 
 
 def dataset_table(
@@ -191,9 +202,22 @@ def dataset_table(
     *,
     jobs: int | None = None,
     verify: bool = True,
+    drop_channels: Sequence[str] = (),
     progress: Callable[[int, int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """The labelled table of the chosen batches of a dataset folder (batches in order)."""
+    """The labelled table of the chosen batches of a dataset folder (batches in order).
+
+    ``drop_channels`` removes sensor channels before the features are computed, exactly as
+    the live pipeline sees a sensor that reports nothing.
+    """
+    from database.channels import CHANNELS_BY_NAME
+
+    drop = tuple(drop_channels)
+    unknown_channels = [c for c in drop if c not in CHANNELS_BY_NAME]
+    if unknown_channels:
+        raise LabelError(
+            f"unknown channel(s) {unknown_channels}; known: {', '.join(CHANNELS_BY_NAME)}"
+        )
     manifest = read_manifest(directory)
     known = {record.number for record in manifest.batches}
     unknown = sorted(set(batches) - known)
@@ -204,13 +228,14 @@ def dataset_table(
     tables: list[pd.DataFrame] = []
     if jobs == 1:
         for done, number in enumerate(numbers, start=1):
-            tables.append(_table_job(str(directory), number, label, verify))
+            tables.append(_table_job(str(directory), number, label, verify, drop))
             if progress:
                 progress(done, len(numbers), number)
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [
-                pool.submit(_table_job, str(directory), number, label, verify) for number in numbers
+                pool.submit(_table_job, str(directory), number, label, verify, drop)
+                for number in numbers
             ]
             for done, (number, future) in enumerate(zip(numbers, futures, strict=True), start=1):
                 tables.append(future.result())

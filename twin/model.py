@@ -87,6 +87,10 @@ class TrainOptions:
     # this costs little information and makes each trial n times cheaper. The final fit and
     # its out-of-fold residuals use every window.
     tune_stride: int = 2
+    # Sensor-loss augmentation: every training batch is added a second time with these
+    # channels missing (features recomputed by the same pipeline), so the model has learnt
+    # what to do when they fail. Copies keep their batch number: same fold, no leak.
+    augment_missing: tuple[str, ...] = ("od_probe",)
     version: str | None = None
     notes: str = ""
 
@@ -355,7 +359,19 @@ def train_model(
         raise TrainingError(f"need at least 2 training batches, have {chosen}")
     fingerprint = dataset_fingerprint(options.dataset)
     say(f"building 30 s feature tables for {len(chosen)} training batches")
-    table = usable_rows(dataset_table(options.dataset, chosen, options.label, jobs=options.jobs))
+    table = dataset_table(options.dataset, chosen, options.label, jobs=options.jobs)
+    if options.augment_missing:
+        say(f"augmenting: the same batches without {', '.join(options.augment_missing)}")
+        degraded = dataset_table(
+            options.dataset,
+            chosen,
+            options.label,
+            jobs=options.jobs,
+            drop_channels=options.augment_missing,
+        )
+        degraded["augmented"] = True
+        table = pd.concat([table.assign(augmented=False), degraded], ignore_index=True)
+    table = usable_rows(table)
     stages["feature_table_s"] = time.monotonic() - started
 
     name = study_name_for(options, fingerprint)
@@ -371,9 +387,16 @@ def train_model(
     fit_started = time.monotonic()
     cv_score, rounds, oof = cross_validate(table, params, folds, options)
     booster = fit_booster(table, params, rounds, options)
-    _, baseline_k = carbon_balance_baseline(table, table.iloc[:0])
-    peaks = table.groupby(BATCH_COLUMN)["cer_smooth"].quantile(0.99).tolist()
-    forecast = fit_parameters(co2_at_depletion(table), baseline_k, peaks)
+    # Interval, baseline and forecast describe normal operation: the original rows only.
+    original = (
+        ~table["augmented"].to_numpy(bool)
+        if "augmented" in table.columns
+        else np.ones(len(table), dtype=bool)
+    )
+    plain = table.loc[original]
+    _, baseline_k = carbon_balance_baseline(plain, plain.iloc[:0])
+    peaks = plain.groupby(BATCH_COLUMN)["cer_smooth"].quantile(0.99).tolist()
+    forecast = fit_parameters(co2_at_depletion(plain), baseline_k, peaks)
     stages["final_fit_s"] = time.monotonic() - fit_started
     elapsed = time.monotonic() - started
 
@@ -388,7 +411,7 @@ def train_model(
         dataset=str(Path(options.dataset)),
         hyperparameters={**FIXED_PARAMS, **params, "seed": options.seed},
         num_boost_round=int(rounds),
-        interval=_interval(table, oof),
+        interval=_interval(plain, oof[original]),
         metrics={
             "cv": {"mre_mean": cv_score, "folds": folds, "windows": len(table)},
             "baseline": {"k_od_per_mmol_co2": baseline_k},
@@ -403,6 +426,8 @@ def train_model(
             "best_cv_mre": float(best.value),
             "seed": options.seed,
             "threads": options.threads,
+            "tune_stride": options.tune_stride,
+            "augment_missing": list(options.augment_missing),
             "wall_time_s": round(elapsed, 1),
             "stages_s": {k: round(v, 1) for k, v in stages.items()},
         },

@@ -62,6 +62,7 @@ class ValidationResult:
     forecast: list[dict[str, Any]] = field(default_factory=list)
     data_fingerprint: str = ""
     dataset: str = ""
+    dropped_channels: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(
@@ -71,6 +72,7 @@ class ValidationResult:
                 "dataset": self.dataset,
                 "data_fingerprint": self.data_fingerprint,
                 "batches": self.batches,
+                "dropped_channels": list(self.dropped_channels),
                 "verdict": self.verdict.to_dict(),
                 "per_batch": [s.to_dict() for s in self.scores],
                 "pooled": self.pooled,
@@ -133,8 +135,12 @@ def evaluate(
     n_boot: int = DEFAULT_BOOTSTRAP,
     jobs: int | None = None,
     table: pd.DataFrame | None = None,
+    drop_channels: tuple[str, ...] = (),
 ) -> ValidationResult:
-    """Score ``artifact`` on ``batches`` (default: the card's hold-out batches)."""
+    """Score ``artifact`` on ``batches`` (default: the card's hold-out batches).
+
+    ``drop_channels`` scores the batches as if those sensors had failed (stress test).
+    """
     directory = Path(dataset)
     artifact.check_features()
     chosen = sorted(batches or artifact.card.holdout_batches)
@@ -143,7 +149,7 @@ def evaluate(
     overlap = sorted(set(chosen) & set(artifact.card.training_batches))
     label = _reference(directory, reference)
     if table is None:
-        table = dataset_table(directory, chosen, label, jobs=jobs)
+        table = dataset_table(directory, chosen, label, jobs=jobs, drop_channels=drop_channels)
     table = usable_rows(table)
     predictions = predict_table(artifact, table)
     table = pd.concat([table, predictions], axis=1)
@@ -212,6 +218,7 @@ def evaluate(
         forecast=_forecast_scores(artifact, table),
         data_fingerprint=dataset_fingerprint(directory),
         dataset=str(directory),
+        dropped_channels=tuple(drop_channels),
     )
 
 
@@ -323,6 +330,14 @@ def render_markdown(result: ValidationResult, images: list[str]) -> str:
         f"Dataset `{result.dataset}` (manifest sha256 `{result.data_fingerprint[:16]}…`), "
         f"batches {result.batches}, reference OD600: **{result.reference}**.",
         "",
+    ]
+    if result.dropped_channels:
+        lines += [
+            f"**Stress test:** channels {', '.join(result.dropped_channels)} removed from the "
+            "readings (as if those sensors had failed for the whole batch).",
+            "",
+        ]
+    lines += [
         f"## Verdict: **{result.verdict.outcome.upper()}**",
         "",
         "| criterion | status | detail |",

@@ -59,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=2, help="LightGBM threads")
     parser.add_argument("--jobs", type=int, help="processes for the feature tables")
     parser.add_argument("--storage", default="sqlite", help=STORAGE_HELP)
+    parser.add_argument(
+        "--augment-missing",
+        default="od_probe",
+        metavar="CHANNELS",
+        help="channels whose loss the model learns by training on copies without them "
+        "(comma-separated; default od_probe; '' for none)",
+    )
     parser.add_argument("--study", help="Optuna study name (default from the data fingerprint)")
     parser.add_argument("--registry", type=Path, help="model registry (default DATA_DIR/models)")
     parser.add_argument("--version", dest="model_version", help="model version name")
@@ -147,6 +154,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         threads=args.threads,
         jobs=args.jobs,
         version=args.model_version,
+        augment_missing=tuple(c.strip() for c in args.augment_missing.split(",") if c.strip()),
     )
     say = lambda message: print(f"bptwin train: {message}", file=sys.stderr, flush=True)  # noqa: E731
     try:

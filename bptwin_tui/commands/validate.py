@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--jobs", type=int, help="processes for the feature tables")
+    parser.add_argument(
+        "--drop-channel",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="stress test: score as if this sensor channel had failed (repeatable)",
+    )
     parser.set_defaults(func=handle)
 
 
@@ -59,6 +66,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             reference=args.reference,
             n_boot=max(1, args.bootstrap),
             jobs=args.jobs,
+            drop_channels=tuple(args.drop_channel),
         )
         stamp = datetime.now(tz=timezone.utc).strftime("%Y%m%d-%H%M%S")
         out = args.out or settings.data_dir / "reports" / f"validation-{artifact.version}-{stamp}"
