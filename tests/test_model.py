@@ -103,6 +103,14 @@ def test_batch_table_uses_readings_only_and_the_live_feature_code(small_dataset:
 def test_training_never_touches_the_hold_out(small_training: TrainResult, small_dataset) -> None:
     card = small_training.artifact.card
     assert set(small_training.table["batch"]) == {1, 2, 3}
+    # Sensor-loss copies keep their batch number (same fold) and really lack the probe.
+    augmented = small_training.table[small_training.table["augmented"]]
+    assert set(augmented["batch"]) == {1, 2, 3}
+    assert augmented["od_probe_mean"].isna().all()
+    assert (
+        small_training.table.loc[~small_training.table["augmented"], "od_probe_mean"].notna().any()
+    )
+    assert card.tuning["augment_missing"] == ["od_probe"]
     assert card.training_batches == [1, 2, 3]
     assert card.holdout_batches == list(SMALL_HOLDOUT)
     assert card.feature_names == list(FEATURE_NAMES)

@@ -57,6 +57,17 @@ def test_report_folder_has_markdown_json_and_plots(validation, tmp_path: Path) -
         assert (tmp_path / "report" / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_stress_test_without_a_sensor(small_training: TrainResult, small_dataset) -> None:
+    result = evaluate(
+        small_training.artifact, small_dataset, n_boot=20, drop_channels=("od_probe",)
+    )
+    assert result.dropped_channels == ("od_probe",)
+    assert result.table["od_probe_mean"].isna().all()
+    assert result.scores[0].n_windows > 400
+    with pytest.raises(LabelError, match="unknown channel"):
+        evaluate(small_training.artifact, small_dataset, drop_channels=("od_prob",))
+
+
 def test_unknown_batch_is_a_clear_error(small_training: TrainResult, small_dataset) -> None:
     with pytest.raises(LabelError, match="no batch"):
         evaluate(small_training.artifact, small_dataset, [99])
