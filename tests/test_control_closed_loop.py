@@ -47,8 +47,13 @@ class LoopRun:
     depletion_s: float | None = None
 
 
-def run_loop(controlled: bool, hours: float = HOURS, seed: int = 3) -> LoopRun:
-    sim = ReactorSimulator(DENSE_BATCH, seed=seed)
+def run_loop(
+    controlled: bool,
+    hours: float = HOURS,
+    seed: int = 3,
+    config: SimulationConfig = DENSE_BATCH,
+) -> LoopRun:
+    sim = ReactorSimulator(config, seed=seed)
     sim.apply_setpoint("stirrer_speed", 500.0)  # the reactor's own cascade is off
     sim.apply_setpoint("o2_flow", 0.0)
     features = StreamingFeatures(
@@ -150,3 +155,23 @@ def test_closed_loop_does_not_chatter(controlled: LoopRun) -> None:
     reversals = sum(1 for a, b in itertools.pairwise(directions) if a != b)
     assert reversals <= 2
     assert setpoint_topic("R1", "stirrer_speed") == "bptwin/v1/R1/setpoints/stirrer_speed"
+
+
+def test_closed_loop_rides_through_sensor_faults() -> None:
+    """Dropouts, frozen values, spikes and foam blips (many more than a real day has)."""
+    faulty = DENSE_BATCH.with_changes(
+        faults={
+            "enabled": True,
+            "dropouts_per_day": 40.0,
+            "spikes_per_day": 100.0,
+            "frozen_per_day": 10.0,
+            "foam_events_per_day": 20.0,
+        }
+    )
+    run = run_loop(controlled=True, seed=5, config=faulty)
+    assert run.depletion_s is not None
+    growth = run.do_pct[: int(run.depletion_s)]
+    assert (growth > 20.0).mean() > 0.98
+    directions = [rec.direction for rec in run.sent]
+    assert len(run.sent) <= 60
+    assert sum(1 for a, b in itertools.pairwise(directions) if a != b) <= 3
