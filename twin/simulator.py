@@ -563,6 +563,7 @@ class ReactorSimulator:
 
         The value overrides the internal DO cascade (and a planned ``stirrer_fixed``) for that
         actuator until ``apply_setpoint(parameter, None)`` hands it back to the cascade.
+        Safe to call from another thread (a bus handler) while the reactor is being stepped.
         """
         if parameter not in self.EXTERNAL_SETPOINTS:
             allowed = ", ".join(self.EXTERNAL_SETPOINTS)
