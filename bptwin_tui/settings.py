@@ -146,6 +146,14 @@ class ModelSettings(Section):
     path: Path | None = Field(None, description="model card JSON; default = the shipped model")
 
 
+class ControlSettings(Section):
+    """The control path (docs/control.md): advice only unless mode 1, enabled and confirmed."""
+
+    mode: Literal[0, 1] = 0
+    enabled: bool = False
+    confirmation_minutes: float = Field(60.0, gt=0, le=1440)
+
+
 class UiSettings(Section):
     theme: Literal["dark", "light"] = "dark"
     refresh_s: float = Field(1.0, gt=0, le=10)
@@ -168,6 +176,7 @@ class Settings(BaseSettings):
     acquisition: AcquisitionSettings = Field(default_factory=AcquisitionSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
     alarms: dict[str, Any] = Field(
         default_factory=dict, description="alarm rules over the SOP defaults (docs/alarms.md)"
     )

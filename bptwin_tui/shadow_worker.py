@@ -23,6 +23,7 @@ from twin.live import LatestValues
 from twin.shadow import Shadow, ShadowOutput, derived_readings
 
 if TYPE_CHECKING:
+    from bptwin_tui.control_loop import StationControl
     from database.bus import Bus
     from database.recorder import Recorder
     from eln.services import NotebookService
@@ -46,6 +47,7 @@ class ShadowWorker:
         prefix: str,
         notebook: NotebookService | None = None,
         inference: InferenceWorker | None = None,
+        control: StationControl | None = None,
         max_pending: int = 500_000,
     ) -> None:
         self.shadow = shadow
@@ -55,6 +57,7 @@ class ShadowWorker:
         self.prefix = prefix
         self.notebook = notebook
         self.inference = inference
+        self.control = control
         self._queue: queue.Queue[Reading] = queue.Queue(max_pending)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
@@ -143,6 +146,17 @@ class ShadowWorker:
             self.recorder.add(reading)
         if self.inference is not None:
             self.inference.submit(state)
+        if self.control is not None:
+            try:
+                self.control.on_state(state)
+                self.latest.set_advice(
+                    state.reactor,
+                    self.control.advice(state.reactor),
+                    self.control.status(state.reactor),
+                )
+            except Exception as exc:  # advice is an aid: its failure must not stop the shadow
+                log.exception("control advice failed")
+                self.latest.set_problem("control", f"control advice failed: {exc}")
 
     def _on_transition(self, transition: AlarmTransition) -> None:
         self.transitions += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from bptwin_tui.control_loop import StationControl
 from bptwin_tui.settings import Settings, SettingsError
 from bptwin_tui.shadow_worker import ShadowWorker
 from database.reading import Reading
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from database.bus import Bus, Subscription
     from database.timeseries import TimeSeriesStore
     from drivers.base import Driver, DriverThread
+    from eln.services import NotebookService
     from twin.predictor import InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ class Station:
         self.warnings: list[str] = []
         self.shadow_worker: ShadowWorker | None = None
         self.inference: InferenceWorker | None = None
+        self.control: StationControl | None = None
+        self._simulated: list[Driver] = []
 
     def start(self) -> None:
         """Open everything or raise SettingsError naming the setting that does not work."""
@@ -61,6 +65,29 @@ class Station:
 
         for driver in self.build_drivers():
             self._driver_threads.append(DriverThread(driver).start())
+        if self.settings.acquisition.source == "simulated":
+            self._follow_setpoints()
+
+    def _follow_setpoints(self) -> None:
+        """Let the simulated reactors obey setpoints published on the bus (control mode 1)."""
+        from twin.actuation import SetpointCommand
+
+        assert self.bus is not None
+        drivers = {thread.driver.reactor: thread.driver for thread in self._driver_threads}
+        prefix = self.settings.bus.prefix
+
+        def apply(topic: str, payload: bytes) -> None:
+            try:
+                command = SetpointCommand.from_message(topic, payload)
+            except ValueError as exc:
+                log.warning("setpoint refused: %s", exc)
+                return
+            simulator = getattr(drivers.get(command.reactor), "simulator", None)
+            if simulator is not None:
+                simulator.apply_setpoint(command.parameter, command.value)
+
+        pattern = f"{prefix}/v1/+/setpoints/+"
+        self._subscriptions.append(self.bus.subscribe(pattern, apply))
 
     def start_shadow(self) -> None:
         """Features, alarms and (when a model loads) predictions for every reactor."""
@@ -74,13 +101,16 @@ class Station:
         except AlarmConfigError as exc:
             raise SettingsError(str(exc)) from None
         shadow = Shadow(self.settings.station.reactors, alarm_rules=rules)
+        notebook = NotebookService.from_url(self.settings.notebook_url())
+        self.control = build_control(self.settings, self.bus, notebook)
         self.shadow_worker = ShadowWorker(
             shadow,
             latest=self.latest,
             recorder=self.recorder,
             bus=self.bus,
             prefix=self.settings.bus.prefix,
-            notebook=NotebookService.from_url(self.settings.notebook_url()),
+            notebook=notebook,
+            control=self.control,
         )
         self.inference = self.start_inference(self.shadow_worker)
         self.shadow_worker.inference = self.inference
@@ -212,6 +242,24 @@ def build_store(settings: Settings) -> TimeSeriesStore:
         )
     except TimeSeriesError as exc:
         raise SettingsError(f"timeseries: {exc}") from None
+
+
+def build_control(settings: Settings, bus: Bus, notebook: NotebookService | None) -> StationControl:
+    from twin.actuation import ControlMode
+    from twin.actuation import ControlSettings as ActuationSettings
+
+    section = settings.control
+    return StationControl(
+        settings.station.reactors,
+        bus=bus,
+        prefix=settings.bus.prefix,
+        settings=ActuationSettings(
+            mode=ControlMode(section.mode),
+            enabled=section.enabled,
+            confirmation_minutes=section.confirmation_minutes,
+        ),
+        notebook=notebook,
+    )
 
 
 def check_store_reachable(settings: Settings, store: TimeSeriesStore) -> list[str]:

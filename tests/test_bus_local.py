@@ -8,8 +8,8 @@ from database.bus import LocalBus
 from tests.test_bus import Inbox, wait_for
 
 
-def test_full_queue_drops_and_counts_instead_of_blocking_the_publisher() -> None:
-    bus = LocalBus(max_pending=5)
+def test_full_queue_drops_and_counts_once_the_wait_is_over() -> None:
+    bus = LocalBus(max_pending=5, full_wait_s=0.0)
     release = threading.Event()
     delivered = Inbox()
 
@@ -27,6 +27,33 @@ def test_full_queue_drops_and_counts_instead_of_blocking_the_publisher() -> None
         assert bus.drain()
         assert bus.stats.dropped + len(delivered.items) == 20
         assert bus.stats.published == 20
+    finally:
+        release.set()
+        bus.stop()
+
+
+def test_full_queue_holds_the_publisher_back_instead_of_dropping() -> None:
+    bus = LocalBus(max_pending=5, full_wait_s=30.0)
+    release = threading.Event()
+    delivered = Inbox()
+
+    def slow(topic: str, payload: bytes) -> None:
+        release.wait(10)
+        delivered(topic, payload)
+
+    bus.subscribe("x", slow)
+    bus.start()
+    publisher = threading.Thread(target=lambda: [bus.publish("x", str(i)) for i in range(20)])
+    try:
+        publisher.start()
+        publisher.join(0.5)
+        assert publisher.is_alive()  # held back by the full queue, not dropping
+        release.set()
+        publisher.join(10)
+        assert not publisher.is_alive()
+        assert bus.drain()
+        assert bus.stats.dropped == 0
+        assert [payload for _, payload in delivered.items] == [str(i).encode() for i in range(20)]
     finally:
         release.set()
         bus.stop()

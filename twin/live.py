@@ -16,6 +16,7 @@ from database.reading import Reading
 
 if TYPE_CHECKING:
     from twin.alarms import AlarmCounts, AlarmView
+    from twin.control import Recommendation
     from twin.features import ProcessState
     from twin.predictor import Prediction
 
@@ -35,6 +36,8 @@ class LiveSnapshot:
     alarm_counts: AlarmCounts | None = None
     model_version: str = ""
     problems: tuple[str, ...] = ()
+    advice: Mapping[str, tuple[Recommendation, ...]] = field(default_factory=lambda: _EMPTY)
+    control_status: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
     def for_reactor(self, reactor: str) -> list[Reading]:
         return sorted(
@@ -58,6 +61,8 @@ class LatestValues:
         self._alarms: tuple[AlarmView, ...] = ()
         self._alarm_counts: AlarmCounts | None = None
         self._problems: dict[str, str] = {}
+        self._advice: dict[str, tuple[Recommendation, ...]] = {}
+        self._control_status: dict[str, str] = {}
         self.model_version = ""
 
     def add(self, reading: Reading) -> None:
@@ -80,6 +85,13 @@ class LatestValues:
         with self._lock:
             self._alarms, self._alarm_counts = alarms, counts
 
+    def set_advice(
+        self, reactor: str, advice: tuple[Recommendation, ...], control_status: str
+    ) -> None:
+        with self._lock:
+            self._advice[reactor] = advice
+            self._control_status[reactor] = control_status
+
     def set_problem(self, source: str, problem: str | None) -> None:
         """A standing problem in plain words (e.g. the model failed), or None when it is gone."""
         with self._lock:
@@ -100,4 +112,6 @@ class LatestValues:
                 alarm_counts=self._alarm_counts,
                 model_version=self.model_version,
                 problems=tuple(self._problems.values()),
+                advice=MappingProxyType(dict(self._advice)),
+                control_status=MappingProxyType(dict(self._control_status)),
             )

@@ -264,6 +264,14 @@ class Bus(ABC):
                 best[route.pattern] = max(best.get(route.pattern, 0), route.qos)
         return list(best.items())
 
+    def _wait_for_room(self, timeout: float) -> None:
+        """Block a publisher (never the dispatcher itself) while the queue is full."""
+        if self._queue.qsize() < self._max_pending or threading.current_thread() is self._worker:
+            return
+        deadline = time.monotonic() + timeout
+        while self._queue.qsize() >= self._max_pending and time.monotonic() < deadline:
+            time.sleep(0.002)
+
     def _enqueue(self, topic: str, payload: bytes, target: _Target = None, ack: Any = None) -> bool:
         """Hand a message to the dispatcher thread; False (counted, logged) when full."""
         if self._queue.qsize() >= self._max_pending:

@@ -11,14 +11,19 @@ from database.bus.base import DEFAULT_MAX_PENDING, Bus, _check_qos, _Route, as_b
 class LocalBus(Bus):
     """Thread-safe in-process bus with MQTT topic matching and retained messages.
 
-    ``publish`` only enqueues (it never runs a handler), so a slow or failing handler
-    cannot block or break the publisher. Messages published before ``start()`` are
-    delivered once it is called. When more than ``max_pending`` messages wait, new ones
-    are dropped and counted in ``stats.dropped``.
+    ``publish`` only enqueues (it never runs a handler), so a failing handler cannot break
+    the publisher. Messages published before ``start()`` are delivered once it is called.
+    When ``max_pending`` messages wait, ``publish`` waits up to ``full_wait_s`` for room
+    (back-pressure: a simulated batch at full speed slows to what the subscribers take
+    instead of losing readings); after that new ones are dropped and counted in
+    ``stats.dropped``.
     """
 
-    def __init__(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    def __init__(
+        self, *, max_pending: int = DEFAULT_MAX_PENDING, full_wait_s: float = 10.0
+    ) -> None:
         super().__init__(max_pending=max_pending, name="local-bus")
+        self.full_wait_s = full_wait_s
         self._running = False
         self._retained: dict[str, bytes] = {}
         self._retained_lock = threading.Lock()
@@ -49,6 +54,7 @@ class LocalBus(Bus):
                 else:
                     self._retained.pop(topic, None)
         self._counters.add("published")
+        self._wait_for_room(self.full_wait_s)
         self._enqueue(topic, data)
 
     def _route_added(self, route: _Route) -> None:
