@@ -34,6 +34,7 @@ from twin.labels import (
 )
 from twin.metrics import mre
 from twin.registry import (
+    FALLBACK_FILE,
     ModelArtifact,
     ModelCard,
     library_versions,
@@ -87,10 +88,10 @@ class TrainOptions:
     # this costs little information and makes each trial n times cheaper. The final fit and
     # its out-of-fold residuals use every window.
     tune_stride: int = 2
-    # Sensor-loss augmentation: every training batch is added a second time with these
-    # channels missing (features recomputed by the same pipeline), so the model has learnt
-    # what to do when they fail. Copies keep their batch number: same fold, no leak.
-    augment_missing: tuple[str, ...] = ("od_probe",)
+    # Fallback model for a lost sensor: trained with the best parameters on the same batches
+    # with these channels removed from the readings (features recomputed by the same
+    # pipeline). The predictor switches to it when those channels' features are missing.
+    fallback_without: tuple[str, ...] = ("od_probe",)
     version: str | None = None
     notes: str = ""
 
@@ -359,19 +360,19 @@ def train_model(
         raise TrainingError(f"need at least 2 training batches, have {chosen}")
     fingerprint = dataset_fingerprint(options.dataset)
     say(f"building 30 s feature tables for {len(chosen)} training batches")
-    table = dataset_table(options.dataset, chosen, options.label, jobs=options.jobs)
-    if options.augment_missing:
-        say(f"augmenting: the same batches without {', '.join(options.augment_missing)}")
-        degraded = dataset_table(
-            options.dataset,
-            chosen,
-            options.label,
-            jobs=options.jobs,
-            drop_channels=options.augment_missing,
+    table = usable_rows(dataset_table(options.dataset, chosen, options.label, jobs=options.jobs))
+    degraded = None
+    if options.fallback_without:
+        say(f"feature tables without {', '.join(options.fallback_without)} (fallback model)")
+        degraded = usable_rows(
+            dataset_table(
+                options.dataset,
+                chosen,
+                options.label,
+                jobs=options.jobs,
+                drop_channels=options.fallback_without,
+            )
         )
-        degraded["augmented"] = True
-        table = pd.concat([table.assign(augmented=False), degraded], ignore_index=True)
-    table = usable_rows(table)
     stages["feature_table_s"] = time.monotonic() - started
 
     name = study_name_for(options, fingerprint)
@@ -387,16 +388,22 @@ def train_model(
     fit_started = time.monotonic()
     cv_score, rounds, oof = cross_validate(table, params, folds, options)
     booster = fit_booster(table, params, rounds, options)
-    # Interval, baseline and forecast describe normal operation: the original rows only.
-    original = (
-        ~table["augmented"].to_numpy(bool)
-        if "augmented" in table.columns
-        else np.ones(len(table), dtype=bool)
-    )
-    plain = table.loc[original]
-    _, baseline_k = carbon_balance_baseline(plain, plain.iloc[:0])
-    peaks = plain.groupby(BATCH_COLUMN)["cer_smooth"].quantile(0.99).tolist()
-    forecast = fit_parameters(co2_at_depletion(plain), baseline_k, peaks)
+    fallback_booster, fallback_card = None, None
+    if degraded is not None:
+        say("fitting the fallback model (same parameters, without the lost channels)")
+        fb_score, fb_rounds, fb_oof = cross_validate(degraded, params, folds, options)
+        fallback_booster = fit_booster(degraded, params, fb_rounds, options)
+        fallback_card = {
+            "file": FALLBACK_FILE,
+            "missing_channels": list(options.fallback_without),
+            "trigger_features": [f"{c}_mean" for c in options.fallback_without],
+            "num_boost_round": int(fb_rounds),
+            "interval": _interval(degraded, fb_oof),
+            "cv_mre_mean": fb_score,
+        }
+    _, baseline_k = carbon_balance_baseline(table, table.iloc[:0])
+    peaks = table.groupby(BATCH_COLUMN)["cer_smooth"].quantile(0.99).tolist()
+    forecast = fit_parameters(co2_at_depletion(table), baseline_k, peaks)
     stages["final_fit_s"] = time.monotonic() - fit_started
     elapsed = time.monotonic() - started
 
@@ -411,7 +418,8 @@ def train_model(
         dataset=str(Path(options.dataset)),
         hyperparameters={**FIXED_PARAMS, **params, "seed": options.seed},
         num_boost_round=int(rounds),
-        interval=_interval(plain, oof[original]),
+        interval=_interval(table, oof),
+        fallback=fallback_card,
         metrics={
             "cv": {"mre_mean": cv_score, "folds": folds, "windows": len(table)},
             "baseline": {"k_od_per_mmol_co2": baseline_k},
@@ -427,7 +435,7 @@ def train_model(
             "seed": options.seed,
             "threads": options.threads,
             "tune_stride": options.tune_stride,
-            "augment_missing": list(options.augment_missing),
+            "fallback_without": list(options.fallback_without),
             "wall_time_s": round(elapsed, 1),
             "stages_s": {k: round(v, 1) for k, v in stages.items()},
         },
@@ -435,7 +443,7 @@ def train_model(
         created=utc_now(),
         notes=options.notes,
     )
-    artifact = ModelArtifact(booster, card)
+    artifact = ModelArtifact(booster, card, fallback=fallback_booster)
     return TrainResult(artifact, table, study, cv_score, elapsed, stages)
 
 
@@ -457,15 +465,24 @@ def predict_table(artifact: ModelArtifact, table: pd.DataFrame) -> pd.DataFrame:
 
     artifact.check_features()
     matrix = table[list(FEATURE_NAMES)].to_numpy(dtype=float)
-    log_pred = artifact.booster.predict(matrix, num_threads=1)
-    interval = artifact.card.interval
-    low = float(interval.get("lower_log", 0.0))
-    high = float(interval.get("upper_log", 0.0))
+    use_fallback = artifact.needs_fallback(matrix)
+    log_pred = np.empty(len(table))
+    low, high = np.empty(len(table)), np.empty(len(table))
+    for chosen, booster, interval in (
+        (~use_fallback, artifact.booster, artifact.card.interval),
+        (use_fallback, artifact.fallback, (artifact.card.fallback or {}).get("interval", {})),
+    ):
+        if not chosen.any() or booster is None:
+            continue
+        log_pred[chosen] = booster.predict(matrix[chosen], num_threads=1)
+        low[chosen] = float(interval.get("lower_log", 0.0))
+        high[chosen] = float(interval.get("upper_log", 0.0))
     return pd.DataFrame(
         {
             "od600_pred": np.exp(log_pred),
             "od600_lower": np.exp(log_pred + low),
             "od600_upper": np.exp(log_pred + high),
+            "fallback": use_fallback,
         },
         index=table.index,
     )

@@ -47,6 +47,7 @@ class Prediction:
     reactor: str = ""
     window_index: int = -1
     forecast: Forecast | None = None
+    fallback: bool = False  # made by the fallback model (a sensor it needs is missing)
 
     @property
     def depletion_forecast(self) -> float:
@@ -63,6 +64,7 @@ class Prediction:
             "model_version": self.model_version,
             "reactor": self.reactor,
             "window_index": self.window_index,
+            "fallback": self.fallback,
         }
         if self.forecast is not None:
             f = self.forecast
@@ -92,6 +94,9 @@ class Predictor:
         self._upper = float(interval.get("upper_log", 0.0))
         self._booster = artifact.booster
         self._row = np.empty((1, len(FEATURE_NAMES)))
+        fallback_interval = (artifact.card.fallback or {}).get("interval", {})
+        self._fallback_lower = float(fallback_interval.get("lower_log", 0.0))
+        self._fallback_upper = float(fallback_interval.get("upper_log", 0.0))
         parameters = ForecastParameters.from_card_metrics(artifact.card.metrics)
         self.forecaster = Forecaster(parameters) if parameters is not None else None
 
@@ -103,8 +108,12 @@ class Predictor:
                 f"feature vector has shape {vector.shape}, expected ({len(FEATURE_NAMES)},)"
             )
         self._row[0] = vector
+        fallback = bool(self.artifact.needs_fallback(self._row)[0])
+        booster = self.artifact.fallback if fallback else self._booster
+        lower = self._fallback_lower if fallback else self._lower
+        upper = self._fallback_upper if fallback else self._upper
         try:
-            log_od = float(self._booster.predict(self._row, num_threads=1)[0])
+            log_od = float(booster.predict(self._row, num_threads=1)[0])
         except Exception as exc:  # LightGBM raises its own and numpy errors
             raise PredictionError(f"model {self.version} failed on window: {exc}") from exc
         if not math.isfinite(log_od):
@@ -112,11 +121,12 @@ class Predictor:
         return Prediction(
             timestamp=float(timestamp),
             od600=math.exp(log_od),
-            lower=math.exp(log_od + self._lower),
-            upper=math.exp(log_od + self._upper),
+            lower=math.exp(log_od + lower),
+            upper=math.exp(log_od + upper),
             model_version=self.version,
             reactor=reactor,
             window_index=window_index,
+            fallback=fallback,
         )
 
     def predict(self, state: ProcessState, *, forecast: bool = True) -> Prediction:
@@ -142,6 +152,7 @@ class Predictor:
             prediction.reactor,
             prediction.window_index,
             made,
+            prediction.fallback,
         )
 
 

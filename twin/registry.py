@@ -23,6 +23,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from twin.metrics import json_safe
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 MODEL_FILE = "model.txt"
+FALLBACK_FILE = "fallback.txt"
 CARD_FILE = "card.json"
 CURRENT_FILE = "CURRENT"
 HISTORY_FILE = "HISTORY.json"
@@ -64,6 +67,7 @@ class ModelCard:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     num_boost_round: int = 0
     interval: dict[str, float] = field(default_factory=dict)  # log-residual quantiles
+    fallback: dict[str, Any] | None = None  # model used when a sensor is lost
     metrics: dict[str, Any] = field(default_factory=dict)
     tuning: dict[str, Any] = field(default_factory=dict)
     libraries: dict[str, str] = field(default_factory=dict)
@@ -143,10 +147,26 @@ def check_feature_names(model_features: list[str], pipeline_features: tuple[str,
 class ModelArtifact:
     """A loaded model: the LightGBM booster and its card."""
 
-    def __init__(self, booster: lightgbm.Booster, card: ModelCard, path: Path | None = None):
+    def __init__(
+        self,
+        booster: lightgbm.Booster,
+        card: ModelCard,
+        path: Path | None = None,
+        fallback: lightgbm.Booster | None = None,
+    ):
         self.booster = booster
         self.card = card
         self.path = path
+        self.fallback = fallback if card.fallback else None
+        triggers = (card.fallback or {}).get("trigger_features", [])
+        positions = [card.feature_names.index(n) for n in triggers if n in card.feature_names]
+        self.fallback_positions = np.asarray(positions, dtype=int)
+
+    def needs_fallback(self, matrix: np.ndarray) -> np.ndarray:
+        """Rows (of a 2-D feature matrix) whose lost-sensor features are missing."""
+        if self.fallback is None or self.fallback_positions.size == 0:
+            return np.zeros(matrix.shape[0], dtype=bool)
+        return np.isnan(matrix[:, self.fallback_positions]).any(axis=1)
 
     @property
     def version(self) -> str:
@@ -158,17 +178,19 @@ class ModelArtifact:
 
             pipeline_features = FEATURE_NAMES
         check_feature_names(self.card.feature_names, pipeline_features)
-        booster_features = list(self.booster.feature_name())
-        if booster_features != list(self.card.feature_names):
-            raise FeatureMismatchError(
-                f"model file and card disagree on the features ({self.path}): the card was "
-                "edited or belongs to another model"
-            )
+        for booster in (self.booster, self.fallback):
+            if booster is not None and list(booster.feature_name()) != self.card.feature_names:
+                raise FeatureMismatchError(
+                    f"model file and card disagree on the features ({self.path}): the card "
+                    "was edited or belongs to another model"
+                )
 
     def save(self, folder: Path) -> Path:
         """Write model.txt and card.json into ``folder`` (created)."""
         folder.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(folder / MODEL_FILE))
+        if self.fallback is not None:
+            self.fallback.save_model(str(folder / FALLBACK_FILE))
         (folder / CARD_FILE).write_text(self.card.to_json(), encoding="utf-8")
         self.path = folder
         return folder
@@ -188,7 +210,6 @@ def read_card(path: Path) -> ModelCard:
 
 def load_artifact(path: Path | str, *, check: bool = True) -> ModelArtifact:
     """Load a model from its folder, its card.json or its model.txt; check the features."""
-    import lightgbm
 
     target = Path(path).expanduser()
     folder = target if target.is_dir() else target.parent
@@ -196,14 +217,26 @@ def load_artifact(path: Path | str, *, check: bool = True) -> ModelArtifact:
     model_file = folder / MODEL_FILE
     if not model_file.is_file():
         raise ModelError(f"model file {model_file} not found (card {folder / CARD_FILE})")
-    try:
-        booster = lightgbm.Booster(model_file=str(model_file))
-    except lightgbm.basic.LightGBMError as exc:
-        raise ModelError(f"model file {model_file} cannot be read by LightGBM: {exc}") from None
-    artifact = ModelArtifact(booster, card, folder)
+    booster = _read_booster(model_file)
+    fallback = None
+    if card.fallback:
+        fallback_file = folder / str(card.fallback.get("file", FALLBACK_FILE))
+        if not fallback_file.is_file():
+            raise ModelError(f"fallback model {fallback_file} named by the card is missing")
+        fallback = _read_booster(fallback_file)
+    artifact = ModelArtifact(booster, card, folder, fallback)
     if check:
         artifact.check_features()
     return artifact
+
+
+def _read_booster(path: Path) -> lightgbm.Booster:
+    import lightgbm
+
+    try:
+        return lightgbm.Booster(model_file=str(path))
+    except lightgbm.basic.LightGBMError as exc:
+        raise ModelError(f"model file {path} cannot be read by LightGBM: {exc}") from None
 
 
 @dataclass(frozen=True)

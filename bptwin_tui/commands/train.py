@@ -60,10 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--jobs", type=int, help="processes for the feature tables")
     parser.add_argument("--storage", default="sqlite", help=STORAGE_HELP)
     parser.add_argument(
-        "--augment-missing",
+        "--fallback-without",
         default="od_probe",
         metavar="CHANNELS",
-        help="channels whose loss the model learns by training on copies without them "
+        help="also fit a fallback model without these channels, used when they fail "
         "(comma-separated; default od_probe; '' for none)",
     )
     parser.add_argument("--study", help="Optuna study name (default from the data fingerprint)")
@@ -154,7 +154,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         threads=args.threads,
         jobs=args.jobs,
         version=args.model_version,
-        augment_missing=tuple(c.strip() for c in args.augment_missing.split(",") if c.strip()),
+        fallback_without=tuple(c.strip() for c in args.fallback_without.split(",") if c.strip()),
     )
     say = lambda message: print(f"bptwin train: {message}", file=sys.stderr, flush=True)  # noqa: E731
     try:
