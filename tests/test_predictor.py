@@ -132,3 +132,30 @@ def test_prediction_carries_a_forecast_when_the_card_has_its_parameters(
     payload = json.loads(json.dumps(last.to_dict()))
     assert payload["forecast"]["od600_end"] > last.od600
     assert Predictor(random_artifact()).predict(live_states[-1]).forecast is None
+
+
+def test_predictor_switches_to_the_fallback_when_the_probe_is_missing(
+    live_states: list[ProcessState],
+) -> None:
+    import dataclasses
+
+    primary = random_artifact()
+    backup = random_artifact().booster
+    card = dataclasses.replace(
+        primary.card,
+        fallback={
+            "trigger_features": ["od_probe_mean"],
+            "interval": {"lower_log": -0.3, "upper_log": 0.3},
+        },
+    )
+    predictor = Predictor(ModelArtifact(primary.booster, card, fallback=backup))
+    state = live_states[-1]
+    assert not predictor.predict(state).fallback
+    from twin.features import MODEL_CHANNELS
+
+    blind_mean = state.channel_mean.copy()
+    blind_mean[MODEL_CHANNELS.index("od_probe")] = np.nan
+    blind = dataclasses.replace(state, channel_mean=blind_mean)
+    prediction = predictor.predict(blind)
+    assert prediction.fallback
+    assert prediction.upper / prediction.od600 == pytest.approx(np.exp(0.3))
