@@ -78,7 +78,7 @@ def bench_window_latency() -> list[dict[str, object]]:
         {"benchmark": "window features only p50", "value": pct(feature_s, 0.5), "unit": "ms",
          "note": "FeaturePipeline.update"},
         {"benchmark": "window predict only p50", "value": pct(predict_s, 0.5), "unit": "ms",
-         "note": f"Predictor.predict; {pct(predict_s, 0.5) / floor_p50:.1f}x the bare floor"},
+         "note": f"nowcast + forecast; {pct(predict_s, 0.5) / floor_p50:.1f}x the bare floor"},
         {"benchmark": "Booster.predict one row p50 (floor)", "value": floor_p50, "unit": "ms",
          "note": f"{trees} trees, num_threads=1, x2000"},
         {"benchmark": "model load from string", "value": statistics.median(load_s) * 1000,
