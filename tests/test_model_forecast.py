@@ -63,3 +63,28 @@ def test_parameters_from_training_and_card() -> None:
     assert params is not None and params.cer_max == pytest.approx(90.0)
     assert ForecastParameters.from_card_metrics({}) is None
     assert ForecastParameters.from_card_metrics({"forecast": fit_parameters([], 0.1, [])}) is None
+
+
+def test_time_stretch_slows_the_projection_and_is_learnt_from_batches() -> None:
+    import pandas as pd
+
+    from twin.forecast import fit_time_stretch
+
+    base, slow = _forecast(), _forecast(ForecastParameters(400.0, 20.0, 0.15, time_stretch=1.1))
+    assert (slow.depletion_time - 1000.0) == pytest.approx(1.1 * (base.depletion_time - 1000.0))
+    assert slow.od600[-1] == pytest.approx(base.od600[-1])
+    # A batch that really ends 10 % later than projected (one window at 4 h) teaches 1.1.
+    tau = base.depletion_time - 1000.0
+    table = pd.DataFrame(
+        {
+            "batch": [1],
+            "time_since_inoculation_h": [4.0],
+            "window_end": [1000.0],
+            "depletion_true": [1000.0 + 1.1 * tau],
+            "cer_smooth": [20.0],
+            "cum_co2_mmol_per_l": [100.0],
+            "mu_cer": [0.2],
+            "mu_carbon": [np.nan],
+        }
+    )
+    assert fit_time_stretch(PARAMS, table) == pytest.approx(1.1)

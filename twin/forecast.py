@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from twin.features import ProcessState
 
@@ -42,6 +43,7 @@ class ForecastParameters:
     cum_co2_at_depletion_sd: float
     od_per_mmol_co2: float
     cer_max: float = math.inf  # mmol/L/h, the O2-transfer ceiling
+    time_stretch: float = 1.0  # learnt correction: the batch runs this much slower
 
     @classmethod
     def from_card_metrics(cls, metrics: dict) -> ForecastParameters | None:
@@ -52,6 +54,7 @@ class ForecastParameters:
                 float(block["cum_co2_at_depletion_sd"]),
                 float(block["od_per_mmol_co2"]),
                 float(block.get("cer_max") or math.inf),
+                float(block.get("time_stretch") or 1.0),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -170,7 +173,8 @@ class Forecaster:
         mu = mu_cer if math.isfinite(mu_cer) else mu_carbon
         if not (math.isfinite(mu) and mu >= MU_MIN):
             mu = MU_FALLBACK if not math.isfinite(mu) else MU_MIN
-        tau_h = (times - now) / 3600.0
+        stretch = p.time_stretch if p.time_stretch > 0 else 1.0
+        tau_h = (times - now) / 3600.0 / stretch  # model time runs faster than the batch
         central, to_depletion = _project(
             tau_h, od_now, cer, mu, p.cum_co2_at_depletion - c_now, p.od_per_mmol_co2, p.cer_max
         )
@@ -189,8 +193,152 @@ class Forecaster:
             od600=central,
             lower=stack.min(axis=0),
             upper=stack.max(axis=0),
-            depletion_time=now + to_depletion * 3600.0,
-            depletion_earliest=now + min(depletions) * 3600.0,
-            depletion_latest=now + max(depletions) * 3600.0,
+            depletion_time=now + to_depletion * 3600.0 * stretch,
+            depletion_earliest=now + min(depletions) * 3600.0 * stretch,
+            depletion_latest=now + max(depletions) * 3600.0 * stretch,
             growth_rate=mu,
         )
+
+
+CALIBRATION_ORIGINS_H = (4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0)
+
+
+def fit_time_stretch(parameters: ForecastParameters, table: pd.DataFrame) -> float:
+    """Least-squares factor (through the origin) between true and projected time to depletion.
+
+    The projection ignores the slow-down of growth as glycerol runs low (Monod), so it ends
+    batches early by a roughly constant fraction of the time still to go; this factor, learnt
+    on the training batches' windows at fixed hours, corrects that. 1.0 when nothing to learn.
+    """
+    forecaster = Forecaster(parameters)
+    predicted, actual = [], []
+    for _, batch in table.groupby("batch"):
+        hours = batch["time_since_inoculation_h"].to_numpy(float)
+        depletion = float(batch["depletion_true"].iloc[0])
+        if not math.isfinite(depletion):
+            continue
+        for origin in CALIBRATION_ORIGINS_H:
+            at = int(np.searchsorted(hours, origin))
+            if at >= len(batch):
+                continue
+            row = batch.iloc[at]
+            now = float(row["window_end"])
+            if now >= depletion:
+                continue
+            made = forecaster.forecast_values(
+                now=now,
+                od_now=1.0,  # the timing does not depend on the biomass level
+                cer=float(row["cer_smooth"]),
+                cum_co2=float(row["cum_co2_mmol_per_l"]),
+                mu_cer=float(row["mu_cer"]),
+                mu_carbon=float(row["mu_carbon"]),
+            )
+            if made is not None:
+                predicted.append(made.depletion_time - now)
+                actual.append(depletion - now)
+    if not predicted:
+        return 1.0
+    x, y = np.asarray(predicted), np.asarray(actual)
+    return float(np.dot(x, y) / np.dot(x, x))
+
+
+# -- comparison: a pure LightGBM forecast of the time to depletion ---------------------------
+def lightgbm_time_to_depletion(
+    train: pd.DataFrame, test: pd.DataFrame, *, seed: int = 42, threads: int = 2
+) -> np.ndarray:
+    """Hours to depletion predicted by LightGBM from the window's features alone.
+
+    The data-driven alternative to the hybrid: trained on the training batches' windows before
+    their true depletion, fixed moderate parameters. Used by :func:`compare` for docs/model.md.
+    """
+    import lightgbm
+
+    from twin.features import FEATURE_NAMES
+
+    names = list(FEATURE_NAMES)
+    before = train["window_end"] < train["depletion_true"]
+    rows = train.loc[before]
+    target = (rows["depletion_true"] - rows["window_end"]).to_numpy(float) / 3600.0
+    params = {
+        "objective": "regression",
+        "verbosity": -1,
+        "learning_rate": 0.05,
+        "num_leaves": 15,
+        "min_data_in_leaf": 50,
+        "seed": seed,
+        "deterministic": True,
+        "num_threads": threads,
+    }
+    data = lightgbm.Dataset(rows[names].to_numpy(float), target, feature_name=names)
+    booster = lightgbm.train(params, data, num_boost_round=300)
+    return booster.predict(test[names].to_numpy(float), num_threads=threads)
+
+
+def compare(dataset: str, holdout: tuple[int, ...] = (16, 17, 18)) -> pd.DataFrame:
+    """Depletion-time errors (min) of the hybrid and of pure LightGBM at fixed hours."""
+    from twin.dataset import read_manifest
+    from twin.labels import dataset_table
+    from twin.model import carbon_balance_baseline, co2_at_depletion
+    from twin.validation import FORECAST_ORIGINS_H
+
+    numbers = [r.number for r in read_manifest(dataset).batches]
+    train_batches = [n for n in numbers if n not in holdout]
+    train = dataset_table(dataset, train_batches, "samples")
+    test = dataset_table(dataset, list(holdout), "truth")
+    _, k = carbon_balance_baseline(train, train.iloc[:0])
+    peaks = train.groupby("batch")["cer_smooth"].quantile(0.99).tolist()
+    block = fit_parameters(co2_at_depletion(train), k, peaks)
+    parameters = ForecastParameters.from_card_metrics({"forecast": block})
+    assert parameters is not None
+    raw = Forecaster(parameters)
+    block["time_stretch"] = fit_time_stretch(parameters, train)
+    hybrid = Forecaster(ForecastParameters.from_card_metrics({"forecast": block}))  # type: ignore[arg-type]
+    pure = lightgbm_time_to_depletion(train, test)
+    rows = []
+    for number, batch in test.groupby("batch"):
+        hours = batch["time_since_inoculation_h"].to_numpy(float)
+        actual = float(batch["depletion_true"].iloc[0])
+        for origin in FORECAST_ORIGINS_H:
+            at = int(np.searchsorted(hours, origin))
+            row = batch.iloc[at]
+            made = hybrid.forecast_values(
+                now=float(row["window_end"]),
+                od_now=float(row["label_od600"]),
+                cer=float(row["cer_smooth"]),
+                cum_co2=float(row["cum_co2_mmol_per_l"]),
+                mu_cer=float(row["mu_cer"]),
+                mu_carbon=float(row["mu_carbon"]),
+            )
+            unstretched = raw.forecast_values(
+                now=float(row["window_end"]),
+                od_now=1.0,
+                cer=float(row["cer_smooth"]),
+                cum_co2=float(row["cum_co2_mmol_per_l"]),
+                mu_cer=float(row["mu_cer"]),
+                mu_carbon=float(row["mu_carbon"]),
+            )
+            pure_time = float(row["window_end"]) + 3600.0 * float(pure[batch.index[at]])
+            rows.append(
+                {
+                    "batch": int(number),
+                    "origin_h": origin,
+                    "hybrid_uncorrected_error_min": (unstretched.depletion_time - actual) / 60.0
+                    if unstretched
+                    else math.nan,
+                    "hybrid_error_min": (made.depletion_time - actual) / 60.0 if made else math.nan,
+                    "lightgbm_error_min": (pure_time - actual) / 60.0,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+if __name__ == "__main__":  # python -m twin.forecast DATASET
+    import sys
+
+    table = compare(sys.argv[1])
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print("mean |error| (min):")
+    errors = table[["hybrid_uncorrected_error_min", "hybrid_error_min", "lightgbm_error_min"]]
+    print(errors.abs().mean().round(1).to_string())
+    print("worst |error| (min):")
+    print(errors.abs().max().round(1).to_string())

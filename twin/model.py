@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from twin.forecast import fit_parameters
+from twin.forecast import ForecastParameters, fit_parameters, fit_time_stretch
 from twin.labels import (
     BATCH_COLUMN,
     LABEL_COLUMN,
@@ -404,6 +404,9 @@ def train_model(
     _, baseline_k = carbon_balance_baseline(table, table.iloc[:0])
     peaks = table.groupby(BATCH_COLUMN)["cer_smooth"].quantile(0.99).tolist()
     forecast = fit_parameters(co2_at_depletion(table), baseline_k, peaks)
+    forecast_parameters = ForecastParameters.from_card_metrics({"forecast": forecast})
+    if forecast_parameters is not None:
+        forecast["time_stretch"] = fit_time_stretch(forecast_parameters, table)
     stages["final_fit_s"] = time.monotonic() - fit_started
     elapsed = time.monotonic() - started
 
