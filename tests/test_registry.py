@@ -107,6 +107,19 @@ def test_load_model_prefers_the_users_current_model(tmp_path: Path) -> None:
         load_model("no-such-model", data_dir=tmp_path)
 
 
+def test_changed_feature_code_is_reported(tmp_path: Path) -> None:
+    from twin.registry import pipeline_fingerprint
+
+    artifact = random_artifact("v1")
+    artifact.card.pipeline_fingerprint = pipeline_fingerprint()
+    assert artifact.pipeline_warning() is None
+    artifact.card.pipeline_fingerprint = "0" * 64
+    warning = artifact.pipeline_warning()
+    assert warning is not None and "retrain" in warning
+    reloaded = load_artifact(artifact.save(tmp_path / "v1"))
+    assert reloaded.pipeline_warning() == warning
+
+
 def test_shipped_model_loads_and_matches_the_pipeline() -> None:
     registry = Registry(Path(__file__).resolve().parent.parent / "models")
     if registry.current_version() is None:

@@ -39,6 +39,7 @@ from twin.registry import (
     ModelCard,
     library_versions,
     new_version_name,
+    pipeline_fingerprint,
     utc_now,
 )
 
@@ -418,6 +419,7 @@ def train_model(
         training_batches=chosen,
         holdout_batches=sorted(options.holdout),
         data_fingerprint=fingerprint,
+        pipeline_fingerprint=pipeline_fingerprint(),
         dataset=str(Path(options.dataset)),
         hyperparameters={**FIXED_PARAMS, **params, "seed": options.seed},
         num_boost_round=int(rounds),

@@ -87,6 +87,9 @@ class Predictor:
     def __init__(self, model: ModelArtifact | Path | str) -> None:
         artifact = model if isinstance(model, ModelArtifact) else load_model(model)
         artifact.check_features(FEATURE_NAMES)
+        self.warning = artifact.pipeline_warning()
+        if self.warning:
+            log.warning("%s", self.warning)
         self.artifact = artifact
         self.version = artifact.version
         interval = artifact.card.interval

@@ -41,6 +41,9 @@ CARD_FORMAT_VERSION = 1
 TARGET_LOG_OD600 = "log_od600"
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")
 LIBRARIES = ("lightgbm", "optuna", "numpy", "pandas", "pyarrow")
+# Modules whose code decides the feature values: a model trained on other code may see other
+# numbers under the same feature names (skew the name check cannot catch).
+PIPELINE_MODULES = ("cleaning.py", "offgas.py", "units.py", "windows.py", "features.py")
 
 
 class ModelError(Exception):
@@ -63,6 +66,7 @@ class ModelCard:
     training_batches: list[int] = field(default_factory=list)
     holdout_batches: list[int] = field(default_factory=list)
     data_fingerprint: str = ""
+    pipeline_fingerprint: str = ""
     dataset: str = ""
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     num_boost_round: int = 0
@@ -95,6 +99,18 @@ class ModelCard:
             return cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as exc:
             raise ModelError(f"{where} lacks a required field: {exc}") from None
+
+
+def pipeline_fingerprint() -> str:
+    """sha256 over the source of the feature pipeline's modules (see PIPELINE_MODULES)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    folder = Path(__file__).resolve().parent
+    for name in PIPELINE_MODULES:
+        digest.update(name.encode())
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()
 
 
 def library_versions() -> dict[str, str]:
@@ -171,6 +187,17 @@ class ModelArtifact:
     @property
     def version(self) -> str:
         return self.card.version
+
+    def pipeline_warning(self) -> str | None:
+        """A message when the feature code changed since this model was trained, else None."""
+        recorded = self.card.pipeline_fingerprint
+        if not recorded or recorded == pipeline_fingerprint():
+            return None
+        return (
+            f"model {self.version} was trained with another version of the feature pipeline "
+            "(twin/features.py and friends changed): its features keep their names but may "
+            "differ in value; retrain it ('make model' or 'bptwin train')"
+        )
 
     def check_features(self, pipeline_features: tuple[str, ...] | None = None) -> None:
         if pipeline_features is None:

@@ -63,6 +63,7 @@ class ValidationResult:
     data_fingerprint: str = ""
     dataset: str = ""
     dropped_channels: tuple[str, ...] = ()
+    pipeline_warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(
@@ -73,6 +74,7 @@ class ValidationResult:
                 "data_fingerprint": self.data_fingerprint,
                 "batches": self.batches,
                 "dropped_channels": list(self.dropped_channels),
+                "pipeline_warning": self.pipeline_warning,
                 "verdict": self.verdict.to_dict(),
                 "per_batch": [s.to_dict() for s in self.scores],
                 "pooled": self.pooled,
@@ -219,6 +221,7 @@ def evaluate(
         data_fingerprint=dataset_fingerprint(directory),
         dataset=str(directory),
         dropped_channels=tuple(drop_channels),
+        pipeline_warning=artifact.pipeline_warning(),
     )
 
 
@@ -376,6 +379,8 @@ def render_markdown(result: ValidationResult, images: list[str]) -> str:
     ]
     if "warning" in base:
         lines += [f"**Warning:** {base['warning']}", ""]
+    if result.pipeline_warning:
+        lines += [f"**Warning:** {result.pipeline_warning}", ""]
     lines += [
         "## Residuals",
         "",

@@ -74,6 +74,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     except (ModelError, DatasetError, LabelError) as exc:
         print(f"bptwin validate: {exc}", file=sys.stderr)
         return 2
+    if result.pipeline_warning:
+        print(f"bptwin validate: warning: {result.pipeline_warning}", file=sys.stderr)
     print(f"model {artifact.version} on batches {result.batches} (reference {result.reference})")
     for score in result.scores:
         print(
