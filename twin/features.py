@@ -101,13 +101,18 @@ class FeatureConfig:
     smoothing_windows: int = 10  # 5 min moving average of OUR/CER/O2 drop
     slope_windows: int = 10  # 5 min least-squares slope of channel means
     short_gap_s: float = SHORT_GAP_S
+    # Gas path delay (s): headspace volume / gas flow (0.6 L at 1.2 L/min: 30 s) plus the
+    # analyser's t63 (≈ 25 s); inlet flows are lagged by it before the balance.
+    offgas_lag_s: float = 55.0
     assume_zero_o2_flow_when_missing: bool = True  # no enrichment MFC = no enrichment
     # Growth rate.
     mu_fit_windows: int = 120  # 1 h sliding log-linear fit of CER
     mu_min_windows: int = 60  # at least 0.5 h of usable points
     mu_min_cer: float = 2.0  # mmol/L/h: below this ln(CER) is mostly analyser noise
     initial_biomass_g_per_l: float = 0.12  # X0: inoculum OD 4 diluted 10x, 0.3 g/L per OD
-    yield_x_per_co2_g_per_mmol: float = 0.037  # (approx.) Yx/s 0.5 g/g on glycerol
+    yield_x_s_g_g: float = 0.55  # (approx.) 0.45–0.6 g DCW per g glycerol
+    biomass_g_per_cmol: float = 26.7  # CH1.72O0.57N0.18 plus ash (approx.)
+    yield_x_per_co2_g_per_mmol: float | None = None  # None: from the carbon balance, see below
     # Phase.
     exponential_mu_min: float = 0.08  # h⁻¹
     stationary_mu_max: float = 0.03  # h⁻¹
@@ -115,10 +120,10 @@ class FeatureConfig:
     depletion_do_low_max: float = 40.0  # % sat: DO must come from 20–40 %
     depletion_do_high: float = 80.0  # % sat: ... to above 80 %
     depletion_do_stay: float = 70.0  # % sat: dropping below this during confirmation = blip
-    depletion_rise_max_s: float = 1800.0  # the rise takes at most 30 min
+    depletion_rise_max_s: float = 2700.0  # DOMAIN: 15–30 min; margin for a slow Monod tail
     depletion_confirm_s: float = 300.0  # the state must hold this long
     depletion_collapse_fraction: float = 0.5  # CER below this fraction of its recent peak
-    depletion_lookback_s: float = 1800.0
+    depletion_lookback_s: float = 3600.0
     # Consistency.
     rq_band: tuple[float, float] = (0.5, 1.0)  # glycerol ≈ 0.65–0.75; wider for analyser error
     rq_persist_windows: int = 10
@@ -138,7 +143,9 @@ class FeatureConfig:
             "mu_fit_windows": self.mu_fit_windows >= 3,
             "mu_min_windows": 3 <= self.mu_min_windows <= self.mu_fit_windows,
             "initial_biomass_g_per_l": self.initial_biomass_g_per_l >= 0,
-            "yield_x_per_co2_g_per_mmol": self.yield_x_per_co2_g_per_mmol >= 0,
+            "yield_x_per_co2_g_per_mmol": self.yield_x_per_co2_g_per_mmol is None
+            or self.yield_x_per_co2_g_per_mmol >= 0,
+            "yield_x_s_g_g": 0 < self.yield_x_s_g_g < self.max_yield_x_s_g_g,
             "rq_band": self.rq_band[0] < self.rq_band[1],
             "kla_band": self.kla_band[0] < self.kla_band[1],
             "depletion_do_high": self.depletion_do_low_max < self.depletion_do_high,
@@ -147,6 +154,25 @@ class FeatureConfig:
         wrong = [name for name, ok in checks.items() if not ok]
         if wrong:
             raise ValueError(f"invalid feature configuration: {', '.join(wrong)}")
+
+    @property
+    def max_yield_x_s_g_g(self) -> float:
+        """Yield at which all glycerol carbon would end in biomass (no CO2 at all)."""
+        return GLYCEROL_CARBONS / GLYCEROL_MOLAR_MASS * self.biomass_g_per_cmol
+
+    @property
+    def yield_x_per_co2(self) -> float:
+        """g DCW formed per mmol CO2 released (carbon balance on glycerol, no by-products).
+
+        Per g glycerol: 3/92.094 × 1000 = 32.58 C-mmol; Yx/s/M_X × 1000 C-mmol go to biomass,
+        the rest leaves as CO2. Yx/s 0.55, M_X 26.7 g/C-mol: 20.60 to biomass, 11.98 to CO2,
+        so Y_X/CO2 = 0.55 / 11.98 = 0.0459 g/mmol.
+        """
+        if self.yield_x_per_co2_g_per_mmol is not None:
+            return self.yield_x_per_co2_g_per_mmol
+        carbon = GLYCEROL_CARBONS / GLYCEROL_MOLAR_MASS * 1000.0
+        to_biomass = self.yield_x_s_g_g / self.biomass_g_per_cmol * 1000.0
+        return self.yield_x_s_g_g / (carbon - to_biomass)
 
     @property
     def glycerol_carbon_mmol(self) -> float:
@@ -195,7 +221,7 @@ class ProcessState:
     pressure_deviation_bar: float
     phase: str
     depletion_state: str
-    depletion_time: float  # Unix s of the DO-rise onset once confirmed, else NaN
+    depletion_time: float  # Unix s of the DO spike (crossing > 80 %) once confirmed, else NaN
     flags: tuple[str, ...]
     missing_channels: tuple[str, ...]
     filled_channels: tuple[str, ...]
@@ -314,13 +340,16 @@ class DepletionDetector:
     """Glycerol depletion: DO jumps from 20–40 % to > 80 % while CER collapses, and it stays.
 
     A rise that reverts within ``depletion_confirm_s`` (foam collapse, antifoam shot) is a
-    blip, not depletion. The reported time is the onset of the DO rise (last low window).
+    blip, not depletion. The reported depletion time is the DO spike: the instant the DO
+    (window means, taken at window centres, linearly interpolated) crosses ``depletion_do_high``.
     """
 
     def __init__(self, config: FeatureConfig, window_s: float = WINDOW_S) -> None:
         self.config = config
         size = max(math.ceil(config.depletion_lookback_s / window_s) + 1, 2)
         self._history = _Ring(size, 3)  # end time, DO, CER (or OUR)
+        self._window_s = float(window_s)
+        self._previous: tuple[float, float] = (math.nan, math.nan)  # end, DO of the last window
         self.state = DEPLETION_NONE
         self.onset: float = math.nan
         self.candidate_since: float = math.nan
@@ -331,6 +360,7 @@ class DepletionDetector:
         """Feed one window; returns (state, blip_rejected_now)."""
         cfg = self.config
         self._history.push(np.array((end, do, cer)))
+        previous, self._previous = self._previous, (end, do)
         if self.state == DEPLETION_CONFIRMED:
             return self.state, False
         history = self._history.view()
@@ -351,10 +381,21 @@ class DepletionDetector:
             low = recent & (dos <= cfg.depletion_do_low_max)
             if low.any():
                 self.state = DEPLETION_CANDIDATE
-                self.onset = float(times[low].max())
+                self.onset = self._crossing_time(previous, end, do)
                 self.candidate_since = end
                 self.do_only = not measured
         return self.state, False
+
+    def _crossing_time(self, previous: tuple[float, float], end: float, do: float) -> float:
+        """When the DO crossed the high threshold, between the previous and this window."""
+        centre = end - self._window_s / 2
+        previous_end, previous_do = previous
+        threshold = self.config.depletion_do_high
+        if not (math.isfinite(previous_do) and previous_do < threshold < do):
+            return centre
+        previous_centre = previous_end - self._window_s / 2
+        fraction = (threshold - previous_do) / (do - previous_do)
+        return previous_centre + fraction * (centre - previous_centre)
 
     def _cer_collapsed(self, cers: np.ndarray, cer: float) -> tuple[bool, bool]:
         """(collapsed, measured): without off-gas the DO evidence alone must do (longer)."""
@@ -391,6 +432,7 @@ class FeaturePipeline:
         self._kla_out_count = 0
         self._seen_exponential = False
         self._external_biomass: float = math.nan
+        self._inlet_lagged = [math.nan, math.nan]  # air, O2 (sL/min) as the analyser sees them
         self._model_rows: np.ndarray | None = None
 
     def set_inoculation_time(self, timestamp: float) -> None:
@@ -448,10 +490,11 @@ class FeaturePipeline:
         if not math.isfinite(o2_flow) and cfg.assume_zero_o2_flow_when_missing:
             o2_flow = 0.0
             flags.append(FLAG_O2_FLOW_ASSUMED_ZERO)
+        air_flow, o2_flow = self._lag_inlet(v["air_flow"], o2_flow)
         y_o2_out = v["offgas_o2"] / 100.0
         y_co2_out = v["offgas_co2"] / 100.0
         balance = offgas.gas_balance(
-            v["air_flow"], y_o2_out, y_co2_out, cfg.volume_l, o2_flow, cfg.y_o2_air, cfg.y_co2_air
+            air_flow, y_o2_out, y_co2_out, cfg.volume_l, o2_flow, cfg.y_o2_air, cfg.y_co2_air
         )
         our, cer = float(balance.our), float(balance.cer)
         if not (math.isfinite(our) and math.isfinite(cer)):
@@ -507,10 +550,10 @@ class FeaturePipeline:
         self._mu.push(np.array((t_h, cer)))
         mu_cer = self._mu_from_cer()
         biomass_carbon = (
-            cfg.initial_biomass_g_per_l + cfg.yield_x_per_co2_g_per_mmol * self._cum_co2
+            cfg.initial_biomass_g_per_l + cfg.yield_x_per_co2 * self._cum_co2
         )
         mu_carbon = (
-            cfg.yield_x_per_co2_g_per_mmol * cer_s / biomass_carbon
+            cfg.yield_x_per_co2 * cer_s / biomass_carbon
             if biomass_carbon > 0 and math.isfinite(cer_s)
             else math.nan
         )
@@ -605,6 +648,28 @@ class FeaturePipeline:
             channel_std=_readonly(channel_std),
             channel_slope=_readonly(channel_slope),
         )
+
+    def _lag_inlet(self, air_flow: float, o2_flow: float) -> tuple[float, float]:
+        """Delay the inlet flows as the gas path delays the outlet (headspace + analyser).
+
+        A mass-flow meter reports a change at once, the analyser a minute later; without this
+        alignment a slowly rising O2 enrichment biases OUR (0.003 sL/min of O2 is 8 mmol/L/h).
+        Discrete first-order lag with α = Δt/(τ + Δt), whose delay on a ramp is exactly τ.
+        """
+        tau = self.config.offgas_lag_s
+        if tau <= 0:
+            return air_flow, o2_flow
+        alpha = self.window_s / (tau + self.window_s)
+        lagged = []
+        for i, value in enumerate((air_flow, o2_flow)):
+            previous = self._inlet_lagged[i]
+            if not math.isfinite(value) or not math.isfinite(previous):
+                current = value
+            else:
+                current = previous + alpha * (value - previous)
+            self._inlet_lagged[i] = current
+            lagged.append(current)
+        return lagged[0], lagged[1]
 
     def _mu_from_cer(self) -> float:
         cfg = self.config
