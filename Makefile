@@ -37,5 +37,13 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
+# Rebuilds the shipped OD600 model reproducibly (same seed and threads -> same model files).
+model: $(STAMP)
+	$(VENV)/bin/bptwin simulate --campaign --seed 2026 --out build/campaign --quiet
+	rm -rf models/od600-sim-s2026 models/CURRENT models/HISTORY.json
+	$(VENV)/bin/bptwin train build/campaign --trials 30 --seed 42 --threads 2 --jobs 2 \
+		--storage memory --registry models --version od600-sim-s2026 \
+		--report build/model-report --promote
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -26,7 +26,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-@pytest.mark.parametrize("command", ["run", "serve", "db", "version"])
+@pytest.mark.parametrize(
+    "command", ["run", "serve", "db", "version", "simulate", "train", "validate"]
+)
 def test_every_sub_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([command, "--help"])

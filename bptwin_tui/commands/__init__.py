@@ -11,4 +11,6 @@ COMMANDS: tuple[str, ...] = (
     "db",
     "version",
     "simulate",
+    "train",
+    "validate",
 )
