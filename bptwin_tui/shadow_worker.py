@@ -7,7 +7,6 @@ the bus (predictions, alarm transitions) and the notebook (alarm events).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
@@ -175,23 +174,17 @@ class ShadowWorker:
             self.latest.set_problem("notebook", f"alarm events not stored: {exc}")
 
     def on_prediction(self, prediction: Prediction, state: ProcessState) -> None:
-        """Sink of the inference worker (runs on its thread)."""
+        """Sink of the inference worker (runs on its thread): UI state, store, bus."""
+        # Imported here: twin.serving pulls in LightGBM, which the UI must not wait for.
+        from twin.serving import prediction_payload, prediction_readings
+
         self.latest.set_prediction(prediction)
         self.latest.set_problem("model", None)
-        unit = "OD600"
-        for channel, value in (
-            ("od600_pred", prediction.od600),
-            ("od600_pred_lower", prediction.lower),
-            ("od600_pred_upper", prediction.upper),
-        ):
-            self.recorder.add(
-                Reading(prediction.timestamp, prediction.reactor, channel, value, unit)
-            )
-        payload = json.dumps(prediction.to_dict(), separators=(",", ":"), allow_nan=False)
+        for reading in prediction_readings(prediction, prediction.reactor or state.reactor):
+            self.recorder.add(reading)
+        topic = topics.prediction_topic(prediction.reactor or state.reactor, "od600", self.prefix)
         try:
-            self.bus.publish(
-                topics.prediction_topic(prediction.reactor, "od600", self.prefix), payload, qos=1
-            )
+            self.bus.publish(topic, prediction_payload(prediction), qos=1)
         except Exception as exc:
             log.error("prediction not published: %s", exc)
 

@@ -66,8 +66,12 @@ def test_station_records_a_simulated_batch(tmp_path: Path) -> None:
     assert {"our", "cer", "rq", "mu"} <= channels
     windows = store.read_range("R1", "cer", 0, 4e9)
     assert len(windows) >= total // 19 // 30 - 2
-    state = snapshot.states["R1"]
-    assert state.cer > 0
+    assert max(r.value for r in windows) > 0
+    # The shipped model predicted OD600 for those windows: stored and in the snapshot.
+    assert "od600_pred" in channels
+    prediction = snapshot.predictions["R1"]
+    assert prediction.model_version == snapshot.model_version != ""
+    assert 0 < prediction.lower <= prediction.od600 <= prediction.upper
     store.close()
 
 
