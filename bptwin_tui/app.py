@@ -53,6 +53,8 @@ class BptwinApp(App[int]):
             return
         self.station = station
         self.post_message(StationStatus(running=True))
+        for warning in station.warnings:
+            self.post_message(StationStatus(running=True, problem=warning))
         period = self.settings.ui.refresh_s
         while not worker.cancelled_event.wait(period):
             self.post_message(LiveUpdate(station.snapshot()))
