@@ -1,9 +1,9 @@
 """The live feature pipeline, fed only the simulator's sensor readings, recovers its true state.
 
-Tolerances: once growth is established (CER > 5 mmol/L/h, t > 6 h), the median relative error
-of OUR and CER against the truth averaged over the same window must stay under 2 % (measured: 0.3 %), and the
-smoothed growth rate μ (1 h log-linear fit of CER) within 5 % of the true μ (measured: 1 %); the carbon-balance
-biomass within 15 % of the true biomass after 14 h (measured: 11 %, X0 assumed).
+Tolerances, once growth is established (CER > 5 mmol/L/h, t > 6 h), as median relative error
+against the truth averaged over the same window: OUR and CER under 2 % (measured 0.3 %); the
+smoothed growth rate μ (1 h log-linear fit of CER) under 5 % (measured 1 %); the carbon-balance
+biomass after 14 h within 15 % (measured 11 %; X0 is assumed, not measured).
 """
 
 from __future__ import annotations
