@@ -549,9 +549,7 @@ class FeaturePipeline:
         # Growth rate: sliding log-linear fit of CER, and the carbon balance.
         self._mu.push(np.array((t_h, cer)))
         mu_cer = self._mu_from_cer()
-        biomass_carbon = (
-            cfg.initial_biomass_g_per_l + cfg.yield_x_per_co2 * self._cum_co2
-        )
+        biomass_carbon = cfg.initial_biomass_g_per_l + cfg.yield_x_per_co2 * self._cum_co2
         mu_carbon = (
             cfg.yield_x_per_co2 * cer_s / biomass_carbon
             if biomass_carbon > 0 and math.isfinite(cer_s)
