@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -35,6 +36,7 @@ class DashboardScreen(Screen[None]):
         yield Header(show_clock=True, time_format="%H:%M:%S")
         with Vertical(id="dashboard"):
             yield Static("Waiting for acquisition…", id="status-strip")
+            yield Static("Waiting for the first 30 s window…", id="process")
             yield DataTable(id="current-values", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
@@ -85,6 +87,51 @@ class DashboardScreen(Screen[None]):
             table.update_cell(reading.channel, "unit", reading.unit)
             table.update_cell(reading.channel, "quality", reading.quality.value)
             table.update_cell(reading.channel, "age", age)
+        model = snapshot.model_version or "no model"
         self.query_one("#status-strip", Static).update(
-            f"Acquisition running · {snapshot.readings_total} readings received"
+            f"Acquisition running · {snapshot.readings_total} readings · model {model}"
+            + "".join(f" · [red]{escape(problem)}[/]" for problem in snapshot.problems)
         )
+        self.query_one("#process", Static).update(process_text(snapshot, self.reactor))
+
+
+def _number(value: float, digits: int = 2) -> str:
+    return "—" if not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def process_text(snapshot: LiveSnapshot, reactor: str) -> str:
+    """The process panel: prediction, off-gas rates, phase, alarms and control advice."""
+    lines = []
+    prediction = snapshot.predictions.get(reactor)
+    if prediction is not None:
+        lines.append(
+            f"[b]OD600 predicted[/] {prediction.od600:.2f} "
+            f"({prediction.lower:.2f}–{prediction.upper:.2f}) · model {prediction.model_version}"
+        )
+    state = snapshot.states.get(reactor)
+    if state is not None:
+        noisy = " [yellow](low signal: O₂ drop at analyser noise)[/]" if state.low_signal else ""
+        lines.append(
+            f"[b]OUR[/] {_number(state.our)}  [b]CER[/] {_number(state.cer)} mmol/L/h  "
+            f"[b]RQ[/] {_number(state.rq_smooth)}  [b]μ[/] {_number(state.mu_cer, 3)} 1/h  "
+            f"[b]kLa[/] {_number(state.kla, 0)} 1/h{noisy}"
+        )
+        depletion = " · [b]glycerol depleted[/]" if state.depleted else ""
+        lines.append(
+            f"[b]Phase[/] {state.phase} · {state.time_since_inoculation_h:.1f} h since "
+            f"inoculation{depletion}"
+        )
+    alarms = snapshot.alarms_for(reactor)
+    if alarms:
+        newest = alarms[0]
+        lines.append(
+            f"[b red]{len(alarms)} alarm(s)[/]: {newest.priority.value} {escape(newest.message)}"
+        )
+    for advice in snapshot.advice.get(reactor, ()):
+        lines.append(
+            f"[b]Advice[/] {advice.parameter} → {advice.recommended:g}: {escape(advice.reason)}"
+        )
+    control = snapshot.control_status.get(reactor)
+    if control:
+        lines.append(f"[dim]Control: {escape(control)}[/]")
+    return "\n".join(lines) if lines else "Waiting for the first 30 s window…"

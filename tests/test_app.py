@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Footer, Header
+from textual.widgets import DataTable, Footer, Header, Static
 
 from bptwin_tui.app import BptwinApp
 from bptwin_tui.settings import Settings
@@ -48,4 +48,13 @@ async def test_dashboard_shows_values_from_a_fast_simulated_batch(tmp_path: Path
         value = table.get_cell("ph", "value")
         assert value != "—"
         assert 3.0 < float(value) < 8.0
+        # The shadow's windows and the shipped model's prediction reach the process panel.
+        panel = app.screen.query_one("#process", Static)
+        for _ in range(100):
+            if "OD600 predicted" in str(panel.content):
+                break
+            await pilot.pause(0.2)
+        text = str(panel.content)
+        assert "OD600 predicted" in text and "model od600-" in text
+        assert "OUR" in text and "CER" in text
         await pilot.press("q")
