@@ -15,30 +15,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from database.channels import CHANNELS as CATALOGUE
 from database.reading import Reading
 from database.timeseries import EmbeddedStore, TimeSeriesStore
 
-CHANNELS = [
-    "ph",
-    "do",
-    "od_probe",
-    "pressure",
-    "offgas_co2",
-    "offgas_o2",
-    "air_flow",
-    "o2_flow",
-    "offgas_flow",
-    "stirrer_speed",
-    "stirrer_torque",
-    "temp_broth",
-    "temp_exhaust",
-    "temp_motor",
-    "temp_ph_probe",
-    "temp_do_probe",
-    "heater_output",
-    "base_total",
-    "vessel_weight",
-]
+CHANNELS = [entry.name for entry in CATALOGUE]
 T0 = 1_700_000_010.0
 DAY_S = 24 * 3600
 CHUNK_S = 3600  # generate and write one hour of all channels at a time

@@ -117,52 +117,36 @@ def test_serve_runs_headless_until_sigterm(tmp_path: Path) -> None:
     assert "stopped after" in stderr
 
 
-def test_db_upgrade_then_current(tmp_path: Path) -> None:
-    env = {**os.environ, "BPTWIN_STATION__DATA_DIR": str(tmp_path)}
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "bptwin_tui.cli", "db", "upgrade"],
+def bptwin(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a fresh interpreter with extra BPTWIN_ environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "bptwin_tui.cli", *args],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, **environment},
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_db_upgrade_then_current(tmp_path: Path) -> None:
+    data_dir = {"BPTWIN_STATION__DATA_DIR": str(tmp_path)}
+    upgrade = bptwin("db", "upgrade", **data_dir)
     assert upgrade.returncode == 0, upgrade.stderr
     assert upgrade.stdout.startswith("applied: ")
-    again = subprocess.run(
-        [sys.executable, "-m", "bptwin_tui.cli", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = bptwin("db", "upgrade", **data_dir)
     assert again.stdout.strip() == "schema already up to date"
-    current = subprocess.run(
-        [sys.executable, "-m", "bptwin_tui.cli", "db", "current"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    current = bptwin("db", "current", **data_dir)
     head = current.stdout.split("head: ")[1].strip()
     assert current.stdout.startswith(f"current: {head}")
 
 
 def test_db_upgrade_names_the_key_of_an_unreachable_postgres(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "BPTWIN_STATION__DATA_DIR": str(tmp_path),
-        "BPTWIN_NOTEBOOK__URL": "postgresql://bptwin@127.0.0.1:1/bptwin",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "bptwin_tui.cli", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = bptwin(
+        "db",
+        "upgrade",
+        BPTWIN_STATION__DATA_DIR=str(tmp_path),
+        BPTWIN_NOTEBOOK__URL="postgresql://bptwin@127.0.0.1:1/bptwin",
     )
     assert result.returncode == 2
     assert result.stderr.startswith("bptwin: notebook.url:")
