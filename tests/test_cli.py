@@ -27,7 +27,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 @pytest.mark.parametrize(
-    "command", ["run", "serve", "db", "version", "simulate", "train", "validate"]
+    "command", ["run", "serve", "db", "version", "simulate", "train", "validate", "audit"]
 )
 def test_every_sub_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:

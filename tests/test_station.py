@@ -180,3 +180,30 @@ def test_unreachable_influxdb_is_named_and_readings_are_spooled(tmp_path: Path) 
             station.store.close()  # spooled, not lost: no need to wait for the dead server
             station.store = None
         station.stop()
+
+
+def test_audit_verify_passes_then_names_a_tampered_entry(tmp_path: Path) -> None:
+    import sqlite3
+
+    from eln.services import NotebookService
+
+    data_dir = {"BPTWIN_STATION__DATA_DIR": str(tmp_path)}
+    assert bptwin("db", "upgrade", **data_dir).returncode == 0
+    notebook = NotebookService.from_url(f"sqlite:///{tmp_path / 'notebook.sqlite'}")
+    notebook.create_operator("setup", "anna", "supervisor", "4711")
+    notebook.create_operator("anna", "ben", "operator", "1234")
+    ok = bptwin("audit", "verify", **data_dir)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("audit chain OK: ")
+    assert int(ok.stdout.split(": ")[1].split()[0]) >= 2
+    notebook.engine.dispose()
+    with sqlite3.connect(tmp_path / "notebook.sqlite") as db:
+        # The app never does this: the database refuses it, so drop the guard first.
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_entry'"
+        ).fetchall():
+            db.execute(f"DROP TRIGGER {name}")
+        db.execute("UPDATE audit_entry SET actor = 'mallory' WHERE id = 2")
+    broken = bptwin("audit", "verify", **data_dir)
+    assert broken.returncode == 1
+    assert broken.stdout.startswith("audit chain BROKEN at entry 2")

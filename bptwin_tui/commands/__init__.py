@@ -13,4 +13,5 @@ COMMANDS: tuple[str, ...] = (
     "simulate",
     "train",
     "validate",
+    "audit",
 )

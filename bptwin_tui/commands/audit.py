@@ -1,0 +1,44 @@
+"""``bptwin audit verify``: check the notebook's hash-chained audit trail."""
+
+from __future__ import annotations
+
+import argparse
+
+from bptwin_tui.settings import Settings, SettingsError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "audit",
+        help="check the audit trail of the lab notebook",
+        description="Audit-trail tools. Every notebook change is an entry holding the hash of "
+        "the previous one, so an altered or removed entry breaks the chain.",
+    )
+    actions = parser.add_subparsers(dest="audit_action", metavar="ACTION", required=True)
+    verify = actions.add_parser(
+        "verify",
+        help="recompute the hash chain; name the first broken link",
+        description="Recompute the chain from the first entry. Exit 0 when it holds, 1 when an "
+        "entry was altered, removed or inserted (the first such entry is named).",
+    )
+    verify.set_defaults(func=handle_verify)
+
+
+def handle_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from database.relational import DatabaseUnavailable
+    from eln.services import NotebookService
+
+    try:
+        notebook = NotebookService.from_url(settings.notebook_url())
+        broken = notebook.verify_audit_chain()
+        newest = notebook.audit_trail(limit=1)
+    except DatabaseUnavailable as exc:
+        raise SettingsError(f"notebook.url: {exc}") from None
+    if broken is not None:
+        entry_id, reason = broken
+        print(f"audit chain BROKEN at entry {entry_id}: {reason}")
+        return 1
+    # Entry ids run without gaps from 1, so the newest id is the number of entries checked.
+    count = newest[0].id if newest else 0
+    print(f"audit chain OK: {count} entries verified")
+    return 0
