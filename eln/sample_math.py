@@ -1,0 +1,156 @@
+"""Arithmetic of an offline sample: OD600 from a diluted reading, DCW from filter weights,
+the model residual, entry times, and the SOP slot a new sample most likely belongs to.
+
+Pure functions for forms (live previews) and reports; the notebook service stores the results.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from datetime import datetime, time, timedelta, timezone
+from typing import Any
+
+from eln.errors import NotebookValidationError
+from eln.schedule import SampleSlot, SlotStatus
+
+_CLOCK_TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` (number or text such as "0,42") as a finite float, else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip().replace(",", ".")
+        if not value:
+            return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def od600(reading: Any, dilution: Any = 1.0) -> float | None:
+    """OD600 = photometer reading × dilution factor; None while either is not a number."""
+    raw, factor = _finite(reading), _finite(dilution if dilution not in ("", None) else 1.0)
+    if raw is None or factor is None or raw < 0 or factor < 1:
+        return None
+    return raw * factor
+
+
+def dcw_g_per_l(tare_mg: Any, dry_mg: Any, volume_ml: Any) -> float | None:
+    """Dry cell weight (g/L) = (dry filter − empty filter) mg / filtered volume mL.
+
+    mg/mL equals g/L. None while a value is missing, the volume is not positive or the dry
+    filter weighs less than the empty one (the service says why when it is saved).
+    """
+    tare, dry, volume = _finite(tare_mg), _finite(dry_mg), _finite(volume_ml)
+    if tare is None or dry is None or volume is None or volume <= 0 or dry < tare:
+        return None
+    return (dry - tare) / volume
+
+
+def residual_percent(measured: float | None, predicted: float | None) -> float | None:
+    """Model residual in % of the measured value: (measured − predicted) / measured × 100.
+
+    Positive: the model under-estimates. None without both values or for measured <= 0.
+    """
+    if measured is None or predicted is None:
+        return None
+    if not (math.isfinite(measured) and math.isfinite(predicted)) or measured <= 0:
+        return None
+    return (measured - predicted) / measured * 100.0
+
+
+def parse_entry_time(field: str, text: str, now: datetime) -> datetime:
+    """A time typed into a form, in UTC: "HH:MM" (today, or yesterday if that is ahead of
+    ``now``), "YYYY-MM-DD HH:MM" or ISO 8601 with an offset. Naive times are UTC."""
+    value = (text or "").strip()
+    if not value:
+        raise NotebookValidationError(field, f"{field} is required")
+    match = _CLOCK_TIME.match(value)
+    if match:
+        hours, minutes, seconds = (int(part or 0) for part in match.groups())
+        if hours > 23 or minutes > 59 or seconds > 59:
+            raise NotebookValidationError(field, f"{field} {value!r} is not a time of day")
+        moment = datetime.combine(now.date(), time(hours, minutes, seconds), tzinfo=timezone.utc)
+        if moment - now > timedelta(minutes=5):
+            moment -= timedelta(days=1)  # "23:50" typed just after midnight
+        return moment
+    try:
+        moment = datetime.fromisoformat(value.replace("T", " "))
+    except ValueError:
+        raise NotebookValidationError(
+            field, f"{field} {value!r} is not a time; use HH:MM or YYYY-MM-DD HH:MM (UTC)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def format_entry_time(moment: datetime) -> str:
+    """The form's way of showing a time: "YYYY-MM-DD HH:MM" in UTC."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def next_slot(slots: Sequence[SampleSlot]) -> SampleSlot | None:
+    """The slot a new sample most likely fills: one due now, else the next upcoming one,
+    else the depletion slot while it is open; None when every slot is taken or missed."""
+    for wanted in (SlotStatus.DUE, SlotStatus.UPCOMING):
+        for slot in slots:
+            if slot.status is wanted and slot.timepoint_h is not None:
+                return slot
+    for slot in slots:
+        if slot.timepoint_h is None and slot.status in (SlotStatus.DUE, SlotStatus.UPCOMING):
+            return slot
+    return None
+
+
+def slot_label(slot: SampleSlot) -> str:
+    """ "4 h" or "depletion"."""
+    return "depletion" if slot.timepoint_h is None else f"{slot.timepoint_h:g} h"
+
+
+def due_prompt(slots: Sequence[SampleSlot]) -> str:
+    """One line for the operator: missed samples first, then what is due, else what is next."""
+    missed = [slot_label(slot) for slot in slots if slot.status is SlotStatus.MISSED]
+    due = [slot for slot in slots if slot.status is SlotStatus.DUE]
+    parts = []
+    if missed:
+        parts.append(f"MISSED: {', '.join(missed)} sample{'s' if len(missed) > 1 else ''}")
+    if due:
+        slot = due[0]
+        until = "" if slot.due_at is None else f" (until {_hhmm(slot.due_at + _WINDOW)} UTC)"
+        parts.append(f"SAMPLE DUE NOW: {slot_label(slot)}{until}")
+    elif (upcoming := next_slot(slots)) is not None:
+        at = "at depletion" if upcoming.due_at is None else f"at {_hhmm(upcoming.due_at)} UTC"
+        parts.append(f"next sample: {slot_label(upcoming)} {at}")
+    else:
+        parts.append("all SOP samples taken")
+    return " · ".join(parts)
+
+
+_WINDOW = timedelta(minutes=15)
+
+
+def _hhmm(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%H:%M")
+
+
+_YES = {"y", "yes", "clean", "ok", "true", "1"}
+_NO = {"n", "no", "not clean", "dirty", "false", "0"}
+
+
+def parse_yes_no(field: str, text: str) -> bool | None:
+    """ "y"/"n" (and a few synonyms) from a form; blank is None (not looked at)."""
+    value = (text or "").strip().lower()
+    if not value:
+        return None
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise NotebookValidationError(field, f"{field}: answer y (yes) or n (no), not {text!r}")

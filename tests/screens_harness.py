@@ -1,0 +1,49 @@
+"""Shared pieces of the notebook-screen tests: a real notebook with a running batch, and a
+small App that shows one screen (the screens do not need the whole control room)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from textual.app import App
+from textual.screen import Screen
+
+from database.relational import make_engine
+from eln.models import OperatorRole
+from eln.services import NotebookService
+
+INOCULATED_AT = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+# 4 h 5 min into the batch: the 0 h and 2 h samples are missed, the 4 h one is due.
+NOW = INOCULATED_AT + timedelta(hours=4, minutes=5)
+BATCH = 7
+SUPERVISOR, SUPERVISOR_PIN = "sam", "4321"
+OPERATOR, OPERATOR_PIN = "ana", "1234"
+
+
+def running_notebook(url: str, now: datetime = NOW) -> NotebookService:
+    """A notebook at ``url`` (migrated) with a supervisor, an operator and batch 7 running."""
+    notebook = NotebookService(make_engine(url), clock=lambda: now)
+    notebook.create_operator("setup", SUPERVISOR, OperatorRole.SUPERVISOR, SUPERVISOR_PIN)
+    notebook.create_operator(SUPERVISOR, OPERATOR, OperatorRole.OPERATOR, OPERATOR_PIN)
+    notebook.create_batch(OPERATOR, BATCH, "B", strain="X-33", vessel="V1", reactor_id="R1")
+    # No calibrations or inoculum in these tests: the supervisor's override starts the batch.
+    notebook.start_batch(
+        SUPERVISOR,
+        BATCH,
+        inoculated_at=INOCULATED_AT,
+        override_reason="screen tests: calibrations not part of this test",
+    )
+    return notebook
+
+
+class ScreenHarness(App[None]):
+    """Pushes one screen at start; ``messages`` keeps what the screen posted upwards."""
+
+    def __init__(self, make_screen: Callable[[], Screen]) -> None:
+        super().__init__()
+        self._make_screen = make_screen
+        self.messages: list[object] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(self._make_screen())
