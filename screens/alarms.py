@@ -1,0 +1,520 @@
+"""The alarm screen (active, unacknowledged and shelved alarms by priority and time; acknowledge,
+shelve, unshelve, history) and the one-line AlarmBanner any screen can mount.
+
+Alarm actions go through :class:`AlarmActions` (the station implements it on its alarm engine;
+twin.alarms.AlarmEngine fits as it is). Acknowledging offers a deviation prefilled with the
+alarm, its time span and the values of the channels involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from database.channels import CHANNELS_BY_NAME
+from eln import deviation_guide
+from eln.errors import NotebookError
+from eln.services import NotebookService
+from screens.deviations import FORM_CSS, DeviationFormScreen
+from screens.entry_widgets import LabelledField
+from screens.messages import LiveUpdate
+from twin.alarm_rules import PRIORITY_RANK, Priority
+from twin.alarms import AlarmState, AlarmView
+from twin.live import LiveSnapshot
+
+DEFAULT_SHELVE_MIN = 60.0
+MAX_SHELVE_MIN = 24 * 60.0
+
+STATE_LABELS = {
+    AlarmState.ACTIVE_UNACK: "ACTIVE UNACK",
+    AlarmState.ACTIVE_ACK: "active ack",
+    AlarmState.RETURNED_UNACK: "RETURNED UNACK",
+    AlarmState.SHELVED: "shelved",
+    AlarmState.OUT_OF_SERVICE: "out of service",
+    AlarmState.NORMAL: "normal",
+}
+
+
+class AlarmActions(Protocol):
+    """What the alarm screen needs of the alarm engine (the station implements it).
+
+    Actions raise ValueError (twin.alarms.AlarmActionError) with a plain message when they
+    cannot apply; their return value is not used.
+    """
+
+    def acknowledge(self, alarm_id: str, actor: str) -> object: ...
+
+    def shelve(self, alarm_id: str, actor: str, reason: str, until: float) -> object: ...
+
+    def unshelve(self, alarm_id: str, actor: str) -> object: ...
+
+    def active_alarms(self) -> Sequence[AlarmView]:
+        """Every alarm not in normal, most urgent and newest first."""
+        ...
+
+
+def _hms(at: float | None) -> str:
+    if at is None:
+        return "—"
+    return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%H:%M:%S")
+
+
+def shown_alarms(alarms: Sequence[AlarmView]) -> list[AlarmView]:
+    """Active, unacknowledged and shelved alarms: by priority, then newest first."""
+    views = [view for view in alarms if view.state is not AlarmState.NORMAL]
+    return sorted(views, key=lambda v: (PRIORITY_RANK[v.priority], -(v.raised_at or v.changed_at)))
+
+
+def newest_unacknowledged_critical(alarms: Sequence[AlarmView]) -> list[AlarmView]:
+    """Unacknowledged critical alarms, newest first."""
+    views = [v for v in alarms if v.priority is Priority.CRITICAL and v.unacknowledged]
+    return sorted(views, key=lambda v: -(v.raised_at or v.changed_at))
+
+
+def deviation_draft(
+    alarm: AlarmView, snapshot: LiveSnapshot | None, now: float
+) -> deviation_guide.DeviationDraft:
+    """A deviation prefilled from an alarm: its text, time span and the channels involved."""
+    start = alarm.raised_at or alarm.changed_at
+    lines = [f"Alarm {alarm.alarm_id} ({alarm.priority.value}): {alarm.message}"]
+    values = []
+    if snapshot is not None:
+        for name in deviation_guide.related_channels(alarm.channel):
+            reading = snapshot.latest.get((alarm.reactor, name))
+            if reading is not None:
+                unit = CHANNELS_BY_NAME[name].unit if name in CHANNELS_BY_NAME else reading.unit
+                values.append(f"{name} {reading.value:.4g} {unit}".rstrip())
+    if values:
+        lines.append(f"Channels at {_hms(snapshot.taken_at if snapshot else now)} UTC: ")
+        lines[-1] += ", ".join(values)
+    return deviation_guide.DeviationDraft(
+        level=deviation_guide.suggested_level(alarm.priority.value),
+        category="alarm",
+        title=alarm.message[:200] or alarm.alarm_id,
+        description=" ".join(lines),
+        started_at=datetime.fromtimestamp(start, tz=timezone.utc),
+        ended_at=None
+        if alarm.condition_active
+        else datetime.fromtimestamp(alarm.changed_at, tz=timezone.utc),
+    )
+
+
+class AlarmBanner(Static):
+    """One docked line with the newest unacknowledged critical alarm; rings the bell when a
+    new one arrives. Hidden while there is none. Feed it with :meth:`show_alarms`."""
+
+    DEFAULT_CSS = """
+    AlarmBanner { dock: top; height: 1; padding: 0 1; background: $error; color: $text;
+        text-style: bold; display: none; }
+    AlarmBanner.-on { display: block; }
+    """
+
+    def __init__(self, *, id: str | None = "alarm-banner") -> None:
+        super().__init__("", id=id)
+        self._seen: frozenset[str] = frozenset()
+        self.bells = 0
+
+    def show_alarms(self, alarms: Sequence[AlarmView]) -> None:
+        critical = newest_unacknowledged_critical(alarms)
+        ids = frozenset(view.alarm_id for view in critical)
+        if ids - self._seen:
+            self.bells += 1
+            self.app.bell()
+        self._seen = ids
+        self.set_class(bool(critical), "-on")
+        if not critical:
+            self.update("")
+            return
+        newest = critical[0]
+        more = f" (+{len(critical) - 1} more)" if len(critical) > 1 else ""
+        self.update(
+            escape(
+                f"CRITICAL {newest.reactor} {_hms(newest.raised_at)} {newest.message}{more}"
+                " · alarm screen to acknowledge"
+            )
+        )
+
+
+class ShelveScreen(ModalScreen[tuple[str, float] | None]):
+    """Reason and duration (minutes) for shelving one alarm."""
+
+    DEFAULT_CSS = (
+        FORM_CSS
+        + """
+    ShelveScreen { align: center middle; }
+    ShelveScreen > Vertical { width: 70; height: auto; border: round $warning;
+        background: $surface; padding: 0 1; }
+    """
+    )
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Shelve"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, alarm: AlarmView) -> None:
+        super().__init__()
+        self.alarm = alarm
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(escape(f"Shelve {self.alarm.alarm_id}"), classes="entry-title")
+            yield LabelledField("Reason", "shelve-reason", width=40)
+            yield LabelledField(
+                "Duration min",
+                "shelve-minutes",
+                value=f"{DEFAULT_SHELVE_MIN:g}",
+                hint=f"at most {MAX_SHELVE_MIN:g}",
+                width=8,
+            )
+            yield Static("ctrl+s shelve · esc cancel", classes="entry-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#shelve-reason", Input).focus()
+
+    def action_save(self) -> None:
+        reason_field = self.query_one("#shelve-reason-field", LabelledField)
+        minutes_field = self.query_one("#shelve-minutes-field", LabelledField)
+        reason_field.clear_error()
+        minutes_field.clear_error()
+        reason = reason_field.value.strip()
+        if not reason:
+            reason_field.show_error("give the reason for shelving")
+            return
+        try:
+            minutes = float(minutes_field.value.strip().replace(",", "."))
+        except ValueError:
+            minutes_field.show_error("duration must be a number of minutes")
+            return
+        if not 0 < minutes <= MAX_SHELVE_MIN:
+            minutes_field.show_error(f"duration must be above 0 and at most {MAX_SHELVE_MIN:g}")
+            return
+        self.dismiss((reason, minutes))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmDeviationScreen(ModalScreen[bool]):
+    """After an acknowledgement: open a deviation for this alarm? (y / n)."""
+
+    DEFAULT_CSS = """
+    ConfirmDeviationScreen { align: center middle; }
+    ConfirmDeviationScreen > Static { width: 60; height: auto; border: round $primary;
+        background: $surface; padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes, log a deviation"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, alarm: AlarmView) -> None:
+        super().__init__()
+        self.alarm = alarm
+
+    def compose(self) -> ComposeResult:
+        yield Static(
+            escape(
+                f"Acknowledged {self.alarm.alarm_id}.\n"
+                "Open a deviation prefilled with this alarm? [y]es / [n]o"
+            )
+        )
+        yield Footer()
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class AlarmHistoryScreen(Screen[None]):
+    """Alarm transitions stored in the notebook, newest first."""
+
+    BINDINGS = [Binding("escape", "back", "Back")]
+
+    def __init__(
+        self, notebook: NotebookService, *, reactor: str | None, batch_number: int | None
+    ) -> None:
+        super().__init__()
+        self.notebook = notebook
+        self.reactor = reactor
+        self.batch_number = batch_number
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DataTable(id="alarm-history", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="alarm-history-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "Alarm history"
+        table = self.query_one(DataTable)
+        for label, key, width in (
+            ("Time UTC", "time", 14),
+            ("Alarm", "alarm", 20),
+            ("Prio", "priority", 8),
+            ("State", "state", 15),
+            ("By", "actor", 8),
+            ("Message", "message", 40),
+        ):
+            table.add_column(label, key=key, width=width)
+        table.focus()
+        self.load()
+
+    @work(exclusive=True, group="alarm-history", exit_on_error=False)
+    async def load(self) -> None:
+        try:
+            events = await asyncio.to_thread(
+                lambda: self.notebook.list_alarm_events(
+                    reactor=self.reactor, batch_number=self.batch_number
+                )
+            )
+        except NotebookError as error:
+            self.query_one("#alarm-history-status", Static).update(escape(str(error)))
+            return
+        table = self.query_one(DataTable)
+        for event in events:
+            table.add_row(
+                event.occurred_at.strftime("%m-%d %H:%M:%S"),
+                f"{event.reactor}/{event.rule}",
+                event.priority,
+                event.state,
+                event.actor or "system",
+                event.message,
+            )
+        status = f"{len(events)} transitions" if events else "No alarm transitions stored yet."
+        self.query_one("#alarm-history-status", Static).update(status)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+
+class AlarmScreen(Screen[None]):
+    """Active, unacknowledged and shelved alarms by priority and time, with their actions."""
+
+    DEFAULT_CSS = """
+    AlarmScreen #alarms { height: 1fr; }
+    AlarmScreen #alarm-detail { height: auto; max-height: 5; padding: 0 1;
+        border-top: solid $primary; }
+    AlarmScreen #alarm-detail.-error { color: $error; }
+    """
+    BINDINGS = [
+        Binding("a", "acknowledge", "Acknowledge"),
+        Binding("s", "shelve", "Shelve"),
+        Binding("u", "unshelve", "Unshelve"),
+        Binding("d", "deviation", "Deviation"),
+        Binding("h", "history", "History"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(
+        self,
+        actions: AlarmActions,
+        operator: str,
+        *,
+        notebook: NotebookService | None = None,
+        batch_number: int | None = None,
+        reactor: str | None = None,
+        snapshot: LiveSnapshot | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``reactor`` None shows every reactor; ``clock`` gives the shelve start (Unix s)."""
+        super().__init__()
+        self.actions = actions
+        self.operator = operator
+        self.notebook = notebook
+        self.batch_number = batch_number
+        self.reactor = reactor
+        self.snapshot = snapshot
+        self.clock = clock
+        self.alarms: list[AlarmView] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield AlarmBanner()
+        yield DataTable(id="alarms", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="alarm-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "Alarms"
+        self.sub_title = f"{self.reactor or 'all reactors'} · {self.operator}"
+        table = self.query_one(DataTable)
+        for label, key, width in (
+            ("Prio", "priority", 8),
+            ("Raised", "raised", 8),
+            ("State", "state", 14),
+            ("Alarm", "alarm", 16),
+            ("Value", "value", 7),
+            ("Message", "message", 60),
+        ):
+            table.add_column(label, key=key, width=width)
+        table.focus()
+        self.refresh_alarms()
+
+    # ---- data -----------------------------------------------------------------------------
+
+    def on_live_update(self, message: LiveUpdate) -> None:
+        self.snapshot = message.snapshot
+        self.show_alarms(message.snapshot.alarms)
+
+    def refresh_alarms(self) -> None:
+        """Re-read the alarms from the actions object (after an action, or on demand)."""
+        self.show_alarms(self.actions.active_alarms())
+
+    def show_alarms(self, alarms: Sequence[AlarmView]) -> None:
+        if self.reactor is not None:
+            alarms = [view for view in alarms if view.reactor == self.reactor]
+        self.query_one(AlarmBanner).show_alarms(alarms)
+        table = self.query_one(DataTable)
+        selected = self.selected()
+        self.alarms = shown_alarms(alarms)
+        table.clear()
+        for view in self.alarms:
+            priority = view.priority.value
+            if view.priority is Priority.CRITICAL:
+                priority = f"[b red]{priority}[/]"
+            elif view.priority is Priority.WARNING:
+                priority = f"[yellow]{priority}[/]"
+            state = STATE_LABELS.get(view.state, view.state.value)
+            if view.unacknowledged:
+                state = f"[b]{state}[/]"
+            table.add_row(
+                priority,
+                _hms(view.raised_at or view.changed_at),
+                state,
+                escape(f"{view.reactor}/{view.rule}/{view.condition}"),
+                "" if view.value is None else f"{view.value:.4g}",
+                escape(view.message),
+                key=view.alarm_id,
+            )
+        if selected is not None and selected.alarm_id in table.rows:
+            table.move_cursor(row=table.get_row_index(selected.alarm_id))
+        self._show_detail()
+
+    def selected(self) -> AlarmView | None:
+        if not self.alarms:
+            return None
+        row = self.query_one(DataTable).cursor_row
+        return self.alarms[min(max(row, 0), len(self.alarms) - 1)]
+
+    @on(DataTable.RowHighlighted)
+    def _show_detail(self) -> None:
+        view = self.selected()
+        if view is None:
+            self._say("No active, unacknowledged or shelved alarms.")
+            return
+        text = f"{view.alarm_id} · {view.priority.value} · {STATE_LABELS[view.state]}"
+        if view.acknowledged_by:
+            text += f" · acknowledged by {view.acknowledged_by} at {_hms(view.acknowledged_at)}"
+        if view.state is AlarmState.SHELVED:
+            text += (
+                f" · shelved by {view.shelved_by} until {_hms(view.shelved_until)}: "
+                f"{view.shelve_reason}"
+            )
+        self._say(text)
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        detail = self.query_one("#alarm-detail", Static)
+        detail.update(escape(text))
+        detail.set_class(error, "-error")
+
+    def _run(self, action: Callable[[], Any], done: str) -> bool:
+        try:
+            action()
+        except (ValueError, PermissionError) as error:
+            self._say(str(error), error=True)
+            return False
+        self.refresh_alarms()
+        self._say(done)
+        return True
+
+    # ---- actions --------------------------------------------------------------------------
+
+    def action_acknowledge(self) -> None:
+        view = self.selected()
+        if view is None:
+            return
+        if not view.unacknowledged:
+            self._say(f"{view.alarm_id} needs no acknowledgement.", error=True)
+            return
+        if (
+            self._run(
+                lambda: self.actions.acknowledge(view.alarm_id, self.operator),
+                f"Acknowledged {view.alarm_id}.",
+            )
+            and self.notebook is not None
+            and self.batch_number is not None
+        ):
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.open_deviation(view)
+
+            self.app.push_screen(ConfirmDeviationScreen(view), answered)
+
+    def action_shelve(self) -> None:
+        view = self.selected()
+        if view is None:
+            return
+
+        def shelve(result: tuple[str, float] | None) -> None:
+            if result is None:
+                return
+            reason, minutes = result
+            until = self.clock() + minutes * 60.0
+            self._run(
+                lambda: self.actions.shelve(view.alarm_id, self.operator, reason, until),
+                f"Shelved {view.alarm_id} for {minutes:g} min.",
+            )
+
+        self.app.push_screen(ShelveScreen(view), shelve)
+
+    def action_unshelve(self) -> None:
+        view = self.selected()
+        if view is None:
+            return
+        self._run(
+            lambda: self.actions.unshelve(view.alarm_id, self.operator),
+            f"Unshelved {view.alarm_id}.",
+        )
+
+    def action_deviation(self) -> None:
+        view = self.selected()
+        if view is not None:
+            self.open_deviation(view)
+
+    def open_deviation(self, view: AlarmView) -> None:
+        if self.notebook is None or self.batch_number is None:
+            self._say("No batch is open: a deviation needs a batch.", error=True)
+            return
+        draft = deviation_draft(view, self.snapshot, self.clock())
+
+        def logged(result: object) -> None:
+            if result is not None:
+                self._say(f"Deviation {getattr(result, 'id', '')} logged for {view.alarm_id}.")
+
+        self.app.push_screen(
+            DeviationFormScreen(self.notebook, self.batch_number, self.operator, draft), logged
+        )
+
+    def action_history(self) -> None:
+        if self.notebook is None:
+            self._say("No notebook: the history is stored there.", error=True)
+            return
+        self.app.push_screen(
+            AlarmHistoryScreen(self.notebook, reactor=self.reactor, batch_number=self.batch_number)
+        )
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
