@@ -1,0 +1,37 @@
+"""Free notes through Pilot against the real notebook."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from screens.notes import NotesScreen
+from tests.screens_harness import BATCH, OPERATOR, ScreenHarness, running_notebook
+
+
+@pytest.fixture(autouse=True)
+def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+
+
+async def test_write_notes_and_see_them_listed(notebook_url: str) -> None:
+    notebook = running_notebook(notebook_url)
+    app = ScreenHarness(lambda: NotesScreen(notebook, BATCH, OPERATOR))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == 1  # the supervisor's start override is a note too
+        await pilot.press(*"antifoam 0.2 mL at 9 h", "enter")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert table.row_count == 2
+        assert table.get_row_at(1)[1:] == [OPERATOR, "antifoam 0.2 mL at 9 h"]
+        await pilot.press("ctrl+s")  # an empty note is refused in plain words
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        status = app.screen.query_one("#note-status", Static)
+        assert "note must not be empty" in str(status.content) and status.has_class("-error")
+    assert [note.text for note in notebook.list_notes(BATCH)][-1] == "antifoam 0.2 mL at 9 h"
