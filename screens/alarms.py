@@ -111,11 +111,12 @@ def deviation_draft(
 
 
 class AlarmBanner(Static):
-    """One docked line with the newest unacknowledged critical alarm; rings the bell when a
-    new one arrives. Hidden while there is none. Feed it with :meth:`show_alarms`."""
+    """One line with the newest unacknowledged critical alarm; rings the bell when a new one
+    arrives. Hidden while there is none. Yield it right after the Header (Header docks on top;
+    two docked widgets would overlap) and feed it with :meth:`show_alarms`."""
 
     DEFAULT_CSS = """
-    AlarmBanner { dock: top; height: 1; padding: 0 1; background: $error; color: $text;
+    AlarmBanner { height: 1; padding: 0 1; background: $error; color: $text;
         text-style: bold; display: none; }
     AlarmBanner.-on { display: block; }
     """
@@ -139,10 +140,7 @@ class AlarmBanner(Static):
         newest = critical[0]
         more = f" (+{len(critical) - 1} more)" if len(critical) > 1 else ""
         self.update(
-            escape(
-                f"CRITICAL {newest.reactor} {_hms(newest.raised_at)} {newest.message}{more}"
-                " · alarm screen to acknowledge"
-            )
+            escape(f"CRITICAL {newest.reactor} {_hms(newest.raised_at)} {newest.message}{more}")
         )
 
 
@@ -308,7 +306,7 @@ class AlarmScreen(Screen[None]):
     AlarmScreen #alarm-detail.-error { color: $error; }
     """
     BINDINGS = [
-        Binding("a", "acknowledge", "Acknowledge"),
+        Binding("a", "acknowledge", "Ack"),
         Binding("s", "shelve", "Shelve"),
         Binding("u", "unshelve", "Unshelve"),
         Binding("d", "deviation", "Deviation"),
