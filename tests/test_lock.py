@@ -1,0 +1,198 @@
+"""The acquisition lock: one acquisition per reactor, on this machine and across the broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bptwin_tui.lock import (
+    STATE_OFFLINE,
+    STATE_RUNNING,
+    STATE_STOPPED,
+    AcquisitionLockedError,
+    acquire_acquisition_lock,
+    acquisition_owner,
+    lock_path,
+    wait_for_state,
+)
+from bptwin_tui.settings import Settings, SettingsError
+from tests.fixtures.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def local_settings(data_dir: Path) -> Settings:
+    return Settings.model_validate({"station": {"data_dir": data_dir, "name": "bench-test"}})
+
+
+def mqtt_settings(data_dir: Path, broker: tuple[str, int], prefix: str) -> Settings:
+    host, port = broker
+    return Settings.model_validate(
+        {
+            "station": {"data_dir": data_dir, "name": "bench-test"},
+            "bus": {"backend": "mqtt", "host": host, "port": port, "prefix": prefix},
+        }
+    )
+
+
+def test_second_lock_on_one_machine_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path)
+    with acquire_acquisition_lock(settings, "R1") as lock:
+        assert lock.held
+        with pytest.raises(AcquisitionLockedError) as refused:
+            acquire_acquisition_lock(settings, "R1")
+        message = str(refused.value)
+        assert "reactor R1" in message and f"pid {os.getpid()}" in message
+        assert "bench-test" in message
+        # Another reactor is independent.
+        with acquire_acquisition_lock(settings, "R2"):
+            pass
+        owner = acquisition_owner(settings, "R1")
+        assert owner is not None and owner.pid == os.getpid()
+    assert not lock.held
+    assert acquisition_owner(settings, "R1") is None
+    with acquire_acquisition_lock(settings, "R1"):
+        pass  # free again after release
+
+
+def test_lock_held_by_another_process_is_freed_when_it_is_killed(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from bptwin_tui.lock import acquire_acquisition_lock
+        from bptwin_tui.settings import Settings
+        settings = Settings.model_validate({{"station": {{"data_dir": {str(tmp_path)!r}}}}})
+        lock = acquire_acquisition_lock(settings, "R1")
+        print("locked", flush=True)
+        time.sleep(600)
+        """
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        settings = local_settings(tmp_path)
+        with pytest.raises(AcquisitionLockedError, match=f"pid {holder.pid}"):
+            acquire_acquisition_lock(settings, "R1")
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        # The kernel dropped the flock with the process: no stale lock after a crash.
+        with acquire_acquisition_lock(settings, "R1"):
+            description = json.loads(lock_path(settings, "R1").read_text())
+            assert description["pid"] == os.getpid()
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_bad_reactor_lock_folder_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "locks").write_text("not a folder")
+    with pytest.raises(SettingsError, match=r"station\.data_dir: cannot create the acquisition"):
+        acquire_acquisition_lock(local_settings(tmp_path), "R1")
+
+
+def test_second_machine_is_refused_through_the_broker(
+    tmp_path: Path, mqtt_broker: tuple[str, int], mqtt_prefix: str
+) -> None:
+    # Two data folders stand for two machines: only the broker can tell them apart.
+    here = mqtt_settings(tmp_path / "here", mqtt_broker, mqtt_prefix)
+    there = mqtt_settings(tmp_path / "there", mqtt_broker, mqtt_prefix)
+    lock = acquire_acquisition_lock(here, "R1", hostname="lab-pc")
+    try:
+        with pytest.raises(AcquisitionLockedError) as refused:
+            acquire_acquisition_lock(there, "R1", hostname="jetson")
+        message = str(refused.value)
+        assert "lab-pc" in message and f"pid {os.getpid()}" in message
+        assert f"{mqtt_prefix}/v1/R1/status/acquisition" in message
+        owner = acquisition_owner(there, "R1")
+        assert owner is not None and owner.host == "lab-pc" and owner.state == STATE_RUNNING
+    finally:
+        lock.release()
+    stopped = wait_for_state(there, "R1", STATE_STOPPED, timeout_s=10)
+    assert stopped is not None and stopped.host == "lab-pc"
+    with acquire_acquisition_lock(there, "R1", hostname="jetson") as taken:
+        assert taken.held
+        assert taken.conflicts == []
+
+
+def test_same_host_takes_over_a_leftover_claim(
+    tmp_path: Path, mqtt_broker: tuple[str, int], mqtt_prefix: str
+) -> None:
+    settings = mqtt_settings(tmp_path, mqtt_broker, mqtt_prefix)
+    # A "running" claim of this host whose process is gone (the flock is free).
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+    client.connect(*mqtt_broker)
+    client.loop_start()
+    leftover = {"ts": "2026-11-24T00:00:00Z", "state": "running", "host": "lab-pc", "pid": 1}
+    client.publish(
+        f"{mqtt_prefix}/v1/R1/status/acquisition", json.dumps(leftover), qos=1, retain=True
+    ).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+    other_machine = mqtt_settings(tmp_path / "other", mqtt_broker, mqtt_prefix)
+    with pytest.raises(AcquisitionLockedError, match="lab-pc pid 1"):
+        acquire_acquisition_lock(other_machine, "R1", hostname="jetson")
+    with acquire_acquisition_lock(settings, "R1", hostname="lab-pc") as lock:
+        assert lock.held
+        owner = acquisition_owner(other_machine, "R1")
+        assert owner is not None and owner.pid == os.getpid()
+
+
+def test_crashed_holder_is_marked_offline_by_its_will(
+    tmp_path: Path, mqtt_broker: tuple[str, int], mqtt_prefix: str
+) -> None:
+    host, port = mqtt_broker
+    script = textwrap.dedent(
+        f"""
+        import time
+        from bptwin_tui.lock import acquire_acquisition_lock
+        from bptwin_tui.settings import Settings
+        settings = Settings.model_validate({{
+            "station": {{"data_dir": {str(tmp_path / "crash")!r}}},
+            "bus": {{
+                "backend": "mqtt", "host": {host!r}, "port": {port}, "prefix": {mqtt_prefix!r}
+            }},
+        }})
+        lock = acquire_acquisition_lock(settings, "R1", hostname="crashing-pc", keepalive_s=1)
+        print("locked", flush=True)
+        time.sleep(600)
+        """
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        other = mqtt_settings(tmp_path / "other", mqtt_broker, mqtt_prefix)
+        with pytest.raises(AcquisitionLockedError, match="crashing-pc"):
+            acquire_acquisition_lock(other, "R1", hostname="jetson")
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        # The broker publishes the will once the keep-alive (1 s) lapses.
+        offline = wait_for_state(other, "R1", STATE_OFFLINE, timeout_s=30)
+        assert offline is not None and offline.host == "crashing-pc"
+        with acquire_acquisition_lock(other, "R1", hostname="jetson") as lock:
+            assert lock.held
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_unreachable_broker_names_the_setting(tmp_path: Path) -> None:
+    settings = mqtt_settings(tmp_path, ("127.0.0.1", free_port()), "bptwin")
+    with pytest.raises(SettingsError, match=r"bus\.host/bus\.port: cannot reach"):
+        acquire_acquisition_lock(settings, "R1")
+    # The local lock was given back with the failure.
+    with acquire_acquisition_lock(local_settings(tmp_path), "R1"):
+        pass
