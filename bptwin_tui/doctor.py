@@ -1,0 +1,466 @@
+"""``bptwin doctor``: what a night shift depends on, checked in one go.
+
+Each check returns a :class:`CheckResult` (pass / warn / fail / skip with one line of detail
+naming the setting to look at). No check raises: an unexpected error is a failed check.
+Checks only read: they never create the notebook, migrate it or write readings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from pathlib import Path
+
+from bptwin_tui.settings import Settings
+
+CALIBRATION_DUE_WITHIN = timedelta(hours=24)
+DISK_FAIL_BYTES = 200 * 1024**2
+DISK_WARN_BYTES = 2 * 1024**3
+# One spooled reading takes about this much disk (line protocol plus SQLite overhead).
+SPOOLED_READING_BYTES = 200
+READINGS_PER_S_PER_REACTOR = 19
+SANE_YEARS = (2024, 2100)
+CONNECT_TIMEOUT_S = 5.0
+
+
+class Status(str, Enum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    status: Status
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorLimits:
+    """Thresholds, adjustable for tests and unusual machines."""
+
+    disk_fail_bytes: int = DISK_FAIL_BYTES
+    disk_warn_bytes: int = DISK_WARN_BYTES
+    calibration_due_within: timedelta = CALIBRATION_DUE_WITHIN
+
+
+def run_checks(
+    settings: Settings,
+    *,
+    limits: DoctorLimits = DoctorLimits(),
+    now: datetime | None = None,
+) -> list[CheckResult]:
+    """Every check, in the order a person would look."""
+    moment = now or datetime.now(tz=timezone.utc)
+    checks: list[tuple[str, Callable[[], CheckResult | list[CheckResult]]]] = [
+        ("notebook", lambda: check_notebook(settings)),
+        ("time series", lambda: check_timeseries(settings)),
+        ("broker", lambda: check_broker(settings)),
+        ("serial port", lambda: check_serial(settings)),
+        ("clock", lambda: check_clock(moment)),
+        ("clock sync", check_clock_sync),
+        ("spool disk", lambda: check_disk(settings, limits)),
+        ("model", lambda: check_model(settings)),
+        ("calibrations", lambda: check_calibrations(settings, moment, limits)),
+        ("acquisition", lambda: check_acquisition(settings)),
+        ("notifications", lambda: check_notifications(settings)),
+    ]
+    results: list[CheckResult] = []
+    for name, check in checks:
+        try:
+            outcome = check()
+        except Exception as exc:  # a doctor that crashes helps nobody
+            outcome = CheckResult(
+                name, Status.FAIL, f"unexpected error: {type(exc).__name__}: {exc}"
+            )
+        results += outcome if isinstance(outcome, list) else [outcome]
+    return results
+
+
+def format_table(results: Sequence[CheckResult]) -> str:
+    width = max(len(r.name) for r in results) if results else 5
+    lines = [f"{'CHECK':<{width}}  STATUS  DETAIL"]
+    for result in results:
+        lines.append(f"{result.name:<{width}}  {result.status.value:<6}  {result.detail}")
+    counts = {status: sum(r.status is status for r in results) for status in Status}
+    lines.append(
+        f"{counts[Status.PASS]} passed, {counts[Status.WARN]} warnings, "
+        f"{counts[Status.FAIL]} failed, {counts[Status.SKIP]} skipped"
+    )
+    return "\n".join(lines)
+
+
+def any_failed(results: Sequence[CheckResult]) -> bool:
+    return any(r.status is Status.FAIL for r in results)
+
+
+# --- stores and broker -------------------------------------------------------------------
+
+
+def _sqlite_file(url: str) -> Path | None:
+    from database.relational import parse_url
+
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def check_notebook(settings: Settings) -> list[CheckResult]:
+    """Reachable with the configured credentials, schema at head, audit chain intact."""
+    from database.migrate import current_revision, head_revision
+    from database.relational import DatabaseUnavailable, describe_url
+
+    url = settings.notebook_url()
+    where = describe_url(url)
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None and not sqlite_file.exists():
+        return [
+            CheckResult(
+                "notebook",
+                Status.WARN,
+                f"{sqlite_file} does not exist yet (bptwin creates it at start, or run "
+                "'bptwin db upgrade')",
+            )
+        ]
+    try:
+        revision = current_revision(url)
+    except DatabaseUnavailable as exc:
+        return [CheckResult("notebook", Status.FAIL, f"notebook.url: {exc}")]
+    head = head_revision()
+    if revision is None:
+        return [CheckResult("notebook", Status.WARN, f"{where} is empty: run 'bptwin db upgrade'")]
+    if revision != head:
+        return [
+            CheckResult(
+                "notebook",
+                Status.WARN,
+                f"{where} is at schema {revision}, this bptwin needs {head}: "
+                "run 'bptwin db upgrade'",
+            )
+        ]
+    results = [CheckResult("notebook", Status.PASS, f"{where} reachable, schema {head}")]
+    results.append(_check_audit_chain(url))
+    return results
+
+
+def _check_audit_chain(url: str) -> CheckResult:
+    from eln.services import NotebookService
+
+    notebook = NotebookService.from_url(url)
+    try:
+        broken = notebook.verify_audit_chain()
+    finally:
+        notebook.engine.dispose()
+    if broken is not None:
+        entry_id, reason = broken
+        return CheckResult(
+            "audit chain",
+            Status.FAIL,
+            f"broken at entry {entry_id}: {reason} (bptwin audit verify)",
+        )
+    return CheckResult("audit chain", Status.PASS, "hash chain intact")
+
+
+def check_timeseries(settings: Settings) -> CheckResult:
+    section = settings.timeseries
+    if section.backend == "embedded":
+        path = settings.timeseries_path()
+        folder = _existing_ancestor(path.parent)
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            return CheckResult(
+                "time series", Status.FAIL, f"timeseries.path: {path} is not writable"
+            )
+        if not path.exists() and not os.access(folder, os.W_OK):
+            return CheckResult(
+                "time series", Status.FAIL, f"timeseries.path: cannot create {path} ({folder})"
+            )
+        state = "present" if path.exists() else "created at start"
+        return CheckResult("time series", Status.PASS, f"embedded store {path} ({state})")
+    from database.timeseries import TimeSeriesError
+    from database.timeseries.influx import InfluxStore
+    from database.timeseries.influx_common import InfluxConfig, InfluxConfigError
+
+    try:
+        config = InfluxConfig(
+            url=section.url,
+            api_version=section.api_version,  # type: ignore[arg-type]
+            token=section.token.get_secret_value() if section.token else None,
+            org=section.org or None,
+            bucket=section.bucket or None,
+            database=section.database or None,
+            username=section.username or None,
+            password=section.password.get_secret_value() if section.password else None,
+            timeout_s=CONNECT_TIMEOUT_S,
+        )
+    except InfluxConfigError as exc:
+        return CheckResult("time series", Status.FAIL, f"timeseries: {exc}")
+    # A throwaway spool: the station's own may be in use by a running acquisition.
+    with tempfile.TemporaryDirectory(prefix="bptwin-doctor-") as scratch:
+        store = InfluxStore(config, Path(scratch) / "spool.sqlite")
+        try:
+            version = store.ping()
+            store.list_channels()  # a query: proves the credentials and database/bucket
+        except TimeSeriesError as exc:
+            if "database not found" in str(exc):
+                # The store creates its 1.x database at the first write (if the user may).
+                return CheckResult(
+                    "time series",
+                    Status.WARN,
+                    f"InfluxDB at {section.url} answers, database {section.database!r} does "
+                    "not exist yet: created at the first write if this user may create it",
+                )
+            return CheckResult("time series", Status.FAIL, f"timeseries: {exc}")
+        finally:
+            store.close()
+    return CheckResult(
+        "time series",
+        Status.PASS,
+        f"InfluxDB {version or '(version unknown)'} at {section.url}, credentials accepted",
+    )
+
+
+def check_broker(settings: Settings) -> CheckResult:
+    section = settings.bus
+    if section.backend == "local":
+        return CheckResult(
+            "broker", Status.SKIP, "bus.backend is local (in-process, nothing to reach)"
+        )
+    from database.bus import MqttBus
+
+    bus = MqttBus(
+        section.host,
+        section.port,
+        username=section.username or None,
+        password=section.password.get_secret_value() if section.password else None,
+        tls=section.tls,
+        ca_file=str(section.ca_file) if section.ca_file else None,
+        connect_timeout_s=CONNECT_TIMEOUT_S,
+        stop_flush_s=1.0,
+    )
+    try:
+        bus.start()
+    except ConnectionRefusedError as exc:
+        return CheckResult("broker", Status.FAIL, f"bus.username/bus.password: {exc}")
+    except OSError as exc:
+        return CheckResult("broker", Status.FAIL, f"bus.host/bus.port: {exc}")
+    bus.stop()
+    security = ("TLS" if section.tls or section.ca_file else "no TLS") + (
+        f", user {section.username}" if section.username else ", anonymous"
+    )
+    return CheckResult(
+        "broker", Status.PASS, f"MQTT broker {section.host}:{section.port} accepted us ({security})"
+    )
+
+
+def check_serial(settings: Settings) -> CheckResult:
+    acquisition = settings.acquisition
+    if acquisition.source != "serial":
+        return CheckResult(
+            "serial port", Status.SKIP, f"acquisition.source is {acquisition.source}"
+        )
+    port = Path(acquisition.serial.port)
+    if not port.exists():
+        return CheckResult(
+            "serial port", Status.FAIL, f"acquisition.serial.port: {port} does not exist (cable?)"
+        )
+    if not os.access(port, os.R_OK | os.W_OK):
+        return CheckResult(
+            "serial port",
+            Status.FAIL,
+            f"acquisition.serial.port: {port} exists but this user may not open it "
+            "(add the user to group 'dialout')",
+        )
+    return CheckResult("serial port", Status.PASS, f"{port} present and accessible")
+
+
+# --- this machine ----------------------------------------------------------------------------
+
+
+def check_clock(now: datetime) -> CheckResult:
+    low, high = SANE_YEARS
+    stamp = now.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if not low <= now.year < high:
+        return CheckResult(
+            "clock", Status.FAIL, f"system clock says {stamp}: set the time (RTC battery?)"
+        )
+    return CheckResult("clock", Status.PASS, stamp)
+
+
+def check_clock_sync(run: Callable[[list[str]], tuple[int, str]] | None = None) -> CheckResult:
+    """NTP synchronisation from timedatectl or chronyc; skipped (with why) if neither answers."""
+    run = run or _run_command
+    tried = []
+    if shutil.which("timedatectl"):
+        code, out = run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+        if code == 0 and out.strip() in {"yes", "no"}:
+            if out.strip() == "yes":
+                return CheckResult("clock sync", Status.PASS, "NTP synchronised (timedatectl)")
+            return CheckResult(
+                "clock sync",
+                Status.WARN,
+                "NTP not synchronised (timedatectl): timestamps may drift from other machines",
+            )
+        tried.append("timedatectl did not answer (no systemd?)")
+    if shutil.which("chronyc"):
+        code, out = run(["chronyc", "-n", "tracking"])
+        if code == 0 and "Leap status" in out:
+            if "Not synchronised" in out:
+                return CheckResult("clock sync", Status.WARN, "chrony is not synchronised")
+            return CheckResult("clock sync", Status.PASS, "synchronised (chronyc tracking)")
+        tried.append("chronyc did not answer")
+    if not tried:
+        tried.append("neither timedatectl nor chronyc is installed")
+    return CheckResult("clock sync", Status.SKIP, "; ".join(tried))
+
+
+def _run_command(command: list[str]) -> tuple[int, str]:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 1, str(exc)
+    return done.returncode, done.stdout
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_disk(settings: Settings, limits: DoctorLimits) -> CheckResult:
+    spool = settings.spool_dir()
+    where = _existing_ancestor(spool)
+    free = shutil.disk_usage(where).free
+    rate = READINGS_PER_S_PER_REACTOR * len(settings.station.reactors) * SPOOLED_READING_BYTES
+    days = free / rate / 86_400
+    detail = f"{free / 1024**3:.1f} GiB free for {spool} (~{days:,.0f} days of spooled readings)"
+    if free < limits.disk_fail_bytes:
+        return CheckResult("spool disk", Status.FAIL, detail + ": free some space")
+    if free < limits.disk_warn_bytes:
+        return CheckResult("spool disk", Status.WARN, detail)
+    return CheckResult("spool disk", Status.PASS, detail)
+
+
+# --- model and notebook contents -------------------------------------------------------------
+
+
+def check_model(settings: Settings) -> CheckResult:
+    from twin.features import FEATURE_NAMES
+    from twin.registry import ModelError, check_feature_names, load_model
+
+    try:
+        artifact = load_model(settings.model.path, data_dir=settings.data_dir, check=False)
+        check_feature_names(artifact.card.feature_names, FEATURE_NAMES)
+        artifact.check_features(FEATURE_NAMES)
+    except ModelError as exc:
+        return CheckResult("model", Status.FAIL, f"model.path: {exc}")
+    detail = (
+        f"{artifact.version} loaded ({len(artifact.card.feature_names)} features, "
+        f"matches the pipeline) from {artifact.path}"
+    )
+    warning = artifact.pipeline_warning()
+    if warning:
+        return CheckResult("model", Status.WARN, warning)
+    return CheckResult("model", Status.PASS, detail)
+
+
+def check_calibrations(settings: Settings, now: datetime, limits: DoctorLimits) -> CheckResult:
+    """The newest calibration of each mandatory channel: present, passed, not (nearly) expired."""
+    from database.migrate import current_revision, head_revision
+    from database.relational import DatabaseUnavailable
+    from eln.services import MANDATORY_CALIBRATIONS, NotebookService
+
+    url = settings.notebook_url()
+    sqlite_file = _sqlite_file(url)
+    try:
+        if sqlite_file is not None and not sqlite_file.exists():
+            raise DatabaseUnavailable("no notebook yet")
+        if current_revision(url) != head_revision():
+            raise DatabaseUnavailable("notebook schema not current")
+    except DatabaseUnavailable as exc:
+        return CheckResult("calibrations", Status.SKIP, f"cannot read the notebook ({exc})")
+    notebook = NotebookService.from_url(url)
+    problems, next_due = [], None
+    try:
+        for channel in MANDATORY_CALIBRATIONS:
+            found = notebook.list_calibrations(channel=channel, limit=1)
+            if not found:
+                problems.append(f"{channel} never calibrated")
+                continue
+            latest = found[0]
+            if not latest.passed and not latest.override_reason:
+                problems.append(f"{channel} failed on {latest.performed_at:%Y-%m-%d}")
+            elif latest.valid_until is not None:
+                until = latest.valid_until
+                if until < now:
+                    problems.append(f"{channel} expired {until:%Y-%m-%d %H:%M}")
+                elif until < now + limits.calibration_due_within:
+                    problems.append(f"{channel} due {until:%Y-%m-%d %H:%M}")
+                next_due = until if next_due is None else min(next_due, until)
+    finally:
+        notebook.engine.dispose()
+    if problems:
+        return CheckResult("calibrations", Status.WARN, "; ".join(problems))
+    due = f", next due {next_due:%Y-%m-%d %H:%M} UTC" if next_due else ""
+    return CheckResult(
+        "calibrations", Status.PASS, f"{', '.join(MANDATORY_CALIBRATIONS)} current{due}"
+    )
+
+
+def check_acquisition(settings: Settings) -> list[CheckResult]:
+    """Whether an acquisition runs for each reactor (information: serve should be running)."""
+    from bptwin_tui.lock import acquisition_owner
+    from bptwin_tui.settings import SettingsError
+
+    results = []
+    for reactor in settings.station.reactors:
+        name = f"acquisition {reactor}"
+        try:
+            owner = acquisition_owner(settings, reactor, timeout_s=CONNECT_TIMEOUT_S)
+        except SettingsError as exc:
+            results.append(CheckResult(name, Status.SKIP, f"cannot tell: {exc}"))
+            continue
+        if owner is None:
+            results.append(
+                CheckResult(name, Status.WARN, "no acquisition running (start 'bptwin serve')")
+            )
+        else:
+            results.append(CheckResult(name, Status.PASS, f"running on {owner.describe()}"))
+    return results
+
+
+def check_notifications(settings: Settings) -> CheckResult:
+    section = getattr(settings, "notify", None)
+    if section is None or not section.configured:
+        return CheckResult(
+            "notifications", Status.SKIP, "none configured ([notify] in docs/operations.md)"
+        )
+    channels = []
+    if section.webhook_url:
+        channels.append("webhook")
+    if section.mqtt_topic:
+        if settings.bus.backend != "mqtt":
+            return CheckResult(
+                "notifications",
+                Status.WARN,
+                "notify.mqtt_topic is set but bus.backend is local: nobody outside sees it",
+            )
+        channels.append(f"MQTT {section.mqtt_topic}")
+    if section.smtp.configured:
+        channels.append(f"mail via {section.smtp.host}")
+    return CheckResult(
+        "notifications",
+        Status.PASS,
+        f"{section.min_priority} alarms go to {', '.join(channels)} "
+        "('bptwin doctor --notify-test' sends a test)",
+    )
