@@ -24,6 +24,16 @@ _EMPTY: Mapping = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
+class LinkState:
+    """One link of the data path (bus, time-series store, notebook) as the status strip shows it."""
+
+    name: str
+    up: bool
+    waiting: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LiveSnapshot:
     """What the screens draw from: never mutated after it is made."""
 
@@ -38,6 +48,7 @@ class LiveSnapshot:
     problems: tuple[str, ...] = ()
     advice: Mapping[str, tuple[Recommendation, ...]] = field(default_factory=lambda: _EMPTY)
     control_status: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    links: tuple[LinkState, ...] = ()
 
     def for_reactor(self, reactor: str) -> list[Reading]:
         return sorted(
@@ -63,6 +74,7 @@ class LatestValues:
         self._problems: dict[str, str] = {}
         self._advice: dict[str, tuple[Recommendation, ...]] = {}
         self._control_status: dict[str, str] = {}
+        self._links: dict[str, LinkState] = {}
         self.model_version = ""
 
     def add(self, reading: Reading) -> None:
@@ -100,6 +112,11 @@ class LatestValues:
             else:
                 self._problems.pop(source, None)
 
+    def set_link(self, link: LinkState) -> None:
+        """The latest state of one link, replacing the previous state of the same name."""
+        with self._lock:
+            self._links[link.name] = link
+
     def snapshot(self) -> LiveSnapshot:
         with self._lock:
             return LiveSnapshot(
@@ -114,4 +131,5 @@ class LatestValues:
                 problems=tuple(self._problems.values()),
                 advice=MappingProxyType(dict(self._advice)),
                 control_status=MappingProxyType(dict(self._control_status)),
+                links=tuple(self._links.values()),
             )
