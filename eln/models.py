@@ -66,6 +66,11 @@ class DeviationStatus(str, Enum):
     CLOSED = "closed"
 
 
+class AcceptanceDecision(str, Enum):
+    ACCEPT = "accept"  # the batch enters the training-set registry
+    REJECT = "reject"
+
+
 class AuditAction(str, Enum):
     INSERT = "insert"
     UPDATE = "update"
@@ -320,6 +325,26 @@ class Note(AuditedTable, table=True):
     created_at: datetime = _when()
 
 
+class BatchAcceptance(AuditedTable, table=True):
+    """A supervisor's decision on a batch for training, with the evaluation it was made on.
+
+    Append-only history per batch: the newest row is the decision in force
+    (see eln.acceptance_service).
+    """
+
+    __tablename__ = "batch_acceptance"
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: int = _batch_ref()
+    decision: AcceptanceDecision = Field(sa_type=EnumString(AcceptanceDecision, 8), nullable=False)
+    reason: str = _text()
+    # The automatic verdict (pass, fail, incomplete) and the criteria with their evidence.
+    verdict: str = Field(sa_type=String(16), nullable=False)
+    evaluation: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    decided_by: str = _person()
+    decided_at: datetime = _when()
+
+
 class AuditEntry(NotebookBase, table=True):
     """One audited change; append-only, chained by hashes (see eln.audit)."""
 
@@ -363,6 +388,7 @@ AUDITED_TABLES: tuple[type[AuditedTable], ...] = (
     BatchClosure,
     AlarmEvent,
     Note,
+    BatchAcceptance,
 )
 
 # Importing the models switches the audit trail on for every session.
