@@ -119,17 +119,20 @@ class Spool:
 
     # -- consumer -------------------------------------------------------------------------------
 
-    def peek(self, max_items: int = 100, max_weight: int | None = None) -> list[SpoolItem]:
-        """The oldest items, in order, without removing them.
+    def peek(
+        self, max_items: int = 100, max_weight: int | None = None, *, after_id: int = 0
+    ) -> list[SpoolItem]:
+        """The oldest items (with ``id > after_id``), in order, without removing them.
 
         Stops before ``max_items`` items or once ``max_weight`` is reached (always at least one
-        item when the spool is not empty).
+        item when the spool is not empty). ``after_id`` lets a consumer with items in flight
+        read on past them (the bus outbox sends ahead of the broker's acknowledgements).
         """
         with self._lock:
             self._check_open()
             rows = self._db.execute(
-                "SELECT id, payload, weight, created FROM items ORDER BY id LIMIT ?",
-                (max(1, max_items),),
+                "SELECT id, payload, weight, created FROM items WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, max(1, max_items)),
             ).fetchall()
         items: list[SpoolItem] = []
         total = 0

@@ -4,6 +4,10 @@ Delivery is at least once for QoS 1: a message is acknowledged to the broker (PU
 only after its handlers ran, and the session outlives a connection loss, so the broker
 re-sends what was in flight. Handlers run on the bus's dispatcher thread, never on
 paho's network thread, so a slow or failing handler cannot stall keep-alives.
+
+Store-and-forward: with ``outbox_path`` every QoS >= 1 publish goes to a durable outbox on
+disk first (database/bus/outbox.py) and reaches the broker from there, in order, once it is
+reachable; an outage or a killed process loses nothing that ``publish`` accepted.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -25,6 +30,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from database.bus import topics
 from database.bus.base import DEFAULT_MAX_PENDING, Bus, _check_qos, _Route, as_bytes
+from database.bus.outbox import BusOutbox
+from database.spool import SpoolError
 
 log = logging.getLogger("database.bus.mqtt")
 
@@ -71,6 +78,7 @@ class MqttBus(Bus):
         connect_timeout_s: float = 10.0,
         stop_flush_s: float = 5.0,
         reconnect_delay_s: tuple[int, int] = (1, 30),
+        outbox_path: str | Path | None = None,
     ) -> None:
         super().__init__(max_pending=max_pending, name="mqtt-bus")
         self.host = host
@@ -121,6 +129,13 @@ class MqttBus(Bus):
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_publish = self._on_publish
+        self.outbox: BusOutbox | None = None
+        if outbox_path is not None:
+            try:
+                self.outbox = BusOutbox(outbox_path)
+            except SpoolError as exc:
+                raise OSError(f"MQTT outbox: {exc}") from exc
 
     # --- life cycle -----------------------------------------------------------------
 
@@ -165,6 +180,8 @@ class MqttBus(Bus):
                     f"{self._connack_failure}"
                 )
             self._started = True
+            if self.outbox is not None:
+                self.outbox.start(self._send_from_outbox, lambda: self._connected)
 
     def stop(self) -> None:
         with self._state_lock:
@@ -173,6 +190,13 @@ class MqttBus(Bus):
             self._stopping = True
             # Handlers see (and acknowledge) everything that arrived before stop().
             self._stop_dispatcher()
+            if self.outbox is not None:
+                if self._connected and not self.outbox.drain(self._stop_flush_s):
+                    log.warning(
+                        "MQTT stop: %d messages stay in the outbox %s for the next start",
+                        self.outbox.depth(), self.outbox.spool.path,
+                    )  # fmt: skip
+                self.outbox.stop()
             if self._connected and not self.flush(self._stop_flush_s):
                 log.warning(
                     "MQTT stop: %d QoS 1 messages not yet acknowledged by %s:%s are lost",
@@ -199,7 +223,19 @@ class MqttBus(Bus):
     def unacknowledged(self) -> int:
         """QoS >= 1 messages published but not yet acknowledged by the broker."""
         # paho has no public counter; its outgoing-message table is what we would count.
-        return len(getattr(self._client, "_out_messages", ()))
+        in_paho = len(getattr(self._client, "_out_messages", ()))
+        return max(in_paho, self.outbox.depth()) if self.outbox is not None else in_paho
+
+    @property
+    def outbox_depth(self) -> int:
+        """Messages waiting in the durable outbox for the broker (0 without an outbox)."""
+        return self.outbox.depth() if self.outbox is not None else 0
+
+    def close(self) -> None:
+        """Stop and close the outbox file (a stopped bus without close() can start again)."""
+        self.stop()
+        if self.outbox is not None:
+            self.outbox.close()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the broker acknowledged every QoS >= 1 publish; False on timeout."""
@@ -218,6 +254,13 @@ class MqttBus(Bus):
         """Send a message; QoS >= 1 ones are queued by paho while the broker is away."""
         topics.validate_topic(topic)
         _check_qos(qos)
+        if self.outbox is not None and qos > 0:
+            try:
+                self.outbox.push(topic, as_bytes(payload), qos, retain)
+                self._counters.add("published")
+                return
+            except SpoolError as exc:  # disk full or gone: fall back to paho's memory queue
+                log.error("MQTT outbox refused a message on %s: %s", topic, exc)
         info = self._client.publish(topic, as_bytes(payload), qos=qos, retain=retain)
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
             qos > 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN
@@ -238,6 +281,24 @@ class MqttBus(Bus):
                 "MQTT publish on %s dropped: %s (%d more drops not logged)",
                 topic, reason, suppressed,
             )  # fmt: skip
+
+    def _send_from_outbox(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None:
+        """Hand one outbox message to paho; its mid, or None when paho would not queue it."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            return int(info.mid)  # NO_CONN: paho keeps it and sends it on reconnect
+        return None
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self.outbox is not None:
+            self.outbox.confirm(mid)
 
     def _route_added(self, route: _Route) -> None:
         with self._ids_lock:
@@ -322,13 +383,15 @@ class MqttBus(Bus):
                 self._connack_failure = str(reason_code)
                 log.error("MQTT broker %s:%s refused: %s", self.host, self.port, reason_code)
                 return
-            self._connected = True
             if self._ever_connected:
                 self._counters.add("reconnects")
                 log.info("MQTT reconnected to %s:%s", self.host, self.port)
             self._ever_connected = True
             for pattern, qos in self._patterns():
                 self._subscribe(pattern, qos, resubscribe=True)
+            # Connected only now: the outbox sends nothing before the SUBSCRIBEs are out,
+            # so this bus's own handlers get what it replays after a reconnect.
+            self._connected = True
         except Exception:
             log.exception("MQTT on_connect failed")
         finally:
