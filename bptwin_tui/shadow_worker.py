@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from database.bus import Bus
     from database.recorder import Recorder
     from eln.services import NotebookService
+    from twin.history import History
     from twin.predictor import InferenceWorker, Prediction
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class ShadowWorker:
         notebook: NotebookService | None = None,
         inference: InferenceWorker | None = None,
         control: StationControl | None = None,
+        history: History | None = None,
         max_pending: int = 500_000,
     ) -> None:
         self.shadow = shadow
@@ -57,6 +59,7 @@ class ShadowWorker:
         self.notebook = notebook
         self.inference = inference
         self.control = control
+        self.history = history
         self._queue: queue.Queue[Reading] = queue.Queue(max_pending)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
@@ -141,6 +144,8 @@ class ShadowWorker:
     def _on_state(self, state: ProcessState) -> None:
         self.windows += 1
         self.latest.set_state(state)
+        if self.history is not None:
+            self.history.add_state(state)
         for reading in derived_readings(state):
             self.recorder.add(reading)
         if self.inference is not None:
@@ -179,6 +184,8 @@ class ShadowWorker:
         from twin.serving import prediction_payload, prediction_readings
 
         self.latest.set_prediction(prediction)
+        if self.history is not None:
+            self.history.add_prediction(prediction)
         self.latest.set_problem("model", None)
         for reading in prediction_readings(prediction, prediction.reactor or state.reactor):
             self.recorder.add(reading)

@@ -14,6 +14,7 @@ from bptwin_tui.settings import Settings, SettingsError
 from bptwin_tui.shadow_worker import ShadowWorker
 from database.reading import Reading
 from database.recorder import Recorder
+from twin.history import History
 from twin.live import LatestValues, LiveSnapshot
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ class Station:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.latest = LatestValues()
+        # Trend history for the dashboard's plots (bounded: a 30 h batch of every channel).
+        self.history = History(settings.station.reactors)
         self.bus: Bus | None = None
         self.store: TimeSeriesStore | None = None
         self.recorder: Recorder | None = None
@@ -106,6 +109,7 @@ class Station:
         self.shadow_worker = ShadowWorker(
             shadow,
             latest=self.latest,
+            history=self.history,
             recorder=self.recorder,
             bus=self.bus,
             prefix=self.settings.bus.prefix,
@@ -178,6 +182,7 @@ class Station:
 
     def _record(self, reading: Reading) -> None:
         self.latest.add(reading)
+        self.history.add_reading(reading)
         if self.recorder is not None:
             self.recorder.add(reading)
         if self.shadow_worker is not None:
