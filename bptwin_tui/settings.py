@@ -10,7 +10,7 @@ import stat
 import sys
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from platformdirs import user_config_dir, user_data_dir
@@ -21,6 +21,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from eln.calibration import CalibrationPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -159,6 +162,34 @@ class UiSettings(Section):
     refresh_s: float = Field(1.0, gt=0, le=10)
 
 
+CalibrationKindName = Literal["ph", "do", "offgas", "pressure", "od_probe"]
+
+
+class CalibrationValiditySettings(Section):
+    """Hours a passing calibration of each kind stays valid (docs/operator-guide-setup.md)."""
+
+    ph: float = Field(72.0, gt=0, le=8760)
+    do: float = Field(72.0, gt=0, le=8760)
+    offgas: float = Field(72.0, gt=0, le=8760)
+    pressure: float = Field(720.0, gt=0, le=8760)
+    od_probe: float = Field(72.0, gt=0, le=8760)
+
+
+class CalibrationSettings(Section):
+    """Which calibrations must pass before a batch may start, and how long each is valid."""
+
+    mandatory: list[CalibrationKindName] = Field(default_factory=lambda: ["ph", "do", "offgas"])
+    validity_hours: CalibrationValiditySettings = Field(default_factory=CalibrationValiditySettings)
+
+    def policy(self) -> CalibrationPolicy:
+        """The notebook's rule object: ``NotebookService(..., calibration_policy=...)``."""
+        from eln.calibration import CalibrationPolicy
+
+        return CalibrationPolicy.from_settings(
+            list(dict.fromkeys(self.mandatory)), self.validity_hours.model_dump()
+        )
+
+
 class Settings(BaseSettings):
     """Everything bptwin can be told; see docs/configuration.md."""
 
@@ -177,6 +208,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     alarms: dict[str, Any] = Field(
         default_factory=dict, description="alarm rules over the SOP defaults (docs/alarms.md)"
     )

@@ -22,6 +22,13 @@ from database.channels import CHANNELS_BY_NAME
 from database.relational import is_unavailable, make_engine, session_scope, unavailable_error
 from eln import validation as check
 from eln.audit import find_chain_break
+from eln.calibration import (
+    CalibrationPolicy,
+    ValidityPeriod,
+    blocking_problem,
+    period_at,
+    validity_periods,
+)
 from eln.columns import utc_now
 from eln.errors import (
     NotebookNotFoundError,
@@ -52,8 +59,9 @@ from eln.schedule import SOP_TIMEPOINTS_H, SampleSlot, sample_schedule
 # Written as the actor of records the software makes on its own (alarm engine transitions).
 SYSTEM_ACTOR = "system"
 INOCULUM_OD600_RANGE = (2.0, 6.0)
-# Calibrations that must pass (or be overridden by a supervisor) before inoculation.
-MANDATORY_CALIBRATIONS = ("ph", "do", "offgas_o2", "offgas_co2")
+# Calibrations that must pass (or be overridden by a supervisor) before inoculation, unless
+# the service is given another CalibrationPolicy (settings [calibration]).
+MANDATORY_CALIBRATIONS = CalibrationPolicy().mandatory_channels
 SOP_SAMPLE_COUNT = len(SOP_TIMEPOINTS_H) + 1  # plus the depletion sample
 MAX_BATCH_NUMBER = 999_999
 # Plausible ranges for typed-in values: wider than biology, narrower than typos.
@@ -67,14 +75,23 @@ GLYCEROL_MAX_G_PER_L = 200.0
 class NotebookService:
     """The lab notebook on one relational store (SQLite or Postgres, already migrated)."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        calibration_policy: CalibrationPolicy | None = None,
+    ) -> None:
         self.engine = engine
         self.clock = clock
+        self.calibration_policy = calibration_policy or CalibrationPolicy()
 
     @classmethod
-    def from_url(cls, url: str) -> NotebookService:
+    def from_url(
+        cls, url: str, *, calibration_policy: CalibrationPolicy | None = None
+    ) -> NotebookService:
         """A service on the (already migrated) database at ``url``; errors are plain."""
-        return cls(make_engine(url))
+        return cls(make_engine(url), calibration_policy=calibration_policy)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -246,31 +263,61 @@ class NotebookService:
 
     def missing_calibrations(self, number: int) -> list[str]:
         """Mandatory channels without a current passing (or overridden) calibration."""
+        return [channel for channel, _ in self.calibration_blockers(number)]
+
+    def calibration_blockers(self, number: int) -> list[tuple[str, str]]:
+        """(channel, why) for each mandatory calibration that blocks starting this batch."""
         with self._read() as session:
-            return self._missing_calibrations(session, self._batch(session, number))
+            return self._calibration_blockers(session, self._batch(session, number))
 
     def _missing_calibrations(self, session: Session, batch: Batch) -> list[str]:
+        return [channel for channel, _ in self._calibration_blockers(session, batch)]
+
+    def _calibration_blockers(self, session: Session, batch: Batch) -> list[tuple[str, str]]:
         now = self._now()
-        missing = []
-        for channel in MANDATORY_CALIBRATIONS:
+        blockers = []
+        for channel in self.calibration_policy.mandatory_channels:
             latest = session.exec(
-                select(CalibrationRecord)
-                .where(
-                    CalibrationRecord.channel == channel,
-                    (CalibrationRecord.batch_id == batch.id)
-                    | (col(CalibrationRecord.batch_id).is_(None)),
-                )
-                .order_by(
+                self._calibrations_of(channel, batch.id).order_by(
                     col(CalibrationRecord.performed_at).desc(), col(CalibrationRecord.id).desc()
                 )
             ).first()
-            acceptable = latest is not None and (latest.passed or bool(latest.override_reason))
-            expired = (
-                latest is not None and latest.valid_until is not None and latest.valid_until < now
-            )
-            if not acceptable or expired:
-                missing.append(channel)
-        return missing
+            problem = blocking_problem(latest, now, self.calibration_policy)
+            if problem is not None:
+                blockers.append((channel, problem))
+        return blockers
+
+    @staticmethod
+    def _calibrations_of(channel: str, batch_id: int | None) -> Any:
+        """Records of ``channel``: bench ones plus, with a batch, that batch's own."""
+        statement = select(CalibrationRecord).where(CalibrationRecord.channel == channel)
+        if batch_id is None:
+            return statement
+        return statement.where(
+            (CalibrationRecord.batch_id == batch_id) | (col(CalibrationRecord.batch_id).is_(None))
+        )
+
+    def calibration_in_force(
+        self, channel: str, at: datetime, *, batch_number: int | None = None
+    ) -> ValidityPeriod | None:
+        """The calibration that ``channel``'s readings at ``at`` are traced to, with its validity
+        interval; None when no accepted, unexpired calibration covered that moment."""
+        if not isinstance(at, datetime) or at.tzinfo is None:
+            raise NotebookValidationError("time", "time must be a date and time in UTC")
+        with self._read() as session:
+            batch_id = None if batch_number is None else self._batch(session, batch_number).id
+            base = self._calibrations_of(channel, batch_id)
+            latest = session.exec(
+                base.where(CalibrationRecord.performed_at <= at).order_by(
+                    col(CalibrationRecord.performed_at).desc(), col(CalibrationRecord.id).desc()
+                )
+            ).first()
+            following = session.exec(
+                base.where(CalibrationRecord.performed_at > at).order_by(
+                    col(CalibrationRecord.performed_at), col(CalibrationRecord.id)
+                )
+            ).first()
+        return period_at(latest, following, at, self.calibration_policy)
 
     def start_batch(
         self,
@@ -294,8 +341,8 @@ class NotebookService:
                     "status", f"batch {batch.number} is {batch.status.value}, not in setup"
                 )
             problems = [
-                f"no passing calibration for {name}"
-                for name in self._missing_calibrations(session, batch)
+                f"no passing calibration for {name} ({why})"
+                for name, why in self._calibration_blockers(session, batch)
             ]
             inoculum = session.exec(select(Inoculum).where(Inoculum.batch_id == batch.id)).first()
             if inoculum is None:
@@ -937,6 +984,13 @@ class NotebookService:
                 col(CalibrationRecord.performed_at).desc(), col(CalibrationRecord.id).desc()
             ).limit(limit)
             return list(session.exec(statement))
+
+    def calibration_history(
+        self, channel: str, *, batch_number: int | None = None, limit: int = 100
+    ) -> list[ValidityPeriod]:
+        """The channel's calibrations, newest first, each with the interval it was in force."""
+        records = self.list_calibrations(channel=channel, batch_number=batch_number, limit=limit)
+        return validity_periods(records, self.calibration_policy)[::-1]
 
     def list_alarm_events(
         self, *, reactor: str | None = None, batch_number: int | None = None, limit: int = 200
