@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timezone
+from functools import partial
+from typing import TYPE_CHECKING
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from bptwin_tui.settings import Settings, SettingsError
@@ -15,6 +21,50 @@ from screens.control import ConfirmControlScreen
 from screens.dashboard import DashboardScreen
 from screens.messages import LiveUpdate, StationStatus
 
+if TYPE_CHECKING:
+    from eln.services import NotebookService
+    from twin.live import LiveSnapshot
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A screen the operator can go to: its key, its name in the footer and palette."""
+
+    name: str
+    key: str
+    label: str
+    help: str
+    needs_batch: bool = False
+
+
+DESTINATIONS: tuple[Destination, ...] = (
+    Destination("dashboard", "d", "Dashboard", "Live trends, values, prediction and status"),
+    Destination("alarms", "a", "Alarms", "Active, unacknowledged and shelved alarms"),
+    Destination("samples", "s", "Samples", "Enter an offline sample (OD600, DCW)", True),
+    Destination("deviations", "v", "Deviations", "Log and review deviations", True),
+    Destination("notes", "o", "Notes", "Free notes of the batch", True),
+)
+
+
+class NotebookReady(Message):
+    """The notebook is migrated and open (or could not be: ``problem`` says why)."""
+
+    def __init__(
+        self, notebook: NotebookService | None, first_run: bool, problem: str = ""
+    ) -> None:
+        super().__init__()
+        self.notebook = notebook
+        self.first_run = first_run
+        self.problem = problem
+
+
+class BatchContext(Message):
+    """The batch open on each reactor (None: no batch in setup or running there)."""
+
+    def __init__(self, batches: dict[str, int | None]) -> None:
+        super().__init__()
+        self.batches = batches
+
 
 class BptwinApp(App[int]):
     """The bptwin control room."""
@@ -22,27 +72,116 @@ class BptwinApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "bptwin"
     BINDINGS = [
-        Binding("q", "quit", "Quit", priority=True),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        *(
+            Binding(destination.key, f"go('{destination.name}')", destination.label)
+            for destination in DESTINATIONS
+        ),
         Binding("ctrl+t", "toggle_theme", "Theme"),
-        Binding("c", "confirm_control", "Confirm control"),
-        Binding("x", "stop_control", "Stop control"),
+        Binding("c", "confirm_control", "Confirm control", show=False),
+        Binding("x", "stop_control", "Stop control", show=False),
     ]
 
     def __init__(
         self,
         settings: Settings,
         station_factory: Callable[[Settings], Station] = Station,
+        *,
+        require_login: bool = False,
     ) -> None:
+        """``require_login``: ask for name and PIN at start (``bptwin run`` always does)."""
         super().__init__()
         self.settings = settings
         self.station_factory = station_factory
         self.station: Station | None = None
+        self.notebook: NotebookService | None = None
+        self.require_login = require_login
+        self.operator = settings.station.operator or ("" if require_login else "operator")
+        self.batches: dict[str, int | None] = dict.fromkeys(settings.station.reactors)
+        self.snapshot: LiveSnapshot | None = None
+        self._critical_seen: frozenset[str] = frozenset()
         self.theme = "textual-light" if settings.ui.theme == "light" else "textual-dark"
+
+    # ---- start-up ------------------------------------------------------------------------
 
     def on_mount(self) -> None:
         self.dashboard = DashboardScreen(self.settings.station.reactors)
         self.push_screen(self.dashboard)
-        self.start_station()
+        self._show_operator()
+        self.open_notebook()
+
+    @work(thread=True, group="notebook", exit_on_error=False, name="notebook")
+    def open_notebook(self) -> None:
+        """Migrate and open the notebook first, so the station never races the migration."""
+        from database.migrate import upgrade
+        from database.relational import DatabaseUnavailable
+        from eln.services import NotebookService
+
+        url = self.settings.notebook_url()
+        try:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            upgrade(url)
+            notebook = NotebookService.from_url(url)
+            first_run = not notebook.list_operators()
+        except (DatabaseUnavailable, OSError, SettingsError) as exc:
+            self.post_message(NotebookReady(None, False, f"notebook.url: {exc}"))
+        else:
+            self.post_message(NotebookReady(notebook, first_run))
+        finally:
+            if not get_current_worker().is_cancelled:
+                self.call_from_thread(self.start_station)
+
+    def on_notebook_ready(self, message: NotebookReady) -> None:
+        self.notebook = message.notebook
+        if message.problem:
+            self.notify(message.problem, title="Notebook", severity="error", timeout=15)
+            return
+        if self.require_login:
+            self._ask_login(message.first_run)
+        else:
+            self.refresh_batches()
+
+    def _ask_login(self, first_run: bool) -> None:
+        from screens.login import LoginScreen
+
+        assert self.notebook is not None
+
+        def logged_in(name: str | None) -> None:
+            if not name:
+                return
+            self.operator = name
+            self._show_operator()
+            self.notify(f"Logged in as {name}.", title="Operator")
+            self.refresh_batches()
+
+        self.push_screen(
+            LoginScreen(self.notebook, first_run=first_run, station=self.settings.station.name),
+            logged_in,
+        )
+
+    def _show_operator(self) -> None:
+        self.sub_title = f"operator {self.operator or '—'}"
+
+    @work(thread=True, group="batches", exclusive=True, exit_on_error=False)
+    def refresh_batches(self) -> None:
+        """Find the batch in setup or running on each reactor (newest wins)."""
+        if self.notebook is None:
+            return
+        from eln.models import BatchStatus
+
+        open_statuses = {BatchStatus.SETUP, BatchStatus.RUNNING}
+        batches: dict[str, int | None] = dict.fromkeys(self.settings.station.reactors)
+        candidates = [b for b in self.notebook.list_batches() if b.status in open_statuses]
+        reactors = self.settings.station.reactors
+        for batch in sorted(candidates, key=lambda b: (b.status == BatchStatus.RUNNING, b.id)):
+            reactor = batch.reactor_id or reactors[0]
+            if reactor in batches:
+                batches[reactor] = batch.number
+        self.post_message(BatchContext(batches))
+
+    def on_batch_context(self, message: BatchContext) -> None:
+        self.batches = message.batches
 
     @work(thread=True, group="station", exit_on_error=False, name="station")
     def start_station(self) -> None:
@@ -62,9 +201,42 @@ class BptwinApp(App[int]):
         while not worker.cancelled_event.wait(period):
             self.post_message(LiveUpdate(station.snapshot()))
 
+    # ---- live state to the screens -------------------------------------------------------
+
     def on_live_update(self, message: LiveUpdate) -> None:
-        if self.screen is self.dashboard:
-            self.dashboard.show_snapshot(message.snapshot)
+        snapshot = message.snapshot
+        self.snapshot = snapshot
+        self._watch_critical(snapshot)
+        screen = self.screen
+        if screen is self.dashboard:
+            self.dashboard.show_snapshot(snapshot)
+        elif hasattr(screen, "show_snapshot"):
+            screen.show_snapshot(snapshot)
+        elif hasattr(screen, "on_live_update"):
+            screen.post_message(LiveUpdate(snapshot))
+
+    def _watch_critical(self, snapshot: LiveSnapshot) -> None:
+        """A new unacknowledged critical alarm is announced on whatever screen is showing."""
+        from screens.alarms import AlarmBanner, newest_unacknowledged_critical
+
+        critical = newest_unacknowledged_critical(snapshot.alarms)
+        ids = frozenset(view.alarm_id for view in critical)
+        new = [view for view in critical if view.alarm_id not in self._critical_seen]
+        self._critical_seen = ids
+        banners = list(self.screen.query(AlarmBanner))
+        for banner in banners:
+            banner.show_alarms(snapshot.alarms)
+        if not new:
+            return
+        if not banners:
+            self.bell()  # a banner rings the bell itself
+        newest = new[0]
+        self.notify(
+            f"{newest.reactor}: {newest.message} — press a for the alarm screen",
+            title="CRITICAL ALARM",
+            severity="error",
+            timeout=30,
+        )
 
     def on_station_status(self, message: StationStatus) -> None:
         self.dashboard.show_status(message.running, message.problem)
@@ -75,8 +247,121 @@ class BptwinApp(App[int]):
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             self.notify(str(event.worker.error), title=event.worker.name, severity="error")
 
-    def _control_reactor(self) -> str:
+    def on_sample_saved(self, message: Message) -> None:
+        """An offline OD600 goes to the alarm engine's model-versus-sample check."""
+        sample = getattr(message, "sample", None)
+        predicted = getattr(sample, "predicted_od600", None)
+        actions = self.station.alarm_actions if self.station is not None else None
+        if sample is None or predicted is None or actions is None:
+            return
+        taken_at = sample.taken_at
+        if taken_at.tzinfo is None:  # SQLite hands back naive UTC
+            taken_at = taken_at.replace(tzinfo=timezone.utc)
+        actions.feed_sample(
+            getattr(message, "reactor", self._reactor()),
+            taken_at.timestamp(),
+            sample.od600,
+            predicted,
+        )
+
+    # ---- navigation ----------------------------------------------------------------------
+
+    def _reactor(self) -> str:
         return getattr(self.dashboard, "reactor", self.settings.station.reactors[0])
+
+    def _batch(self) -> int | None:
+        return self.batches.get(self._reactor())
+
+    async def action_go(self, name: str) -> None:
+        """Show a screen above the dashboard (one at a time, so the stack never piles up)."""
+        destination = next((d for d in DESTINATIONS if d.name == name), None)
+        if destination is None:
+            return
+        if self.require_login and not self.operator:
+            self.notify("Log in first.", severity="warning")
+            return
+        if destination.needs_batch and self.notebook is None:
+            self.notify("The notebook is not open.", severity="error")
+            return
+        if destination.needs_batch and self._batch() is None:
+            self.notify(
+                f"No batch is open on {self._reactor()}: create or open one first.",
+                title=destination.label,
+                severity="warning",
+            )
+            return
+        screen = None if name == "dashboard" else self._make_screen(name)
+        if name != "dashboard" and screen is None:
+            return
+        while len(self.screen_stack) > 2 and self.screen is not self.dashboard:
+            await self.pop_screen()
+        if screen is not None:
+            await self.push_screen(screen)
+
+    def _make_screen(self, name: str) -> Screen | None:
+        batch = self._batch()
+        reactor = self._reactor()
+        if name == "alarms":
+            from screens.alarms import AlarmScreen
+
+            actions = self.station.alarm_actions if self.station is not None else None
+            if actions is None:
+                self.notify("Acquisition is not running: no alarm engine.", severity="error")
+                return None
+            return AlarmScreen(
+                actions,
+                self.operator,
+                notebook=self.notebook,
+                batch_number=batch,
+                reactor=None if len(self.settings.station.reactors) == 1 else reactor,
+                snapshot=self.snapshot,
+            )
+        assert self.notebook is not None and batch is not None
+        if name == "samples":
+            from screens.samples import SampleEntryScreen
+
+            return SampleEntryScreen(
+                self.notebook, batch, self.operator, reactor=reactor, snapshot=self.snapshot
+            )
+        if name == "deviations":
+            from screens.deviations import DeviationsScreen
+
+            return DeviationsScreen(self.notebook, batch, self.operator)
+        if name == "notes":
+            from screens.notes import NotesScreen
+
+            return NotesScreen(self.notebook, batch, self.operator)
+        return None
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The command palette (ctrl+p) finds every screen and action."""
+        yield from super().get_system_commands(screen)
+        for destination in DESTINATIONS:
+            yield SystemCommand(
+                f"Go to {destination.label} ({destination.key})",
+                destination.help,
+                partial(self.run_action, f"go('{destination.name}')"),
+            )
+        yield SystemCommand(
+            "Next reactor (n)", "Switch the dashboard to the next reactor", self._next_reactor
+        )
+        yield SystemCommand(
+            "Confirm closed-loop control (c)",
+            "A supervisor confirms control mode 1 (name and PIN)",
+            self.action_confirm_control,
+        )
+        yield SystemCommand(
+            "Stop closed-loop control (x)", "Back to advice only", self.action_stop_control
+        )
+        yield SystemCommand(
+            "Toggle light/dark theme (ctrl+t)", "Switch theme", self.action_toggle_theme
+        )
+
+    async def _next_reactor(self) -> None:
+        await self.action_go("dashboard")
+        self.dashboard.action_next_reactor()
+
+    # ---- control -------------------------------------------------------------------------
 
     def action_confirm_control(self) -> None:
         """A supervisor confirms closed-loop control (mode 1 only); checked and audited."""
@@ -87,7 +372,7 @@ class BptwinApp(App[int]):
                 title="Control",
             )
             return
-        reactor = self._control_reactor()
+        reactor = self._reactor()
 
         def confirmed(result: tuple[str, str] | None) -> None:
             if result is not None:
@@ -117,8 +402,8 @@ class BptwinApp(App[int]):
     def action_stop_control(self) -> None:
         if self.station is None or self.station.control is None:
             return
-        reactor = self._control_reactor()
-        actor = self.settings.station.operator or "operator"
+        reactor = self._reactor()
+        actor = self.operator or "operator"
         try:
             self.station.control.revoke(actor, reactor)
         except Exception as exc:

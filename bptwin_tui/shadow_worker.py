@@ -162,6 +162,13 @@ class ShadowWorker:
                 log.exception("control advice failed")
                 self.latest.set_problem("control", f"control advice failed: {exc}")
 
+    def publish_transitions(self, transitions: tuple[AlarmTransition, ...]) -> None:
+        """Store and publish transitions made outside the shadow thread (operator actions)."""
+        for transition in transitions:
+            self._on_transition(transition)
+        engine = self.shadow.alarms
+        self.latest.set_alarms(engine.active_alarms(), engine.counts())
+
     def _on_transition(self, transition: AlarmTransition) -> None:
         self.transitions += 1
         try:

@@ -18,6 +18,7 @@ from twin.history import History
 from twin.live import LatestValues, LiveSnapshot
 
 if TYPE_CHECKING:
+    from bptwin_tui.alarm_actions import StationAlarms
     from database.bus import Bus, Subscription
     from database.timeseries import TimeSeriesStore
     from drivers.base import Driver, DriverThread
@@ -190,6 +191,15 @@ class Station:
 
     def snapshot(self) -> LiveSnapshot:
         return self.latest.snapshot()
+
+    @property
+    def alarm_actions(self) -> StationAlarms | None:
+        """The operator's acknowledge/shelve/unshelve on this station's alarm engine."""
+        if self.shadow_worker is None:
+            return None
+        from bptwin_tui.alarm_actions import StationAlarms
+
+        return StationAlarms(self.shadow_worker)
 
     def stop(self) -> None:
         """Stop drivers first so every emitted reading still reaches the store."""

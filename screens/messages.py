@@ -10,6 +10,9 @@ from twin.live import LiveSnapshot
 class LiveUpdate(Message):
     """A new snapshot of the latest readings; newer ones replace older ones in the queue."""
 
+    # The App forwards snapshots to the screen on top; bubbling back up would loop.
+    bubble = False
+
     def __init__(self, snapshot: LiveSnapshot) -> None:
         super().__init__()
         self.snapshot = snapshot

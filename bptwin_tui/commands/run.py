@@ -26,4 +26,4 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 
     if getattr(args, "speed", None) is not None:
         settings.acquisition.speed = args.speed
-    return BptwinApp(settings).run() or 0
+    return BptwinApp(settings, require_login=True).run() or 0

@@ -1,0 +1,46 @@
+"""The operator's alarm actions on a running station: engine transition, then store and publish."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bptwin_tui.shadow_worker import ShadowWorker
+    from twin.alarms import AlarmTransition, AlarmView
+
+
+class StationAlarms:
+    """Implements ``screens.alarms.AlarmActions`` for the station's alarm engine.
+
+    Every transition an action makes is written to the notebook (with the operator's name) and
+    published on the bus exactly like the engine's own transitions.
+    """
+
+    def __init__(self, shadow_worker: ShadowWorker) -> None:
+        self._worker = shadow_worker
+        self._engine = shadow_worker.shadow.alarms
+
+    def _done(self, transitions: tuple[AlarmTransition, ...]) -> tuple[AlarmTransition, ...]:
+        self._worker.publish_transitions(transitions)
+        return transitions
+
+    def acknowledge(self, alarm_id: str, actor: str) -> tuple[AlarmTransition, ...]:
+        return self._done(self._engine.acknowledge(alarm_id, actor))
+
+    def shelve(
+        self, alarm_id: str, actor: str, reason: str, until: float
+    ) -> tuple[AlarmTransition, ...]:
+        return self._done(self._engine.shelve(alarm_id, actor, reason, until))
+
+    def unshelve(self, alarm_id: str, actor: str) -> tuple[AlarmTransition, ...]:
+        return self._done(self._engine.unshelve(alarm_id, actor))
+
+    def active_alarms(self) -> Sequence[AlarmView]:
+        return self._engine.active_alarms()
+
+    def feed_sample(
+        self, reactor: str, at: float, measured: float, predicted: float
+    ) -> tuple[AlarmTransition, ...]:
+        """An offline OD600 against the model: the disagreement rule may raise an alarm."""
+        return self._done(self._engine.feed_sample(reactor, at, measured, predicted))

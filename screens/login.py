@@ -1,0 +1,121 @@
+"""Operator login at the start of a TUI session: name and PIN, checked against the operator table.
+
+On a notebook with no operators yet, the same screen registers the first one, a supervisor, who
+can then add the others. Every notebook write and alarm action of the session carries the name.
+"""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+from eln.errors import NotebookError
+from eln.models import OperatorRole
+from eln.services import NotebookService
+from screens.entry_widgets import ENTRY_CSS, LabelledField
+
+
+class LoginScreen(ModalScreen[str]):
+    """Dismissed with the logged-in operator's name; there is no way around it but quitting."""
+
+    DEFAULT_CSS = (
+        ENTRY_CSS
+        + """
+    LoginScreen { align: center middle; }
+    LoginScreen #login { width: 64; height: auto; padding: 1 2; border: thick $primary;
+        background: $surface; }
+    LoginScreen #login-message { height: auto; margin-top: 1; }
+    LoginScreen #login-message.-error { color: $error; }
+    """
+    )
+    BINDINGS = [Binding("ctrl+q", "app.quit", "Quit", priority=True)]
+
+    def __init__(self, notebook: NotebookService, *, first_run: bool, station: str = "") -> None:
+        super().__init__()
+        self.notebook = notebook
+        self.first_run = first_run
+        self.station = station
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="login"):
+            if self.first_run:
+                yield Static(
+                    "[b]First start: register the first supervisor[/]\n"
+                    "No operator is registered in this notebook yet. The first one is a "
+                    "supervisor, who can then add operators.",
+                    classes="entry-title-block",
+                )
+            else:
+                where = f" at {self.station}" if self.station else ""
+                yield Static(f"[b]Log in{where}[/]", classes="entry-title")
+            yield LabelledField("Name", "login-name", fields=("name", "operator"), width=24)
+            yield LabelledField("PIN", "login-pin", fields=("pin",), password=True, width=12)
+            if self.first_run:
+                yield LabelledField("PIN again", "login-pin2", password=True, width=12)
+            yield Static("enter: next field / log in · ctrl+q: quit", id="login-message")
+
+    def on_mount(self) -> None:
+        self.query_one("#login-name", Input).focus()
+
+    def _field(self, field_id: str) -> LabelledField:
+        return self.query_one(f"#{field_id}-field", LabelledField)
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        message = self.query_one("#login-message", Static)
+        message.update(text)
+        message.set_class(error, "-error")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        order = ["login-name", "login-pin"] + (["login-pin2"] if self.first_run else [])
+        current = event.input.id or ""
+        if current in order[:-1]:
+            self.query_one(f"#{order[order.index(current) + 1]}", Input).focus()
+            return
+        self._log_in()
+
+    def _log_in(self) -> None:
+        fields = [self._field("login-name"), self._field("login-pin")]
+        if self.first_run:
+            fields.append(self._field("login-pin2"))
+        for field in fields:
+            field.clear_error()
+        name = fields[0].value.strip()
+        pin = fields[1].value
+        if not name:
+            fields[0].show_error("Enter your operator name.")
+            return
+        if not pin:
+            fields[1].show_error("Enter your PIN.")
+            return
+        if self.first_run and fields[2].value != pin:
+            fields[2].show_error("The two PINs differ.")
+            return
+        self._say("Checking…")
+        self._check(name, pin)
+
+    @work(thread=True, exclusive=True, group="login", exit_on_error=False)
+    def _check(self, name: str, pin: str) -> None:
+        try:
+            if self.first_run:
+                self.notebook.create_operator(name, name, OperatorRole.SUPERVISOR, pin)
+            operator = self.notebook.authenticate(name, pin)
+        except NotebookError as exc:
+            self.app.call_from_thread(self._refused, exc)
+            return
+        self.app.call_from_thread(self.dismiss, operator.name)
+
+    def _refused(self, exc: NotebookError) -> None:
+        field = getattr(exc, "field", "")
+        target = {"name": "login-name", "pin": "login-pin", "PIN": "login-pin"}.get(field)
+        if target is not None:
+            self._field(target).show_error(str(getattr(exc, "message", exc)))
+            self._say("")
+        else:
+            self._say(str(exc), error=True)
+        self._field("login-pin").set_value("")
+        self.query_one("#login-pin", Input).focus()

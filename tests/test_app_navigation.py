@@ -1,0 +1,191 @@
+"""The control room's shell: operator login, navigation keys, command palette, alarm wiring.
+
+Pilot tests of the real app on the embedded stores (SQLite notebook, embedded series).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from textual.widgets import Input
+
+from bptwin_tui.app import DESTINATIONS, BptwinApp
+from bptwin_tui.settings import Settings
+from database.migrate import upgrade
+from eln.models import OperatorRole
+from eln.services import NotebookService
+from screens.alarms import AlarmScreen
+from screens.dashboard import DashboardScreen
+from screens.login import LoginScreen
+from screens.notes import NotesScreen
+from screens.samples import SampleEntryScreen, SampleSaved
+
+
+def shell_settings(data_dir: Path) -> Settings:
+    settings = Settings()
+    settings.station.data_dir = data_dir
+    settings.acquisition.source = "none"
+    settings.ui.refresh_s = 0.2
+    return settings
+
+
+def notebook_with_batch(settings: Settings) -> NotebookService:
+    settings.station.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.notebook_url())
+    notebook = NotebookService.from_url(settings.notebook_url())
+    notebook.create_operator("sam", "sam", OperatorRole.SUPERVISOR, "4321")
+    notebook.create_operator("sam", "ana", OperatorRole.OPERATOR, "1234")
+    notebook.create_batch("ana", 17, "C", strain="X-33", vessel="V1", reactor_id="R1")
+    notebook.start_batch(
+        "sam",
+        17,
+        inoculated_at=datetime.now(timezone.utc),
+        override_reason="shell tests: calibrations are not part of this test",
+    )
+    return notebook
+
+
+async def wait_for(pilot, condition, attempts: int = 100) -> None:
+    for _ in range(attempts):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def log_in(app: BptwinApp, pilot, name: str, pin: str, again: str | None = None) -> None:
+    await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen))
+    await pilot.pause()  # let the screen mount (it focuses the name field)
+    app.screen.query_one("#login-name", Input).value = name
+    app.screen.query_one("#login-pin", Input).value = pin
+    if again is not None:
+        app.screen.query_one("#login-pin2", Input).value = again
+        app.screen.query_one("#login-pin2", Input).focus()
+    else:
+        app.screen.query_one("#login-pin", Input).focus()
+    await pilot.pause()
+    await pilot.press("enter")
+    for worker in [w for w in app.workers if w.group == "login"]:
+        await worker.wait()
+    await pilot.pause()
+
+
+async def test_first_start_registers_a_supervisor_and_logs_in(tmp_path: Path) -> None:
+    settings = shell_settings(tmp_path)
+    app = BptwinApp(settings, require_login=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen))
+        assert app.screen.first_run
+        # The two PINs must agree; nothing is stored until they do.
+        await log_in(app, pilot, "night-lead", "2468", again="2469")
+        assert isinstance(app.screen, LoginScreen)
+        assert "differ" in app.screen.query_one("#login-pin2-field").error
+        await log_in(app, pilot, "night-lead", "2468", again="2468")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        assert app.operator == "night-lead"
+        assert "night-lead" in app.sub_title
+        await pilot.press("q")
+    notebook = NotebookService.from_url(settings.notebook_url())
+    operator = notebook.get_operator("night-lead")
+    assert operator is not None and operator.role == OperatorRole.SUPERVISOR
+
+
+async def test_wrong_pin_is_refused_then_the_right_one_logs_in(tmp_path: Path) -> None:
+    settings = shell_settings(tmp_path)
+    notebook_with_batch(settings)
+    app = BptwinApp(settings, require_login=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await log_in(app, pilot, "ana", "9999")
+        assert isinstance(app.screen, LoginScreen)
+        assert "wrong PIN" in str(app.screen.query_one("#login-message").content)
+        assert app.operator == ""
+        # Navigation waits for a login.
+        await app.action_go("samples")
+        assert isinstance(app.screen, LoginScreen)
+        await log_in(app, pilot, "ana", "1234")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        assert app.operator == "ana"
+        await wait_for(pilot, lambda: app.batches.get("R1") == 17)
+        await pilot.press("q")
+
+
+async def test_keys_open_each_notebook_screen_with_the_open_batch(tmp_path: Path) -> None:
+    settings = shell_settings(tmp_path)
+    notebook_with_batch(settings)
+    settings.station.operator = "ana"
+    app = BptwinApp(settings)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.batches.get("R1") == 17)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SampleEntryScreen))
+        assert app.screen.batch_number == 17 and app.screen.operator == "ana"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, NotesScreen))
+        # Going somewhere else from a screen replaces it: the stack never piles up.
+        await app.action_go("samples")
+        await wait_for(pilot, lambda: isinstance(app.screen, SampleEntryScreen))
+        assert len(app.screen_stack) == 3
+        await app.action_go("dashboard")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await wait_for(pilot, lambda: app.station is not None)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AlarmScreen))
+        await pilot.press("escape")
+        await pilot.press("q")
+
+
+async def test_without_a_batch_the_notebook_screens_say_why(tmp_path: Path) -> None:
+    settings = shell_settings(tmp_path)
+    app = BptwinApp(settings)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.notebook is not None)
+        await pilot.press("s")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)
+        assert any("No batch is open" in str(n.message) for n in app._notifications)
+        await pilot.press("q")
+
+
+async def test_command_palette_lists_every_screen(tmp_path: Path) -> None:
+    app = BptwinApp(shell_settings(tmp_path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        for destination in DESTINATIONS:
+            assert any(destination.label in title for title in titles), destination
+        assert any("Quit" in title for title in titles)
+        await pilot.press("q")
+
+
+async def test_an_offline_sample_far_from_the_model_raises_and_stores_an_alarm(
+    tmp_path: Path,
+) -> None:
+    settings = shell_settings(tmp_path)
+    notebook = notebook_with_batch(settings)
+    settings.station.operator = "ana"
+    app = BptwinApp(settings)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.station is not None)
+        # The model said 5, the lab measured 10.
+        sample = notebook.add_sample(
+            "ana",
+            17,
+            od_raw=0.5,
+            dilution=20,
+            taken_at=datetime.now(timezone.utc),
+            predicted_od600=5.0,
+        )
+        app.post_message(SampleSaved(sample, "R1"))
+        actions = app.station.alarm_actions
+        await wait_for(
+            pilot, lambda: any(v.rule == "od600_disagreement" for v in actions.active_alarms())
+        )
+        view = next(v for v in actions.active_alarms() if v.rule == "od600_disagreement")
+        assert view.unacknowledged
+        # Acknowledging through the station stores the operator's name in the notebook.
+        actions.acknowledge(view.alarm_id, "ana")
+        events = notebook.list_alarm_events(reactor="R1")
+        assert any(event.actor == "ana" for event in events)
+        await pilot.press("q")
