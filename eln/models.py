@@ -345,6 +345,21 @@ class BatchAcceptance(AuditedTable, table=True):
     decided_at: datetime = _when()
 
 
+class NotebookWriteKey(NotebookBase, table=True):
+    """The key of a spooled notebook write (eln.spool), stored in the write's own transaction.
+
+    A write whose commit outcome was lost with the connection is queued with its key; on
+    replay a stored key means the write already happened, so it is not made twice. Bookkeeping,
+    not notebook data: not audited.
+    """
+
+    __tablename__ = "notebook_write_key"
+
+    key: str = Field(sa_type=String(NAME_LENGTH), primary_key=True)
+    method: str = Field(sa_type=String(NAME_LENGTH), nullable=False)
+    applied_at: datetime = _when()
+
+
 class AuditEntry(NotebookBase, table=True):
     """One audited change; append-only, chained by hashes (see eln.audit)."""
 

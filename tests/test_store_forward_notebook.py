@@ -1,0 +1,199 @@
+"""Store-and-forward for the notebook: writes queue while Postgres is away, replay once, in order.
+
+Outage tests run on a Postgres cluster of this module's own (stopped and started here); the
+write-key logic is also checked on SQLite.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from database.migrate import upgrade
+from eln.errors import NotebookValidationError
+from eln.services import NotebookService
+from eln.spool import NotebookWriteQueued, SpooledNotebook, encode_call
+from tests.fixtures.private_postgres import PostgresCluster, private_postgres  # noqa: F401
+from tests.test_bus import wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
+
+
+def prepared(url: str) -> NotebookService:
+    service = NotebookService.from_url(url)
+    service.create_operator("setup", "olga", "supervisor", "4711")
+    service.create_batch("olga", 7, "A")
+    return service
+
+
+def event_fields(index: int) -> dict:
+    return {
+        "reactor": "R1",
+        "rule": "do_low",
+        "priority": "high",
+        "state": "active_unack" if index % 2 == 0 else "cleared",
+        "channel": "do",
+        "value": 15.0 + index,
+        "occurred_at": T0 + timedelta(seconds=index),
+    }
+
+
+def count_rows(service: NotebookService, table: str) -> int:
+    with service.engine.connect() as connection:
+        return int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+@pytest.fixture
+def spooled(tmp_path: Path) -> Iterator[list[SpooledNotebook]]:
+    made: list[SpooledNotebook] = []
+    yield made
+    for notebook in made:
+        notebook.close()
+
+
+def test_live_writes_pass_through_and_a_replayed_known_key_is_skipped(
+    tmp_path: Path, spooled: list[SpooledNotebook]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
+    upgrade(url)
+    notebook = SpooledNotebook(prepared(url), tmp_path / "notebook-spool.sqlite")
+    spooled.append(notebook)
+    note = notebook.add_note("olga", 7, "stirrer noisy")
+    assert note.text == "stirrer noisy"
+    assert count_rows(notebook.service, "notebook_write_key") == 1
+    with notebook.service.engine.connect() as connection:
+        key = connection.execute(text("SELECT key FROM notebook_write_key")).scalar_one()
+    # The database took the note but the answer was lost: the same call is queued again.
+    arguments = {"actor": "olga", "number": 7, "text": "stirrer noisy"}
+    notebook.spool.push(encode_call("add_note", key, T0, arguments))
+    assert notebook.flush(timeout=30)
+    assert len(notebook.list_notes(7)) == 1  # not written twice
+    assert notebook.status().rejected == 0
+
+
+def test_postgres_outage_queues_writes_and_replays_them_once_in_order(
+    private_postgres: PostgresCluster,  # noqa: F811
+    tmp_path: Path,
+    spooled: list[SpooledNotebook],
+) -> None:
+    url = private_postgres.create_database("notebook_outage")
+    upgrade(url)
+    notebook = SpooledNotebook(
+        prepared(url), tmp_path / "spool.sqlite", retry_initial=0.05, retry_max=0.5
+    )
+    spooled.append(notebook)
+    for index in range(3):
+        notebook.record_alarm_event(None, **event_fields(index))
+    assert notebook.status().up
+
+    private_postgres.stop()
+    try:
+        for index in range(3, 13):
+            with pytest.raises(NotebookWriteQueued, match="saved locally"):
+                notebook.record_alarm_event(None, **event_fields(index))
+        with pytest.raises(NotebookWriteQueued):
+            notebook.add_note("olga", 7, "written while the database was away")
+        # Bad input is refused at once, database or not: nothing invalid is queued.
+        with pytest.raises(NotebookValidationError, match="note"):
+            notebook.add_note("olga", 7, "   ")
+        status = notebook.status()
+        assert not status.up
+        assert status.waiting == 11
+        assert status.last_error
+    finally:
+        private_postgres.start()
+
+    assert notebook.flush(timeout=60)
+    assert wait_for(lambda: notebook.status().up)
+    events = sorted(notebook.list_alarm_events(), key=lambda event: event.id)  # write order
+    assert [event.value for event in events] == [15.0 + i for i in range(13)]
+    assert [event.occurred_at for event in events] == [T0 + timedelta(seconds=i) for i in range(13)]
+    notes = notebook.list_notes(7)
+    assert [n.text for n in notes] == ["written while the database was away"]
+    assert count_rows(notebook.service, "alarm_event") == 13  # no duplicates
+    assert notebook.status().rejected == 0
+    assert notebook.verify_audit_chain() is None
+
+
+def test_a_queued_write_the_database_refuses_is_kept_aside_with_its_reason(
+    private_postgres: PostgresCluster,  # noqa: F811
+    tmp_path: Path,
+    spooled: list[SpooledNotebook],
+) -> None:
+    url = private_postgres.create_database("notebook_refused")
+    upgrade(url)
+    notebook = SpooledNotebook(prepared(url), tmp_path / "spool.sqlite", retry_initial=0.05)
+    spooled.append(notebook)
+    private_postgres.stop()
+    try:
+        with pytest.raises(NotebookWriteQueued):
+            notebook.add_note("olga", 99, "batch 99 does not exist")  # needs the database
+        with pytest.raises(NotebookWriteQueued):
+            notebook.add_note("olga", 7, "this one is fine")
+    finally:
+        private_postgres.start()
+    assert notebook.flush(timeout=60)
+    assert [n.text for n in notebook.list_notes(7)] == ["this one is fine"]
+    assert notebook.status().rejected == 1
+
+
+QUEUER = """
+import sys, time
+from eln.services import NotebookService
+from eln.spool import NotebookWriteQueued, SpooledNotebook
+
+url, spool, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+service = NotebookService(__import__("database.relational").relational.make_engine(url, check=False))
+notebook = SpooledNotebook(service, spool)
+for i in range(count):
+    try:
+        notebook.add_note("olga", 7, f"note {i}")
+    except NotebookWriteQueued:
+        pass
+    print(i, flush=True)
+time.sleep(600)
+"""
+
+
+def test_queued_writes_survive_sigkill_and_are_replayed_by_the_next_process(
+    private_postgres: PostgresCluster,  # noqa: F811
+    tmp_path: Path,
+    spooled: list[SpooledNotebook],
+) -> None:
+    url = private_postgres.create_database("notebook_kill")
+    upgrade(url)
+    prepared(url).engine.dispose()
+    spool = tmp_path / "spool.sqlite"
+    private_postgres.stop()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", QUEUER, url, str(spool), "40"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        last = -1
+        for line in process.stdout:
+            last = int(line)
+            if last == 39:
+                break
+        process.kill()  # SIGKILL: no clean shutdown of anything
+        process.wait(timeout=10)
+    finally:
+        private_postgres.start()
+    assert last == 39
+    notebook = SpooledNotebook(NotebookService.from_url(url), spool, retry_initial=0.05)
+    spooled.append(notebook)
+    assert notebook.flush(timeout=60)
+    assert [n.text for n in notebook.list_notes(7)] == [f"note {i}" for i in range(40)]
