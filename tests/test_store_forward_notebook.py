@@ -148,11 +148,12 @@ def test_a_queued_write_the_database_refuses_is_kept_aside_with_its_reason(
 
 QUEUER = """
 import sys, time
+from database.relational import make_engine
 from eln.services import NotebookService
 from eln.spool import NotebookWriteQueued, SpooledNotebook
 
 url, spool, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-service = NotebookService(__import__("database.relational").relational.make_engine(url, check=False))
+service = NotebookService(make_engine(url, check=False))
 notebook = SpooledNotebook(service, spool)
 for i in range(count):
     try:
