@@ -16,23 +16,98 @@ biomass) accumulate linearly; without that cap the forecast ended batches 30–5
 
 The band takes the extremes over C_end ± 1.96 SD and μ ± 15 %, the two uncertain inputs. A pure
 data-driven forecast has no mechanism to extrapolate a batch's future from its present; this
-one stays on the carbon budget by construction. DO is not forecast (see docs/model.md).
+one stays on the carbon budget by construction.
+
+DO (% air saturation) rides on the same projection (:class:`DoParameters`, learnt from the
+training batches). While the stirrer is at its minimum and no O₂ is added, the oxygen
+transfer is fixed, so the DO deficit is proportional to the uptake, which is proportional to
+CER at a constant RQ: DO(τ) = 100 − D·CER(τ), D = (100 − DO)/CER taken from the current
+window once the deficit is large enough to measure (else the training median). The cascade
+then holds DO at its controlled level until depletion, around which the DO follows the rise
+seen in the training batches (a template on the time to depletion), then the post-depletion
+level. The depletion time is uncertain (SD learnt on the training batches as a fraction of
+the time still to go), so the central DO is the *expected* DO over that uncertainty (a ramp
+where the real batch shows a sharp rise; it minimises the squared error), and the band is
+the envelope over the depletion times within ±1.645 SD widened by the DO's own spread under
+the cascade (5th/95th percentiles). See docs/model.md for what is scored.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
-from twin.features import ProcessState
+from twin.features import MODEL_CHANNELS, ProcessState
 
+_DO, _STIRRER, _O2_FLOW = (MODEL_CHANNELS.index(n) for n in ("do", "stirrer_speed", "o2_flow"))
 MU_FALLBACK = 0.2  # h⁻¹, DOMAIN.md μmax 0.18–0.30
 MU_MIN = 0.02
 MU_SPREAD = 0.15
 Z95 = 1.96
+Z90 = 1.645
+MAD_TO_SD = 1.4826
+DEFAULT_DEPLETION_ERROR_FRACTION = 0.05
+DEFAULT_DEPLETION_ERROR_SD_S = 900.0
+DO_MIN_DEFICIT = 8.0  # % sat: below this the window's own deficit/CER ratio is too noisy
+DEPLETION_SD_FLOOR_S = 300.0
+# Equal-probability points of a standard normal (midpoint quantiles): the expected DO over the
+# depletion-time uncertainty is the mean of the DO at these depletion times.
+_NORMAL_POINTS = np.array([NormalDist().inv_cdf((i + 0.5) / 15) for i in range(15)])
+_BAND_POINTS = np.array([-Z90, 0.0, Z90])
+
+
+@dataclass(frozen=True)
+class DoParameters:
+    """DO model learnt from the training batches; stored under metrics.forecast.do."""
+
+    deficit_per_cer: float  # (100 − DO) / CER at minimum stirring, % sat per mmol/L/h
+    controlled_level: float  # % sat the cascade holds while it acts
+    high_level: float  # % sat after depletion
+    stirrer_min_rpm: float
+    template_start_min: float  # offset of template[0] from the depletion time
+    template_step_min: float
+    template: tuple[float, ...]  # % sat around depletion, on offsets from it
+    noise_low: float  # 5th percentile of DO − controlled level (negative)
+    noise_high: float  # 95th percentile
+
+    @classmethod
+    def from_block(cls, block: dict | None) -> DoParameters | None:
+        if not block:
+            return None
+        try:
+            params = cls(
+                float(block["deficit_per_cer"]),
+                float(block["controlled_level"]),
+                float(block["high_level"]),
+                float(block["stirrer_min_rpm"]),
+                float(block["template_start_min"]),
+                float(block["template_step_min"]),
+                tuple(float(v) for v in block["template"]),
+                float(block["noise_low"]),
+                float(block["noise_high"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        numbers = (params.deficit_per_cer, params.controlled_level, params.high_level)
+        usable = all(math.isfinite(v) and v > 0 for v in numbers)
+        usable = usable and len(params.template) >= 2 and params.template_step_min > 0
+        usable = usable and all(math.isfinite(v) for v in params.template)
+        return params if usable else None
+
+    def template_value(self, offset_min: np.ndarray) -> np.ndarray:
+        """DO around depletion at these offsets (min) from it; NaN outside the template."""
+        grid = self.template_start_min + self.template_step_min * np.arange(len(self.template))
+        values = np.interp(offset_min, grid, np.asarray(self.template))
+        inside = (offset_min >= grid[0]) & (offset_min <= grid[-1])
+        return np.where(inside, values, np.nan)
+
+    @property
+    def template_end_min(self) -> float:
+        return self.template_start_min + self.template_step_min * (len(self.template) - 1)
 
 
 @dataclass(frozen=True)
@@ -44,6 +119,11 @@ class ForecastParameters:
     od_per_mmol_co2: float
     cer_max: float = math.inf  # mmol/L/h, the O2-transfer ceiling
     time_stretch: float = 1.0  # learnt correction: the batch runs this much slower
+    # SD of the depletion-time error (training batches): a fraction of the time still to go
+    # or an absolute spread (s), whichever is larger
+    depletion_error_fraction: float = DEFAULT_DEPLETION_ERROR_FRACTION
+    depletion_error_sd_s: float = DEFAULT_DEPLETION_ERROR_SD_S
+    do: DoParameters | None = None
 
     @classmethod
     def from_card_metrics(cls, metrics: dict) -> ForecastParameters | None:
@@ -55,6 +135,9 @@ class ForecastParameters:
                 float(block["od_per_mmol_co2"]),
                 float(block.get("cer_max") or math.inf),
                 float(block.get("time_stretch") or 1.0),
+                float(block.get("depletion_error_fraction") or DEFAULT_DEPLETION_ERROR_FRACTION),
+                float(block.get("depletion_error_sd_s") or DEFAULT_DEPLETION_ERROR_SD_S),
+                DoParameters.from_block(block.get("do")),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -76,6 +159,11 @@ class Forecast:
     depletion_latest: float
     growth_rate: float
     method: str = "carbon-balance hybrid"
+    # DO (% air saturation) on the same grid; None when the card has no DO model or the
+    # window no DO reading. ``do`` is the expected DO, do_lower/do_upper its band.
+    do: np.ndarray | None = None
+    do_lower: np.ndarray | None = None
+    do_upper: np.ndarray | None = None
 
 
 def fit_parameters(
@@ -143,6 +231,9 @@ class Forecaster:
             mu_cer=state.mu_cer,
             mu_carbon=state.mu_carbon,
             depletion_time=state.depletion_time if state.depleted else math.nan,
+            do_now=float(state.channel_mean[_DO]),
+            stirrer_now=float(state.channel_mean[_STIRRER]),
+            o2_flow_now=float(state.channel_mean[_O2_FLOW]),
             horizon_h=horizon_h,
             step_s=step_s,
         )
@@ -157,16 +248,37 @@ class Forecaster:
         mu_cer: float,
         mu_carbon: float,
         depletion_time: float = math.nan,
+        do_now: float = math.nan,
+        stirrer_now: float = math.nan,
+        o2_flow_now: float = math.nan,
         horizon_h: float = 30.0,
         step_s: float = 300.0,
     ) -> Forecast | None:
-        """Same as :meth:`forecast` from the plain numbers (feature-table rows)."""
+        """Same as :meth:`forecast` from the plain numbers (feature-table rows).
+
+        ``do_now`` (% sat), ``stirrer_now`` (rpm) and ``o2_flow_now`` (L/min) are the window
+        means; without ``do_now`` (or a DO model in the card) the forecast has no DO.
+        """
         p = self.parameters
         times = now + np.arange(0.0, horizon_h * 3600.0 + step_s, step_s)
         if math.isfinite(depletion_time):
             flat = np.full(times.shape, od_now)
             onset = depletion_time
-            return Forecast(now, times, flat, flat, flat, onset, onset, onset, 0.0)
+            do = self._do_after_depletion(times, onset, do_now)
+            return Forecast(
+                now,
+                times,
+                flat,
+                flat,
+                flat,
+                onset,
+                onset,
+                onset,
+                0.0,
+                do=do[0],
+                do_lower=do[1],
+                do_upper=do[2],
+            )
         c_now = cum_co2
         if not (math.isfinite(cer) and cer > 0 and math.isfinite(c_now) and math.isfinite(od_now)):
             return None
@@ -187,17 +299,91 @@ class Forecaster:
                 trajectories.append(od)
                 depletions.append(when)
         stack = np.vstack([central, *trajectories])
+        depletion = now + to_depletion * 3600.0 * stretch
+        do = self._do_before_depletion(
+            times, tau_h, now, depletion, cer, mu, do_now, stirrer_now, o2_flow_now
+        )
         return Forecast(
             made_at=now,
             times=times,
             od600=central,
             lower=stack.min(axis=0),
             upper=stack.max(axis=0),
-            depletion_time=now + to_depletion * 3600.0 * stretch,
+            depletion_time=depletion,
             depletion_earliest=now + min(depletions) * 3600.0 * stretch,
             depletion_latest=now + max(depletions) * 3600.0 * stretch,
             growth_rate=mu,
+            do=do[0],
+            do_lower=do[1],
+            do_upper=do[2],
         )
+
+    # -- DO ---------------------------------------------------------------------------------
+    def _do_given_depletion(
+        self, offsets_min: np.ndarray, growth: np.ndarray, dp: DoParameters
+    ) -> np.ndarray:
+        """DO for depletion times at ``offsets_min`` (rows) before the grid times (columns)."""
+        around = dp.template_value(offsets_min)
+        result = np.where(offsets_min < dp.template_start_min, growth, np.fmax(growth, around))
+        return np.where(offsets_min > dp.template_end_min, dp.high_level, result)
+
+    def _band(self, central: np.ndarray, low: np.ndarray, high: np.ndarray, dp: DoParameters):
+        ceiling = max(100.0, dp.high_level) + max(dp.noise_high, 0.0)
+        return (
+            np.clip(central, 0.0, ceiling),
+            np.clip(low + min(dp.noise_low, 0.0), 0.0, ceiling),
+            np.clip(high + max(dp.noise_high, 0.0), 0.0, ceiling),
+        )
+
+    def _do_after_depletion(
+        self, times: np.ndarray, onset: float, do_now: float
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        dp = self.parameters.do
+        if dp is None or not math.isfinite(do_now):
+            return None, None, None
+        growth = np.full(times.shape, dp.controlled_level)
+        do = self._do_given_depletion((times - onset)[None, :] / 60.0, growth, dp)[0]
+        return self._band(do, do, do, dp)
+
+    def _do_before_depletion(
+        self,
+        times: np.ndarray,
+        tau_h: np.ndarray,
+        now: float,
+        depletion: float,
+        cer: float,
+        mu: float,
+        do_now: float,
+        stirrer_now: float,
+        o2_flow_now: float,
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Expected DO and band: falling phase, cascade, rise at depletion, high level."""
+        p, dp = self.parameters, self.parameters.do
+        if dp is None or not math.isfinite(do_now):
+            return None, None, None
+        cascade_on = (math.isfinite(stirrer_now) and stirrer_now > dp.stirrer_min_rpm + 25.0) or (
+            math.isfinite(o2_flow_now) and o2_flow_now > 1e-3
+        )
+        if cascade_on:
+            growth = np.full(times.shape, dp.controlled_level)
+        else:
+            deficit = 100.0 - do_now
+            ratio = deficit / cer
+            own = deficit >= DO_MIN_DEFICIT and 0.5 <= ratio / dp.deficit_per_cer <= 2.0
+            slope = ratio if own else dp.deficit_per_cer
+            # CER as it would grow without depletion: the template takes over around it.
+            cer_path = np.minimum(cer * np.exp(mu * tau_h), p.cer_max)
+            growth = np.maximum(100.0 - slope * cer_path, dp.controlled_level)
+        sd = max(
+            p.depletion_error_fraction * (depletion - now),
+            p.depletion_error_sd_s,
+            DEPLETION_SD_FLOOR_S,
+        )
+        offsets = (times[None, :] - (depletion + sd * _NORMAL_POINTS)[:, None]) / 60.0
+        expected = self._do_given_depletion(offsets, growth, dp).mean(axis=0)
+        band_offsets = (times[None, :] - (depletion + sd * _BAND_POINTS)[:, None]) / 60.0
+        band = self._do_given_depletion(band_offsets, growth, dp)
+        return self._band(expected, band.min(axis=0), band.max(axis=0), dp)
 
 
 CALIBRATION_ORIGINS_H = (4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0)
@@ -209,6 +395,16 @@ def fit_time_stretch(parameters: ForecastParameters, table: pd.DataFrame) -> flo
     The projection ignores the slow-down of growth as glycerol runs low (Monod), so it ends
     batches early by a roughly constant fraction of the time still to go; this factor, learnt
     on the training batches' windows at fixed hours, corrects that. 1.0 when nothing to learn.
+    """
+    return fit_depletion_timing(parameters, table)[0]
+
+
+def fit_depletion_timing(
+    parameters: ForecastParameters, table: pd.DataFrame
+) -> tuple[float, float]:
+    """(time stretch, RMS of the stretched forecast's error as a fraction of the time to go).
+
+    The second number is the SD of the depletion time that the DO forecast averages over.
     """
     forecaster = Forecaster(parameters)
     predicted, actual = [], []
@@ -237,9 +433,100 @@ def fit_time_stretch(parameters: ForecastParameters, table: pd.DataFrame) -> flo
                 predicted.append(made.depletion_time - now)
                 actual.append(depletion - now)
     if not predicted:
-        return 1.0
+        return 1.0, DEFAULT_DEPLETION_ERROR_FRACTION, DEFAULT_DEPLETION_ERROR_SD_S
     x, y = np.asarray(predicted), np.asarray(actual)
-    return float(np.dot(x, y) / np.dot(x, x))
+    stretch = float(np.dot(x, y) / np.dot(x, x))
+    error = y - stretch * x
+    # Robust (MAD) spreads: a batch outside the SOP (batch 1 runs at fixed stirring and is
+    # O2-limited for hours) must not set the uncertainty of every nominal batch.
+    fraction = float(MAD_TO_SD * np.median(np.abs(error / y)))
+    sd_s = float(MAD_TO_SD * np.median(np.abs(error)))
+    return stretch, fraction, sd_s
+
+
+DO_TEMPLATE_START_MIN = -45.0
+DO_TEMPLATE_END_MIN = 30.0
+DO_TEMPLATE_STEP_MIN = 2.5
+CASCADE_MARGIN_RPM = 25.0
+
+
+def fit_do_parameters(table: pd.DataFrame) -> dict | None:
+    """The DO model's numbers from the training batches' windows (measured DO, not truth).
+
+    Deficit per CER from windows at minimum stirring without O₂ with a 10–60 % deficit well
+    before depletion; the controlled level and its spread from the windows where the cascade
+    acts; the template around depletion and the level after it from the batches whose
+    cascade acted (a batch run at fixed stirring, like batch 1, falls to 0 % instead).
+    None when the table has too little to learn from.
+    """
+    needed = {"do_mean", "stirrer_speed_mean", "o2_flow_mean", "cer_smooth", "depletion_true"}
+    if not needed <= set(table.columns):
+        return None
+    early = table["time_since_inoculation_h"].to_numpy(float) < 2.0
+    stirrer_all = table["stirrer_speed_mean"].to_numpy(float)
+    finite_early = stirrer_all[early & np.isfinite(stirrer_all)]
+    if not finite_early.size:
+        return None
+    stirrer_min = float(np.median(finite_early))
+    offsets_grid = np.arange(
+        DO_TEMPLATE_START_MIN, DO_TEMPLATE_END_MIN + DO_TEMPLATE_STEP_MIN / 2, DO_TEMPLATE_STEP_MIN
+    )
+    ratios: list[np.ndarray] = []
+    controlled: list[np.ndarray] = []
+    high: list[np.ndarray] = []
+    templates: list[list[float]] = []
+    for _, batch in table.groupby("batch"):
+        depletion = float(batch["depletion_true"].iloc[0])
+        ends = batch["window_end"].to_numpy(float)
+        if not math.isfinite(depletion) or depletion > ends[-1]:
+            continue
+        do = batch["do_mean"].to_numpy(float)
+        stirrer = batch["stirrer_speed_mean"].to_numpy(float)
+        o2 = np.nan_to_num(batch["o2_flow_mean"].to_numpy(float), nan=0.0)
+        cer = batch["cer_smooth"].to_numpy(float)
+        offset = (ends - depletion) / 60.0
+        before = offset < DO_TEMPLATE_START_MIN
+        at_min = (stirrer < stirrer_min + 5.0) & (o2 < 1e-3)
+        deficit = 100.0 - do
+        usable = before & at_min & (deficit >= 10.0) & (deficit <= 60.0) & (cer > 0)
+        ratios.append(deficit[usable] / cer[usable])
+        cascade = before & ((stirrer > stirrer_min + CASCADE_MARGIN_RPM) | (o2 > 1e-3))
+        if not cascade.any():
+            continue
+        controlled.append(do[cascade & np.isfinite(do)])
+        high.append(do[(offset > DO_TEMPLATE_END_MIN) & np.isfinite(do)])
+        half = DO_TEMPLATE_STEP_MIN / 2
+        row = []
+        for centre in offsets_grid:
+            chosen = do[(offset > centre - half) & (offset <= centre + half)]
+            chosen = chosen[np.isfinite(chosen)]
+            row.append(float(chosen.mean()) if chosen.size else math.nan)
+        templates.append(row)
+    pooled_ratios = np.concatenate(ratios) if ratios else np.empty(0)
+    pooled_controlled = np.concatenate(controlled) if controlled else np.empty(0)
+    pooled_high = np.concatenate(high) if high else np.empty(0)
+    if not (pooled_ratios.size and pooled_controlled.size and pooled_high.size):
+        return None
+    with np.errstate(all="ignore"):
+        template = np.nanmedian(np.asarray(templates), axis=0)
+    known = np.isfinite(template)
+    if known.sum() < 2:
+        return None
+    template = np.interp(offsets_grid, offsets_grid[known], template[known])
+    level = float(np.median(pooled_controlled))
+    return {
+        "method": "deficit ∝ CER at minimum stirring; cascade level; template at depletion",
+        "deficit_per_cer": float(np.median(pooled_ratios)),
+        "controlled_level": level,
+        "high_level": float(np.median(pooled_high)),
+        "stirrer_min_rpm": stirrer_min,
+        "template_start_min": DO_TEMPLATE_START_MIN,
+        "template_step_min": DO_TEMPLATE_STEP_MIN,
+        "template": [round(float(v), 2) for v in template],
+        "noise_low": float(np.quantile(pooled_controlled, 0.05)) - level,
+        "noise_high": float(np.quantile(pooled_controlled, 0.95)) - level,
+        "batches": len(templates),
+    }
 
 
 # -- comparison: a pure LightGBM forecast of the time to depletion ---------------------------

@@ -206,7 +206,8 @@ def campaign_verdict(
       ≤ 8 % too, *conditional* when only the point estimates are, *fail* otherwise.
     * R² > 0.90 (pooled over the hold-out windows).
     * Depletion time within 30 min on every batch where it was predicted.
-    * DO RMSE < 5 % saturation when a DO prediction exists, else "not evaluated".
+    * DO RMSE < 5 % saturation on every batch with a DO prediction (``do_rmse``: the DO
+      forecast, see :mod:`twin.validation`), else "not evaluated".
 
     Outcome: fail if any criterion fails; conditional if any is conditional or none of the
     depletion errors could be evaluated; pass otherwise.
@@ -252,7 +253,9 @@ def campaign_verdict(
     if do_scored:
         worst_do = max(s.do_rmse for s in do_scored)
         status = PASS if worst_do < DO_RMSE_MAX else FAIL
-        criteria.append(Criterion("do_rmse", status, f"worst {worst_do:.2f} % sat"))
+        listing = ", ".join(f"{s.batch}: {s.do_rmse:.2f}" for s in do_scored)
+        detail = f"worst {worst_do:.2f} % sat (limit < {DO_RMSE_MAX:g}; {listing})"
+        criteria.append(Criterion("do_rmse", status, detail))
     else:
         criteria.append(Criterion("do_rmse", "not_evaluated", "no DO prediction supplied"))
 

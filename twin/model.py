@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from twin.forecast import ForecastParameters, fit_parameters, fit_time_stretch
+from twin.forecast import (
+    ForecastParameters,
+    fit_depletion_timing,
+    fit_do_parameters,
+    fit_parameters,
+)
 from twin.labels import (
     BATCH_COLUMN,
     LABEL_COLUMN,
@@ -407,7 +412,11 @@ def train_model(
     forecast = fit_parameters(co2_at_depletion(table), baseline_k, peaks)
     forecast_parameters = ForecastParameters.from_card_metrics({"forecast": forecast})
     if forecast_parameters is not None:
-        forecast["time_stretch"] = fit_time_stretch(forecast_parameters, table)
+        stretch, fraction, spread_s = fit_depletion_timing(forecast_parameters, table)
+        forecast["time_stretch"] = stretch
+        forecast["depletion_error_fraction"] = fraction
+        forecast["depletion_error_sd_s"] = spread_s
+    forecast["do"] = fit_do_parameters(table)
     stages["final_fit_s"] = time.monotonic() - fit_started
     elapsed = time.monotonic() - started
 

@@ -78,7 +78,36 @@ class Prediction:
                 "growth_rate_per_h": f.growth_rate,
                 "method": f.method,
             }
+            if f.do is not None and f.do_lower is not None and f.do_upper is not None:
+                result["forecast"].update(do_forecast_summary(f))  # type: ignore[union-attr]
         return result
+
+
+DO_SUMMARY_HORIZONS_H = (1.0, 2.0, 4.0)
+
+
+def do_forecast_summary(forecast: Forecast) -> dict[str, float]:
+    """DO forecast in a few numbers: 1, 2 and 4 h ahead with band, minimum to depletion.
+
+    Keys ``do_1h``/``do_1h_lower``/``do_1h_upper`` (and 2 h, 4 h), ``do_min`` and
+    ``do_min_time`` (lowest expected DO before the forecast depletion, Unix s), ``do_end``.
+    """
+    assert forecast.do is not None and forecast.do_lower is not None
+    assert forecast.do_upper is not None
+    times = forecast.times
+    summary: dict[str, float] = {}
+    for hours in DO_SUMMARY_HORIZONS_H:
+        at = forecast.made_at + hours * 3600.0
+        key = f"do_{hours:g}h"
+        summary[key] = float(np.interp(at, times, forecast.do))
+        summary[f"{key}_lower"] = float(np.interp(at, times, forecast.do_lower))
+        summary[f"{key}_upper"] = float(np.interp(at, times, forecast.do_upper))
+    before = times <= max(forecast.depletion_time, times[0])
+    lowest = int(np.argmin(np.where(before, forecast.do, np.inf)))
+    summary["do_min"] = float(forecast.do[lowest])
+    summary["do_min_time"] = float(times[lowest])
+    summary["do_end"] = float(forecast.do[-1])
+    return summary
 
 
 class Predictor:

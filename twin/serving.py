@@ -3,8 +3,10 @@
 Bus: topic ``<prefix>/v1/<reactor>/predictions/od600`` (docs/mqtt.md), QoS 1, payload
 ``{"ts", "value", "unit": "OD600", "lower", "upper", "model_version", "fallback",
 "forecast": {...}}``. Store: the nowcast and its band as readings of the pseudo-channels in
-:data:`PREDICTION_CHANNELS` (plus the forecast depletion time when there is one), so the trend
-view and later drift checks can read them back like any series.
+:data:`PREDICTION_CHANNELS` (plus the forecast depletion time and the DO forecast 1 h ahead
+with its band when there are), so the trend view and later drift checks can read them back
+like any series. The payload's ``forecast`` block carries the DO summary of
+:func:`twin.predictor.do_forecast_summary` (1, 2, 4 h ahead with band, minimum, end).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from database.reading import Reading
 from database.timeseries.base import TimeSeriesStore
 from twin.features import ProcessState
 from twin.metrics import json_safe
-from twin.predictor import Prediction
+from twin.predictor import Prediction, do_forecast_summary
 
 PREDICTION_NAME = "od600"
 PREDICTION_CHANNELS = {
@@ -28,6 +30,9 @@ PREDICTION_CHANNELS = {
     "lower": "od600_pred_lower",
     "upper": "od600_pred_upper",
     "depletion": "depletion_forecast",
+    "do_1h": "do_forecast_1h",
+    "do_1h_lower": "do_forecast_1h_lower",
+    "do_1h_upper": "do_forecast_1h_upper",
 }
 
 
@@ -61,6 +66,11 @@ def prediction_readings(prediction: Prediction, reactor: str) -> list[Reading]:
     }
     if math.isfinite(prediction.depletion_forecast):
         values[PREDICTION_CHANNELS["depletion"]] = (prediction.depletion_forecast, "s")
+    forecast = prediction.forecast
+    if forecast is not None and forecast.do is not None:
+        summary = do_forecast_summary(forecast)
+        for key in ("do_1h", "do_1h_lower", "do_1h_upper"):
+            values[PREDICTION_CHANNELS[key]] = (summary[key], "%sat")
     return [
         Reading(prediction.timestamp, reactor, channel, value, unit)
         for channel, (value, unit) in values.items()

@@ -5,6 +5,15 @@ else the offline samples interpolated log-linearly (see :mod:`twin.labels`). Sco
 MRE with a 95 % moving-block bootstrap CI (:mod:`twin.metrics`), R², RMSE, depletion-time
 error of the live detector; the campaign verdict; interval coverage; residuals by phase and
 by time; gain importance; and the carbon-balance baseline for comparison.
+
+DO (the campaign's "RMSE of predicted DO < 5 % saturation") is scored on the DO forecast, as
+the twin predicts DO only forward: forecasts issued every 30 min (:data:`DO_ISSUE_EVERY`
+windows) from the first window whose growth rate is fitted from the off-gas (``mu_cer``
+finite: before that the off-gas signal is at noise level and the feature pipeline gates μ)
+until depletion is detected, each compared with the reference DO (simulator truth, else the
+measured window mean) at every later window to the end of the batch; RMSE pooled over all
+those pairs per batch. Also reported: the same without the gate (forecasts from 0.5 h), the
+RMSE at fixed horizons (30 min, 1 h, 2 h ahead) and the band's coverage.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +31,7 @@ import pandas as pd
 from twin.labels import (
     BATCH_COLUMN,
     LABEL_COLUMN,
+    TRUTH_DO_COLUMN,
     LabelError,
     dataset_fingerprint,
     dataset_table,
@@ -40,8 +50,14 @@ from twin.metrics import (
 from twin.model import predict_table, usable_rows
 from twin.registry import ModelArtifact
 
+if TYPE_CHECKING:
+    from twin.forecast import Forecast, Forecaster
+
 TIME_BINS_H = (0, 4, 8, 12, 16, 20, 24, 40)
 FORECAST_ORIGINS_H = (6.0, 10.0, 14.0, 18.0)
+DO_ISSUE_EVERY = 60  # windows (30 min) between two scored DO forecasts
+DO_HORIZONS_MIN = (30, 60, 120)
+DO_PLOT_ORIGINS_H = (10.0, 14.0, 18.0)
 PHASE_ORDER = ("lag", "exponential", "stationary", "depleted")
 
 
@@ -59,7 +75,10 @@ class ValidationResult:
     residuals_by_time: list[dict[str, Any]]
     importance: list[dict[str, Any]]
     table: pd.DataFrame = field(repr=False)
+    forecaster: Forecaster | None = field(default=None, repr=False)
     forecast: list[dict[str, Any]] = field(default_factory=list)
+    do_forecast: list[dict[str, Any]] = field(default_factory=list)
+    do_reference: str = ""
     data_fingerprint: str = ""
     dataset: str = ""
     dropped_channels: tuple[str, ...] = ()
@@ -84,6 +103,7 @@ class ValidationResult:
                 "residuals_by_time_h": self.residuals_by_time,
                 "feature_importance_gain": self.importance,
                 "forecast": self.forecast,
+                "do_forecast": {"reference": self.do_reference, "per_batch": self.do_forecast},
             }
         )  # type: ignore[return-value]
 
@@ -101,6 +121,7 @@ class ValidationResult:
                         "r2": s.r2,
                         "rmse": s.rmse,
                         "depletion_error_min": s.depletion_error_min,
+                        "do_rmse": s.do_rmse,
                     }
                     for s in self.scores
                 },
@@ -109,6 +130,7 @@ class ValidationResult:
                 "interval_coverage": self.coverage,
                 "baseline_mre_mean": self.baseline.get("mre_mean"),
                 "forecast": self.forecast,
+                "do_forecast": {"reference": self.do_reference, "per_batch": self.do_forecast},
             }
         )  # type: ignore[return-value]
 
@@ -164,11 +186,14 @@ def evaluate(
     else:
         table["od600_baseline"] = np.nan
 
+    do_reference = _do_reference_column(table, label)
+    do_scores, do_pairs = _do_forecast_scores(artifact, table, do_reference)
     scores = []
     for number in chosen:
         rows = table[table[BATCH_COLUMN] == number]
         if rows.empty:
             continue
+        do_true, do_pred = do_pairs.get(number, (None, None))
         scores.append(
             score_batch(
                 number,
@@ -176,6 +201,8 @@ def evaluate(
                 rows["od600_pred"].to_numpy(float),
                 depletion_predicted=_first_finite(rows["depletion_time"].to_numpy(float)),
                 depletion_actual=_first_finite(rows["depletion_true"].to_numpy(float)),
+                do_true=do_true,
+                do_pred=do_pred,
                 n_boot=n_boot,
                 seed=number,
             )
@@ -217,7 +244,10 @@ def evaluate(
         residuals_by_time=_residuals_by_time(table),
         importance=_importance(artifact),
         table=table,
-        forecast=_forecast_scores(artifact, table),
+        forecaster=_forecaster(artifact),
+        forecast=_forecast_scores(artifact, table, do_reference),
+        do_forecast=do_scores,
+        do_reference="simulator truth" if do_reference == TRUTH_DO_COLUMN else "measured DO",
         data_fingerprint=dataset_fingerprint(directory),
         dataset=str(directory),
         dropped_channels=tuple(drop_channels),
@@ -225,35 +255,154 @@ def evaluate(
     )
 
 
-def _forecast_scores(artifact: ModelArtifact, table: pd.DataFrame) -> list[dict[str, Any]]:
-    """Forecasts made at fixed hours: depletion error, OD MRE to the end, band coverage."""
+_ROW_INPUTS = (
+    "window_end",
+    "od600_pred",
+    "cer_smooth",
+    "cum_co2_mmol_per_l",
+    "mu_cer",
+    "mu_carbon",
+    "depletion_time",
+    "depleted",
+    "do_mean",
+    "stirrer_speed_mean",
+    "o2_flow_mean",
+)
+
+
+def _forecaster(artifact: ModelArtifact) -> Forecaster | None:
     from twin.forecast import Forecaster, ForecastParameters
 
     parameters = ForecastParameters.from_card_metrics(artifact.card.metrics)
-    if parameters is None:
+    return Forecaster(parameters) if parameters is not None else None
+
+
+def _forecast_at(forecaster: Forecaster, inputs: dict[str, np.ndarray], at: int) -> Forecast | None:
+    """The forecast the live worker makes at window ``at`` (same inputs as the ProcessState)."""
+    value = {name: float(column[at]) for name, column in inputs.items()}
+    return forecaster.forecast_values(
+        now=value["window_end"],
+        od_now=value["od600_pred"],
+        cer=value["cer_smooth"],
+        cum_co2=value["cum_co2_mmol_per_l"],
+        mu_cer=value["mu_cer"],
+        mu_carbon=value["mu_carbon"],
+        depletion_time=value["depletion_time"] if value["depleted"] else math.nan,
+        do_now=value["do_mean"],
+        stirrer_now=value["stirrer_speed_mean"],
+        o2_flow_now=value["o2_flow_mean"],
+    )
+
+
+def _inputs(batch: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {
+        name: batch[name].to_numpy(float) if name in batch else np.full(len(batch), np.nan)
+        for name in _ROW_INPUTS
+    }
+
+
+def _do_reference_column(table: pd.DataFrame, label: str) -> str:
+    truth = table.get(TRUTH_DO_COLUMN)
+    if label == "truth" and truth is not None and np.isfinite(truth.to_numpy(float)).any():
+        return TRUTH_DO_COLUMN
+    return "do_mean"
+
+
+def _do_forecast_scores(
+    artifact: ModelArtifact, table: pd.DataFrame, reference: str
+) -> tuple[list[dict[str, Any]], dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """DO forecast scores per batch, and the (reference, predicted) pairs of the verdict."""
+    forecaster = _forecaster(artifact)
+    if forecaster is None or forecaster.parameters.do is None or reference not in table:
+        return [], {}
+    rows: list[dict[str, Any]] = []
+    pairs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for number, batch in table.groupby(BATCH_COLUMN):
+        inputs = _inputs(batch)
+        ends, actual = inputs["window_end"], batch[reference].to_numpy(float)
+        gated_true, gated_pred, all_errors, inside, persistence = [], [], [], [], []
+        horizon_errors: dict[int, list[float]] = {h: [] for h in DO_HORIZONS_MIN}
+        issued = 0
+        for at in range(0, len(batch), DO_ISSUE_EVERY):
+            if inputs["depleted"][at] > 0:
+                break
+            made = _forecast_at(forecaster, inputs, at)
+            if made is None or made.do is None:
+                continue
+            later = slice(at, None)
+            predicted = np.interp(ends[later], made.times, made.do)
+            known = np.isfinite(actual[later])
+            all_errors.append((predicted - actual[later])[known])
+            if not math.isfinite(inputs["mu_cer"][at]):
+                continue  # before the off-gas signal carries a growth rate
+            issued += 1
+            gated_true.append(actual[later][known])
+            gated_pred.append(predicted[known])
+            # Baseline: the DO stays where it is now (what an operator assumes without a model).
+            persistence.append(actual[later][known] - inputs["do_mean"][at])
+            low = np.interp(ends[later], made.times, made.do_lower)[known]
+            high = np.interp(ends[later], made.times, made.do_upper)[known]
+            inside.append((actual[later][known] >= low) & (actual[later][known] <= high))
+            for minutes in DO_HORIZONS_MIN:
+                target = at + minutes * 2  # 30 s windows
+                if target < len(batch) and math.isfinite(actual[target]):
+                    value = float(np.interp(ends[target], made.times, made.do))
+                    horizon_errors[minutes].append(value - actual[target])
+        if not issued:
+            continue
+        do_true, do_pred = np.concatenate(gated_true), np.concatenate(gated_pred)
+        pairs[int(number)] = (do_true, do_pred)
+        everything = np.concatenate(all_errors)
+        rows.append(
+            {
+                "batch": int(number),
+                "forecasts": issued,
+                "first_issue_h": float(
+                    batch["time_since_inoculation_h"].to_numpy(float)[
+                        int(np.argmax(np.isfinite(inputs["mu_cer"])))
+                    ]
+                ),
+                "rmse_to_end": rmse(do_true, do_pred),
+                "rmse_to_end_from_start": float(np.sqrt(np.mean(everything**2))),
+                "persistence_rmse_to_end": float(
+                    np.sqrt(np.nanmean(np.concatenate(persistence) ** 2))
+                ),
+                "band_coverage": float(np.concatenate(inside).mean()),
+                "rmse_at_horizon_min": {
+                    str(m): float(np.sqrt(np.mean(np.square(v)))) if v else math.nan
+                    for m, v in horizon_errors.items()
+                },
+            }
+        )
+    return rows, pairs
+
+
+def _forecast_scores(
+    artifact: ModelArtifact, table: pd.DataFrame, do_column: str = "do_mean"
+) -> list[dict[str, Any]]:
+    """Forecasts made at fixed hours: depletion error, OD MRE and DO RMSE to the end, band."""
+    forecaster = _forecaster(artifact)
+    if forecaster is None:
         return []
-    forecaster = Forecaster(parameters)
     rows = []
     for number, batch in table.groupby(BATCH_COLUMN):
         hours = batch["time_since_inoculation_h"].to_numpy(float)
         ends = batch["window_end"].to_numpy(float)
         truth = batch[LABEL_COLUMN].to_numpy(float)
+        do_actual = batch[do_column].to_numpy(float) if do_column in batch else None
         actual = _first_finite(batch["depletion_true"].to_numpy(float))
+        inputs = _inputs(batch)
+        inputs["depleted"] = np.zeros(len(batch))  # score the projection, as before
         for origin in FORECAST_ORIGINS_H:
             at = int(np.searchsorted(hours, origin))
             if at >= len(batch) or (actual is not None and ends[at] >= actual):
                 continue
-            row = batch.iloc[at]
-            made = forecaster.forecast_values(
-                now=float(row["window_end"]),
-                od_now=float(row["od600_pred"]),
-                cer=float(row["cer_smooth"]),
-                cum_co2=float(row["cum_co2_mmol_per_l"]),
-                mu_cer=float(row["mu_cer"]),
-                mu_carbon=float(row["mu_carbon"]),
-            )
+            made = _forecast_at(forecaster, inputs, at)
             if made is None:
                 continue
+            do_rmse = math.nan
+            if made.do is not None and do_actual is not None:
+                do_rmse = rmse(do_actual[at:], np.interp(ends[at:], made.times, made.do))
             later = slice(at, None)
             predicted = np.interp(ends[later], made.times, made.od600)
             lower = np.interp(ends[later], made.times, made.lower)
@@ -275,6 +424,7 @@ def _forecast_scores(artifact: ModelArtifact, table: pd.DataFrame) -> list[dict[
                     ),
                     "od_mre_to_end": mre(truth[later], predicted),
                     "od_band_coverage": float(inside.mean()),
+                    "do_rmse_to_end": do_rmse,
                 }
             )
     return rows
@@ -414,15 +564,47 @@ def render_markdown(result: ValidationResult, images: list[str]) -> str:
             "of the reference inside the band.",
             "",
             "| batch | made at (h) | depletion error (min) | band (min) | in band | OD MRE to end "
-            "| OD band coverage |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| OD band coverage | DO RMSE to end (% sat) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for f in result.forecast:
             low, high = f["depletion_band_min"]
             lines.append(
                 f"| {f['batch']} | {f['origin_h']:.0f} | {_num(f['depletion_error_min'], 1)} | "
                 f"{_num(low, 0)} … +{_num(high, 0)} | {'yes' if f['depletion_in_band'] else 'no'} "
-                f"| {_pct(f['od_mre_to_end'])} | {_pct(f['od_band_coverage'])} |"
+                f"| {_pct(f['od_mre_to_end'])} | {_pct(f['od_band_coverage'])} "
+                f"| {_num(f.get('do_rmse_to_end'), 2)} |"
+            )
+    if result.do_forecast:
+        horizons = " | ".join(f"{m} min ahead" for m in DO_HORIZONS_MIN)
+        lines += [
+            "",
+            "## DO forecast (% air saturation)",
+            "",
+            f"Reference: {result.do_reference}. Forecasts issued every "
+            f"{DO_ISSUE_EVERY // 2} min from the first window with an off-gas growth rate "
+            "(before that μ is gated at noise level) until depletion is detected; each is "
+            "compared with the reference DO at every later window to the end of the batch. "
+            "**RMSE to end** (pooled over all those pairs) is the campaign's DO criterion; "
+            "*from start* adds the ungated forecasts from 0.5 h; the horizon columns score "
+            "the forecast value that far ahead only; *persistence* is the baseline "
+            '"DO stays at its current value" scored like the forecast.',
+            "",
+            f"| batch | forecasts | μ from off-gas at (h) | RMSE to end | from start "
+            f"| persistence | {horizons} | band coverage |",
+            "| --- | --- | --- | --- | --- | --- | "
+            + " | ".join("---" for _ in DO_HORIZONS_MIN)
+            + " | --- |",
+        ]
+        for d in result.do_forecast:
+            at_horizon = " | ".join(
+                _num(d["rmse_at_horizon_min"].get(str(m)), 2) for m in DO_HORIZONS_MIN
+            )
+            lines.append(
+                f"| {d['batch']} | {d['forecasts']} | {_num(d['first_issue_h'], 1)} | "
+                f"{_num(d['rmse_to_end'], 2)} | {_num(d['rmse_to_end_from_start'], 2)} | "
+                f"{_num(d['persistence_rmse_to_end'], 2)} | {at_horizon} | "
+                f"{_pct(d['band_coverage'])} |"
             )
     lines += ["", "## Feature importance (gain share, top 15)", ""]
     lines += [f"- `{i['feature']}`: {100 * i['gain_share']:.1f} %" for i in result.importance]
@@ -489,7 +671,46 @@ def render_plots(result: ValidationResult, folder: Path) -> list[str]:
     fig.savefig(folder / "predicted_vs_actual.png", dpi=90)
     plt.close(fig)
     written.append("predicted_vs_actual.png")
+    if result.do_forecast:
+        written.append(_plot_do_forecasts(result, folder, plt))
     return written
+
+
+def _plot_do_forecasts(result: ValidationResult, folder: Path, plt: Any) -> str:
+    """Reference DO and the forecasts issued at fixed hours, with their bands."""
+    table = result.table
+    column = TRUTH_DO_COLUMN if result.do_reference == "simulator truth" else "do_mean"
+    batches = [d["batch"] for d in result.do_forecast]
+    forecaster = result.forecaster
+    fig, axes = plt.subplots(len(batches), 1, figsize=(9, 3 * len(batches)), squeeze=False)
+    for ax, number in zip(axes[:, 0], batches, strict=True):
+        batch = table[table[BATCH_COLUMN] == number]
+        hours = batch["time_since_inoculation_h"].to_numpy(float)
+        ends = batch["window_end"].to_numpy(float)
+        ax.plot(hours, batch[column], "k-", lw=1.2, label=f"DO ({result.do_reference})")
+        inputs = _inputs(batch)
+        for colour, origin in enumerate(DO_PLOT_ORIGINS_H):
+            at = int(np.searchsorted(hours, origin))
+            if forecaster is None or at >= len(batch) or inputs["depleted"][at] > 0:
+                continue
+            made = _forecast_at(forecaster, inputs, at)
+            if made is None or made.do is None:
+                continue
+            shown = made.times <= ends[-1]
+            when = hours[at] + (made.times[shown] - ends[at]) / 3600.0
+            ax.fill_between(
+                when, made.do_lower[shown], made.do_upper[shown], color=f"C{colour}", alpha=0.15
+            )
+            ax.plot(when, made.do[shown], f"C{colour}-", lw=1, label=f"forecast at {origin:.0f} h")
+        ax.set_title(f"batch {number}: DO forecast")
+        ax.set_ylabel("DO (% sat)")
+        ax.set_ylim(0, 110)
+        ax.legend(loc="lower left", fontsize=8)
+    axes[-1, 0].set_xlabel("time since inoculation (h)")
+    fig.tight_layout()
+    fig.savefig(folder / "forecast_do.png", dpi=90)
+    plt.close(fig)
+    return "forecast_do.png"
 
 
 def write_report(result: ValidationResult, folder: Path | str, *, plots: bool = True) -> Path:

@@ -16,9 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "validate",
         help="score an OD600 model on hold-out batches (report folder)",
         description=(
-            "Per-batch MRE with a 95 %% CI, R², RMSE, depletion-time error and the campaign "
-            "verdict (pass / conditional / fail), plots and residual analysis. Exit code 0 "
-            "for pass or conditional, 1 for fail, 2 when the model or data cannot be used."
+            "Per-batch MRE with a 95 %% CI, R², RMSE, depletion-time error, the DO forecast's "
+            "RMSE and the campaign verdict (pass / conditional / fail), plots and residual "
+            "analysis. Exit code 0 for pass or conditional, 1 for fail, 2 when the model or "
+            "data cannot be used."
         ),
     )
     parser.add_argument("dataset", type=Path, help="dataset folder (docs/dataset.md)")
@@ -81,9 +82,15 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"  batch {score.batch}: MRE {100 * score.mre.estimate:.2f} % "
             f"[{100 * score.mre.lower:.2f}, {100 * score.mre.upper:.2f}]  R² {score.r2:.3f}  "
-            f"RMSE {score.rmse:.2f}  depletion {score.depletion_error_min:+.1f} min"
+            f"RMSE {score.rmse:.2f}  depletion {score.depletion_error_min:+.1f} min  "
+            f"DO RMSE {_sat(score.do_rmse)}"
         )
     print(f"  baseline (carbon balance) MRE {100 * result.baseline['mre_mean']:.2f} %")
     print(f"verdict: {result.verdict.outcome.upper()}")
     print(f"report: {report}")
     return 1 if result.verdict.outcome == FAIL else 0
+
+
+def _sat(value: float) -> str:
+    """DO RMSE in % saturation, or 'not evaluated' (no DO forecast in the model card)."""
+    return f"{value:.2f} % sat" if value == value else "not evaluated"
