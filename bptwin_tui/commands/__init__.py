@@ -14,4 +14,6 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "validate",
     "audit",
+    "accept",
+    "export_csv",
 )

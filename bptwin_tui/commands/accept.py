@@ -1,0 +1,330 @@
+"""``bptwin accept``: batch acceptance for training (evaluate, decide, the training-set registry).
+
+    bptwin accept --batch N --evaluate [--json]
+    bptwin accept --batch N --decision accept|reject --reason TEXT --supervisor NAME
+    bptwin accept --list
+    bptwin accept --sync
+
+The criteria are eln.acceptance's; the sensor dropout comes from the configured time-series
+store. The supervisor's PIN is read from ``BPTWIN_SUPERVISOR_PIN`` or asked for (not echoed).
+An accepted batch is exported into the training set (``DATA_DIR/training-set``), which
+``bptwin train`` reads; a rejected one is taken out of it. See docs/acceptance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bptwin_tui.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from database.timeseries.base import TimeSeriesStore
+    from eln.services import NotebookService
+
+PIN_ENVIRONMENT = "BPTWIN_SUPERVISOR_PIN"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "accept",
+        help="evaluate a batch against the acceptance criteria; record accept/reject",
+        description=(
+            "Batch acceptance for training (docs/acceptance.md). --evaluate prints the five "
+            "criteria with their evidence (exit 0 when all pass, 1 otherwise). --decision "
+            "records a supervisor's accept or reject with a reason (name and PIN checked, "
+            "audited); an accepted batch is exported into the training set that "
+            "'bptwin train' reads, a rejected one is taken out of it."
+        ),
+    )
+    parser.add_argument("--batch", type=int, metavar="N", help="batch number")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--evaluate", action="store_true", help="print the checklist")
+    action.add_argument("--decision", choices=["accept", "reject"], help="record a decision")
+    action.add_argument("--list", action="store_true", help="list the decisions in force")
+    action.add_argument(
+        "--sync", action="store_true", help="make the training set agree with the decisions"
+    )
+    parser.add_argument("--reason", help="why (required with --decision)")
+    parser.add_argument("--supervisor", help="supervisor's login name (with --decision)")
+    parser.add_argument(
+        "--accept-incomplete",
+        action="store_true",
+        help="accept although some criteria are undecided (say in --reason what was checked)",
+    )
+    parser.add_argument(
+        "--reactor", help="reactor of the batch's series (default: the batch's, else the first)"
+    )
+    parser.add_argument(
+        "--training-set",
+        type=Path,
+        metavar="DIR",
+        help="training-set folder (default DATA_DIR/training-set)",
+    )
+    parser.add_argument(
+        "--no-training-set",
+        action="store_true",
+        help="record the decision only; leave the training-set folder alone",
+    )
+    parser.add_argument("--json", action="store_true", help="--evaluate: print JSON")
+    parser.set_defaults(func=handle)
+
+
+def _say(message: str) -> None:
+    print(f"bptwin accept: {message}", file=sys.stderr, flush=True)
+
+
+def _open_notebook(settings: Settings) -> NotebookService:
+    from database.relational import DatabaseUnavailable
+    from eln.services import NotebookService
+
+    try:
+        return NotebookService.from_url(settings.notebook_url())
+    except DatabaseUnavailable as exc:
+        raise SettingsError(f"notebook.url: {exc}") from None
+
+
+def _open_store(settings: Settings) -> TimeSeriesStore | None:
+    """The configured store, or None (with a warning) when it cannot be opened."""
+    from bptwin_tui.station import build_store
+
+    try:
+        return build_store(settings)
+    except SettingsError as exc:
+        _say(f"warning: time-series store not available ({exc}); dropout left undecided")
+        return None
+
+
+def batch_dropout(
+    notebook: NotebookService, store: TimeSeriesStore | None, number: int, reactor: str
+) -> dict[str, float] | None:
+    """Dropout % per channel over the batch's run, or None when it cannot be computed."""
+    from database.timeseries.base import TimeSeriesError
+    from twin.dropout import sensor_dropout_pct
+
+    batch = notebook.get_batch(number)
+    if store is None or batch.inoculated_at is None or batch.ended_at is None:
+        return None
+    try:
+        return sensor_dropout_pct(
+            store,
+            batch.reactor_id or reactor,
+            batch.inoculated_at.timestamp(),
+            batch.ended_at.timestamp(),
+        )
+    except TimeSeriesError as exc:
+        _say(f"warning: cannot read the time-series store ({exc}); dropout left undecided")
+        return None
+
+
+def read_pin(supervisor: str) -> str:
+    pin = os.environ.get(PIN_ENVIRONMENT)
+    if pin:
+        return pin
+    if not sys.stdin.isatty():
+        raise SettingsError(f"no terminal to ask for the PIN: set {PIN_ENVIRONMENT}")
+    return getpass.getpass(f"PIN for {supervisor}: ")
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    from eln.errors import NotebookError
+
+    if (args.evaluate or args.decision) and args.batch is None:
+        _say("--batch N is required")
+        return 2
+    reactor = args.reactor or settings.station.reactors[0]
+    folder = args.training_set or _training_set_dir(settings)
+    notebook = _open_notebook(settings)
+    try:
+        if args.list:
+            return _list(notebook)
+        store = _open_store(settings)
+        try:
+            if args.sync:
+                return _sync(notebook, store, folder, reactor)
+            if args.evaluate:
+                return _evaluate(notebook, store, args.batch, reactor, as_json=args.json)
+            return _decide(args, notebook, store, folder, reactor)
+        finally:
+            if store is not None:
+                store.close()
+    except NotebookError as exc:
+        _say(str(exc))
+        return 1
+    finally:
+        notebook.engine.dispose()
+
+
+def _training_set_dir(settings: Settings) -> Path:
+    from bptwin_tui.export.acceptance_registry import training_set_dir
+
+    return training_set_dir(settings.data_dir)
+
+
+def _evaluate(
+    notebook: NotebookService,
+    store: TimeSeriesStore | None,
+    number: int,
+    reactor: str,
+    *,
+    as_json: bool,
+) -> int:
+    from eln.acceptance import evaluate_acceptance
+    from eln.acceptance_service import latest_decision
+
+    dropout = batch_dropout(notebook, store, number, reactor)
+    evaluation = evaluate_acceptance(notebook, number, sensor_dropout_pct=dropout)
+    decision = latest_decision(notebook, number)
+    if as_json:
+        data = evaluation.to_dict()
+        data["decision"] = None if decision is None else _decision_dict(decision)
+        print(json.dumps(data, indent=2))
+    else:
+        print(evaluation.checklist())
+        if decision is not None:
+            print(
+                f"Decision in force: {decision.decision.value} by {decision.decided_by} at "
+                f"{decision.decided_at:%Y-%m-%d %H:%M} UTC: {decision.reason}"
+            )
+        else:
+            print("No decision recorded yet.")
+    return 0 if evaluation.passed else 1
+
+
+def _decision_dict(decision: object) -> dict[str, object]:
+    return {
+        "id": decision.id,  # type: ignore[attr-defined]
+        "decision": decision.decision.value,  # type: ignore[attr-defined]
+        "reason": decision.reason,  # type: ignore[attr-defined]
+        "decided_by": decision.decided_by,  # type: ignore[attr-defined]
+        "decided_at": decision.decided_at.isoformat(),  # type: ignore[attr-defined]
+        "verdict": decision.verdict,  # type: ignore[attr-defined]
+    }
+
+
+def _decide(
+    args: argparse.Namespace,
+    notebook: NotebookService,
+    store: TimeSeriesStore | None,
+    folder: Path,
+    reactor: str,
+) -> int:
+    from bptwin_tui.export.acceptance_registry import TrainingSetError, remove_batch
+    from eln.acceptance_service import record_acceptance_decision
+
+    if not args.reason or not args.supervisor:
+        _say("--decision needs --reason TEXT and --supervisor NAME")
+        return 2
+    number = args.batch
+    dropout = batch_dropout(notebook, store, number, reactor)
+    pin = read_pin(args.supervisor)
+    row, evaluation = record_acceptance_decision(
+        notebook,
+        args.supervisor,
+        pin,
+        number,
+        decision=args.decision,
+        reason=args.reason,
+        sensor_dropout_pct=dropout,
+        accept_incomplete=args.accept_incomplete,
+    )
+    print(
+        f"batch {number}: {row.decision.value} recorded by {row.decided_by} "
+        f"(decision #{row.id}, verdict {evaluation.verdict})"
+    )
+    if args.no_training_set:
+        return 0
+    try:
+        if args.decision == "reject":
+            if remove_batch(folder, number):
+                print(f"  taken out of the training set {folder}")
+            return 0
+        if store is None:
+            _say("the training set was not updated; run 'bptwin accept --sync' later")
+            return 1
+        return _add(notebook, store, folder, number, row, reactor)
+    except TrainingSetError as exc:
+        _say(str(exc))
+        return 1
+
+
+def _add(
+    notebook: NotebookService,
+    store: TimeSeriesStore,
+    folder: Path,
+    number: int,
+    decision: object,
+    reactor: str,
+) -> int:
+    from bptwin_tui.export.acceptance_registry import add_batch, batch_dataset_record
+    from bptwin_tui.export.collect import ExportError
+    from database.timeseries.base import TimeSeriesError
+
+    batch = notebook.get_batch(number)
+    try:
+        record = batch_dataset_record(
+            notebook, store, number, reactor=batch.reactor_id or reactor, progress=_progress
+        )
+        add_batch(folder, record, decision)  # type: ignore[arg-type]
+    except (ExportError, TimeSeriesError, OSError) as exc:
+        print(file=sys.stderr)
+        _say(f"the training set was not updated ({exc}); run 'bptwin accept --sync' later")
+        return 1
+    print(file=sys.stderr)
+    print(
+        f"  added to the training set {folder} "
+        f"({record.rows} rows, {len(record.channels)} channels)"
+    )
+    return 0
+
+
+def _progress(fraction: float, message: str) -> None:
+    width = 30
+    filled = round(width * max(0.0, min(1.0, fraction)))
+    bar = "#" * filled + "-" * (width - filled)
+    print(f"\r  [{bar}] {100 * fraction:5.1f} % {message:<40.40}", end="", file=sys.stderr)
+
+
+def _list(notebook: NotebookService) -> int:
+    from eln.acceptance_service import decisions_in_force
+
+    in_force = decisions_in_force(notebook)
+    if not in_force:
+        print("no batch has an acceptance decision yet")
+        return 0
+    print(f"{'batch':>6}  {'decision':<8}  {'verdict':<10}  {'by':<12}  {'when (UTC)':<16}  reason")
+    for number, row in sorted(in_force.items()):
+        print(
+            f"{number:>6}  {row.decision.value:<8}  {row.verdict:<10}  {row.decided_by:<12}  "
+            f"{row.decided_at:%Y-%m-%d %H:%M}  {row.reason}"
+        )
+    return 0
+
+
+def _sync(
+    notebook: NotebookService, store: TimeSeriesStore | None, folder: Path, reactor: str
+) -> int:
+    from bptwin_tui.export.acceptance_registry import TrainingSetError, sync_training_set
+
+    if store is None:
+        _say("the time-series store is needed to export accepted batches")
+        return 1
+    try:
+        report = sync_training_set(notebook, store, folder, reactor=reactor, progress=_progress)
+    except TrainingSetError as exc:
+        _say(str(exc))
+        return 1
+    if report.added:
+        print(file=sys.stderr)
+    print(f"training set {report.directory}")
+    print(
+        f"  added {report.added or '-'}, removed {report.removed or '-'}, kept {report.kept or '-'}"
+    )
+    for number, problem in sorted(report.problems.items()):
+        print(f"  batch {number} not exported: {problem}")
+    return 1 if report.problems else 0

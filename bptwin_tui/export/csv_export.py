@@ -1,0 +1,315 @@
+"""CSV export: any channel range from the time-series store, and the notebook's tables.
+
+Channels (docs/csv-and-grafana.md):
+
+* ``long`` layout (default, lossless): one row per reading —
+  ``time,unix_s,reactor,channel,value,unit,quality``; a missing value (NaN) is an empty cell
+  with quality ``bad``. :func:`read_channels_csv` reads it back into readings.
+* ``wide`` layout (spreadsheets): ``time,unix_s`` and one column per channel, one row per
+  distinct timestamp; a channel without a reading at that instant is an empty cell.
+
+Times are ISO 8601 UTC with milliseconds; ``unix_s`` carries the same instant as Unix seconds
+with millisecond precision (the store's key). Values are written with ``repr`` so they read
+back bit-identical. The store is read in slices, so memory stays bounded for long ranges.
+
+Notebook tables: one CSV per table (``batches``, ``samples``, ``calibrations``,
+``deviations``, ``alarms``, ``notes``, plus ``inocula``, ``closures``, ``process_changes`` and
+``acceptance``), every column of the table, with ``batch_number`` added beside ``batch_id``;
+JSON columns hold JSON text, times ISO 8601 UTC. PIN hashes are never exported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from database.reading import Quality, Reading
+
+if TYPE_CHECKING:
+    from database.timeseries.base import TimeSeriesStore
+    from eln.services import NotebookService
+
+LONG_COLUMNS = ("time", "unix_s", "reactor", "channel", "value", "unit", "quality")
+LAYOUTS = ("long", "wide")
+READ_SLICE_S = 4 * 3600.0
+# More rows than any notebook holds; the service's list calls need a limit.
+NOTEBOOK_LIMIT = 10_000_000
+
+Progress = Callable[[float, str], None]
+
+
+class CsvExportError(ValueError):
+    """The export cannot be made as asked; the message says why."""
+
+
+def format_time(unix_s: float) -> str:
+    """ISO 8601 UTC with milliseconds: ``2026-03-02T08:00:00.000Z``."""
+    moment = datetime.fromtimestamp(round(unix_s * 1000) / 1000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds from ISO 8601 (a time without zone is UTC) or a plain number of seconds."""
+    value = text.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CsvExportError(
+            f"{text!r} is not a time; use ISO 8601 (2026-03-02T08:00:00Z) or Unix seconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _number(value: float) -> str:
+    return "" if not math.isfinite(value) else repr(float(value))
+
+
+def _slices(start: float, end: float) -> Iterator[tuple[float, float]]:
+    low = start
+    while low < end:
+        high = min(end, low + READ_SLICE_S)
+        yield low, high
+        low = high
+
+
+# ---------------------------------------------------------------------------- channels
+
+
+def write_channels_csv(
+    out: IO[str],
+    store: TimeSeriesStore,
+    reactor: str,
+    channels: Sequence[str],
+    start: float,
+    end: float,
+    *,
+    layout: str = "long",
+    progress: Progress | None = None,
+) -> int:
+    """Write readings of ``channels`` in ``[start, end)`` as CSV; returns the rows written."""
+    if layout not in LAYOUTS:
+        raise CsvExportError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
+        raise CsvExportError(f"the range must have its end after its start ({start} .. {end})")
+    if not channels:
+        raise CsvExportError(f"no channel to export for reactor {reactor!r}")
+    writer = csv.writer(out, lineterminator="\n")
+    slices = list(_slices(start, end))
+    total = max(1, len(slices) * len(channels))
+    rows = 0
+    done = 0
+    if layout == "long":
+        writer.writerow(LONG_COLUMNS)
+        for channel in channels:
+            for low, high in slices:
+                for reading in store.read_range(reactor, channel, low, high):
+                    writer.writerow(
+                        (
+                            format_time(reading.timestamp),
+                            f"{reading.timestamp:.3f}",
+                            reading.reactor,
+                            reading.channel,
+                            _number(reading.value),
+                            reading.unit,
+                            reading.quality.value,
+                        )
+                    )
+                    rows += 1
+                done += 1
+                if progress is not None:
+                    progress(done / total, f"{channel} to {format_time(high)}")
+        return rows
+    writer.writerow(("time", "unix_s", *channels))
+    for low, high in slices:
+        table: dict[int, list[str]] = {}
+        for index, channel in enumerate(channels):
+            for reading in store.read_range(reactor, channel, low, high):
+                key = round(reading.timestamp * 1000)
+                row = table.setdefault(key, [""] * len(channels))
+                row[index] = _number(reading.value)
+            done += 1
+            if progress is not None:
+                progress(done / total, f"{channel} to {format_time(high)}")
+        for key in sorted(table):
+            writer.writerow((format_time(key / 1000), f"{key / 1000:.3f}", *table[key]))
+            rows += 1
+    return rows
+
+
+def read_channels_csv(source: IO[str] | Path | str) -> list[Reading]:
+    """Readings from a long-layout channel CSV (the inverse of the ``long`` export)."""
+    if isinstance(source, str | Path):
+        with open(source, encoding="utf-8", newline="") as handle:
+            return read_channels_csv(handle)
+    reader = csv.DictReader(source)
+    missing = [c for c in LONG_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise CsvExportError(f"not a bptwin long-layout channel CSV: columns {missing} missing")
+    readings = []
+    for line, row in enumerate(reader, start=2):
+        try:
+            value = float(row["value"]) if row["value"] else math.nan
+            readings.append(
+                Reading(
+                    timestamp=float(row["unix_s"]),
+                    reactor=row["reactor"],
+                    channel=row["channel"],
+                    value=value,
+                    unit=row["unit"],
+                    quality=Quality(row["quality"]),
+                )
+            )
+        except (TypeError, ValueError) as exc:
+            raise CsvExportError(f"line {line}: {exc}") from None
+    return readings
+
+
+def stored_channels(store: TimeSeriesStore, reactor: str) -> list[str]:
+    """Every series of ``reactor`` in the store (sensor channels and derived series)."""
+    return sorted(name for owner, name in store.list_channels(reactor) if owner == reactor)
+
+
+# ---------------------------------------------------------------------------- notebook tables
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, allow_nan=False, default=str)
+    return str(value)
+
+
+def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[Any]:
+    """The notebook rows of one table, optionally of one batch, oldest first."""
+    from eln.acceptance_service import list_decisions
+
+    numbers = [batch] if batch is not None else [b.number for b in notebook.list_batches()]
+    if table == "batches":
+        rows = [notebook.get_batch(batch)] if batch is not None else notebook.list_batches()
+        return sorted(rows, key=lambda row: row.number)
+    per_batch: dict[str, Callable[[int], Any]] = {
+        "samples": notebook.list_samples,
+        "deviations": notebook.list_deviations,
+        "notes": notebook.list_notes,
+        "process_changes": notebook.list_process_changes,
+        "inocula": notebook.get_inoculum,
+        "closures": notebook.get_closure,
+    }
+    if table in per_batch:
+        found: list[Any] = []
+        for number in numbers:
+            result = per_batch[table](number)
+            if isinstance(result, list):
+                found.extend(result)
+            elif result is not None:
+                found.append(result)
+        return sorted(found, key=lambda row: row.id or 0)
+    if table == "calibrations":
+        rows = notebook.list_calibrations(batch_number=batch, limit=NOTEBOOK_LIMIT)
+    elif table == "alarms":
+        rows = notebook.list_alarm_events(batch_number=batch, limit=NOTEBOOK_LIMIT)
+    elif table == "acceptance":
+        rows = list_decisions(notebook, batch)
+    else:
+        raise CsvExportError(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
+    return sorted(rows, key=lambda row: row.id or 0)
+
+
+TABLES: tuple[str, ...] = (
+    "batches",
+    "samples",
+    "calibrations",
+    "deviations",
+    "alarms",
+    "notes",
+    "inocula",
+    "closures",
+    "process_changes",
+    "acceptance",
+)
+_MODEL_OF_TABLE = {
+    "batches": "Batch",
+    "samples": "Sample",
+    "calibrations": "CalibrationRecord",
+    "deviations": "Deviation",
+    "alarms": "AlarmEvent",
+    "notes": "Note",
+    "inocula": "Inoculum",
+    "closures": "BatchClosure",
+    "process_changes": "ProcessChange",
+    "acceptance": "BatchAcceptance",
+}
+NEVER_EXPORTED = frozenset({"pin_hash"})
+
+
+def table_columns(table: str) -> list[str]:
+    """The CSV columns of a notebook table: its columns, ``batch_number`` after ``batch_id``."""
+    from eln import models
+
+    model = getattr(models, _MODEL_OF_TABLE[table])
+    names = [column.name for column in model.__table__.columns if column.name not in NEVER_EXPORTED]
+    if "batch_id" in names:
+        names.insert(names.index("batch_id") + 1, "batch_number")
+    return names
+
+
+def write_table_csv(
+    out: IO[str], notebook: NotebookService, table: str, *, batch: int | None = None
+) -> int:
+    """Write one notebook table (all batches, or one) as CSV; returns the rows written."""
+    if table not in TABLES:
+        raise CsvExportError(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
+    columns = table_columns(table)
+    rows = _rows_of(notebook, table, batch)
+    numbers = {b.id: b.number for b in notebook.list_batches()}
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        values = []
+        for name in columns:
+            if name == "batch_number":
+                batch_id = getattr(row, "batch_id", None)
+                values.append("" if batch_id is None else str(numbers.get(batch_id, "")))
+            else:
+                values.append(_cell(getattr(row, name)))
+        writer.writerow(values)
+    return len(rows)
+
+
+def write_tables(
+    directory: Path,
+    notebook: NotebookService,
+    *,
+    batch: int | None = None,
+    tables: Iterable[str] = TABLES,
+) -> dict[str, int]:
+    """One ``<table>.csv`` per table in ``directory``; returns rows written per table."""
+    directory.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    for table in tables:
+        buffer = io.StringIO()
+        counts[table] = write_table_csv(buffer, notebook, table, batch=batch)
+        (directory / f"{table}.csv").write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    return counts
