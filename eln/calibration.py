@@ -732,3 +732,187 @@ def blocking_problem(
     if expires is not None and expires < now:
         return f"expired {expires:%Y-%m-%d %H:%M} UTC"
     return None
+
+
+# ---- wizard plans ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignalSpec:
+    """One value a wizard step takes: from a live channel when stable, or typed by hand.
+
+    ``key`` names the value in the captured table. ``from_ph``: the live channel reports pH and
+    the electrode potential is recovered through the calibration in force (see mv_from_ph).
+    """
+
+    key: str
+    channel: str
+    label: str
+    unit: str
+    window_s: float
+    tolerance: float
+    from_ph: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationStep:
+    """One step of a wizard: what the operator does, and the values taken at its end.
+
+    ``step_response``: the step starts when the operator switches the gas, and the t63 of the
+    first signal is measured from then (DO span).
+    """
+
+    title: str
+    instruction: str
+    signals: tuple[SignalSpec, ...]
+    step_response: bool = False
+
+
+def _ph_signal(key: str, buffer: float) -> SignalSpec:
+    return SignalSpec(
+        key,
+        "ph",
+        f"pH {buffer:.0f} buffer mV",
+        "mV",
+        PH_STABILITY_WINDOW_S,
+        PH_STABILITY_TOLERANCE_MV,
+        from_ph=True,
+    )
+
+
+def _offgas_signals(point: str) -> tuple[SignalSpec, ...]:
+    return (
+        SignalSpec(
+            f"o2_{point}",
+            "offgas_o2",
+            f"O₂ {point} %",
+            "%",
+            OFFGAS_STABILITY_WINDOW_S,
+            OFFGAS_STABILITY_TOLERANCE_PERCENT,
+        ),
+        SignalSpec(
+            f"co2_{point}",
+            "offgas_co2",
+            f"CO₂ {point} %",
+            "%",
+            OFFGAS_STABILITY_WINDOW_S,
+            OFFGAS_STABILITY_TOLERANCE_PERCENT,
+        ),
+    )
+
+
+PLANS: dict[CalibrationKind, tuple[CalibrationStep, ...]] = {
+    CalibrationKind.PH: (
+        CalibrationStep(
+            "Buffer pH 7.00",
+            "Rinse the probe, immerse it in the pH 7.00 buffer and wait for a stable reading.",
+            (_ph_signal("e_first_mv", PH_BUFFER_FIRST),),
+        ),
+        CalibrationStep(
+            "Buffer pH 4.01",
+            "Rinse, immerse the probe in the pH 4.01 buffer and wait for a stable reading.",
+            (_ph_signal("e_second_mv", PH_BUFFER_SECOND),),
+        ),
+    ),
+    CalibrationKind.DO: (
+        CalibrationStep(
+            "Zero: N₂ sparge",
+            "Sparge N₂ (about 15 min) until the DO reading is stable near 0 %.",
+            (
+                SignalSpec(
+                    "zero",
+                    "do",
+                    "DO zero %",
+                    "%",
+                    DO_STABILITY_WINDOW_S,
+                    DO_STABILITY_TOLERANCE_PERCENT,
+                ),
+            ),
+        ),
+        CalibrationStep(
+            "Span: air, 1.0 vvm, 30 °C, 500 rpm",
+            "Mark the moment you switch N₂ → air (the t63 clock starts), then wait for 100 %.",
+            (
+                SignalSpec(
+                    "span",
+                    "do",
+                    "DO span %",
+                    "%",
+                    DO_STABILITY_WINDOW_S,
+                    DO_STABILITY_TOLERANCE_PERCENT,
+                ),
+            ),
+            step_response=True,
+        ),
+    ),
+    CalibrationKind.OFFGAS: (
+        CalibrationStep(
+            "Zero: N₂ on the analyser",
+            "Flow N₂ through the analyser; wait until O₂ and CO₂ hold within ± 0.05 % for 5 min.",
+            _offgas_signals("zero"),
+        ),
+        CalibrationStep(
+            "Span: room air",
+            "Flow room air; wait until O₂ (20.9 %) and CO₂ (0.04 %) hold for 5 min.",
+            _offgas_signals("span"),
+        ),
+    ),
+    CalibrationKind.PRESSURE: (
+        CalibrationStep(
+            "Zero: open to atmosphere",
+            "Open the vessel (or the sensor port) to atmosphere and wait for a stable reading.",
+            (
+                SignalSpec(
+                    "zero",
+                    "pressure",
+                    "Pressure bar g",
+                    "bar g",
+                    PRESSURE_STABILITY_WINDOW_S,
+                    PRESSURE_STABILITY_TOLERANCE_BAR,
+                ),
+            ),
+        ),
+    ),
+    CalibrationKind.OD_PROBE: (
+        CalibrationStep(
+            "Blank: sterile medium",
+            "With the probe in sterile medium (before inoculation), wait for a stable reading.",
+            (
+                SignalSpec(
+                    "blank",
+                    "od_probe",
+                    "OD blank AU",
+                    "AU",
+                    OD_BLANK_STABILITY_WINDOW_S,
+                    OD_BLANK_STABILITY_TOLERANCE_AU,
+                ),
+            ),
+        ),
+    ),
+}
+
+
+def compute_outcomes(
+    kind: CalibrationKind,
+    values: Mapping[str, float],
+    *,
+    temperature_c: float | None = None,
+    t63_s: float | None = None,
+    stable_for_s: Mapping[str, float | None] | None = None,
+    previous: Mapping[str, float] | None = None,
+) -> tuple[CalibrationOutcome, ...]:
+    """The outcome(s) of a finished wizard from the values its steps took (keys of PLANS)."""
+    if kind is CalibrationKind.PH:
+        if temperature_c is None:
+            raise NotebookValidationError("buffer temperature", "buffer temperature is required")
+        return (evaluate_ph(values["e_first_mv"], values["e_second_mv"], temperature_c),)
+    if kind is CalibrationKind.DO:
+        return (evaluate_do(values["zero"], values["span"], t63_s),)
+    if kind is CalibrationKind.OFFGAS:
+        readings = OffgasReadings(
+            values["o2_zero"], values["co2_zero"], values["o2_span"], values["co2_span"]
+        )
+        return evaluate_offgas(readings, previous=previous, stable_for_s=stable_for_s)
+    if kind is CalibrationKind.PRESSURE:
+        return (evaluate_pressure_zero(values["zero"]),)
+    return (evaluate_od_blank(values["blank"]),)

@@ -1,0 +1,226 @@
+"""Calibration wizards driven through Pilot against the real notebook (SQLite and Postgres),
+with live readings fed as the app feeds them."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Static
+
+from database.reading import Reading
+from database.relational import make_engine
+from eln import calibration as cal
+from eln.models import OperatorRole
+from eln.services import NotebookService
+from screens.calibration import (
+    CalibrationHistoryScreen,
+    CalibrationMenuScreen,
+    CalibrationSaved,
+    CalibrationWizardScreen,
+)
+from screens.entry_widgets import LabelledField
+from tests.screens_harness import (
+    OPERATOR,
+    OPERATOR_PIN,
+    SUPERVISOR,
+    SUPERVISOR_PIN,
+    ScreenHarness,
+)
+
+NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
+BATCH = 12
+T_START = NOW.timestamp() - 600.0  # readings of the last ten minutes
+
+
+@pytest.fixture(autouse=True)
+def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+
+
+def setup_notebook(url: str, now: datetime = NOW) -> NotebookService:
+    """Operators and batch 12 in setup; validity 72 h for every calibration kind."""
+    policy = cal.CalibrationPolicy.from_settings(
+        ["ph", "do", "offgas"], dict.fromkeys(cal.KIND_BY_SETTING, 72.0)
+    )
+    notebook = NotebookService(make_engine(url), clock=lambda: now, calibration_policy=policy)
+    notebook.create_operator("setup", SUPERVISOR, OperatorRole.SUPERVISOR, SUPERVISOR_PIN)
+    notebook.create_operator(SUPERVISOR, OPERATOR, OperatorRole.OPERATOR, OPERATOR_PIN)
+    notebook.create_batch(OPERATOR, BATCH, "B", strain="X-33", vessel="V1", reactor_id="R1")
+    return notebook
+
+
+class Harness(ScreenHarness):
+    def on_calibration_saved(self, message: CalibrationSaved) -> None:
+        self.messages.append(message)
+
+
+async def settle(pilot: Pilot) -> None:
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def feed(screen: CalibrationWizardScreen, channel: str, values: list[tuple[float, float]]) -> None:
+    unit = {"ph": "pH", "temp_ph_probe": "°C", "do": "%sat"}.get(channel, "")
+    for t, value in values:
+        screen.show_reading(Reading(t, "R1", channel, value, unit))
+
+
+def flat(start: float, seconds: int, value: float) -> list[tuple[float, float]]:
+    return [(start + i, value + (0.001 if i % 2 else -0.001)) for i in range(seconds)]
+
+
+async def type_into(pilot: Pilot, field_id: str, text: str) -> None:
+    field = pilot.app.screen.query_one(f"#{field_id}", Input)
+    field.focus()
+    field.value = ""
+    await pilot.press(*text)
+
+
+def text_of(pilot: Pilot, selector: str) -> str:
+    return str(pilot.app.screen.query_one(selector, Static).content)
+
+
+async def test_ph_wizard_passes_from_live_readings_taken_when_stable(notebook_url: str) -> None:
+    notebook = setup_notebook(notebook_url)
+    app = Harness(
+        lambda: CalibrationWizardScreen(notebook, OPERATOR, "ph_two_point", batch_number=BATCH)
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, CalibrationWizardScreen)
+        feed(screen, "temp_ph_probe", [(T_START, 25.0)])
+        # Still settling after 10 s: taking is refused, next to the field.
+        feed(screen, "ph", [(T_START + i, 7.3 - 0.03 * i) for i in range(10)])
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert "not stable yet" in screen.query_one("#e_first_mv-field", LabelledField).error
+        assert "e_first_mv" not in screen.values
+        # Then 35 s flat at pH 7.00: 0 mV through the ideal electrode (no calibration in force).
+        feed(screen, "ph", flat(T_START + 10, 35, 7.0))
+        assert "STABLE" in text_of(pilot, "#live-e_first_mv")
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert screen.values["e_first_mv"] == pytest.approx(0.0, abs=0.1)
+        assert "step 2 of 2" in text_of(pilot, "#wizard-title")
+        # A 97 % electrode in pH 4.01 shows 7 − 0.97 × 2.99 = 4.0997 on an ideal transmitter.
+        feed(screen, "ph", flat(T_START + 50, 35, 4.0997))
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        result = text_of(pilot, "#wizard-result")
+        assert result.startswith("PASS") and "slope 97" in result
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "Stored calibration" in text_of(pilot, ".entry-status")
+    [record] = notebook.list_calibrations(channel="ph")
+    assert record.passed and record.kind == "ph_two_point" and record.performed_by == OPERATOR
+    assert record.results["slope_percent"] == pytest.approx(97.0, abs=0.1)
+    assert record.measured["temperature_c"] == 25.0
+    assert record.measured["e_first_mv_source"] == "live"
+    valid_until = record.valid_until.replace(tzinfo=timezone.utc)  # SQLite gives naive UTC
+    assert valid_until == NOW + timedelta(hours=72)
+    assert [type(m).__name__ for m in app.messages] == ["CalibrationSaved"]
+    assert notebook.calibration_in_force("ph", NOW + timedelta(hours=1)) is not None
+
+
+async def test_ph_wizard_fails_a_weak_electrode_typed_by_hand(notebook_url: str) -> None:
+    notebook = setup_notebook(notebook_url)
+    app = Harness(
+        lambda: CalibrationWizardScreen(notebook, OPERATOR, "ph_two_point", batch_number=BATCH)
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await type_into(pilot, "e_first_mv", "abc")
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        field = pilot.app.screen.query_one("#e_first_mv-field", LabelledField)
+        assert "'abc' is not a number" in field.error
+        await type_into(pilot, "e_first_mv", "2")
+        await pilot.press("ctrl+g")
+        await type_into(pilot, "temperature", "25")
+        await type_into(pilot, "e_second_mv", "162")
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        # (162 − 2) / (2.99 × 59.16) = 90.45 %.
+        result = text_of(pilot, "#wizard-result")
+        assert result.startswith("FAIL") and "slope 90.45 % (≥ 95 %)" in result
+        assert "FAILED" in text_of(pilot, ".entry-status")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+    [record] = notebook.list_calibrations(channel="ph")
+    assert not record.passed and record.measured["e_second_mv_source"] == "typed by hand"
+    assert ("ph", "last calibration failed") in notebook.calibration_blockers(BATCH)
+
+
+async def test_do_wizard_measures_t63_from_the_fed_step(notebook_url: str) -> None:
+    notebook = setup_notebook(notebook_url)
+    app = Harness(
+        lambda: CalibrationWizardScreen(notebook, OPERATOR, "do_zero_span", batch_number=BATCH)
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, CalibrationWizardScreen)
+        feed(screen, "do", flat(T_START, 70, 0.3))
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert screen.values["zero"] == pytest.approx(0.3, abs=0.01)
+        # Without marking the gas switch there is no t63 to take.
+        step_at = T_START + 69
+        await pilot.press("ctrl+r")
+        # First-order probe, τ = 12 s: t63 = 12 s.
+        response = [
+            (step_at + i, 0.3 + (99.6 - 0.3) * (1 - math.exp(-i / 12.0))) for i in range(1, 200)
+        ]
+        feed(screen, "do", response)
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        assert screen.t63_s == pytest.approx(12.0, abs=0.3)
+        assert text_of(pilot, "#wizard-result").startswith("PASS")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+    [record] = notebook.list_calibrations(channel="do")
+    assert record.passed and record.results["t63_s"] == pytest.approx(12.0, abs=0.3)
+    assert record.measured["span_raw_percent"] == pytest.approx(99.6, abs=0.05)
+
+
+async def test_menu_lists_state_and_history_shows_validity_intervals(tmp_path) -> None:
+    from database.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
+    upgrade(url)
+    notebook = setup_notebook(url)
+    earlier = NOW - timedelta(hours=30)
+    outcome = cal.evaluate_ph(1.0, 172.0, 25.0)
+    notebook.record_calibration(
+        OPERATOR,
+        **outcome.record_fields(),
+        performed_at=earlier,
+        valid_until=earlier + timedelta(hours=24),
+    )
+    notebook.record_calibration(
+        OPERATOR, **cal.evaluate_ph(0.0, 150.0, 25.0).record_fields(), performed_at=NOW
+    )
+    app = Harness(lambda: CalibrationMenuScreen(notebook, OPERATOR, batch_number=BATCH))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table = pilot.app.screen.query_one(DataTable)
+        assert table.get_row_at(0)[:4] == ["ph", "yes", "03-02 07:00", "FAIL"]
+        assert table.get_row_at(1)[2] == "never"
+        assert "ph: last calibration failed" in text_of(pilot, "#calibration-detail")
+        await pilot.press("h")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, CalibrationHistoryScreen)
+        history = pilot.app.screen.query_one(DataTable)
+        assert history.row_count == 2
+        assert history.get_row_at(0)[3] == "FAIL" and history.get_row_at(0)[6] == "not accepted"
+        assert history.get_row_at(1)[4:] == ["03-01 01:00", "03-02 01:00", "expired"]
+        await pilot.press("escape")
+        await pilot.press("2")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, CalibrationWizardScreen)
+        assert pilot.app.screen.kind is cal.CalibrationKind.DO
