@@ -14,6 +14,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "validate",
     "audit",
+    "export",
     "accept",
     "export_csv",
 )

@@ -1,0 +1,467 @@
+"""Gather one batch for export: its notebook records and its series from the time-series store.
+
+The notebook gives the batch and everything hanging off it; the store gives the 1 Hz sensor
+readings, the derived series the shadow stores per 30 s window (``our``, ``cer``, ``rq``...) and
+the model's predictions (``od600_pred`` and its band). Series are read from inoculation to the
+end of the batch in slices, so memory stays bounded and progress can be reported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from database.channels import CHANNELS, CHANNELS_BY_NAME
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from database.timeseries.base import TimeSeriesStore
+    from eln.models import (
+        AlarmEvent,
+        AuditEntry,
+        Batch,
+        BatchClosure,
+        CalibrationRecord,
+        Deviation,
+        Inoculum,
+        MediaPreparation,
+        Note,
+        ProcessChange,
+        Sample,
+    )
+    from eln.services import NotebookService
+
+# Series are read in slices of this length: a 24 h batch is 6 queries per channel.
+READ_SLICE_S = 4 * 3600.0
+WINDOW_S = 30.0
+# Far more than any batch produces; the notebook's list calls need a limit.
+NOTEBOOK_LIMIT = 1_000_000
+# Derived series the shadow stores per window (twin.shadow.DERIVED_CHANNELS), with units.
+DERIVED_SERIES: tuple[tuple[str, str], ...] = (
+    ("our", "mmol/L/h"),
+    ("cer", "mmol/L/h"),
+    ("rq", ""),
+    ("mu", "1/h"),
+    ("kla", "1/h"),
+    ("cum_co2", "mmol/L"),
+    ("cum_o2", "mmol/L"),
+    ("base_rate", "mL/h"),
+    ("biomass_carbon", "g/L"),
+)
+# Prediction series the station stores (twin.serving.PREDICTION_CHANNELS).
+PREDICTION_SERIES: tuple[str, ...] = (
+    "od600_pred",
+    "od600_pred_lower",
+    "od600_pred_upper",
+    "depletion_forecast",
+)
+
+Progress = Callable[[float, str], None]
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be made; the message says what is wrong (batch, store, folder)."""
+
+
+class ExportCancelled(ExportError):
+    """The export was cancelled before it finished; nothing was moved into the output folder."""
+
+
+@dataclass(frozen=True)
+class ChangeLine:
+    """One audited change shown in the report (what, by whom, which fields)."""
+
+    at: datetime
+    actor: str
+    action: str
+    table: str
+    record_id: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    """What the audit trail holds about this batch, and whether the chain verifies."""
+
+    entries: int
+    by_table: dict[str, dict[str, int]]
+    by_actor: dict[str, int]
+    first: datetime | None
+    last: datetime | None
+    chain_ok: bool
+    chain_problem: str | None
+    changes: tuple[ChangeLine, ...]  # updates and deletes, oldest first
+
+
+@dataclass
+class NotebookRecords:
+    """The batch and its notebook records, each list in time order."""
+
+    batch: Batch
+    reactor: str
+    calibrations: list[CalibrationRecord]
+    inoculum: Inoculum | None
+    media: list[MediaPreparation]
+    samples: list[Sample]
+    deviations: list[Deviation]
+    alarm_events: list[AlarmEvent]
+    notes: list[Note]
+    process_changes: list[ProcessChange]
+    closure: BatchClosure | None
+    audit: AuditSummary
+
+
+@dataclass
+class BatchSeries:
+    """The batch's series, from inoculation (``start``) to ``end`` (Unix seconds UTC)."""
+
+    start: float
+    end: float
+    readings: pd.DataFrame  # time_s, timestamp, one float column per catalogue channel
+    windows: pd.DataFrame  # 30 s aggregates per channel plus the derived series
+    predictions: pd.DataFrame  # time_s, timestamp, od600_pred, band, depletion_forecast
+    dropout_pct: dict[str, float]  # per channel: missing 1 Hz slots (per its cadence), %
+    units: dict[str, str] = field(default_factory=dict)
+    point_count: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class BatchData:
+    """Everything an export needs about one batch."""
+
+    notebook: NotebookRecords
+    series: BatchSeries
+    model_version: str | None
+    store_name: str
+    collected_at: datetime
+
+
+# -- notebook -----------------------------------------------------------------------------
+
+
+def collect_notebook(notebook: NotebookService, number: int, reactor: str) -> NotebookRecords:
+    """The batch and everything the notebook holds about it."""
+    batch = notebook.get_batch(number)
+    reactor = batch.reactor_id or reactor
+    calibrations = sorted(
+        notebook.list_calibrations(batch_number=number, limit=NOTEBOOK_LIMIT),
+        key=lambda record: (record.performed_at, record.id or 0),
+    )
+    events = _batch_alarm_events(notebook, batch, reactor)
+    media = _media_preparations(notebook, batch)
+    return NotebookRecords(
+        batch=batch,
+        reactor=reactor,
+        calibrations=calibrations,
+        inoculum=notebook.get_inoculum(number),
+        media=media,
+        samples=notebook.list_samples(number),
+        deviations=notebook.list_deviations(number),
+        alarm_events=events,
+        notes=notebook.list_notes(number),
+        process_changes=notebook.list_process_changes(number),
+        closure=notebook.get_closure(number),
+        audit=summarise_audit(notebook, batch),
+    )
+
+
+def _batch_alarm_events(notebook: NotebookService, batch: Batch, reactor: str) -> list[AlarmEvent]:
+    """Events bound to the batch, plus the reactor's unbound ones during the batch.
+
+    The alarm engine writes its transitions without a batch (it knows reactors, not batches),
+    so the batch's alarms are those of its reactor between inoculation and end.
+    """
+    bound = notebook.list_alarm_events(batch_number=batch.number, limit=NOTEBOOK_LIMIT)
+    start, end = batch.inoculated_at, batch.ended_at
+    unbound = []
+    if start is not None:
+        for event in notebook.list_alarm_events(reactor=reactor, limit=NOTEBOOK_LIMIT):
+            if (
+                event.batch_id is None
+                and start <= event.occurred_at
+                and (end is None or event.occurred_at <= end)
+            ):
+                unbound.append(event)
+    events = {event.id: event for event in [*bound, *unbound]}
+    return sorted(events.values(), key=lambda event: (event.occurred_at, event.id or 0))
+
+
+def _media_preparations(notebook: NotebookService, batch: Batch) -> list[MediaPreparation]:
+    from sqlmodel import Session, select
+
+    from eln.models import MediaPreparation
+
+    with Session(notebook.engine, expire_on_commit=False) as session:
+        rows = session.exec(
+            select(MediaPreparation)
+            .where(MediaPreparation.batch_id == batch.id)
+            .order_by(MediaPreparation.prepared_at)  # type: ignore[arg-type]
+        )
+        return list(rows)
+
+
+def summarise_audit(notebook: NotebookService, batch: Batch) -> AuditSummary:
+    """Audit entries of the batch row and of every row that names the batch (batch_id)."""
+    entries = [
+        entry
+        for entry in notebook.audit_trail(limit=NOTEBOOK_LIMIT)
+        if _concerns_batch(entry, batch)
+    ]
+    entries.sort(key=lambda entry: entry.id)
+    by_table: dict[str, Counter[str]] = {}
+    for entry in entries:
+        by_table.setdefault(entry.table_name, Counter())[_action(entry)] += 1
+    broken = notebook.verify_audit_chain()
+    changes = tuple(
+        ChangeLine(
+            at=entry.at,
+            actor=entry.actor,
+            action=_action(entry),
+            table=entry.table_name,
+            record_id=entry.record_id,
+            fields=_changed_fields(entry.before, entry.after),
+        )
+        for entry in entries
+        if _action(entry) != "insert"
+    )
+    return AuditSummary(
+        entries=len(entries),
+        by_table={table: dict(counts) for table, counts in sorted(by_table.items())},
+        by_actor=dict(Counter(entry.actor for entry in entries).most_common()),
+        first=entries[0].at if entries else None,
+        last=entries[-1].at if entries else None,
+        chain_ok=broken is None,
+        chain_problem=None if broken is None else f"entry {broken[0]}: {broken[1]}",
+        changes=changes,
+    )
+
+
+def _action(entry: AuditEntry) -> str:
+    return str(getattr(entry.action, "value", entry.action))
+
+
+def _concerns_batch(entry: AuditEntry, batch: Batch) -> bool:
+    if entry.table_name == "batch":
+        return entry.record_id == str(batch.id)
+    for image in (entry.after, entry.before):
+        if isinstance(image, dict) and image.get("batch_id") == batch.id:
+            return True
+    return False
+
+
+def _changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple[str, ...]:
+    if before is None or after is None:
+        return ()
+    return tuple(sorted(k for k in after if before.get(k) != after.get(k)))
+
+
+# -- series -------------------------------------------------------------------------------
+
+
+def batch_interval(batch: Batch, now: float) -> tuple[float, float]:
+    """(inoculation, end) in Unix seconds; a running batch ends now."""
+    if batch.inoculated_at is None:
+        raise ExportError(
+            f"batch {batch.number} has not been inoculated: there is no run to export yet"
+        )
+    start = batch.inoculated_at.timestamp()
+    end = batch.ended_at.timestamp() if batch.ended_at is not None else now
+    if end <= start:
+        raise ExportError(f"batch {batch.number} ends before it starts ({start} >= {end})")
+    return start, end
+
+
+def collect_series(
+    store: TimeSeriesStore,
+    reactor: str,
+    start: float,
+    end: float,
+    progress: Progress | None = None,
+) -> BatchSeries:
+    """Read every stored channel of ``reactor`` in ``[start, end]`` and put it in tables."""
+    import pandas as pd
+
+    stored = {channel for stored_reactor, channel in store.list_channels(reactor)}
+    sensor_names = [c.name for c in CHANNELS if c.name in stored]
+    derived_names = [name for name, _unit in DERIVED_SERIES if name in stored]
+    prediction_names = [name for name in PREDICTION_SERIES if name in stored]
+    names = [*sensor_names, *derived_names, *prediction_names]
+    raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    units: dict[str, str] = {}
+    stop = end + 1.0  # the last second is part of the batch
+    slices = max(1, math.ceil((stop - start) / READ_SLICE_S))
+    total = max(1, len(names) * slices)
+    done = 0
+    for name in names:
+        times: list[float] = []
+        values: list[float] = []
+        for index in range(slices):
+            lo = start + index * READ_SLICE_S
+            hi = min(stop, lo + READ_SLICE_S)
+            for reading in store.read_range(reactor, name, lo, hi):
+                times.append(reading.timestamp)
+                values.append(reading.value)
+                if reading.unit:
+                    units[name] = reading.unit
+            done += 1
+            if progress is not None:
+                progress(done / total, f"reading {name} ({index + 1}/{slices})")
+        raw[name] = (np.asarray(times, dtype=float), np.asarray(values, dtype=float))
+    for name in sensor_names:
+        units.setdefault(name, CHANNELS_BY_NAME[name].unit)
+    readings = _one_second_grid(raw, sensor_names, start, end)
+    windows = _windows(raw, sensor_names, derived_names, start)
+    predictions = _stamped_table(raw, prediction_names, start)
+    if predictions.empty:
+        predictions = pd.DataFrame(
+            {
+                name: pd.Series(dtype="float64")
+                for name in ("time_s", "timestamp", *PREDICTION_SERIES)
+            }
+        )
+    from twin.dropout import sensor_dropout_pct
+
+    return BatchSeries(
+        start=start,
+        end=end,
+        readings=readings,
+        windows=windows,
+        predictions=predictions,
+        # The same count `bptwin accept` uses (store window counts), so the numbers agree.
+        dropout_pct=sensor_dropout_pct(store, reactor, start, end, channels=sensor_names),
+        units=units,
+        point_count=sum(len(t) for t, _v in raw.values()),
+    )
+
+
+def _one_second_grid(
+    raw: dict[str, tuple[np.ndarray, np.ndarray]], names: Sequence[str], start: float, end: float
+) -> pd.DataFrame:
+    """Readings on the dataset's 1 s grid (docs/dataset.md): several in a second averaged,
+    empty seconds left NaN (a missing reading is never zero)."""
+    import pandas as pd
+
+    rows = math.floor(end - start + 1e-6) + 1
+    time_s = np.arange(rows, dtype=float)
+    columns: dict[str, np.ndarray] = {"time_s": time_s, "timestamp": start + time_s}
+    for name in names:
+        times, values = raw[name]
+        column = np.full(rows, np.nan)
+        if len(times):
+            slot = np.floor(times - start + 1e-6).astype(np.int64)
+            keep = (slot >= 0) & (slot < rows) & np.isfinite(values)
+            slot, kept = slot[keep], values[keep]
+            sums = np.bincount(slot, weights=kept, minlength=rows)
+            counts = np.bincount(slot, minlength=rows)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                column = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        columns[name] = column
+    return pd.DataFrame(columns)
+
+
+def _windows(
+    raw: dict[str, tuple[np.ndarray, np.ndarray]],
+    sensor_names: Sequence[str],
+    derived_names: Sequence[str],
+    start: float,
+) -> pd.DataFrame:
+    """30 s epoch-aligned windows as the store computes them (mean, min, max, last, count of
+    the finite values), one row per window, with the derived series stamped at its end."""
+    import pandas as pd
+
+    window_ms = round(WINDOW_S * 1000)
+    slots_of: dict[str, np.ndarray] = {}
+    for name in sensor_names:
+        times, values = raw[name]
+        finite = np.isfinite(values)
+        slots_of[name] = np.floor_divide(np.round(times[finite] * 1000).astype(np.int64), window_ms)
+    everything = [s for s in slots_of.values() if len(s)]
+    derived_slots = []
+    for name in derived_names:
+        times, _values = raw[name]
+        # Stamped at the window end: the window is the one ending there.
+        derived_slots.append(
+            np.floor_divide(np.round(times * 1000).astype(np.int64) - 1, window_ms)
+        )
+    everything += [s for s in derived_slots if len(s)]
+    if not everything:
+        return pd.DataFrame({"time_s": pd.Series(dtype="float64"), "window_start": []})
+    first = int(min(s.min() for s in everything))
+    last = int(max(s.max() for s in everything))
+    count = last - first + 1
+    window_start = (np.arange(first, last + 1) * window_ms) / 1000.0
+    columns: dict[str, np.ndarray] = {
+        "time_s": window_start - start,
+        "window_start": window_start,
+        "window_end": window_start + WINDOW_S,
+    }
+    for name in sensor_names:
+        times, values = raw[name]
+        finite = np.isfinite(values)
+        index = slots_of[name] - first
+        kept = values[finite]
+        n = np.bincount(index, minlength=count)
+        sums = np.bincount(index, weights=kept, minlength=count)
+        lo = np.full(count, np.inf)
+        hi = np.full(count, -np.inf)
+        np.minimum.at(lo, index, kept)
+        np.maximum.at(hi, index, kept)
+        last_value = np.full(count, np.nan)
+        if len(index):
+            # Readings are ascending, so a window's last value sits where its index changes.
+            ends = np.append(np.nonzero(np.diff(index))[0], len(index) - 1)
+            last_value[index[ends]] = kept[ends]
+        empty = n == 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            columns[f"{name}_mean"] = np.where(empty, np.nan, sums / np.maximum(n, 1))
+        columns[f"{name}_min"] = np.where(empty, np.nan, lo)
+        columns[f"{name}_max"] = np.where(empty, np.nan, hi)
+        columns[f"{name}_last"] = last_value
+        columns[f"{name}_count"] = n.astype(np.int64)
+    for name, slots in zip(derived_names, derived_slots, strict=True):
+        _times, values = raw[name]
+        column = np.full(count, np.nan)
+        column[slots - first] = values
+        columns[name] = column
+    return pd.DataFrame(columns)
+
+
+def _stamped_table(
+    raw: dict[str, tuple[np.ndarray, np.ndarray]], names: Sequence[str], start: float
+) -> pd.DataFrame:
+    """Series stamped at the same instants (predictions) joined on their timestamp."""
+    import pandas as pd
+
+    frames = [
+        pd.DataFrame({"timestamp": raw[name][0], name: raw[name][1]}).drop_duplicates(
+            "timestamp", keep="last"
+        )
+        for name in names
+        if len(raw[name][0])
+    ]
+    if not frames:
+        return pd.DataFrame()
+    table = frames[0]
+    for frame in frames[1:]:
+        table = table.merge(frame, on="timestamp", how="outer")
+    table = table.sort_values("timestamp").reset_index(drop=True)
+    table.insert(0, "time_s", table["timestamp"] - start)
+    for name in PREDICTION_SERIES:
+        if name not in table.columns:
+            table[name] = np.nan
+    return table[["time_s", "timestamp", *PREDICTION_SERIES]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(tz=timezone.utc)
