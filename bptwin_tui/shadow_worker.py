@@ -178,8 +178,13 @@ class ShadowWorker:
             log.error("alarm %s not published: %s", transition.alarm_id, exc)
         if self.notebook is None:
             return
+        from eln.spool import NotebookWriteQueued
+
         try:
             self.notebook.record_alarm_event(**transition.event_fields())
+            self.latest.set_problem("notebook", None)
+        except NotebookWriteQueued:
+            # Saved on disk and written when the database is back; the link state shows it.
             self.latest.set_problem("notebook", None)
         except Exception as exc:
             log.error("alarm %s not written to the notebook: %s", transition.alarm_id, exc)

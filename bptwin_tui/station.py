@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bptwin_tui.control_loop import StationControl
@@ -15,14 +16,16 @@ from bptwin_tui.shadow_worker import ShadowWorker
 from database.reading import Reading
 from database.recorder import Recorder
 from twin.history import History
-from twin.live import LatestValues, LiveSnapshot
+from twin.live import LatestValues, LinkState, LiveSnapshot
 
 if TYPE_CHECKING:
     from bptwin_tui.alarm_actions import StationAlarms
+    from bptwin_tui.lock import AcquisitionLock
     from database.bus import Bus, Subscription
     from database.timeseries import TimeSeriesStore
     from drivers.base import Driver, DriverThread
     from eln.services import NotebookService
+    from eln.spool import SpooledNotebook
     from twin.predictor import InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -46,15 +49,40 @@ class Station:
         self.inference: InferenceWorker | None = None
         self.control: StationControl | None = None
         self._simulated: list[Driver] = []
+        # The notebook with store-and-forward (eln.spool): alarm events, samples, notes.
+        self.notebook: SpooledNotebook | None = None
+        self._locks: list[AcquisitionLock] = []
+        # Reactors acquired here: recorded as acquired, their echo from the bus is skipped.
+        self._local_reactors: set[str] = set()
 
     def start(self) -> None:
-        """Open everything or raise SettingsError naming the setting that does not work."""
+        """Open everything or raise SettingsError naming the setting that does not work.
+
+        Raises AcquisitionLockedError (a SettingsError) when another acquisition runs one of
+        the reactors (bptwin_tui.lock).
+        """
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.take_acquisition_locks()
+        try:
+            self._start_locked()
+        except BaseException:
+            self.stop()  # a station that did not start holds nothing (threads, locks)
+            raise
+
+    def _start_locked(self) -> None:
         self.upgrade_notebook()
         self.store = build_store(self.settings)
         self.warnings += check_store_reachable(self.settings, self.store)
         self.recorder = Recorder(self.store)
-        self.bus = build_bus(self.settings)
+        outbox = self.settings.spool_dir() / "bus-outbox.sqlite"
+        self.bus = build_bus(self.settings, outbox_path=outbox)
+        prefix = self.settings.bus.prefix
+        self.start_shadow()
+        # Subscribed before the connection: a resumed MQTT session delivers what the broker
+        # kept for us while this process was away right after CONNACK.
+        self._subscriptions.append(
+            self.bus.subscribe_readings(self._record_from_bus, prefix=prefix)
+        )
         try:
             self.bus.start()
         except OSError as exc:
@@ -62,9 +90,6 @@ class Station:
                 f"bus.host/bus.port: cannot reach the MQTT broker at "
                 f"{self.settings.bus.host}:{self.settings.bus.port}: {exc}"
             ) from None
-        prefix = self.settings.bus.prefix
-        self.start_shadow()
-        self._subscriptions.append(self.bus.subscribe_readings(self._record, prefix=prefix))
         from drivers.base import DriverThread
 
         for driver in self.build_drivers():
@@ -105,7 +130,13 @@ class Station:
         except AlarmConfigError as exc:
             raise SettingsError(str(exc)) from None
         shadow = Shadow(self.settings.station.reactors, alarm_rules=rules)
-        notebook = NotebookService.from_url(self.settings.notebook_url())
+        from eln.spool import SpooledNotebook
+
+        notebook = SpooledNotebook(
+            NotebookService.from_url(self.settings.notebook_url()),
+            self.settings.spool_dir() / "notebook.sqlite",
+        )
+        self.notebook = notebook
         self.control = build_control(self.settings, self.bus, notebook)
         self.shadow_worker = ShadowWorker(
             shadow,
@@ -177,20 +208,85 @@ class Station:
         except DatabaseUnavailable as exc:
             raise SettingsError(f"notebook.url: {exc}") from None
 
-    def _publish(self, reading: Reading) -> None:
-        assert self.bus is not None
-        self.bus.publish_reading(reading, prefix=self.settings.bus.prefix)
+    def take_acquisition_locks(self) -> None:
+        """One acquisition per reactor, here or on any machine on the broker."""
+        from bptwin_tui.lock import acquire_acquisition_lock
 
-    def _record(self, reading: Reading) -> None:
+        try:
+            for reactor in self.settings.station.reactors:
+                self._locks.append(acquire_acquisition_lock(self.settings, reactor))
+        except BaseException:
+            self.release_acquisition_locks()
+            raise
+
+    def release_acquisition_locks(self) -> None:
+        for lock in self._locks:
+            lock.release()
+        self._locks.clear()
+
+    def _publish(self, reading: Reading) -> None:
+        """Sink of the local drivers: recorded here at once, then published for others.
+
+        Recording does not wait for the broker's echo, so acquisition, the shadow and the
+        store go on while the broker is away; the publish waits in the bus outbox.
+        """
+        assert self.bus is not None
+        self._local_reactors.add(reading.reactor)
+        self._record(reading)
+        try:
+            self.bus.publish_reading(reading, prefix=self.settings.bus.prefix)
+        except Exception as exc:  # recorded already: a failed publish costs only the viewers
+            log.error("reading %s/%s not published: %s", reading.reactor, reading.channel, exc)
+
+    def _record_from_bus(self, reading: Reading) -> None:
+        """Readings of sensors that publish on the broker themselves (not our own echo).
+
+        Written to the store before the handler returns, i.e. before the bus acknowledges
+        the message to the broker: an acknowledged reading is on disk, even after SIGKILL.
+        """
+        if reading.reactor in self._local_reactors:
+            return
+        self._record(reading, durable=True)
+
+    def _record(self, reading: Reading, *, durable: bool = False) -> None:
         self.latest.add(reading)
         self.history.add_reading(reading)
-        if self.recorder is not None:
+        if durable and self.store is not None:
+            from database.timeseries import TimeSeriesError
+
+            try:
+                self.store.write([reading])
+            except TimeSeriesError as exc:  # the recorder keeps it in memory and retries
+                log.error(
+                    "reading %s/%s not stored at once: %s", reading.reactor, reading.channel, exc
+                )
+                if self.recorder is not None:
+                    self.recorder.add(reading)
+        elif self.recorder is not None:
             self.recorder.add(reading)
         if self.shadow_worker is not None:
             self.shadow_worker.submit(reading)
 
     def snapshot(self) -> LiveSnapshot:
+        self.update_links()
         return self.latest.snapshot()
+
+    def update_links(self) -> None:
+        """Bus, time-series store and notebook: up or down, and how much waits on disk."""
+        if self.bus is not None:
+            self.latest.set_link(bus_link(self.settings, self.bus))
+        if self.store is not None:
+            status = self.store.status()
+            buffered = self.recorder.stats().buffered if self.recorder else 0
+            waiting = status.pending + status.spooled + buffered
+            detail = "" if status.link_ok else f"{status.last_error or 'unreachable'}; spooled"
+            self.latest.set_link(LinkState("timeseries", status.link_ok, waiting, detail))
+        if self.notebook is not None:
+            state = self.notebook.status()
+            detail = "" if state.up else f"{state.last_error or 'unreachable'}; queued"
+            if state.rejected:
+                detail = f"{detail}; {state.rejected} refused on replay".lstrip("; ")
+            self.latest.set_link(LinkState("notebook", state.up, state.waiting, detail))
 
     @property
     def alarm_actions(self) -> StationAlarms | None:
@@ -222,6 +318,12 @@ class Station:
         if self.store is not None:
             self.store.flush(timeout=10.0)
             self.store.close()
+        if self.notebook is not None:
+            self.notebook.close()  # what is still queued stays on disk for the next start
+        close_bus = getattr(self.bus, "close", None)
+        if close_bus is not None:
+            close_bus()
+        self.release_acquisition_locks()
 
 
 def build_store(settings: Settings) -> TimeSeriesStore:
@@ -294,7 +396,18 @@ def check_store_reachable(settings: Settings, store: TimeSeriesStore) -> list[st
     return []
 
 
-def build_bus(settings: Settings) -> Bus:
+def bus_link(settings: Settings, bus: Bus) -> LinkState:
+    """The bus as the status strip shows it: broker reachable, messages waiting in the outbox."""
+    if settings.bus.backend == "local":
+        return LinkState("bus", bus.connected, 0, "in-process")
+    waiting = int(getattr(bus, "outbox_depth", 0))
+    where = f"{settings.bus.host}:{settings.bus.port}"
+    detail = where if bus.connected else f"broker {where} unreachable; messages kept on disk"
+    return LinkState("bus", bus.connected, waiting, detail)
+
+
+def build_bus(settings: Settings, *, outbox_path: Path | None = None) -> Bus:
+    """The configured bus; MQTT with ``outbox_path`` stores and forwards its QoS 1 publishes."""
     section = settings.bus
     if section.backend == "local":
         from database.bus import LocalBus
@@ -310,4 +423,5 @@ def build_bus(settings: Settings) -> Bus:
         password=section.password.get_secret_value() if section.password else None,
         tls=section.tls,
         ca_file=str(section.ca_file) if section.ca_file else None,
+        outbox_path=outbox_path,
     )

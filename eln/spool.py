@@ -209,6 +209,7 @@ class SpooledNotebook:
         self._up = True
         self._last_error: str | None = None
         self._written = 0
+        self._rejected = self._spool.rejected_count()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notebook-replay", daemon=True)
@@ -237,7 +238,7 @@ class SpooledNotebook:
             return NotebookLinkStatus(
                 up=self._up,
                 waiting=self._spool.depth(),
-                rejected=self._spool.rejected_count(),
+                rejected=self._rejected,
                 written=self._written,
                 last_error=self._last_error,
             )
@@ -384,6 +385,7 @@ class SpooledNotebook:
             "notebook refused a queued write for good (kept in %s): %s", self._spool.path, reason
         )
         self._spool.reject([item], reason)
+        self._rejected += 1
         self._changed()
         return True
 
