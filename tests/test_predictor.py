@@ -159,3 +159,62 @@ def test_predictor_switches_to_the_fallback_when_the_probe_is_missing(
     prediction = predictor.predict(blind)
     assert prediction.fallback
     assert prediction.upper / prediction.od600 == pytest.approx(np.exp(0.3))
+
+
+def test_station_refuses_a_model_whose_features_do_not_match_and_says_why(
+    tmp_path: Path,
+) -> None:
+    """The app side: a model trained on another pipeline is refused, the reason is shown."""
+    import json
+
+    from bptwin_tui.settings import Settings
+    from bptwin_tui.station import Station
+
+    folder = tmp_path / "old-pipeline"
+    random_artifact("old-pipeline").save(folder)
+    card_path = folder / "card.json"
+    card = json.loads(card_path.read_text())
+    card["feature_names"] = [*card["feature_names"][:-1], "retired_feature"]
+    card_path.write_text(json.dumps(card))
+    settings = Settings()
+    settings.station.data_dir = tmp_path / "data"
+    settings.model.path = folder
+    station = Station(settings)
+    assert station.start_inference(None) is None  # type: ignore[arg-type]
+    problem = station.latest.snapshot().problems[0]
+    assert "model.path" in problem and "does not match the feature pipeline" in problem
+    assert "retired_feature" in problem and "bptwin train" in problem
+    assert station.warnings == [problem]
+
+
+def test_prediction_carries_the_do_forecast_and_its_summary(
+    live_states: list[ProcessState],
+) -> None:
+    import json
+
+    from tests.test_model_forecast import DO_BLOCK
+
+    artifact = random_artifact()
+    artifact.card.metrics["forecast"] = {
+        "cum_co2_at_depletion": 430.0,
+        "cum_co2_at_depletion_sd": 20.0,
+        "od_per_mmol_co2": 0.15,
+        "cer_max": 80.0,
+        "do": DO_BLOCK,
+    }
+    predictor = Predictor(artifact)
+    made = [p for p in (predictor.predict(s) for s in live_states) if p.forecast is not None]
+    assert made
+    forecast = made[-1].forecast
+    assert forecast is not None and forecast.do is not None
+    assert forecast.do.shape == forecast.do_lower.shape == forecast.do_upper.shape
+    assert forecast.do.shape == forecast.times.shape
+    # Minutes after inoculation the DO is near 100 % and only falls from there.
+    assert forecast.do[0] > 80.0
+    assert np.all(np.diff(forecast.do[forecast.times < forecast.depletion_time - 3600]) <= 1e-9)
+    assert np.all(forecast.do_lower <= forecast.do) and np.all(forecast.do <= forecast.do_upper)
+    summary = json.loads(json.dumps(made[-1].to_dict()))["forecast"]
+    assert summary["do_1h_lower"] <= summary["do_1h"] <= summary["do_1h_upper"]
+    assert summary["do_min"] == pytest.approx(float(forecast.do.min()))
+    assert forecast.made_at <= summary["do_min_time"] <= forecast.depletion_time
+    assert summary["do_end"] == pytest.approx(float(forecast.do[-1]))

@@ -6,6 +6,8 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
+
 from database.bus.local import LocalBus
 from database.timeseries.embedded import EmbeddedStore
 from tests.test_model_data import random_artifact
@@ -58,3 +60,34 @@ def test_payload_is_strict_json_even_with_nan() -> None:
 
     payload = prediction_payload(Prediction(1.7e9, 5.0, float("nan"), 6.0, "v"))
     assert json.loads(payload)["lower"] is None
+
+
+def test_do_forecast_summary_is_stored_with_the_nowcast(
+    live_states: list[ProcessState],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from tests.test_model_forecast import DO_BLOCK
+
+    artifact = random_artifact("v-do")
+    artifact.card.metrics["forecast"] = {
+        "cum_co2_at_depletion": 430.0,
+        "cum_co2_at_depletion_sd": 20.0,
+        "od_per_mmol_co2": 0.15,
+        "do": DO_BLOCK,
+    }
+    prediction = Predictor(artifact).predict(live_states[-1])
+    assert prediction.forecast is not None and prediction.forecast.do is not None
+    store = EmbeddedStore(tmp_path / "ts.sqlite")
+    store_sink(store)(prediction, live_states[-1])
+    store.flush()
+    at = prediction.timestamp
+    stored = {
+        key: store.read_range("R1", PREDICTION_CHANNELS[key], at, at + 1)
+        for key in ("do_1h", "do_1h_lower", "do_1h_upper")
+    }
+    store.close()
+    assert all(len(rows) == 1 for rows in stored.values())
+    values = {key: rows[0].value for key, rows in stored.items()}
+    assert values["do_1h_lower"] <= values["do_1h"] <= values["do_1h_upper"]
+    payload = json.loads(prediction_payload(prediction))
+    assert payload["forecast"]["do_1h"] == pytest.approx(values["do_1h"])
