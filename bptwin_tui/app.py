@@ -240,6 +240,9 @@ class BptwinApp(App[int]):
 
     def on_station_status(self, message: StationStatus) -> None:
         self.dashboard.show_status(message.running, message.problem)
+        if message.running and self.station is not None:
+            # Thread-safe history: the dashboard's render worker takes immutable windows of it.
+            self.dashboard.attach_history(self.station.history)
         if message.problem:
             self.notify(message.problem, title="Acquisition", severity="error", timeout=15)
 

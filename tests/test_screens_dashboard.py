@@ -1,0 +1,223 @@
+"""The dashboard's trends, status strip, values and reactor overview (Textual Pilot).
+
+Most tests use a pre-filled history of a deterministic batch (tests/dashboard_batch.py); the last
+one runs the real App on embedded defaults with a fast simulated batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import DataTable, Static
+
+import bptwin_tui
+from bptwin_tui.app import BptwinApp
+from bptwin_tui.settings import Settings
+from database.reading import Reading
+from screens.dashboard import DashboardScreen
+from screens.trends import PLOT_GROUPS, TrendPlot
+from tests.dashboard_batch import T0, clock_at, fill_history, snapshot_at
+from tests.screens_harness import ScreenHarness
+from twin.history import History
+
+HOURS = 12.0
+
+
+class DashboardHarness(ScreenHarness):
+    """The dashboard alone, styled by the App's stylesheet."""
+
+    CSS_PATH = str(Path(bptwin_tui.__file__).parent / "app.tcss")
+
+
+def dashboard_app(
+    reactors: tuple[str, ...] = ("R1",), hours: dict[str, float] | None = None
+) -> tuple[DashboardHarness, DashboardScreen, History]:
+    history = History(reactors)
+    for reactor in reactors:
+        fill_history(history, (hours or {}).get(reactor, HOURS), reactor=reactor)
+    screen = DashboardScreen(
+        list(reactors), operator="ana", clock=lambda: clock_at(HOURS), show_clock=False
+    )
+    return DashboardHarness(lambda: screen), screen, history
+
+
+async def drawn(pilot: Pilot, screen: DashboardScreen, after: int = 0) -> None:
+    """Wait until the render worker has swapped in more than ``after`` sets of figures."""
+    for _ in range(100):
+        if screen.renders > after:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause()
+    assert screen.renders > after, "the plots were never drawn"
+
+
+def shown_plots(screen: DashboardScreen) -> list[TrendPlot]:
+    return [plot for plot in screen.query(TrendPlot) if plot.display]
+
+
+async def start(pilot: Pilot, screen: DashboardScreen, history: History) -> None:
+    await pilot.pause()
+    screen.show_status(True)
+    screen.show_snapshot(snapshot_at(HOURS, tuple(screen.reactors)))
+    screen.attach_history(history)
+    await drawn(pilot, screen)
+
+
+async def test_process_plots_status_strip_and_values() -> None:
+    app, screen, history = dashboard_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await start(pilot, screen, history)
+        plots = shown_plots(screen)
+        assert [plot.plot for plot in plots] == list(PLOT_GROUPS["process"])
+        for plot in plots:
+            assert plot.points > 0, plot.plot
+            assert len(plot.figure.plain.splitlines()) == plot.size.height
+        window = screen.trend_window
+        assert window is not None and window.window == "1 h"
+        # Decimated to about twice the plot width, from the raw 1 Hz samples of the hour.
+        do = window.trace("do")
+        assert do is not None and do.raw_points == 3601
+        assert len(do.times) <= 2 * max(plot.size.width for plot in plots)
+        assert window.predicted is not None and window.forecast is not None
+        strip = str(screen.query_one("#status-strip", Static).content)
+        for part in ("phase exponential", "12.0 h elapsed", "depletion ≈", "operator ana"):
+            assert part in strip
+        assert "model od600-2026.03-test" in strip and "spool 1234" in strip
+        assert "InfluxDB not answering" in strip
+        alarm_line = screen.query_one("#alarm-line", Static)
+        assert alarm_line.display and "DO 18.5 %" in str(alarm_line.content)
+        table = screen.query_one("#current-values", DataTable)
+        assert table.get_cell("ph", "value") == "4.98"
+        assert "uncertain" in str(table.get_cell("od_probe", "quality"))
+        assert not screen.query_one("#reactors", DataTable).display  # one reactor: no overview
+
+
+async def test_time_window_switching_redraws_the_span() -> None:
+    app, screen, history = dashboard_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await start(pilot, screen, history)
+        spans = {}
+        for expected in ("6 h", "batch", "15 min", "1 h"):
+            before = screen.renders
+            await pilot.press("w")
+            assert screen.window == expected
+            await drawn(pilot, screen, before)
+            window = screen.trend_window
+            assert window is not None and window.window == expected
+            spans[expected] = window.end - window.start
+            do = window.trace("do")
+            assert do is not None and 0 < len(do.times) <= window.points
+        assert spans["15 min"] == 900 and spans["1 h"] == 3600 and spans["6 h"] == 6 * 3600
+        assert spans["batch"] == pytest.approx(HOURS * 3600 - 1)  # from inoculation to now
+        assert "[reverse] 1 h [/]" in str(screen.query_one("#trend-bar", Static).content)
+
+
+async def test_plot_groups_cover_every_channel_and_cycle() -> None:
+    app, screen, history = dashboard_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await start(pilot, screen, history)
+        for group in ("off-gas", "broth", "temperatures", "process"):
+            before = screen.renders
+            await pilot.press("g")
+            assert screen.group == group
+            await drawn(pilot, screen, before)
+            shown = shown_plots(screen)
+            assert [plot.plot for plot in shown] == list(PLOT_GROUPS[group])
+            assert all(plot.points > 0 for plot in shown)
+
+
+async def test_a_short_terminal_pages_through_a_group_and_toggles_values() -> None:
+    app, screen, history = dashboard_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot, screen, history)
+        assert screen.has_class("-narrow")
+        assert not screen.query_one("#side").display
+        first = [plot.plot for plot in shown_plots(screen)]
+        assert 1 <= len(first) < len(PLOT_GROUPS["process"])
+        before = screen.renders
+        await pilot.press("g")  # the second page of the same group
+        await drawn(pilot, screen, before)
+        assert screen.group == "process" and screen.page == 1
+        second = [plot.plot for plot in shown_plots(screen)]
+        assert first + second == list(PLOT_GROUPS["process"])[: len(first) + len(second)]
+        await pilot.press("t")
+        await pilot.pause()
+        assert screen.query_one("#side").display and not screen.query_one("#trends").display
+
+
+async def test_reactor_overview_and_switching() -> None:
+    app, screen, history = dashboard_app(("R1", "R2"), hours={"R2": 3.0})
+    async with app.run_test(size=(160, 45)) as pilot:
+        await start(pilot, screen, history)
+        overview = screen.query_one("#reactors", DataTable)
+        assert overview.display and overview.row_count == 2
+        assert str(overview.get_cell("R1", "reactor")).startswith("▶")
+        assert screen.trend_window is not None and screen.trend_window.reactor == "R1"
+        before = screen.renders
+        await pilot.press("n")
+        assert screen.reactor == "R2" and "reactor R2" in screen.sub_title
+        await drawn(pilot, screen, before)
+        window = screen.trend_window
+        assert window is not None and window.reactor == "R2"
+        assert window.end == pytest.approx(T0 + 3 * 3600 - 1)  # R2's own, shorter history
+        assert str(overview.get_cell("R2", "reactor")).startswith("▶")
+        # R2's readings, not R1's, fill the value table (the snapshot offsets R2 by 1 %)
+        value = screen.query_one("#current-values", DataTable).get_cell("ph", "value")
+        assert value == "5.03"
+
+
+async def test_plots_redraw_only_when_data_changed_and_visible() -> None:
+    app, screen, history = dashboard_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await start(pilot, screen, history)
+        renders = screen.renders
+        screen._redraw_trends()  # the clock ticks, nothing changed
+        await pilot.pause(0.3)
+        assert screen.renders == renders
+        history.add_reading(Reading(T0 + HOURS * 3600, "R1", "do", 50.0, "%sat"))
+        screen._redraw_trends()
+        await drawn(pilot, screen, renders)
+        renders = screen.renders
+        await app.push_screen(Screen())
+        history.add_reading(Reading(T0 + HOURS * 3600 + 1, "R1", "do", 51.0, "%sat"))
+        screen._redraw_trends()  # hidden behind another screen: no drawing
+        await pilot.pause(0.3)
+        assert screen.renders == renders
+
+
+def embedded_settings(data_dir: Path) -> Settings:
+    settings = Settings()
+    settings.station.data_dir = data_dir
+    settings.acquisition.source = "simulated"  # type: ignore[assignment]
+    settings.acquisition.speed = 600.0
+    settings.ui.refresh_s = 0.2
+    return settings
+
+
+@pytest.mark.slow
+async def test_the_app_plots_a_fast_simulated_batch(tmp_path: Path) -> None:
+    app = BptwinApp(embedded_settings(tmp_path))
+    async with app.run_test(size=(160, 45)) as pilot:
+        dashboard = app.dashboard
+        table = dashboard.query_one("#current-values", DataTable)
+        first_do = None
+        for _ in range(150):
+            await pilot.pause(0.2)
+            window = dashboard.trend_window
+            trace = window.trace("do") if window is not None else None
+            if trace is not None and len(trace.times) > 5:
+                if first_do is None:
+                    first_do = (trace.raw_points, table.get_cell("do", "value"))
+                elif trace.raw_points > first_do[0]:
+                    break
+        assert first_do is not None, "the dashboard never plotted the simulated DO"
+        assert dashboard.history is app.station.history  # type: ignore[union-attr]
+        # New readings keep arriving: more samples in the window, and a value in the table.
+        assert dashboard.trend_window.trace("do").raw_points > first_do[0]  # type: ignore[union-attr]
+        assert table.get_cell("do", "value") != "—"
+        do_plot = shown_plots(dashboard)[2]
+        assert do_plot.plot is not None and do_plot.plot.key == "do" and do_plot.points > 0
+        await pilot.press("q")
