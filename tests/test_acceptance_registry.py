@@ -224,3 +224,13 @@ def test_the_training_data_loader_reads_the_training_set(tmp_path: Path) -> None
     labels = table[LABEL_COLUMN].to_numpy(float)
     assert np.isfinite(labels).mean() > 0.9
     assert labels[np.isfinite(labels)].max() == pytest.approx(od_at(3.0), rel=0.05)
+
+
+def test_bptwin_train_defaults_to_the_training_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BPTWIN_STATION__DATA_DIR", str(tmp_path))
+    assert main(["train", "--trials", "1", "--storage", "memory"]) == 2
+    assert f"{tmp_path / TRAINING_SET_DIRNAME / 'manifest.json'} not found" in (
+        capsys.readouterr().err
+    )

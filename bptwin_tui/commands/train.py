@@ -46,7 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the best model, score it on the hold-out batches and store it in the registry."
         ),
     )
-    parser.add_argument("dataset", type=Path, help="dataset folder (docs/dataset.md)")
+    parser.add_argument(
+        "dataset",
+        type=Path,
+        nargs="?",
+        help="dataset folder (docs/dataset.md); default: the training set of accepted batches, "
+        "DATA_DIR/training-set (docs/acceptance.md)",
+    )
     parser.add_argument("--holdout", type=batch_list, default=(16, 17, 18), metavar="LIST")
     parser.add_argument(
         "--train-batches", type=batch_list, metavar="LIST", help="default: all not held out"
@@ -136,6 +142,10 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     from twin.registry import ModelError, Registry, user_registry
     from twin.validation import evaluate, write_report
 
+    if args.dataset is None:
+        from bptwin_tui.export.acceptance_registry import training_set_dir
+
+        args.dataset = training_set_dir(settings.data_dir)
     if args.trials < 1:
         print("bptwin train: --trials must be at least 1", file=sys.stderr)
         return 2
