@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 from pathlib import Path
 
@@ -204,8 +205,12 @@ def test_cli_train_promote_then_validate(
         "--threads", "1", "--jobs", "1", "--storage", "memory", "--version", "cli-1", "--promote",
     )  # fmt: skip
     assert args.func(args, settings) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "model cli-1 stored" in out and "promoted: first model" in out
+    # Progress on stderr after every trial: count, score, best, time left.
+    assert "trial 1/1: CV MRE" in captured.err and "best" in captured.err
+    assert "left ~0:00" in captured.err
     assert (tmp_path / "data" / "models" / "CURRENT").read_text().strip() == "cli-1"
     report = tmp_path / "report"
     args = _cli("validate", str(small_dataset), "--out", str(report), "--bootstrap", "50")
@@ -213,6 +218,7 @@ def test_cli_train_promote_then_validate(
     assert code in (0, 1)
     out = capsys.readouterr().out
     assert "model cli-1 on batches [4]" in out
+    assert "DO RMSE not evaluated" in out  # 4 h batches: no depletion to learn a DO model from
     assert (report / "report.md").is_file() and (report / "predicted_vs_time.png").is_file()
 
 
@@ -228,3 +234,36 @@ def test_cli_rejects_bad_batch_lists_and_missing_datasets(
     args = _cli("train", str(tmp_path / "none"), "--storage", "memory")
     assert args.func(args, settings) == 2
     assert "not a bptwin dataset folder" in capsys.readouterr().err
+
+
+def test_progress_reports_every_trial_with_best_and_time_left(small_dataset: Path) -> None:
+    from twin.model import TrialProgress
+
+    reports: list[TrialProgress] = []
+    train_model(
+        small_options(small_dataset, trials=3, fallback_without=()), progress=reports.append
+    )
+    assert [r.finished for r in reports] == [1, 2, 3]
+    assert all(r.budget == 3 for r in reports)
+    bests = [r.best for r in reports if r.best is not None]
+    assert bests and all(later <= earlier for earlier, later in itertools.pairwise(bests))
+    assert all(a.elapsed_s <= b.elapsed_s for a, b in itertools.pairwise(reports))
+    assert reports[-1].remaining_s == 0.0 and reports[0].remaining_s > 0.0
+
+
+def test_study_storage_is_sqlite_in_the_data_folder_by_default(tmp_path: Path) -> None:
+    from bptwin_tui.commands.train import resolve_storage
+    from bptwin_tui.settings import NotebookSettings, Settings, SettingsError, StationSettings
+
+    args = _cli("train", "dataset")
+    assert args.storage == "sqlite"
+    settings = Settings(station=StationSettings(data_dir=tmp_path / "data"))
+    assert (
+        resolve_storage(args.storage, settings)
+        == f"sqlite:///{tmp_path / 'data' / 'optuna.sqlite3'}"
+    )
+    assert resolve_storage("memory", settings) is None
+    with pytest.raises(SettingsError, match="postgresql"):
+        resolve_storage("notebook", settings)  # the default notebook is SQLite
+    postgres = Settings(notebook=NotebookSettings(url="postgresql://bptwin@127.0.0.1/bptwin"))
+    assert resolve_storage("notebook", postgres) == "postgresql://bptwin@127.0.0.1/bptwin"
