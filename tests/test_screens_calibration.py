@@ -77,7 +77,11 @@ async def type_into(pilot: Pilot, field_id: str, text: str) -> None:
     field = pilot.app.screen.query_one(f"#{field_id}", Input)
     field.focus()
     field.value = ""
-    await pilot.press(*text)
+    # Short values are typed key by key; longer ones are pasted (typing them costs seconds).
+    if len(text) <= 4:
+        await pilot.press(*text)
+    else:
+        field.insert_text_at_cursor(text)
 
 
 def text_of(pilot: Pilot, selector: str) -> str:
