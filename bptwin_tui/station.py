@@ -83,6 +83,10 @@ class Station:
         self._subscriptions.append(
             self.bus.subscribe_readings(self._record_from_bus, prefix=prefix)
         )
+        drivers = self.build_drivers()
+        # Known before any message arrives: the outbox of an earlier run replays our own
+        # readings, which are in the store already.
+        self._local_reactors.update(driver.reactor for driver in drivers)
         try:
             self.bus.start()
         except OSError as exc:
@@ -92,7 +96,7 @@ class Station:
             ) from None
         from drivers.base import DriverThread
 
-        for driver in self.build_drivers():
+        for driver in drivers:
             self._driver_threads.append(DriverThread(driver).start())
         if self.settings.acquisition.source == "simulated":
             self._follow_setpoints()
