@@ -8,6 +8,7 @@ stores everything, in a thread so the UI never waits on the database.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -74,6 +75,26 @@ def inoculum_preview(raw: str, dilution: str, clean: str) -> str:
     return f"→ {od600:.3g} GO"
 
 
+def short_problem(problem: str) -> str:
+    """A blocker in side-panel width: 'never calibrated' → 'none', dates without the year."""
+    if problem == "never calibrated":
+        return "never done"
+    if problem == "last calibration failed":
+        return "FAILED"
+    match = re.fullmatch(r"expired \d{4}-(\d\d-\d\d \d\d:\d\d) UTC", problem)
+    return f"expired {match.group(1)}" if match else problem
+
+
+def blocked_text(message: str) -> str:
+    """The service's refusal, compacted: 'no passing calibration for ph (why)' → 'ph why'."""
+    _, _, problems = message.partition(": ")
+    parts = [
+        re.sub(r"no passing calibration for (\S+) \((.*)\)", r"\1 \2", part)
+        for part in (problems or message).split("; ")
+    ]
+    return "BLOCKED: " + "; ".join(parts)
+
+
 def state_text(state: BatchState, now: datetime) -> str:
     """The side panel: batch status, each mandatory calibration, the inoculum."""
     batch = state.batch
@@ -84,7 +105,7 @@ def state_text(state: BatchState, now: datetime) -> str:
     blocked = dict(state.blockers)
     for channel, period in state.in_force.items():
         if channel in blocked:
-            lines.append(f" ✗ {channel}: {blocked[channel]}")
+            lines.append(f" ✗ {channel} {short_problem(blocked[channel])}")
         elif period is not None:
             until = "no expiry" if period.valid_to is None else _when(period.valid_to)
             lines.append(f" ✓ {channel} until {until}")
@@ -437,8 +458,8 @@ class BatchSetupScreen(Screen[None]):
         except NotebookValidationError as error:
             if error.field == "inoculation":
                 self._say(
-                    f"BLOCKED — {error.message}. A supervisor may override: name, PIN and "
-                    "reason below, then ctrl+r.",
+                    f"{blocked_text(error.message)}. A supervisor may override: name, PIN "
+                    "and reason below, then ctrl+r.",
                     error=True,
                 )
                 self._field("supervisor").input.focus()

@@ -257,7 +257,7 @@ class CalibrationWizardScreen(Screen[None]):
                     held = self.stable_for.get(signal.key)
                     how = f"live, stable {held:.0f} s" if held is not None else source
                     lines.append(
-                        f"✓ {step.title}: {signal.label} {self.values[signal.key]:.4g} ({how})"
+                        f"✓ {step.title}: {signal.label} {self.values[signal.key]:.3f} ({how})"
                     )
         if self.t63_s is not None:
             lines.append(f"✓ t63 {self.t63_s:.1f} s")

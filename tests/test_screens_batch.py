@@ -69,7 +69,7 @@ async def test_create_a_batch_and_record_a_go_inoculum(notebook_url: str) -> Non
         await settle(pilot)
         assert "Created batch 13" in text_of(pilot, "#batch-message")
         assert "Batch 13 · phase B" in text_of(pilot, "#batch-side")
-        assert "✗ ph: never calibrated" in text_of(pilot, "#batch-side")
+        assert "✗ ph never done" in text_of(pilot, "#batch-side")
         # OD600 0.9 × 10 = 9.0 is outside 2.0–6.0: refused, said next to the field.
         await type_into(pilot, "inoculum-od", "0.9")
         await type_into(pilot, "inoculum-dilution", "10")
@@ -131,14 +131,17 @@ async def test_start_is_blocked_then_overridden_by_a_supervisor(notebook_url: st
     app = Harness(lambda: BatchSetupScreen(notebook, OPERATOR, batch_number=BATCH))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        assert "✗ ph: last calibration failed" in text_of(pilot, "#batch-side")
+        assert "✗ ph FAILED" in text_of(pilot, "#batch-side")
         assert "✓ do" in text_of(pilot, "#batch-side")
         assert pilot.app.screen.query_one("#batch-side").has_class("-blocked")
         await pilot.press("ctrl+r")
         await settle(pilot)
         message = text_of(pilot, "#batch-message")
         assert message.startswith("BLOCKED")
-        assert "no passing calibration for ph (last calibration failed)" in message
+        assert message == (
+            "BLOCKED: ph last calibration failed. A supervisor may override: name, PIN and "
+            "reason below, then ctrl+r."
+        )
         assert notebook.get_batch(BATCH).status is BatchStatus.SETUP
         # An operator is not a supervisor, even with the right PIN.
         await type_into(pilot, "supervisor", OPERATOR)
