@@ -299,16 +299,21 @@ def collect_series(
     names = [*sensor_names, *derived_names, *prediction_names]
     raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     units: dict[str, str] = {}
-    stop = end + 1.0  # the last second is part of the batch
-    slices = max(1, math.ceil((stop - start) / READ_SLICE_S))
+    # The last second is part of the batch; derived values and predictions are stamped at
+    # their window's end, which for the last window may lie up to a window after it.
+    sensor_stop, window_stop = end + 1.0, end + WINDOW_S + 1.0
+    slices = max(1, math.ceil((window_stop - start) / READ_SLICE_S))
     total = max(1, len(names) * slices)
     done = 0
     for name in names:
+        stop = sensor_stop if name in sensor_names else window_stop
         times: list[float] = []
         values: list[float] = []
         for index in range(slices):
             lo = start + index * READ_SLICE_S
             hi = min(stop, lo + READ_SLICE_S)
+            if hi <= lo:
+                continue
             for reading in store.read_range(reactor, name, lo, hi):
                 times.append(reading.timestamp)
                 values.append(reading.value)
