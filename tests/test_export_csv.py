@@ -16,6 +16,7 @@ from bptwin_tui.export.csv_export import (
     TABLES,
     CsvExportError,
     format_time,
+    format_times,
     parse_time,
     read_channels_csv,
     table_columns,
@@ -68,6 +69,8 @@ def stored(store: TimeSeriesStore, end: float) -> list[Reading]:
 
 def test_time_helpers() -> None:
     assert format_time(START + 0.25) == "2026-03-02T08:00:00.250Z"
+    instants = [START, START + 0.25, START + 17.9995, 0.001]
+    assert format_times(instants) == [format_time(t) for t in instants]
     assert parse_time("2026-03-02T08:00:00Z") == START
     assert parse_time("2026-03-02 08:00") == START  # no zone: UTC
     assert parse_time(str(START)) == START
