@@ -196,12 +196,12 @@ class BatchSetupScreen(Screen[None]):
                 yield LabelledField(
                     "Out-of-spec reason",
                     "inoculum-reason",
-                    width=24,
-                    hint="only for a no-go",
+                    width=20,
+                    hint="no-go",
                     fields=("out-of-spec reason",),
                 )
                 yield Static("Start · supervisor override", classes="section-title")
-                yield LabelledField("Supervisor", "supervisor", hint="only to override")
+                yield LabelledField("Supervisor", "supervisor", hint="to override")
                 yield LabelledField("PIN", "pin", password=True, width=10)
                 yield LabelledField(
                     "Override reason", "override-reason", width=24, fields=("override reason",)
