@@ -228,3 +228,72 @@ async def test_menu_lists_state_and_history_shows_validity_intervals(tmp_path) -
         await settle(pilot)
         assert isinstance(pilot.app.screen, CalibrationWizardScreen)
         assert pilot.app.screen.kind is cal.CalibrationKind.DO
+
+
+def feed_offgas(screen: CalibrationWizardScreen, start: float, o2: float, co2: float) -> None:
+    """Five minutes and a bit of analyser readings at 1 Hz, ± 0.01 % noise."""
+    for i in range(310):
+        wobble = 0.01 if i % 2 else -0.01
+        screen.show_reading(Reading(start + i, "R1", "offgas_o2", o2 + wobble, "%v/v"))
+        screen.show_reading(Reading(start + i, "R1", "offgas_co2", co2 + wobble / 10, "%v/v"))
+
+
+async def test_offgas_wizard_checks_zero_span_stability_and_drift(notebook_url: str) -> None:
+    notebook = setup_notebook(notebook_url)
+    earlier = NOW - timedelta(days=7)
+    for outcome in cal.evaluate_offgas(cal.OffgasReadings(0.0, 0.0, 20.9, 0.04)):
+        notebook.record_calibration(OPERATOR, **outcome.record_fields(), performed_at=earlier)
+    app = Harness(
+        lambda: CalibrationWizardScreen(notebook, OPERATOR, "offgas_zero_span", batch_number=BATCH)
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, CalibrationWizardScreen)
+        assert screen.previous_offgas["o2_span"] == 20.9
+        feed_offgas(screen, T_START - 1000, 0.03, 0.01)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert screen.values["o2_zero"] == pytest.approx(0.03, abs=0.005)
+        # The O₂ span reads 20.65 %: outside 20.9 ± 0.2 %, and 0.25 % off the last one.
+        feed_offgas(screen, T_START - 600, 20.65, 0.045)
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        result = text_of(pilot, "#wizard-result")
+        assert result.startswith("FAIL")
+        assert "FAIL  O₂ span 20.65 %" in result and "FAIL  O₂ drift 0.25 %" in result
+        assert "PASS  CO₂ span 0.045 %" in result and "PASS  O₂ span stable" in result
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+    o2 = notebook.list_calibrations(channel="offgas_o2")[0]
+    co2 = notebook.list_calibrations(channel="offgas_co2")[0]
+    assert not o2.passed and co2.passed
+    assert o2.results["drift_percent"] == pytest.approx(0.25, abs=0.01)
+    assert o2.measured["span_stable_s"] >= 300.0
+    assert {c for c, _ in notebook.calibration_blockers(BATCH)} == {"ph", "do", "offgas_o2"}
+
+
+async def test_pressure_zero_and_od_blank_typed_by_hand(tmp_path) -> None:
+    from database.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
+    upgrade(url)
+    notebook = setup_notebook(url)
+    for kind, field_id, typed, passed in (
+        ("pressure_zero", "zero", "0.007", False),
+        ("od_probe_blank", "blank", "0.03", True),
+    ):
+        app = Harness(lambda kind=kind: CalibrationWizardScreen(notebook, OPERATOR, kind))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await type_into(pilot, field_id, typed)
+            await pilot.press("ctrl+g")
+            await settle(pilot)
+            verdict = text_of(pilot, "#wizard-result").split(" ")[0]
+            assert verdict == ("PASS" if passed else "FAIL")
+            await pilot.press("ctrl+s")
+            await settle(pilot)
+    pressure = notebook.list_calibrations(channel="pressure")[0]
+    assert not pressure.passed and pressure.batch_id is None  # a bench calibration
+    assert pressure.results["zero_offset_bar"] == pytest.approx(0.007)
+    assert notebook.list_calibrations(channel="od_probe")[0].results == {"blank_au": 0.03}
