@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from bptwin_tui.cli import main
+from bptwin_tui.export.acceptance_flow import TRAINING_SET_FAILED, decide_batch, evaluate_batch
 from bptwin_tui.export.acceptance_registry import (
     REGISTER_NAME,
     TRAINING_SET_DIRNAME,
@@ -140,6 +141,10 @@ def test_accepted_batch_enters_the_training_set_and_a_rejection_takes_it_out(
     checklist = capsys.readouterr().out
     assert "Batch 7 acceptance for training: PASS" in checklist
     assert "worst do 0.20 %" in checklist and "No decision recorded yet." in checklist
+    assert main(["accept", "--batch", "7", "--evaluate", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["verdict"] == "pass" and data["decision"] is None
+    assert [c["status"] for c in data["criteria"]] == ["pass"] * 5
 
     # no PIN and no terminal: refused before anything is written
     decide = ["accept", "--batch", "7", "--decision", "accept", "--supervisor", "sam"]
@@ -234,3 +239,22 @@ def test_bptwin_train_defaults_to_the_training_set(
     assert f"{tmp_path / TRAINING_SET_DIRNAME / 'manifest.json'} not found" in (
         capsys.readouterr().err
     )
+
+
+def test_without_the_store_the_decision_stands_and_the_training_set_waits(
+    notebook_url: str, tmp_path: Path
+) -> None:
+    notebook = fill_notebook(notebook_url)
+    evaluation = evaluate_batch(notebook, None, 7, reactor="R1")
+    assert evaluation.verdict == "incomplete"
+    assert evaluation.undecided()[0].number == 2
+    outcome = decide_batch(
+        notebook, None, 7, supervisor="sam", pin="4321", decision="accept",
+        reason="store offline; DO and off-gas trends read on the controller",
+        reactor="R1", training_set=tmp_path / "ts", accept_incomplete=True,
+    )  # fmt: skip
+    assert outcome.training_set == TRAINING_SET_FAILED
+    assert "not available" in (outcome.problem or "")
+    assert latest_decision(notebook, 7).verdict == "incomplete"
+    assert not (tmp_path / "ts" / "manifest.json").exists()
+    notebook.engine.dispose()

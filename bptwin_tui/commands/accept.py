@@ -25,6 +25,7 @@ from bptwin_tui.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from database.timeseries.base import TimeSeriesStore
+    from eln.models import BatchAcceptance
     from eln.services import NotebookService
 
 PIN_ENVIRONMENT = "BPTWIN_SUPERVISOR_PIN"
@@ -100,28 +101,6 @@ def _open_store(settings: Settings) -> TimeSeriesStore | None:
         return None
 
 
-def batch_dropout(
-    notebook: NotebookService, store: TimeSeriesStore | None, number: int, reactor: str
-) -> dict[str, float] | None:
-    """Dropout % per channel over the batch's run, or None when it cannot be computed."""
-    from database.timeseries.base import TimeSeriesError
-    from twin.dropout import sensor_dropout_pct
-
-    batch = notebook.get_batch(number)
-    if store is None or batch.inoculated_at is None or batch.ended_at is None:
-        return None
-    try:
-        return sensor_dropout_pct(
-            store,
-            batch.reactor_id or reactor,
-            batch.inoculated_at.timestamp(),
-            batch.ended_at.timestamp(),
-        )
-    except TimeSeriesError as exc:
-        _say(f"warning: cannot read the time-series store ({exc}); dropout left undecided")
-        return None
-
-
 def read_pin(supervisor: str) -> str:
     pin = os.environ.get(PIN_ENVIRONMENT)
     if pin:
@@ -174,11 +153,10 @@ def _evaluate(
     *,
     as_json: bool,
 ) -> int:
-    from eln.acceptance import evaluate_acceptance
+    from bptwin_tui.export.acceptance_flow import evaluate_batch
     from eln.acceptance_service import latest_decision
 
-    dropout = batch_dropout(notebook, store, number, reactor)
-    evaluation = evaluate_acceptance(notebook, number, sensor_dropout_pct=dropout)
+    evaluation = evaluate_batch(notebook, store, number, reactor=reactor)
     decision = latest_decision(notebook, number)
     if as_json:
         data = evaluation.to_dict()
@@ -196,14 +174,14 @@ def _evaluate(
     return 0 if evaluation.passed else 1
 
 
-def _decision_dict(decision: object) -> dict[str, object]:
+def _decision_dict(decision: BatchAcceptance) -> dict[str, object]:
     return {
-        "id": decision.id,  # type: ignore[attr-defined]
-        "decision": decision.decision.value,  # type: ignore[attr-defined]
-        "reason": decision.reason,  # type: ignore[attr-defined]
-        "decided_by": decision.decided_by,  # type: ignore[attr-defined]
-        "decided_at": decision.decided_at.isoformat(),  # type: ignore[attr-defined]
-        "verdict": decision.verdict,  # type: ignore[attr-defined]
+        "id": decision.id,
+        "decision": decision.decision.value,
+        "reason": decision.reason,
+        "decided_by": decision.decided_by,
+        "decided_at": decision.decided_at.isoformat(),
+        "verdict": decision.verdict,
     }
 
 
@@ -214,72 +192,48 @@ def _decide(
     folder: Path,
     reactor: str,
 ) -> int:
-    from bptwin_tui.export.acceptance_registry import TrainingSetError, remove_batch
-    from eln.acceptance_service import record_acceptance_decision
+    from bptwin_tui.export.acceptance_flow import (
+        TRAINING_SET_ADDED,
+        TRAINING_SET_FAILED,
+        TRAINING_SET_REMOVED,
+        decide_batch,
+    )
 
     if not args.reason or not args.supervisor:
         _say("--decision needs --reason TEXT and --supervisor NAME")
         return 2
-    number = args.batch
-    dropout = batch_dropout(notebook, store, number, reactor)
-    pin = read_pin(args.supervisor)
-    row, evaluation = record_acceptance_decision(
+    if store is None and not args.no_training_set:
+        _say("warning: without the time-series store the training set cannot be updated")
+    outcome = decide_batch(
         notebook,
-        args.supervisor,
-        pin,
-        number,
+        store,
+        args.batch,
+        supervisor=args.supervisor,
+        pin=read_pin(args.supervisor),
         decision=args.decision,
         reason=args.reason,
-        sensor_dropout_pct=dropout,
+        reactor=reactor,
+        training_set=None if args.no_training_set else folder,
         accept_incomplete=args.accept_incomplete,
+        progress=_progress,
     )
-    print(
-        f"batch {number}: {row.decision.value} recorded by {row.decided_by} "
-        f"(decision #{row.id}, verdict {evaluation.verdict})"
-    )
-    if args.no_training_set:
-        return 0
-    try:
-        if args.decision == "reject":
-            if remove_batch(folder, number):
-                print(f"  taken out of the training set {folder}")
-            return 0
-        if store is None:
-            _say("the training set was not updated; run 'bptwin accept --sync' later")
-            return 1
-        return _add(notebook, store, folder, number, row, reactor)
-    except TrainingSetError as exc:
-        _say(str(exc))
-        return 1
-
-
-def _add(
-    notebook: NotebookService,
-    store: TimeSeriesStore,
-    folder: Path,
-    number: int,
-    decision: object,
-    reactor: str,
-) -> int:
-    from bptwin_tui.export.acceptance_registry import add_batch, batch_dataset_record
-    from bptwin_tui.export.collect import ExportError
-    from database.timeseries.base import TimeSeriesError
-
-    batch = notebook.get_batch(number)
-    try:
-        record = batch_dataset_record(
-            notebook, store, number, reactor=batch.reactor_id or reactor, progress=_progress
-        )
-        add_batch(folder, record, decision)  # type: ignore[arg-type]
-    except (ExportError, TimeSeriesError, OSError) as exc:
+    row = outcome.decision
+    if outcome.training_set == TRAINING_SET_ADDED:
         print(file=sys.stderr)
-        _say(f"the training set was not updated ({exc}); run 'bptwin accept --sync' later")
-        return 1
-    print(file=sys.stderr)
     print(
-        f"  added to the training set {folder} "
-        f"({record.rows} rows, {len(record.channels)} channels)"
+        f"batch {args.batch}: {row.decision.value} recorded by {row.decided_by} "
+        f"(decision #{row.id}, verdict {outcome.evaluation.verdict})"
     )
+    if outcome.training_set == TRAINING_SET_ADDED:
+        print(f"  added to the training set {folder} ({outcome.rows} rows)")
+    elif outcome.training_set == TRAINING_SET_REMOVED:
+        print(f"  taken out of the training set {folder}")
+    elif outcome.training_set == TRAINING_SET_FAILED:
+        _say(
+            f"the training set was not updated ({outcome.problem}); "
+            "run 'bptwin accept --sync' later"
+        )
+        return 1
     return 0
 
 
