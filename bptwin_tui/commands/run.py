@@ -11,7 +11,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run",
         help="start the terminal control room (default)",
-        description="Start the Textual control room with the acquisition configured in settings.",
+        description=(
+            "Start the Textual control room with the acquisition configured in settings; "
+            "when an acquisition already runs (bptwin serve), attach to it as a viewer."
+        ),
     )
     parser.add_argument(
         "--speed",
@@ -23,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     from bptwin_tui.app import BptwinApp
+    from bptwin_tui.viewer import station_for
 
     if getattr(args, "speed", None) is not None:
         settings.acquisition.speed = args.speed
-    return BptwinApp(settings, require_login=True).run() or 0
+    # A running acquisition (e.g. 'bptwin serve') is watched, not started a second time.
+    app = BptwinApp(settings, station_factory=station_for, require_login=True)  # type: ignore[arg-type]
+    return app.run() or 0

@@ -1,0 +1,237 @@
+"""A viewer of a running acquisition: the TUI attaches to ``bptwin serve`` instead of competing.
+
+When another process holds a reactor's acquisition lock (bptwin_tui/lock.py), ``bptwin run``
+does not start a second acquisition: :func:`station_for` hands the App a
+:class:`ViewerStation`, which has the Station's face (``start``, ``stop``, ``snapshot``,
+``warnings``, ``control``, ``alarm_actions``, ``history``, ``notebook``) but acquires
+nothing. It subscribes to the acquisition's readings, predictions, alarm transitions and
+status on the bus, starts from the alarm history in the notebook, and writes notebook
+entries like any station. Closing it changes nothing for the acquisition.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import TYPE_CHECKING, Any
+
+from bptwin_tui.lock import STATE_RUNNING, AcquisitionOwner, _owner_from
+from bptwin_tui.settings import Settings, SettingsError
+from database.bus import topics
+from database.reading import Reading, ReadingError, decode_json, parse_timestamp
+from twin.alarms import AlarmBoard, AlarmPayloadError, AlarmTransition, alarms_pattern
+from twin.history import History
+from twin.live import LatestValues, LinkState, LiveSnapshot
+
+if TYPE_CHECKING:
+    from bptwin_tui.station import Station
+    from database.bus import Bus, Subscription
+    from eln.services import NotebookService
+    from twin.predictor import Prediction
+
+log = logging.getLogger(__name__)
+
+VIEWER_SOURCE = "viewer"
+
+
+def station_for(settings: Settings) -> Station | ViewerStation:
+    """The acquisition, or a viewer of it when another process already runs a reactor.
+
+    Meant as the App's ``station_factory`` (it runs on the App's station worker thread).
+    """
+    from bptwin_tui.lock import acquisition_owner
+    from bptwin_tui.station import Station
+
+    for reactor in settings.station.reactors:
+        try:
+            owner = acquisition_owner(settings, reactor)
+        except SettingsError:
+            owner = None  # the broker is away: Station.start names the setting
+        if owner is not None:
+            return ViewerStation(settings, owner)
+    return Station(settings)
+
+
+class ViewerStation:
+    """Live view of an acquisition that runs in another process (see the module docstring)."""
+
+    control = None  # closed-loop control belongs to the acquisition
+
+    def __init__(self, settings: Settings, owner: AcquisitionOwner) -> None:
+        self.settings = settings
+        self.owner = owner
+        self.latest = LatestValues()
+        self.history = History(settings.station.reactors)
+        self.warnings: list[str] = []
+        self.bus: Bus | None = None
+        self.notebook: NotebookService | None = None
+        self.board = AlarmBoard()
+        self.rejected = 0  # messages from the bus that could not be read
+        self._subscriptions: list[Subscription] = []
+        self._lock = threading.Lock()
+        self.latest.set_problem(VIEWER_SOURCE, self.banner)
+
+    @property
+    def banner(self) -> str:
+        """What the screen says about this window: whose acquisition it shows."""
+        return f"viewer of {self.owner.describe()}: acquisition runs there"
+
+    @property
+    def alarm_actions(self) -> None:
+        """Alarm actions belong to the acquisition's engine; the viewer only shows alarms."""
+        return None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from bptwin_tui.station import build_bus
+
+        self.notebook = self._open_notebook()
+        self._restore_alarms()
+        if self.settings.bus.backend == "local":
+            self.warnings.append(
+                "bus.backend = 'local': a viewer sees no live data of another process; "
+                "configure MQTT (docs/operations.md) to watch the running acquisition"
+            )
+        prefix = self.settings.bus.prefix
+        self.bus = build_bus(self.settings)  # no outbox: a viewer publishes nothing of its own
+        subscribe = self.bus.subscribe
+        self._subscriptions += [
+            self.bus.subscribe_readings(self._on_reading, prefix=prefix),
+            subscribe(f"{prefix}/{topics.CONTRACT_VERSION}/+/predictions/+", self._on_prediction),
+            subscribe(alarms_pattern(prefix=prefix), self._on_alarm),
+            subscribe(f"{prefix}/{topics.CONTRACT_VERSION}/+/status/acquisition", self._on_status),
+        ]
+        try:
+            self.bus.start()
+        except OSError as exc:
+            raise SettingsError(
+                f"bus.host/bus.port: cannot reach the MQTT broker at "
+                f"{self.settings.bus.host}:{self.settings.bus.port}: {exc}"
+            ) from None
+
+    def stop(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.cancel()
+        self._subscriptions.clear()
+        if self.bus is not None:
+            self.bus.stop()
+        if self.notebook is not None:
+            self.notebook.engine.dispose()
+
+    def snapshot(self) -> LiveSnapshot:
+        if self.bus is not None:
+            from bptwin_tui.station import bus_link
+
+            self.latest.set_link(bus_link(self.settings, self.bus))
+        return self.latest.snapshot()
+
+    # -- start-up state from the stores ----------------------------------------------------------
+
+    def _open_notebook(self) -> NotebookService | None:
+        from database.relational import DatabaseUnavailableError
+        from eln.services import NotebookService
+
+        try:
+            return NotebookService.from_url(self.settings.notebook_url())
+        except DatabaseUnavailableError as exc:
+            self.warnings.append(f"notebook.url: {exc}; no alarm history, no notebook entries")
+            self.latest.set_link(LinkState("notebook", False, 0, str(exc)))
+            return None
+
+    def _restore_alarms(self) -> None:
+        """The alarms as the notebook has them, before the first transition from the bus."""
+        if self.notebook is None:
+            return
+        from twin.alarms import transitions_from_events
+
+        try:
+            events = self.notebook.list_alarm_events()
+        except Exception as exc:  # the live view works without the history
+            self.warnings.append(f"alarm history not read from the notebook: {exc}")
+            return
+        for transition in transitions_from_events(events):
+            self.board.apply(transition)
+        self._publish_alarms()
+
+    # -- bus handlers (the bus's dispatcher thread) ----------------------------------------------
+
+    def _on_reading(self, reading: Reading) -> None:
+        self.latest.add(reading)
+        self.history.add_reading(reading)
+
+    def _on_prediction(self, topic: str, payload: bytes) -> None:
+        try:
+            prediction = decode_prediction(topic, payload)
+        except (ValueError, TypeError, ReadingError) as exc:
+            self._reject(topic, exc)
+            return
+        self.latest.set_prediction(prediction)
+        self.history.add_prediction(prediction)
+        if prediction.model_version:
+            self.latest.model_version = prediction.model_version
+
+    def _on_alarm(self, topic: str, payload: bytes) -> None:
+        try:
+            transition = AlarmTransition.from_payload(payload)
+        except AlarmPayloadError as exc:
+            self._reject(topic, exc)
+            return
+        if self.board.apply(transition) is not None:
+            self._publish_alarms()
+
+    def _on_status(self, topic: str, payload: bytes) -> None:
+        reactor = topic.split("/")[2]
+        owner = _owner_from(reactor, payload) if payload else None
+        if owner is None:
+            return
+        if owner.state == STATE_RUNNING:
+            self.owner = owner
+            self.latest.set_problem(VIEWER_SOURCE, self.banner)
+        else:
+            self.latest.set_problem(
+                VIEWER_SOURCE,
+                f"viewer: the acquisition on {owner.describe()} is {owner.state}; "
+                "restart 'bptwin run' to acquire here",
+            )
+
+    def _publish_alarms(self) -> None:
+        self.latest.set_alarms(self.board.active_alarms(), self.board.counts())
+
+    def _reject(self, topic: str, error: Exception) -> None:
+        with self._lock:
+            self.rejected += 1
+        log.warning("viewer: unreadable message on %s rejected: %s", topic[:200], error)
+
+
+def decode_prediction(topic: str, payload: bytes) -> Prediction:
+    """A Prediction from the payload of twin.serving.prediction_payload (forecast left out)."""
+    from twin.predictor import Prediction
+
+    data: Any = decode_json(payload)
+    if not isinstance(data, dict):
+        raise ValueError(f"prediction payload must be a JSON object, got {type(data).__name__}")
+    parts = topic.split("/")
+    if len(parts) < 5 or parts[3] != "predictions":
+        raise ValueError(f"not a prediction topic: {topic[:200]!r}")
+
+    def number(key: str) -> float:
+        value = data.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"prediction field {key!r} must be a number, got {value!r:.40}")
+        if not math.isfinite(value):
+            raise ValueError(f"prediction field {key!r} must be finite")
+        return float(value)
+
+    version = data.get("model_version", "")
+    return Prediction(
+        timestamp=parse_timestamp(data.get("ts")),
+        od600=number("value"),
+        lower=number("lower"),
+        upper=number("upper"),
+        model_version=version if isinstance(version, str) else "",
+        reactor=parts[2],
+        window_index=index if isinstance(index := data.get("window_index"), int) else -1,
+        fallback=bool(data.get("fallback", False)),
+    )
