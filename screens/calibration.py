@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from database.reading import Quality, Reading
 from eln import calibration as cal
 from eln import validation as check
-from eln.errors import NotebookError, NotebookValidationError
+from eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
 from eln.models import CalibrationRecord
 from eln.services import NotebookService
 from screens.entry_widgets import ENTRY_CSS, LabelledField, field_for
@@ -48,6 +48,8 @@ WIZARD_CSS = (
 .wizard-result.-shown { display: block; }
 .wizard-result.-pass { border: round $success; }
 .wizard-result.-fail { border: round $error; }
+.wizard-accept { height: auto; display: none; }
+.wizard-accept.-shown { display: block; }
 .entry-status { height: auto; padding: 0 1; }
 .entry-status.-error { color: $error; }
 """
@@ -158,6 +160,16 @@ class CalibrationWizardScreen(Screen[None]):
                 )
             yield Static("", id="wizard-taken", classes="wizard-taken")
             yield Static("", id="wizard-result", classes="wizard-result")
+            with Vertical(id="accept-box", classes="wizard-accept"):
+                yield Static(
+                    "A supervisor may accept the failed calibration: name, PIN, reason, ctrl+s.",
+                    classes="wizard-instruction",
+                )
+                yield LabelledField("Supervisor", "accept-supervisor", fields=("operator",))
+                yield LabelledField("PIN", "accept-pin", password=True, width=10)
+                yield LabelledField(
+                    "Accept reason", "accept-reason", width=30, fields=("override reason",)
+                )
         yield Static("", classes="entry-status")
         yield Footer()
 
@@ -473,6 +485,7 @@ class CalibrationWizardScreen(Screen[None]):
         result.set_class(not passed, "-fail")
         verdict = "passed" if passed else "FAILED: it will block the batch start if mandatory"
         self._say(f"Calibration {verdict}. ctrl+s stores the record.", error=not passed)
+        self.query_one("#accept-box").set_class(not passed, "-shown")
         self.refresh_bindings()
 
     def action_redo(self) -> None:
@@ -492,20 +505,36 @@ class CalibrationWizardScreen(Screen[None]):
         result = self.query_one("#wizard-result", Static)
         result.update("")
         result.remove_class("-shown", "-pass", "-fail")
+        self.query_one("#accept-box").remove_class("-shown")
         self._enter_step(index)
         self._say(f"Redo: {self.steps[index].title}.")
 
     def action_save(self) -> None:
         if not self.outcomes or self.saved:
             return
-        self.save_records()
+        self._clear_errors()
+        accept = tuple(
+            self._field(field_id).value.strip()
+            for field_id in ("accept-supervisor", "accept-pin", "accept-reason")
+        )
+        self.save_records(accept if any(accept) else None)
 
     @work(exclusive=True, group="calibration-save", exit_on_error=False)
-    async def save_records(self) -> None:
+    async def save_records(self, accept: tuple[str, str, str] | None = None) -> None:
+        """Store the outcome(s); ``accept`` = (supervisor, PIN, reason) to accept a failure."""
         outcomes = self.outcomes
+        if accept is not None and not await self._acceptance_confirmed(*accept):
+            return
         try:
-            records = await asyncio.to_thread(self._store, outcomes)
+            records = await asyncio.to_thread(self._store, outcomes, accept)
+        except NotebookPermissionError as error:
+            self._field("accept-supervisor").show_error(str(error))
+            self._say(f"Not stored: {error}", error=True)
+            return
         except NotebookValidationError as error:
+            field = field_for(self.query(LabelledField), error.field)
+            if field is not None:
+                field.show_error(error.message)
             self._say(f"Not stored: {error.message}", error=True)
             return
         except NotebookError as error:
@@ -515,23 +544,63 @@ class CalibrationWizardScreen(Screen[None]):
         until = _short_time(records[0].valid_until) if records else "—"
         ids = ", ".join(f"#{record.id}" for record in records)
         verdict = "PASS" if all(record.passed for record in records) else "FAIL"
+        if any(record.override_reason for record in records):
+            verdict += f", accepted by {accept[0] if accept else '?'}"
+        self._field("accept-pin").set_value("")
         self._say(f"Stored calibration {ids} ({verdict}), valid until {until} UTC. esc: back.")
         self.post_message(CalibrationSaved(records))
         self.refresh_bindings()
 
-    def _store(self, outcomes: tuple[cal.CalibrationOutcome, ...]) -> tuple[CalibrationRecord, ...]:
+    async def _acceptance_confirmed(self, supervisor: str, pin: str, reason: str) -> bool:
+        if not supervisor:
+            self._field("accept-supervisor").show_error("supervisor must not be empty to accept")
+        elif not reason:
+            self._field("accept-reason").show_error(
+                "accept reason must not be empty: say why the failed calibration may be used"
+            )
+        elif not await asyncio.to_thread(self.notebook.check_pin, supervisor, pin):
+            self._field("accept-pin").show_error("unknown supervisor or wrong PIN")
+        else:
+            return True
+        self._say("Not stored: the acceptance is incomplete", error=True)
+        return False
+
+    def _store(
+        self,
+        outcomes: tuple[cal.CalibrationOutcome, ...],
+        accept: tuple[str, str, str] | None = None,
+    ) -> tuple[CalibrationRecord, ...]:
+        """One record per outcome; a failed one accepted by the supervisor is written by them
+        (the notebook allows only supervisors to accept), naming who performed it."""
         now = self.notebook.clock()
         valid_until = self.notebook.calibration_policy.valid_until(self.kind, now)
         stored = []
         for outcome in outcomes:
             fields = outcome.record_fields()
+            gas = outcome.channel.removeprefix("offgas_") + "_"
             fields["measured"] = {
                 **fields["measured"],
-                **{f"{key}_source": self.sources[key] for key in self.sources},
+                **{
+                    f"{key}_source": source
+                    for key, source in self.sources.items()
+                    if self.kind is not cal.CalibrationKind.OFFGAS or key.startswith(gas)
+                },
             }
+            actor = self.operator
+            if accept is not None and not outcome.passed:
+                actor = accept[0]
+                fields["override_reason"] = accept[2]
+                fields["notes"] = "; ".join(
+                    part
+                    for part in (
+                        fields["notes"],
+                        f"performed by {self.operator}, accepted by {actor}",
+                    )
+                    if part
+                )
             stored.append(
                 self.notebook.record_calibration(
-                    self.operator,
+                    actor,
                     **fields,
                     batch_number=self.batch_number,
                     performed_at=now,

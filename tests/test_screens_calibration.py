@@ -297,3 +297,39 @@ async def test_pressure_zero_and_od_blank_typed_by_hand(tmp_path) -> None:
     assert not pressure.passed and pressure.batch_id is None  # a bench calibration
     assert pressure.results["zero_offset_bar"] == pytest.approx(0.007)
     assert notebook.list_calibrations(channel="od_probe")[0].results == {"blank_au": 0.03}
+
+
+async def test_a_supervisor_accepts_a_failed_calibration_with_pin_and_reason(
+    notebook_url: str,
+) -> None:
+    notebook = setup_notebook(notebook_url)
+    app = Harness(
+        lambda: CalibrationWizardScreen(notebook, OPERATOR, "do_zero_span", batch_number=BATCH)
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await type_into(pilot, "zero", "0.5")
+        await pilot.press("ctrl+g")
+        await type_into(pilot, "span", "99")
+        await type_into(pilot, "t63", "38")
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        assert "FAIL  t63 38 s (< 30 s)" in text_of(pilot, "#wizard-result")
+        assert pilot.app.screen.query_one("#accept-box").has_class("-shown")
+        await type_into(pilot, "accept-supervisor", OPERATOR)
+        await type_into(pilot, "accept-pin", OPERATOR_PIN)
+        await type_into(pilot, "accept-reason", "slow membrane, replacement on order")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        field = pilot.app.screen.query_one("#accept-supervisor-field", LabelledField)
+        assert "needs a supervisor" in field.error
+        assert notebook.list_calibrations(channel="do") == []
+        await type_into(pilot, "accept-supervisor", SUPERVISOR)
+        await type_into(pilot, "accept-pin", SUPERVISOR_PIN)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "accepted by sam" in text_of(pilot, ".entry-status")
+    [record] = notebook.list_calibrations(channel="do")
+    assert not record.passed and record.override_reason == "slow membrane, replacement on order"
+    assert record.performed_by == SUPERVISOR and "performed by ana" in record.notes
+    assert "do" not in {channel for channel, _ in notebook.calibration_blockers(BATCH)}
