@@ -272,3 +272,32 @@ def test_cli_writes_one_table_to_stdout(
     assert [row["title"] for row in rows] == ["DO low 6 min"]
     assert main(["export-csv", "notebook", "--batch", "99", "--out", str(tmp_path / "x")]) == 2
     assert "there is no batch 99" in capsys.readouterr().err
+
+
+def test_cli_exports_a_batch_run_from_the_embedded_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from database.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
+    upgrade(url)
+    notebook = NotebookService.from_url(url)
+    notebook.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
+    notebook.create_batch("sam", 8, "B", reactor_id="R1")
+    begin = datetime.fromtimestamp(START + 60, tz=timezone.utc)
+    notebook.start_batch("sam", 8, inoculated_at=begin, override_reason="bench test")
+    notebook.end_batch("sam", 8, ended_at=begin + timedelta(minutes=5))
+    notebook.engine.dispose()
+    with EmbeddedStore(tmp_path / "timeseries.sqlite") as store:
+        store.write(sample_readings())
+        store.flush()
+    monkeypatch.setenv("BPTWIN_STATION__DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BPTWIN_NOTEBOOK__URL", url)
+    out = tmp_path / "batch8.csv"
+    assert main(["export-csv", "channels", "--batch", "8", "--out", str(out)]) == 0
+    back = read_channels_csv(out)
+    stamps = sorted(r.timestamp for r in back if r.channel == "do")
+    assert stamps[0] == START + 60 and stamps[-1] == START + 360  # the end second included
+    assert {r.channel for r in back} == {"do", "ph"} and {r.reactor for r in back} == {"R1"}
+    assert main(["export-csv", "channels", "--batch", "8", "--start", "x"]) == 2
+    assert "either --batch or --start" in capsys.readouterr().err
