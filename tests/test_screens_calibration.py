@@ -29,6 +29,7 @@ from tests.screens_harness import (
     SUPERVISOR_PIN,
     ScreenHarness,
 )
+from twin.live import LiveSnapshot
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
 BATCH = 12
@@ -97,7 +98,19 @@ async def test_ph_wizard_passes_from_live_readings_taken_when_stable(notebook_ur
         await settle(pilot)
         screen = pilot.app.screen
         assert isinstance(screen, CalibrationWizardScreen)
-        feed(screen, "temp_ph_probe", [(T_START, 25.0)])
+        # The app hands over whole snapshots: only this reactor's channels count.
+        screen.show_snapshot(
+            LiveSnapshot(
+                taken_at=T_START,
+                latest={
+                    ("R1", "temp_ph_probe"): Reading(T_START, "R1", "temp_ph_probe", 25.0, "°C"),
+                    ("R2", "ph"): Reading(T_START, "R2", "ph", 3.0, "pH"),
+                },
+            )
+        )
+        assert (
+            screen.live_temperature_c == 25.0 and screen.detectors["e_first_mv"].state().count == 0
+        )
         # Still settling after 10 s: taking is refused, next to the field.
         feed(screen, "ph", [(T_START + i, 7.3 - 0.03 * i) for i in range(10)])
         await pilot.press("ctrl+g")
