@@ -386,6 +386,22 @@ class Forecaster:
         return self._band(expected, band.min(axis=0), band.max(axis=0), dp)
 
 
+def fit_forecast_block(table: pd.DataFrame, od_per_mmol_co2: float) -> dict:
+    """Every forecast number the card stores (metrics.forecast), from the training table."""
+    from twin.model import co2_at_depletion
+
+    peaks = table.groupby("batch")["cer_smooth"].quantile(0.99).tolist()
+    block = fit_parameters(co2_at_depletion(table), od_per_mmol_co2, peaks)
+    parameters = ForecastParameters.from_card_metrics({"forecast": block})
+    if parameters is not None:
+        stretch, fraction, spread_s = fit_depletion_timing(parameters, table)
+        block["time_stretch"] = stretch
+        block["depletion_error_fraction"] = fraction
+        block["depletion_error_sd_s"] = spread_s
+    block["do"] = fit_do_parameters(table)
+    return block
+
+
 CALIBRATION_ORIGINS_H = (4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0)
 
 
@@ -561,11 +577,18 @@ def lightgbm_time_to_depletion(
     return booster.predict(test[names].to_numpy(float), num_threads=threads)
 
 
+def _parameters(block: dict) -> ForecastParameters:
+    parameters = ForecastParameters.from_card_metrics({"forecast": block})
+    if parameters is None:
+        raise ValueError("the training batches do not give usable forecast parameters")
+    return parameters
+
+
 def compare(dataset: str, holdout: tuple[int, ...] = (16, 17, 18)) -> pd.DataFrame:
     """Depletion-time errors (min) of the hybrid and of pure LightGBM at fixed hours."""
     from twin.dataset import read_manifest
     from twin.labels import dataset_table
-    from twin.model import carbon_balance_baseline, co2_at_depletion
+    from twin.model import carbon_balance_baseline
     from twin.validation import FORECAST_ORIGINS_H
 
     numbers = [r.number for r in read_manifest(dataset).batches]
@@ -573,13 +596,9 @@ def compare(dataset: str, holdout: tuple[int, ...] = (16, 17, 18)) -> pd.DataFra
     train = dataset_table(dataset, train_batches, "samples")
     test = dataset_table(dataset, list(holdout), "truth")
     _, k = carbon_balance_baseline(train, train.iloc[:0])
-    peaks = train.groupby("batch")["cer_smooth"].quantile(0.99).tolist()
-    block = fit_parameters(co2_at_depletion(train), k, peaks)
-    parameters = ForecastParameters.from_card_metrics({"forecast": block})
-    assert parameters is not None
-    raw = Forecaster(parameters)
-    block["time_stretch"] = fit_time_stretch(parameters, train)
-    hybrid = Forecaster(ForecastParameters.from_card_metrics({"forecast": block}))  # type: ignore[arg-type]
+    block = fit_forecast_block(train, k)
+    hybrid = Forecaster(_parameters(block))
+    raw = Forecaster(_parameters({**block, "time_stretch": 1.0}))
     pure = lightgbm_time_to_depletion(train, test)
     rows = []
     for number, batch in test.groupby("batch"):
@@ -619,6 +638,108 @@ def compare(dataset: str, holdout: tuple[int, ...] = (16, 17, 18)) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+DO_COMPARE_ISSUE_EVERY = 60  # windows (30 min), as in the validation
+DO_COMPARE_POINT_EVERY = 10  # score every 10th later window (5 min)
+
+
+def lightgbm_do_model(train: pd.DataFrame, *, seed: int = 42, threads: int = 2):
+    """A pure LightGBM DO forecast: DO at now + h from the window's features and h.
+
+    Trained on the training batches: every 30 min window paired with the measured DO at
+    every 5 min later window to the end of its batch (h in hours as an extra feature).
+    """
+    import lightgbm
+
+    from twin.features import FEATURE_NAMES
+
+    names = [*FEATURE_NAMES, "horizon_h"]
+    matrices, targets = [], []
+    for _, batch in train.groupby("batch"):
+        features = batch[list(FEATURE_NAMES)].to_numpy(float)
+        ends = batch["window_end"].to_numpy(float)
+        do = batch["do_mean"].to_numpy(float)
+        for at in range(0, len(batch), DO_COMPARE_ISSUE_EVERY):
+            later = np.arange(at, len(batch), DO_COMPARE_POINT_EVERY)
+            later = later[np.isfinite(do[later])]
+            horizon = (ends[later] - ends[at]) / 3600.0
+            matrices.append(
+                np.column_stack([np.repeat(features[at : at + 1], len(later), 0), horizon])
+            )
+            targets.append(do[later])
+    params = {
+        "objective": "regression",
+        "verbosity": -1,
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_data_in_leaf": 50,
+        "seed": seed,
+        "deterministic": True,
+        "num_threads": threads,
+    }
+    data = lightgbm.Dataset(np.vstack(matrices), np.concatenate(targets), feature_name=names)
+    return lightgbm.train(params, data, num_boost_round=400)
+
+
+def compare_do(dataset: str, holdout: tuple[int, ...] = (16, 17, 18)) -> pd.DataFrame:
+    """DO RMSE (% sat) to the end of the batch of the hybrid and of pure LightGBM.
+
+    Same protocol as the validation (forecasts every 30 min from the first window with an
+    off-gas growth rate until depletion is detected, reference: the simulator's truth), on
+    the same (issue, later window) pairs, every 5 min, for both.
+    """
+    from twin.dataset import read_manifest
+    from twin.features import FEATURE_NAMES
+    from twin.labels import dataset_table
+    from twin.model import carbon_balance_baseline
+
+    numbers = [r.number for r in read_manifest(dataset).batches]
+    train_batches = [n for n in numbers if n not in holdout]
+    train = dataset_table(dataset, train_batches, "samples")
+    test = dataset_table(dataset, list(holdout), "truth")
+    _, k = carbon_balance_baseline(train, train.iloc[:0])
+    hybrid = Forecaster(_parameters(fit_forecast_block(train, k)))
+    booster = lightgbm_do_model(train)
+    rows = []
+    for number, batch in test.groupby("batch"):
+        ends = batch["window_end"].to_numpy(float)
+        truth = batch["truth_do"].to_numpy(float)
+        features = batch[list(FEATURE_NAMES)].to_numpy(float)
+        errors: dict[str, list[np.ndarray]] = {"hybrid": [], "lightgbm": [], "persistence": []}
+        for at in range(0, len(batch), DO_COMPARE_ISSUE_EVERY):
+            row = batch.iloc[at]
+            if bool(row["depleted"]):
+                break
+            if not math.isfinite(float(row["mu_cer"])):
+                continue
+            made = hybrid.forecast_values(
+                now=float(row["window_end"]),
+                od_now=float(row["label_od600"]),
+                cer=float(row["cer_smooth"]),
+                cum_co2=float(row["cum_co2_mmol_per_l"]),
+                mu_cer=float(row["mu_cer"]),
+                mu_carbon=float(row["mu_carbon"]),
+                do_now=float(row["do_mean"]),
+                stirrer_now=float(row["stirrer_speed_mean"]),
+                o2_flow_now=float(row["o2_flow_mean"]),
+            )
+            if made is None or made.do is None:
+                continue
+            later = np.arange(at, len(batch), DO_COMPARE_POINT_EVERY)
+            horizon = (ends[later] - ends[at]) / 3600.0
+            matrix = np.column_stack([np.repeat(features[at : at + 1], len(later), 0), horizon])
+            errors["hybrid"].append(np.interp(ends[later], made.times, made.do) - truth[later])
+            errors["lightgbm"].append(booster.predict(matrix, num_threads=2) - truth[later])
+            errors["persistence"].append(float(row["do_mean"]) - truth[later])
+        rows.append(
+            {"batch": int(number)}
+            | {
+                f"{name}_rmse": float(np.sqrt(np.mean(np.concatenate(values) ** 2)))
+                for name, values in errors.items()
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 if __name__ == "__main__":  # python -m twin.forecast DATASET
     import sys
 
@@ -629,3 +750,5 @@ if __name__ == "__main__":  # python -m twin.forecast DATASET
     print(errors.abs().mean().round(1).to_string())
     print("worst |error| (min):")
     print(errors.abs().max().round(1).to_string())
+    print("DO RMSE to the end of the batch (% sat), hybrid vs pure LightGBM vs persistence:")
+    print(compare_do(sys.argv[1]).to_string(index=False, float_format=lambda v: f"{v:.2f}"))

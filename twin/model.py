@@ -23,12 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from twin.forecast import (
-    ForecastParameters,
-    fit_depletion_timing,
-    fit_do_parameters,
-    fit_parameters,
-)
+from twin.forecast import fit_forecast_block
 from twin.labels import (
     BATCH_COLUMN,
     LABEL_COLUMN,
@@ -408,15 +403,7 @@ def train_model(
             "cv_mre_mean": fb_score,
         }
     _, baseline_k = carbon_balance_baseline(table, table.iloc[:0])
-    peaks = table.groupby(BATCH_COLUMN)["cer_smooth"].quantile(0.99).tolist()
-    forecast = fit_parameters(co2_at_depletion(table), baseline_k, peaks)
-    forecast_parameters = ForecastParameters.from_card_metrics({"forecast": forecast})
-    if forecast_parameters is not None:
-        stretch, fraction, spread_s = fit_depletion_timing(forecast_parameters, table)
-        forecast["time_stretch"] = stretch
-        forecast["depletion_error_fraction"] = fraction
-        forecast["depletion_error_sd_s"] = spread_s
-    forecast["do"] = fit_do_parameters(table)
+    forecast = fit_forecast_block(table, baseline_k)
     stages["final_fit_s"] = time.monotonic() - fit_started
     elapsed = time.monotonic() - started
 
