@@ -22,7 +22,6 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from database.channels import CHANNELS, CHANNELS_BY_NAME
-from screens.alarms import AlarmBanner
 from screens.trends import (
     GROUP_NAMES,
     MAX_PLOTS,
@@ -80,10 +79,10 @@ class DashboardScreen(Screen[None]):
         self._rendering = False
         self.renders = 0  # figures swapped in so far
         self.trend_window: HistoryWindow | None = None  # the window the plots show
+        self._cells: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=self._show_clock, time_format="%H:%M:%S")
-        yield AlarmBanner()
         with Vertical(id="dashboard"):
             yield Static("", id="alarm-line")
             yield Static(self._status, id="status-strip")
@@ -124,6 +123,17 @@ class DashboardScreen(Screen[None]):
         self._update_titles()
         self._show_trend_bar()
         self.set_interval(REDRAW_S, self._redraw_trends)
+        # The alarm banner's module pulls in the notebook (SQLAlchemy, ~0.5 s of imports):
+        # mount it right after the first frame instead of before it.
+        self.call_after_refresh(self._mount_alarm_banner)
+
+    def _mount_alarm_banner(self) -> None:
+        from screens.alarms import AlarmBanner
+
+        if not self.query("#alarm-banner"):
+            self.mount(AlarmBanner(id="alarm-banner"), after=self.query_one(Header))
+            if self._last_snapshot is not None:
+                self._show_alarms(self._last_snapshot)
 
     # ---- what the App calls ------------------------------------------------------------
 
@@ -315,6 +325,17 @@ class DashboardScreen(Screen[None]):
 
     # ---- text panels -------------------------------------------------------------------
 
+    def _set_cell(
+        self, table: DataTable, row: str, column: str, text: str, style: str = ""
+    ) -> None:
+        """Update one cell only when its text changed: every DataTable update re-renders all
+        visible cells, so unchanged values must not cost a repaint."""
+        key = (table.id or "", row, column)
+        if self._cells.get(key) == (text, style):
+            return
+        self._cells[key] = (text, style)
+        table.update_cell(row, column, f"[{style}]{text}[/]" if style else text)
+
     def _show_values(self, snapshot: LiveSnapshot) -> None:
         table = self.query_one("#current-values", DataTable)
         now = self._clock()
@@ -326,20 +347,19 @@ class DashboardScreen(Screen[None]):
             value = "—" if math.isnan(reading.value) else f"{reading.value:.3g}"
             age_s = max(0.0, now - reading.timestamp)
             age = f"{age_s:.0f} s" if age_s < 3600 else f"{age_s / 3600:.1f} h"
-            if age_s > STALE_AFTER_S:
-                age = f"[yellow]{age}[/]"
             quality = reading.quality.value
-            if quality != "good":
-                quality = f"[yellow]{quality}[/]"
-            table.update_cell(reading.channel, "value", value)
-            table.update_cell(reading.channel, "unit", reading.unit)
-            table.update_cell(reading.channel, "quality", quality)
-            table.update_cell(reading.channel, "age", age)
+            self._set_cell(table, reading.channel, "value", value)
+            self._set_cell(table, reading.channel, "unit", reading.unit)
+            self._set_cell(
+                table, reading.channel, "quality", quality, "" if quality == "good" else "yellow"
+            )
+            self._set_cell(
+                table, reading.channel, "age", age, "yellow" if age_s > STALE_AFTER_S else ""
+            )
         for channel in CHANNELS:  # switching reactors must not leave the other one's values
             if channel.name not in seen:
-                table.update_cell(channel.name, "value", "—")
-                table.update_cell(channel.name, "quality", "—")
-                table.update_cell(channel.name, "age", "—")
+                for column in ("value", "quality", "age"):
+                    self._set_cell(table, channel.name, column, "—")
 
     def _show_strip(self) -> None:
         snapshot = self._last_snapshot
@@ -351,7 +371,8 @@ class DashboardScreen(Screen[None]):
         self.query_one("#status-strip", Static).update("\n".join(lines))
 
     def _show_alarms(self, snapshot: LiveSnapshot) -> None:
-        self.query_one(AlarmBanner).show_alarms(snapshot.alarms)
+        for banner in self.query("#alarm-banner"):
+            banner.show_alarms(snapshot.alarms)  # type: ignore[attr-defined]
         line = self.query_one("#alarm-line", Static)
         alarms = snapshot.alarms_for(self.reactor)
         line.display = bool(alarms)
@@ -373,16 +394,17 @@ class DashboardScreen(Screen[None]):
             do = snapshot.latest.get((reactor, "do"))
             alarms = snapshot.alarms_for(reactor)
             marker = "▶ " if reactor == self.reactor else "  "
-            table.update_cell(reactor, "reactor", f"{marker}{reactor}")
-            table.update_cell(reactor, "phase", state.phase if state else "—")
-            table.update_cell(
-                reactor, "elapsed", f"{state.time_since_inoculation_h:.1f} h" if state else "—"
-            )
-            table.update_cell(
-                reactor, "od600", f"{prediction.od600:.2f}" if prediction is not None else "—"
-            )
-            table.update_cell(reactor, "do", _number(do.value, 1) if do is not None else "—")
-            table.update_cell(reactor, "alarms", f"[red]{len(alarms)}[/]" if alarms else "0")
+            cells = {
+                "reactor": f"{marker}{reactor}",
+                "phase": state.phase if state else "—",
+                "elapsed": f"{state.time_since_inoculation_h:.1f} h" if state else "—",
+                "od600": f"{prediction.od600:.2f}" if prediction is not None else "—",
+                "do": _number(do.value, 1) if do is not None else "—",
+                "alarms": str(len(alarms)),
+            }
+            for column, text in cells.items():
+                style = "red" if column == "alarms" and alarms else ""
+                self._set_cell(table, reactor, column, text, style)
 
 
 def _number(value: float, digits: int = 2) -> str:

@@ -16,15 +16,17 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rich.console import Console
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.message import Message
+from textual.strip import Strip
 from textual.widget import Widget
 
 from database.channels import CHANNELS_BY_NAME
 
 if TYPE_CHECKING:
-    from textual.app import RenderResult
-
     from twin.history import Band, History, HistoryWindow
 
 RGB = tuple[int, int, int]
@@ -161,7 +163,7 @@ class TrendsRendered(Message):
     """The render worker's finished figures for a request (immutable Text and the window)."""
 
     def __init__(
-        self, request: TrendRequest, window: HistoryWindow, figures: tuple[Text, ...]
+        self, request: TrendRequest, window: HistoryWindow, figures: tuple[Figure, ...]
     ) -> None:
         super().__init__()
         self.request = request
@@ -274,20 +276,48 @@ def render_plot(plot: PlotDef, window: HistoryWindow, width: int, height: int) -
     return Text.from_ansi(plt.build()), drawn
 
 
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """A finished plot: its text (for tests and copying) and the lines ready to paint."""
+
+    text: Text
+    strips: tuple[Strip, ...]
+
+
+def _console(width: int, height: int) -> Console:
+    """A per-thread console that turns a figure into lines (truecolor, no terminal needed)."""
+    console = getattr(_local, "console", None)
+    if console is None:
+        console = _local.console = Console(
+            color_system="truecolor", force_terminal=True, legacy_windows=False
+        )
+    console.size = (width, height)
+    return console
+
+
+def to_figure(text: Text, width: int, height: int) -> Figure:
+    """Cut a figure into exactly ``height`` lines of ``width`` cells, off the UI thread, so a
+    repaint only copies them."""
+    console = _console(width, height)
+    options = console.options.update(width=width, height=height, no_wrap=True, overflow="crop")
+    lines = console.render_lines(text, options, pad=True)
+    return Figure(text, tuple(Strip(line, width) for line in lines[:height]))
+
+
 def render_trends(history: History, request: TrendRequest) -> TrendsRendered:
     """Take the decimated window and draw every plot of the request (run in a worker thread)."""
     window = history.window(
         request.reactor, request.window, points=request.points, names=request.names
     )
     figures = tuple(
-        render_plot(plot, window, width, height)[0]
+        to_figure(render_plot(plot, window, width, height)[0], width, height)
         for plot, (width, height) in zip(request.plots, request.sizes, strict=True)
     )
     return TrendsRendered(request, window, figures)
 
 
 class TrendPlot(Widget):
-    """Shows a figure rendered off the UI thread; repaints cost only copying its text."""
+    """Shows a figure rendered off the UI thread; a repaint only copies its prepared lines."""
 
     DEFAULT_CSS = """
     TrendPlot { height: 1fr; min-height: 5; }
@@ -297,24 +327,50 @@ class TrendPlot(Widget):
         super().__init__(id=id)
         self.plot: PlotDef | None = None
         self.figure: Text = Text("")
+        self._strips: tuple[Strip, ...] = ()
+        self._styled: dict[int, Strip] = {}
+        self._style: Style | None = None
         self.points = 0  # points in the window this figure was drawn from (for tests and help)
         self.redraws = 0
 
-    def show(self, plot: PlotDef, figure: Text, points: int) -> None:
+    def show(self, plot: PlotDef, figure: Figure, points: int) -> None:
         self.plot = plot
-        self.figure = figure
+        self.figure = figure.text
+        self._strips = figure.strips
+        self._styled = {}
+        self._style = None
         self.points = points
         self.redraws += 1
         self.refresh()
 
     def clear(self, plot: PlotDef) -> None:
         self.plot = plot
-        self.figure = _message(f"{plot.title} · drawing…", self.size.width, self.size.height)
+        width, height = self.size.width, self.size.height
+        self.figure = _message(f"{plot.title} · drawing…", width, height)
+        self._strips = ()
+        self._styled = {}
+        self._style = None
         self.points = 0
         self.refresh()
 
-    def render(self) -> RenderResult:
-        return self.figure
+    def notify_style_update(self) -> None:
+        self._styled = {}  # a theme or class change: paint on the new background
+        self._style = None
+        super().notify_style_update()
+
+    def render_line(self, y: int) -> Strip:
+        if self._style is None:
+            self._style = self.rich_style  # costly to compute: once per figure, not per line
+        if not self._strips:
+            lines = self.figure.plain.splitlines()
+            text = lines[y] if y < len(lines) else ""
+            return Strip([Segment(text, self._style)], len(text))
+        strip = self._styled.get(y)
+        if strip is None:
+            # The figure has no background of its own: paint it on the widget's.
+            raw = self._strips[y] if y < len(self._strips) else Strip.blank(self.size.width)
+            strip = self._styled[y] = raw.apply_style(self._style)
+        return strip
 
 
 def trace_points(window: HistoryWindow, plot: PlotDef) -> int:

@@ -1,0 +1,309 @@
+"""The control room's feel: first frame, dashboard redraw with a 30 h batch, key latency while
+ingesting, resident memory after a 30 h batch (issue 5, items 7 and 8).
+
+The redraw is measured as CPU time of the UI thread (``time.thread_time`` on the event loop's
+thread), so the render worker and idle waits do not count; the worker's share is reported beside
+it, and so is what drawing plotext on the UI thread would cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SIZE = (160, 45)
+
+
+def _python(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+FIRST_FRAME_APP = """
+    import time
+    started = time.perf_counter()
+    import asyncio, sys, tempfile
+    from pathlib import Path
+    from bptwin_tui.app import BptwinApp
+    from bptwin_tui.settings import Settings
+
+    async def main():
+        settings = Settings()
+        settings.station.data_dir = Path(tempfile.mkdtemp())
+        app = BptwinApp(settings)
+        async with app.run_test(size=(160, 45)) as pilot:
+            first_frame = time.perf_counter() - started  # the dashboard is mounted and painted
+            await pilot.pause()
+            print(first_frame)
+            await pilot.press("q")
+
+    asyncio.run(main())
+"""
+
+FIRST_FRAME_FLOOR = """
+    import time
+    started = time.perf_counter()
+    import asyncio
+    from textual.app import App
+    from textual.widgets import Footer, Header, Static
+
+    class Bare(App):
+        def compose(self):
+            yield Header()
+            yield Static("hello")
+            yield Footer()
+
+    async def main():
+        async with Bare().run_test(size=(160, 45)) as pilot:
+            print(time.perf_counter() - started)
+            await pilot.pause()
+
+    asyncio.run(main())
+"""
+
+
+def bench_first_frame() -> list[dict[str, object]]:
+    """Import to first frame of ``bptwin`` on embedded defaults, beside a bare Textual app."""
+    app = statistics.median(float(_python(FIRST_FRAME_APP)) for _ in range(3))
+    floor = statistics.median(float(_python(FIRST_FRAME_FLOOR)) for _ in range(3))
+    return [
+        {
+            "benchmark": "ui: bare Textual app, import to first frame (floor)",
+            "value": floor * 1000,
+            "unit": "ms",
+            "note": "Header + Static + Footer under run_test, median of 3 fresh interpreters",
+        },
+        {
+            "benchmark": "ui: bptwin, import to first frame",
+            "value": app * 1000,
+            "unit": "ms",
+            "note": f"{app / floor:.2f}x the floor; embedded defaults, dashboard at 160x45",
+        },
+    ]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+async def _redraw(hours: float, repeats: int) -> list[dict[str, object]]:
+    from screens.dashboard import DashboardScreen
+    from screens.trends import render_plot, render_trends
+    from tests.dashboard_batch import clock_at, fill_history, snapshot_at
+    from tests.test_screens_dashboard import DashboardHarness, drawn
+    from twin.history import History
+
+    rows: list[dict[str, object]] = []
+    history = History(["R1"])
+    fill_history(history, hours)
+    snapshot = snapshot_at(hours)
+    screen = DashboardScreen(["R1"], operator="ana", clock=lambda: clock_at(hours))
+    app = DashboardHarness(lambda: screen)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen.show_snapshot(snapshot)
+        screen.attach_history(history)
+        await drawn(pilot, screen)
+        for window_name in ("15 min", "batch"):
+            before = screen.renders
+            screen.select_window(window_name)
+            await drawn(pilot, screen, before)
+            request = screen._drawn
+            assert request is not None
+            ui, worker, decimation, plots_only, idle = [], [], [], [], []
+            for repeat in range(repeats):
+                # Every refresh brings new values (a second later), as in a live batch.
+                snapshot = snapshot_at(hours - (repeat + 1) / 3600.0)
+                started = time.perf_counter()
+                history.window(request.reactor, request.window, request.points, request.names)
+                decimation.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                message = render_trends(history, request)
+                worker.append(time.perf_counter() - started)
+                cpu = time.thread_time()
+                screen.show_snapshot(snapshot)
+                screen.on_trends_rendered(message)
+                await pilot.pause(0.05)  # lets the compositor paint the whole screen
+                ui.append(time.thread_time() - cpu)
+                again = render_trends(history, request)
+                cpu = time.thread_time()
+                screen.on_trends_rendered(again)
+                await pilot.pause(0.05)
+                plots_only.append(time.thread_time() - cpu)
+                cpu = time.thread_time()
+                await pilot.pause(0.05)  # the loop's own cost while nothing changes
+                idle.append(time.thread_time() - cpu)
+            raw = screen.trend_window.trace("do").raw_points  # type: ignore[union-attr]
+            note = (
+                f"{len(request.plots)} plots, {request.points} points max per trace "
+                f"(DO: {raw} raw samples), median of {repeats}"
+            )
+            rows += [
+                {
+                    "benchmark": f"ui: dashboard full refresh, UI thread, {hours:.0f} h batch, "
+                    f"{window_name} window",
+                    "value": _ms(statistics.median(ui)),
+                    "unit": "ms",
+                    "note": f"{note}; of it plots alone {_ms(statistics.median(plots_only))} ms, "
+                    f"idle loop {_ms(statistics.median(idle))} ms; goal 50 ms, limit 100 ms",
+                },
+                {
+                    "benchmark": f"ui: dashboard render worker (decimate + plotext), {window_name}",
+                    "value": _ms(statistics.median(worker)),
+                    "unit": "ms",
+                    "note": f"off the UI thread; decimation alone "
+                    f"{_ms(statistics.median(decimation))} ms",
+                },
+                {
+                    "benchmark": f"ui: same refresh, plotext on the UI thread, {window_name}",
+                    "value": _ms(statistics.median(ui) + statistics.median(worker)),
+                    "unit": "ms",
+                    "note": "what textual-plotext's PlotextPlot.render would cost the UI thread",
+                },
+            ]
+        # Why decimate: one plot of 6 h of raw DO and stirrer samples.
+        window = history.window("R1", "6 h", points=10**7, names=("do", "stirrer_speed"))
+        plot = screen._drawn.plots[2]  # type: ignore[union-attr]
+        width, height = screen._drawn.sizes[2]  # type: ignore[union-attr]
+        started = time.perf_counter()
+        render_plot(plot, window, width, height)
+        raw_s = time.perf_counter() - started
+        rows.append(
+            {
+                "benchmark": "ui: one plotext plot, 6 h undecimated (DO + stirrer)",
+                "value": _ms(raw_s),
+                "unit": "ms",
+                "note": f"{2 * window.trace('do').raw_points} points at {width}x{height}",  # type: ignore[union-attr]
+            }
+        )
+    return rows
+
+
+def bench_dashboard_redraw() -> list[dict[str, object]]:
+    """Full dashboard refresh with a 30 h batch at 160x45."""
+    return asyncio.run(_redraw(30.0, repeats=7))
+
+
+async def _key_latency(presses: int) -> list[dict[str, object]]:
+    from textual.widgets import Static
+
+    from bptwin_tui.app import BptwinApp
+    from bptwin_tui.settings import Settings
+
+    settings = Settings()
+    settings.station.data_dir = Path(tempfile.mkdtemp())
+    settings.acquisition.source = "simulated"  # type: ignore[assignment]
+    settings.acquisition.speed = 0.0  # as fast as the station takes it
+    settings.ui.refresh_s = 0.25
+    app = BptwinApp(settings)
+    keys, plots = [], []
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = app.dashboard
+        for _ in range(300):
+            await pilot.pause(0.1)
+            if dashboard.renders > 0:
+                break
+        bar = dashboard.query_one("#trend-bar", Static)
+        for _ in range(presses):
+            before = dashboard.renders
+            started = time.perf_counter()
+            await pilot.press("w")
+            assert f"[reverse] {dashboard.window} [/]" in str(bar.content)
+            keys.append(time.perf_counter() - started)
+            while dashboard.renders == before and time.perf_counter() - started < 10:
+                await pilot.pause(0.01)
+            plots.append(time.perf_counter() - started)
+        readings = app.station.latest.snapshot().readings_total if app.station else 0
+        await pilot.press("q")
+    keys.sort()
+    plots.sort()
+    note = f"{presses} presses of w while the simulator streams at full speed ({readings} readings)"
+    return [
+        {
+            "benchmark": "ui: key press to screen while ingesting (window switch), p50",
+            "value": _ms(statistics.median(keys)),
+            "unit": "ms",
+            "note": f"{note}; p95 {_ms(keys[int(0.95 * (len(keys) - 1))])} ms",
+        },
+        {
+            "benchmark": "ui: key press to redrawn plots while ingesting, p50",
+            "value": _ms(statistics.median(plots)),
+            "unit": "ms",
+            "note": f"render worker; p95 {_ms(plots[int(0.95 * (len(plots) - 1))])} ms",
+        },
+    ]
+
+
+def bench_key_latency_while_ingesting() -> list[dict[str, object]]:
+    return asyncio.run(_key_latency(20))
+
+
+MEMORY = """
+    import asyncio, resource, sys
+    sys.path.insert(0, ".")
+
+    def rss_mb():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+
+    import bptwin_tui.app
+    from tests.dashboard_batch import fill_history, snapshot_at
+    from tests.test_screens_dashboard import dashboard_app, drawn
+    from twin.history import History
+    base = rss_mb()
+    history = History(["R1"])  # what Station builds
+    fill_history(history, 30.0)
+    filled = rss_mb()
+
+    async def main():
+        app, screen, _ = dashboard_app()
+        async with app.run_test(size=(160, 45)) as pilot:
+            await pilot.pause()
+            screen.show_snapshot(snapshot_at(30.0))
+            screen.attach_history(history)
+            await drawn(pilot, screen)
+            for _ in range(4):
+                before = screen.renders
+                await pilot.press("w")
+                await drawn(pilot, screen, before)
+            print(base, filled, rss_mb())
+
+    asyncio.run(main())
+"""
+
+
+def bench_memory_30h() -> list[dict[str, object]]:
+    """Resident memory of the history of a 30 h batch and of the dashboard drawing it."""
+    base, filled, drawn = (float(x) for x in _python(MEMORY).split())
+    return [
+        {
+            "benchmark": "ui: resident memory, trend history of a 30 h batch (1 reactor)",
+            "value": round(filled - base, 1),
+            "unit": "MB",
+            "note": "19 channels at 1 Hz, derived series and predictions per 30 s window",
+        },
+        {
+            "benchmark": "ui: resident memory, app modules + 30 h history + dashboard drawn",
+            "value": round(drawn, 1),
+            "unit": "MB",
+            "note": f"process RSS after drawing every window (imports alone {base:.0f} MB)",
+        },
+    ]
