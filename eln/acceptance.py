@@ -79,6 +79,8 @@ class AcceptanceLimits:
 
 
 DEFAULT_LIMITS = AcceptanceLimits()
+# The data's and the closure record's depletion times may differ by this much unremarked.
+DEPLETION_AGREEMENT_H = 0.5
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,13 @@ def completion(
         checks.append(True)
         source = "from the data" if depletion_time_h is not None else "in the closure record"
         evidence.append(f"glycerol depletion reached at {depletion:.1f} h ({source})")
+        recorded = batch_depletion_h(closure)
+        if (
+            depletion_time_h is not None
+            and recorded is not None
+            and abs(recorded - depletion) > DEPLETION_AGREEMENT_H
+        ):
+            evidence.append(f"note: the closure record says {recorded:.1f} h")
     elif closure is not None:
         checks.append(False)
         evidence.append("the closure record gives no depletion time: depletion not reached")

@@ -167,6 +167,10 @@ def test_completion_is_undecided_while_running_and_without_a_closure() -> None:
     )
     assert detected.criterion(1).passed is True
     assert "19.5 h (from the data)" in " ".join(detected.criterion(1).evidence)
+    agree = evaluate_records(good_records(), depletion_time_h=19.6).criterion(1)
+    assert not any("closure record says" in line for line in agree.evidence)
+    differ = evaluate_records(good_records(), depletion_time_h=18.0).criterion(1)
+    assert differ.passed is True and "note: the closure record says 20.0 h" in differ.evidence
 
 
 def test_completeness_fails_on_a_missing_sample_a_late_form_and_dropout() -> None:

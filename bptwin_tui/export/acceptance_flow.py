@@ -53,6 +53,16 @@ class DecisionOutcome:
     rows: int = 0  # 1 Hz rows exported (added)
 
 
+def _run_span(
+    notebook: NotebookService, number: int, reactor: str
+) -> tuple[str, float, float] | None:
+    """(reactor, inoculation, end) of a batch that ran to its end, else None."""
+    batch = notebook.get_batch(number)
+    if batch.inoculated_at is None or batch.ended_at is None:
+        return None
+    return batch.reactor_id or reactor, batch.inoculated_at.timestamp(), batch.ended_at.timestamp()
+
+
 def batch_dropout(
     notebook: NotebookService, store: TimeSeriesStore | None, number: int, reactor: str
 ) -> dict[str, float] | None:
@@ -61,29 +71,48 @@ def batch_dropout(
     from database.timeseries.base import TimeSeriesError
     from twin.dropout import sensor_dropout_pct
 
-    batch = notebook.get_batch(number)
-    if store is None or batch.inoculated_at is None or batch.ended_at is None:
+    span = _run_span(notebook, number, reactor)
+    if store is None or span is None:
         return None
     try:
-        return sensor_dropout_pct(
-            store,
-            batch.reactor_id or reactor,
-            batch.inoculated_at.timestamp(),
-            batch.ended_at.timestamp(),
-        )
+        return sensor_dropout_pct(store, *span)
     except TimeSeriesError as exc:
         log.warning("dropout of batch %s not computed: %s", number, exc)
         return None
 
 
+def batch_depletion_h(
+    notebook: NotebookService, store: TimeSeriesStore | None, number: int, reactor: str
+) -> float | None:
+    """Hours after inoculation of the DO spike found in the stored series, or None (not found,
+    no store, or the store did not answer: the closure record's time is used then)."""
+    from database.timeseries.base import TimeSeriesError
+    from twin.stored_depletion import detect_depletion
+
+    span = _run_span(notebook, number, reactor)
+    if store is None or span is None:
+        return None
+    try:
+        seconds = detect_depletion(store, *span)
+    except TimeSeriesError as exc:
+        log.warning("depletion of batch %s not looked for: %s", number, exc)
+        return None
+    return None if seconds is None else seconds / 3600.0
+
+
 def evaluate_batch(
     notebook: NotebookService, store: TimeSeriesStore | None, number: int, *, reactor: str
 ) -> AcceptanceEvaluation:
-    """The five criteria of batch ``number``, the dropout read from ``store`` (None: undecided)."""
+    """The five criteria of batch ``number``; dropout and depletion read from ``store``
+    (None: the dropout stays undecided and the closure record's depletion time is used)."""
     from eln.acceptance import evaluate_acceptance
 
-    dropout = batch_dropout(notebook, store, number, reactor)
-    return evaluate_acceptance(notebook, number, sensor_dropout_pct=dropout)
+    return evaluate_acceptance(
+        notebook,
+        number,
+        sensor_dropout_pct=batch_dropout(notebook, store, number, reactor),
+        depletion_time_h=batch_depletion_h(notebook, store, number, reactor),
+    )
 
 
 def decide_batch(
@@ -112,7 +141,6 @@ def decide_batch(
     from eln.acceptance_service import record_acceptance_decision
     from eln.models import AcceptanceDecision
 
-    dropout = batch_dropout(notebook, store, number, reactor)
     row, evaluation = record_acceptance_decision(
         notebook,
         supervisor,
@@ -120,7 +148,8 @@ def decide_batch(
         number,
         decision=decision,
         reason=reason,
-        sensor_dropout_pct=dropout,
+        sensor_dropout_pct=batch_dropout(notebook, store, number, reactor),
+        depletion_time_h=batch_depletion_h(notebook, store, number, reactor),
         accept_incomplete=accept_incomplete,
     )
     if training_set is None:
