@@ -386,10 +386,11 @@ def evaluate_offgas(
                 )
             )
         held = {point: stable_for_s.get(f"{gas}_{point}") for point in ("zero", "span")}
+        typed = [point for point, seconds in held.items() if seconds is None]
+        if typed:
+            notes.append(f"{label} {' and '.join(typed)}: typed by hand, stability not verified")
         for point, seconds in held.items():
-            if seconds is None:
-                notes.append(f"{label} {point}: typed by hand, stability not verified")
-            else:
+            if seconds is not None:
                 checks.append(
                     LimitCheck(
                         f"{label} {point} stable",

@@ -483,8 +483,8 @@ class CalibrationWizardScreen(Screen[None]):
         result.set_class(True, "-shown")
         result.set_class(passed, "-pass")
         result.set_class(not passed, "-fail")
-        verdict = "passed" if passed else "FAILED: it will block the batch start if mandatory"
-        self._say(f"Calibration {verdict}. ctrl+s stores the record.", error=not passed)
+        verdict = "passed" if passed else "FAILED (blocks the batch start if mandatory)"
+        self._say(f"Calibration {verdict}. ctrl+s stores it.", error=not passed)
         self.query_one("#accept-box").set_class(not passed, "-shown")
         self.refresh_bindings()
 
