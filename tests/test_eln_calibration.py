@@ -243,3 +243,22 @@ def test_notebook_traces_readings_to_the_calibration_in_force(
     assert notebook.missing_calibrations(3) == []
     clock.now = T0 + timedelta(hours=36)  # 25 h after 19:00: past the policy's 24 h
     assert notebook.calibration_blockers(3) == [("ph", "expired 2026-03-02 19:00 UTC")]
+
+
+def test_calibration_settings_make_the_policy_and_refuse_unknown_kinds(tmp_path) -> None:
+    from bptwin_tui.settings import SettingsError, load_settings
+
+    path = tmp_path / "bptwin.toml"
+    path.write_text(
+        '[calibration]\nmandatory = ["ph", "pressure"]\n\n[calibration.validity_hours]\nph = 48\n'
+    )
+    policy = load_settings(path).calibration.policy()
+    assert policy.mandatory_channels == ("ph", "pressure")
+    assert policy.validity[cal.CalibrationKind.PH] == timedelta(hours=48)
+    assert policy.validity[cal.CalibrationKind.PRESSURE] == timedelta(hours=720)
+    path.write_text('[calibration]\nmandatory = ["ph", "redox"]\n')
+    with pytest.raises(SettingsError, match=r"calibration\.mandatory"):
+        load_settings(path)
+    path.write_text("[calibration.validity_hours]\nph = 0\n")
+    with pytest.raises(SettingsError, match=r"calibration\.validity_hours\.ph"):
+        load_settings(path)
