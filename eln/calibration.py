@@ -498,10 +498,17 @@ class StabilityDetector:
         self.tolerance = float(tolerance)
         self.min_count = min_count
         self._points: deque[tuple[float, float]] = deque()
+        # Running sum and monotonic min/max queues: each reading costs O(1), not O(window).
+        self._sum = 0.0
+        self._lows: deque[tuple[float, float]] = deque()
+        self._highs: deque[tuple[float, float]] = deque()
         self._stable_since: float | None = None
 
     def reset(self) -> None:
         self._points.clear()
+        self._lows.clear()
+        self._highs.clear()
+        self._sum = 0.0
         self._stable_since = None
 
     def add(self, t: float, value: float) -> Stability:
@@ -512,29 +519,41 @@ class StabilityDetector:
             and (not self._points or t > self._points[-1][0])
         ):
             self._points.append((t, value))
+            self._sum += value
+            while self._lows and self._lows[-1][1] >= value:
+                self._lows.pop()
+            self._lows.append((t, value))
+            while self._highs and self._highs[-1][1] <= value:
+                self._highs.pop()
+            self._highs.append((t, value))
             # Keep one reading at or before the window start so coverage can reach the full window.
             while len(self._points) > 1 and self._points[1][0] <= t - self.window_s:
-                self._points.popleft()
+                gone_t, gone = self._points.popleft()
+                self._sum -= gone
+                if self._lows[0][0] <= gone_t:
+                    self._lows.popleft()
+                if self._highs[0][0] <= gone_t:
+                    self._highs.popleft()
         return self.state()
 
     def state(self) -> Stability:
         if not self._points:
             return Stability(False, None, None, 0.0, 0)
         newest = self._points[-1][0]
-        values = [value for _, value in self._points]
-        mean = sum(values) / len(values)
-        spread = max(abs(value - mean) for value in values)
+        count = len(self._points)
+        mean = self._sum / count
+        spread = max(self._highs[0][1] - mean, mean - self._lows[0][1], 0.0)
         covered = newest - self._points[0][0]
         stable = (
             covered >= self.window_s - 1e-9
-            and len(values) >= self.min_count
+            and count >= self.min_count
             and spread <= self.tolerance + 1e-12
         )
         if stable and self._stable_since is None:
             self._stable_since = newest
         elif not stable:
             self._stable_since = None
-        return Stability(stable, mean, spread, covered, len(values))
+        return Stability(stable, mean, spread, covered, count)
 
     @property
     def held_s(self) -> float:

@@ -262,3 +262,26 @@ def test_calibration_settings_make_the_policy_and_refuse_unknown_kinds(tmp_path)
     path.write_text("[calibration.validity_hours]\nph = 0\n")
     with pytest.raises(SettingsError, match=r"calibration\.validity_hours\.ph"):
         load_settings(path)
+
+
+def test_stability_detector_agrees_with_a_brute_force_window() -> None:
+    """The O(1) running sum and min/max queues give what recomputing the window gives."""
+    import random
+
+    rng = random.Random(3)
+    detector = cal.StabilityDetector(window_s=30.0, tolerance=0.5)
+    window: list[tuple[float, float]] = []
+    for i in range(1500):
+        t = i * 0.7 + rng.random() * 0.3
+        value = rng.gauss(5.0, 0.2 if i % 200 > 50 else 3.0)
+        state = detector.add(t, value)
+        window.append((t, value))
+        while len(window) > 1 and window[1][0] <= t - 30.0:
+            window.pop(0)
+        values = [v for _, v in window]
+        mean = sum(values) / len(values)
+        assert state.mean == pytest.approx(mean, abs=1e-9)
+        assert state.spread == pytest.approx(max(abs(v - mean) for v in values), abs=1e-9)
+        assert state.stable == (
+            t - window[0][0] >= 30.0 - 1e-9 and max(abs(v - mean) for v in values) <= 0.5
+        )
