@@ -314,11 +314,11 @@ def collect_series(
             hi = min(stop, lo + READ_SLICE_S)
             if hi <= lo:
                 continue
-            for reading in store.read_range(reactor, name, lo, hi):
-                times.append(reading.timestamp)
-                values.append(reading.value)
-                if reading.unit:
-                    units[name] = reading.unit
+            chunk = store.read_range(reactor, name, lo, hi)
+            times += [reading.timestamp for reading in chunk]
+            values += [reading.value for reading in chunk]
+            if chunk and chunk[-1].unit:
+                units[name] = chunk[-1].unit
             done += 1
             if progress is not None:
                 progress(done / total, f"reading {name} ({index + 1}/{slices})")

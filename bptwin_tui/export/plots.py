@@ -90,7 +90,7 @@ def _figure(rows: int, height_per_row: float = 1.7) -> Figure:
     figure = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
     # Fixed margins: constrained layout costs more than drawing the lines themselves.
     figure.subplots_adjust(
-        left=0.09, right=0.985, top=1 - 0.55 / height, bottom=0.5 / height, hspace=0.6
+        left=0.09, right=0.985, top=1 - 0.55 / height, bottom=0.5 / height, hspace=0.45
     )
     return figure
 

@@ -1,0 +1,87 @@
+"""Export benchmark: `bptwin export` of a simulated 24 h batch from the embedded store.
+
+The batch (campaign batch 16 run to 24 h: 1.6 million readings, 2 880 windows of derived series
+and predictions, 8 samples) is recorded once into a SQLite notebook and an embedded store the way
+the station records it; only the exports are timed: the dataset with the HTML report, and the
+dataset with all three report formats.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+HOURS = 24.0
+
+
+def _recorded_station(root: Path) -> tuple[object, object, int]:
+    from bptwin_tui.export.simulated import ensure_people, record_simulated_batch
+    from database.migrate import upgrade
+    from database.timeseries.embedded import EmbeddedStore
+    from eln.services import NotebookService
+    from twin.campaign import simulate_campaign_batch
+    from twin.predictor import Predictor
+    from twin.registry import ModelError, load_model
+
+    url = f"sqlite:///{root / 'notebook.sqlite'}"
+    upgrade(url)
+    notebook = NotebookService.from_url(url)
+    ensure_people(notebook)
+    store = EmbeddedStore(root / "timeseries.sqlite")
+    record = simulate_campaign_batch(16, 7, hours=HOURS)
+    try:
+        predictor = Predictor(load_model())
+    except ModelError:
+        predictor = None  # no shipped model: the export then has no prediction series
+    recorded = record_simulated_batch(notebook, store, record, predictor=predictor)
+    return notebook, store, recorded.readings
+
+
+def bench_export() -> list[dict]:
+    from bptwin_tui.export import export_from
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bptwin-bench-export-") as folder:
+        root = Path(folder)
+        begin = time.perf_counter()
+        notebook, store, readings = _recorded_station(root)
+        setup_s = time.perf_counter() - begin
+        note = f"{HOURS:g} h batch, {readings:,} readings, embedded store + SQLite notebook"
+        for formats in (("html",), ("html", "md", "pdf")):
+            begin = time.perf_counter()
+            result = export_from(notebook, store, 16, root / "out", formats)  # type: ignore[arg-type]
+            elapsed = time.perf_counter() - begin
+            size_mb = sum(f.size for f in result.files) / 1e6
+            results.append(
+                {
+                    "benchmark": f"export 24 h batch: dataset + {'+'.join(formats)}",
+                    "value": round(elapsed, 2),
+                    "unit": "s",
+                    "note": f"{note}; {size_mb:.1f} MB written",
+                }
+            )
+        results.append(
+            {
+                "benchmark": "export 24 h batch: readings per second (dataset + html)",
+                "value": round(readings / results[0]["value"]),
+                "unit": "readings/s",
+                "note": f"read, grid, windows, Parquet, plots, report; setup {setup_s:.0f} s",
+            }
+        )
+        results.append(
+            {
+                "benchmark": "export 24 h batch: peak resident memory of the process",
+                "value": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "unit": "MB",
+                "note": "includes the simulation and recording of the batch before the exports",
+            }
+        )
+        store.close()  # type: ignore[attr-defined]
+    return results
+
+
+if __name__ == "__main__":
+    for row in bench_export():
+        print(row)
