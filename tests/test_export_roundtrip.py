@@ -12,6 +12,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,6 +35,9 @@ class RoundTrip:
     recorded: RecordedBatch
     result: ExportResult
     exported: ExportedBatch
+    notebook_url: str
+    influx_url: str
+    influx_database: str
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +65,7 @@ def round_trip(influx_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             notebook, store, BATCH, root / "out", ("html", "md"), model_version="od600-rt"
         )
         exported = read_exported_batch(result.out_dir / "dataset")
-        yield RoundTrip(notebook, store, recorded, result, exported)
+        yield RoundTrip(notebook, store, recorded, result, exported, url, influx_url, database)
     finally:
         store.close()
         notebook.engine.dispose()
@@ -144,3 +148,30 @@ def test_report_from_the_servers_has_sections_values_and_plots(round_trip: Round
     assert all(len(base64.b64decode(image)) > 10_000 for image in images)  # real figures
     markdown = round_trip.result.path_of("report-md")
     assert markdown is not None and "![Measured vs predicted OD600]" in markdown.read_text()
+
+
+def test_export_batch_reads_the_configured_servers_without_touching_the_spool(
+    round_trip: RoundTrip, tmp_path: Path
+) -> None:
+    from bptwin_tui.export import export_job
+    from bptwin_tui.settings import Settings
+
+    settings = Settings(
+        station={"data_dir": tmp_path / "data"},
+        notebook={"url": round_trip.notebook_url},
+        timeseries={
+            "backend": "influxdb",
+            "url": round_trip.influx_url,
+            "database": round_trip.influx_database,
+        },
+    )
+    steps: list[str] = []
+    job = export_job(settings, BATCH, ("md",), tmp_path / "out")
+    result = job(lambda _fraction, text: steps.append(text))
+    assert result.rows == round_trip.exported.record.rows
+    again = read_exported_batch(tmp_path / "out" / "dataset")
+    assert again.record.sensors is not None and round_trip.exported.record.sensors is not None
+    assert again.record.sensors.equals(round_trip.exported.record.sensors)
+    assert any(text.startswith("reading do") for text in steps)
+    # The export never writes: no spool of its own in the station's data folder.
+    assert not (tmp_path / "data" / "spool").exists()

@@ -16,12 +16,14 @@ Heavy libraries (pandas, matplotlib, reportlab) are imported only when an export
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +44,7 @@ __all__ = [
     "default_out_dir",
     "export_batch",
     "export_from",
+    "export_job",
     "parse_formats",
 ]
 
@@ -122,13 +125,15 @@ def export_batch(
     progress: Progress | None = None,
     *,
     dataset: bool = True,
+    store: TimeSeriesStore | None = None,
 ) -> ExportResult:
     """Export batch ``batch_number`` from the configured notebook and time-series store.
 
-    Raises ExportError (unknown batch, store or notebook unreachable, folder not writable)
-    or ExportCancelled when ``progress`` raised it.
+    ``store``: an already open store to read from (the running station's); None opens the
+    configured one for reading and closes it afterwards. Raises ExportError (unknown batch,
+    store or notebook unreachable, folder not writable) or ExportCancelled when ``progress``
+    raised it.
     """
-    from bptwin_tui.station import build_store
     from database.relational import DatabaseUnavailable
     from database.timeseries.base import TimeSeriesError
     from eln.services import NotebookService
@@ -140,26 +145,69 @@ def export_batch(
     except DatabaseUnavailable as exc:
         raise ExportError(f"notebook.url: {exc}") from None
     try:
-        store = build_store(settings)
-    except Exception as exc:  # SettingsError naming the timeseries key
-        raise ExportError(str(exc)) from None
-    try:
-        return export_from(
-            notebook,
-            store,
-            batch_number,
-            target,
-            chosen,
-            reactor=settings.station.reactors[0],
-            model_version=_model_version(settings),
-            progress=progress,
-            dataset=dataset,
-        )
+        with _reading_store(settings, store) as reading:
+            return export_from(
+                notebook,
+                reading,
+                batch_number,
+                target,
+                chosen,
+                reactor=settings.station.reactors[0],
+                model_version=_model_version(settings),
+                progress=progress,
+                dataset=dataset,
+            )
     except (DatabaseUnavailable, TimeSeriesError) as exc:
         raise ExportError(str(exc)) from None
     finally:
-        store.close()
         notebook.engine.dispose()
+
+
+def export_job(
+    settings: Settings,
+    batch_number: int,
+    formats: Iterable[str] | str = FORMATS,
+    out_dir: Path | str | None = None,
+    *,
+    store: TimeSeriesStore | None = None,
+) -> Callable[[Progress], ExportResult]:
+    """The callable the app's ExportScreen runs: ``job(progress) -> ExportResult``."""
+
+    def job(progress: Progress) -> ExportResult:
+        return export_batch(settings, batch_number, out_dir, formats, progress, store=store)
+
+    return job
+
+
+@contextlib.contextmanager
+def _reading_store(settings: Settings, given: TimeSeriesStore | None) -> Iterator[TimeSeriesStore]:
+    """``given`` as it is (its owner closes it), else the configured store opened for reading.
+
+    An InfluxDB store gets a spool of its own in a temporary folder: the station's spool
+    belongs to the station's flusher, and an export never writes.
+    """
+    from bptwin_tui.station import build_store
+
+    if given is not None:
+        yield given
+        return
+    with contextlib.ExitStack() as stack:
+        chosen = settings
+        if settings.timeseries.backend != "embedded":
+            private = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="bptwin-export-"))
+            )
+            chosen = settings.model_copy(
+                update={"station": settings.station.model_copy(update={"data_dir": private})}
+            )
+        try:
+            store = build_store(chosen)
+        except Exception as exc:  # SettingsError naming the timeseries key
+            raise ExportError(str(exc)) from None
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def _model_version(settings: Settings) -> str | None:
