@@ -54,6 +54,24 @@ def test_ring_buffer_sorts_a_late_reading_into_place() -> None:
     assert buffer.last_time == T0 + 5 and len(buffer) == 6
 
 
+def test_ring_buffer_extend_matches_appending_one_by_one() -> None:
+    one, many = RingBuffer(50), RingBuffer(50)
+    times = T0 + np.arange(120, dtype=float)
+    for t in times[:30]:
+        one.append(t, t - T0)
+    many.extend(times[:30], times[:30] - T0)
+    for t in times[30:]:
+        one.append(t, t - T0)
+    many.extend(times[30:], times[30:] - T0)  # wraps, and more than fits
+    assert np.array_equal(one.between(-math.inf, math.inf)[0], many.between(-math.inf, math.inf)[0])
+    assert list(many.between(-math.inf, math.inf)[1][:3, 0]) == [70, 71, 72]
+    history = History(["R1"], hours=1.0)
+    history.extend("R1", "cer", times[:5], np.ones(5))
+    assert len(history.window("R1", "batch").traces["cer"].times) == 5
+    with pytest.raises(KeyError):
+        history.extend("R1", "nonsense", times[:5], np.ones(5))
+
+
 def test_ring_buffer_refuses_the_wrong_number_of_values() -> None:
     with pytest.raises(ValueError, match="expected 3"):
         RingBuffer(4, columns=3).append(T0, 1.0)
@@ -190,3 +208,15 @@ def test_predictions_forecast_and_samples_reach_the_window() -> None:
     assert batch.forecast.times.max() > batch.end + 15 * 3600  # the whole forecast
     assert list(batch.sample_od600) == pytest.approx([4.2])
     assert batch.origin == T0  # no process state yet: the first reading
+
+
+def test_samples_can_be_replaced_from_the_notebook() -> None:
+    history = History(["R1"], hours=1.0)
+    history.add_reading(Reading(T0 + 7200, "R1", "ph", 5.0))
+    history.add_sample("R1", T0, 4.0)
+    history.set_samples("R1", [T0, T0 + 3600, T0 + 7200], [4.0, 8.1, math.nan])
+    history.set_samples("R1", [T0, T0 + 3600], [4.0, 8.1])  # reloading does not duplicate
+    window = history.window("R1", "batch")
+    assert list(window.sample_od600) == pytest.approx([4.0, 8.1])
+    with pytest.raises(ValueError, match="differ in length"):
+        history.set_samples("R1", [T0], [])

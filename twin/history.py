@@ -85,6 +85,22 @@ class RingBuffer:
         self._head = (self._head + 1) % self.capacity
         self._count = min(self._count + 1, self.capacity)
 
+    def extend(self, times: np.ndarray, values: np.ndarray) -> None:
+        """Many entries at once (``values`` shaped (n,) or (n, columns)); the newest are kept."""
+        times = np.asarray(times, dtype=np.float64)
+        values = np.asarray(values, dtype=np.float32).reshape(len(times), self.columns)
+        if len(times) > self.capacity:
+            times, values = times[-self.capacity :], values[-self.capacity :]
+        if not len(times):
+            return
+        if (self._count and times[0] < self._times[self._head - 1]) or np.any(np.diff(times) < 0):
+            self._unsorted = True
+        slots = (self._head + np.arange(len(times))) % self.capacity
+        self._times[slots] = times
+        self._values[slots] = values
+        self._head = (self._head + len(times)) % self.capacity
+        self._count = min(self._count + len(times), self.capacity)
+
     @property
     def first_time(self) -> float:
         if not self._count:
@@ -349,6 +365,19 @@ class History:
             history.units[reading.channel] = reading.unit or history.units[reading.channel]
             history.seen(reading.timestamp)
 
+    def extend(self, reactor: str, name: str, times: np.ndarray, values: np.ndarray) -> None:
+        """Many samples of one channel or derived series at once, e.g. a backfill from the
+        time-series store when the app starts in the middle of a batch. KeyError for a name that
+        is neither a channel nor a derived series."""
+        with self._lock:
+            history = self._reactor(reactor)
+            if history is None or not len(times):
+                return
+            buffers = history.channels if name in history.channels else history.derived
+            buffers[name].extend(times, values)
+            history.seen(float(np.min(times)))
+            history.seen(float(np.max(times)))
+
     def add_state(self, state: ProcessState) -> None:
         """A closed 30 s window: its derived values (OUR, CER, RQ, …) and the inoculation time."""
         from twin.shadow import derived_readings
@@ -392,6 +421,22 @@ class History:
             if history is None:
                 return
             history.samples.append(timestamp, od600)
+            history.version += 1
+
+    def set_samples(self, reactor: str, times: Iterable[float], od600: Iterable[float]) -> None:
+        """Replace the reactor's offline samples (e.g. reloaded from the notebook after an entry
+        or when the batch changes); idempotent, unlike ``add_sample``."""
+        times_array = np.asarray(list(times), dtype=np.float64)
+        values = np.asarray(list(od600), dtype=np.float64)
+        if times_array.shape != values.shape:
+            raise ValueError("sample times and OD600 values differ in length")
+        with self._lock:
+            history = self._reactor(reactor)
+            if history is None:
+                return
+            history.samples = RingBuffer(MAX_SAMPLES)
+            keep = np.isfinite(times_array) & np.isfinite(values)
+            history.samples.extend(times_array[keep], values[keep])
             history.version += 1
 
     def version(self, reactor: str) -> int:
