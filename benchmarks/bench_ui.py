@@ -264,3 +264,83 @@ async def _key_latency(presses: int, speed: float) -> list[dict[str, object]]:
 def bench_key_latency_while_ingesting() -> list[dict[str, object]]:
     """Key to screen while acquisition runs: 60x real time (19 channels) and flat out."""
     return asyncio.run(_key_latency(15, 60.0)) + asyncio.run(_key_latency(15, 0.0))
+
+
+async def _textual_plot_refresh(plots: int, series: int, points: int) -> tuple[float, int, int]:
+    """UI-thread CPU of redrawing ``plots`` textual-plot widgets (clear, plot, paint)."""
+    import numpy as np
+    from textual.app import App, ComposeResult
+    from textual_hires_canvas import HiResMode
+    from textual_plot import PlotWidget
+
+    class Plots(App[None]):
+        CSS = "PlotWidget { height: 1fr; }"
+
+        def compose(self) -> ComposeResult:
+            for index in range(plots):
+                yield PlotWidget(id=f"plot-{index}")
+
+    rng = np.random.default_rng(1)
+    x = np.linspace(0.0, 30.0, points)
+    costs = []
+    app = Plots()
+    async with app.run_test(size=(100, 45)) as pilot:
+        await pilot.pause()
+        for _ in range(7):
+            data = [rng.normal(0, 1, (series, points)) for _ in range(plots)]
+            cpu = time.thread_time()
+            for index, ys in enumerate(data):
+                widget = app.query_one(f"#plot-{index}", PlotWidget)
+                widget.clear()
+                for y in ys:
+                    widget.plot(x, y, hires_mode=HiResMode.BRAILLE, line_style="blue")
+            await pilot.pause(0.05)
+            costs.append(time.thread_time() - cpu)
+        size = app.query_one("#plot-0").size
+    return statistics.median(costs), size.width, size.height
+
+
+def bench_plot_libraries() -> list[dict[str, object]]:
+    """textual-plot (native widget, draws on the UI thread) beside plotext, same data and size.
+
+    textual-plot is not a dependency: ``pip install textual-plot`` to include it.
+    """
+    import numpy as np
+    from rich.text import Text
+    from textual_plotext.plot import Plot
+
+    plots, series, points = 4, 3, 196  # the process group of the dashboard at 160x45
+    try:
+        textual_plot_s, width, height = asyncio.run(_textual_plot_refresh(plots, series, points))
+    except ImportError:
+        textual_plot_s, width, height = float("nan"), 98, 10
+    rng = np.random.default_rng(1)
+    x = np.linspace(0.0, 30.0, points).tolist()
+    costs = []
+    figure = Plot()
+    for _ in range(7):
+        started = time.perf_counter()
+        for _ in range(plots):
+            figure.clear_figure()
+            figure.plotsize(width, height)
+            figure._set_size(width, height)
+            for _ in range(series):
+                figure.plot(x, rng.normal(0, 1, points).tolist(), marker="braille")
+            Text.from_ansi(figure.build())
+        costs.append(time.perf_counter() - started)
+    plotext_s = statistics.median(costs)
+    note = f"{plots} plots x {series} series x {points} points at {width}x{height}"
+    return [
+        {
+            "benchmark": "ui: plotext, build 4 plots (in bptwin: in the render worker)",
+            "value": _ms(plotext_s),
+            "unit": "ms",
+            "note": note,
+        },
+        {
+            "benchmark": "ui: textual-plot, redraw 4 plots on the UI thread",
+            "value": _ms(textual_plot_s),
+            "unit": "ms",
+            "note": f"{note}; NaN: textual-plot not installed",
+        },
+    ]
