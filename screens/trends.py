@@ -9,6 +9,7 @@ imported on first use in that worker, which keeps it (~0.5 s) out of the first f
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from database.channels import CHANNELS_BY_NAME
 
 if TYPE_CHECKING:
     from twin.history import Band, History, HistoryWindow
+
+log = logging.getLogger(__name__)
 
 RGB = tuple[int, int, int]
 
@@ -309,11 +312,15 @@ def render_trends(history: History, request: TrendRequest) -> TrendsRendered:
     window = history.window(
         request.reactor, request.window, points=request.points, names=request.names
     )
-    figures = tuple(
-        to_figure(render_plot(plot, window, width, height)[0], width, height)
-        for plot, (width, height) in zip(request.plots, request.sizes, strict=True)
-    )
-    return TrendsRendered(request, window, figures)
+    figures = []
+    for plot, (width, height) in zip(request.plots, request.sizes, strict=True):
+        try:
+            text = render_plot(plot, window, width, height)[0]
+        except Exception as exc:  # one plot that cannot be drawn must not blank the others
+            log.exception("plot %s of %s could not be drawn", plot.key, request.reactor)
+            text = _message(f"{plot.title}: could not draw ({exc})", width, height)
+        figures.append(to_figure(text, width, height))
+    return TrendsRendered(request, window, tuple(figures))
 
 
 class TrendPlot(Widget):

@@ -6,6 +6,7 @@ one runs the real App on embedded defaults with a fast simulated batch.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from bptwin_tui.app import BptwinApp
 from bptwin_tui.settings import Settings
 from database.reading import Reading
 from screens.dashboard import DashboardScreen
-from screens.trends import PLOT_GROUPS, TrendPlot
+from screens.trends import DO_PLOT, PLOT_GROUPS, TrendPlot, render_plot, to_figure
 from tests.dashboard_batch import T0, clock_at, fill_history, snapshot_at
 from tests.screens_harness import ScreenHarness
 from twin.history import History
@@ -186,6 +187,24 @@ async def test_plots_redraw_only_when_data_changed_and_visible() -> None:
         screen._redraw_trends()  # hidden behind another screen: no drawing
         await pilot.pause(0.3)
         assert screen.renders == renders
+
+
+@pytest.mark.parametrize("case", ["constant", "single", "all-nan", "empty"])
+def test_a_plot_draws_or_says_why_for_degenerate_data(case: str) -> None:
+    history = History(["R1"], hours=1.0)
+    values = {"constant": [50.0] * 100, "single": [50.0], "all-nan": [math.nan] * 10}
+    for i, value in enumerate(values.get(case, [])):
+        history.add_reading(Reading(T0 + i, "R1", "do", value, "%sat"))
+    window = history.window("R1", "15 min", points=160)
+    text, drawn_points = render_plot(DO_PLOT, window, 80, 10)
+    figure = to_figure(text, 80, 10)
+    assert len(figure.strips) == 10 and all(strip.cell_length == 80 for strip in figure.strips)
+    expected = {"constant": 100, "single": 1, "all-nan": 0, "empty": 0}[case]
+    assert drawn_points == expected
+    if case == "all-nan":
+        assert "no data in this window" in text.plain
+    if case == "empty":
+        assert "waiting for data" in text.plain
 
 
 def embedded_settings(data_dir: Path) -> Settings:
