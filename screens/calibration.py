@@ -580,6 +580,7 @@ class CalibrationWizardScreen(Screen[None]):
             gas = outcome.channel.removeprefix("offgas_") + "_"
             fields["measured"] = {
                 **fields["measured"],
+                "reactor": self.reactor,
                 **{
                     f"{key}_source": source
                     for key, source in self.sources.items()

@@ -137,7 +137,7 @@ async def test_ph_wizard_passes_from_live_readings_taken_when_stable(notebook_ur
     assert record.passed and record.kind == "ph_two_point" and record.performed_by == OPERATOR
     assert record.results["slope_percent"] == pytest.approx(97.0, abs=0.1)
     assert record.measured["temperature_c"] == 25.0
-    assert record.measured["e_first_mv_source"] == "live"
+    assert record.measured["e_first_mv_source"] == "live" and record.measured["reactor"] == "R1"
     valid_until = record.valid_until.replace(tzinfo=timezone.utc)  # SQLite gives naive UTC
     assert valid_until == NOW + timedelta(hours=72)
     assert [type(m).__name__ for m in app.messages] == ["CalibrationSaved"]
