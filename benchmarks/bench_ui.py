@@ -9,6 +9,7 @@ it, and so is what drawing plotext on the UI thread would cost.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import subprocess
 import sys
@@ -343,4 +344,29 @@ def bench_plot_libraries() -> list[dict[str, object]]:
             "unit": "ms",
             "note": f"{note}; NaN: textual-plot not installed",
         },
+    ]
+
+
+def bench_history_ingest() -> list[dict[str, object]]:
+    """Cost of the station's reading path into the trend history (runs on the bus thread)."""
+    from database.channels import CHANNELS
+    from database.reading import Reading
+    from twin.history import History
+
+    history = History(["R1"])
+    readings = [
+        Reading(1_790_000_000.0 + i // len(CHANNELS), "R1", channel.name, 1.0, channel.unit)
+        for i, channel in zip(range(200_000), itertools.cycle(CHANNELS), strict=False)
+    ]
+    started = time.perf_counter()
+    for reading in readings:
+        history.add_reading(reading)
+    elapsed = time.perf_counter() - started
+    return [
+        {
+            "benchmark": "ui: trend history, add_reading",
+            "value": round(len(readings) / elapsed),
+            "unit": "readings/s",
+            "note": f"{elapsed / len(readings) * 1e6:.1f} µs per reading under the history lock",
+        }
     ]

@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
+from textual.worker import Worker, WorkerState
 
 from database.channels import CHANNELS, CHANNELS_BY_NAME
 from screens.trends import (
@@ -305,6 +306,15 @@ class DashboardScreen(Screen[None]):
         try:
             self.post_message(render_trends(history, request))
         finally:
+            self._rendering = False
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # A render that ended any way (even cancelled before it ran) frees the next one.
+        if event.worker.group == "trend-render" and event.state in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+            WorkerState.CANCELLED,
+        ):
             self._rendering = False
 
     def on_trends_rendered(self, message: TrendsRendered) -> None:

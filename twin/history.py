@@ -71,6 +71,7 @@ class RingBuffer:
         self._head = 0  # next slot to write
         self._count = 0
         self._unsorted = False
+        self._last = -math.inf  # newest time appended (a Python float: cheaper to compare)
 
     def __len__(self) -> int:
         return self._count
@@ -78,12 +79,18 @@ class RingBuffer:
     def append(self, timestamp: float, *values: float) -> None:
         if len(values) != self.columns:
             raise ValueError(f"expected {self.columns} value(s), got {len(values)}")
-        if self._count and timestamp < self._times[self._head - 1]:
+        head = self._head
+        if self._count and timestamp < self._last:
             self._unsorted = True
-        self._times[self._head] = timestamp
-        self._values[self._head] = values
-        self._head = (self._head + 1) % self.capacity
-        self._count = min(self._count + 1, self.capacity)
+        self._times[head] = timestamp
+        if self.columns == 1:
+            self._values[head, 0] = values[0]  # the 1 Hz path: a scalar store is cheapest
+        else:
+            self._values[head] = values
+        self._last = timestamp if timestamp > self._last or not self._count else self._last
+        self._head = head + 1 if head + 1 < self.capacity else 0
+        if self._count < self.capacity:
+            self._count += 1
 
     def extend(self, times: np.ndarray, values: np.ndarray) -> None:
         """Many entries at once (``values`` shaped (n,) or (n, columns)); the newest are kept."""
@@ -93,13 +100,14 @@ class RingBuffer:
             times, values = times[-self.capacity :], values[-self.capacity :]
         if not len(times):
             return
-        if (self._count and times[0] < self._times[self._head - 1]) or np.any(np.diff(times) < 0):
+        if (self._count and times[0] < self._last) or np.any(np.diff(times) < 0):
             self._unsorted = True
         slots = (self._head + np.arange(len(times))) % self.capacity
         self._times[slots] = times
         self._values[slots] = values
         self._head = (self._head + len(times)) % self.capacity
         self._count = min(self._count + len(times), self.capacity)
+        self._last = max(self._last, float(times.max()))
 
     @property
     def first_time(self) -> float:
@@ -315,9 +323,10 @@ class ReactorHistory:
 
     def seen(self, timestamp: float) -> None:
         self.version += 1
-        if math.isnan(self.first_time) or timestamp < self.first_time:
+        # "not <=" is also true while the bound is still NaN (nothing seen yet).
+        if not timestamp >= self.first_time:
             self.first_time = timestamp
-        if math.isnan(self.last_time) or timestamp > self.last_time:
+        if not timestamp <= self.last_time:
             self.last_time = timestamp
 
     @property
@@ -362,7 +371,8 @@ class History:
             if history is None:
                 return
             history.channels[reading.channel].append(reading.timestamp, value)
-            history.units[reading.channel] = reading.unit or history.units[reading.channel]
+            if reading.unit and history.units[reading.channel] != reading.unit:
+                history.units[reading.channel] = reading.unit
             history.seen(reading.timestamp)
 
     def extend(self, reactor: str, name: str, times: np.ndarray, values: np.ndarray) -> None:
