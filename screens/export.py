@@ -64,7 +64,8 @@ class ExportScreen(ModalScreen[Any]):
         border: thick $accent; background: $surface;
     }
     #export-title { text-style: bold; margin-bottom: 1; }
-    #export-bar { margin-bottom: 1; }
+    #export-bar { margin-bottom: 1; width: 100%; }
+    #export-bar Bar { width: 1fr; }
     #export-status { color: $text-muted; height: auto; }
     #export-outcome { height: auto; margin: 1 0; }
     #export-close { width: auto; }

@@ -12,7 +12,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import ProgressBar, Static
 
-from bptwin_tui.export import export_batch
+from bptwin_tui.export import ExportedFile, ExportError, ExportResult, export_batch
 from bptwin_tui.settings import Settings
 from database.migrate import upgrade
 from database.timeseries.embedded import EmbeddedStore
@@ -119,3 +119,26 @@ async def test_cancel_stops_the_export_and_writes_nothing(
     assert started.is_set()
     assert not (out / f"batch_{BATCH:02d}_report.html").exists()
     assert not [p for p in out.rglob("*") if p.is_file()]
+
+
+def finished_export(_progress: object) -> ExportResult:
+    """A fixed result (the real export is exercised above): the snapshot must not change."""
+    out = Path("/data/exports/batch_16")
+    report = ExportedFile(out / "batch_16_report.html", 740_002, "0" * 64, "report-html")
+    return ExportResult(16, out, [report], verdict="pass", seconds=12.3, rows=84_706)
+
+
+def failing_export(_progress: object) -> ExportResult:
+    raise ExportError("notebook.url: cannot reach the database at 127.0.0.1:5432")
+
+
+async def _until_done(pilot: Pilot) -> None:
+    screen = pilot.app.screen
+    assert isinstance(screen, ExportScreen)
+    await settle(pilot, screen, timeout=10.0)
+
+
+@pytest.mark.parametrize("run", [finished_export, failing_export], ids=["done", "failed"])
+def test_export_screen_snapshot(snap_compare, run: object) -> None:
+    app = ScreenHarness(lambda: ExportScreen("Export batch 16", run))  # type: ignore[arg-type]
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_until_done)
