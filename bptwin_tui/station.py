@@ -301,11 +301,15 @@ class Station:
 
         return StationAlarms(self.shadow_worker)
 
-    def stop(self) -> None:
-        """Stop drivers first so every emitted reading still reaches the store."""
+    def stop_drivers(self) -> None:
+        """End acquisition only (the rest keeps running until ``stop``)."""
         for thread in self._driver_threads:
             thread.stop()
         self._driver_threads.clear()
+
+    def stop(self) -> None:
+        """Stop drivers first so every emitted reading still reaches the store."""
+        self.stop_drivers()
         if self.bus is not None:
             # Let the bus deliver what the drivers published before it goes away.
             self.bus.stop()
