@@ -21,6 +21,7 @@ from twin.live import LatestValues, LinkState, LiveSnapshot
 if TYPE_CHECKING:
     from bptwin_tui.alarm_actions import StationAlarms
     from bptwin_tui.lock import AcquisitionLock
+    from bptwin_tui.metrics import MetricsRegistry
     from database.bus import Bus, Subscription
     from database.timeseries import TimeSeriesStore
     from drivers.base import Driver, DriverThread
@@ -291,6 +292,56 @@ class Station:
             if state.rejected:
                 detail = f"{detail}; {state.rejected} refused on replay".lstrip("; ")
             self.latest.set_link(LinkState("notebook", state.up, state.waiting, detail))
+        rejected = self.rejected_inputs()
+        total = sum(rejected.values())
+        self.latest.set_problem(
+            "input",
+            f"rejected input: {total} ("
+            + ", ".join(f"{source} {count}" for source, count in sorted(rejected.items()))
+            + ")"
+            if total
+            else None,
+        )
+
+    def rejected_inputs(self) -> dict[str, int]:
+        """Inputs refused with a reason since start, by source and reason (all logged too).
+
+        MQTT payloads that are not a valid reading (bus), lines or messages a driver refused
+        (e.g. a serial checksum), notebook writes refused for their values.
+        """
+        counts: dict[str, int] = {}
+        if self.bus is not None and self.bus.stats.malformed:
+            counts["mqtt payload"] = self.bus.stats.malformed
+        for thread in self._driver_threads:
+            driver = thread.driver
+            for reason, count in driver.stats.rejected_by_reason.items():
+                key = f"{driver.name} {reason}"
+                counts[key] = counts.get(key, 0) + count
+        if self.notebook is not None and self.notebook.refused_inputs:
+            counts["notebook form"] = self.notebook.refused_inputs
+        return counts
+
+    def watch_metrics(self, registry: MetricsRegistry) -> None:
+        """Bus, store, spool depths and rejected inputs on the Prometheus endpoint."""
+        if self.bus is not None:
+            registry.watch_bus(self.bus)
+        if self.store is not None:
+            registry.watch_store(self.store)
+        registry.add_gauge(
+            "bptwin_inputs_rejected",
+            "Inputs refused with a reason since start (payloads, lines, form values)",
+            lambda: float(sum(self.rejected_inputs().values())),
+        )
+        registry.add_gauge(
+            "bptwin_bus_outbox_depth",
+            "MQTT publishes waiting in the durable outbox for the broker",
+            lambda: float(getattr(self.bus, "outbox_depth", 0)),
+        )
+        registry.add_gauge(
+            "bptwin_notebook_spool_depth",
+            "Notebook writes queued on disk while the database is away",
+            lambda: float(self.notebook.status().waiting if self.notebook else 0),
+        )
 
     @property
     def alarm_actions(self) -> StationAlarms | None:

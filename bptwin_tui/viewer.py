@@ -125,6 +125,8 @@ class ViewerStation:
             from bptwin_tui.station import bus_link
 
             self.latest.set_link(bus_link(self.settings, self.bus))
+            refused = self.bus.stats.malformed + self.rejected
+            self.latest.set_problem("input", f"rejected input: {refused}" if refused else None)
         return self.latest.snapshot()
 
     # -- start-up state from the stores ----------------------------------------------------------

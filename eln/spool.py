@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session, UOWTransaction
 from database.relational import DatabaseUnavailableError, check_connection, is_unavailable
 from database.spool import Spool, SpoolError, SpoolItem
 from eln.columns import utc_now
-from eln.errors import NotebookError
+from eln.errors import NotebookError, NotebookValidationError
 from eln.models import AuditedTable, NotebookWriteKey
 from eln.services import NotebookService
 
@@ -210,6 +210,9 @@ class SpooledNotebook:
         self._last_error: str | None = None
         self._written = 0
         self._rejected = self._spool.rejected_count()
+        # Writes refused for their input (a form value out of range, a bad name): counted.
+        self.refused_inputs = 0
+        self.last_refusal: str | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notebook-replay", daemon=True)
@@ -262,6 +265,17 @@ class SpooledNotebook:
     # -- writing -------------------------------------------------------------------------------
 
     def _call(
+        self, name: str, method: Callable[..., Any], args: tuple, kwargs: dict[str, Any]
+    ) -> Any:
+        try:
+            return self._call_checked(name, method, args, kwargs)
+        except NotebookValidationError as error:
+            with self._lock:
+                self.refused_inputs += 1
+                self.last_refusal = f"{name}: {error}"
+            raise
+
+    def _call_checked(
         self, name: str, method: Callable[..., Any], args: tuple, kwargs: dict[str, Any]
     ) -> Any:
         arguments = inspect.signature(method).bind(*args, **kwargs).arguments
