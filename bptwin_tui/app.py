@@ -39,6 +39,8 @@ class Destination:
 
 DESTINATIONS: tuple[Destination, ...] = (
     Destination("dashboard", "d", "Dashboard", "Live trends, values, prediction and status"),
+    Destination("batch", "b", "Batch", "Create, open or start a batch; record the inoculum"),
+    Destination("calibration", "k", "Calibrate", "Calibration wizards and history per channel"),
     Destination("alarms", "a", "Alarms", "Active, unacknowledged and shelved alarms"),
     Destination("samples", "s", "Samples", "Enter an offline sample (OD600, DCW)", True),
     Destination("deviations", "v", "Deviations", "Log and review deviations", True),
@@ -122,7 +124,9 @@ class BptwinApp(App[int]):
         try:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
             upgrade(url)
-            notebook = NotebookService.from_url(url)
+            notebook = NotebookService.from_url(
+                url, calibration_policy=self.settings.calibration.policy()
+            )
             first_run = not notebook.list_operators()
         except (DatabaseUnavailable, OSError, SettingsError) as exc:
             self.post_message(NotebookReady(None, False, f"notebook.url: {exc}"))
@@ -183,6 +187,13 @@ class BptwinApp(App[int]):
     def on_batch_context(self, message: BatchContext) -> None:
         self.batches = message.batches
 
+    def on_batch_selected(self, message: Message) -> None:
+        """The batch screen created, opened or started a batch: it is the reactor's batch now."""
+        batch = getattr(message, "batch", None)
+        reactor = getattr(message, "reactor", None)
+        if batch is not None and reactor in self.batches:
+            self.batches[reactor] = batch.number
+
     @work(thread=True, group="station", exit_on_error=False, name="station")
     def start_station(self) -> None:
         """Connect stores, bus and drivers off the UI thread, then hand out snapshots."""
@@ -208,6 +219,8 @@ class BptwinApp(App[int]):
         self.snapshot = snapshot
         self._watch_critical(snapshot)
         screen = self.screen
+        if not screen.is_mounted:
+            return  # just pushed: it gets the next snapshot (and its own at construction)
         if screen is self.dashboard:
             self.dashboard.show_snapshot(snapshot)
         elif hasattr(screen, "show_snapshot"):
@@ -283,7 +296,7 @@ class BptwinApp(App[int]):
         if self.require_login and not self.operator:
             self.notify("Log in first.", severity="warning")
             return
-        if destination.needs_batch and self.notebook is None:
+        if name != "dashboard" and name != "alarms" and self.notebook is None:
             self.notify("The notebook is not open.", severity="error")
             return
         if destination.needs_batch and self._batch() is None:
@@ -319,7 +332,28 @@ class BptwinApp(App[int]):
                 reactor=None if len(self.settings.station.reactors) == 1 else reactor,
                 snapshot=self.snapshot,
             )
-        assert self.notebook is not None and batch is not None
+        assert self.notebook is not None
+        if name == "batch":
+            from screens.batch import BatchSetupScreen
+
+            return BatchSetupScreen(
+                self.notebook,
+                self.operator,
+                batch_number=batch,
+                reactor=reactor,
+                snapshot=self.snapshot,
+            )
+        if name == "calibration":
+            from screens.calibration import CalibrationMenuScreen
+
+            return CalibrationMenuScreen(
+                self.notebook,
+                self.operator,
+                batch_number=batch,
+                reactor=reactor,
+                snapshot=self.snapshot,
+            )
+        assert batch is not None
         if name == "samples":
             from screens.samples import SampleEntryScreen
 

@@ -378,8 +378,9 @@ def check_calibrations(settings: Settings, now: datetime, limits: DoctorLimits) 
     """The newest calibration of each mandatory channel: present, passed, not (nearly) expired."""
     from database.migrate import current_revision, head_revision
     from database.relational import DatabaseUnavailable
-    from eln.services import MANDATORY_CALIBRATIONS, NotebookService
+    from eln.services import NotebookService
 
+    mandatory = settings.calibration.policy().mandatory_channels
     url = settings.notebook_url()
     sqlite_file = _sqlite_file(url)
     try:
@@ -392,7 +393,7 @@ def check_calibrations(settings: Settings, now: datetime, limits: DoctorLimits) 
     notebook = NotebookService.from_url(url)
     problems, next_due = [], None
     try:
-        for channel in MANDATORY_CALIBRATIONS:
+        for channel in mandatory:
             found = notebook.list_calibrations(channel=channel, limit=1)
             if not found:
                 problems.append(f"{channel} never calibrated")
@@ -413,7 +414,7 @@ def check_calibrations(settings: Settings, now: datetime, limits: DoctorLimits) 
         return CheckResult("calibrations", Status.WARN, "; ".join(problems))
     due = f", next due {next_due:%Y-%m-%d %H:%M} UTC" if next_due else ""
     return CheckResult(
-        "calibrations", Status.PASS, f"{', '.join(MANDATORY_CALIBRATIONS)} current{due}"
+        "calibrations", Status.PASS, f"{', '.join(mandatory)} current{due}"
     )
 
 

@@ -16,6 +16,8 @@ from database.migrate import upgrade
 from eln.models import OperatorRole
 from eln.services import NotebookService
 from screens.alarms import AlarmScreen
+from screens.batch import BatchSelected, BatchSetupScreen
+from screens.calibration import CalibrationMenuScreen
 from screens.dashboard import DashboardScreen
 from screens.login import LoginScreen
 from screens.notes import NotesScreen
@@ -188,4 +190,28 @@ async def test_an_offline_sample_far_from_the_model_raises_and_stores_an_alarm(
         actions.acknowledge(view.alarm_id, "ana")
         events = notebook.list_alarm_events(reactor="R1")
         assert any(event.actor == "ana" for event in events)
+        await pilot.press("q")
+
+
+async def test_batch_and_calibration_screens_open_without_a_batch_and_set_it(
+    tmp_path: Path,
+) -> None:
+    settings = shell_settings(tmp_path)
+    notebook = notebook_with_batch(settings)
+    notebook.create_batch("ana", 18, "C", strain="X-33", vessel="V2", reactor_id="R1")
+    settings.station.operator = "ana"
+    app = BptwinApp(settings)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.batches.get("R1") == 17)
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(app.screen, CalibrationMenuScreen))
+        await app.action_go("batch")
+        await wait_for(pilot, lambda: isinstance(app.screen, BatchSetupScreen))
+        assert app.screen.batch_number == 17
+        # Opening batch 18 on the batch screen makes it the reactor's batch for the others.
+        app.screen.post_message(BatchSelected(notebook.get_batch(18), "R1"))
+        await wait_for(pilot, lambda: app.batches.get("R1") == 18)
+        await app.action_go("notes")
+        await wait_for(pilot, lambda: isinstance(app.screen, NotesScreen))
+        assert app.screen.batch_number == 18
         await pilot.press("q")
