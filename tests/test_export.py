@@ -8,6 +8,8 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +33,13 @@ from tests.export_batches import (
     DEVIATION_TITLE,
     NOTE_TEXT,
     record_batch,
+    recorded_at,
     simulated_batch,
 )
 from twin.dataset import read_dataset, sha256_of
 
+UNBOUND_DURING = "DO 18 % < 20 % (LO) during the batch"
+UNBOUND_BEFORE = "DO 18 % < 20 % (LO) the day before"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = (
     "header",
@@ -70,6 +75,20 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
     notebook = NotebookService.from_url(url)
     store = EmbeddedStore(root / "timeseries.sqlite")
     record_batch(notebook, store)
+    # The alarm engine writes events without a batch: the reactor's during the batch count.
+    start = recorded_at()
+    for minutes, message in ((10, UNBOUND_DURING), (-600, UNBOUND_BEFORE)):
+        notebook.record_alarm_event(
+            None,
+            reactor="R1",
+            rule="do_low/low",
+            priority="high",
+            state="active_unacknowledged",
+            channel="do",
+            value=18.0,
+            message=message,
+            occurred_at=start + timedelta(minutes=minutes),
+        )
     yield Station(root, notebook, store, url)
     store.close()
     notebook.engine.dispose()
@@ -116,6 +135,7 @@ def test_html_report_shows_the_batch_values(exported: ExportResult, station: Sta
     assert html.count('<td class="PASS">PASS</td>') >= 4  # the four mandatory calibrations
     assert DEVIATION_TITLE in html and "sam 20" in html  # reviewed by the supervisor
     assert NOTE_TEXT in html
+    assert escape(UNBOUND_DURING) in html and escape(UNBOUND_BEFORE) not in html
     # A 45 min batch fails completion (16-26 h): the checklist says so, with evidence.
     assert 'class="verdict fail"' in html
     assert "outside 16–26 h" in html

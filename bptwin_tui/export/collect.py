@@ -182,42 +182,59 @@ def _batch_alarm_events(notebook: NotebookService, batch: Batch, reactor: str) -
     The alarm engine writes its transitions without a batch (it knows reactors, not batches),
     so the batch's alarms are those of its reactor between inoculation and end.
     """
-    bound = notebook.list_alarm_events(batch_number=batch.number, limit=NOTEBOOK_LIMIT)
-    start, end = batch.inoculated_at, batch.ended_at
-    unbound = []
-    if start is not None:
-        for event in notebook.list_alarm_events(reactor=reactor, limit=NOTEBOOK_LIMIT):
-            if (
-                event.batch_id is None
-                and start <= event.occurred_at
-                and (end is None or event.occurred_at <= end)
-            ):
-                unbound.append(event)
-    events = {event.id: event for event in [*bound, *unbound]}
-    return sorted(events.values(), key=lambda event: (event.occurred_at, event.id or 0))
+    from sqlmodel import col, select
+
+    from eln.models import AlarmEvent
+
+    statement = select(AlarmEvent).where(AlarmEvent.batch_id == batch.id)
+    if batch.inoculated_at is not None:
+        during = (AlarmEvent.reactor == reactor) & col(AlarmEvent.batch_id).is_(None)
+        during &= col(AlarmEvent.occurred_at) >= batch.inoculated_at
+        if batch.ended_at is not None:
+            during &= col(AlarmEvent.occurred_at) <= batch.ended_at
+        statement = select(AlarmEvent).where((AlarmEvent.batch_id == batch.id) | during)
+    # The notebook's own session helper turns an unreachable database into a plain error.
+    with notebook._read() as session:
+        events = list(
+            session.exec(statement.order_by(col(AlarmEvent.occurred_at), col(AlarmEvent.id)))
+        )
+    return events
 
 
 def _media_preparations(notebook: NotebookService, batch: Batch) -> list[MediaPreparation]:
-    from sqlmodel import Session, select
+    from sqlmodel import col, select
 
     from eln.models import MediaPreparation
 
-    with Session(notebook.engine, expire_on_commit=False) as session:
+    with notebook._read() as session:
         rows = session.exec(
             select(MediaPreparation)
             .where(MediaPreparation.batch_id == batch.id)
-            .order_by(MediaPreparation.prepared_at)  # type: ignore[arg-type]
+            .order_by(col(MediaPreparation.prepared_at))
         )
         return list(rows)
 
 
 def summarise_audit(notebook: NotebookService, batch: Batch) -> AuditSummary:
-    """Audit entries of the batch row and of every row that names the batch (batch_id)."""
-    entries = [
-        entry
-        for entry in notebook.audit_trail(limit=NOTEBOOK_LIMIT)
-        if _concerns_batch(entry, batch)
-    ]
+    """Audit entries of the batch row and of every row that names the batch (batch_id).
+
+    Nothing about a batch precedes its own insert, so only entries from that one on are read.
+    """
+    from sqlalchemy import func
+    from sqlmodel import col, select
+
+    from eln.models import AuditEntry
+
+    with notebook._read() as session:
+        first = session.exec(
+            select(func.min(AuditEntry.id)).where(
+                AuditEntry.table_name == "batch", AuditEntry.record_id == str(batch.id)
+            )
+        ).one()
+        statement = select(AuditEntry).order_by(col(AuditEntry.id))
+        if first is not None:
+            statement = statement.where(col(AuditEntry.id) >= first)
+        entries = [entry for entry in session.exec(statement) if _concerns_batch(entry, batch)]
     entries.sort(key=lambda entry: entry.id)
     by_table: dict[str, Counter[str]] = {}
     for entry in entries:
