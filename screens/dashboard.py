@@ -75,6 +75,7 @@ class DashboardScreen(Screen[None]):
         self._show_clock = show_clock
         self._last_snapshot: LiveSnapshot | None = None
         self._status = "Waiting for acquisition…"
+        self._problem = ""
         self._wanted: TrendRequest | None = None  # the latest request handed to the worker
         self._drawn: TrendRequest | None = None  # what the plots show now
         self._rendering = False
@@ -154,12 +155,9 @@ class DashboardScreen(Screen[None]):
         self._show_strip()
 
     def show_status(self, running: bool, problem: str = "") -> None:
-        if problem:
-            self._status = f"[b red]Acquisition problem:[/] {escape(problem)}"
-        elif running:
-            self._status = "Acquisition running"
-        else:
-            self._status = "Acquisition stopped"
+        """Acquisition up or down; ``problem`` stays on the strip until the next status."""
+        self._status = "Acquisition running" if running else "[b red]Acquisition stopped[/]"
+        self._problem = problem
         self._show_strip()
 
     def show_snapshot(self, snapshot: LiveSnapshot) -> None:
@@ -375,9 +373,14 @@ class DashboardScreen(Screen[None]):
         snapshot = self._last_snapshot
         lines = [status_line(snapshot, self.reactor, self.batches.get(self.reactor), self.operator)]
         links = links_line(snapshot) if snapshot is not None else ""
-        lines.append(f"{self._status}{' · ' + links if links else ''}")
-        if snapshot is not None and snapshot.problems:
-            lines[-1] += "".join(f" · [red]{escape(problem)}[/]" for problem in snapshot.problems)
+        # A start-up warning is often also a standing problem of the snapshot: say it once.
+        problems = dict.fromkeys([self._problem] if self._problem else []) | dict.fromkeys(
+            snapshot.problems if snapshot is not None else ()
+        )
+        lines.append(
+            f"{self._status}{' · ' + links if links else ''}"
+            + "".join(f" · [red]{escape(problem)}[/]" for problem in problems)
+        )
         self.query_one("#status-strip", Static).update("\n".join(lines))
 
     def _show_alarms(self, snapshot: LiveSnapshot) -> None:
