@@ -450,10 +450,14 @@ class History:
             history.version += 1
 
     def version(self, reactor: str) -> int:
-        """Grows with every change of the reactor's history: redraw only when it moved."""
-        with self._lock:
-            history = self._reactors.get(reactor)
-            return -1 if history is None else history.version
+        """Grows with every change of the reactor's history: redraw only when it moved.
+
+        Lock-free on purpose: the UI thread asks on every redraw tick and must never wait for a
+        window being copied; reading one int attribute is atomic, a stale answer only delays
+        the redraw by a tick.
+        """
+        history = self._reactors.get(reactor)
+        return -1 if history is None else history.version
 
     def window(
         self,
