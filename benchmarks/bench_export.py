@@ -39,6 +39,31 @@ def _recorded_station(root: Path) -> tuple[object, object, int]:
     return notebook, store, recorded.readings
 
 
+PHASES = (
+    ("reading batch", "notebook"),
+    ("reading ", "store reads, 1 s grid, windows, dropout"),
+    ("evaluating", "acceptance evaluation"),
+    ("writing the dataset", "dataset (Parquet)"),
+    ("drawing", "plots"),
+    ("writing the report", "report"),
+    ("composing the PDF", "report"),
+    ("moving", "moving into place"),
+)
+
+
+def _phase_seconds(begin: float, marks: list[tuple[float, str]]) -> dict[str, float]:
+    """Seconds per phase, from the time each progress text first appeared."""
+    seconds: dict[str, float] = {}
+    previous_at, previous = begin, "notebook"
+    for at, text in marks:
+        phase = next((name for prefix, name in PHASES if text.startswith(prefix)), None)
+        if phase is None:
+            phase = previous if not text.startswith("batch ") else "moving into place"
+        seconds[previous] = seconds.get(previous, 0.0) + (at - previous_at)
+        previous_at, previous = at, phase
+    return seconds
+
+
 def bench_export() -> list[dict]:
     from bptwin_tui.export import export_from
 
@@ -49,10 +74,21 @@ def bench_export() -> list[dict]:
         notebook, store, readings = _recorded_station(root)
         setup_s = time.perf_counter() - begin
         note = f"{HOURS:g} h batch, {readings:,} readings, embedded store + SQLite notebook"
+        phases: dict[str, float] = {}
         for formats in (("html",), ("html", "md", "pdf")):
+            marks: list[tuple[float, str]] = []
             begin = time.perf_counter()
-            result = export_from(notebook, store, 16, root / "out", formats)  # type: ignore[arg-type]
+            result = export_from(
+                notebook,  # type: ignore[arg-type]
+                store,  # type: ignore[arg-type]
+                16,
+                root / "out",
+                formats,
+                progress=lambda _f, text, marks=marks: marks.append((time.perf_counter(), text)),
+            )
             elapsed = time.perf_counter() - begin
+            if formats == ("html",):
+                phases = _phase_seconds(begin, marks)
             size_mb = sum(f.size for f in result.files) / 1e6
             results.append(
                 {
@@ -70,6 +106,15 @@ def bench_export() -> list[dict]:
                 "note": f"read, grid, windows, Parquet, plots, report; setup {setup_s:.0f} s",
             }
         )
+        for phase, seconds in phases.items():
+            results.append(
+                {
+                    "benchmark": f"export 24 h batch (dataset + html): {phase}",
+                    "value": round(seconds, 2),
+                    "unit": "s",
+                    "note": "from the export's own progress reports",
+                }
+            )
         results.append(
             {
                 "benchmark": "export 24 h batch: peak resident memory of the process",
