@@ -208,6 +208,10 @@ async def test_batch_and_calibration_screens_open_without_a_batch_and_set_it(
         await app.action_go("batch")
         await wait_for(pilot, lambda: isinstance(app.screen, BatchSetupScreen))
         assert app.screen.batch_number == 17
+        await pilot.pause()
+        for worker in [w for w in app.workers if w.node is app.screen]:
+            await worker.wait()  # the screen's own load of batch 17 is done
+        await pilot.pause()
         # Opening batch 18 on the batch screen makes it the reactor's batch for the others.
         app.screen.post_message(BatchSelected(notebook.get_batch(18), "R1"))
         await wait_for(pilot, lambda: app.batches.get("R1") == 18)
