@@ -227,6 +227,17 @@ class DashboardScreen(Screen[None]):
         self._fit = max(1, (height - CHROME_ROWS) // PLOT_MIN_ROWS)
         self.page = min(self.page, len(self._pages()) - 1)
 
+    def _refit(self) -> bool:
+        """Plots per page from the height the plot area really got (status lines and the
+        reactor overview vary); True when that changed."""
+        height = self.query_one("#trends").size.height
+        fit = max(1, height // PLOT_MIN_ROWS) if height > 0 else self._fit
+        if fit == self._fit:
+            return False
+        self._fit = fit
+        self.page = min(self.page, len(self._pages()) - 1)
+        return True
+
     def _pages(self) -> list[tuple]:
         return visible_pages(PLOT_GROUPS[self.group], getattr(self, "_fit", MAX_PLOTS))
 
@@ -288,6 +299,9 @@ class DashboardScreen(Screen[None]):
     def _redraw_trends(self) -> None:
         """On the redraw clock: start a render when shown, and the data or view changed."""
         if not self._shown() or (self.has_class("-narrow") and self.has_class("-values")):
+            return
+        if self._refit():
+            self._view_changed()  # fewer or more plots fit than guessed: lay out, then draw
             return
         request = self._request()
         if request is None or request == self._drawn or request == self._wanted:

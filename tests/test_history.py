@@ -208,6 +208,8 @@ def test_predictions_forecast_and_samples_reach_the_window() -> None:
     assert batch.forecast.times.max() > batch.end + 15 * 3600  # the whole forecast
     assert list(batch.sample_od600) == pytest.approx([4.2])
     assert batch.origin == T0  # no process state yet: the first reading
+    only_predictions = history.window("R1", "1 h", points=60, names=())
+    assert not only_predictions.traces and not only_predictions.empty
 
 
 def test_samples_can_be_replaced_from_the_notebook() -> None:

@@ -296,7 +296,13 @@ class HistoryWindow:
 
     @property
     def empty(self) -> bool:
-        return not any(len(trace.times) for trace in self.traces.values())
+        """Nothing at all to draw: no trace points, no prediction, no samples."""
+        return (
+            not any(len(trace.times) for trace in self.traces.values())
+            and self.predicted is None
+            and self.forecast is None
+            and not len(self.sample_times)
+        )
 
 
 class ReactorHistory:
