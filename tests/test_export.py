@@ -305,3 +305,29 @@ def test_command_line_writes_the_report_and_names_the_files(
     assert main(["export", "--batch", "97", "--out", str(out)]) == 1
     assert "there is no batch 97" in capsys.readouterr().err
     assert main(["export", "--batch", str(BATCH), "--format", "docx"]) == 2
+
+
+def test_a_running_batch_is_exported_up_to_its_last_reading(
+    station: Station, tmp_path: Path
+) -> None:
+    from datetime import datetime, timezone
+
+    from database.reading import Reading
+
+    start = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+    for number, reactor, seconds in ((95, "R2", range(600)), (94, "R3", (0, 15 * 86400))):
+        station.notebook.create_batch("ana", number, "B", reactor_id=reactor)
+        station.notebook.start_batch(
+            "sam", number, inoculated_at=start, override_reason="export test: no calibrations"
+        )
+        station.store.write(
+            [Reading(start.timestamp() + s, reactor, "ph", 5.0 + s / 1e4, "pH") for s in seconds]
+        )
+    result = export_from(station.notebook, station.store, 95, tmp_path / "running", ("md",))
+    assert result.rows == 600  # from inoculation to the last reading, not to the wall clock
+    text = (tmp_path / "running" / "batch_95_report.md").read_text(encoding="utf-8")
+    assert "still running" in text
+    ph = read_exported_batch(tmp_path / "running" / "dataset").record.sensors["ph"]  # type: ignore[index]
+    assert ph.iloc[-1] == pytest.approx(5.0599, abs=1e-6)
+    with pytest.raises(ExportError, match=r"spans 15\.0 days"):
+        export_from(station.notebook, station.store, 94, tmp_path / "never-ended")

@@ -257,7 +257,7 @@ def export_from(
         records = collect_notebook(notebook, batch_number, reactor)
     except NotebookError as exc:
         raise ExportError(str(exc)) from None
-    start, end = batch_interval(records.batch, now())
+    start, end = batch_interval(records.batch, store, records.reactor, now())
     series = collect_series(
         store,
         records.reactor,

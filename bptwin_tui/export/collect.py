@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 # Series are read in slices of this length: a 24 h batch is 6 queries per channel.
 READ_SLICE_S = 4 * 3600.0
 WINDOW_S = 30.0
+# Longer than any glycerol batch (20-30 h); a "running" batch this long was never ended.
+MAX_BATCH_S = 14 * 86400.0
 # Far more than any batch produces; the notebook's list calls need a limit.
 NOTEBOOK_LIMIT = 1_000_000
 # Derived series the shadow stores per window (twin.shadow.DERIVED_CHANNELS), with units.
@@ -286,17 +288,56 @@ def _changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None)
 # -- series -------------------------------------------------------------------------------
 
 
-def batch_interval(batch: Batch, now: float) -> tuple[float, float]:
-    """(inoculation, end) in Unix seconds; a running batch ends now."""
+def batch_interval(
+    batch: Batch, store: TimeSeriesStore, reactor: str, now: float
+) -> tuple[float, float]:
+    """(inoculation, end) in Unix seconds.
+
+    A running batch ends at its reactor's last stored reading (or now, if none is stored):
+    a simulated or replayed batch is stamped ahead of or behind the wall clock.
+    """
     if batch.inoculated_at is None:
         raise ExportError(
             f"batch {batch.number} has not been inoculated: there is no run to export yet"
         )
     start = batch.inoculated_at.timestamp()
-    end = batch.ended_at.timestamp() if batch.ended_at is not None else now
+    if batch.ended_at is not None:
+        end = batch.ended_at.timestamp()
+    else:
+        end = last_reading_time(store, reactor, start, max(now, start + MAX_BATCH_S)) or now
     if end <= start:
         raise ExportError(f"batch {batch.number} ends before it starts ({start} >= {end})")
+    if end - start > MAX_BATCH_S:
+        raise ExportError(
+            f"batch {batch.number} spans {(end - start) / 86400:.1f} days (more than "
+            f"{MAX_BATCH_S / 86400:.0f}); end it in the notebook before exporting"
+        )
     return start, end
+
+
+def last_reading_time(
+    store: TimeSeriesStore, reactor: str, start: float, end: float
+) -> float | None:
+    """The newest sensor reading of ``reactor`` in ``[start, end)``: the last day-long
+    window, then its last minute, then that minute's readings (aggregates are cheap queries
+    in both stores; only one minute of readings is read per channel)."""
+    stored = {channel for _reactor, channel in store.list_channels(reactor)}
+    newest: float | None = None
+    for entry in CHANNELS:
+        if entry.name not in stored:
+            continue
+        lo, hi = start, end
+        for window in (86400.0, 60.0):
+            windows = store.read_windows(reactor, entry.name, lo, hi, window_s=window)
+            if not windows:
+                break
+            lo = max(start, windows[-1].window_start)
+            hi = min(end, windows[-1].window_start + window)
+        else:
+            tail = store.read_range(reactor, entry.name, lo, hi)
+            if tail and (newest is None or tail[-1].timestamp > newest):
+                newest = tail[-1].timestamp
+    return newest
 
 
 def collect_series(

@@ -188,7 +188,8 @@ def od600_figure(data: BatchData) -> PlotImage:
         )
     _style(axes, "OD600")
     axes.set_xlabel("hours since inoculation", fontsize=8)
-    axes.legend(fontsize=7, loc="upper left")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=7, loc="upper left")
     figure.suptitle("Measured vs predicted OD600", fontsize=10)
     return PlotImage(
         "od600",
