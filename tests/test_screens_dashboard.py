@@ -239,4 +239,11 @@ async def test_the_app_plots_a_fast_simulated_batch(tmp_path: Path) -> None:
         assert table.get_cell("do", "value") != "—"
         do_plot = shown_plots(dashboard)[2]
         assert do_plot.plot is not None and do_plot.plot.key == "do" and do_plot.points > 0
+        # The shadow's 30 s windows feed the derived series (CER/OUR/RQ plot).
+        for _ in range(100):
+            cer = dashboard.trend_window.trace("cer")  # type: ignore[union-attr]
+            if cer is not None and cer.raw_points > 2:
+                break
+            await pilot.pause(0.2)
+        assert cer is not None and cer.raw_points > 2
         await pilot.press("q")
