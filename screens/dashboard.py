@@ -39,6 +39,10 @@ from twin.live import LiveSnapshot
 
 STALE_AFTER_S = 10.0
 REDRAW_S = 1.0  # plots redraw at most this often
+# Long windows: one bucket of the plot spans minutes, so a second's new data barely moves it;
+# new data redraws them less often (a new view still draws at once).
+REDRAW_LONG_WINDOW_S = 5.0
+LONG_WINDOWS = frozenset({"6 h", "batch"})
 NARROW_BELOW = 120  # columns: narrower terminals show plots or values, not both
 PLOT_MIN_ROWS = 8  # a shorter plot is unreadable; fewer plots per page instead
 CHROME_ROWS = 8  # header, alarm line, status strip (2-3), trend bar, footer
@@ -78,6 +82,7 @@ class DashboardScreen(Screen[None]):
         self._problem = ""
         self._wanted: TrendRequest | None = None  # the latest request handed to the worker
         self._drawn: TrendRequest | None = None  # what the plots show now
+        self._drawn_at = -math.inf
         self._rendering = False
         self.renders = 0  # figures swapped in so far
         self.trend_window: HistoryWindow | None = None  # the window the plots show
@@ -306,6 +311,12 @@ class DashboardScreen(Screen[None]):
         request = self._request()
         if request is None or request == self._drawn or request == self._wanted:
             return
+        if (
+            request.window in LONG_WINDOWS
+            and request.same_view(self._drawn)
+            and time.monotonic() - self._drawn_at < REDRAW_LONG_WINDOW_S
+        ):
+            return
         if self._rendering:
             return  # the render in flight finishes first; the next tick takes the newest
         self._wanted = request
@@ -343,6 +354,7 @@ class DashboardScreen(Screen[None]):
             ):
                 widget.show(plot, figure, trace_points(message.window, plot))
         self._drawn = request
+        self._drawn_at = time.monotonic()
         self.trend_window = message.window
 
     # ---- text panels -------------------------------------------------------------------

@@ -189,6 +189,23 @@ async def test_plots_redraw_only_when_data_changed_and_visible() -> None:
         assert screen.renders == renders
 
 
+async def test_long_windows_redraw_new_data_less_often() -> None:
+    app, screen, history = dashboard_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await start(pilot, screen, history)
+        before = screen.renders
+        screen.select_window("batch")  # a new view draws at once
+        await drawn(pilot, screen, before)
+        renders = screen.renders
+        history.add_reading(Reading(T0 + HOURS * 3600, "R1", "do", 50.0, "%sat"))
+        screen._redraw_trends()
+        await pilot.pause(0.3)
+        assert screen.renders == renders  # a second of new data: not yet
+        screen._drawn_at -= 10.0  # as if the long-window interval had passed
+        screen._redraw_trends()
+        await drawn(pilot, screen, renders)
+
+
 @pytest.mark.parametrize("case", ["constant", "single", "all-nan", "empty"])
 def test_a_plot_draws_or_says_why_for_degenerate_data(case: str) -> None:
     history = History(["R1"], hours=1.0)
