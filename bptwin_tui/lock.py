@@ -292,7 +292,7 @@ class _BrokerClaim:
                     f"reactor {self.reactor}: an acquisition is already running on "
                     f"{current.describe()} (retained on {self.topic} at "
                     f"{self.settings.bus.host}:{self.settings.bus.port}); stop it there first, "
-                    "or open 'bptwin run' with [acquisition] source = \"none\" to watch it"
+                    "or open 'bptwin run', which attaches to it as a viewer"
                 )
             self._holding = True
             self._publish_claim(STATE_RUNNING)

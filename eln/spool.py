@@ -180,7 +180,8 @@ def decode_call(payload: str | bytes) -> tuple[str, str, datetime, dict[str, Any
 
 def _offline_engine() -> Engine:
     """An engine that can never connect: runs a service method up to its first query."""
-    return create_engine("sqlite:///file:bptwin-notebook-offline?mode=ro&uri=true")
+    # Read-only in a folder that does not exist: opening it fails before any statement runs.
+    return create_engine("sqlite:///file:/nonexistent-bptwin-offline/notebook?mode=ro&uri=true")
 
 
 class SpooledNotebook:
