@@ -45,6 +45,9 @@ DESTINATIONS: tuple[Destination, ...] = (
     Destination("samples", "s", "Samples", "Enter an offline sample (OD600, DCW)", True),
     Destination("deviations", "v", "Deviations", "Log and review deviations", True),
     Destination("notes", "o", "Notes", "Free notes of the batch", True),
+    Destination(
+        "acceptance", "r", "Review", "Batch acceptance for training: criteria and decision", True
+    ),
 )
 
 
@@ -80,6 +83,7 @@ class BptwinApp(App[int]):
             Binding(destination.key, f"go('{destination.name}')", destination.label)
             for destination in DESTINATIONS
         ),
+        Binding("e", "export_batch", "Export"),
         Binding("ctrl+t", "toggle_theme", "Theme"),
         Binding("c", "confirm_control", "Confirm control", show=False),
         Binding("x", "stop_control", "Stop control", show=False),
@@ -354,6 +358,8 @@ class BptwinApp(App[int]):
                 snapshot=self.snapshot,
             )
         assert batch is not None
+        if name == "acceptance":
+            return self._acceptance_screen(batch, reactor)
         if name == "samples":
             from screens.samples import SampleEntryScreen
 
@@ -370,6 +376,65 @@ class BptwinApp(App[int]):
             return NotesScreen(self.notebook, batch, self.operator)
         return None
 
+    def _acceptance_screen(self, batch: int, reactor: str) -> Screen:
+        """The acceptance flow runs behind the screen's callables, on its worker threads."""
+        from bptwin_tui.export import acceptance_flow
+        from bptwin_tui.export.acceptance_registry import training_set_dir
+        from screens.acceptance import AcceptanceScreen
+
+        notebook = self.notebook
+        assert notebook is not None
+        store = self.station.store if self.station is not None else None
+
+        def evaluate() -> object:
+            return acceptance_flow.evaluate_batch(notebook, store, batch, reactor=reactor)
+
+        def decide(supervisor: str, pin: str, decision: str, reason: str) -> object:
+            return acceptance_flow.decide_batch(
+                notebook,
+                store,
+                batch,
+                supervisor=supervisor,
+                pin=pin,
+                decision=decision,
+                reason=reason,
+                reactor=reactor,
+                training_set=training_set_dir(self.settings.data_dir),
+            )
+
+        return AcceptanceScreen(
+            batch,
+            self.operator,
+            evaluate=evaluate,  # type: ignore[arg-type]
+            decide=decide,
+        )
+
+    def action_export_batch(self) -> None:
+        """Report (HTML, Markdown) and dataset of the reactor's batch, in a worker with progress."""
+        from screens.export import ExportScreen
+
+        batch = self._batch()
+        if batch is None:
+            self.notify(
+                f"No batch is open on {self._reactor()}: open one on the batch screen (b).",
+                title="Export",
+                severity="warning",
+            )
+            return
+        settings = self.settings
+        store = self.station.store if self.station is not None else None
+
+        def run(progress: Callable[[float, str], None]) -> object:
+            from bptwin_tui.export import export_batch
+
+            return export_batch(settings, batch, None, ("html", "md"), progress, store=store)
+
+        def finished(result: object) -> None:
+            if result is not None and hasattr(result, "summary"):
+                self.notify(f"Exported {result.summary()}", title="Export", timeout=15)
+
+        self.push_screen(ExportScreen(f"Export batch {batch}", run), finished)
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The command palette (ctrl+p) finds every screen and action."""
         yield from super().get_system_commands(screen)
@@ -379,6 +444,11 @@ class BptwinApp(App[int]):
                 destination.help,
                 partial(self.run_action, f"go('{destination.name}')"),
             )
+        yield SystemCommand(
+            "Export batch report and dataset (e)",
+            "HTML and Markdown report with plots, Parquet dataset with checksums",
+            self.action_export_batch,
+        )
         yield SystemCommand(
             "Next reactor (n)", "Switch the dashboard to the next reactor", self._next_reactor
         )

@@ -143,6 +143,8 @@ class BatchSetupScreen(Screen[None]):
         Binding("ctrl+g", "inoculum", "Inoculum"),
         Binding("ctrl+r", "start", "Start batch"),
         Binding("ctrl+l", "calibrations", "Calibrate"),
+        Binding("f5", "app.export_batch", "Export"),
+        Binding("f6", "app.go('acceptance')", "Acceptance"),
         Binding("escape", "back", "Back"),
     ]
 

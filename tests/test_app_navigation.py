@@ -219,3 +219,76 @@ async def test_batch_and_calibration_screens_open_without_a_batch_and_set_it(
         await wait_for(pilot, lambda: isinstance(app.screen, NotesScreen))
         assert app.screen.batch_number == 18
         await pilot.press("q")
+
+
+async def test_export_from_the_app_runs_in_a_worker_and_writes_the_report(
+    tmp_path: Path,
+) -> None:
+    from screens.export import ExportScreen
+
+    settings = shell_settings(tmp_path)
+    notebook_with_batch(settings)
+    settings.station.operator = "ana"
+    app = BptwinApp(settings)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.batches.get("R1") == 17 and app.station is not None)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+        export = app.screen
+        await wait_for(pilot, lambda: export.result is not None or export.problem, 400)
+        assert export.result is not None, export.problem
+        report = export.result.path_of("report-html")
+        assert report is not None and report.exists()
+        assert "Batch 17" in report.read_text(encoding="utf-8")
+        await pilot.press("escape")
+        await pilot.press("q")
+
+
+async def test_acceptance_screen_shows_the_criteria_and_records_a_supervisors_decision(
+    tmp_path: Path,
+) -> None:
+    from eln.acceptance_service import latest_decision
+    from screens.acceptance import AcceptanceScreen
+
+    settings = shell_settings(tmp_path)
+    notebook = notebook_with_batch(settings)
+    settings.station.operator = "ana"
+    app = BptwinApp(settings)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.batches.get("R1") == 17 and app.station is not None)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, AcceptanceScreen))
+        screen = app.screen
+
+        def message() -> str:
+            return str(screen.query_one("#acceptance-message").content)
+
+        await wait_for(pilot, lambda: screen.evaluation is not None, 400)
+        text = str(screen.query_one("#acceptance-text").content)
+        assert "1. " in text and "5. " in text  # every criterion is listed
+        assert screen.evaluation.verdict != "pass"  # a batch still running is not complete
+        screen.query_one("#acceptance-reason", Input).value = "still running: not for training"
+        screen.query_one("#acceptance-supervisor", Input).value = "sam"
+        screen.query_one("#acceptance-pin", Input).value = "0000"
+        await pilot.press("ctrl+x")
+        await wait_for(
+            pilot,
+            lambda: "Not recorded" in str(screen.query_one("#acceptance-message").content),
+            400,
+        )
+        assert latest_decision(notebook, 17) is None
+        # A running batch is decided on only once it has ended.
+        screen.query_one("#acceptance-pin", Input).value = "4321"
+        await pilot.press("ctrl+x")
+        await wait_for(pilot, lambda: "running" in message(), 400)
+        assert latest_decision(notebook, 17) is None
+        notebook.end_batch("ana", 17, aborted=True)
+        screen.query_one("#acceptance-pin", Input).value = "4321"
+        await pilot.press("ctrl+x")
+        await wait_for(pilot, lambda: screen.outcome is not None, 400)
+        assert "recorded by sam" in message()
+        decision = latest_decision(notebook, 17)
+        assert decision is not None and decision.decided_by == "sam"
+        assert decision.decision.value == "reject"
+        await pilot.press("escape")
+        await pilot.press("q")
