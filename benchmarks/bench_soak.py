@@ -6,7 +6,7 @@ machine allows, with the broker stopped for ``OUTAGE_S`` seconds in the middle. 
 readings acquired (in), stored and delivered to the broker (out), the deepest the outbox got,
 and the growth of the process's resident memory from after start-up to the end.
 
-``BPTWIN_SOAK_HOURS`` caps the simulated hours (default: the whole batch, at most 32 h).
+``BPTWIN_SOAK_HOURS`` caps the simulated hours (default 24, or the whole batch if shorter).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _stored(data_dir: Path) -> int:
 
 
 def bench_soak_batch_through_broker_and_store() -> list[dict]:
-    hours = float(os.environ.get("BPTWIN_SOAK_HOURS", "32"))
+    hours = float(os.environ.get("BPTWIN_SOAK_HOURS", "24"))
     target = int(hours * 3600 * CHANNELS)
     with tempfile.TemporaryDirectory() as folder:
         data_dir = Path(folder)
