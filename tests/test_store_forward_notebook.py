@@ -13,12 +13,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from database.migrate import upgrade
 from eln.errors import NotebookValidationError
 from eln.services import NotebookService
-from eln.spool import NotebookWriteQueued, SpooledNotebook, encode_call
+from eln.spool import NotebookWriteQueued, SpooledNotebook, decode_call, encode_call
 from tests.fixtures.private_postgres import PostgresCluster, private_postgres  # noqa: F401
 from tests.test_bus import wait_for
 
@@ -198,3 +200,23 @@ def test_queued_writes_survive_sigkill_and_are_replayed_by_the_next_process(
     spooled.append(notebook)
     assert notebook.flush(timeout=60)
     assert [n.text for n in notebook.list_notes(7)] == [f"note {i}" for i in range(40)]
+
+
+moments = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)
+)
+plain = st.none() | st.booleans() | st.integers() | st.text() | moments
+arguments = st.dictionaries(
+    st.text(min_size=1, max_size=20),
+    plain | st.lists(plain, max_size=4) | st.dictionaries(st.text(max_size=10), plain, max_size=4),
+    max_size=8,
+)
+
+
+@given(made_at=moments, arguments=arguments)
+def test_queued_calls_round_trip_through_the_spool_encoding(
+    made_at: datetime, arguments: dict
+) -> None:
+    method, key, when, back = decode_call(encode_call("add_note", "k1", made_at, arguments))
+    assert (method, key, when) == ("add_note", "k1", made_at)
+    assert back == arguments
