@@ -22,8 +22,11 @@ from typing import TYPE_CHECKING
 from bptwin_tui.export.collect import BatchData, ExportError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
+    from eln.models import Sample
     from twin.dataset import BatchRecord
 
 EXTRA_FILES = ("windows", "predictions")
@@ -50,17 +53,9 @@ def samples_table(data: BatchData) -> pd.DataFrame:
     if not samples:
         return empty_samples()
     start = data.series.start
-    last_scheduled = max(
-        (s.taken_at.timestamp() for s in samples if s.sop_timepoint_h is not None),
-        default=-math.inf,
-    )
     rows = []
-    for sample in samples:
+    for sample, kind in zip(samples, sample_kinds(samples), strict=True):
         taken = sample.taken_at.timestamp()
-        if sample.sop_timepoint_h is not None:
-            kind = "scheduled"
-        else:
-            kind = "depletion" if taken > last_scheduled else "extra"
         rows.append(
             {
                 "time_s": taken - start,
@@ -76,6 +71,21 @@ def samples_table(data: BatchData) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
     floats = [c for c in SAMPLE_COLUMNS if c not in ("kind", "microscopy")]
     return table.astype({name: "float64" for name in floats})
+
+
+def sample_kinds(samples: Sequence[Sample]) -> list[str]:
+    """``scheduled`` (an SOP time point), ``depletion`` (unscheduled, after the last
+    scheduled one) or ``extra`` (any other unscheduled sample), in the samples' order."""
+    last_scheduled = max(
+        (s.taken_at.timestamp() for s in samples if s.sop_timepoint_h is not None),
+        default=-math.inf,
+    )
+    return [
+        "scheduled"
+        if s.sop_timepoint_h is not None
+        else ("depletion" if s.taken_at.timestamp() > last_scheduled else "extra")
+        for s in samples
+    ]
 
 
 def _microscopy(clean: bool | None, text: str) -> str:

@@ -275,9 +275,12 @@ def _inoculum(data: BatchData) -> Section:
 
 
 def _samples(data: BatchData) -> Section:
+    from bptwin_tui.export.dataset_export import sample_kinds
+
     start = data.series.start
     rows = []
-    for sample in data.notebook.samples:
+    kinds = sample_kinds(data.notebook.samples)
+    for sample, kind in zip(data.notebook.samples, kinds, strict=True):
         residual = "—"
         if sample.predicted_od600:
             residual = f"{100.0 * (sample.predicted_od600 - sample.od600) / sample.od600:+.1f} %"
@@ -289,7 +292,7 @@ def _samples(data: BatchData) -> Section:
                 microscopy += f": {sample.microscopy_text}"
         rows.append(
             (
-                num(sample.sop_timepoint_h) if sample.sop_timepoint_h is not None else "extra",
+                num(sample.sop_timepoint_h) if sample.sop_timepoint_h is not None else kind,
                 when(sample.taken_at),
                 hours_since(sample.taken_at, start),
                 num(sample.od600, 4),

@@ -105,7 +105,12 @@ def render_pdf(report: Report) -> bytes:
             )
         )
     for section in report.sections:
-        story.append(Para(escape(section.title), h2))
+        heading = Para(escape(section.title), h2)
+        if section.blocks and isinstance(section.blocks[0], Figure):
+            pending: list = [heading]  # a title never stays alone above its figure
+        else:
+            story.append(heading)
+            pending = []
         for block in section.blocks:
             if isinstance(block, Paragraph):
                 markup = escape(block.text)
@@ -133,11 +138,14 @@ def render_pdf(report: Report) -> bytes:
                 story += [table, Spacer(1, 6)]
             elif isinstance(block, Figure):
                 image = Image(io.BytesIO(block.image.png))
-                scale = min(1.0, width / image.imageWidth, (190 * mm) / image.imageHeight)
+                scale = min(1.0, width / image.imageWidth, (128 * mm) / image.imageHeight)
                 image.drawWidth = image.imageWidth * scale
                 image.drawHeight = image.imageHeight * scale
-                story.append(KeepTogether([image, Para(escape(block.image.caption), muted)]))
+                story.append(
+                    KeepTogether([*pending, image, Para(escape(block.image.caption), muted)])
+                )
                 story.append(Spacer(1, 6))
+                pending = []
 
     def footer(canvas: object, doc: object) -> None:
         canvas.saveState()  # type: ignore[attr-defined]
@@ -154,11 +162,20 @@ def render_pdf(report: Report) -> bytes:
     return buffer.getvalue()
 
 
+CHAR_PT = 3.9  # average width of a 6.8 pt DejaVu Sans character, in points
+
+
 def _widths(table: Table, width: float) -> list[float]:
-    """Column widths in proportion to the longest text of each column (bounded)."""
-    weights = []
+    """Each column at least as wide as its longest word (so numbers and times never wrap
+    inside), the rest shared in proportion to the longest text of each column."""
+    floors, weights = [], []
     for index, header in enumerate(table.headers):
-        longest = max([len(header), *(len(row[index]) for row in table.rows)])
-        weights.append(min(max(longest, 4), 60))
+        texts = [header, *(row[index] for row in table.rows)]
+        word = max(len(part) for text in texts for part in (text.split() or [""]))
+        floors.append(min((word + 1.5) * CHAR_PT, 0.3 * width))
+        weights.append(min(max(len(t) for t in texts), 60))
+    spare = width - sum(floors)
+    if spare <= 0:
+        return [width * f / sum(floors) for f in floors]
     total = float(sum(weights))
-    return [width * w / total for w in weights]
+    return [floor + spare * w / total for floor, w in zip(floors, weights, strict=True)]
