@@ -89,6 +89,19 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
             message=message,
             occurred_at=start + timedelta(minutes=minutes),
         )
+    # The operator acknowledges the alarm raised during the batch; it clears later.
+    for minutes, state, actor in ((13, "active_acknowledged", "ana"), (20, "normal", None)):
+        notebook.record_alarm_event(
+            actor,
+            reactor="R1",
+            rule="do_low/low",
+            priority="high",
+            state=state,
+            channel="do",
+            value=25.0,
+            message="acknowledged" if actor else "DO back to 25 %",
+            occurred_at=start + timedelta(minutes=minutes),
+        )
     yield Station(root, notebook, store, url)
     store.close()
     notebook.engine.dispose()
@@ -136,6 +149,11 @@ def test_html_report_shows_the_batch_values(exported: ExportResult, station: Sta
     assert DEVIATION_TITLE in html and "sam 20" in html  # reviewed by the supervisor
     assert NOTE_TEXT in html
     assert escape(UNBOUND_DURING) in html and escape(UNBOUND_BEFORE) not in html
+    # The incident: raised at 10 min, acknowledged by ana 3 min later, normal at 20 min.
+    incident = re.search(r"<tr><td>[^<]*</td><td>0\.17</td><td>do_low/low</td>.*?</tr>", html)
+    assert incident is not None
+    assert "<td>ana after 3 min</td>" in incident.group(0)
+    assert "still active" not in incident.group(0)
     # A 45 min batch fails completion (16-26 h): the checklist says so, with evidence.
     assert 'class="verdict fail"' in html
     assert "outside 16–26 h" in html

@@ -424,17 +424,69 @@ def _offgas(data: BatchData, image: PlotImage | None) -> Section:
     return Section("offgas", "CER, OUR and RQ", blocks)
 
 
+@dataclass
+class _Incident:
+    """One alarm from its raise until it is back to normal and acknowledged."""
+
+    raised_at: datetime
+    rule: str
+    channel: str
+    priority: str
+    acknowledged: str = "not acknowledged"
+    shelved: str = "—"
+    normal_at: datetime | None = None
+
+
+_ANNUNCIATED = ("active_unacknowledged", "active_acknowledged", "returned_unacknowledged")
+
+
+def alarm_incidents(events: list) -> list[_Incident]:
+    """Pair the life-cycle transitions of each (rule, channel) into incidents."""
+    open_incidents: dict[tuple[str, str], _Incident] = {}
+    incidents: list[_Incident] = []
+    for event in events:
+        key = (event.rule, event.channel or "")
+        incident = open_incidents.get(key)
+        if incident is None:
+            if event.state not in _ANNUNCIATED:
+                continue  # e.g. shelved before it ever rose
+            incident = _Incident(
+                event.occurred_at, event.rule, event.channel or "—", event.priority
+            )
+            open_incidents[key] = incident
+            incidents.append(incident)
+        minutes = (event.occurred_at - incident.raised_at).total_seconds() / 60.0
+        # Acknowledging an alarm that already returned takes it straight to normal.
+        acknowledging = event.state == "active_acknowledged" or (
+            event.state == "normal" and event.actor is not None
+        )
+        if acknowledging and incident.acknowledged == "not acknowledged":
+            incident.acknowledged = f"{event.actor or 'system'} after {minutes:.0f} min"
+        elif event.state == "shelved":
+            incident.shelved = f"{event.actor or 'system'} after {minutes:.0f} min"
+        elif event.state == "returned_unacknowledged":
+            incident.normal_at = event.occurred_at
+        if event.state in ("normal", "out_of_service"):
+            incident.normal_at = incident.normal_at or event.occurred_at
+            del open_incidents[key]
+    return incidents
+
+
 def _alarms(data: BatchData) -> Section:
     events = data.notebook.alarm_events
-    raised: dict[str, int] = {}
-    acknowledged: dict[str, int] = {}
-    for event in events:
-        if event.state in ("active_unacknowledged",):
-            raised[event.rule] = raised.get(event.rule, 0) + 1
-        if event.state == "active_acknowledged" and event.actor:
-            acknowledged[event.rule] = acknowledged.get(event.rule, 0) + 1
+    incidents = alarm_incidents(events)
     summary = tuple(
-        (rule, str(count), str(acknowledged.get(rule, 0))) for rule, count in sorted(raised.items())
+        (
+            when(i.raised_at),
+            hours_since(i.raised_at, data.series.start),
+            i.rule,
+            i.channel,
+            i.priority,
+            i.acknowledged,
+            i.shelved,
+            when(i.normal_at) if i.normal_at else "still active at export",
+        )
+        for i in incidents
     )
     start = data.series.start
     rows = tuple(
@@ -451,11 +503,16 @@ def _alarms(data: BatchData) -> Section:
         )
         for event in events[:MAX_ALARM_ROWS]
     )
+    unacknowledged = sum(1 for i in incidents if i.acknowledged == "not acknowledged")
     blocks: list[Block] = [
+        Paragraph(
+            f"{len(incidents)} alarm(s) raised, {unacknowledged} never acknowledged",
+            "warn" if unacknowledged else "",
+        ),
         Table(
-            ("rule", "raised", "acknowledged by an operator"),
+            ("raised", "h", "rule", "channel", "priority", "acknowledged", "shelved", "normal"),
             summary,
-            caption="Alarms raised",
+            caption="Alarms and how they were handled",
             empty="no alarm raised",
         ),
         Table(
