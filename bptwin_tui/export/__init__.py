@@ -313,8 +313,10 @@ class _Reporter:
         self.progress(lo + (hi - lo) * min(max(fraction, 0.0), 1.0), text)
 
     def done(self, text: str) -> None:
+        """The files are in place: a late cancel or a failing progress sink changes nothing."""
         if self.progress is not None:
-            self.progress(1.0, text)
+            with contextlib.suppress(Exception):
+                self.progress(1.0, text)
 
 
 @dataclass
