@@ -170,6 +170,7 @@ class BptwinApp(App[int]):
 
     def _show_operator(self) -> None:
         self.sub_title = f"operator {self.operator or '—'}"
+        self.dashboard.set_operator(self.operator)
 
     @work(thread=True, group="batches", exclusive=True, exit_on_error=False)
     def refresh_batches(self) -> None:
@@ -186,10 +187,20 @@ class BptwinApp(App[int]):
             reactor = batch.reactor_id or reactors[0]
             if reactor in batches:
                 batches[reactor] = batch.number
+        if self.station is not None:  # the open batches' offline samples on the OD600 plot
+            for reactor, number in batches.items():
+                if number is not None:
+                    samples = self.notebook.list_samples(number)
+                    self.station.history.set_samples(
+                        reactor,
+                        [s.taken_at.timestamp() for s in samples],
+                        [s.od600 for s in samples],
+                    )
         self.post_message(BatchContext(batches))
 
     def on_batch_context(self, message: BatchContext) -> None:
         self.batches = message.batches
+        self.dashboard.set_batches(self.batches)
 
     def on_batch_selected(self, message: Message) -> None:
         """The batch screen created, opened or started a batch: it is the reactor's batch now."""
@@ -197,6 +208,7 @@ class BptwinApp(App[int]):
         reactor = getattr(message, "reactor", None)
         if batch is not None and reactor in self.batches:
             self.batches[reactor] = batch.number
+            self.dashboard.set_batches(self.batches)
 
     @work(thread=True, group="station", exit_on_error=False, name="station")
     def start_station(self) -> None:
@@ -260,6 +272,7 @@ class BptwinApp(App[int]):
         if message.running and self.station is not None:
             # Thread-safe history: the dashboard's render worker takes immutable windows of it.
             self.dashboard.attach_history(self.station.history)
+            self.refresh_batches()  # also puts the open batches' samples on the plot
         if message.problem:
             self.notify(message.problem, title="Acquisition", severity="error", timeout=15)
 
@@ -269,6 +282,7 @@ class BptwinApp(App[int]):
 
     def on_sample_saved(self, message: Message) -> None:
         """An offline OD600 goes to the alarm engine's model-versus-sample check."""
+        self.refresh_batches()  # and onto the dashboard's OD600 plot, reloaded from the notebook
         sample = getattr(message, "sample", None)
         predicted = getattr(sample, "predicted_od600", None)
         actions = self.station.alarm_actions if self.station is not None else None

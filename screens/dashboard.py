@@ -80,6 +80,7 @@ class DashboardScreen(Screen[None]):
         self._last_snapshot: LiveSnapshot | None = None
         self._status = "Waiting for acquisition…"
         self._problem = ""
+        self._composed = False
         self._wanted: TrendRequest | None = None  # the latest request handed to the worker
         self._drawn: TrendRequest | None = None  # what the plots show now
         self._drawn_at = -math.inf
@@ -105,6 +106,7 @@ class DashboardScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._composed = True
         table = self.query_one("#current-values", DataTable)
         table.add_column("Channel", key="channel", width=22)
         table.add_column("Value", key="value", width=8)
@@ -129,6 +131,7 @@ class DashboardScreen(Screen[None]):
         self._layout_for(self.size.width, self.size.height)
         self._update_titles()
         self._show_trend_bar()
+        self._show_strip()
         self.set_interval(REDRAW_S, self._redraw_trends)
         # The alarm banner's module pulls in the notebook (SQLAlchemy, ~0.5 s of imports):
         # mount it right after the first frame instead of before it.
@@ -396,6 +399,8 @@ class DashboardScreen(Screen[None]):
                     self._set_cell(table, channel.name, column, "—")
 
     def _show_strip(self) -> None:
+        if not self._composed:
+            return  # the App may name the operator before the screen is up; on_mount shows it
         snapshot = self._last_snapshot
         lines = [status_line(snapshot, self.reactor, self.batches.get(self.reactor), self.operator)]
         links = links_line(snapshot) if snapshot is not None else ""

@@ -7,6 +7,7 @@ one runs the real App on embedded defaults with a fast simulated batch.
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,18 @@ from textual.widgets import DataTable, Static
 import bptwin_tui
 from bptwin_tui.app import BptwinApp
 from bptwin_tui.settings import Settings
+from database.migrate import upgrade
 from database.reading import Reading
 from screens.dashboard import DashboardScreen
 from screens.trends import DO_PLOT, PLOT_GROUPS, TrendPlot, render_plot, to_figure
 from tests.dashboard_batch import T0, clock_at, fill_history, snapshot_at
-from tests.screens_harness import ScreenHarness
+from tests.screens_harness import (
+    BATCH,
+    INOCULATED_AT,
+    OPERATOR,
+    ScreenHarness,
+    running_notebook,
+)
 from twin.history import History
 
 HOURS = 12.0
@@ -222,6 +230,35 @@ def test_a_plot_draws_or_says_why_for_degenerate_data(case: str) -> None:
         assert "no data in this window" in text.plain
     if case == "empty":
         assert "waiting for data" in text.plain
+
+
+async def test_the_app_shows_batch_operator_and_the_batchs_samples(tmp_path: Path) -> None:
+    settings = embedded_settings(tmp_path)
+    settings.station.operator = OPERATOR
+    tmp_path.mkdir(exist_ok=True)
+    upgrade(settings.notebook_url())
+    notebook = running_notebook(settings.notebook_url())
+    notebook.add_sample(
+        OPERATOR, BATCH, taken_at=INOCULATED_AT + timedelta(hours=2), od_raw=0.61, dilution=10.0
+    )
+    app = BptwinApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        dashboard = app.dashboard
+        strip = dashboard.query_one("#status-strip", Static)
+        window = None
+        for _ in range(150):
+            await pilot.pause(0.2)
+            if app.station is not None and f"batch {BATCH}" in str(strip.content):
+                window = app.station.history.window("R1", "batch")
+                if len(window.sample_od600):
+                    break
+        assert f"batch {BATCH}" in str(strip.content)
+        assert f"operator {OPERATOR}" in str(strip.content)
+        assert f"batch {BATCH}" in dashboard.sub_title
+        assert window is not None
+        assert list(window.sample_od600) == pytest.approx([6.1])
+        assert window.sample_times[0] == (INOCULATED_AT + timedelta(hours=2)).timestamp()
+        await pilot.press("q")
 
 
 def embedded_settings(data_dir: Path) -> Settings:
