@@ -27,6 +27,7 @@ from screens.trends import (
     GROUP_NAMES,
     MAX_PLOTS,
     PLOT_GROUPS,
+    PlotDef,
     TrendPlot,
     TrendRequest,
     TrendsRendered,
@@ -74,6 +75,7 @@ class DashboardScreen(Screen[None]):
         self.window = WINDOW_NAMES[1]  # 1 h
         self.group = GROUP_NAMES[0]
         self.page = 0
+        self._fit = MAX_PLOTS  # plots per page, from the height the plot area gets
         self.history: History | None = None
         self._clock = clock
         self._show_clock = show_clock
@@ -246,8 +248,8 @@ class DashboardScreen(Screen[None]):
         self.page = min(self.page, len(self._pages()) - 1)
         return True
 
-    def _pages(self) -> list[tuple]:
-        return visible_pages(PLOT_GROUPS[self.group], getattr(self, "_fit", MAX_PLOTS))
+    def _pages(self) -> list[tuple[PlotDef, ...]]:
+        return visible_pages(PLOT_GROUPS[self.group], self._fit)
 
     def _visible_plots(self) -> list[TrendPlot]:
         plots = self._pages()[self.page]
