@@ -362,8 +362,8 @@ class Station:
         """Stop drivers first so every emitted reading still reaches the store."""
         self.stop_drivers()
         if self.bus is not None:
-            # Let the bus deliver what the drivers published before it goes away.
-            self.bus.stop()
+            # Let the handlers see what was published so far before the shadow stops.
+            self.bus.drain(timeout=10.0)
         for subscription in self._subscriptions:
             subscription.cancel()
         self._subscriptions.clear()
@@ -371,6 +371,9 @@ class Station:
             self.shadow_worker.stop()
         if self.inference is not None:
             self.inference.stop()
+        if self.bus is not None:
+            # After the shadow: its last alarm transitions and predictions still go out.
+            self.bus.stop()
         if self.recorder is not None:
             self.recorder.flush(timeout=10.0)
             self.recorder.close()
