@@ -486,4 +486,6 @@ def build_bus(settings: Settings, *, outbox_path: Path | None = None) -> Bus:
         tls=section.tls,
         ca_file=str(section.ca_file) if section.ca_file else None,
         outbox_path=outbox_path,
+        # A setpoint delayed by an outage could act on a changed batch: sent now or refused.
+        not_queued=(f"{section.prefix}/v1/+/setpoints/+",),
     )

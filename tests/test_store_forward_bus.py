@@ -206,3 +206,24 @@ def test_publishes_before_the_broker_is_reachable_wait_in_the_outbox(
     assert counter.wait_for(20)
     assert counter.seen == list(range(20))
     assert wait_for(lambda: live.outbox_depth == 0)
+
+
+def test_commands_are_never_queued_while_the_broker_is_away(
+    private_mqtt_broker: MosquittoServer, tmp_path: Path, buses: list[MqttBus]
+) -> None:
+    host, port = private_mqtt_broker.address
+    bus = MqttBus(
+        host,
+        port,
+        reconnect_delay_s=FAST_RECONNECT,
+        outbox_path=tmp_path / "outbox.sqlite",
+        not_queued=("plant/v1/+/setpoints/+",),
+    )
+    buses.append(bus)
+    bus.start()
+    private_mqtt_broker.stop()
+    assert wait_for(lambda: not bus.connected)
+    with pytest.raises(ConnectionError, match="not queued"):
+        bus.publish("plant/v1/R1/setpoints/stirrer_speed", b'{"value": 900}', qos=1)
+    bus.publish("plant/v1/R1/sensors/ph", b'{"value": 5}', qos=1)  # data is queued
+    assert bus.outbox_depth == 1

@@ -79,6 +79,7 @@ class MqttBus(Bus):
         stop_flush_s: float = 5.0,
         reconnect_delay_s: tuple[int, int] = (1, 30),
         outbox_path: str | Path | None = None,
+        not_queued: tuple[str, ...] = (),
     ) -> None:
         super().__init__(max_pending=max_pending, name="mqtt-bus")
         self.host = host
@@ -131,6 +132,8 @@ class MqttBus(Bus):
         self._client.on_subscribe = self._on_subscribe
         self._client.on_publish = self._on_publish
         self.outbox: BusOutbox | None = None
+        # Topic patterns never stored and forwarded (commands: late is worse than never).
+        self._not_queued = tuple(topics.validate_pattern(p) for p in not_queued)
         if outbox_path is not None:
             try:
                 self.outbox = BusOutbox(outbox_path)
@@ -254,7 +257,13 @@ class MqttBus(Bus):
         """Send a message; QoS >= 1 ones are queued by paho while the broker is away."""
         topics.validate_topic(topic)
         _check_qos(qos)
-        if self.outbox is not None and qos > 0:
+        if any(topics.matches(pattern, topic) for pattern in self._not_queued):
+            if not self._connected:
+                raise ConnectionError(
+                    f"MQTT broker {self.host}:{self.port} unreachable: {topic} not sent "
+                    "(commands are not queued, they must not arrive late)"
+                )
+        elif self.outbox is not None and qos > 0:
             try:
                 self.outbox.push(topic, as_bytes(payload), qos, retain)
                 self._counters.add("published")
