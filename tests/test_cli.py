@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bptwin_tui.cli import build_parser, main
+from bptwin_tui.commands import COMMANDS
 from bptwin_tui.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,9 +27,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-@pytest.mark.parametrize(
-    "command", ["run", "serve", "db", "version", "simulate", "train", "validate", "audit"]
-)
+@pytest.mark.parametrize("command", [name.replace("_", "-") for name in COMMANDS])
 def test_every_sub_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([command, "--help"])

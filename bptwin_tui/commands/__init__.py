@@ -14,6 +14,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "validate",
     "audit",
+    "doctor",
     "export",
     "accept",
     "export_csv",
