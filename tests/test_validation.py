@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,42 @@ def test_stress_test_without_a_sensor(small_training: TrainResult, small_dataset
 def test_unknown_batch_is_a_clear_error(small_training: TrainResult, small_dataset) -> None:
     with pytest.raises(LabelError, match="no batch"):
         evaluate(small_training.artifact, small_dataset, [99])
+
+
+@pytest.fixture(scope="module")
+def whole_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One nominal hold-out batch (another campaign seed than the shipped model's), simulated
+    from inoculation to past depletion, so the DO forecast has a whole batch to be scored on."""
+    from twin.campaign import generate_campaign
+
+    folder = tmp_path_factory.mktemp("whole-batch")
+    generate_campaign(folder, 7, batches=[16], workers=1)
+    return folder
+
+
+def test_do_forecast_of_the_shipped_model_is_scored_and_in_the_verdict(
+    whole_batch: Path, tmp_path: Path
+) -> None:
+    from twin.registry import SHIPPED_MODELS_DIR, Registry
+
+    artifact = Registry(SHIPPED_MODELS_DIR).load("current")
+    result = evaluate(artifact, whole_batch, [16], n_boot=50, jobs=1)
+    assert result.do_reference == "simulator truth"
+    (row,) = result.do_forecast
+    assert row["batch"] == 16 and row["forecasts"] >= 20
+    # Scored against the truth, it must beat "the DO stays where it is" by far (this batch's
+    # carbon budget is off the training mean: depletion ~25 min late, DO RMSE ~11 % sat).
+    assert row["rmse_to_end"] < 0.5 * row["persistence_rmse_to_end"]
+    assert row["rmse_to_end_from_start"] >= row["rmse_to_end"]
+    assert 0.5 < row["band_coverage"] <= 1.0
+    assert set(row["rmse_at_horizon_min"]) == {"30", "60", "120"}
+    assert result.scores[0].do_rmse == pytest.approx(row["rmse_to_end"])
+    criterion = next(c for c in result.verdict.criteria if c.name == "do_rmse")
+    assert criterion.status == (PASS if row["rmse_to_end"] < 5.0 else FAIL)
+    assert all(math.isfinite(f["do_rmse_to_end"]) for f in result.forecast)
+    report = write_report(result, tmp_path / "report")
+    assert "## DO forecast" in report.read_text()
+    assert (tmp_path / "report" / "forecast_do.png").read_bytes()[:4] == b"\x89PNG"
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert data["do_forecast"]["per_batch"][0]["batch"] == 16
+    assert data["per_batch"][0]["do_rmse"] == pytest.approx(row["rmse_to_end"])
