@@ -237,16 +237,31 @@ class DashboardScreen(Screen[None]):
         self._fit = max(1, (height - CHROME_ROWS) // PLOT_MIN_ROWS)
         self.page = min(self.page, len(self._pages()) - 1)
 
-    def _refit(self) -> bool:
-        """Plots per page from the height the plot area really got (status lines and the
-        reactor overview vary); True when that changed."""
+    def _fit_now(self) -> int:
+        """Plots per page for the height the plot area really got (status lines and the
+        reactor overview vary); the current value while the layout is not done."""
         height = self.query_one("#trends").size.height
-        fit = max(1, height // PLOT_MIN_ROWS) if height > 0 else self._fit
+        return max(1, height // PLOT_MIN_ROWS) if height > 0 else self._fit
+
+    def _refit(self) -> bool:
+        """Adopt ``_fit_now``; True when the number of plots per page changed."""
+        fit = self._fit_now()
         if fit == self._fit:
             return False
         self._fit = fit
         self.page = min(self.page, len(self._pages()) - 1)
         return True
+
+    def trends_settled(self) -> bool:
+        """The plots show what the view, the layout and the data ask for (tests, benchmarks)."""
+        if self._fit_now() != self._fit or self._rendering:
+            return False
+        request = self._request()
+        return request is not None and request == self._drawn
+
+    def on_trend_plot_resized(self, message: TrendPlot.Resized) -> None:
+        message.stop()
+        self.call_after_refresh(self._redraw_trends)
 
     def _pages(self) -> list[tuple[PlotDef, ...]]:
         return visible_pages(PLOT_GROUPS[self.group], self._fit)

@@ -330,6 +330,12 @@ class TrendPlot(Widget):
     TrendPlot { height: 1fr; min-height: 5; }
     """
 
+    class Resized(Message):
+        """The plot got a new size (terminal resized, status lines grew): draw it again."""
+
+    def on_resize(self) -> None:
+        self.post_message(self.Resized())
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.plot: PlotDef | None = None

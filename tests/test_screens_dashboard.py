@@ -73,7 +73,17 @@ async def start(pilot: Pilot, screen: DashboardScreen, history: History) -> None
     screen.show_status(True)
     screen.show_snapshot(snapshot_at(HOURS, tuple(screen.reactors)))
     screen.attach_history(history)
+    await settled(pilot, screen)
+
+
+async def settled(pilot: Pilot, screen: DashboardScreen) -> None:
+    """Drawn, and the layout settled (status lines that grow change the plots' height)."""
     await drawn(pilot, screen)
+    for _ in range(200):
+        if screen.trends_settled():
+            break
+        await pilot.pause(0.05)
+    assert screen.trends_settled()
 
 
 async def test_process_plots_status_strip_and_values() -> None:

@@ -9,7 +9,7 @@ import pytest
 from textual.pilot import Pilot
 
 from tests.dashboard_batch import snapshot_at
-from tests.test_screens_dashboard import HOURS, dashboard_app, drawn
+from tests.test_screens_dashboard import HOURS, dashboard_app, settled
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +31,6 @@ def test_dashboard_snapshot(snap_compare, size: tuple[int, int]) -> None:
         screen.show_status(True)
         screen.show_snapshot(snapshot_at(HOURS, ("R1", "R2")))
         screen.attach_history(history)
-        await drawn(pilot, screen)
+        await settled(pilot, screen)
 
     assert snap_compare(app, terminal_size=size, run_before=fill)
