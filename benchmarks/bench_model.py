@@ -1,4 +1,5 @@
-"""OD600 model: per-window feature + predict latency, model load, a small training run.
+"""OD600 model: per-window feature + predict latency (nowcast, OD and DO forecast), model
+load, a small training run.
 
 The full default-budget training (18-batch campaign, 30 trials, 2 threads) takes minutes, far
 beyond a benchmark's minute: its wall time is measured by ``make model`` and read here from
@@ -27,29 +28,49 @@ def _model():
 
 
 def bench_window_latency() -> list[dict[str, object]]:
-    """Feature pipeline update + predict, one 30 s window at a time (the live path)."""
+    """Feature pipeline update + predict, one 30 s window at a time (the live path).
+
+    A whole simulated batch (inoculation to past depletion): every window gets the nowcast
+    and the forecast of the rest of the batch, OD600 and DO trajectories with their bands.
+    """
+    import dataclasses
+
     import lightgbm
 
     from twin.features import FEATURE_NAMES, FeaturePipeline
+    from twin.forecast import Forecaster
     from twin.predictor import Predictor
     from twin.simulator import simulate_batch
     from twin.windows import windows_from_frame
 
     artifact = _model()
     predictor = Predictor(artifact)
-    sensors = simulate_batch(None, 11, start_timestamp=1.7e9, hours=8.0).sensors
+    forecaster = predictor.forecaster
+    if forecaster is None or forecaster.parameters.do is None:
+        raise RuntimeError("the shipped model's card has no DO forecast: run 'make model'")
+    od_only = Forecaster(dataclasses.replace(forecaster.parameters, do=None))
+    sensors = simulate_batch(None, 11, start_timestamp=1.7e9).sensors
     windows = windows_from_frame(sensors.drop(columns="time_s"), "timestamp")
     pipeline = FeaturePipeline()
-    feature_s, predict_s, total_s = [], [], []
+    feature_s, predict_s, total_s, forecast_s, od_forecast_s = [], [], [], [], []
+    with_do = 0
     for window in windows:
         started = time.perf_counter()
         state = pipeline.update(window)
         middle = time.perf_counter()
-        predictor.predict(state)
+        prediction = predictor.predict(state)
         done = time.perf_counter()
         feature_s.append(middle - started)
         predict_s.append(done - middle)
         total_s.append(done - started)
+        if prediction.forecast is not None and prediction.forecast.do is not None:
+            with_do += 1
+            started = time.perf_counter()
+            forecaster.forecast(state, prediction.od600)
+            forecast_s.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            od_only.forecast(state, prediction.od600)
+            od_forecast_s.append(time.perf_counter() - started)
     # The floor: a bare one-row Booster.predict of the same model.
     row = np.zeros((1, len(FEATURE_NAMES)))
     floor = []
@@ -62,7 +83,11 @@ def bench_window_latency() -> list[dict[str, object]]:
         return float(np.quantile(values, q)) * 1000
 
     trees = artifact.booster.num_trees()
-    note = f"{len(windows)} windows of an 8 h simulated batch, model {artifact.version}"
+    hours = (windows[-1].end - windows[0].start) / 3600.0
+    note = (
+        f"{len(windows)} windows of a {hours:.0f} h simulated batch, model {artifact.version}; "
+        f"{with_do} with the DO forecast"
+    )
     floor_p50 = pct(floor, 0.5)
     load_s = []
     model_text = (artifact.path / "model.txt").read_text()
@@ -79,6 +104,10 @@ def bench_window_latency() -> list[dict[str, object]]:
          "note": "FeaturePipeline.update"},
         {"benchmark": "window predict only p50", "value": pct(predict_s, 0.5), "unit": "ms",
          "note": f"nowcast + forecast; {pct(predict_s, 0.5) / floor_p50:.1f}x the bare floor"},
+        {"benchmark": "forecast OD+DO p50", "value": pct(forecast_s, 0.5), "unit": "ms",
+         "note": f"p99 {pct(forecast_s, 0.99):.2f} ms; 5 min grid to 30 h"},
+        {"benchmark": "forecast OD only p50", "value": pct(od_forecast_s, 0.5), "unit": "ms",
+         "note": f"same windows without the DO model; p99 {pct(od_forecast_s, 0.99):.2f} ms"},
         {"benchmark": "Booster.predict one row p50 (floor)", "value": floor_p50, "unit": "ms",
          "note": f"{trees} trees, num_threads=1, x2000"},
         {"benchmark": "model load from string", "value": statistics.median(load_s) * 1000,
