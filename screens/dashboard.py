@@ -18,6 +18,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
@@ -135,9 +136,21 @@ class DashboardScreen(Screen[None]):
         self._show_trend_bar()
         self._show_strip()
         self.set_interval(REDRAW_S, self._redraw_trends)
-        # The alarm banner's module pulls in the notebook (SQLAlchemy, ~0.5 s of imports):
-        # mount it right after the first frame instead of before it.
-        self.call_after_refresh(self._mount_alarm_banner)
+        self._import_alarm_banner()
+
+    class _AlarmBannerImported(Message):
+        """screens.alarms is imported: the banner can be mounted without waiting."""
+
+    @work(thread=True, group="dashboard-imports", exit_on_error=False)
+    def _import_alarm_banner(self) -> None:
+        # The banner's module pulls in the notebook (SQLModel, SQLAlchemy: about a second of
+        # imports): import it beside the first frame, not before it or on the UI thread.
+        import screens.alarms  # noqa: F401
+
+        self.post_message(self._AlarmBannerImported())
+
+    def on_dashboard_screen__alarm_banner_imported(self, _: Message) -> None:
+        self._mount_alarm_banner()
 
     def _mount_alarm_banner(self) -> None:
         from screens.alarms import AlarmBanner

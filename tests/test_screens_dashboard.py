@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from tests.screens_harness import (
     ScreenHarness,
     running_notebook,
 )
+from twin.alarm_rules import Priority
 from twin.history import History
 
 HOURS = 12.0
@@ -113,6 +115,22 @@ async def test_process_plots_status_strip_and_values() -> None:
         assert table.get_cell("ph", "value") == "4.98"
         assert "uncertain" in str(table.get_cell("od_probe", "quality"))
         assert not screen.query_one("#reactors", DataTable).display  # one reactor: no overview
+
+
+async def test_a_critical_alarm_reaches_the_banner_mounted_after_the_first_frame() -> None:
+    app, screen, history = dashboard_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await start(pilot, screen, history)
+        for _ in range(200):  # its module is imported beside the first frame, in a worker
+            if screen.query("#alarm-banner"):
+                break
+            await pilot.pause(0.05)
+        snapshot = snapshot_at(HOURS)
+        critical = replace(snapshot.alarms[0], priority=Priority.CRITICAL)
+        screen.show_snapshot(replace(snapshot, alarms=(critical,)))
+        await pilot.pause()
+        banner = screen.query_one("#alarm-banner", Static)
+        assert banner.display and "CRITICAL R1" in str(banner.content)
 
 
 async def test_time_window_switching_redraws_the_span() -> None:
