@@ -370,3 +370,60 @@ def bench_history_ingest() -> list[dict[str, object]]:
             "note": f"{elapsed / len(readings) * 1e6:.1f} µs per reading under the history lock",
         }
     ]
+
+
+MEMORY = """
+    import asyncio, sys
+    sys.path.insert(0, ".")
+
+    def rss_mb():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+
+    import bptwin_tui.app
+    from screens.dashboard import DashboardScreen
+    from tests.dashboard_batch import clock_at, fill_history, snapshot_at
+    from tests.test_screens_dashboard import DashboardHarness, drawn
+    from twin.history import History
+    base = rss_mb()
+    history = History(["R1"])  # what Station builds
+    fill_history(history, 30.0)
+    filled = rss_mb()
+
+    async def main():
+        screen = DashboardScreen(["R1"], clock=lambda: clock_at(30.0))
+        app = DashboardHarness(lambda: screen)
+        async with app.run_test(size=(160, 45)) as pilot:
+            await pilot.pause()
+            screen.show_snapshot(snapshot_at(30.0))
+            screen.attach_history(history)
+            await drawn(pilot, screen)
+            for _ in range(4):  # every window once
+                before = screen.renders
+                await pilot.press("w")
+                await drawn(pilot, screen, before)
+            print(base, filled, rss_mb())
+
+    asyncio.run(main())
+"""
+
+
+def bench_memory_30h() -> list[dict[str, object]]:
+    """Resident memory of the history of a 30 h batch and of the dashboard drawing it."""
+    base, filled, drawn = (float(x) for x in _python(MEMORY).split())
+    return [
+        {
+            "benchmark": "ui: resident memory, trend history of a 30 h batch (1 reactor)",
+            "value": round(filled - base, 1),
+            "unit": "MB",
+            "note": "19 channels at 1 Hz, derived series and predictions per 30 s window",
+        },
+        {
+            "benchmark": "ui: resident memory, app modules + 30 h history + dashboard drawn",
+            "value": round(drawn, 1),
+            "unit": "MB",
+            "note": f"process RSS after drawing every window (imports alone {base:.0f} MB)",
+        },
+    ]
