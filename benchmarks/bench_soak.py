@@ -147,7 +147,8 @@ def bench_soak_batch_through_broker_and_store() -> list[dict]:
             "benchmark": "soak.max outbox depth",
             "value": max_depth,
             "unit": "messages",
-            "note": "durable MQTT outbox (SQLite) at its deepest, during the outage",
+            "note": "durable MQTT outbox (SQLite) at its deepest: full-speed acquisition "
+            "outruns the broker, and the outage adds to it",
         },
         {
             "benchmark": "soak.memory growth",
