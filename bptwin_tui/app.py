@@ -16,12 +16,12 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from bptwin_tui.settings import Settings, SettingsError
-from bptwin_tui.station import Station
 from screens.control import ConfirmControlScreen
 from screens.dashboard import DashboardScreen
 from screens.messages import LiveUpdate, StationStatus
 
 if TYPE_CHECKING:
+    from bptwin_tui.station import Station
     from eln.services import NotebookService
     from twin.live import LiveSnapshot
 
@@ -92,11 +92,12 @@ class BptwinApp(App[int]):
     def __init__(
         self,
         settings: Settings,
-        station_factory: Callable[[Settings], Station] = Station,
+        station_factory: Callable[[Settings], Station] | None = None,
         *,
         require_login: bool = False,
     ) -> None:
-        """``require_login``: ask for name and PIN at start (``bptwin run`` always does)."""
+        """``station_factory`` defaults to the acquisition station (imported in its worker, as it
+        pulls in numpy and the bus); ``require_login``: ask for name and PIN at start."""
         super().__init__()
         self.settings = settings
         self.station_factory = station_factory
@@ -215,7 +216,10 @@ class BptwinApp(App[int]):
         """Connect stores, bus and drivers off the UI thread, then hand out snapshots."""
         worker = get_current_worker()
         try:
-            station = self.station_factory(self.settings)
+            factory = self.station_factory
+            if factory is None:
+                from bptwin_tui.station import Station as factory
+            station = factory(self.settings)
             station.start()
         except (SettingsError, OSError) as exc:
             self.post_message(StationStatus(running=False, problem=str(exc)))
