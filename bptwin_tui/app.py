@@ -136,7 +136,12 @@ class BptwinApp(App[int]):
         except (DatabaseUnavailable, OSError, SettingsError) as exc:
             self.post_message(NotebookReady(None, False, f"notebook.url: {exc}"))
         else:
-            self.post_message(NotebookReady(notebook, first_run))
+            from eln.spool import SpooledNotebook
+
+            # Samples, notes, deviations... made while the database is away wait on disk.
+            spool = self.settings.spool_dir() / "notebook-app.sqlite"
+            spooled = SpooledNotebook.open_exclusive(notebook, spool)
+            self.post_message(NotebookReady(spooled or notebook, first_run))  # type: ignore[arg-type]
         finally:
             if not get_current_worker().is_cancelled:
                 self.call_from_thread(self.start_station)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
+import fcntl
 import inspect
 import json
 import logging
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import create_engine, event, exc, insert, select
 from sqlalchemy.engine import Engine
@@ -205,7 +207,7 @@ class SpooledNotebook:
         self.retry_max = retry_max
         self.on_change = on_change
         self._spool = Spool(spool_path)
-        self._offline = NotebookService(_offline_engine(), clock=service.clock)
+        self._offline = self._twin(_offline_engine(), service.clock)
         self._lock = threading.RLock()  # one write at a time: keeps the order of writes
         self._up = True
         self._last_error: str | None = None
@@ -218,6 +220,36 @@ class SpooledNotebook:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notebook-replay", daemon=True)
         self._thread.start()
+        self._owner_lock: IO[str] | None = None
+
+    @classmethod
+    def open_exclusive(
+        cls, service: NotebookService, spool_path: str | Path, **options: Any
+    ) -> SpooledNotebook | None:
+        """A SpooledNotebook owning ``spool_path`` (flock), or None if another process owns it.
+
+        One process replays a queue file; a second control room on the same data folder gets
+        None and uses the plain service (its writes then fail plainly while the database is
+        away instead of being queued).
+        """
+        path = Path(spool_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(f"{path}.lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until close
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        notebook = cls(service, path, **options)
+        notebook._owner_lock = handle
+        return notebook
+
+    def _twin(self, engine: Engine, clock: Callable[[], datetime]) -> NotebookService:
+        """The wrapped service with another engine or clock (its policies kept as they are)."""
+        twin = copy.copy(self.service)
+        twin.engine = engine
+        twin.clock = clock
+        return twin
 
     # -- the NotebookService face --------------------------------------------------------------
 
@@ -262,6 +294,9 @@ class SpooledNotebook:
         self._wake.set()
         self._thread.join(10.0)
         self._spool.close()
+        handle, self._owner_lock = self._owner_lock, None
+        if handle is not None:
+            handle.close()  # closing releases the flock
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -366,7 +401,7 @@ class SpooledNotebook:
                     self._spool.ack([item])
                     self._note_up()
                     return True
-                replaying = NotebookService(self.service.engine, clock=lambda: made_at)
+                replaying = self._twin(self.service.engine, lambda: made_at)
                 self._apply(getattr(replaying, name), name, key)(**arguments)
             except DatabaseUnavailableError as error:
                 self._note_down(str(error))

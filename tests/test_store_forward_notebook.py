@@ -82,6 +82,19 @@ def test_live_writes_pass_through_and_a_replayed_known_key_is_skipped(
     assert notebook.status().rejected == 0
 
 
+def test_one_process_owns_a_queue_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
+    upgrade(url)
+    service = NotebookService.from_url(url)
+    first = SpooledNotebook.open_exclusive(service, tmp_path / "app.sqlite")
+    assert first is not None
+    assert SpooledNotebook.open_exclusive(service, tmp_path / "app.sqlite") is None
+    first.close()
+    again = SpooledNotebook.open_exclusive(service, tmp_path / "app.sqlite")
+    assert again is not None
+    again.close()
+
+
 def test_postgres_outage_queues_writes_and_replays_them_once_in_order(
     private_postgres: PostgresCluster,  # noqa: F811
     tmp_path: Path,
