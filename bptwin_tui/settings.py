@@ -22,6 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bptwin_tui.settings_ops import MetricsSettings, NotifySettings
+
 if TYPE_CHECKING:
     from eln.calibration import CalibrationPolicy
 
@@ -209,6 +211,8 @@ class Settings(BaseSettings):
     ui: UiSettings = Field(default_factory=UiSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     alarms: dict[str, Any] = Field(
         default_factory=dict, description="alarm rules over the SOP defaults (docs/alarms.md)"
     )

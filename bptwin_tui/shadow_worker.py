@@ -23,10 +23,12 @@ from twin.shadow import Shadow, ShadowOutput, derived_readings
 
 if TYPE_CHECKING:
     from bptwin_tui.control_loop import StationControl
+    from bptwin_tui.metrics import MetricsRegistry
     from database.bus import Bus
     from database.recorder import Recorder
     from eln.services import NotebookService
     from twin.history import History
+    from twin.notify import Notifier
     from twin.predictor import InferenceWorker, Prediction
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ class ShadowWorker:
         inference: InferenceWorker | None = None,
         control: StationControl | None = None,
         history: History | None = None,
+        notifier: Notifier | None = None,
+        metrics: MetricsRegistry | None = None,
         max_pending: int = 500_000,
     ) -> None:
         self.shadow = shadow
@@ -60,6 +64,8 @@ class ShadowWorker:
         self.inference = inference
         self.control = control
         self.history = history
+        self.notifier = notifier
+        self.metrics = metrics
         self._queue: queue.Queue[Reading] = queue.Queue(max_pending)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
@@ -138,8 +144,14 @@ class ShadowWorker:
         for transition in output.transitions:
             self._on_transition(transition)
         if output.transitions:
-            engine = self.shadow.alarms
-            self.latest.set_alarms(engine.active_alarms(), engine.counts())
+            self._alarms_changed()
+
+    def _alarms_changed(self) -> None:
+        engine = self.shadow.alarms
+        counts = engine.counts()
+        self.latest.set_alarms(engine.active_alarms(), counts)
+        if self.metrics is not None:
+            self.metrics.set_alarm_counts(counts.by_state, counts.by_priority)
 
     def _on_state(self, state: ProcessState) -> None:
         self.windows += 1
@@ -166,11 +178,12 @@ class ShadowWorker:
         """Store and publish transitions made outside the shadow thread (operator actions)."""
         for transition in transitions:
             self._on_transition(transition)
-        engine = self.shadow.alarms
-        self.latest.set_alarms(engine.active_alarms(), engine.counts())
+        self._alarms_changed()
 
     def _on_transition(self, transition: AlarmTransition) -> None:
         self.transitions += 1
+        if self.notifier is not None:
+            self.notifier.notify_transition(transition)  # queued: never waits for delivery
         try:
             topic, payload = transition_message(transition, self.prefix)
             self.bus.publish(topic, payload, qos=1)
@@ -208,4 +221,6 @@ class ShadowWorker:
             log.error("prediction not published: %s", exc)
 
     def on_prediction_error(self, state: ProcessState, exc: Exception) -> None:
+        if self.metrics is not None:
+            self.metrics.prediction_failed()
         self.latest.set_problem("model", f"prediction failed: {exc}")

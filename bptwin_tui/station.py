@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bptwin_tui.control_loop import StationControl
+from bptwin_tui.metrics import MetricsRegistry
 from bptwin_tui.settings import Settings, SettingsError
 from bptwin_tui.shadow_worker import ShadowWorker
 from database.reading import Reading
@@ -21,12 +22,12 @@ from twin.live import LatestValues, LinkState, LiveSnapshot
 if TYPE_CHECKING:
     from bptwin_tui.alarm_actions import StationAlarms
     from bptwin_tui.lock import AcquisitionLock
-    from bptwin_tui.metrics import MetricsRegistry
     from database.bus import Bus, Subscription
     from database.timeseries import TimeSeriesStore
     from drivers.base import Driver, DriverThread
     from eln.services import NotebookService
     from eln.spool import SpooledNotebook
+    from twin.notify import Notifier
     from twin.predictor import InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ class Station:
         self.latest = LatestValues()
         # Trend history for the dashboard's plots (bounded: a 30 h batch of every channel).
         self.history = History(settings.station.reactors)
+        # Counters and gauges for the Prometheus endpoint of `bptwin serve` ([metrics]).
+        self.metrics = MetricsRegistry(stale_after_s=settings.metrics.stale_after_s)
+        self.notifier: Notifier | None = None
         self.bus: Bus | None = None
         self.store: TimeSeriesStore | None = None
         self.recorder: Recorder | None = None
@@ -143,6 +147,7 @@ class Station:
         )
         self.notebook = notebook
         self.control = build_control(self.settings, self.bus, notebook)
+        self.notifier = self.start_notifier()
         self.shadow_worker = ShadowWorker(
             shadow,
             latest=self.latest,
@@ -152,6 +157,8 @@ class Station:
             prefix=self.settings.bus.prefix,
             notebook=notebook,
             control=self.control,
+            notifier=self.notifier,
+            metrics=self.metrics,
         )
         self.inference = self.start_inference(self.shadow_worker)
         self.shadow_worker.inference = self.inference
@@ -173,7 +180,35 @@ class Station:
             predictor,
             [shadow_worker.on_prediction],
             on_error=shadow_worker.on_prediction_error,
+            on_latency=self.metrics.observe_prediction_latency,
         ).start()
+
+    def start_notifier(self) -> Notifier | None:
+        """Critical alarms beyond the screen ([notify]: webhook, MQTT topic, mail), if set."""
+        from bptwin_tui.settings_ops import notifier_from_settings
+
+        bus = self.bus
+        assert bus is not None
+
+        def publish(topic: str, payload: bytes) -> None:
+            bus.publish(topic, payload, qos=1)
+
+        notifier = notifier_from_settings(
+            self.settings.notify, publish=publish, station=self.settings.station.name
+        )
+        if notifier is None:
+            return None
+        self.metrics.add_gauge(
+            "bptwin_notifications_accepted",
+            "Alarm notifications queued for delivery since start",
+            lambda: float(notifier.stats.accepted),
+        )
+        self.metrics.add_gauge(
+            "bptwin_notifications_dropped",
+            "Alarm notifications dropped because the queue was full",
+            lambda: float(notifier.stats.dropped),
+        )
+        return notifier.start()
 
     def build_drivers(self) -> list[Driver]:
         from drivers.factory import DriverConfigError, build_drivers
@@ -255,6 +290,7 @@ class Station:
 
     def _record(self, reading: Reading, *, durable: bool = False) -> None:
         self.latest.add(reading)
+        self.metrics.reading_received(reading)
         self.history.add_reading(reading)
         if durable and self.store is not None:
             from database.timeseries import TimeSeriesError
@@ -371,6 +407,8 @@ class Station:
             self.shadow_worker.stop()
         if self.inference is not None:
             self.inference.stop()
+        if self.notifier is not None:
+            self.notifier.stop(timeout=5.0)
         if self.bus is not None:
             # After the shadow: its last alarm transitions and predictions still go out.
             self.bus.stop()

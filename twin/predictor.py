@@ -206,11 +206,14 @@ class InferenceWorker:
         sinks: list[PredictionSink],
         *,
         on_error: ErrorSink | None = None,
+        on_latency: Callable[[float], None] | None = None,
         max_pending: int = 64,
     ) -> None:
+        """``on_latency(seconds)``: wall time of each successful prediction (for metrics)."""
         self.predictor = predictor
         self.sinks = list(sinks)
         self.on_error = on_error
+        self.on_latency = on_latency
         self._queue: queue.Queue[ProcessState | None] = queue.Queue(max_pending)
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self.predicted = 0
@@ -253,11 +256,14 @@ class InferenceWorker:
             state = self._queue.get()
             if state is None:
                 return
+            started = time.perf_counter()
             try:
                 prediction = self.predictor.predict(state)
             except Exception as exc:  # never fatal: log, count, report
                 self._fail(state, exc)
                 continue
+            if self.on_latency is not None:
+                self.on_latency(time.perf_counter() - started)
             self.last = prediction
             self.predicted += 1
             for sink in self.sinks:

@@ -6,9 +6,13 @@ import argparse
 import logging
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 from bptwin_tui.settings import Settings
 from bptwin_tui.station import Station
+
+if TYPE_CHECKING:
+    from bptwin_tui.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +43,35 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     station.start()
     for warning in station.warnings:
         log.warning("bptwin serve: %s", warning)
+    metrics_server = start_metrics(settings, station)
     log.warning("bptwin serve: acquisition running for %s", ", ".join(settings.station.reactors))
     try:
         stop.wait(args.duration)
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         station.stop()
     snapshot = station.snapshot()
     log.warning("bptwin serve: stopped after %d readings", snapshot.readings_total)
     return 0
+
+
+def start_metrics(settings: Settings, station: Station) -> MetricsServer | None:
+    """/metrics and /health on the loopback port of ``[metrics]``, when enabled."""
+    if not settings.metrics.enabled:
+        return None
+    from bptwin_tui.metrics import start_metrics_server
+
+    station.watch_metrics(station.metrics)
+    try:
+        server = start_metrics_server(station.metrics, settings.metrics.host, settings.metrics.port)
+    except OSError as exc:  # port taken: acquisition matters more than its metrics
+        log.error(
+            "bptwin serve: metrics.port: cannot listen on %s:%s: %s",
+            settings.metrics.host,
+            settings.metrics.port,
+            exc,
+        )
+        return None
+    log.warning("bptwin serve: metrics on %s/metrics, health on %s/health", server.url, server.url)
+    return server
