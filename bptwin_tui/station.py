@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +61,7 @@ class Station:
         self._locks: list[AcquisitionLock] = []
         # Reactors acquired here: recorded as acquired, their echo from the bus is skipped.
         self._local_reactors: set[str] = set()
+        self.backfill: threading.Thread | None = None
 
     def start(self) -> None:
         """Open everything or raise SettingsError naming the setting that does not work.
@@ -83,6 +86,7 @@ class Station:
         self.bus = build_bus(self.settings, outbox_path=outbox)
         prefix = self.settings.bus.prefix
         self.start_shadow()
+        self.start_backfill()
         # Subscribed before the connection: a resumed MQTT session delivers what the broker
         # kept for us while this process was away right after CONNACK.
         self._subscriptions.append(
@@ -105,6 +109,25 @@ class Station:
             self._driver_threads.append(DriverThread(driver).start())
         if self.settings.acquisition.source == "simulated":
             self._follow_setpoints()
+
+    def start_backfill(self) -> None:
+        """The running batches' stored trends into the history, beside acquisition.
+
+        Not for the simulated and replayed sources: each start of those is a batch of its own,
+        so the store's older readings belong to another batch.
+        """
+        if self.settings.acquisition.source in {"simulated", "replay"}:
+            return
+        from bptwin_tui.backfill import backfill_in_background, backfill_running_batches
+
+        store, notebook, until = self.store, self.notebook, time.time()
+        assert store is not None and notebook is not None
+        # Up to now only: what arrives from here on reaches the history live.
+        self.backfill = backfill_in_background(
+            lambda: backfill_running_batches(
+                self.history, store, notebook, self.settings.station.reactors, now=until
+            )
+        )
 
     def _follow_setpoints(self) -> None:
         """Let the simulated reactors obey setpoints published on the bus (control mode 1)."""

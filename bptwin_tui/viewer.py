@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from bptwin_tui.lock import STATE_RUNNING, AcquisitionOwner, _owner_from
@@ -70,6 +71,7 @@ class ViewerStation:
         self.rejected = 0  # messages from the bus that could not be read
         self._subscriptions: list[Subscription] = []
         self._lock = threading.Lock()
+        self.backfill: threading.Thread | None = None
         self.latest.set_problem(VIEWER_SOURCE, self.banner)
 
     @property
@@ -89,6 +91,7 @@ class ViewerStation:
 
         self.notebook = self._open_notebook()
         self._restore_alarms()
+        self._backfill_history()
         if self.settings.bus.backend == "local":
             self.warnings.append(
                 "bus.backend = 'local': a viewer sees no live data of another process; "
@@ -141,6 +144,24 @@ class ViewerStation:
             self.warnings.append(f"notebook.url: {exc}; no alarm history, no notebook entries")
             self.latest.set_link(LinkState("notebook", False, 0, str(exc)))
             return None
+
+    def _backfill_history(self) -> None:
+        """The running batches' trends so far, read from the store beside the live view."""
+        notebook = self.notebook
+        if notebook is None:
+            return
+        from bptwin_tui.backfill import backfill_in_background, backfill_running_batches
+        from bptwin_tui.export import reading_store
+
+        settings, until = self.settings, time.time()
+
+        def work() -> None:
+            with reading_store(settings, None) as store:
+                backfill_running_batches(
+                    self.history, store, notebook, settings.station.reactors, now=until
+                )
+
+        self.backfill = backfill_in_background(work)
 
     def _restore_alarms(self) -> None:
         """The alarms as the notebook has them, before the first transition from the bus."""

@@ -394,6 +394,23 @@ class History:
             history.seen(float(np.min(times)))
             history.seen(float(np.max(times)))
 
+    def extend_predictions(
+        self,
+        reactor: str,
+        times: np.ndarray,
+        od600: np.ndarray,
+        lower: np.ndarray,
+        upper: np.ndarray,
+    ) -> None:
+        """Many stored OD600 nowcasts with their band at once (a backfill)."""
+        with self._lock:
+            history = self._reactor(reactor)
+            if history is None or not len(times):
+                return
+            history.predictions.extend(times, np.column_stack([od600, lower, upper]))
+            history.seen(float(np.min(times)))
+            history.seen(float(np.max(times)))
+
     def add_state(self, state: ProcessState) -> None:
         """A closed 30 s window: its derived values (OUR, CER, RQ, …) and the inoculation time."""
         from twin.shadow import derived_readings

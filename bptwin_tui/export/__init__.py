@@ -145,7 +145,7 @@ def export_batch(
     except DatabaseUnavailable as exc:
         raise ExportError(f"notebook.url: {exc}") from None
     try:
-        with _reading_store(settings, store) as reading:
+        with reading_store(settings, store) as reading:
             return export_from(
                 notebook,
                 reading,
@@ -180,7 +180,7 @@ def export_job(
 
 
 @contextlib.contextmanager
-def _reading_store(settings: Settings, given: TimeSeriesStore | None) -> Iterator[TimeSeriesStore]:
+def reading_store(settings: Settings, given: TimeSeriesStore | None) -> Iterator[TimeSeriesStore]:
     """``given`` as it is (its owner closes it), else the configured store opened for reading.
 
     An InfluxDB store gets a spool of its own in a temporary folder: the station's spool
