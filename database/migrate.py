@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +83,33 @@ def current_revision(url: str | URL) -> str | None:
         engine.dispose()
 
 
+@contextlib.contextmanager
+def _sqlite_migration_lock(url: URL) -> Iterator[None]:
+    """Two processes migrating one SQLite file (e.g. ``bptwin serve`` and the TUI starting
+    together) take turns, as they do on Postgres with the advisory lock."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in {"", ":memory:"}:
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    try:
+        handle = open(lock_path, "a")  # noqa: SIM115 - held for the migration
+    except OSError:
+        yield  # a read-only folder: migrating will say why if it must write
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _run(url: str | URL, target: str, upgrade_direction: bool) -> list[str]:
     engine = make_engine(url)
     known = all_revisions()
     try:
-        with engine.begin() as connection:
+        with _sqlite_migration_lock(engine.url), engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}

@@ -220,3 +220,23 @@ def test_sqlite_file_in_an_impossible_folder_is_a_plain_error(tmp_path: Path) ->
     blocker.write_text("not a folder")
     with pytest.raises(DatabaseUnavailableError, match="cannot create the folder"):
         make_engine(f"sqlite:///{blocker / 'sub' / 'notebook.sqlite'}")
+
+
+def _upgrade_in_another_process(url: str) -> list[str]:
+    from database.migrate import upgrade as upgrade_here
+
+    return upgrade_here(url)
+
+
+def test_processes_migrating_one_sqlite_file_at_once_take_turns(tmp_path: Path) -> None:
+    """``bptwin serve`` and a TUI starting together must not both create the tables."""
+    import multiprocessing
+
+    from database.migrate import all_revisions, current_revision, head_revision
+
+    url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        applied = pool.map(_upgrade_in_another_process, [url] * 4)
+    # Exactly one of them applied every revision; the others found the schema current.
+    assert sorted(len(revisions) for revisions in applied) == [0, 0, 0, len(all_revisions())]
+    assert current_revision(url) == head_revision()
