@@ -19,7 +19,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from eln.acceptance import AcceptanceEvaluation
-from screens.entry_widgets import ENTRY_CSS, LabelledField, field_for
+from eln.errors import NotebookValidationError
+from screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
 
 Decide = Callable[[str, str, str, str], Any]  # supervisor, PIN, "accept"|"reject", reason
 
@@ -53,7 +54,7 @@ def outcome_text(outcome: Any) -> str:
     return text
 
 
-class AcceptanceScreen(Screen[None]):
+class AcceptanceScreen(EntryFormMixin, Screen[None]):
     """Shows the automatic evaluation; a supervisor records the decision, which is audited."""
 
     DEFAULT_CSS = (
@@ -66,6 +67,7 @@ class AcceptanceScreen(Screen[None]):
     AcceptanceScreen #acceptance-message.-error { color: $error; }
     """
     )
+    MESSAGE_SELECTOR = "#acceptance-message"
     BINDINGS = [
         Binding("ctrl+a", "decide('accept')", "Accept", priority=True),
         Binding("ctrl+x", "decide('reject')", "Reject", priority=True),
@@ -115,11 +117,6 @@ class AcceptanceScreen(Screen[None]):
         self.query_one("#acceptance-reason", Input).focus()
         self.action_evaluate()
 
-    def _say(self, text: str, *, error: bool = False) -> None:
-        message = self.query_one("#acceptance-message", Static)
-        message.update(escape(text))
-        message.set_class(error, "-error")
-
     def action_evaluate(self) -> None:
         self.query_one("#acceptance-text", Static).update("Evaluating the batch…")
         self._run_evaluation()
@@ -137,15 +134,11 @@ class AcceptanceScreen(Screen[None]):
         self.evaluation = evaluation
         self.query_one("#acceptance-text", Static).update(checklist_markup(evaluation))
 
-    def _fields(self) -> list[LabelledField]:
-        return list(self.query(LabelledField))
-
     def action_decide(self, decision: str) -> None:
-        reason = self.query_one("#acceptance-reason-field", LabelledField)
-        supervisor = self.query_one("#acceptance-supervisor-field", LabelledField)
-        pin = self.query_one("#acceptance-pin-field", LabelledField)
-        for field in self._fields():
-            field.clear_error()
+        reason = self._field("acceptance-reason")
+        supervisor = self._field("acceptance-supervisor")
+        pin = self._field("acceptance-pin")
+        self._clear_errors()
         missing = False
         for field, text in (
             (reason, "Give the reason for the decision."),
@@ -170,17 +163,15 @@ class AcceptanceScreen(Screen[None]):
         self.app.call_from_thread(self._decided, outcome)
 
     def _refused(self, exc: Exception) -> None:
-        field = field_for(self._fields(), getattr(exc, "field", "") or "")
-        if field is not None:
-            field.show_error(str(getattr(exc, "message", exc)))
-            self._say("Not recorded.", error=True)
+        if isinstance(exc, NotebookValidationError):
+            self._show_error(exc, prefix="Not recorded")
         else:
             self._say(f"Not recorded: {exc}", error=True)
-        self.query_one("#acceptance-pin-field", LabelledField).set_value("")
+        self._field("acceptance-pin").set_value("")
 
     def _decided(self, outcome: Any) -> None:
         self.outcome = outcome
-        self.query_one("#acceptance-pin-field", LabelledField).set_value("")
+        self._field("acceptance-pin").set_value("")
         self._say(outcome_text(outcome))
         evaluation = getattr(outcome, "evaluation", None)
         if isinstance(evaluation, AcceptanceEvaluation):

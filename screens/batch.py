@@ -26,7 +26,7 @@ from eln.calibration import ValidityPeriod
 from eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
 from eln.models import Batch, BatchStatus, Inoculum
 from eln.services import INOCULUM_OD600_RANGE, NotebookService
-from screens.entry_widgets import ENTRY_CSS, LabelledField, field_for
+from screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
 from twin.live import LiveSnapshot
 
 BATCH_FIELDS = ("number", "phase", "strain", "medium-lot", "vessel", "responsible")
@@ -120,7 +120,7 @@ def state_text(state: BatchState, now: datetime) -> str:
     return "\n".join(lines)
 
 
-class BatchSetupScreen(Screen[None]):
+class BatchSetupScreen(EntryFormMixin, Screen[None]):
     """Create or open a batch, record the inoculum, start it (or have a supervisor override)."""
 
     DEFAULT_CSS = (
@@ -137,6 +137,7 @@ class BatchSetupScreen(Screen[None]):
     """
     )
 
+    MESSAGE_SELECTOR = "#batch-message"
     BINDINGS = [
         Binding("ctrl+s", "save_batch", "Save batch"),
         Binding("ctrl+o", "open_batch", "Open"),
@@ -223,29 +224,6 @@ class BatchSetupScreen(Screen[None]):
         self._field("number").input.focus()
 
     # ---- helpers ----------------------------------------------------------------------------
-
-    def _field(self, field_id: str) -> LabelledField:
-        return self.query_one(f"#{field_id}-field", LabelledField)
-
-    def _value(self, field_id: str) -> str:
-        return self._field(field_id).value.strip()
-
-    def _clear_errors(self) -> None:
-        for field in self.query(LabelledField):
-            field.clear_error()
-        self._say("")
-
-    def _show_error(self, error: NotebookValidationError, *, prefix: str = "Not saved") -> None:
-        field = field_for(self.query(LabelledField), error.field)
-        if field is not None:
-            field.show_error(error.message)
-            field.input.focus()
-        self._say(f"{prefix}: {error.message}", error=True)
-
-    def _say(self, text: str, *, error: bool = False) -> None:
-        message = self.query_one("#batch-message", Static)
-        message.update(escape(text))
-        message.set_class(error, "-error")
 
     @on(Input.Changed)
     def _preview(self, event: Input.Changed) -> None:

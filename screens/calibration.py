@@ -29,7 +29,7 @@ from eln import validation as check
 from eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
 from eln.models import CalibrationRecord
 from eln.services import NotebookService
-from screens.entry_widgets import ENTRY_CSS, LabelledField, field_for
+from screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField, field_for
 from twin.live import LiveSnapshot
 
 # Channels that give the buffer temperature for the pH wizard, best first.
@@ -76,7 +76,7 @@ def _short_time(moment: datetime | None) -> str:
     return "—" if moment is None else moment.strftime("%m-%d %H:%M")
 
 
-class CalibrationWizardScreen(Screen[None]):
+class CalibrationWizardScreen(EntryFormMixin, Screen[None]):
     """One calibration, step by step: live reading taken when stable, result, record."""
 
     DEFAULT_CSS = WIZARD_CSS
@@ -358,9 +358,6 @@ class CalibrationWizardScreen(Screen[None]):
 
     # ---- actions ----------------------------------------------------------------------------
 
-    def _field(self, field_id: str) -> LabelledField:
-        return self.query_one(f"#{field_id}-field", LabelledField)
-
     def action_mark_step(self) -> None:
         """The gas was switched now: the t63 clock starts at the latest reading's time."""
         step = self.step
@@ -613,26 +610,8 @@ class CalibrationWizardScreen(Screen[None]):
     def action_back(self) -> None:
         self.dismiss(None)
 
-    # ---- messages ---------------------------------------------------------------------------
-
-    def _clear_errors(self) -> None:
-        for field in self.query(LabelledField):
-            field.clear_error()
-        self._say("")
-
-    def _show_error(self, error: NotebookValidationError) -> None:
-        field = field_for(self.query(LabelledField), error.field)
-        if field is None:
-            self._say(error.message, error=True)
-            return
-        field.show_error(error.message)
-        field.input.focus()
-        self._say(f"Not taken: {error.message}", error=True)
-
-    def _say(self, text: str, *, error: bool = False) -> None:
-        status = self.query_one(".entry-status", Static)
-        status.update(escape(text))
-        status.set_class(error, "-error")
+    def _show_error(self, error: NotebookValidationError, *, prefix: str = "Not taken") -> None:
+        super()._show_error(error, prefix=prefix)
 
 
 # ---- menu and history --------------------------------------------------------------------------

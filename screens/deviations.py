@@ -23,7 +23,7 @@ from eln import deviation_guide, sample_math
 from eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
 from eln.models import Deviation
 from eln.services import NotebookService
-from screens.entry_widgets import ENTRY_CSS, LabelledField, field_for
+from screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
 
 FORM_CSS = (
     ENTRY_CSS
@@ -40,33 +40,8 @@ def _time_text(moment: datetime | None) -> str:
     return "" if moment is None else sample_math.format_entry_time(moment)
 
 
-class _EntryForm(Screen[Any]):
+class _EntryForm(EntryFormMixin, Screen[Any]):
     """Shared plumbing: fields by id, errors at their field, a status line, work off-thread."""
-
-    def _field(self, field_id: str) -> LabelledField:
-        return self.query_one(f"#{field_id}-field", LabelledField)
-
-    def _value(self, field_id: str) -> str:
-        return self._field(field_id).value.strip()
-
-    def _clear_errors(self) -> None:
-        for field in self.query(LabelledField):
-            field.clear_error()
-        self._say("")
-
-    def _show_error(self, error: NotebookValidationError) -> None:
-        field = field_for(self.query(LabelledField), error.field)
-        if field is None:
-            self._say(error.message, error=True)
-            return
-        field.show_error(error.message)
-        field.input.focus()
-        self._say(f"Not saved: {error.message}", error=True)
-
-    def _say(self, text: str, *, error: bool = False) -> None:
-        status = self.query_one(".entry-status", Static)
-        status.update(escape(text))
-        status.set_class(error, "-error")
 
     def action_cancel(self) -> None:
         self.dismiss(None)

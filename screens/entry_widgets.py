@@ -7,11 +7,15 @@ the notebook's NotebookValidationError, shown under the field they belong to.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Static
+
+if TYPE_CHECKING:
+    from eln.errors import NotebookValidationError
 
 ENTRY_CSS = """
 LabelledField { height: auto; }
@@ -104,3 +108,34 @@ def field_for(fields: Iterable[LabelledField], name: str) -> LabelledField | Non
         if wanted in field.fields:
             return field
     return None
+
+
+class EntryFormMixin:
+    """Plumbing shared by the notebook-entry screens (mix into a ``Screen``): fields by id, each
+    notebook error at its field, one status line (``MESSAGE_SELECTOR``) for the outcome."""
+
+    MESSAGE_SELECTOR: ClassVar[str] = ".entry-status"
+
+    def _field(self, field_id: str) -> LabelledField:
+        return self.query_one(f"#{field_id}-field", LabelledField)  # type: ignore[attr-defined]
+
+    def _value(self, field_id: str) -> str:
+        return self._field(field_id).value.strip()
+
+    def _clear_errors(self) -> None:
+        for field in self.query(LabelledField):  # type: ignore[attr-defined]
+            field.clear_error()
+        self._say("")
+
+    def _show_error(self, error: NotebookValidationError, *, prefix: str = "Not saved") -> None:
+        """The message under its field (focused), and the outcome on the status line."""
+        field = field_for(self.query(LabelledField), error.field)  # type: ignore[attr-defined]
+        if field is not None:
+            field.show_error(error.message)
+            field.input.focus()
+        self._say(f"{prefix}: {error.message}", error=True)
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        message = self.query_one(self.MESSAGE_SELECTOR, Static)  # type: ignore[attr-defined]
+        message.update(escape(text))
+        message.set_class(error, "-error")

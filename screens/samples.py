@@ -24,7 +24,7 @@ from eln.errors import NotebookError, NotebookValidationError
 from eln.models import Sample
 from eln.schedule import SampleSlot, SlotStatus
 from eln.services import NotebookService
-from screens.entry_widgets import ENTRY_CSS, LabelledField, field_for
+from screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
 from screens.messages import LiveUpdate
 from twin.live import LiveSnapshot
 from twin.predictor import Prediction
@@ -71,7 +71,7 @@ def prediction_text(prediction: Prediction | None, measured: float | None) -> st
     return "\n".join(lines)
 
 
-class SampleEntryScreen(Screen[None]):
+class SampleEntryScreen(EntryFormMixin, Screen[None]):
     """Enter an offline sample of one batch (OD600, DCW, microscopy, glycerol)."""
 
     DEFAULT_CSS = (
@@ -87,6 +87,7 @@ class SampleEntryScreen(Screen[None]):
     """
     )
 
+    MESSAGE_SELECTOR = "#sample-message"
     BINDINGS = [
         Binding("ctrl+s", "save", "Save sample"),
         Binding("ctrl+n", "next_due", "Next due slot"),
@@ -184,12 +185,6 @@ class SampleEntryScreen(Screen[None]):
         self.prediction = snapshot.predictions.get(self.reactor)
         self._update_model_panel()
 
-    def _field(self, field_id: str) -> LabelledField:
-        return self.query_one(f"#{field_id}-field", LabelledField)
-
-    def _value(self, field_id: str) -> str:
-        return self._field(field_id).value
-
     def _update_model_panel(self) -> None:
         measured = sample_math.od600(self._value("od-raw"), self._value("dilution"))
         self.query_one("#model-panel", Static).update(
@@ -264,11 +259,8 @@ class SampleEntryScreen(Screen[None]):
 
     # ---- saving -------------------------------------------------------------------------------
 
-    def _fields(self) -> list[LabelledField]:
-        return list(self.query(LabelledField))
-
     def action_save(self) -> None:
-        for field in self._fields():
+        for field in self.query(LabelledField):
             field.clear_error()
         try:
             values = self._form_values()
@@ -334,17 +326,3 @@ class SampleEntryScreen(Screen[None]):
         if residual is None:
             return text + " (no model prediction to compare)"
         return text + f"; model {sample.predicted_od600:.3g}, residual {residual:+.1f} %"
-
-    def _show_error(self, error: NotebookValidationError) -> None:
-        field = field_for(self._fields(), error.field)
-        if field is None:
-            self._say(error.message, error=True)
-            return
-        field.show_error(error.message)
-        field.input.focus()
-        self._say(f"Not saved: {error.message}", error=True)
-
-    def _say(self, text: str, *, error: bool = False) -> None:
-        message = self.query_one("#sample-message", Static)
-        message.update(escape(text))
-        message.set_class(error, "-error")
