@@ -96,13 +96,7 @@ class Station:
         # Known before any message arrives: the outbox of an earlier run replays our own
         # readings, which are in the store already.
         self._local_reactors.update(driver.reactor for driver in drivers)
-        try:
-            self.bus.start()
-        except OSError as exc:
-            raise SettingsError(
-                f"bus.host/bus.port: cannot reach the MQTT broker at "
-                f"{self.settings.bus.host}:{self.settings.bus.port}: {exc}"
-            ) from None
+        start_bus(self.settings, self.bus)
         from drivers.base import DriverThread
 
         for driver in drivers:
@@ -527,6 +521,17 @@ def bus_link(settings: Settings, bus: Bus) -> LinkState:
     where = f"{settings.bus.host}:{settings.bus.port}"
     detail = where if bus.connected else f"broker {where} unreachable; messages kept on disk"
     return LinkState("bus", bus.connected, waiting, detail)
+
+
+def start_bus(settings: Settings, bus: Bus) -> None:
+    """Connect the bus, or raise SettingsError naming the broker setting that does not work."""
+    try:
+        bus.start()
+    except OSError as exc:
+        raise SettingsError(
+            f"bus.host/bus.port: cannot reach the MQTT broker at "
+            f"{settings.bus.host}:{settings.bus.port}: {exc}"
+        ) from None
 
 
 def build_bus(settings: Settings, *, outbox_path: Path | None = None) -> Bus:

@@ -87,7 +87,7 @@ class ViewerStation:
     # -- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        from bptwin_tui.station import build_bus
+        from bptwin_tui.station import build_bus, start_bus
 
         self.notebook = self._open_notebook()
         self._restore_alarms()
@@ -106,13 +106,7 @@ class ViewerStation:
             subscribe(alarms_pattern(prefix=prefix), self._on_alarm),
             subscribe(f"{prefix}/{topics.CONTRACT_VERSION}/+/status/acquisition", self._on_status),
         ]
-        try:
-            self.bus.start()
-        except OSError as exc:
-            raise SettingsError(
-                f"bus.host/bus.port: cannot reach the MQTT broker at "
-                f"{self.settings.bus.host}:{self.settings.bus.port}: {exc}"
-            ) from None
+        start_bus(self.settings, self.bus)
 
     def stop(self) -> None:
         for subscription in self._subscriptions:

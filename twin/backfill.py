@@ -38,6 +38,16 @@ def _arrays(readings: list) -> tuple[np.ndarray, np.ndarray]:
     return times, values
 
 
+def _copy_range(
+    history: History, store: TimeSeriesStore, reactor: str, name: str, start: float, end: float
+) -> int:
+    """The stored readings of one series in ``[start, end)`` into the history; how many."""
+    stored = store.read_range(reactor, name, start, end)
+    if stored:
+        history.extend(reactor, name, *_arrays(stored))
+    return len(stored)
+
+
 def backfill_history(
     history: History,
     store: TimeSeriesStore,
@@ -67,22 +77,14 @@ def backfill_history(
                     values = np.array([a.mean for a in aggregates])
                     history.extend(reactor, name, times, values)
                     windows += len(aggregates)
-            recent = store.read_range(reactor, name, split, end)
+            readings += _copy_range(history, store, reactor, name, split, end)
         except TimeSeriesError as exc:
             problems.append(f"{name}: {exc}")
-            continue
-        if recent:
-            history.extend(reactor, name, *_arrays(recent))
-            readings += len(recent)
     for name in DERIVED_SERIES:
         try:
-            stored = store.read_range(reactor, name, start, end)
+            derived += _copy_range(history, store, reactor, name, start, end)
         except TimeSeriesError as exc:
             problems.append(f"{name}: {exc}")
-            continue
-        if stored:
-            history.extend(reactor, name, *_arrays(stored))
-            derived += len(stored)
     try:
         band = [
             store.read_range(reactor, PREDICTION_CHANNELS[key], start, end)
