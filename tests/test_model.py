@@ -16,12 +16,13 @@ from tests.test_model_data import (
     shared_small_training,
     small_options,
 )
-from twin.dataset import MANIFEST_NAME, read_dataset, sha256_of
+from twin.dataset import read_dataset
 from twin.features import FEATURE_NAMES, feature_table
 from twin.labels import (
     LABEL_COLUMN,
     batch_table,
     carbon_guided_interpolation,
+    dataset_fingerprint,
     log_linear_interpolation,
 )
 from twin.model import (
@@ -110,7 +111,7 @@ def test_training_never_touches_the_hold_out(small_training: TrainResult, small_
     assert card.training_batches == [1, 2, 3]
     assert card.holdout_batches == list(SMALL_HOLDOUT)
     assert card.feature_names == list(FEATURE_NAMES)
-    assert card.data_fingerprint == sha256_of(small_dataset / MANIFEST_NAME)
+    assert card.data_fingerprint == dataset_fingerprint(small_dataset)
     assert card.tuning["trials_this_run"] == 2
     assert card.interval["lower_log"] < 0 < card.interval["upper_log"]
     assert math.isfinite(card.metrics["cv"]["mre_mean"])
@@ -267,3 +268,22 @@ def test_study_storage_is_sqlite_in_the_data_folder_by_default(tmp_path: Path) -
         resolve_storage("notebook", settings)  # the default notebook is SQLite
     postgres = Settings(notebook=NotebookSettings(url="postgresql://bptwin@127.0.0.1/bptwin"))
     assert resolve_storage("notebook", postgres) == "postgresql://bptwin@127.0.0.1/bptwin"
+
+
+def test_the_data_fingerprint_names_the_data_not_when_it_was_written(
+    small_dataset: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    from twin.dataset import MANIFEST_NAME
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_dataset, copy)
+    manifest = json.loads((copy / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest["created"] = "2030-01-01T00:00:00+00:00"
+    (copy / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+    assert dataset_fingerprint(copy) == dataset_fingerprint(small_dataset)
+    manifest["batches"][0]["sha256"] = "0" * 64  # another batch file: another dataset
+    (copy / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+    assert dataset_fingerprint(copy) != dataset_fingerprint(small_dataset)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twin.dataset import TRUTH_PREFIX, BatchRecord, read_batch, read_manifest, sha256_of
+from twin.dataset import TRUTH_PREFIX, BatchRecord, read_batch, read_manifest
 
 LABELS = ("samples", "samples-loglinear", "truth")
 MIN_GUIDE_CO2_MMOL_L = 2.0
@@ -109,10 +109,18 @@ def carbon_guided_interpolation(
 
 
 def dataset_fingerprint(directory: Path | str) -> str:
-    """sha256 of the manifest, which itself holds the sha256 of every batch file."""
+    """sha256 of the manifest's content (which holds the sha256 of every batch file) without
+    its creation time: the same data gives the same fingerprint, and so the same Optuna study
+    name, on every machine that simulates or copies it."""
+    import hashlib
+    import json
+
     from twin.dataset import MANIFEST_NAME
 
-    return sha256_of(Path(directory) / MANIFEST_NAME)
+    manifest = json.loads((Path(directory) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest.pop("created", None)
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def batch_table(record: BatchRecord, label: str = "samples") -> pd.DataFrame:
