@@ -505,8 +505,12 @@ def status_line(
         parts.append("phase —")
     forecast = prediction.depletion_forecast if prediction is not None else math.nan
     if prediction is not None and math.isfinite(forecast) and not (state and state.depleted):
-        left_h = (forecast - prediction.timestamp) / 3600.0
-        parts.append(f"depletion ≈ {_clock_time(forecast)} (in {left_h:.1f} h)")
+        if prediction.forecast is not None and prediction.forecast.provisional:
+            # Early on the off-gas growth rate is noise: no time to plan the night on.
+            parts.append("depletion: forecast once growth is measurable")
+        else:
+            left_h = (forecast - prediction.timestamp) / 3600.0
+            parts.append(f"depletion ≈ {_clock_time(forecast)} (in {left_h:.1f} h)")
     model = (prediction.model_version if prediction is not None else "") or (
         snapshot.model_version if snapshot is not None else ""
     )

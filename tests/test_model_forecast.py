@@ -51,6 +51,13 @@ def test_depleted_batch_forecasts_a_flat_line() -> None:
     assert np.all(made.od600 == 10.0)
 
 
+def test_forecast_is_provisional_until_the_off_gas_growth_rate_is_measurable() -> None:
+    assert not _forecast().provisional
+    early = _forecast(mu_cer=math.nan, mu_carbon=0.15)
+    assert early is not None and early.provisional
+    assert early.growth_rate == pytest.approx(0.15)  # the carbon-balance rate stands in
+
+
 def test_no_forecast_without_off_gas() -> None:
     assert _forecast(cer=math.nan) is None
 

@@ -164,6 +164,9 @@ class Forecast:
     do: np.ndarray | None = None
     do_lower: np.ndarray | None = None
     do_upper: np.ndarray | None = None
+    # True while the off-gas growth rate is gated at noise level (early batch): the projection
+    # then runs on an assumed or carbon-balance rate and the depletion time is only indicative.
+    provisional: bool = False
 
 
 def fit_parameters(
@@ -316,6 +319,7 @@ class Forecaster:
             do=do[0],
             do_lower=do[1],
             do_upper=do[2],
+            provisional=not math.isfinite(mu_cer),
         )
 
     # -- DO ---------------------------------------------------------------------------------

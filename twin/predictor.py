@@ -76,6 +76,7 @@ class Prediction:
                 "od600_end_lower": float(f.lower[-1]),
                 "od600_end_upper": float(f.upper[-1]),
                 "growth_rate_per_h": f.growth_rate,
+                "provisional": f.provisional,
                 "method": f.method,
             }
             if f.do is not None and f.do_lower is not None and f.do_upper is not None:
