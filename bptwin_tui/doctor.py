@@ -413,9 +413,7 @@ def check_calibrations(settings: Settings, now: datetime, limits: DoctorLimits) 
     if problems:
         return CheckResult("calibrations", Status.WARN, "; ".join(problems))
     due = f", next due {next_due:%Y-%m-%d %H:%M} UTC" if next_due else ""
-    return CheckResult(
-        "calibrations", Status.PASS, f"{', '.join(mandatory)} current{due}"
-    )
+    return CheckResult("calibrations", Status.PASS, f"{', '.join(mandatory)} current{due}")
 
 
 def check_acquisition(settings: Settings) -> list[CheckResult]:
