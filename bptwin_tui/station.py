@@ -90,7 +90,11 @@ class Station:
         # Subscribed before the connection: a resumed MQTT session delivers what the broker
         # kept for us while this process was away right after CONNACK.
         self._subscriptions.append(
-            self.bus.subscribe_readings(self._record_from_bus, prefix=prefix)
+            self.bus.subscribe_readings(
+                self._record_from_bus,
+                prefix=prefix,
+                skip_reactor=self._local_reactors.__contains__,  # our own, recorded already
+            )
         )
         drivers = self.build_drivers()
         # Known before any message arrives: the outbox of an earlier run replays our own

@@ -57,8 +57,14 @@ class Recorder:
             self._wake.set()
 
     def _take(self) -> list[Reading]:
+        """At most ``max_batch`` readings: a flood (a batch replayed as fast as possible) is
+        written in bounded transactions that become visible one after the other, not in one
+        that grows for as long as the previous one took."""
         with self._lock:
-            batch, self._buffer = self._buffer, []
+            batch = self._buffer[: self.max_batch]
+            del self._buffer[: self.max_batch]
+            if self._buffer:
+                self._wake.set()  # more is waiting: no pause before the next write
         return batch
 
     def _run(self) -> None:
@@ -66,11 +72,13 @@ class Recorder:
             self._wake.wait(self.max_delay_s)
             self._wake.clear()
             self._write(self._take())
-        self._write(self._take())
+        while (batch := self._take()) and self._write(batch):
+            pass  # what the store refuses at close stays in the buffer (stats say how much)
 
-    def _write(self, batch: list[Reading]) -> None:
+    def _write(self, batch: list[Reading]) -> bool:
+        """True when the store took the batch (an empty one too)."""
         if not batch:
-            return
+            return True
         try:
             self.store.write(batch)
         except TimeSeriesError as exc:
@@ -81,9 +89,10 @@ class Recorder:
                 self._last_error = str(exc)
             log.error("recorder: %s; %d readings kept for retry", exc, len(batch))
             self._stop.wait(1.0)
-            return
+            return False
         with self._lock:
             self._written += len(batch)
+        return True
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything received so far is written; False on timeout."""

@@ -193,10 +193,13 @@ class Bus(ABC):
         reactor: str = "+",
         channel: str = "+",
         prefix: str = topics.DEFAULT_PREFIX,
+        skip_reactor: Callable[[str], bool] | None = None,
     ) -> Subscription:
         """Call ``handler(reading)`` for single-reading and snapshot payloads alike.
 
         Malformed payloads are counted in ``stats.malformed`` and logged, never raised.
+        ``skip_reactor(reactor)`` True drops a message by its topic before its payload is
+        decoded (e.g. the echo of the station's own readings).
         """
         single = topics.readings_pattern(reactor, channel, prefix)
         snapshot = topics.snapshots_pattern(reactor, prefix)
@@ -205,6 +208,8 @@ class Bus(ABC):
         def on_message(topic: str, payload: bytes) -> None:
             try:
                 topic_reactor, topic_channel = topics.parse_reading_topic(topic)
+                if skip_reactor is not None and skip_reactor(topic_reactor):
+                    return
                 readings = decode_any(payload, reactor=topic_reactor, channel=topic_channel)
             except ValueError as exc:  # ReadingError is a ValueError
                 self._count_malformed(topic, payload, exc)
