@@ -155,6 +155,11 @@ class DashboardScreen(Screen[None]):
     def _mount_alarm_banner(self) -> None:
         from screens.alarms import AlarmBanner
 
+        if not self.is_attached:
+            return  # the app is closing: nothing to show the banner on
+        if not self.is_mounted:
+            self.call_after_refresh(self._mount_alarm_banner)
+            return
         if not self.query("#alarm-banner"):
             self.mount(AlarmBanner(id="alarm-banner"), after=self.query_one(Header))
             if self._last_snapshot is not None:
