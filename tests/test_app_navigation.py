@@ -48,6 +48,14 @@ def notebook_with_batch(settings: Settings) -> NotebookService:
     return notebook
 
 
+def app_with_batch(tmp_path: Path) -> tuple[BptwinApp, NotebookService]:
+    """The app of operator ana (logged in beforehand) with batch 17 running on R1."""
+    settings = shell_settings(tmp_path)
+    notebook = notebook_with_batch(settings)
+    settings.station.operator = "ana"
+    return BptwinApp(settings), notebook
+
+
 async def wait_for(pilot, condition, attempts: int = 100) -> None:
     for _ in range(attempts):
         if condition():
@@ -113,10 +121,7 @@ async def test_wrong_pin_is_refused_then_the_right_one_logs_in(tmp_path: Path) -
 
 
 async def test_keys_open_each_notebook_screen_with_the_open_batch(tmp_path: Path) -> None:
-    settings = shell_settings(tmp_path)
-    notebook_with_batch(settings)
-    settings.station.operator = "ana"
-    app = BptwinApp(settings)
+    app, _ = app_with_batch(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.batches.get("R1") == 17)
         await pilot.press("s")
@@ -164,10 +169,7 @@ async def test_command_palette_lists_every_screen(tmp_path: Path) -> None:
 async def test_an_offline_sample_far_from_the_model_raises_and_stores_an_alarm(
     tmp_path: Path,
 ) -> None:
-    settings = shell_settings(tmp_path)
-    notebook = notebook_with_batch(settings)
-    settings.station.operator = "ana"
-    app = BptwinApp(settings)
+    app, notebook = app_with_batch(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.station is not None)
         # The model said 5, the lab measured 10.
@@ -196,11 +198,8 @@ async def test_an_offline_sample_far_from_the_model_raises_and_stores_an_alarm(
 async def test_batch_and_calibration_screens_open_without_a_batch_and_set_it(
     tmp_path: Path,
 ) -> None:
-    settings = shell_settings(tmp_path)
-    notebook = notebook_with_batch(settings)
+    app, notebook = app_with_batch(tmp_path)
     notebook.create_batch("ana", 18, "C", strain="X-33", vessel="V2", reactor_id="R1")
-    settings.station.operator = "ana"
-    app = BptwinApp(settings)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.batches.get("R1") == 17)
         await pilot.press("k")
@@ -226,10 +225,7 @@ async def test_export_from_the_app_runs_in_a_worker_and_writes_the_report(
 ) -> None:
     from screens.export import ExportScreen
 
-    settings = shell_settings(tmp_path)
-    notebook_with_batch(settings)
-    settings.station.operator = "ana"
-    app = BptwinApp(settings)
+    app, _ = app_with_batch(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.batches.get("R1") == 17 and app.station is not None)
         await pilot.press("e")
@@ -250,10 +246,7 @@ async def test_acceptance_screen_shows_the_criteria_and_records_a_supervisors_de
     from eln.acceptance_service import latest_decision
     from screens.acceptance import AcceptanceScreen
 
-    settings = shell_settings(tmp_path)
-    notebook = notebook_with_batch(settings)
-    settings.station.operator = "ana"
-    app = BptwinApp(settings)
+    app, notebook = app_with_batch(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.batches.get("R1") == 17 and app.station is not None)
         await pilot.press("r")
