@@ -7,11 +7,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from textual.app import App
+from textual.pilot import Pilot
 from textual.screen import Screen
+from textual.widgets import Input, Static
 
 from database.relational import make_engine
 from eln.models import OperatorRole
 from eln.services import NotebookService
+from screens.entry_widgets import LabelledField
 
 INOCULATED_AT = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 # 4 h 5 min into the batch: the 0 h and 2 h samples are missed, the 4 h one is due.
@@ -47,3 +50,40 @@ class ScreenHarness(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(self._make_screen())
+
+
+# ---- Pilot helpers of the screen tests --------------------------------------------------------
+
+
+async def settle(pilot: Pilot) -> None:
+    """Let the screen's workers finish and the results be drawn."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def type_into(pilot: Pilot, field_id: str, text: str) -> None:
+    """Clear an input and type ``text`` key by key."""
+    field = pilot.app.screen.query_one(f"#{field_id}", Input)
+    field.focus()
+    field.value = ""
+    await pilot.press(*text)
+
+
+async def enter_text(pilot: Pilot, field_id: str, text: str) -> None:
+    """Like ``type_into``, but longer values are pasted (typing them costs seconds)."""
+    field = pilot.app.screen.query_one(f"#{field_id}", Input)
+    field.focus()
+    field.value = ""
+    if len(text) <= 4:
+        await pilot.press(*text)
+    else:
+        field.insert_text_at_cursor(text)
+
+
+def field(pilot: Pilot, field_id: str) -> LabelledField:
+    return pilot.app.screen.query_one(f"#{field_id}-field", LabelledField)
+
+
+def text_of(pilot: Pilot, selector: str) -> str:
+    return str(pilot.app.screen.query_one(selector, Static).content)

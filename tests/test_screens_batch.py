@@ -4,14 +4,21 @@ batch, record the inoculum (go and no-go), start blocked by calibrations, superv
 from __future__ import annotations
 
 import pytest
-from textual.pilot import Pilot
-from textual.widgets import Input, Static
+from textual.widgets import Input
 
 from eln import calibration as cal
 from eln.models import BatchStatus
 from screens.batch import BatchSelected, BatchSetupScreen
-from screens.entry_widgets import LabelledField
-from tests.screens_harness import OPERATOR, SUPERVISOR, SUPERVISOR_PIN, ScreenHarness
+from tests.screens_harness import (
+    OPERATOR,
+    SUPERVISOR,
+    SUPERVISOR_PIN,
+    ScreenHarness,
+    field,
+    settle,
+    text_of,
+)
+from tests.screens_harness import enter_text as type_into
 from tests.test_screens_calibration import BATCH, setup_notebook
 
 
@@ -23,31 +30,6 @@ def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 class Harness(ScreenHarness):
     def on_batch_selected(self, message: BatchSelected) -> None:
         self.messages.append(message)
-
-
-async def settle(pilot: Pilot) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def type_into(pilot: Pilot, field_id: str, text: str) -> None:
-    field = pilot.app.screen.query_one(f"#{field_id}", Input)
-    field.focus()
-    field.value = ""
-    # Short values are typed key by key; longer ones are pasted (typing them costs seconds).
-    if len(text) <= 4:
-        await pilot.press(*text)
-    else:
-        field.insert_text_at_cursor(text)
-
-
-def field(pilot: Pilot, field_id: str) -> LabelledField:
-    return pilot.app.screen.query_one(f"#{field_id}-field", LabelledField)
-
-
-def text_of(pilot: Pilot, selector: str) -> str:
-    return str(pilot.app.screen.query_one(selector, Static).content)
 
 
 async def test_create_a_batch_and_record_a_go_inoculum(notebook_url: str) -> None:

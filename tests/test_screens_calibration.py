@@ -7,8 +7,7 @@ import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable
 
 from database.reading import Reading
 from database.relational import make_engine
@@ -28,6 +27,11 @@ from tests.screens_harness import (
     SUPERVISOR,
     SUPERVISOR_PIN,
     ScreenHarness,
+    settle,
+    text_of,
+)
+from tests.screens_harness import (
+    enter_text as type_into,
 )
 from twin.live import LiveSnapshot
 
@@ -58,12 +62,6 @@ class Harness(ScreenHarness):
         self.messages.append(message)
 
 
-async def settle(pilot: Pilot) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
 def feed(screen: CalibrationWizardScreen, channel: str, values: list[tuple[float, float]]) -> None:
     unit = {"ph": "pH", "temp_ph_probe": "°C", "do": "%sat"}.get(channel, "")
     for t, value in values:
@@ -72,21 +70,6 @@ def feed(screen: CalibrationWizardScreen, channel: str, values: list[tuple[float
 
 def flat(start: float, seconds: int, value: float) -> list[tuple[float, float]]:
     return [(start + i, value + (0.001 if i % 2 else -0.001)) for i in range(seconds)]
-
-
-async def type_into(pilot: Pilot, field_id: str, text: str) -> None:
-    field = pilot.app.screen.query_one(f"#{field_id}", Input)
-    field.focus()
-    field.value = ""
-    # Short values are typed key by key; longer ones are pasted (typing them costs seconds).
-    if len(text) <= 4:
-        await pilot.press(*text)
-    else:
-        field.insert_text_at_cursor(text)
-
-
-def text_of(pilot: Pilot, selector: str) -> str:
-    return str(pilot.app.screen.query_one(selector, Static).content)
 
 
 async def test_ph_wizard_passes_from_live_readings_taken_when_stable(notebook_url: str) -> None:

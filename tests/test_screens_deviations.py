@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Static
 
 from eln.models import DeviationStatus
 from screens.deviations import DeviationFormScreen, DeviationReviewScreen, DeviationsScreen
@@ -17,25 +17,14 @@ from tests.screens_harness import (
     SUPERVISOR_PIN,
     ScreenHarness,
     running_notebook,
+    settle,
+    type_into,
 )
 
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
-
-
-async def settle(pilot: Pilot) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def type_into(pilot: Pilot, field_id: str, text: str) -> None:
-    field = pilot.app.screen.query_one(f"#{field_id}", Input)
-    field.focus()
-    field.value = ""
-    await pilot.press(*text)
 
 
 def error_of(pilot: Pilot, field_id: str) -> str:

@@ -5,13 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
 from eln.services import NotebookService
-from screens.entry_widgets import LabelledField
 from screens.samples import SampleDueBanner, SampleEntryScreen, SampleSaved
-from tests.screens_harness import BATCH, NOW, OPERATOR, ScreenHarness, running_notebook
+from tests.screens_harness import (
+    BATCH,
+    NOW,
+    OPERATOR,
+    ScreenHarness,
+    field,
+    running_notebook,
+    settle,
+    type_into,
+)
 from twin.live import LiveSnapshot
 from twin.predictor import Prediction
 
@@ -31,23 +38,6 @@ def snapshot_with_prediction(od600: float = 8.0) -> LiveSnapshot:
 class Harness(ScreenHarness):
     def on_sample_saved(self, message: SampleSaved) -> None:
         self.messages.append(message)
-
-
-async def settle(pilot: Pilot) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def type_into(pilot: Pilot, field_id: str, text: str) -> None:
-    field = pilot.app.screen.query_one(f"#{field_id}", Input)
-    field.focus()
-    field.value = ""
-    await pilot.press(*text)
-
-
-def field(pilot: Pilot, field_id: str) -> LabelledField:
-    return pilot.app.screen.query_one(f"#{field_id}-field", LabelledField)
 
 
 async def test_sample_entry_computes_od600_and_keeps_the_residual(notebook_url: str) -> None:
