@@ -548,4 +548,7 @@ class BptwinApp(App[int]):
         self.workers.cancel_group(self, "station")
         if self.station is not None:
             self.station.stop()
+        close_notebook = getattr(self.notebook, "close", None)  # the spooled notebook's queue
+        if close_notebook is not None:
+            close_notebook()  # what is still queued stays on disk for the next start
         self.exit(0)
