@@ -18,15 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bptwin_tui.export.csv_export import write_channels_csv
-from database.channels import CHANNELS
-from database.migrate import upgrade
-from database.reading import Reading
-from database.timeseries.embedded import EmbeddedStore
-from eln.acceptance import evaluate_acceptance
-from eln.models import OperatorRole
-from eln.services import MANDATORY_CALIBRATIONS, NotebookService
-from twin.dropout import sensor_dropout_pct
+from bptwin.database.channels import CHANNELS
+from bptwin.database.migrate import upgrade
+from bptwin.database.reading import Reading
+from bptwin.database.timeseries.embedded import EmbeddedStore
+from bptwin.eln.acceptance import evaluate_acceptance
+from bptwin.eln.models import OperatorRole
+from bptwin.eln.services import MANDATORY_CALIBRATIONS, NotebookService
+from bptwin.tui.export.csv_export import write_channels_csv
+from bptwin.twin.dropout import sensor_dropout_pct
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 HOURS = 24

@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 
-from database.channels import CHANNELS
-from database.reading import Reading
-from twin.alarm_rules import DEFAULT_RULES
-from twin.alarms import AlarmEngine
+from bptwin.database.channels import CHANNELS
+from bptwin.database.reading import Reading
+from bptwin.twin.alarm_rules import DEFAULT_RULES
+from bptwin.twin.alarms import AlarmEngine
 
 T0 = 1_790_000_000.0
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from database.bus import LocalBus, MqttBus, topics
-from database.channels import CHANNELS
-from database.reading import Reading
+from bptwin.database.bus import LocalBus, MqttBus, topics
+from bptwin.database.channels import CHANNELS
+from bptwin.database.reading import Reading
 
 SINGLE_MESSAGES = 20_000
 SNAPSHOT_MESSAGES = 2_000

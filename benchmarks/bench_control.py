@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from database.bus import LocalBus
-from twin.actuation import Actuator, ControlAuthorisation, ControlMode, ControlSettings
-from twin.control import AdvisoryController, Recommendation
-from twin.features import FeatureConfig, ProcessState, states_from_frame
-from twin.sim_config import SimulationConfig
-from twin.simulator import simulate_batch
+from bptwin.database.bus import LocalBus
+from bptwin.twin.actuation import Actuator, ControlAuthorisation, ControlMode, ControlSettings
+from bptwin.twin.control import AdvisoryController, Recommendation
+from bptwin.twin.features import FeatureConfig, ProcessState, states_from_frame
+from bptwin.twin.sim_config import SimulationConfig
+from bptwin.twin.simulator import simulate_batch
 
 DENSE_BATCH = SimulationConfig().with_changes(
     reactor={"inoculum_od600": 40.0, "inoculum_fraction": 0.5, "glycerol_start_g_l": 22.0},
@@ -66,10 +66,10 @@ def _recommendation(index: int) -> Recommendation:
 
 
 def bench_control_actuation_and_audit() -> list[dict[str, object]]:
-    from database.migrate import upgrade
-    from eln import control_service
-    from eln.models import OperatorRole
-    from eln.services import NotebookService
+    from bptwin.database.migrate import upgrade
+    from bptwin.eln import control_service
+    from bptwin.eln.models import OperatorRole
+    from bptwin.eln.services import NotebookService
 
     bus = LocalBus()
     bus.start()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drivers.base import DriverThread
-from drivers.serial_protocol import (
+from bptwin.drivers.base import DriverThread
+from bptwin.drivers.serial_protocol import (
     GasSentence,
     SerialParseError,
     Status,
@@ -55,8 +55,8 @@ def bench_serial_parser() -> list[dict]:
 
 
 def bench_serial_driver_over_pty() -> list[dict]:
-    from drivers.serial_analyser import SerialAnalyserDriver
-    from drivers.serial_emulator import PtyAnalyser
+    from bptwin.drivers.serial_analyser import SerialAnalyserDriver
+    from bptwin.drivers.serial_emulator import PtyAnalyser
 
     count = 20_000
     payload = b"".join(
@@ -99,8 +99,8 @@ def bench_replay() -> list[dict]:
     import numpy as np
     import pandas as pd
 
-    from database.channels import CHANNELS_BY_NAME
-    from drivers.replay import ReplayDriver
+    from bptwin.database.channels import CHANNELS_BY_NAME
+    from bptwin.drivers.replay import ReplayDriver
 
     rows = 86_400  # a 24 h batch at 1 Hz
     frame_ = pd.DataFrame(
@@ -128,8 +128,8 @@ def bench_replay() -> list[dict]:
 
 
 def bench_simulated_driver() -> list[dict]:
-    import twin.simulator  # noqa: F401  (import time is not stepping time)
-    from drivers.simulated import SimulatedReactorDriver
+    import bptwin.twin.simulator  # noqa: F401  (import time is not stepping time)
+    from bptwin.drivers.simulated import SimulatedReactorDriver
 
     count = 0
 
@@ -154,7 +154,7 @@ def bench_simulated_driver() -> list[dict]:
 def bench_topic_map_decode() -> list[dict]:
     import json
 
-    from drivers.topic_map import TopicMap
+    from bptwin.drivers.topic_map import TopicMap
 
     lab = TopicMap.from_settings(
         [
@@ -187,7 +187,7 @@ def bench_topic_map_decode() -> list[dict]:
 
 
 def bench_driver_stop_latency() -> list[dict]:
-    from drivers.simulated import SimulatedReactorDriver
+    from bptwin.drivers.simulated import SimulatedReactorDriver
 
     latencies = []
     for _ in range(10):

@@ -17,13 +17,13 @@ HOURS = 24.0
 
 
 def _recorded_station(root: Path) -> tuple[object, object, int]:
-    from bptwin_tui.export.simulated import ensure_people, record_simulated_batch
-    from database.migrate import upgrade
-    from database.timeseries.embedded import EmbeddedStore
-    from eln.services import NotebookService
-    from twin.campaign import simulate_campaign_batch
-    from twin.predictor import Predictor
-    from twin.registry import ModelError, load_model
+    from bptwin.database.migrate import upgrade
+    from bptwin.database.timeseries.embedded import EmbeddedStore
+    from bptwin.eln.services import NotebookService
+    from bptwin.tui.export.simulated import ensure_people, record_simulated_batch
+    from bptwin.twin.campaign import simulate_campaign_batch
+    from bptwin.twin.predictor import Predictor
+    from bptwin.twin.registry import ModelError, load_model
 
     url = f"sqlite:///{root / 'notebook.sqlite'}"
     upgrade(url)
@@ -65,7 +65,7 @@ def _phase_seconds(begin: float, marks: list[tuple[float, str]]) -> dict[str, fl
 
 
 def bench_export() -> list[dict]:
-    from bptwin_tui.export import export_from
+    from bptwin.tui.export import export_from
 
     results = []
     with tempfile.TemporaryDirectory(prefix="bptwin-bench-export-") as folder:

@@ -15,11 +15,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from database.channels import CHANNELS
-from database.reading import Reading
-from twin.features import FeaturePipeline, StreamingFeatures
-from twin.simulator import simulate_batch
-from twin.windows import windows_from_frame
+from bptwin.database.channels import CHANNELS
+from bptwin.database.reading import Reading
+from bptwin.twin.features import FeaturePipeline, StreamingFeatures
+from bptwin.twin.simulator import simulate_batch
+from bptwin.twin.windows import windows_from_frame
 
 START = 1_790_000_000.0
 

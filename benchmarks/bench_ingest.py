@@ -15,17 +15,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_bus import _broker  # noqa: E402  (a throwaway broker sized for floods)
-from database.bus import MqttBus  # noqa: E402
-from database.channels import CHANNELS  # noqa: E402
-from database.recorder import Recorder  # noqa: E402
-from database.timeseries.embedded import EmbeddedStore  # noqa: E402
+from bptwin.database.bus import MqttBus  # noqa: E402
+from bptwin.database.channels import CHANNELS  # noqa: E402
+from bptwin.database.recorder import Recorder  # noqa: E402
+from bptwin.database.timeseries.embedded import EmbeddedStore  # noqa: E402
 
 SECONDS_OF_BATCH = 1200  # 20 min of a 19-channel batch: 22 800 readings
 PUBLISHER = """
 import sys, time
-from database.bus import MqttBus
-from database.channels import CHANNELS
-from database.reading import Reading
+from bptwin.database.bus import MqttBus
+from bptwin.database.channels import CHANNELS
+from bptwin.database.reading import Reading
 host, port, seconds, snapshot = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 bus = MqttBus(host, port)
 bus.start()

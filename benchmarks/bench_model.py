@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _model():
-    from twin.registry import SHIPPED_MODELS_DIR, Registry
+    from bptwin.twin.registry import SHIPPED_MODELS_DIR, Registry
 
     registry = Registry(SHIPPED_MODELS_DIR)
     if registry.current_version() is None:
@@ -37,11 +37,11 @@ def bench_window_latency() -> list[dict[str, object]]:
 
     import lightgbm
 
-    from twin.features import FEATURE_NAMES, FeaturePipeline
-    from twin.forecast import Forecaster
-    from twin.predictor import Predictor
-    from twin.simulator import simulate_batch
-    from twin.windows import windows_from_frame
+    from bptwin.twin.features import FEATURE_NAMES, FeaturePipeline
+    from bptwin.twin.forecast import Forecaster
+    from bptwin.twin.predictor import Predictor
+    from bptwin.twin.simulator import simulate_batch
+    from bptwin.twin.windows import windows_from_frame
 
     artifact = _model()
     predictor = Predictor(artifact)
@@ -117,8 +117,8 @@ def bench_window_latency() -> list[dict[str, object]]:
 
 def bench_training() -> list[dict[str, object]]:
     """A small live training run, plus the default budget's wall time from the shipped card."""
-    from twin.campaign import generate_campaign
-    from twin.model import TrainOptions, train_model
+    from bptwin.twin.campaign import generate_campaign
+    from bptwin.twin.model import TrainOptions, train_model
 
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as folder:

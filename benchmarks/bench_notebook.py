@@ -25,11 +25,11 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from database.migrate import upgrade
-from database.relational import make_engine, session_scope
-from eln.audit import verify_chain
-from eln.models import Sample
-from eln.services import NotebookService
+from bptwin.database.migrate import upgrade
+from bptwin.database.relational import make_engine, session_scope
+from bptwin.eln.audit import verify_chain
+from bptwin.eln.models import Sample
+from bptwin.eln.services import NotebookService
 
 SAMPLES = 400
 ADMIN_URL = os.environ.get(

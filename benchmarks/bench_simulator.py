@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from twin.campaign import generate_campaign
-from twin.sim_config import SimulationConfig
-from twin.simulator import ReactorSimulator, simulate_batch
+from bptwin.twin.campaign import generate_campaign
+from bptwin.twin.sim_config import SimulationConfig
+from bptwin.twin.simulator import ReactorSimulator, simulate_batch
 
 
 def bench_simulate_24h_batch() -> list[dict]:

@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bptwin_tui.settings import Settings  # noqa: E402
-from bptwin_tui.station import Station  # noqa: E402
-from database.channels import CHANNELS_BY_NAME  # noqa: E402
-from database.timeseries.embedded import EmbeddedStore  # noqa: E402
+from bptwin.database.channels import CHANNELS_BY_NAME  # noqa: E402
+from bptwin.database.timeseries.embedded import EmbeddedStore  # noqa: E402
+from bptwin.tui.settings import Settings  # noqa: E402
+from bptwin.tui.station import Station  # noqa: E402
 
 OUTAGE_S = 10.0
 DRAIN_LIMIT_S = 1800.0

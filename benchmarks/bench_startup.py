@@ -22,7 +22,7 @@ def _time_import(module: str, repeats: int = 3) -> float:
 
 def bench_import_time() -> list[dict[str, object]]:
     floor = _time_import("textual.app")
-    app = _time_import("bptwin_tui.app")
+    app = _time_import("bptwin.tui.app")
     return [
         {
             "benchmark": "import textual.app (floor)",
@@ -31,7 +31,7 @@ def bench_import_time() -> list[dict[str, object]]:
             "note": "median of 3 fresh interpreters",
         },
         {
-            "benchmark": "import bptwin_tui.app",
+            "benchmark": "import bptwin.tui.app",
             "value": app * 1000,
             "unit": "ms",
             "note": f"{app / floor:.2f}x the textual floor",

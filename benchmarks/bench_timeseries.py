@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from database.channels import CHANNELS as CATALOGUE
-from database.reading import Reading
-from database.timeseries import EmbeddedStore, TimeSeriesStore
+from bptwin.database.channels import CHANNELS as CATALOGUE
+from bptwin.database.reading import Reading
+from bptwin.database.timeseries import EmbeddedStore, TimeSeriesStore
 
 CHANNELS = [entry.name for entry in CATALOGUE]
 T0 = 1_700_000_010.0
@@ -146,9 +146,9 @@ def _influx_url() -> Iterator[str | None]:
 
 
 def bench_influx() -> list[dict]:
-    from database.timeseries.influx import InfluxStore
-    from database.timeseries.influx_common import InfluxConfig
-    from database.timeseries.influx_v1 import InfluxV1Client, http_pool
+    from bptwin.database.timeseries.influx import InfluxStore
+    from bptwin.database.timeseries.influx_common import InfluxConfig
+    from bptwin.database.timeseries.influx_v1 import InfluxV1Client, http_pool
 
     for url in _influx_url():
         if url is None:

@@ -41,8 +41,8 @@ FIRST_FRAME_APP = """
     started = time.perf_counter()
     import asyncio, sys, tempfile
     from pathlib import Path
-    from bptwin_tui.app import BptwinApp
-    from bptwin_tui.settings import Settings
+    from bptwin.tui.app import BptwinApp
+    from bptwin.tui.settings import Settings
 
     async def main():
         settings = Settings()
@@ -104,11 +104,11 @@ def _ms(seconds: float) -> float:
 
 
 async def _redraw(hours: float, repeats: int) -> list[dict[str, object]]:
-    from screens.dashboard import DashboardScreen
-    from screens.trends import render_plot, render_trends
+    from bptwin.screens.dashboard import DashboardScreen
+    from bptwin.screens.trends import render_plot, render_trends
+    from bptwin.twin.history import History
     from tests.dashboard_batch import clock_at, fill_history, snapshot_at
     from tests.test_screens_dashboard import DashboardHarness, drawn
-    from twin.history import History
 
     rows: list[dict[str, object]] = []
     history = History(["R1"])
@@ -205,8 +205,8 @@ async def _key_latency(presses: int, speed: float) -> list[dict[str, object]]:
     from textual import events
     from textual.widgets import Static
 
-    from bptwin_tui.app import BptwinApp
-    from bptwin_tui.settings import Settings
+    from bptwin.tui.app import BptwinApp
+    from bptwin.tui.settings import Settings
 
     settings = Settings()
     settings.station.data_dir = Path(tempfile.mkdtemp())
@@ -349,9 +349,9 @@ def bench_plot_libraries() -> list[dict[str, object]]:
 
 def bench_history_ingest() -> list[dict[str, object]]:
     """Cost of the station's reading path into the trend history (runs on the bus thread)."""
-    from database.channels import CHANNELS
-    from database.reading import Reading
-    from twin.history import History
+    from bptwin.database.channels import CHANNELS
+    from bptwin.database.reading import Reading
+    from bptwin.twin.history import History
 
     history = History(["R1"])
     readings = [
@@ -382,11 +382,11 @@ MEMORY = """
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
 
-    import bptwin_tui.app
-    from screens.dashboard import DashboardScreen
+    import bptwin.tui.app
+    from bptwin.screens.dashboard import DashboardScreen
     from tests.dashboard_batch import clock_at, fill_history, snapshot_at
     from tests.test_screens_dashboard import DashboardHarness, drawn
-    from twin.history import History
+    from bptwin.twin.history import History
     base = rss_mb()
     history = History(["R1"])  # what Station builds
     fill_history(history, 30.0)

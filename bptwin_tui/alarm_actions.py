@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bptwin_tui.shadow_worker import ShadowWorker
-    from twin.alarms import AlarmTransition, AlarmView
+    from bptwin.tui.shadow_worker import ShadowWorker
+    from bptwin.twin.alarms import AlarmTransition, AlarmView
 
 
 class StationAlarms:
-    """Implements ``screens.alarms.AlarmActions`` for the station's alarm engine.
+    """Implements ``bptwin.screens.alarms.AlarmActions`` for the station's alarm engine.
 
     Every transition an action makes is written to the notebook (with the operator's name) and
     published on the bus exactly like the engine's own transitions.

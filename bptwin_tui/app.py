@@ -15,15 +15,15 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from bptwin_tui.settings import Settings, SettingsError
-from screens.control import ConfirmControlScreen
-from screens.dashboard import DashboardScreen
-from screens.messages import LiveUpdate, StationStatus
+from bptwin.screens.control import ConfirmControlScreen
+from bptwin.screens.dashboard import DashboardScreen
+from bptwin.screens.messages import LiveUpdate, StationStatus
+from bptwin.tui.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from bptwin_tui.station import Station
-    from eln.services import NotebookService
-    from twin.live import LiveSnapshot
+    from bptwin.eln.services import NotebookService
+    from bptwin.tui.station import Station
+    from bptwin.twin.live import LiveSnapshot
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,9 @@ class BptwinApp(App[int]):
     @work(thread=True, group="notebook", exit_on_error=False, name="notebook")
     def open_notebook(self) -> None:
         """Migrate and open the notebook first, so the station never races the migration."""
-        from database.migrate import upgrade
-        from database.relational import DatabaseUnavailable
-        from eln.services import NotebookService
+        from bptwin.database.migrate import upgrade
+        from bptwin.database.relational import DatabaseUnavailable
+        from bptwin.eln.services import NotebookService
 
         url = self.settings.notebook_url()
         try:
@@ -136,7 +136,7 @@ class BptwinApp(App[int]):
         except (DatabaseUnavailable, OSError, SettingsError) as exc:
             self.post_message(NotebookReady(None, False, f"notebook.url: {exc}"))
         else:
-            from eln.spool import SpooledNotebook
+            from bptwin.eln.spool import SpooledNotebook
 
             # Samples, notes, deviations... made while the database is away wait on disk.
             spool = self.settings.spool_dir() / "notebook-app.sqlite"
@@ -157,7 +157,7 @@ class BptwinApp(App[int]):
             self.refresh_batches()
 
     def _ask_login(self, first_run: bool) -> None:
-        from screens.login import LoginScreen
+        from bptwin.screens.login import LoginScreen
 
         assert self.notebook is not None
 
@@ -183,7 +183,7 @@ class BptwinApp(App[int]):
         """Find the batch in setup or running on each reactor (newest wins)."""
         if self.notebook is None:
             return
-        from eln.models import BatchStatus
+        from bptwin.eln.models import BatchStatus
 
         open_statuses = {BatchStatus.SETUP, BatchStatus.RUNNING}
         batches: dict[str, int | None] = dict.fromkeys(self.settings.station.reactors)
@@ -223,7 +223,7 @@ class BptwinApp(App[int]):
         try:
             factory = self.station_factory
             if factory is None:
-                from bptwin_tui.station import Station as factory
+                from bptwin.tui.station import Station as factory
             station = factory(self.settings)
             station.start()
         except (SettingsError, OSError) as exc:
@@ -255,7 +255,7 @@ class BptwinApp(App[int]):
 
     def _watch_critical(self, snapshot: LiveSnapshot) -> None:
         """A new unacknowledged critical alarm is announced on whatever screen is showing."""
-        from screens.alarms import AlarmBanner, newest_unacknowledged_critical
+        from bptwin.screens.alarms import AlarmBanner, newest_unacknowledged_critical
 
         critical = newest_unacknowledged_critical(snapshot.alarms)
         ids = frozenset(view.alarm_id for view in critical)
@@ -345,7 +345,7 @@ class BptwinApp(App[int]):
         batch = self._batch()
         reactor = self._reactor()
         if name == "alarms":
-            from screens.alarms import AlarmScreen
+            from bptwin.screens.alarms import AlarmScreen
 
             actions = self.station.alarm_actions if self.station is not None else None
             if actions is None:
@@ -361,7 +361,7 @@ class BptwinApp(App[int]):
             )
         assert self.notebook is not None
         if name == "batch":
-            from screens.batch import BatchSetupScreen
+            from bptwin.screens.batch import BatchSetupScreen
 
             return BatchSetupScreen(
                 self.notebook,
@@ -371,7 +371,7 @@ class BptwinApp(App[int]):
                 snapshot=self.snapshot,
             )
         if name == "calibration":
-            from screens.calibration import CalibrationMenuScreen
+            from bptwin.screens.calibration import CalibrationMenuScreen
 
             return CalibrationMenuScreen(
                 self.notebook,
@@ -384,26 +384,26 @@ class BptwinApp(App[int]):
         if name == "acceptance":
             return self._acceptance_screen(batch, reactor)
         if name == "samples":
-            from screens.samples import SampleEntryScreen
+            from bptwin.screens.samples import SampleEntryScreen
 
             return SampleEntryScreen(
                 self.notebook, batch, self.operator, reactor=reactor, snapshot=self.snapshot
             )
         if name == "deviations":
-            from screens.deviations import DeviationsScreen
+            from bptwin.screens.deviations import DeviationsScreen
 
             return DeviationsScreen(self.notebook, batch, self.operator)
         if name == "notes":
-            from screens.notes import NotesScreen
+            from bptwin.screens.notes import NotesScreen
 
             return NotesScreen(self.notebook, batch, self.operator)
         return None
 
     def _acceptance_screen(self, batch: int, reactor: str) -> Screen:
         """The acceptance flow runs behind the screen's callables, on its worker threads."""
-        from bptwin_tui.export import acceptance_flow
-        from bptwin_tui.export.acceptance_registry import training_set_dir
-        from screens.acceptance import AcceptanceScreen
+        from bptwin.screens.acceptance import AcceptanceScreen
+        from bptwin.tui.export import acceptance_flow
+        from bptwin.tui.export.acceptance_registry import training_set_dir
 
         notebook = self.notebook
         assert notebook is not None
@@ -434,7 +434,7 @@ class BptwinApp(App[int]):
 
     def action_export_batch(self) -> None:
         """Report (HTML, Markdown) and dataset of the reactor's batch, in a worker with progress."""
-        from screens.export import ExportScreen
+        from bptwin.screens.export import ExportScreen
 
         batch = self._batch()
         if batch is None:
@@ -448,7 +448,7 @@ class BptwinApp(App[int]):
         store = self.station.store if self.station is not None else None
 
         def run(progress: Callable[[float, str], None]) -> object:
-            from bptwin_tui.export import export_batch
+            from bptwin.tui.export import export_batch
 
             return export_batch(settings, batch, None, ("html", "md"), progress, store=store)
 

@@ -14,17 +14,17 @@ from datetime import timezone
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from database.timeseries import TimeSeriesStore
-    from eln.services import NotebookService
-    from twin.backfill import BackfillResult
-    from twin.history import History
+    from bptwin.database.timeseries import TimeSeriesStore
+    from bptwin.eln.services import NotebookService
+    from bptwin.twin.backfill import BackfillResult
+    from bptwin.twin.history import History
 
 log = logging.getLogger(__name__)
 
 
 def running_batch_starts(notebook: NotebookService, reactors: list[str]) -> dict[str, float]:
     """Reactor -> inoculation time (Unix s) of its running batch (newest wins)."""
-    from eln.models import BatchStatus
+    from bptwin.eln.models import BatchStatus
 
     starts: dict[str, float] = {}
     for batch in notebook.list_batches(BatchStatus.RUNNING):
@@ -47,7 +47,7 @@ def backfill_running_batches(
     now: float | None = None,
 ) -> dict[str, BackfillResult]:
     """Each running batch's stored trends into ``history``; problems are logged, not raised."""
-    from twin.backfill import backfill_history
+    from bptwin.twin.backfill import backfill_history
 
     end = time.time() if now is None else now
     results: dict[str, BackfillResult] = {}

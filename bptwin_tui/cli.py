@@ -9,9 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bptwin_tui import __version__
-from bptwin_tui.commands import COMMANDS
-from bptwin_tui.settings import SettingsError, load_settings, secrets_in_world_readable_file
+from bptwin.tui import __version__
+from bptwin.tui.commands import COMMANDS
+from bptwin.tui.settings import SettingsError, load_settings, secrets_in_world_readable_file
 
 log = logging.getLogger("bptwin")
 
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bptwin {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"bptwin_tui.commands.{name}").register(subparsers)
+        importlib.import_module(f"bptwin.tui.commands.{name}").register(subparsers)
     return parser
 
 

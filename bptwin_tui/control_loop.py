@@ -10,13 +10,13 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from twin.actuation import Actuator, ControlAuthorisation, ControlMode, ControlSettings
-from twin.control import AdvisoryController, Recommendation, Setpoints
+from bptwin.twin.actuation import Actuator, ControlAuthorisation, ControlMode, ControlSettings
+from bptwin.twin.control import AdvisoryController, Recommendation, Setpoints
 
 if TYPE_CHECKING:
-    from database.bus import Bus
-    from eln.services import NotebookService
-    from twin.features import ProcessState
+    from bptwin.database.bus import Bus
+    from bptwin.eln.services import NotebookService
+    from bptwin.twin.features import ProcessState
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class StationControl:
 
     def authorise(self, supervisor: str, pin: str, reactor: str) -> ControlAuthorisation:
         """A supervisor confirms closed-loop control (checked against the notebook, audited)."""
-        from eln.control_service import record_authorisation
+        from bptwin.eln.control_service import record_authorisation
 
         if self.notebook is None:
             raise RuntimeError("closed-loop control needs the notebook to audit the confirmation")
@@ -89,7 +89,7 @@ class StationControl:
         return authorisation
 
     def revoke(self, actor: str, reactor: str) -> None:
-        from eln.control_service import record_revocation
+        from bptwin.eln.control_service import record_revocation
 
         self.actuators[reactor].revoke()
         if self.notebook is not None:
@@ -98,7 +98,7 @@ class StationControl:
     def _actuate(
         self, actuator: Actuator, recommendation: Recommendation, current: Setpoints | None
     ) -> None:
-        from eln.control_service import record_actuation
+        from bptwin.eln.control_service import record_actuation
 
         result = actuator.actuate(recommendation)
         if result.sent:
@@ -114,7 +114,7 @@ class StationControl:
                 log.error("actuation of %s not audited: %s", recommendation.parameter, exc)
 
     def _audit_recommendation(self, recommendation: Recommendation) -> None:
-        from eln.control_service import record_recommendation
+        from bptwin.eln.control_service import record_recommendation
 
         if self.notebook is None:
             return

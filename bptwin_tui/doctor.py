@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
 
-from bptwin_tui.settings import Settings
+from bptwin.tui.settings import Settings
 
 CALIBRATION_DUE_WITHIN = timedelta(hours=24)
 DISK_FAIL_BYTES = 200 * 1024**2
@@ -106,7 +106,7 @@ def any_failed(results: Sequence[CheckResult]) -> bool:
 
 
 def _sqlite_file(url: str) -> Path | None:
-    from database.relational import parse_url
+    from bptwin.database.relational import parse_url
 
     parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
@@ -116,8 +116,8 @@ def _sqlite_file(url: str) -> Path | None:
 
 def check_notebook(settings: Settings) -> list[CheckResult]:
     """Reachable with the configured credentials, schema at head, audit chain intact."""
-    from database.migrate import current_revision, head_revision
-    from database.relational import DatabaseUnavailable, describe_url
+    from bptwin.database.migrate import current_revision, head_revision
+    from bptwin.database.relational import DatabaseUnavailable, describe_url
 
     url = settings.notebook_url()
     where = describe_url(url)
@@ -153,7 +153,7 @@ def check_notebook(settings: Settings) -> list[CheckResult]:
 
 
 def _check_audit_chain(url: str) -> CheckResult:
-    from eln.services import NotebookService
+    from bptwin.eln.services import NotebookService
 
     notebook = NotebookService.from_url(url)
     try:
@@ -185,9 +185,9 @@ def check_timeseries(settings: Settings) -> CheckResult:
             )
         state = "present" if path.exists() else "created at start"
         return CheckResult("time series", Status.PASS, f"embedded store {path} ({state})")
-    from database.timeseries import TimeSeriesError
-    from database.timeseries.influx import InfluxStore
-    from database.timeseries.influx_common import InfluxConfig, InfluxConfigError
+    from bptwin.database.timeseries import TimeSeriesError
+    from bptwin.database.timeseries.influx import InfluxStore
+    from bptwin.database.timeseries.influx_common import InfluxConfig, InfluxConfigError
 
     try:
         config = InfluxConfig(
@@ -234,7 +234,7 @@ def check_broker(settings: Settings) -> CheckResult:
         return CheckResult(
             "broker", Status.SKIP, "bus.backend is local (in-process, nothing to reach)"
         )
-    from database.bus import MqttBus
+    from bptwin.database.bus import MqttBus
 
     bus = MqttBus(
         section.host,
@@ -355,8 +355,8 @@ def check_disk(settings: Settings, limits: DoctorLimits) -> CheckResult:
 
 
 def check_model(settings: Settings) -> CheckResult:
-    from twin.features import FEATURE_NAMES
-    from twin.registry import ModelError, check_feature_names, load_model
+    from bptwin.twin.features import FEATURE_NAMES
+    from bptwin.twin.registry import ModelError, check_feature_names, load_model
 
     try:
         artifact = load_model(settings.model.path, data_dir=settings.data_dir, check=False)
@@ -376,9 +376,9 @@ def check_model(settings: Settings) -> CheckResult:
 
 def check_calibrations(settings: Settings, now: datetime, limits: DoctorLimits) -> CheckResult:
     """The newest calibration of each mandatory channel: present, passed, not (nearly) expired."""
-    from database.migrate import current_revision, head_revision
-    from database.relational import DatabaseUnavailable
-    from eln.services import NotebookService
+    from bptwin.database.migrate import current_revision, head_revision
+    from bptwin.database.relational import DatabaseUnavailable
+    from bptwin.eln.services import NotebookService
 
     mandatory = settings.calibration.policy().mandatory_channels
     url = settings.notebook_url()
@@ -418,8 +418,8 @@ def check_calibrations(settings: Settings, now: datetime, limits: DoctorLimits) 
 
 def check_acquisition(settings: Settings) -> list[CheckResult]:
     """Whether an acquisition runs for each reactor (information: serve should be running)."""
-    from bptwin_tui.lock import acquisition_owner
-    from bptwin_tui.settings import SettingsError
+    from bptwin.tui.lock import acquisition_owner
+    from bptwin.tui.settings import SettingsError
 
     results = []
     for reactor in settings.station.reactors:

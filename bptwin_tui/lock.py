@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from bptwin_tui.settings import Settings, SettingsError
-from database.bus import topics
+from bptwin.database.bus import topics
+from bptwin.tui.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 

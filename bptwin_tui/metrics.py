@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from bptwin_tui import __version__
-from bptwin_tui.settings_ops import is_loopback
+from bptwin.tui import __version__
+from bptwin.tui.settings_ops import is_loopback
 
 if TYPE_CHECKING:
-    from database.bus import Bus
-    from database.reading import Reading
-    from database.timeseries import TimeSeriesStore
+    from bptwin.database.bus import Bus
+    from bptwin.database.reading import Reading
+    from bptwin.database.timeseries import TimeSeriesStore
 
 log = logging.getLogger(__name__)
 

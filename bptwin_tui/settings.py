@@ -22,10 +22,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from bptwin_tui.settings_ops import MetricsSettings, NotifySettings
+from bptwin.tui.settings_ops import MetricsSettings, NotifySettings
 
 if TYPE_CHECKING:
-    from eln.calibration import CalibrationPolicy
+    from bptwin.eln.calibration import CalibrationPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -185,7 +185,7 @@ class CalibrationSettings(Section):
 
     def policy(self) -> CalibrationPolicy:
         """The notebook's rule object: ``NotebookService(..., calibration_policy=...)``."""
-        from eln.calibration import CalibrationPolicy
+        from bptwin.eln.calibration import CalibrationPolicy
 
         return CalibrationPolicy.from_settings(
             list(dict.fromkeys(self.mandatory)), self.validity_hours.model_dump()

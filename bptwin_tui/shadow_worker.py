@@ -14,22 +14,22 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from database.bus import topics
-from database.reading import Reading
-from twin.alarms import AlarmTransition, transition_message
-from twin.features import ProcessState
-from twin.live import LatestValues
-from twin.shadow import Shadow, ShadowOutput, derived_readings
+from bptwin.database.bus import topics
+from bptwin.database.reading import Reading
+from bptwin.twin.alarms import AlarmTransition, transition_message
+from bptwin.twin.features import ProcessState
+from bptwin.twin.live import LatestValues
+from bptwin.twin.shadow import Shadow, ShadowOutput, derived_readings
 
 if TYPE_CHECKING:
-    from bptwin_tui.control_loop import StationControl
-    from bptwin_tui.metrics import MetricsRegistry
-    from database.bus import Bus
-    from database.recorder import Recorder
-    from eln.services import NotebookService
-    from twin.history import History
-    from twin.notify import Notifier
-    from twin.predictor import InferenceWorker, Prediction
+    from bptwin.database.bus import Bus
+    from bptwin.database.recorder import Recorder
+    from bptwin.eln.services import NotebookService
+    from bptwin.tui.control_loop import StationControl
+    from bptwin.tui.metrics import MetricsRegistry
+    from bptwin.twin.history import History
+    from bptwin.twin.notify import Notifier
+    from bptwin.twin.predictor import InferenceWorker, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class ShadowWorker:
             log.error("alarm %s not published: %s", transition.alarm_id, exc)
         if self.notebook is None:
             return
-        from eln.spool import NotebookWriteQueued
+        from bptwin.eln.spool import NotebookWriteQueued
 
         try:
             self.notebook.record_alarm_event(**transition.event_fields())
@@ -206,7 +206,7 @@ class ShadowWorker:
     def on_prediction(self, prediction: Prediction, state: ProcessState) -> None:
         """Sink of the inference worker (runs on its thread): UI state, store, bus."""
         # Imported here: twin.serving pulls in LightGBM, which the UI must not wait for.
-        from twin.serving import prediction_payload, prediction_readings
+        from bptwin.twin.serving import prediction_payload, prediction_readings
 
         self.latest.set_prediction(prediction)
         if self.history is not None:

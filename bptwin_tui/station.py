@@ -12,25 +12,25 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bptwin_tui.control_loop import StationControl
-from bptwin_tui.metrics import MetricsRegistry
-from bptwin_tui.settings import Settings, SettingsError
-from bptwin_tui.shadow_worker import ShadowWorker
-from database.reading import Reading
-from database.recorder import Recorder
-from twin.history import History
-from twin.live import LatestValues, LinkState, LiveSnapshot
+from bptwin.database.reading import Reading
+from bptwin.database.recorder import Recorder
+from bptwin.tui.control_loop import StationControl
+from bptwin.tui.metrics import MetricsRegistry
+from bptwin.tui.settings import Settings, SettingsError
+from bptwin.tui.shadow_worker import ShadowWorker
+from bptwin.twin.history import History
+from bptwin.twin.live import LatestValues, LinkState, LiveSnapshot
 
 if TYPE_CHECKING:
-    from bptwin_tui.alarm_actions import StationAlarms
-    from bptwin_tui.lock import AcquisitionLock
-    from database.bus import Bus, Subscription
-    from database.timeseries import TimeSeriesStore
-    from drivers.base import Driver, DriverThread
-    from eln.services import NotebookService
-    from eln.spool import SpooledNotebook
-    from twin.notify import Notifier
-    from twin.predictor import InferenceWorker
+    from bptwin.database.bus import Bus, Subscription
+    from bptwin.database.timeseries import TimeSeriesStore
+    from bptwin.drivers.base import Driver, DriverThread
+    from bptwin.eln.services import NotebookService
+    from bptwin.eln.spool import SpooledNotebook
+    from bptwin.tui.alarm_actions import StationAlarms
+    from bptwin.tui.lock import AcquisitionLock
+    from bptwin.twin.notify import Notifier
+    from bptwin.twin.predictor import InferenceWorker
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Station:
         # readings, which are in the store already.
         self._local_reactors.update(driver.reactor for driver in drivers)
         start_bus(self.settings, self.bus)
-        from drivers.base import DriverThread
+        from bptwin.drivers.base import DriverThread
 
         for driver in drivers:
             self._driver_threads.append(DriverThread(driver).start())
@@ -116,7 +116,7 @@ class Station:
         """
         if self.settings.acquisition.source in {"simulated", "replay"}:
             return
-        from bptwin_tui.backfill import backfill_in_background, backfill_running_batches
+        from bptwin.tui.backfill import backfill_in_background, backfill_running_batches
 
         store, notebook, until = self.store, self.notebook, time.time()
         assert store is not None and notebook is not None
@@ -129,7 +129,7 @@ class Station:
 
     def _follow_setpoints(self) -> None:
         """Let the simulated reactors obey setpoints published on the bus (control mode 1)."""
-        from twin.actuation import SetpointCommand
+        from bptwin.twin.actuation import SetpointCommand
 
         assert self.bus is not None
         drivers = {thread.driver.reactor: thread.driver for thread in self._driver_threads}
@@ -150,9 +150,9 @@ class Station:
 
     def start_shadow(self) -> None:
         """Features, alarms and (when a model loads) predictions for every reactor."""
-        from eln.services import NotebookService
-        from twin.alarm_rules import AlarmConfigError, rules_from_config
-        from twin.shadow import Shadow
+        from bptwin.eln.services import NotebookService
+        from bptwin.twin.alarm_rules import AlarmConfigError, rules_from_config
+        from bptwin.twin.shadow import Shadow
 
         assert self.bus is not None and self.recorder is not None
         try:
@@ -160,7 +160,7 @@ class Station:
         except AlarmConfigError as exc:
             raise SettingsError(str(exc)) from None
         shadow = Shadow(self.settings.station.reactors, alarm_rules=rules)
-        from eln.spool import SpooledNotebook
+        from bptwin.eln.spool import SpooledNotebook
 
         notebook = SpooledNotebook(
             NotebookService.from_url(self.settings.notebook_url()),
@@ -186,8 +186,8 @@ class Station:
         self.shadow_worker.start()
 
     def start_inference(self, shadow_worker: ShadowWorker) -> InferenceWorker | None:
-        from twin.predictor import InferenceWorker, load_predictor
-        from twin.registry import ModelError
+        from bptwin.twin.predictor import InferenceWorker, load_predictor
+        from bptwin.twin.registry import ModelError
 
         try:
             predictor = load_predictor(self.settings.model.path, self.settings.data_dir)
@@ -206,7 +206,7 @@ class Station:
 
     def start_notifier(self) -> Notifier | None:
         """Critical alarms beyond the screen ([notify]: webhook, MQTT topic, mail), if set."""
-        from bptwin_tui.settings_ops import notifier_from_settings
+        from bptwin.tui.settings_ops import notifier_from_settings
 
         bus = self.bus
         assert bus is not None
@@ -232,7 +232,7 @@ class Station:
         return notifier.start()
 
     def build_drivers(self) -> list[Driver]:
-        from drivers.factory import DriverConfigError, build_drivers
+        from bptwin.drivers.factory import DriverConfigError, build_drivers
 
         acquisition = self.settings.acquisition
         assert self.bus is not None
@@ -261,8 +261,8 @@ class Station:
         return drivers
 
     def upgrade_notebook(self) -> list[str]:
-        from database.migrate import upgrade
-        from database.relational import DatabaseUnavailable
+        from bptwin.database.migrate import upgrade
+        from bptwin.database.relational import DatabaseUnavailable
 
         try:
             return upgrade(self.settings.notebook_url())
@@ -271,7 +271,7 @@ class Station:
 
     def take_acquisition_locks(self) -> None:
         """One acquisition per reactor, here or on any machine on the broker."""
-        from bptwin_tui.lock import acquire_acquisition_lock
+        from bptwin.tui.lock import acquire_acquisition_lock
 
         try:
             for reactor in self.settings.station.reactors:
@@ -314,7 +314,7 @@ class Station:
         self.metrics.reading_received(reading)
         self.history.add_reading(reading)
         if durable and self.store is not None:
-            from database.timeseries import TimeSeriesError
+            from bptwin.database.timeseries import TimeSeriesError
 
             try:
                 self.store.write([reading])
@@ -405,7 +405,7 @@ class Station:
         """The operator's acknowledge/shelve/unshelve on this station's alarm engine."""
         if self.shadow_worker is None:
             return None
-        from bptwin_tui.alarm_actions import StationAlarms
+        from bptwin.tui.alarm_actions import StationAlarms
 
         return StationAlarms(self.shadow_worker)
 
@@ -448,16 +448,16 @@ class Station:
 
 
 def build_store(settings: Settings) -> TimeSeriesStore:
-    from database.timeseries import TimeSeriesError
+    from bptwin.database.timeseries import TimeSeriesError
 
     section = settings.timeseries
     try:
         if section.backend == "embedded":
-            from database.timeseries.embedded import EmbeddedStore
+            from bptwin.database.timeseries.embedded import EmbeddedStore
 
             return EmbeddedStore(settings.timeseries_path())
-        from database.timeseries.influx import InfluxStore
-        from database.timeseries.influx_common import InfluxConfig, InfluxConfigError
+        from bptwin.database.timeseries.influx import InfluxStore
+        from bptwin.database.timeseries.influx_common import InfluxConfig, InfluxConfigError
 
         try:
             config = InfluxConfig(
@@ -483,8 +483,8 @@ def build_store(settings: Settings) -> TimeSeriesStore:
 
 
 def build_control(settings: Settings, bus: Bus, notebook: NotebookService | None) -> StationControl:
-    from twin.actuation import ControlMode
-    from twin.actuation import ControlSettings as ActuationSettings
+    from bptwin.twin.actuation import ControlMode
+    from bptwin.twin.actuation import ControlSettings as ActuationSettings
 
     section = settings.control
     return StationControl(
@@ -505,7 +505,7 @@ def check_store_reachable(settings: Settings, store: TimeSeriesStore) -> list[st
     ping = getattr(store, "ping", None)
     if ping is None:
         return []
-    from database.timeseries import TimeSeriesError
+    from bptwin.database.timeseries import TimeSeriesError
 
     try:
         ping()
@@ -542,10 +542,10 @@ def build_bus(settings: Settings, *, outbox_path: Path | None = None) -> Bus:
     """The configured bus; MQTT with ``outbox_path`` stores and forwards its QoS 1 publishes."""
     section = settings.bus
     if section.backend == "local":
-        from database.bus import LocalBus
+        from bptwin.database.bus import LocalBus
 
         return LocalBus()
-    from database.bus import MqttBus
+    from bptwin.database.bus import MqttBus
 
     return MqttBus(
         section.host,

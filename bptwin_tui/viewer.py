@@ -17,19 +17,19 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from bptwin_tui.lock import STATE_RUNNING, AcquisitionOwner, _owner_from
-from bptwin_tui.settings import Settings, SettingsError
-from database.bus import topics
-from database.reading import Reading, ReadingError, decode_json, parse_timestamp
-from twin.alarms import AlarmBoard, AlarmPayloadError, AlarmTransition, alarms_pattern
-from twin.history import History
-from twin.live import LatestValues, LinkState, LiveSnapshot
+from bptwin.database.bus import topics
+from bptwin.database.reading import Reading, ReadingError, decode_json, parse_timestamp
+from bptwin.tui.lock import STATE_RUNNING, AcquisitionOwner, _owner_from
+from bptwin.tui.settings import Settings, SettingsError
+from bptwin.twin.alarms import AlarmBoard, AlarmPayloadError, AlarmTransition, alarms_pattern
+from bptwin.twin.history import History
+from bptwin.twin.live import LatestValues, LinkState, LiveSnapshot
 
 if TYPE_CHECKING:
-    from bptwin_tui.station import Station
-    from database.bus import Bus, Subscription
-    from eln.services import NotebookService
-    from twin.predictor import Prediction
+    from bptwin.database.bus import Bus, Subscription
+    from bptwin.eln.services import NotebookService
+    from bptwin.tui.station import Station
+    from bptwin.twin.predictor import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ def station_for(settings: Settings) -> Station | ViewerStation:
 
     Meant as the App's ``station_factory`` (it runs on the App's station worker thread).
     """
-    from bptwin_tui.lock import acquisition_owner
-    from bptwin_tui.station import Station
+    from bptwin.tui.lock import acquisition_owner
+    from bptwin.tui.station import Station
 
     for reactor in settings.station.reactors:
         try:
@@ -87,7 +87,7 @@ class ViewerStation:
     # -- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        from bptwin_tui.station import build_bus, start_bus
+        from bptwin.tui.station import build_bus, start_bus
 
         self.notebook = self._open_notebook()
         self._restore_alarms()
@@ -119,7 +119,7 @@ class ViewerStation:
 
     def snapshot(self) -> LiveSnapshot:
         if self.bus is not None:
-            from bptwin_tui.station import bus_link
+            from bptwin.tui.station import bus_link
 
             self.latest.set_link(bus_link(self.settings, self.bus))
             refused = self.bus.stats.malformed + self.rejected
@@ -129,8 +129,8 @@ class ViewerStation:
     # -- start-up state from the stores ----------------------------------------------------------
 
     def _open_notebook(self) -> NotebookService | None:
-        from database.relational import DatabaseUnavailableError
-        from eln.services import NotebookService
+        from bptwin.database.relational import DatabaseUnavailableError
+        from bptwin.eln.services import NotebookService
 
         try:
             return NotebookService.from_url(self.settings.notebook_url())
@@ -144,8 +144,8 @@ class ViewerStation:
         notebook = self.notebook
         if notebook is None:
             return
-        from bptwin_tui.backfill import backfill_in_background, backfill_running_batches
-        from bptwin_tui.export import reading_store
+        from bptwin.tui.backfill import backfill_in_background, backfill_running_batches
+        from bptwin.tui.export import reading_store
 
         settings, until = self.settings, time.time()
 
@@ -161,7 +161,7 @@ class ViewerStation:
         """The alarms as the notebook has them, before the first transition from the bus."""
         if self.notebook is None:
             return
-        from twin.alarms import transitions_from_events
+        from bptwin.twin.alarms import transitions_from_events
 
         try:
             events = self.notebook.list_alarm_events()
@@ -224,7 +224,7 @@ class ViewerStation:
 
 def decode_prediction(topic: str, payload: bytes) -> Prediction:
     """A Prediction from the payload of twin.serving.prediction_payload (forecast left out)."""
-    from twin.predictor import Prediction
+    from bptwin.twin.predictor import Prediction
 
     data: Any = decode_json(payload)
     if not isinstance(data, dict):

@@ -21,7 +21,7 @@ from alembic.util import CommandError
 from sqlalchemy import exc, text
 from sqlalchemy.engine import URL, Connection
 
-from database.relational import (
+from bptwin.database.relational import (
     RelationalStoreError,
     describe_url,
     is_unavailable,

@@ -13,8 +13,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from database.reading import Reading
-from database.timeseries.base import TimeSeriesError, TimeSeriesStore
+from bptwin.database.reading import Reading
+from bptwin.database.timeseries.base import TimeSeriesError, TimeSeriesStore
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """What every sensor driver shares: the Driver loop contract, its counters and its thread.
 
 A driver turns one source (simulator, MQTT topics, serial analyser, recorded file) into
-:class:`~database.reading.Reading` objects handed to a *sink*, a plain callable. The wiring
+:class:`~bptwin.database.reading.Reading` objects handed to a *sink*, a plain callable. The wiring
 connects the sink to ``bus.publish_reading``; a driver never knows who listens.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from database.reading import Reading
+from bptwin.database.reading import Reading
 
 ReadingSink = Callable[[Reading], None]
 

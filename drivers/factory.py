@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drivers.base import Driver, ReadingSink
+from bptwin.drivers.base import Driver, ReadingSink
 
 if TYPE_CHECKING:
-    from database.bus import Bus
+    from bptwin.database.bus import Bus
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,12 @@ def build_drivers(
     ``sink`` is normally ``bus.publish_reading``. For ``mqtt``, ``bus`` is the shared bus the
     lab's topics arrive on; an empty ``topic_map`` means sensors already publish bptwin's own
     contract, which reaches the recorder through the bus without any driver. ``on_sample``
-    receives the simulated reactor's offline samples (``twin.simulator.OfflineSample``).
+    receives the simulated reactor's offline samples (``bptwin.twin.simulator.OfflineSample``).
     """
     if source == "none":
         return []
     if source == "simulated":
-        from drivers.simulated import SimulatedReactorDriver
+        from bptwin.drivers.simulated import SimulatedReactorDriver
 
         return [
             SimulatedReactorDriver(
@@ -61,13 +61,13 @@ def build_drivers(
             )
         ]
     if source == "serial":
-        from drivers.serial_analyser import SerialAnalyserDriver
+        from bptwin.drivers.serial_analyser import SerialAnalyserDriver
 
         if not serial_port:
             raise DriverConfigError("acquisition.serial.port: no serial port given")
         return [SerialAnalyserDriver(sink, port=serial_port, reactor=reactor, baudrate=baudrate)]
     if source == "replay":
-        from drivers.replay import ReplayDriver, ReplayError
+        from bptwin.drivers.replay import ReplayDriver, ReplayError
 
         if replay_file is None:
             raise DriverConfigError("acquisition.replay_file: needed when source = 'replay'")
@@ -84,8 +84,8 @@ def build_drivers(
             raise DriverConfigError(f"acquisition.replay_file: {exc}") from None
         return [driver]
     if source == "mqtt":
-        from drivers.mqtt_source import MqttSourceDriver
-        from drivers.topic_map import TopicMap, TopicMapError
+        from bptwin.drivers.mqtt_source import MqttSourceDriver
+        from bptwin.drivers.topic_map import TopicMap, TopicMapError
 
         if bus is None or not bus_is_mqtt:
             raise DriverConfigError(

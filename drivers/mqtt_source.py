@@ -1,6 +1,6 @@
 """Driver for sensors that publish over MQTT: subscribes on a Bus and emits mapped readings.
 
-The :class:`~drivers.topic_map.TopicMap` says which topics to read and how; bptwin's own
+The :class:`~bptwin.drivers.topic_map.TopicMap` says which topics to read and how; bptwin's own
 contract (``docs/mqtt.md``) is the default. A payload that cannot be read is counted under its
 reason (``malformed``, ``wrong_type``, ``timestamp``, ``too_large``, ``unmapped``,
 ``missing_field``) and logged at a rate limit; it never stops the source.
@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from drivers.base import Driver, DriverStats, ReadingSink
-from drivers.topic_map import PayloadError, TopicMap
+from bptwin.drivers.base import Driver, DriverStats, ReadingSink
+from bptwin.drivers.topic_map import PayloadError, TopicMap
 
 if TYPE_CHECKING:
-    from database.bus import Bus, Subscription
+    from bptwin.database.bus import Bus, Subscription
 
 
 class MqttSourceDriver(Driver):

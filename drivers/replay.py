@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from database.channels import CHANNELS_BY_NAME
-from database.reading import Quality, Reading
-from drivers.base import Driver, ReadingSink
+from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.database.reading import Quality, Reading
+from bptwin.drivers.base import Driver, ReadingSink
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,7 +92,7 @@ class RecordedBatch:
         cls, directory: str | Path, number: int, *, reactor: str | None = None, verify: bool = True
     ) -> RecordedBatch:
         """Batch ``number`` of a bptwin dataset folder (``manifest.json``, twin/dataset.py)."""
-        from twin.dataset import DatasetError, read_batch, read_manifest
+        from bptwin.twin.dataset import DatasetError, read_batch, read_manifest
 
         try:
             record = read_batch(directory, read_manifest(directory).batch(number), verify=verify)

@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 import serial
 
-from database.channels import channel
-from database.reading import Quality, Reading
-from drivers.base import Driver, ReadingSink
-from drivers.serial_protocol import (
+from bptwin.database.channels import channel
+from bptwin.database.reading import Quality, Reading
+from bptwin.drivers.base import Driver, ReadingSink
+from bptwin.drivers.serial_protocol import (
     MAX_LINE_BYTES,
     SEQ_MODULUS,
     FlowSentence,

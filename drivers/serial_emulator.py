@@ -3,7 +3,7 @@
 The driver opens :attr:`PtyAnalyser.port` exactly as it would open ``/dev/ttyUSB0``. Used by the
 tests (exact lines, garbled lines, a port that vanishes) and for demos::
 
-    python -m drivers.serial_emulator --link /tmp/bptwin-analyser --speed 60
+    python -m bptwin.drivers.serial_emulator --link /tmp/bptwin-analyser --speed 60
 
 then point ``[drivers.serial] port`` at ``/tmp/bptwin-analyser``.
 """
@@ -22,7 +22,7 @@ import tty
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from drivers.serial_protocol import (
+from bptwin.drivers.serial_protocol import (
     CO2_RANGE,
     FLOW_RANGE,
     O2_RANGE,
@@ -175,7 +175,7 @@ def _garble(line: bytes, rng: random.Random) -> bytes:
 
 def simulator_values(seed: int = 0, config: object | None = None) -> Iterator[AnalyserValues]:
     """Off-gas values of a simulated batch, one per simulated second (needs twin.simulator)."""
-    from drivers.simulated import simulator_channel_values
+    from bptwin.drivers.simulated import simulator_channel_values
 
     for values in simulator_channel_values(seed=seed, config=config):
         o2, co2 = values.get("offgas_o2"), values.get("offgas_co2")

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from database.reading import Quality
+from bptwin.database.reading import Quality
 
 MAX_LINE_BYTES = 82  # NMEA 0183's limit, including "$" and "\r\n"
 SEQ_MODULUS = 65536

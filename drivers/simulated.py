@@ -1,6 +1,6 @@
 """The simulated reactor as a sensor source, in real time or accelerated.
 
-Steps :class:`twin.simulator.ReactorSimulator` once per simulated second and emits every
+Steps :class:`bptwin.twin.simulator.ReactorSimulator` once per simulated second and emits every
 channel the simulator reports for that second (``vessel_weight`` every 10 s, as the real
 balance). Timestamps are the simulator's, anchored at ``start_time`` (default: the wall clock
 when :meth:`run` starts), so with ``speed`` > 1 they run ahead of the wall clock: one
@@ -20,15 +20,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from drivers.base import Driver, ReadingSink
+from bptwin.drivers.base import Driver, ReadingSink
 
 # Accelerated timestamps run ahead of the wall clock; the bus refuses readings more than
 # 24 h ahead (database/reading.py MAX_FUTURE_S), so keep an hour of margin.
 MAX_LEAD_S = 23 * 3600.0
 
 if TYPE_CHECKING:
-    from twin.sim_config import SimulationConfig
-    from twin.simulator import OfflineSample, ReactorSimulator, SimStep
+    from bptwin.twin.sim_config import SimulationConfig
+    from bptwin.twin.simulator import OfflineSample, ReactorSimulator, SimStep
 
 
 class SimulatedReactorDriver(Driver):
@@ -64,7 +64,7 @@ class SimulatedReactorDriver(Driver):
         self.finished = False
 
     def run(self, stop: threading.Event) -> None:
-        from twin.simulator import ReactorSimulator
+        from bptwin.twin.simulator import ReactorSimulator
 
         start = self.start_time if self.start_time is not None else self.default_start()
         simulator = ReactorSimulator(self.config, self.seed, start_timestamp=start)
@@ -92,7 +92,7 @@ class SimulatedReactorDriver(Driver):
     def default_start(self, now: float | None = None) -> float:
         """The wall clock now, moved back just enough that no timestamp runs more than
         MAX_LEAD_S ahead of the wall clock (the bus refuses readings over a day ahead)."""
-        from twin.sim_config import SimulationConfig
+        from bptwin.twin.sim_config import SimulationConfig
 
         now = time.time() if now is None else now
         duration_s = self.duration_s or (self.config or SimulationConfig()).max_hours * 3600
@@ -122,7 +122,7 @@ def simulator_channel_values(
     seed: int = 0, config: SimulationConfig | None = None, start_time: float | None = None
 ) -> Iterator[dict[str, float]]:
     """Channel values of a simulated batch, one dict per simulated second, until it ends."""
-    from twin.simulator import ReactorSimulator
+    from bptwin.twin.simulator import ReactorSimulator
 
     simulator = ReactorSimulator(config, seed, start_timestamp=start_time)
     while simulator.step_index < simulator.n_steps:

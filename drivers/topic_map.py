@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from database.channels import CHANNELS_BY_NAME, is_physical
-from database.reading import (
+from bptwin.database.channels import CHANNELS_BY_NAME, is_physical
+from bptwin.database.reading import (
     Quality,
     Reading,
     ReadingError,

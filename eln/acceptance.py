@@ -14,7 +14,7 @@ its evidence in plain words. The verdict is "fail" if any criterion fails, else 
 if any is undecided, else "pass".
 
 Sensor dropout comes from the time-series store, which the notebook does not reach: the
-caller computes it (``twin.dropout.sensor_dropout_pct``) and passes it in. The rules here are
+caller computes it (``bptwin.twin.dropout.sensor_dropout_pct``) and passes it in. The rules here are
 pure functions of notebook records, so they can be checked on hand-made batches.
 """
 
@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import select
 
-from eln.columns import utc_now
-from eln.models import (
+from bptwin.eln.columns import utc_now
+from bptwin.eln.models import (
     Batch,
     BatchClosure,
     BatchStatus,
@@ -39,12 +39,12 @@ from eln.models import (
     Inoculum,
     Sample,
 )
-from eln.schedule import SlotStatus, sample_schedule
+from bptwin.eln.schedule import SlotStatus, sample_schedule
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from eln.services import NotebookService
+    from bptwin.eln.services import NotebookService
 
 VERDICT_PASS = "pass"
 VERDICT_FAIL = "fail"
@@ -653,10 +653,10 @@ def evaluate_acceptance(
     depletion_time_h: float | None = None,
     limits: AcceptanceLimits = DEFAULT_LIMITS,
 ) -> AcceptanceEvaluation:
-    """Evaluate batch ``batch_number`` from the notebook (an ``eln.services.NotebookService``).
+    """Evaluate batch ``batch_number`` from the notebook (a ``NotebookService``).
 
     ``sensor_dropout_pct``: channel -> % of expected readings missing over the batch (from
-    ``twin.dropout.sensor_dropout_pct``); None leaves that part undecided.
+    ``bptwin.twin.dropout.sensor_dropout_pct``); None leaves that part undecided.
     ``depletion_time_h``: depletion detected in the data, hours after inoculation; None uses
     the closure record's. Raises NotebookNotFoundError for an unknown batch.
     """

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 
 from sqlmodel import col, select
 
-from eln import validation as check
-from eln.acceptance import (
+from bptwin.eln import validation as check
+from bptwin.eln.acceptance import (
     DEFAULT_LIMITS,
     VERDICT_FAIL,
     VERDICT_INCOMPLETE,
@@ -27,9 +27,9 @@ from eln.acceptance import (
     evaluate_records,
     load_batch_records,
 )
-from eln.errors import NotebookPermissionError, NotebookValidationError
-from eln.models import AcceptanceDecision, Batch, BatchAcceptance, BatchStatus, OperatorRole
-from eln.services import NotebookService
+from bptwin.eln.errors import NotebookPermissionError, NotebookValidationError
+from bptwin.eln.models import AcceptanceDecision, Batch, BatchAcceptance, BatchStatus, OperatorRole
+from bptwin.eln.services import NotebookService
 
 MAX_REASON = 2000
 

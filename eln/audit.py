@@ -32,9 +32,9 @@ from sqlalchemy import event, insert, inspect, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, UOWTransaction
 
-from eln.columns import as_utc, utc_now
-from eln.errors import AuditActorMissingError, AuditImmutableError
-from eln.models import AuditedTable, AuditEntry, AuditHead, NotebookBase
+from bptwin.eln.columns import as_utc, utc_now
+from bptwin.eln.errors import AuditActorMissingError, AuditImmutableError
+from bptwin.eln.models import AuditedTable, AuditEntry, AuditHead, NotebookBase
 
 GENESIS_HASH = "0" * 64
 HEAD_ID = 1

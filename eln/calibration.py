@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
 
-from eln.errors import NotebookValidationError
+from bptwin.eln.errors import NotebookValidationError
 
 
 class CalibrationKind(str, Enum):

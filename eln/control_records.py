@@ -2,7 +2,7 @@
 
 ``ControlAction`` lives on the notebook's metadata (eln.models imports this module, so the table
 is always registered with the others) and is audited like every notebook table. Written only
-through ``eln.control_service``; created by migration 0002.
+through ``bptwin.eln.control_service``; created by migration 0002.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from enum import Enum
 from sqlalchemy import Boolean, Float, Integer, String
 from sqlmodel import Field
 
-from eln import models
-from eln.columns import EnumString, UTCDateTime, utc_now
-from eln.models import LABEL_LENGTH, NAME_LENGTH, AuditedTable
+from bptwin.eln import models
+from bptwin.eln.columns import EnumString, UTCDateTime, utc_now
+from bptwin.eln.models import LABEL_LENGTH, NAME_LENGTH, AuditedTable
 
 
 class ControlActionKind(str, Enum):

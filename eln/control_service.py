@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from database.relational import session_scope
-from eln import validation as check
-from eln.control_records import ControlAction, ControlActionKind
-from eln.errors import NotebookPermissionError, NotebookValidationError
-from eln.models import OperatorRole
-from eln.services import SYSTEM_ACTOR, NotebookService
+from bptwin.database.relational import session_scope
+from bptwin.eln import validation as check
+from bptwin.eln.control_records import ControlAction, ControlActionKind
+from bptwin.eln.errors import NotebookPermissionError, NotebookValidationError
+from bptwin.eln.models import OperatorRole
+from bptwin.eln.services import SYSTEM_ACTOR, NotebookService
 
 MAX_REASON = 2000
 MAX_CONFIRMATION_MINUTES = 24 * 60.0
@@ -145,7 +145,7 @@ def record_authorisation(
     """A supervisor confirms closed-loop control for ``minutes``; name, PIN and role checked.
 
     Returns the row; ``occurred_at`` and ``valid_until`` are the authorisation's window
-    (``twin.actuation.ControlAuthorisation(supervisor, reactor, start, end)``).
+    (``bptwin.twin.actuation.ControlAuthorisation(supervisor, reactor, start, end)``).
     """
     reactor = check.identifier("reactor", reactor, required=True)
     minutes = float(

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, Boolean, Float, Index, Integer, MetaData, String, Text
 from sqlmodel import Field, SQLModel
 
-from eln.columns import EnumString, UTCDateTime, utc_now
+from bptwin.eln.columns import EnumString, UTCDateTime, utc_now
 
 # Named constraints, so migrations and this metadata name them identically on every database.
 NAMING_CONVENTION = {
@@ -407,7 +407,7 @@ AUDITED_TABLES: tuple[type[AuditedTable], ...] = (
 )
 
 # Importing the models switches the audit trail on for every session.
-import eln.audit  # noqa: E402, F401
+import bptwin.eln.audit  # noqa: E402, F401
 
 # Tables kept in their own modules register on this metadata (and in AUDITED_TABLES) here.
-from eln import control_records as _control_records  # noqa: E402, F401
+from bptwin.eln import control_records as _control_records  # noqa: E402, F401

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
-from eln.errors import NotebookValidationError
-from eln.schedule import SampleSlot, SlotStatus
+from bptwin.eln.errors import NotebookValidationError
+from bptwin.eln.schedule import SampleSlot, SlotStatus
 
 _CLOCK_TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
 

@@ -18,24 +18,24 @@ from sqlalchemy import exc, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from database.channels import CHANNELS_BY_NAME
-from database.relational import is_unavailable, make_engine, session_scope, unavailable_error
-from eln import validation as check
-from eln.audit import find_chain_break
-from eln.calibration import (
+from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.database.relational import is_unavailable, make_engine, session_scope, unavailable_error
+from bptwin.eln import validation as check
+from bptwin.eln.audit import find_chain_break
+from bptwin.eln.calibration import (
     CalibrationPolicy,
     ValidityPeriod,
     blocking_problem,
     period_at,
     validity_periods,
 )
-from eln.columns import utc_now
-from eln.errors import (
+from bptwin.eln.columns import utc_now
+from bptwin.eln.errors import (
     NotebookNotFoundError,
     NotebookPermissionError,
     NotebookValidationError,
 )
-from eln.models import (
+from bptwin.eln.models import (
     AlarmEvent,
     AuditEntry,
     Batch,
@@ -53,8 +53,8 @@ from eln.models import (
     ProcessChange,
     Sample,
 )
-from eln.pins import hash_pin, pin_matches
-from eln.schedule import SOP_TIMEPOINTS_H, SampleSlot, sample_schedule
+from bptwin.eln.pins import hash_pin, pin_matches
+from bptwin.eln.schedule import SOP_TIMEPOINTS_H, SampleSlot, sample_schedule
 
 # Written as the actor of records the software makes on its own (alarm engine transitions).
 SYSTEM_ACTOR = "system"

@@ -1,6 +1,6 @@
 """Store-and-forward for the notebook: writes made while the database is away are queued on disk.
 
-:class:`SpooledNotebook` wraps a :class:`~eln.services.NotebookService`. The writes listed in
+:class:`SpooledNotebook` wraps a :class:`~bptwin.eln.services.NotebookService`. The writes listed in
 :data:`SPOOLED_WRITES` (alarm events, samples, notes, deviations, calibrations, media) go
 straight to the database while it answers. When it does not (``DatabaseUnavailableError``),
 the call is written to a local durable queue (database/spool.py: it survives SIGKILL) with
@@ -42,12 +42,12 @@ from sqlalchemy import create_engine, event, exc, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, UOWTransaction
 
-from database.relational import DatabaseUnavailableError, check_connection, is_unavailable
-from database.spool import Spool, SpoolError, SpoolItem
-from eln.columns import utc_now
-from eln.errors import NotebookError, NotebookValidationError
-from eln.models import AuditedTable, NotebookWriteKey
-from eln.services import NotebookService
+from bptwin.database.relational import DatabaseUnavailableError, check_connection, is_unavailable
+from bptwin.database.spool import Spool, SpoolError, SpoolItem
+from bptwin.eln.columns import utc_now
+from bptwin.eln.errors import NotebookError, NotebookValidationError
+from bptwin.eln.models import AuditedTable, NotebookWriteKey
+from bptwin.eln.services import NotebookService
 
 log = logging.getLogger(__name__)
 

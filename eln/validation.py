@@ -12,8 +12,8 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from eln.columns import utc_now
-from eln.errors import NotebookValidationError
+from bptwin.eln.columns import utc_now
+from bptwin.eln.errors import NotebookValidationError
 
 # Codes, lots, vessels and reactor ids: letters, digits and a few separators, nothing else.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/#:+()-]*$")

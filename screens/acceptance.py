@@ -18,9 +18,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from eln.acceptance import AcceptanceEvaluation
-from eln.errors import NotebookValidationError
-from screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
+from bptwin.eln.acceptance import AcceptanceEvaluation
+from bptwin.eln.errors import NotebookValidationError
+from bptwin.screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
 
 Decide = Callable[[str, str, str, str], Any]  # supervisor, PIN, "accept"|"reject", reason
 

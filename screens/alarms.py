@@ -22,16 +22,16 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from database.channels import CHANNELS_BY_NAME
-from eln import deviation_guide
-from eln.errors import NotebookError
-from eln.services import NotebookService
-from screens.deviations import FORM_CSS, DeviationFormScreen
-from screens.entry_widgets import LabelledField
-from screens.messages import LiveUpdate
-from twin.alarm_rules import PRIORITY_RANK, Priority
-from twin.alarms import AlarmState, AlarmView
-from twin.live import LiveSnapshot
+from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.eln import deviation_guide
+from bptwin.eln.errors import NotebookError
+from bptwin.eln.services import NotebookService
+from bptwin.screens.deviations import FORM_CSS, DeviationFormScreen
+from bptwin.screens.entry_widgets import LabelledField
+from bptwin.screens.messages import LiveUpdate
+from bptwin.twin.alarm_rules import PRIORITY_RANK, Priority
+from bptwin.twin.alarms import AlarmState, AlarmView
+from bptwin.twin.live import LiveSnapshot
 
 DEFAULT_SHELVE_MIN = 60.0
 MAX_SHELVE_MIN = 24 * 60.0

@@ -21,13 +21,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from eln import sample_math
-from eln.calibration import ValidityPeriod
-from eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
-from eln.models import Batch, BatchStatus, Inoculum
-from eln.services import INOCULUM_OD600_RANGE, NotebookService
-from screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
-from twin.live import LiveSnapshot
+from bptwin.eln import sample_math
+from bptwin.eln.calibration import ValidityPeriod
+from bptwin.eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
+from bptwin.eln.models import Batch, BatchStatus, Inoculum
+from bptwin.eln.services import INOCULUM_OD600_RANGE, NotebookService
+from bptwin.screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
+from bptwin.twin.live import LiveSnapshot
 
 BATCH_FIELDS = ("number", "phase", "strain", "medium-lot", "vessel", "responsible")
 
@@ -469,7 +469,7 @@ class BatchSetupScreen(EntryFormMixin, Screen[None]):
         return False
 
     def action_calibrations(self) -> None:
-        from screens.calibration import CalibrationMenuScreen
+        from bptwin.screens.calibration import CalibrationMenuScreen
 
         self.app.push_screen(
             CalibrationMenuScreen(

@@ -23,14 +23,14 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from database.reading import Quality, Reading
-from eln import calibration as cal
-from eln import validation as check
-from eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
-from eln.models import CalibrationRecord
-from eln.services import NotebookService
-from screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField, field_for
-from twin.live import LiveSnapshot
+from bptwin.database.reading import Quality, Reading
+from bptwin.eln import calibration as cal
+from bptwin.eln import validation as check
+from bptwin.eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
+from bptwin.eln.models import CalibrationRecord
+from bptwin.eln.services import NotebookService
+from bptwin.screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField, field_for
+from bptwin.twin.live import LiveSnapshot
 
 # Channels that give the buffer temperature for the pH wizard, best first.
 PH_TEMPERATURE_CHANNELS = ("temp_ph_probe", "temp_broth")

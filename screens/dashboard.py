@@ -23,8 +23,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
-from database.channels import CHANNELS, CHANNELS_BY_NAME
-from screens.trends import (
+from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
+from bptwin.screens.trends import (
     GROUP_NAMES,
     MAX_PLOTS,
     PLOT_GROUPS,
@@ -36,8 +36,8 @@ from screens.trends import (
     trace_points,
     visible_pages,
 )
-from twin.history import WINDOW_NAMES, History, HistoryWindow
-from twin.live import LiveSnapshot
+from bptwin.twin.history import WINDOW_NAMES, History, HistoryWindow
+from bptwin.twin.live import LiveSnapshot
 
 STALE_AFTER_S = 10.0
 REDRAW_S = 1.0  # plots redraw at most this often
@@ -139,13 +139,13 @@ class DashboardScreen(Screen[None]):
         self._import_alarm_banner()
 
     class _AlarmBannerImported(Message):
-        """screens.alarms is imported: the banner can be mounted without waiting."""
+        """bptwin.screens.alarms is imported: the banner can be mounted without waiting."""
 
     @work(thread=True, group="dashboard-imports", exit_on_error=False)
     def _import_alarm_banner(self) -> None:
         # The banner's module pulls in the notebook (SQLModel, SQLAlchemy: about a second of
         # imports): import it beside the first frame, not before it or on the UI thread.
-        import screens.alarms  # noqa: F401
+        import bptwin.screens.alarms  # noqa: F401
 
         self.post_message(self._AlarmBannerImported())
 
@@ -153,7 +153,7 @@ class DashboardScreen(Screen[None]):
         self._mount_alarm_banner()
 
     def _mount_alarm_banner(self) -> None:
-        from screens.alarms import AlarmBanner
+        from bptwin.screens.alarms import AlarmBanner
 
         if not self.is_attached:
             return  # the app is closing: nothing to show the banner on

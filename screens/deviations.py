@@ -19,11 +19,11 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from eln import deviation_guide, sample_math
-from eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
-from eln.models import Deviation
-from eln.services import NotebookService
-from screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
+from bptwin.eln import deviation_guide, sample_math
+from bptwin.eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
+from bptwin.eln.models import Deviation
+from bptwin.eln.services import NotebookService
+from bptwin.screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
 
 FORM_CSS = (
     ENTRY_CSS

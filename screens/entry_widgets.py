@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Static
 
 if TYPE_CHECKING:
-    from eln.errors import NotebookValidationError
+    from bptwin.eln.errors import NotebookValidationError
 
 ENTRY_CSS = """
 LabelledField { height: auto; }

@@ -13,10 +13,10 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from eln.errors import NotebookError
-from eln.models import OperatorRole
-from eln.services import NotebookService
-from screens.entry_widgets import ENTRY_CSS, LabelledField
+from bptwin.eln.errors import NotebookError
+from bptwin.eln.models import OperatorRole
+from bptwin.eln.services import NotebookService
+from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
 
 
 class LoginScreen(ModalScreen[str]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from twin.live import LiveSnapshot
+from bptwin.twin.live import LiveSnapshot
 
 
 class LiveUpdate(Message):

@@ -11,9 +11,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from eln.errors import NotebookError, NotebookValidationError
-from eln.models import Note
-from eln.services import NotebookService
+from bptwin.eln.errors import NotebookError, NotebookValidationError
+from bptwin.eln.models import Note
+from bptwin.eln.services import NotebookService
 
 
 class NotesScreen(Screen[None]):

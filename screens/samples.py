@@ -19,15 +19,15 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from eln import sample_math
-from eln.errors import NotebookError, NotebookValidationError
-from eln.models import Sample
-from eln.schedule import SampleSlot, SlotStatus
-from eln.services import NotebookService
-from screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
-from screens.messages import LiveUpdate
-from twin.live import LiveSnapshot
-from twin.predictor import Prediction
+from bptwin.eln import sample_math
+from bptwin.eln.errors import NotebookError, NotebookValidationError
+from bptwin.eln.models import Sample
+from bptwin.eln.schedule import SampleSlot, SlotStatus
+from bptwin.eln.services import NotebookService
+from bptwin.screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
+from bptwin.screens.messages import LiveUpdate
+from bptwin.twin.live import LiveSnapshot
+from bptwin.twin.predictor import Prediction
 
 SCHEDULE_REFRESH_S = 30.0
 

@@ -25,10 +25,10 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
-from database.channels import CHANNELS_BY_NAME
+from bptwin.database.channels import CHANNELS_BY_NAME
 
 if TYPE_CHECKING:
-    from twin.history import Band, History, HistoryWindow
+    from bptwin.twin.history import Band, History, HistoryWindow
 
 log = logging.getLogger(__name__)
 

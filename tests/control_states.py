@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from twin.features import MODEL_CHANNELS, ProcessState
+from bptwin.twin.features import MODEL_CHANNELS, ProcessState
 
 T0 = 1_790_000_000.0
 WINDOW_S = 30.0

@@ -12,14 +12,14 @@ from types import MappingProxyType
 
 import numpy as np
 
-from database.channels import CHANNELS
-from database.reading import Quality, Reading
+from bptwin.database.channels import CHANNELS
+from bptwin.database.reading import Quality, Reading
+from bptwin.twin.alarms import AlarmState, AlarmView, Priority
+from bptwin.twin.forecast import Forecast
+from bptwin.twin.history import History
+from bptwin.twin.live import LinkState, LiveSnapshot
+from bptwin.twin.predictor import Prediction
 from tests.control_states import make_state
-from twin.alarms import AlarmState, AlarmView, Priority
-from twin.forecast import Forecast
-from twin.history import History
-from twin.live import LinkState, LiveSnapshot
-from twin.predictor import Prediction
 
 T0 = 1_790_000_000.0  # inoculation
 DEPLETION_H = 20.0

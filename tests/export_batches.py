@@ -7,10 +7,10 @@ from __future__ import annotations
 import functools
 from datetime import datetime, timedelta, timezone
 
-from bptwin_tui.export.simulated import RecordedBatch, ensure_people, record_simulated_batch
-from database.timeseries.base import TimeSeriesStore
-from eln.services import NotebookService
-from twin.dataset import BatchRecord
+from bptwin.database.timeseries.base import TimeSeriesStore
+from bptwin.eln.services import NotebookService
+from bptwin.tui.export.simulated import RecordedBatch, ensure_people, record_simulated_batch
+from bptwin.twin.dataset import BatchRecord
 
 BATCH = 16
 HOURS = 0.75
@@ -23,15 +23,15 @@ NOTE_TEXT = "Foam at 20 min, 0.2 mL antifoam added"
 @functools.lru_cache(maxsize=1)
 def simulated_batch() -> BatchRecord:
     """Campaign batch 16 (hold-out, nominal), cut at 45 min; simulated once per session."""
-    from twin.campaign import simulate_campaign_batch
+    from bptwin.twin.campaign import simulate_campaign_batch
 
     return simulate_campaign_batch(BATCH, SEED, hours=HOURS)
 
 
 @functools.lru_cache(maxsize=1)
 def predictor() -> object:
-    from twin.predictor import Predictor
-    from twin.registry import load_model
+    from bptwin.twin.predictor import Predictor
+    from bptwin.twin.registry import load_model
 
     return Predictor(load_model())
 

@@ -11,10 +11,10 @@ from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
-from database.relational import make_engine
-from eln.models import OperatorRole
-from eln.services import NotebookService
-from screens.entry_widgets import LabelledField
+from bptwin.database.relational import make_engine
+from bptwin.eln.models import OperatorRole
+from bptwin.eln.services import NotebookService
+from bptwin.screens.entry_widgets import LabelledField
 
 INOCULATED_AT = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 # 4 h 5 min into the batch: the 0 h and 2 h samples are missed, the 4 h one is due.

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy.engine import Engine
 
-from database.relational import make_engine
-from eln.acceptance import (
+from bptwin.database.relational import make_engine
+from bptwin.eln.acceptance import (
     VERDICT_FAIL,
     VERDICT_INCOMPLETE,
     VERDICT_PASS,
@@ -22,15 +22,19 @@ from eln.acceptance import (
     fit_line,
     line_outliers,
 )
-from eln.acceptance_service import (
+from bptwin.eln.acceptance_service import (
     accepted_batch_numbers,
     decisions_in_force,
     latest_decision,
     list_decisions,
     record_acceptance_decision,
 )
-from eln.errors import NotebookNotFoundError, NotebookPermissionError, NotebookValidationError
-from eln.models import (
+from bptwin.eln.errors import (
+    NotebookNotFoundError,
+    NotebookPermissionError,
+    NotebookValidationError,
+)
+from bptwin.eln.models import (
     AcceptanceDecision,
     Batch,
     BatchClosure,
@@ -42,7 +46,7 @@ from eln.models import (
     OperatorRole,
     Sample,
 )
-from eln.services import MANDATORY_CALIBRATIONS, NotebookService
+from bptwin.eln.services import MANDATORY_CALIBRATIONS, NotebookService
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 HOURS = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0)
@@ -265,7 +269,7 @@ class Clock:
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 @pytest.fixture

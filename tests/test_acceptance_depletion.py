@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from database.reading import Reading
-from database.timeseries.embedded import EmbeddedStore
-from twin.stored_depletion import detect_depletion
+from bptwin.database.reading import Reading
+from bptwin.database.timeseries.embedded import EmbeddedStore
+from bptwin.twin.stored_depletion import detect_depletion
 
 START = 1_772_438_400.0
 RISE_AT = 7200  # s after inoculation the DO starts to climb: 30 % -> 90 % in 10 min

@@ -14,23 +14,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bptwin_tui.cli import main
-from bptwin_tui.export.acceptance_flow import TRAINING_SET_FAILED, decide_batch, evaluate_batch
-from bptwin_tui.export.acceptance_registry import (
+from bptwin.database.reading import Reading
+from bptwin.database.relational import make_engine
+from bptwin.database.timeseries.embedded import EmbeddedStore
+from bptwin.eln.acceptance_service import latest_decision
+from bptwin.eln.models import BatchAcceptance, OperatorRole
+from bptwin.eln.services import MANDATORY_CALIBRATIONS, NotebookService
+from bptwin.tui.cli import main
+from bptwin.tui.export.acceptance_flow import TRAINING_SET_FAILED, decide_batch, evaluate_batch
+from bptwin.tui.export.acceptance_registry import (
     REGISTER_NAME,
     TRAINING_SET_DIRNAME,
     add_batch,
     registered,
     remove_batch,
 )
-from database.reading import Reading
-from database.relational import make_engine
-from database.timeseries.embedded import EmbeddedStore
-from eln.acceptance_service import latest_decision
-from eln.models import BatchAcceptance, OperatorRole
-from eln.services import MANDATORY_CALIBRATIONS, NotebookService
-from twin.dataset import BatchRecord, empty_samples, read_dataset, read_manifest
-from twin.labels import BATCH_COLUMN, LABEL_COLUMN, dataset_table
+from bptwin.twin.dataset import BatchRecord, empty_samples, read_dataset, read_manifest
+from bptwin.twin.labels import BATCH_COLUMN, LABEL_COLUMN, dataset_table
 
 T0 = datetime(2026, 2, 2, 8, 0, tzinfo=timezone.utc)
 SOP_HOURS = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0)
@@ -120,7 +120,7 @@ def store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 def test_accepted_batch_enters_the_training_set_and_a_rejection_takes_it_out(

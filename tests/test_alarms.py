@@ -10,8 +10,8 @@ from dataclasses import fields, replace
 import numpy as np
 import pytest
 
-from database.reading import Quality, Reading
-from twin.alarm_rules import (
+from bptwin.database.reading import Quality, Reading
+from bptwin.twin.alarm_rules import (
     DEFAULT_RULES,
     EventRule,
     FrozenRule,
@@ -23,7 +23,7 @@ from twin.alarm_rules import (
     RateOfChangeRule,
     StaleRule,
 )
-from twin.alarms import (
+from bptwin.twin.alarms import (
     AlarmActionError,
     AlarmBoard,
     AlarmEngine,
@@ -32,8 +32,8 @@ from twin.alarms import (
     AlarmTransition,
     transition_payload,
 )
-from twin.cleaning import CleaningEvent
-from twin.features import DEPLETION_CONFIRMED, DEPLETION_NONE, ProcessState
+from bptwin.twin.cleaning import CleaningEvent
+from bptwin.twin.features import DEPLETION_CONFIRMED, DEPLETION_NONE, ProcessState
 
 T0 = 1_790_000_000.0  # 2026-09-21, on a whole second so ISO payloads round-trip exactly
 S = AlarmState

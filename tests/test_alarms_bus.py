@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from database.bus import Bus, LocalBus, MqttBus
-from database.reading import Reading
-from twin.alarm_rules import DEFAULT_RULES
-from twin.alarms import (
+from bptwin.database.bus import Bus, LocalBus, MqttBus
+from bptwin.database.reading import Reading
+from bptwin.twin.alarm_rules import DEFAULT_RULES
+from bptwin.twin.alarms import (
     AlarmBoard,
     AlarmEngine,
     AlarmPayloadError,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from twin.alarm_rules import (
+from bptwin.twin.alarm_rules import (
     DEFAULT_CONFIG,
     DEFAULT_RULES,
     AlarmConfigError,

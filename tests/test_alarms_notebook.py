@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import Engine
 
-from database.reading import Reading
-from database.relational import make_engine
-from eln.models import OperatorRole
-from eln.services import NotebookService
-from twin.alarm_rules import DEFAULT_RULES
-from twin.alarms import AlarmEngine, AlarmState, transitions_from_events
+from bptwin.database.reading import Reading
+from bptwin.database.relational import make_engine
+from bptwin.eln.models import OperatorRole
+from bptwin.eln.services import NotebookService
+from bptwin.twin.alarm_rules import DEFAULT_RULES
+from bptwin.twin.alarms import AlarmEngine, AlarmState, transitions_from_events
 
 T0 = 1_790_000_000.0
 
@@ -20,7 +20,7 @@ T0 = 1_790_000_000.0
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Real scrypt, lower cost: the production cost only slows the suite down."""
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 @pytest.fixture

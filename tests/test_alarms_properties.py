@@ -9,8 +9,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from database.reading import Quality, Reading
-from twin.alarm_rules import (
+from bptwin.database.reading import Quality, Reading
+from bptwin.twin.alarm_rules import (
     DEFAULT_RULES,
     EventRule,
     FrozenRule,
@@ -22,7 +22,7 @@ from twin.alarm_rules import (
     RateOfChangeRule,
     StaleRule,
 )
-from twin.alarms import (
+from bptwin.twin.alarms import (
     ALLOWED_TRANSITIONS,
     AlarmActionError,
     AlarmBoard,

@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from database.reading import Quality, Reading
-from twin.alarm_rules import DEFAULT_RULES, FrozenRule, LimitRule, StaleRule
-from twin.alarms import AlarmEngine, AlarmState
-from twin.features import states_from_frame
-from twin.simulator import simulate_batch
+from bptwin.database.reading import Quality, Reading
+from bptwin.twin.alarm_rules import DEFAULT_RULES, FrozenRule, LimitRule, StaleRule
+from bptwin.twin.alarms import AlarmEngine, AlarmState
+from bptwin.twin.features import states_from_frame
+from bptwin.twin.simulator import simulate_batch
 
 T0 = 1_790_000_000.0
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Footer, Header, Static
 
-from bptwin_tui.app import BptwinApp
-from bptwin_tui.settings import Settings
-from screens.dashboard import DashboardScreen
+from bptwin.screens.dashboard import DashboardScreen
+from bptwin.tui.app import BptwinApp
+from bptwin.tui.settings import Settings
 
 
 def embedded_settings(data_dir: Path, source: str = "none", speed: float = 0.0) -> Settings:

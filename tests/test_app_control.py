@@ -6,12 +6,12 @@ from pathlib import Path
 
 from textual.widgets import Input
 
-from bptwin_tui.app import BptwinApp
-from bptwin_tui.settings import Settings
-from database.migrate import upgrade
-from eln.control_service import list_control_actions
-from eln.services import NotebookService
-from screens.control import ConfirmControlScreen
+from bptwin.database.migrate import upgrade
+from bptwin.eln.control_service import list_control_actions
+from bptwin.eln.services import NotebookService
+from bptwin.screens.control import ConfirmControlScreen
+from bptwin.tui.app import BptwinApp
+from bptwin.tui.settings import Settings
 
 
 def closed_loop_settings(data_dir: Path) -> Settings:

@@ -10,18 +10,18 @@ from pathlib import Path
 
 from textual.widgets import Input
 
-from bptwin_tui.app import DESTINATIONS, BptwinApp
-from bptwin_tui.settings import Settings
-from database.migrate import upgrade
-from eln.models import OperatorRole
-from eln.services import NotebookService
-from screens.alarms import AlarmScreen
-from screens.batch import BatchSelected, BatchSetupScreen
-from screens.calibration import CalibrationMenuScreen
-from screens.dashboard import DashboardScreen
-from screens.login import LoginScreen
-from screens.notes import NotesScreen
-from screens.samples import SampleEntryScreen, SampleSaved
+from bptwin.database.migrate import upgrade
+from bptwin.eln.models import OperatorRole
+from bptwin.eln.services import NotebookService
+from bptwin.screens.alarms import AlarmScreen
+from bptwin.screens.batch import BatchSelected, BatchSetupScreen
+from bptwin.screens.calibration import CalibrationMenuScreen
+from bptwin.screens.dashboard import DashboardScreen
+from bptwin.screens.login import LoginScreen
+from bptwin.screens.notes import NotesScreen
+from bptwin.screens.samples import SampleEntryScreen, SampleSaved
+from bptwin.tui.app import DESTINATIONS, BptwinApp
+from bptwin.tui.settings import Settings
 
 
 def shell_settings(data_dir: Path) -> Settings:
@@ -223,7 +223,7 @@ async def test_batch_and_calibration_screens_open_without_a_batch_and_set_it(
 async def test_export_from_the_app_runs_in_a_worker_and_writes_the_report(
     tmp_path: Path,
 ) -> None:
-    from screens.export import ExportScreen
+    from bptwin.screens.export import ExportScreen
 
     app, _ = app_with_batch(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -243,8 +243,8 @@ async def test_export_from_the_app_runs_in_a_worker_and_writes_the_report(
 async def test_acceptance_screen_shows_the_criteria_and_records_a_supervisors_decision(
     tmp_path: Path,
 ) -> None:
-    from eln.acceptance_service import latest_decision
-    from screens.acceptance import AcceptanceScreen
+    from bptwin.eln.acceptance_service import latest_decision
+    from bptwin.screens.acceptance import AcceptanceScreen
 
     app, notebook = app_with_batch(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:

@@ -11,10 +11,10 @@ from sqlalchemy import exc, select, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from database.relational import make_engine, session_scope
-from eln.audit import GENESIS_HASH, entries_for, entry_hash, find_chain_break, verify_chain
-from eln.errors import AuditActorMissingError, AuditImmutableError
-from eln.models import AuditEntry, AuditHead, Batch, CampaignPhase, Note, Operator
+from bptwin.database.relational import make_engine, session_scope
+from bptwin.eln.audit import GENESIS_HASH, entries_for, entry_hash, find_chain_break, verify_chain
+from bptwin.eln.errors import AuditActorMissingError, AuditImmutableError
+from bptwin.eln.models import AuditEntry, AuditHead, Batch, CampaignPhase, Note, Operator
 
 
 @pytest.fixture
@@ -280,8 +280,8 @@ def test_app_role_with_documented_grants_works_and_cannot_rewrite_history(
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
-    from database.migrate import upgrade
-    from eln.services import NotebookService
+    from bptwin.database.migrate import upgrade
+    from bptwin.eln.services import NotebookService
 
     upgrade(empty_postgres_url)
     role = f"bptwin_app_{secrets.token_hex(3)}"
@@ -343,7 +343,7 @@ def _drop_test_roles() -> Iterator[None]:
 
 
 def test_every_notebook_table_is_audited() -> None:
-    from eln.models import AUDITED_TABLES, AuditedTable, NotebookBase
+    from bptwin.eln.models import AUDITED_TABLES, AuditedTable, NotebookBase
 
     audited = {model.__tablename__ for model in AUDITED_TABLES}
     mapped = {

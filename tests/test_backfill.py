@@ -10,22 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptwin_tui.settings import Settings
-from bptwin_tui.station import Station
-from database.migrate import upgrade
-from database.reading import Reading
-from database.timeseries.embedded import EmbeddedStore
-from eln.models import OperatorRole
-from eln.services import NotebookService
-from twin.backfill import backfill_history
-from twin.history import History
+from bptwin.database.migrate import upgrade
+from bptwin.database.reading import Reading
+from bptwin.database.timeseries.embedded import EmbeddedStore
+from bptwin.eln.models import OperatorRole
+from bptwin.eln.services import NotebookService
+from bptwin.tui.settings import Settings
+from bptwin.tui.station import Station
+from bptwin.twin.backfill import backfill_history
+from bptwin.twin.history import History
 
 HOUR = 3600.0
 
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 def fill_store(store: EmbeddedStore, start: float, end: float) -> None:

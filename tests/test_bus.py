@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from database.bus import Bus, LocalBus, MqttBus, topics
-from database.channels import CHANNELS
-from database.reading import Quality, Reading
+from bptwin.database.bus import Bus, LocalBus, MqttBus, topics
+from bptwin.database.channels import CHANNELS
+from bptwin.database.reading import Quality, Reading
 
 TIMEOUT_S = 10.0  # generous upper bound for a message to arrive; never a speed assertion
 

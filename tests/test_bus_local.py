@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from database.bus import LocalBus
+from bptwin.database.bus import LocalBus
 from tests.test_bus import Inbox, wait_for
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from database.bus import MqttBus, topics
-from database.bus.mqtt import default_client_id
-from database.reading import Quality, Reading
+from bptwin.database.bus import MqttBus, topics
+from bptwin.database.bus.mqtt import default_client_id
+from bptwin.database.reading import Quality, Reading
 from tests.fixtures.mqtt import MosquittoServer, mosquitto_tool
 from tests.fixtures.servers import free_port, server_missing
 from tests.test_bus import Inbox, wait_for

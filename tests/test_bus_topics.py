@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from database.bus import topics
+from bptwin.database.bus import topics
 
 
 def test_topic_builders_follow_the_contract() -> None:

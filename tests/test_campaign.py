@@ -7,16 +7,16 @@ import json
 
 import pytest
 
-from bptwin_tui.commands import simulate as simulate_command
-from twin.campaign import (
+from bptwin.tui.commands import simulate as simulate_command
+from bptwin.twin.campaign import (
     CAMPAIGN_SIZE,
     batch_seed,
     campaign_plan,
     generate_campaign,
     simulate_campaign_batch,
 )
-from twin.dataset import read_dataset
-from twin.simulator import simulate_batch
+from bptwin.twin.dataset import read_dataset
+from bptwin.twin.simulator import simulate_batch
 
 
 def test_plan_has_the_phases_and_variations_of_domain():

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from database.reading import Quality, Reading
-from twin import cleaning
+from bptwin.database.reading import Quality, Reading
+from bptwin.twin import cleaning
 
 T0 = 1_763_900_000.0
 

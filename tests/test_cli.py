@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from bptwin_tui.cli import build_parser, main
-from bptwin_tui.commands import COMMANDS
-from bptwin_tui.settings import SettingsError, load_settings
+from bptwin.tui.cli import build_parser, main
+from bptwin.tui.commands import COMMANDS
+from bptwin.tui.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bptwin_tui.cli", *args],
+        [sys.executable, "-m", "bptwin.tui.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

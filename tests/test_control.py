@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from tests.control_states import WINDOW_S, make_state, with_changes
-from twin.control import (
+from bptwin.twin.control import (
     O2_FLOW,
     RULE_CASCADE_EXHAUSTED,
     RULE_DEPLETED_O2_OFF,
@@ -24,6 +23,7 @@ from twin.control import (
     ControlConfig,
     Setpoints,
 )
+from tests.control_states import WINDOW_S, make_state, with_changes
 
 
 def follow(setpoints: Setpoints, recommendations) -> Setpoints:

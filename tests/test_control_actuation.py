@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from database.bus import Bus, LocalBus, MqttBus
-from twin.actuation import (
+from bptwin.database.bus import Bus, LocalBus, MqttBus
+from bptwin.twin.actuation import (
     ActuationResult,
     Actuator,
     ControlAuthorisation,
@@ -21,7 +21,7 @@ from twin.actuation import (
     ControlSettings,
     SetpointCommand,
 )
-from twin.control import Recommendation
+from bptwin.twin.control import Recommendation
 
 T0 = 1_790_000_000.0
 TIMEOUT_S = 10.0  # upper bound for delivery; never a speed assertion

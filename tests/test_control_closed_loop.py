@@ -16,19 +16,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from database.bus import LocalBus
-from database.bus.topics import setpoint_topic
-from twin.actuation import (
+from bptwin.database.bus import LocalBus
+from bptwin.database.bus.topics import setpoint_topic
+from bptwin.twin.actuation import (
     Actuator,
     ControlAuthorisation,
     ControlMode,
     ControlSettings,
     SetpointCommand,
 )
-from twin.control import AdvisoryController, Recommendation, Setpoints
-from twin.features import FeatureConfig, StreamingFeatures
-from twin.sim_config import SimulationConfig
-from twin.simulator import ReactorSimulator
+from bptwin.twin.control import AdvisoryController, Recommendation, Setpoints
+from bptwin.twin.features import FeatureConfig, StreamingFeatures
+from bptwin.twin.sim_config import SimulationConfig
+from bptwin.twin.simulator import ReactorSimulator
 
 HOURS = 6.0
 DENSE_BATCH = SimulationConfig().with_changes(

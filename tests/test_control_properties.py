@@ -7,8 +7,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bptwin.twin.control import O2_FLOW, STIRRER, AdvisoryController, ControlConfig, Setpoints
 from tests.control_states import make_state
-from twin.control import O2_FLOW, STIRRER, AdvisoryController, ControlConfig, Setpoints
 
 do_values = st.one_of(st.floats(min_value=0.0, max_value=120.0, allow_nan=False), st.just(math.nan))
 

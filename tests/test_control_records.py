@@ -10,22 +10,22 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import Engine
 
-from database.bus import LocalBus
-from database.relational import make_engine
-from eln import control_service
-from eln.control_records import ControlActionKind
-from eln.errors import NotebookPermissionError, NotebookValidationError
-from eln.models import CampaignPhase, OperatorRole
-from eln.services import NotebookService
+from bptwin.database.bus import LocalBus
+from bptwin.database.relational import make_engine
+from bptwin.eln import control_service
+from bptwin.eln.control_records import ControlActionKind
+from bptwin.eln.errors import NotebookPermissionError, NotebookValidationError
+from bptwin.eln.models import CampaignPhase, OperatorRole
+from bptwin.eln.services import NotebookService
+from bptwin.twin.actuation import Actuator, ControlAuthorisation, ControlMode, ControlSettings
+from bptwin.twin.control import AdvisoryController, Setpoints
 from tests.control_states import make_state
-from twin.actuation import Actuator, ControlAuthorisation, ControlMode, ControlSettings
-from twin.control import AdvisoryController, Setpoints
 
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Real scrypt, lower cost: the production cost only slows the suite down."""
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from twin.sim_config import SimulationConfig
-from twin.simulator import ReactorSimulator
+from bptwin.twin.sim_config import SimulationConfig
+from bptwin.twin.simulator import ReactorSimulator
 
 DENSE = SimulationConfig().with_changes(
     reactor={"inoculum_od600": 40.0, "inoculum_fraction": 0.5}, kinetics={"lag_h": 0.1}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from types import MappingProxyType
 
-from screens.dashboard import status_line
-from twin.forecast import Forecaster, ForecastParameters
-from twin.live import LiveSnapshot
-from twin.predictor import Prediction
+from bptwin.screens.dashboard import status_line
+from bptwin.twin.forecast import Forecaster, ForecastParameters
+from bptwin.twin.live import LiveSnapshot
+from bptwin.twin.predictor import Prediction
 
 PARAMS = ForecastParameters(400.0, 20.0, 0.15)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twin.campaign import simulate_campaign_batch
-from twin.dataset import (
+from bptwin.twin.campaign import simulate_campaign_batch
+from bptwin.twin.dataset import (
     BatchRecord,
     Dataset,
     DatasetError,

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-from bptwin_tui.commands import doctor as doctor_command
-from bptwin_tui.doctor import (
+from bptwin.database.migrate import upgrade
+from bptwin.eln.services import NotebookService
+from bptwin.tui.commands import doctor as doctor_command
+from bptwin.tui.doctor import (
     CheckResult,
     DoctorLimits,
     Status,
@@ -32,11 +34,9 @@ from bptwin_tui.doctor import (
     format_table,
     run_checks,
 )
-from bptwin_tui.lock import acquire_acquisition_lock
-from bptwin_tui.settings import Settings
-from bptwin_tui.settings_ops import MetricsSettings, NotifySettings
-from database.migrate import upgrade
-from eln.services import NotebookService
+from bptwin.tui.lock import acquire_acquisition_lock
+from bptwin.tui.settings import Settings
+from bptwin.tui.settings_ops import MetricsSettings, NotifySettings
 from tests.fixtures.mqtt import MosquittoServer, mosquitto_binary
 from tests.fixtures.servers import free_port, port_open, server_missing
 
@@ -203,7 +203,7 @@ def test_calibrations_due_expired_failed_and_missing_are_named(tmp_path: Path) -
 
 
 def test_model_that_does_not_match_the_pipeline_fails(tmp_path: Path) -> None:
-    from twin.registry import load_model
+    from bptwin.twin.registry import load_model
 
     shipped = load_model(None, check=False).path
     assert shipped is not None

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from database.reading import Reading
-from drivers.base import Driver, DriverThread, RateLimitedLog
+from bptwin.database.reading import Reading
+from bptwin.drivers.base import Driver, DriverThread, RateLimitedLog
 
 
 class CountingDriver(Driver):

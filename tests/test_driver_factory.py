@@ -7,12 +7,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from database.bus import LocalBus
-from drivers.factory import DriverConfigError, build_drivers
-from drivers.mqtt_source import MqttSourceDriver
-from drivers.replay import ReplayDriver
-from drivers.serial_analyser import SerialAnalyserDriver
-from drivers.simulated import SimulatedReactorDriver
+from bptwin.database.bus import LocalBus
+from bptwin.drivers.factory import DriverConfigError, build_drivers
+from bptwin.drivers.mqtt_source import MqttSourceDriver
+from bptwin.drivers.replay import ReplayDriver
+from bptwin.drivers.serial_analyser import SerialAnalyserDriver
+from bptwin.drivers.simulated import SimulatedReactorDriver
 
 
 def test_each_source_builds_its_driver(tmp_path: Path) -> None:

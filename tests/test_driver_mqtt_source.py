@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from database.bus import MqttBus
-from database.reading import Quality, Reading
-from drivers.base import DriverThread
-from drivers.mqtt_source import MqttSourceDriver
-from drivers.topic_map import TopicMap
+from bptwin.database.bus import MqttBus
+from bptwin.database.reading import Quality, Reading
+from bptwin.drivers.base import DriverThread
+from bptwin.drivers.mqtt_source import MqttSourceDriver
+from bptwin.drivers.topic_map import TopicMap
 from tests.fixtures.mqtt import mosquitto_tool
 from tests.fixtures.servers import server_missing
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from database.reading import Reading
-from drivers.base import DriverThread
-from drivers.replay import RecordedBatch, ReplayDriver, ReplayError
+from bptwin.database.reading import Reading
+from bptwin.drivers.base import DriverThread
+from bptwin.drivers.replay import RecordedBatch, ReplayDriver, ReplayError
 
 START = 1_780_000_000.0
 
@@ -116,8 +116,8 @@ def test_missing_or_corrupt_file_and_bad_speed(tmp_path: Path) -> None:
 
 
 def test_a_dataset_batch_replays_exactly(tmp_path: Path) -> None:
-    dataset = pytest.importorskip("twin.dataset")
-    simulator = pytest.importorskip("twin.simulator")
+    dataset = pytest.importorskip("bptwin.twin.dataset")
+    simulator = pytest.importorskip("bptwin.twin.simulator")
     result = simulator.simulate_batch(seed=5, start_timestamp=START, hours=0.05)
     record = dataset.BatchRecord.from_simulation(
         result, number=1, phase="A", role="training", variation="nominal"

@@ -8,12 +8,12 @@ from collections import defaultdict
 
 import pytest
 
-from database.channels import CHANNELS_BY_NAME
-from database.reading import Reading
-from drivers.base import DriverThread
-from drivers.simulated import SimulatedReactorDriver, simulator_channel_values
+from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.database.reading import Reading
+from bptwin.drivers.base import DriverThread
+from bptwin.drivers.simulated import SimulatedReactorDriver, simulator_channel_values
 
-pytest.importorskip("twin.simulator")
+pytest.importorskip("bptwin.twin.simulator")
 
 START = 1_780_000_000.0
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from database.reading import Quality
-from drivers.topic_map import (
+from bptwin.database.reading import Quality
+from bptwin.drivers.topic_map import (
     PayloadError,
     TopicMap,
     TopicMapError,

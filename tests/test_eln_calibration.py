@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from eln import calibration as cal
-from eln.errors import NotebookValidationError
-from twin import units
+from bptwin.eln import calibration as cal
+from bptwin.eln.errors import NotebookValidationError
+from bptwin.twin import units
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
 
@@ -213,10 +213,10 @@ def test_notebook_traces_readings_to_the_calibration_in_force(
     notebook_url: str, monkeypatch
 ) -> None:
     """Against the real store: history with intervals, in-force lookup, start blocked by policy."""
-    from database.relational import make_engine
-    from eln.services import NotebookService
+    from bptwin.database.relational import make_engine
+    from bptwin.eln.services import NotebookService
 
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
     clock = Clock(T0)
     policy = cal.CalibrationPolicy.from_settings(["ph"], {"ph": 24})
     notebook = NotebookService(make_engine(notebook_url), clock=clock, calibration_policy=policy)
@@ -246,7 +246,7 @@ def test_notebook_traces_readings_to_the_calibration_in_force(
 
 
 def test_calibration_settings_make_the_policy_and_refuse_unknown_kinds(tmp_path) -> None:
-    from bptwin_tui.settings import SettingsError, load_settings
+    from bptwin.tui.settings import SettingsError, load_settings
 
     path = tmp_path / "bptwin.toml"
     path.write_text(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from eln.schedule import SOP_TIMEPOINTS_H, SlotStatus, TakenSample, sample_schedule
+from bptwin.eln.schedule import SOP_TIMEPOINTS_H, SlotStatus, TakenSample, sample_schedule
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 

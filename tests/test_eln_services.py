@@ -10,10 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
-from database.relational import make_engine
-from eln.errors import NotebookNotFoundError, NotebookPermissionError, NotebookValidationError
-from eln.models import AuditEntry, BatchStatus, DeviationStatus, OperatorRole
-from eln.services import MANDATORY_CALIBRATIONS, SOP_TIMEPOINTS_H, NotebookService
+from bptwin.database.relational import make_engine
+from bptwin.eln.errors import (
+    NotebookNotFoundError,
+    NotebookPermissionError,
+    NotebookValidationError,
+)
+from bptwin.eln.models import AuditEntry, BatchStatus, DeviationStatus, OperatorRole
+from bptwin.eln.services import MANDATORY_CALIBRATIONS, SOP_TIMEPOINTS_H, NotebookService
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 
@@ -43,7 +47,7 @@ def engine(notebook_url: str) -> Iterator[Engine]:
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Real scrypt, lower cost: the production cost only slows the suite down."""
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 @pytest.fixture
@@ -435,7 +439,7 @@ def test_from_url_gives_a_working_service(notebook_url: str) -> None:
 
 
 def test_production_pin_hash_cost_and_salt() -> None:
-    from eln.pins import hash_pin, pin_matches
+    from bptwin.eln.pins import hash_pin, pin_matches
 
     first, second = hash_pin("2468", n=2**14), hash_pin("2468", n=2**14)
     assert first.startswith("scrypt$16384$8$1$") and first != second  # salted
@@ -445,8 +449,8 @@ def test_production_pin_hash_cost_and_salt() -> None:
 
 @pytest.mark.postgres
 def test_a_stopped_database_is_a_plain_error_for_reads_and_writes(empty_postgres_url: str) -> None:
-    from database.migrate import upgrade
-    from database.relational import DatabaseUnavailableError
+    from bptwin.database.migrate import upgrade
+    from bptwin.database.relational import DatabaseUnavailableError
     from tests.fixtures.servers import free_port
 
     upgrade(empty_postgres_url)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eln import validation as check
-from eln.errors import NotebookValidationError
-from eln.models import CampaignPhase
+from bptwin.eln import validation as check
+from bptwin.eln.errors import NotebookValidationError
+from bptwin.eln.models import CampaignPhase
 
 anything = st.one_of(
     st.none(),

@@ -15,19 +15,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptwin_tui.cli import main
-from bptwin_tui.export import (
+from bptwin.database.channels import CHANNELS
+from bptwin.database.migrate import upgrade
+from bptwin.database.timeseries.embedded import EmbeddedStore
+from bptwin.eln.services import NotebookService
+from bptwin.tui.cli import main
+from bptwin.tui.export import (
     ExportCancelled,
     ExportError,
     ExportResult,
     export_from,
     parse_formats,
 )
-from bptwin_tui.export.dataset_export import read_exported_batch
-from database.channels import CHANNELS
-from database.migrate import upgrade
-from database.timeseries.embedded import EmbeddedStore
-from eln.services import NotebookService
+from bptwin.tui.export.dataset_export import read_exported_batch
+from bptwin.twin.dataset import read_dataset, sha256_of
 from tests.export_batches import (
     BATCH,
     DEVIATION_TITLE,
@@ -36,7 +37,6 @@ from tests.export_batches import (
     recorded_at,
     simulated_batch,
 )
-from twin.dataset import read_dataset, sha256_of
 
 UNBOUND_DURING = "DO 18 % < 20 % (LO) during the batch"
 UNBOUND_BEFORE = "DO 18 % < 20 % (LO) the day before"
@@ -330,7 +330,7 @@ def test_a_running_batch_is_exported_up_to_its_last_reading(
 ) -> None:
     from datetime import datetime, timezone
 
-    from database.reading import Reading
+    from bptwin.database.reading import Reading
 
     start = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
     for number, reactor, seconds in ((95, "R2", range(600)), (94, "R3", (0, 15 * 86400))):

@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from bptwin_tui.cli import main
-from bptwin_tui.export.csv_export import (
+from bptwin.database.reading import Quality, Reading
+from bptwin.database.timeseries.base import TimeSeriesStore
+from bptwin.database.timeseries.embedded import EmbeddedStore
+from bptwin.eln.models import OperatorRole
+from bptwin.eln.services import NotebookService
+from bptwin.tui.cli import main
+from bptwin.tui.export.csv_export import (
     TABLES,
     CsvExportError,
     format_time,
@@ -24,11 +29,6 @@ from bptwin_tui.export.csv_export import (
     write_table_csv,
     write_tables,
 )
-from database.reading import Quality, Reading
-from database.timeseries.base import TimeSeriesStore
-from database.timeseries.embedded import EmbeddedStore
-from eln.models import OperatorRole
-from eln.services import NotebookService
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc).timestamp()
 
@@ -176,7 +176,7 @@ def test_cli_exports_a_range_from_the_real_influxdb(
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 def fill_notebook(url: str) -> NotebookService:
@@ -261,7 +261,7 @@ def test_cli_writes_one_table_to_stdout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
-    from database.migrate import upgrade
+    from bptwin.database.migrate import upgrade
 
     upgrade(url)
     fill_notebook(url).engine.dispose()
@@ -277,7 +277,7 @@ def test_cli_writes_one_table_to_stdout(
 def test_cli_exports_a_batch_run_from_the_embedded_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from database.migrate import upgrade
+    from bptwin.database.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
     upgrade(url)

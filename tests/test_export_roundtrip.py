@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptwin_tui.export import ExportResult, export_from
-from bptwin_tui.export.dataset_export import ExportedBatch, read_exported_batch
-from bptwin_tui.export.simulated import RecordedBatch
-from database.timeseries.base import TimeSeriesStore
-from eln.services import NotebookService
+from bptwin.database.timeseries.base import TimeSeriesStore
+from bptwin.eln.services import NotebookService
+from bptwin.tui.export import ExportResult, export_from
+from bptwin.tui.export.dataset_export import ExportedBatch, read_exported_batch
+from bptwin.tui.export.simulated import RecordedBatch
 from tests.export_batches import BATCH, DEVIATION_TITLE, record_batch, simulated_batch
 from tests.fixtures.postgres import create_database, drop_database
 
@@ -43,9 +43,9 @@ class RoundTrip:
 @pytest.fixture(scope="module")
 def round_trip(influx_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoundTrip]:
     """The batch recorded once in a fresh Postgres notebook and a fresh InfluxDB database."""
-    from database.migrate import upgrade
-    from database.timeseries.influx import InfluxStore
-    from database.timeseries.influx_common import InfluxConfig
+    from bptwin.database.migrate import upgrade
+    from bptwin.database.timeseries.influx import InfluxStore
+    from bptwin.database.timeseries.influx_common import InfluxConfig
 
     root = tmp_path_factory.mktemp("export_round_trip")
     url = create_database("bptwin_test_export")
@@ -153,8 +153,8 @@ def test_report_from_the_servers_has_sections_values_and_plots(round_trip: Round
 def test_export_batch_reads_the_configured_servers_without_touching_the_spool(
     round_trip: RoundTrip, tmp_path: Path
 ) -> None:
-    from bptwin_tui.export import export_job
-    from bptwin_tui.settings import Settings
+    from bptwin.tui.export import export_job
+    from bptwin.tui.settings import Settings
 
     settings = Settings(
         station={"data_dir": tmp_path / "data"},

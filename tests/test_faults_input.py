@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from bptwin_tui.settings import Settings
-from bptwin_tui.station import Station
-from database.reading import Reading
-from drivers.serial_emulator import PtyAnalyser
-from eln.errors import NotebookValidationError
+from bptwin.database.reading import Reading
+from bptwin.drivers.serial_emulator import PtyAnalyser
+from bptwin.eln.errors import NotebookValidationError
+from bptwin.tui.settings import Settings
+from bptwin.tui.station import Station
 from tests.test_bus import wait_for
 
 NOW = time.time()

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from bptwin_tui.settings import Settings
-from bptwin_tui.station import Station
-from database.bus import MqttBus
-from database.channels import CHANNELS_BY_NAME
-from database.migrate import upgrade
-from database.reading import Reading
-from database.timeseries.embedded import EmbeddedStore
-from eln.services import NotebookService
-from eln.spool import NotebookWriteQueued
+from bptwin.database.bus import MqttBus
+from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.database.migrate import upgrade
+from bptwin.database.reading import Reading
+from bptwin.database.timeseries.embedded import EmbeddedStore
+from bptwin.eln.services import NotebookService
+from bptwin.eln.spool import NotebookWriteQueued
+from bptwin.tui.settings import Settings
+from bptwin.tui.station import Station
 from tests.fixtures.mqtt import MosquittoServer, mosquitto_binary
 from tests.fixtures.private_postgres import PostgresCluster, private_postgres  # noqa: F401
 from tests.fixtures.servers import server_missing

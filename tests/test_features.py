@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from database.reading import Reading
-from twin import features as ft
-from twin import offgas
+from bptwin.database.reading import Reading
+from bptwin.twin import features as ft
+from bptwin.twin import offgas
 
 T0 = 1_763_900_010.0  # a multiple of 30 s
 

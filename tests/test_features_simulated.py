@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from twin.features import states_from_frame
-from twin.simulator import simulate_batch
+from bptwin.twin.features import states_from_frame
+from bptwin.twin.simulator import simulate_batch
 
 START = 1_790_000_000.0
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from database.channels import CHANNELS_BY_NAME
-from database.reading import Quality, Reading
-from database.timeseries.base import TimeSeriesStore
-from database.timeseries.influx_common import MEASUREMENT
-from twin.serving import PREDICTION_CHANNELS
-from twin.shadow import DERIVED_CHANNELS
+from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.database.reading import Quality, Reading
+from bptwin.database.timeseries.base import TimeSeriesStore
+from bptwin.database.timeseries.influx_common import MEASUREMENT
+from bptwin.twin.serving import PREDICTION_CHANNELS
+from bptwin.twin.shadow import DERIVED_CHANNELS
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana" / "bptwin-influxdb.json"
 FIELDS = {"value", "quality", "unit"}  # what database.timeseries.influx_common writes

@@ -7,16 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from database.reading import Quality, Reading
-from twin.forecast import Forecast
-from twin.history import (
+from bptwin.database.reading import Quality, Reading
+from bptwin.twin.forecast import Forecast
+from bptwin.twin.history import (
     WINDOW_NAMES,
     History,
     RingBuffer,
     decimate_band,
     decimate_minmax,
 )
-from twin.predictor import Prediction
+from bptwin.twin.predictor import Prediction
 
 T0 = 1_770_000_000.0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bptwin_tui.lock import (
+from bptwin.tui.lock import (
     STATE_OFFLINE,
     STATE_RUNNING,
     STATE_STOPPED,
@@ -22,7 +22,7 @@ from bptwin_tui.lock import (
     lock_path,
     wait_for_state,
 )
-from bptwin_tui.settings import Settings, SettingsError
+from bptwin.tui.settings import Settings, SettingsError
 from tests.fixtures.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,8 +66,8 @@ def test_lock_held_by_another_process_is_freed_when_it_is_killed(tmp_path: Path)
     script = textwrap.dedent(
         f"""
         import sys, time
-        from bptwin_tui.lock import acquire_acquisition_lock
-        from bptwin_tui.settings import Settings
+        from bptwin.tui.lock import acquire_acquisition_lock
+        from bptwin.tui.settings import Settings
         settings = Settings.model_validate({{"station": {{"data_dir": {str(tmp_path)!r}}}}})
         lock = acquire_acquisition_lock(settings, "R1")
         print("locked", flush=True)
@@ -156,8 +156,8 @@ def test_crashed_holder_is_marked_offline_by_its_will(
     script = textwrap.dedent(
         f"""
         import time
-        from bptwin_tui.lock import acquire_acquisition_lock
-        from bptwin_tui.settings import Settings
+        from bptwin.tui.lock import acquire_acquisition_lock
+        from bptwin.tui.settings import Settings
         settings = Settings.model_validate({{
             "station": {{"data_dir": {str(tmp_path / "crash")!r}}},
             "bus": {{

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from twin.metrics import (
+from bptwin.twin.metrics import (
     CONDITIONAL,
     FAIL,
     PASS,

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from bptwin_tui.metrics import CONTENT_TYPE, MetricsRegistry, MetricsServer, start_metrics_server
-from bptwin_tui.settings_ops import MetricsSettings
-from database.bus import LocalBus, MqttBus
-from database.reading import Reading
-from database.timeseries.embedded import EmbeddedStore
-from database.timeseries.influx import InfluxStore
-from database.timeseries.influx_common import InfluxConfig
+from bptwin.database.bus import LocalBus, MqttBus
+from bptwin.database.reading import Reading
+from bptwin.database.timeseries.embedded import EmbeddedStore
+from bptwin.database.timeseries.influx import InfluxStore
+from bptwin.database.timeseries.influx_common import InfluxConfig
+from bptwin.tui.metrics import CONTENT_TYPE, MetricsRegistry, MetricsServer, start_metrics_server
+from bptwin.tui.settings_ops import MetricsSettings
 from tests.fixtures.servers import free_port
 
 SAMPLE = re.compile(

@@ -10,27 +10,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_model_data import (
-    SMALL_HOLDOUT,
-    shared_small_dataset,
-    shared_small_training,
-    small_options,
-)
-from twin.dataset import read_dataset
-from twin.features import FEATURE_NAMES, feature_table
-from twin.labels import (
+from bptwin.twin.dataset import read_dataset
+from bptwin.twin.features import FEATURE_NAMES, feature_table
+from bptwin.twin.labels import (
     LABEL_COLUMN,
     batch_table,
     carbon_guided_interpolation,
     dataset_fingerprint,
     log_linear_interpolation,
 )
-from twin.model import (
+from bptwin.twin.model import (
     TrainingError,
     TrainResult,
     group_folds,
     predict_table,
     train_model,
+)
+from tests.test_model_data import (
+    SMALL_HOLDOUT,
+    shared_small_dataset,
+    shared_small_training,
+    small_options,
 )
 
 
@@ -142,7 +142,7 @@ def test_fallback_model_takes_over_when_the_probe_is_lost(
     assert lost["fallback"].all()
     assert np.abs(lost["od600_pred"] / table[LABEL_COLUMN] - 1).mean() < 0.3
     # Saved and loaded with its fallback.
-    from twin.registry import load_artifact
+    from bptwin.twin.registry import load_artifact
 
     loaded = load_artifact(artifact.save(tmp_path / "m"))
     assert loaded.fallback is not None
@@ -186,7 +186,7 @@ def test_bad_storage_url_is_a_training_error(small_dataset: Path) -> None:
 
 
 def _cli(*argv: str) -> argparse.Namespace:
-    from bptwin_tui.commands import train, validate
+    from bptwin.tui.commands import train, validate
 
     parser = argparse.ArgumentParser()
     subparsers = parser.add_subparsers()
@@ -198,7 +198,7 @@ def _cli(*argv: str) -> argparse.Namespace:
 def test_cli_train_promote_then_validate(
     small_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bptwin_tui.settings import Settings, StationSettings
+    from bptwin.tui.settings import Settings, StationSettings
 
     settings = Settings(station=StationSettings(data_dir=tmp_path / "data"))
     args = _cli(
@@ -226,7 +226,7 @@ def test_cli_train_promote_then_validate(
 def test_cli_rejects_bad_batch_lists_and_missing_datasets(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bptwin_tui.settings import Settings, StationSettings
+    from bptwin.tui.settings import Settings, StationSettings
 
     with pytest.raises(SystemExit):
         _cli("train", "x", "--holdout", "sixteen")
@@ -238,7 +238,7 @@ def test_cli_rejects_bad_batch_lists_and_missing_datasets(
 
 
 def test_progress_reports_every_trial_with_best_and_time_left(small_dataset: Path) -> None:
-    from twin.model import TrialProgress
+    from bptwin.twin.model import TrialProgress
 
     reports: list[TrialProgress] = []
     train_model(
@@ -253,8 +253,8 @@ def test_progress_reports_every_trial_with_best_and_time_left(small_dataset: Pat
 
 
 def test_study_storage_is_sqlite_in_the_data_folder_by_default(tmp_path: Path) -> None:
-    from bptwin_tui.commands.train import resolve_storage
-    from bptwin_tui.settings import NotebookSettings, Settings, SettingsError, StationSettings
+    from bptwin.tui.commands.train import resolve_storage
+    from bptwin.tui.settings import NotebookSettings, Settings, SettingsError, StationSettings
 
     args = _cli("train", "dataset")
     assert args.storage == "sqlite"
@@ -276,7 +276,7 @@ def test_the_data_fingerprint_names_the_data_not_when_it_was_written(
     import json
     import shutil
 
-    from twin.dataset import MANIFEST_NAME
+    from bptwin.twin.dataset import MANIFEST_NAME
 
     copy = tmp_path / "copy"
     shutil.copytree(small_dataset, copy)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin.dataset import BatchRecord, Dataset, write_batch, write_manifest
-from twin.features import FEATURE_NAMES
-from twin.model import TrainOptions, TrainResult, train_model
-from twin.registry import ModelArtifact, ModelCard
-from twin.simulator import simulate_batch
+from bptwin.twin.dataset import BatchRecord, Dataset, write_batch, write_manifest
+from bptwin.twin.features import FEATURE_NAMES
+from bptwin.twin.model import TrainOptions, TrainResult, train_model
+from bptwin.twin.registry import ModelArtifact, ModelCard
+from bptwin.twin.simulator import simulate_batch
 
 SMALL_HOURS = 4.0
 SMALL_BATCHES = (1, 2, 3, 4)

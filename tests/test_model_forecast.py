@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from twin.forecast import Forecaster, ForecastParameters, fit_parameters
+from bptwin.twin.forecast import Forecaster, ForecastParameters, fit_parameters
 
 PARAMS = ForecastParameters(
     cum_co2_at_depletion=400.0, cum_co2_at_depletion_sd=20.0, od_per_mmol_co2=0.15
@@ -75,7 +75,7 @@ def test_parameters_from_training_and_card() -> None:
 def test_time_stretch_slows_the_projection_and_is_learnt_from_batches() -> None:
     import pandas as pd
 
-    from twin.forecast import fit_time_stretch
+    from bptwin.twin.forecast import fit_time_stretch
 
     base, slow = _forecast(), _forecast(ForecastParameters(400.0, 20.0, 0.15, time_stretch=1.1))
     assert (slow.depletion_time - 1000.0) == pytest.approx(1.1 * (base.depletion_time - 1000.0))
@@ -112,7 +112,7 @@ DO_BLOCK = {
 
 
 def _do_params(**changes: float) -> ForecastParameters:
-    from twin.forecast import DoParameters
+    from bptwin.twin.forecast import DoParameters
 
     do = DoParameters.from_block(DO_BLOCK)
     assert do is not None
@@ -175,7 +175,7 @@ def test_depleted_batch_do_follows_the_template_then_the_high_level() -> None:
 def test_no_do_forecast_without_a_reading_or_a_do_model() -> None:
     assert _forecast(_do_params()).do is None  # no do_now
     assert _forecast(do_now=50.0).do is None  # card without a DO block
-    from twin.forecast import DoParameters
+    from bptwin.twin.forecast import DoParameters
 
     assert DoParameters.from_block({**DO_BLOCK, "template": [33.0]}) is None
     assert DoParameters.from_block({**DO_BLOCK, "deficit_per_cer": "x"}) is None
@@ -184,7 +184,7 @@ def test_no_do_forecast_without_a_reading_or_a_do_model() -> None:
 def test_do_parameters_are_learnt_from_training_windows() -> None:
     import pandas as pd
 
-    from twin.forecast import fit_do_parameters
+    from bptwin.twin.forecast import fit_do_parameters
 
     rows = []
     for batch in (1, 2):

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from bptwin_tui.settings_ops import NotifySettings, notifier_from_settings
-from database.bus import MqttBus
-from tests.fixtures.servers import free_port
-from twin.alarm_rules import Priority
-from twin.alarms import AlarmState, AlarmTransition, alarm_id_of
-from twin.notify import (
+from bptwin.database.bus import MqttBus
+from bptwin.tui.settings_ops import NotifySettings, notifier_from_settings
+from bptwin.twin.alarm_rules import Priority
+from bptwin.twin.alarms import AlarmState, AlarmTransition, alarm_id_of
+from bptwin.twin.notify import (
     MqttChannel,
     Notification,
     Notifier,
     SmtpChannel,
     WebhookChannel,
 )
+from tests.fixtures.servers import free_port
 
 
 def transition(

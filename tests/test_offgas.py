@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from twin import offgas
+from bptwin.twin import offgas
 
 
 def test_worked_example_our_cer_rq() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from database.bus.payloads import (
+from bptwin.database.bus.payloads import (
     MAX_PAYLOAD_BYTES,
     decode_any,
     decode_reading,
@@ -18,8 +18,8 @@ from database.bus.payloads import (
     encode_snapshot,
     iso_timestamp,
 )
-from database.channels import CHANNELS
-from database.reading import Quality, Reading, ReadingError, format_timestamp
+from bptwin.database.channels import CHANNELS
+from bptwin.database.reading import Quality, Reading, ReadingError, format_timestamp
 
 NOW = 1_795_000_000.0  # fixed "now" (2026-11) so the tests do not depend on the clock
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bptwin.twin.features import FEATURE_NAMES, ProcessState, StreamingFeatures
+from bptwin.twin.predictor import InferenceWorker, Prediction, PredictionError, Predictor
+from bptwin.twin.registry import FeatureMismatchError, ModelArtifact, ModelCard
+from bptwin.twin.simulator import ReactorSimulator
 from tests.test_model_data import random_artifact
-from twin.features import FEATURE_NAMES, ProcessState, StreamingFeatures
-from twin.predictor import InferenceWorker, Prediction, PredictionError, Predictor
-from twin.registry import FeatureMismatchError, ModelArtifact, ModelCard
-from twin.simulator import ReactorSimulator
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_predicts_every_live_window_with_a_band(live_states: list[ProcessState])
 
 
 def test_prediction_matches_the_batch_model_output(live_states: list[ProcessState]) -> None:
-    from twin.features import feature_vector
+    from bptwin.twin.features import feature_vector
 
     artifact = random_artifact()
     predictor = Predictor(artifact)
@@ -65,7 +65,7 @@ def test_wrong_vector_shape_is_a_prediction_error() -> None:
 
 
 def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:
-    from twin.registry import ModelError
+    from bptwin.twin.registry import ModelError
 
     with pytest.raises(ModelError, match="not found"):
         Predictor(tmp_path / "missing")
@@ -151,7 +151,7 @@ def test_predictor_switches_to_the_fallback_when_the_probe_is_missing(
     predictor = Predictor(ModelArtifact(primary.booster, card, fallback=backup))
     state = live_states[-1]
     assert not predictor.predict(state).fallback
-    from twin.features import MODEL_CHANNELS
+    from bptwin.twin.features import MODEL_CHANNELS
 
     blind_mean = state.channel_mean.copy()
     blind_mean[MODEL_CHANNELS.index("od_probe")] = np.nan
@@ -167,8 +167,8 @@ def test_station_refuses_a_model_whose_features_do_not_match_and_says_why(
     """The app side: a model trained on another pipeline is refused, the reason is shown."""
     import json
 
-    from bptwin_tui.settings import Settings
-    from bptwin_tui.station import Station
+    from bptwin.tui.settings import Settings
+    from bptwin.tui.station import Station
 
     folder = tmp_path / "old-pipeline"
     random_artifact("old-pipeline").save(folder)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from database.bus.local import LocalBus
-from database.timeseries.embedded import EmbeddedStore
+from bptwin.database.bus.local import LocalBus
+from bptwin.database.timeseries.embedded import EmbeddedStore
+from bptwin.twin.features import ProcessState
+from bptwin.twin.predictor import InferenceWorker, Predictor
+from bptwin.twin.serving import PREDICTION_CHANNELS, bus_sink, prediction_payload, store_sink
 from tests.test_model_data import random_artifact
 from tests.test_predictor import live_states  # noqa: F401 (fixture)
-from twin.features import ProcessState
-from twin.predictor import InferenceWorker, Predictor
-from twin.serving import PREDICTION_CHANNELS, bus_sink, prediction_payload, store_sink
 
 
 def test_worker_publishes_and_stores_every_window(
@@ -56,7 +56,7 @@ def test_worker_publishes_and_stores_every_window(
 
 
 def test_payload_is_strict_json_even_with_nan() -> None:
-    from twin.predictor import Prediction
+    from bptwin.twin.predictor import Prediction
 
     payload = prediction_payload(Prediction(1.7e9, 5.0, float("nan"), 6.0, "v"))
     assert json.loads(payload)["lower"] is None

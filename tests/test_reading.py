@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from database.reading import Quality, Reading, ReadingError, format_timestamp, parse_timestamp
+from bptwin.database.reading import (
+    Quality,
+    Reading,
+    ReadingError,
+    format_timestamp,
+    parse_timestamp,
+)
 
 NOW = 1_795_000_000.0
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from database.reading import Reading
-from database.recorder import Recorder
-from database.timeseries import TimeSeriesError
-from database.timeseries.embedded import EmbeddedStore
+from bptwin.database.reading import Reading
+from bptwin.database.recorder import Recorder
+from bptwin.database.timeseries import TimeSeriesError
+from bptwin.database.timeseries.embedded import EmbeddedStore
 
 
 class CountingStore(EmbeddedStore):

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_model_data import random_artifact
-from twin.features import FEATURE_NAMES
-from twin.registry import (
+from bptwin.twin.features import FEATURE_NAMES
+from bptwin.twin.registry import (
     CARD_FILE,
     FeatureMismatchError,
     ModelError,
@@ -19,6 +18,7 @@ from twin.registry import (
     load_artifact,
     load_model,
 )
+from tests.test_model_data import random_artifact
 
 
 def test_save_and_load_round_trip_keeps_card_and_predictions(tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ def test_load_model_prefers_the_users_current_model(tmp_path: Path) -> None:
 
 
 def test_changed_feature_code_is_reported(tmp_path: Path) -> None:
-    from twin.registry import pipeline_fingerprint
+    from bptwin.twin.registry import pipeline_fingerprint
 
     artifact = random_artifact("v1")
     artifact.card.pipeline_fingerprint = pipeline_fingerprint()

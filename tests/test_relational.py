@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from database import migrate
-from database.relational import (
+from bptwin.database import migrate
+from bptwin.database.relational import (
     DatabaseUnavailableError,
     DatabaseURLError,
     MissingActorError,
@@ -18,7 +18,7 @@ from database.relational import (
     make_engine,
     session_scope,
 )
-from eln.models import NotebookBase
+from bptwin.eln.models import NotebookBase
 from tests.fixtures.servers import free_port
 
 NOTEBOOK_TABLES = set(NotebookBase.metadata.tables)
@@ -223,7 +223,7 @@ def test_sqlite_file_in_an_impossible_folder_is_a_plain_error(tmp_path: Path) ->
 
 
 def _upgrade_in_another_process(url: str) -> list[str]:
-    from database.migrate import upgrade as upgrade_here
+    from bptwin.database.migrate import upgrade as upgrade_here
 
     return upgrade_here(url)
 
@@ -232,7 +232,7 @@ def test_processes_migrating_one_sqlite_file_at_once_take_turns(tmp_path: Path) 
     """``bptwin serve`` and a TUI starting together must not both create the tables."""
     import multiprocessing
 
-    from database.migrate import all_revisions, current_revision, head_revision
+    from bptwin.database.migrate import all_revisions, current_revision, head_revision
 
     url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
     with multiprocessing.get_context("spawn").Pool(4) as pool:

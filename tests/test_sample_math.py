@@ -1,4 +1,4 @@
-"""eln.sample_math and eln.deviation_guide: the arithmetic and text behind the entry screens."""
+"""bptwin.eln.sample_math and .deviation_guide: the arithmetic and text behind the entry screens."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from eln import deviation_guide, sample_math
-from eln.errors import NotebookValidationError
-from eln.schedule import sample_schedule
+from bptwin.eln import deviation_guide, sample_math
+from bptwin.eln.errors import NotebookValidationError
+from bptwin.eln.schedule import sample_schedule
 
 INOCULATED = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 

@@ -10,9 +10,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
-from database.reading import Reading
-from eln.services import NotebookService
-from screens.alarms import (
+from bptwin.database.reading import Reading
+from bptwin.eln.services import NotebookService
+from bptwin.screens.alarms import (
     AlarmBanner,
     AlarmHistoryScreen,
     AlarmScreen,
@@ -20,12 +20,12 @@ from screens.alarms import (
     ShelveScreen,
     deviation_draft,
 )
-from screens.deviations import DeviationFormScreen
-from screens.entry_widgets import LabelledField
+from bptwin.screens.deviations import DeviationFormScreen
+from bptwin.screens.entry_widgets import LabelledField
+from bptwin.twin.alarm_rules import DEFAULT_RULES
+from bptwin.twin.alarms import AlarmEngine, AlarmState, AlarmTransition, AlarmView
+from bptwin.twin.live import LiveSnapshot
 from tests.screens_harness import BATCH, INOCULATED_AT, OPERATOR, ScreenHarness, running_notebook
-from twin.alarm_rules import DEFAULT_RULES
-from twin.alarms import AlarmEngine, AlarmState, AlarmTransition, AlarmView
-from twin.live import LiveSnapshot
 
 T0 = (INOCULATED_AT + timedelta(hours=3)).timestamp()
 NOW = T0 + 500.0
@@ -35,7 +35,7 @@ WARNING = "R1/do_low/lo"
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 class RecordedAlarms:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from textual.pilot import Pilot
 
-from screens.alarms import AlarmScreen
+from bptwin.screens.alarms import AlarmScreen
 from tests.screens_harness import OPERATOR, ScreenHarness
 from tests.test_screens_alarms import NOW, WARNING, do_low_engine
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input
 
-from eln import calibration as cal
-from eln.models import BatchStatus
-from screens.batch import BatchSelected, BatchSetupScreen
+from bptwin.eln import calibration as cal
+from bptwin.eln.models import BatchStatus
+from bptwin.screens.batch import BatchSelected, BatchSetupScreen
 from tests.screens_harness import (
     OPERATOR,
     SUPERVISOR,
@@ -24,7 +24,7 @@ from tests.test_screens_calibration import BATCH, setup_notebook
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 class Harness(ScreenHarness):

@@ -8,15 +8,15 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from database.migrate import upgrade
-from screens.batch import BatchSetupScreen
+from bptwin.database.migrate import upgrade
+from bptwin.screens.batch import BatchSetupScreen
 from tests.screens_harness import OPERATOR, ScreenHarness
 from tests.test_screens_calibration import BATCH, setup_notebook
 
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 async def _settle(pilot: Pilot) -> None:

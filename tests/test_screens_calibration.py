@@ -9,18 +9,19 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from textual.widgets import DataTable
 
-from database.reading import Reading
-from database.relational import make_engine
-from eln import calibration as cal
-from eln.models import OperatorRole
-from eln.services import NotebookService
-from screens.calibration import (
+from bptwin.database.reading import Reading
+from bptwin.database.relational import make_engine
+from bptwin.eln import calibration as cal
+from bptwin.eln.models import OperatorRole
+from bptwin.eln.services import NotebookService
+from bptwin.screens.calibration import (
     CalibrationHistoryScreen,
     CalibrationMenuScreen,
     CalibrationSaved,
     CalibrationWizardScreen,
 )
-from screens.entry_widgets import LabelledField
+from bptwin.screens.entry_widgets import LabelledField
+from bptwin.twin.live import LiveSnapshot
 from tests.screens_harness import (
     OPERATOR,
     OPERATOR_PIN,
@@ -33,7 +34,6 @@ from tests.screens_harness import (
 from tests.screens_harness import (
     enter_text as type_into,
 )
-from twin.live import LiveSnapshot
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
 BATCH = 12
@@ -42,7 +42,7 @@ T_START = NOW.timestamp() - 600.0  # readings of the last ten minutes
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 def setup_notebook(url: str, now: datetime = NOW) -> NotebookService:
@@ -189,7 +189,7 @@ async def test_do_wizard_measures_t63_from_the_fed_step(notebook_url: str) -> No
 
 
 async def test_menu_lists_state_and_history_shows_validity_intervals(tmp_path) -> None:
-    from database.migrate import upgrade
+    from bptwin.database.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
     upgrade(url)
@@ -270,7 +270,7 @@ async def test_offgas_wizard_checks_zero_span_stability_and_drift(notebook_url: 
 
 
 async def test_pressure_zero_and_od_blank_typed_by_hand(tmp_path) -> None:
-    from database.migrate import upgrade
+    from bptwin.database.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
     upgrade(url)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from screens.calibration import CalibrationWizardScreen
+from bptwin.screens.calibration import CalibrationWizardScreen
 from tests.screens_harness import OPERATOR, ScreenHarness
 from tests.test_screens_batch_snapshots import _notebook, _settle
 from tests.test_screens_calibration import BATCH, T_START, feed, flat
@@ -15,7 +15,7 @@ from tests.test_screens_calibration import BATCH, T_START, feed, flat
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 def test_ph_wizard_second_buffer_snapshot(snap_compare, tmp_path: Path) -> None:

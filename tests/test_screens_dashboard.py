@@ -17,13 +17,15 @@ from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-import bptwin_tui
-from bptwin_tui.app import BptwinApp
-from bptwin_tui.settings import Settings
-from database.migrate import upgrade
-from database.reading import Reading
-from screens.dashboard import DashboardScreen
-from screens.trends import DO_PLOT, PLOT_GROUPS, TrendPlot, render_plot, to_figure
+import bptwin.tui as bptwin_tui
+from bptwin.database.migrate import upgrade
+from bptwin.database.reading import Reading
+from bptwin.screens.dashboard import DashboardScreen
+from bptwin.screens.trends import DO_PLOT, PLOT_GROUPS, TrendPlot, render_plot, to_figure
+from bptwin.tui.app import BptwinApp
+from bptwin.tui.settings import Settings
+from bptwin.twin.alarm_rules import Priority
+from bptwin.twin.history import History
 from tests.dashboard_batch import T0, clock_at, fill_history, snapshot_at
 from tests.screens_harness import (
     BATCH,
@@ -32,8 +34,6 @@ from tests.screens_harness import (
     ScreenHarness,
     running_notebook,
 )
-from twin.alarm_rules import Priority
-from twin.history import History
 
 HOURS = 12.0
 

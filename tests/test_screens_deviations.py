@@ -6,9 +6,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
-from eln.models import DeviationStatus
-from screens.deviations import DeviationFormScreen, DeviationReviewScreen, DeviationsScreen
-from screens.entry_widgets import LabelledField
+from bptwin.eln.models import DeviationStatus
+from bptwin.screens.deviations import DeviationFormScreen, DeviationReviewScreen, DeviationsScreen
+from bptwin.screens.entry_widgets import LabelledField
 from tests.screens_harness import (
     BATCH,
     OPERATOR,
@@ -24,7 +24,7 @@ from tests.screens_harness import (
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 def error_of(pilot: Pilot, field_id: str) -> str:

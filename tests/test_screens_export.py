@@ -12,12 +12,12 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import ProgressBar, Static
 
-from bptwin_tui.export import ExportedFile, ExportError, ExportResult, export_batch
-from bptwin_tui.settings import Settings
-from database.migrate import upgrade
-from database.timeseries.embedded import EmbeddedStore
-from eln.services import NotebookService
-from screens.export import ExportScreen
+from bptwin.database.migrate import upgrade
+from bptwin.database.timeseries.embedded import EmbeddedStore
+from bptwin.eln.services import NotebookService
+from bptwin.screens.export import ExportScreen
+from bptwin.tui.export import ExportedFile, ExportError, ExportResult, export_batch
+from bptwin.tui.settings import Settings
 from tests.export_batches import BATCH, record_batch
 from tests.screens_harness import ScreenHarness
 

@@ -8,16 +8,16 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from database.migrate import upgrade
-from eln.models import OperatorRole
-from eln.services import NotebookService
-from screens.login import LoginScreen
+from bptwin.database.migrate import upgrade
+from bptwin.eln.models import OperatorRole
+from bptwin.eln.services import NotebookService
+from bptwin.screens.login import LoginScreen
 from tests.screens_harness import ScreenHarness
 
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 def notebook_at(tmp_path: Path, *, with_operator: bool) -> NotebookService:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from textual.widgets import DataTable, Static
 
-from screens.notes import NotesScreen
+from bptwin.screens.notes import NotesScreen
 from tests.screens_harness import BATCH, OPERATOR, ScreenHarness, running_notebook
 
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 async def test_write_notes_and_see_them_listed(notebook_url: str) -> None:

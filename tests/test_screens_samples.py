@@ -7,8 +7,10 @@ from datetime import timedelta
 import pytest
 from textual.widgets import DataTable, Input, Static
 
-from eln.services import NotebookService
-from screens.samples import SampleDueBanner, SampleEntryScreen, SampleSaved
+from bptwin.eln.services import NotebookService
+from bptwin.screens.samples import SampleDueBanner, SampleEntryScreen, SampleSaved
+from bptwin.twin.live import LiveSnapshot
+from bptwin.twin.predictor import Prediction
 from tests.screens_harness import (
     BATCH,
     NOW,
@@ -19,14 +21,12 @@ from tests.screens_harness import (
     settle,
     type_into,
 )
-from twin.live import LiveSnapshot
-from twin.predictor import Prediction
 
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Real scrypt, lower cost: the production cost only slows the suite down."""
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 def snapshot_with_prediction(od600: float = 8.0) -> LiveSnapshot:
@@ -109,7 +109,7 @@ async def test_a_bad_value_is_explained_next_to_its_field_and_nothing_is_stored(
 
 
 async def test_the_due_banner_flags_missed_samples_and_the_one_due(tmp_path) -> None:
-    from database.migrate import upgrade
+    from bptwin.database.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
     upgrade(url)

@@ -9,15 +9,15 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from database.migrate import upgrade
-from screens.samples import SampleEntryScreen
+from bptwin.database.migrate import upgrade
+from bptwin.screens.samples import SampleEntryScreen
 from tests.screens_harness import BATCH, OPERATOR, ScreenHarness, running_notebook
 from tests.test_screens_samples import snapshot_with_prediction
 
 
 @pytest.fixture(autouse=True)
 def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eln.pins.SCRYPT_N", 2**10)
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 async def _type_a_sample(pilot: Pilot) -> None:

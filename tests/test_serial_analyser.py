@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from database.reading import Quality, Reading
-from drivers.base import DriverThread
-from drivers.serial_analyser import LineSplitter, SerialAnalyserDriver
-from drivers.serial_emulator import PtyAnalyser
-from drivers.serial_protocol import Status, frame
+from bptwin.database.reading import Quality, Reading
+from bptwin.drivers.base import DriverThread
+from bptwin.drivers.serial_analyser import LineSplitter, SerialAnalyserDriver
+from bptwin.drivers.serial_emulator import PtyAnalyser
+from bptwin.drivers.serial_protocol import Status, frame
 
 WAIT_S = 10.0  # generous upper bound for a condition to become true; not a speed assertion
 
@@ -174,10 +174,10 @@ def test_line_splitter_cuts_overlong_runs_once() -> None:
 
 
 def test_emulator_fed_by_the_simulator_through_the_pty(analyser: PtyAnalyser) -> None:
-    pytest.importorskip("twin.simulator")
+    pytest.importorskip("bptwin.twin.simulator")
     import itertools
 
-    from drivers.serial_emulator import simulator_values
+    from bptwin.drivers.serial_emulator import simulator_values
 
     values = list(itertools.islice(simulator_values(seed=6), 40))
     sink = Collector()
@@ -204,13 +204,13 @@ def test_emulator_fed_by_the_simulator_through_the_pty(analyser: PtyAnalyser) ->
 
 
 def test_emulator_command_line_feeds_the_driver(tmp_path: Path) -> None:
-    pytest.importorskip("twin.simulator")
+    pytest.importorskip("bptwin.twin.simulator")
     import signal
     import subprocess
     import sys
 
     link = tmp_path / "demo-analyser"
-    command = [sys.executable, "-m", "drivers.serial_emulator", "--link", str(link)]
+    command = [sys.executable, "-m", "bptwin.drivers.serial_emulator", "--link", str(link)]
     process = subprocess.Popen(
         [*command, "--speed", "50", "--seed", "2"],
         cwd=Path(__file__).resolve().parent.parent,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.serial_protocol import (
+from bptwin.drivers.serial_protocol import (
     FlowSentence,
     GasSentence,
     SerialParseError,
@@ -112,7 +112,7 @@ def test_the_examples_in_the_protocol_document_parse() -> None:
 
 @given(st.lists(st.integers(1, 200), max_size=30), st.integers(1, 40))
 def test_line_splitting_does_not_depend_on_how_the_bytes_arrive(cuts: list[int], count: int):
-    from drivers.serial_analyser import LineSplitter
+    from bptwin.drivers.serial_analyser import LineSplitter
 
     lines = [frame(f"OGA,{i},20.{i % 10}00,0.{i % 7}00,OK".encode()) for i in range(count)]
     stream = b"".join(lines)

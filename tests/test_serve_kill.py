@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from database.bus import MqttBus
-from database.reading import Reading
-from database.timeseries.embedded import EmbeddedStore
+from bptwin.database.bus import MqttBus
+from bptwin.database.reading import Reading
+from bptwin.database.timeseries.embedded import EmbeddedStore
 from tests.fixtures.mqtt import MosquittoServer, mosquitto_binary
 from tests.fixtures.servers import server_missing
 from tests.test_bus import wait_for
@@ -39,7 +39,7 @@ class Serve:
     def __init__(self, environment: dict[str, str]) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bptwin_tui.cli", "serve"],
+            [sys.executable, "-m", "bptwin.tui.cli", "serve"],
             cwd=ROOT,
             env=environment,
             stdout=subprocess.DEVNULL,

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from bptwin_tui.settings import Settings
-from bptwin_tui.station import Station
-from database.reading import Reading
+from bptwin.database.reading import Reading
+from bptwin.tui.settings import Settings
+from bptwin.tui.station import Station
 from tests.fixtures.servers import free_port
 from tests.test_metrics_endpoint import get, parse_exposition
 from tests.test_notify import WebhookReceiver
@@ -29,7 +29,7 @@ def test_serve_exposes_metrics_and_health_of_a_running_acquisition(tmp_path: Pat
         "BPTWIN_METRICS__PORT": str(port),
     }
     serve = subprocess.Popen(
-        [sys.executable, "-m", "bptwin_tui.cli", "serve", "--duration", "60"],
+        [sys.executable, "-m", "bptwin.tui.cli", "serve", "--duration", "60"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

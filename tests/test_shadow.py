@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from database.reading import Reading
-from twin.alarm_rules import DEFAULT_RULES
-from twin.shadow import DERIVED_CHANNELS, Shadow, derived_readings
-from twin.sim_config import SimulationConfig
-from twin.simulator import ReactorSimulator
+from bptwin.database.reading import Reading
+from bptwin.twin.alarm_rules import DEFAULT_RULES
+from bptwin.twin.shadow import DERIVED_CHANNELS, Shadow, derived_readings
+from bptwin.twin.sim_config import SimulationConfig
+from bptwin.twin.simulator import ReactorSimulator
 
 START = 1_790_000_000.0  # a fixed instant, aligned to 30 s
 

@@ -13,15 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from database.channels import CHANNELS, channel
-from twin.sim_config import (
+from bptwin.database.channels import CHANNELS, channel
+from bptwin.twin.sim_config import (
     AIR_CO2_FRACTION,
     AIR_O2_FRACTION,
     GLYCEROL_G_PER_CMOL,
     FaultParameters,
     SimulationConfig,
 )
-from twin.simulator import ReactorSimulator, simulate_batch
+from bptwin.twin.simulator import ReactorSimulator, simulate_batch
 
 CLEAN = SimulationConfig(sensors=replace(SimulationConfig().sensors, drift=False))
 

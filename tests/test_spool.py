@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from database.spool import Spool, SpoolError
+from bptwin.database.spool import Spool, SpoolError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_concurrent_pushers_and_a_consumer_lose_nothing(tmp_path: Path) -> None:
 
 _PUSH_THEN_WAIT = """
 import sys, time
-from database.spool import Spool
+from bptwin.database.spool import Spool
 spool = Spool(sys.argv[1])
 for i in range(int(sys.argv[2])):
     spool.push(f"reading {i}", weight=2)

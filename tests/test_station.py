@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bptwin_tui.settings import Settings, SettingsError
-from bptwin_tui.station import Station
-from database.channels import CHANNELS_BY_NAME
-from database.reading import Reading
-from database.recorder import Recorder
-from database.timeseries.embedded import EmbeddedStore
+from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.database.reading import Reading
+from bptwin.database.recorder import Recorder
+from bptwin.database.timeseries.embedded import EmbeddedStore
+from bptwin.tui.settings import Settings, SettingsError
+from bptwin.tui.station import Station
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,7 +92,7 @@ def test_serve_runs_headless_until_sigterm(tmp_path: Path) -> None:
         "BPTWIN_ACQUISITION__SPEED": "0",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "bptwin_tui.cli", "serve"],
+        [sys.executable, "-m", "bptwin.tui.cli", "serve"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -120,7 +120,7 @@ def test_serve_runs_headless_until_sigterm(tmp_path: Path) -> None:
 def bptwin(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a fresh interpreter with extra BPTWIN_ environment."""
     return subprocess.run(
-        [sys.executable, "-m", "bptwin_tui.cli", *args],
+        [sys.executable, "-m", "bptwin.tui.cli", *args],
         cwd=ROOT,
         env={**os.environ, **environment},
         capture_output=True,
@@ -185,7 +185,7 @@ def test_unreachable_influxdb_is_named_and_readings_are_spooled(tmp_path: Path) 
 def test_audit_verify_passes_then_names_a_tampered_entry(tmp_path: Path) -> None:
     import sqlite3
 
-    from eln.services import NotebookService
+    from bptwin.eln.services import NotebookService
 
     data_dir = {"BPTWIN_STATION__DATA_DIR": str(tmp_path)}
     assert bptwin("db", "upgrade", **data_dir).returncode == 0

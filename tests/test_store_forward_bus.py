@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from database.bus import MqttBus
-from database.bus.outbox import decode_message, encode_message
+from bptwin.database.bus import MqttBus
+from bptwin.database.bus.outbox import decode_message, encode_message
 from tests.fixtures.mqtt import MosquittoServer
 from tests.fixtures.servers import free_port
 from tests.test_bus import wait_for
@@ -123,7 +123,7 @@ def test_messages_left_in_the_outbox_at_stop_are_sent_by_the_next_start(
 
 PUBLISHER = """
 import json, sys, time
-from database.bus import MqttBus
+from bptwin.database.bus import MqttBus
 
 host, port, outbox = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 bus = MqttBus(host, port, outbox_path=outbox)

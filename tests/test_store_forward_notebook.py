@@ -17,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from database.migrate import upgrade
-from eln.errors import NotebookValidationError
-from eln.services import NotebookService
-from eln.spool import NotebookWriteQueued, SpooledNotebook, decode_call, encode_call
+from bptwin.database.migrate import upgrade
+from bptwin.eln.errors import NotebookValidationError
+from bptwin.eln.services import NotebookService
+from bptwin.eln.spool import NotebookWriteQueued, SpooledNotebook, decode_call, encode_call
 from tests.fixtures.private_postgres import PostgresCluster, private_postgres  # noqa: F401
 from tests.test_bus import wait_for
 
@@ -163,9 +163,9 @@ def test_a_queued_write_the_database_refuses_is_kept_aside_with_its_reason(
 
 QUEUER = """
 import sys, time
-from database.relational import make_engine
-from eln.services import NotebookService
-from eln.spool import NotebookWriteQueued, SpooledNotebook
+from bptwin.database.relational import make_engine
+from bptwin.eln.services import NotebookService
+from bptwin.eln.spool import NotebookWriteQueued, SpooledNotebook
 
 url, spool, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 service = NotebookService(make_engine(url, check=False))

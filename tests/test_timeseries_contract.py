@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from database.reading import Quality, Reading
-from database.timeseries import EmbeddedStore, TimeSeriesStore, WindowAggregate
+from bptwin.database.reading import Quality, Reading
+from bptwin.database.timeseries import EmbeddedStore, TimeSeriesStore, WindowAggregate
 
 # 2023-11-14T22:13:30Z: a multiple of 30 s and of 60 s, so window arithmetic is easy to check.
 T0 = 1_700_000_010.0

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from database.reading import Reading
-from database.timeseries import EmbeddedStore, TimeSeriesError
+from bptwin.database.reading import Reading
+from bptwin.database.timeseries import EmbeddedStore, TimeSeriesError
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_010.0
@@ -61,8 +61,8 @@ def test_infinite_values_are_stored_as_missing(tmp_path: Path) -> None:
 
 _WRITE_THEN_WAIT = """
 import sys, time
-from database.reading import Reading
-from database.timeseries import EmbeddedStore
+from bptwin.database.reading import Reading
+from bptwin.database.timeseries import EmbeddedStore
 store = EmbeddedStore(sys.argv[1])
 for i in range(1000):
     store.write([Reading(1_700_000_010.0 + i, "R1", "ph", float(i))])

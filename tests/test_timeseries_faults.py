@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from database.reading import Reading
-from database.spool import Spool
-from database.timeseries.influx import InfluxStore
-from database.timeseries.influx_common import InfluxConfig
+from bptwin.database.reading import Reading
+from bptwin.database.spool import Spool
+from bptwin.database.timeseries.influx import InfluxStore
+from bptwin.database.timeseries.influx_common import InfluxConfig
 from tests.fixtures.influx import InfluxServer, start_private_influx
 from tests.fixtures.servers import free_port
 
@@ -132,9 +132,9 @@ def test_writes_during_a_restart_from_a_busy_thread_all_arrive(
 
 _WRITE_THEN_WAIT = """
 import sys, time
-from database.reading import Reading
-from database.timeseries.influx import InfluxStore
-from database.timeseries.influx_common import InfluxConfig
+from bptwin.database.reading import Reading
+from bptwin.database.timeseries.influx import InfluxStore
+from bptwin.database.timeseries.influx_common import InfluxConfig
 store = InfluxStore(InfluxConfig(url=sys.argv[1], database="faults_kill"), sys.argv[2],
                     retry_initial=0.05, retry_max=0.2)
 for i in range(300):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from database.reading import Quality, Reading
-from database.timeseries.influx import InfluxStore
-from database.timeseries.influx_common import (
+from bptwin.database.reading import Quality, Reading
+from bptwin.database.timeseries.influx import InfluxStore
+from bptwin.database.timeseries.influx_common import (
     DeliveryError,
     InfluxConfig,
     InfluxConfigError,
@@ -19,7 +19,7 @@ from database.timeseries.influx_common import (
     flux_string,
     parse_server_version,
 )
-from database.timeseries.influx_v2 import (
+from bptwin.database.timeseries.influx_v2 import (
     flux_channels_query,
     flux_range_query,
     flux_windows_query,

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from twin import units
+from bptwin.twin import units
 
 
 def test_nernst_slope_at_25_and_30_c() -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from bptwin.twin.labels import LabelError
+from bptwin.twin.metrics import CONDITIONAL, FAIL, PASS
+from bptwin.twin.model import TrainResult
+from bptwin.twin.validation import evaluate, write_report
 from tests.test_model_data import shared_small_dataset, shared_small_training
-from twin.labels import LabelError
-from twin.metrics import CONDITIONAL, FAIL, PASS
-from twin.model import TrainResult
-from twin.validation import evaluate, write_report
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +78,7 @@ def test_unknown_batch_is_a_clear_error(small_training: TrainResult, small_datas
 def whole_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One nominal hold-out batch (another campaign seed than the shipped model's), simulated
     from inoculation to past depletion, so the DO forecast has a whole batch to be scored on."""
-    from twin.campaign import generate_campaign
+    from bptwin.twin.campaign import generate_campaign
 
     folder = tmp_path_factory.mktemp("whole-batch")
     generate_campaign(folder, 7, batches=[16], workers=1)
@@ -88,7 +88,7 @@ def whole_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_do_forecast_of_the_shipped_model_is_scored_and_in_the_verdict(
     whole_batch: Path, tmp_path: Path
 ) -> None:
-    from twin.registry import SHIPPED_MODELS_DIR, Registry
+    from bptwin.twin.registry import SHIPPED_MODELS_DIR, Registry
 
     artifact = Registry(SHIPPED_MODELS_DIR).load("current")
     result = evaluate(artifact, whole_batch, [16], n_boot=50, jobs=1)

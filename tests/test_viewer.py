@@ -19,15 +19,21 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Static
 
-from bptwin_tui.app import BptwinApp
-from bptwin_tui.lock import AcquisitionLockedError
-from bptwin_tui.settings import Settings
-from bptwin_tui.station import Station
-from bptwin_tui.viewer import ViewerStation, decode_prediction, station_for
-from database.bus import MqttBus
+from bptwin.database.bus import MqttBus
+from bptwin.tui.app import BptwinApp
+from bptwin.tui.lock import AcquisitionLockedError
+from bptwin.tui.settings import Settings
+from bptwin.tui.station import Station
+from bptwin.tui.viewer import ViewerStation, decode_prediction, station_for
+from bptwin.twin.alarms import (
+    AlarmState,
+    AlarmTransition,
+    Priority,
+    alarm_id_of,
+    transition_message,
+)
 from tests.fixtures.mqtt import MosquittoServer
 from tests.test_bus import wait_for
-from twin.alarms import AlarmState, AlarmTransition, Priority, alarm_id_of, transition_message
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
 
@@ -58,14 +64,14 @@ def serve(private_mqtt_broker: MosquittoServer, tmp_path: Path) -> Iterator[subp
         "BPTWIN_BUS__PREFIX": PREFIX,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "bptwin_tui.cli", "serve"],
+        [sys.executable, "-m", "bptwin.tui.cli", "serve"],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     settings = settings_for(tmp_path, host, port)
-    from bptwin_tui.lock import acquisition_owner
+    from bptwin.tui.lock import acquisition_owner
 
     try:
         assert wait_for(lambda: acquisition_owner(settings, "R1") is not None, timeout=60)
@@ -169,8 +175,8 @@ async def test_run_attaches_as_viewer_of_the_running_serve(
 
 
 def test_prediction_payload_from_the_bus_is_decoded() -> None:
-    from twin.predictor import Prediction
-    from twin.serving import prediction_payload
+    from bptwin.twin.predictor import Prediction
+    from bptwin.twin.serving import prediction_payload
 
     sent = Prediction(1_796_000_000.0, 12.5, 11.0, 14.0, "od600-x", reactor="R1", window_index=9)
     got = decode_prediction("bptwin/v1/R1/predictions/od600", prediction_payload(sent))

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from database.reading import Quality, Reading
-from twin.windows import (
+from bptwin.database.reading import Quality, Reading
+from bptwin.twin.windows import (
     WindowAggregator,
     windows_from_arrays,
     windows_from_frame,

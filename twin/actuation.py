@@ -10,7 +10,7 @@ audited only. Mode 1 (closed loop) publishes a changed setpoint as JSON on
 
 Otherwise :meth:`Actuator.actuate` refuses and says why. Auditing is the caller's job (the
 station writes every recommendation and every actuation attempt through
-``eln.control_service``), because twin imports no notebook code. Contract: docs/control.md.
+``bptwin.eln.control_service``), because twin imports no notebook code. Contract: docs/control.md.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from database.bus.base import Bus
-from database.bus.payloads import iso_timestamp
-from database.bus.topics import DEFAULT_PREFIX, setpoint_topic
-from database.channels import CHANNELS_BY_NAME
-from twin.control import PARAMETERS, UNITS, Recommendation
+from bptwin.database.bus.base import Bus
+from bptwin.database.bus.payloads import iso_timestamp
+from bptwin.database.bus.topics import DEFAULT_PREFIX, setpoint_topic
+from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.twin.control import PARAMETERS, UNITS, Recommendation
 
 SETPOINT_SOURCE = "bptwin"
 MAX_CONFIRMATION_MINUTES = 24 * 60.0
@@ -110,7 +110,7 @@ class ActuationResult:
     supervisor: str | None = None
 
     def audit_fields(self) -> dict[str, Any]:
-        """Keyword arguments for ``eln.control_service.record_actuation``."""
+        """Keyword arguments for ``bptwin.eln.control_service.record_actuation``."""
         rec = self.recommendation
         return {
             "reactor": rec.reactor,

@@ -1,6 +1,7 @@
 """Alarm rules: frozen, validated definitions and their settings-file form.
 
-A rule says *when* a condition is abnormal; :mod:`twin.alarms` decides what the operator sees.
+A rule says *when* a condition is abnormal; :mod:`bptwin.twin.alarms` decides what the operator
+sees.
 Rules come from the settings file's ``[alarms]`` table (see ``docs/alarms.md``): every key is a
 rule name holding a table with a ``type``; a table named like a default rule is merged onto it,
 ``enabled = false`` switches a rule off, ``include_defaults = false`` drops the SOP defaults.
@@ -18,8 +19,8 @@ from enum import Enum
 from itertools import pairwise
 from typing import Any, ClassVar
 
-from database.channels import CHANNELS_BY_NAME
-from twin.features import ProcessState
+from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.twin.features import ProcessState
 
 RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 

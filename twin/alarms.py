@@ -1,6 +1,7 @@
 """The alarm engine: rules in, ISA-18.2 alarm transitions out (pure domain code).
 
-:class:`AlarmEngine` is fed readings, derived values (30 s :class:`~twin.features.ProcessState`),
+:class:`AlarmEngine` is fed readings, derived values (30 s
+:class:`~bptwin.twin.features.ProcessState`),
 offline samples and events, and told the time by :meth:`AlarmEngine.evaluate` (no wall clock
 inside, so tests and replays control time). Every change of an alarm's state is returned as an
 immutable :class:`AlarmTransition`; the caller stores and publishes each exactly once.
@@ -22,8 +23,8 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from database.bus.topics import CONTRACT_VERSION, DEFAULT_PREFIX, alarm_topic
-from database.reading import (
+from bptwin.database.bus.topics import CONTRACT_VERSION, DEFAULT_PREFIX, alarm_topic
+from bptwin.database.reading import (
     Quality,
     Reading,
     ReadingError,
@@ -31,7 +32,7 @@ from database.reading import (
     format_timestamp,
     parse_timestamp,
 )
-from twin.alarm_rules import (
+from bptwin.twin.alarm_rules import (
     EVENT_GLYCEROL_DEPLETED,
     EVENT_IMPOSSIBLE_VALUE,
     PRIORITY_RANK,
@@ -47,8 +48,8 @@ from twin.alarm_rules import (
     Rule,
     StaleRule,
 )
-from twin.cleaning import CleaningEvent
-from twin.features import ProcessState
+from bptwin.twin.cleaning import CleaningEvent
+from bptwin.twin.features import ProcessState
 
 PAYLOAD_VERSION = 1
 DEFAULT_MAX_SHELVE_S = 24 * 3600.0

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from database.channels import CHANNELS
-from database.timeseries.base import TimeSeriesError, TimeSeriesStore
-from twin.history import DERIVED_SERIES, History
+from bptwin.database.channels import CHANNELS
+from bptwin.database.timeseries.base import TimeSeriesError, TimeSeriesStore
+from bptwin.twin.history import DERIVED_SERIES, History
 
 RECENT_S = 3600.0
 WINDOW_S = 30.0
@@ -59,7 +59,7 @@ def backfill_history(
 ) -> BackfillResult:
     """Read ``reactor``'s last ``hours`` (default: the history's length) up to ``end`` (Unix s)
     into ``history``; a channel the store cannot read is named in ``problems`` and skipped."""
-    from twin.serving import PREDICTION_CHANNELS
+    from bptwin.twin.serving import PREDICTION_CHANNELS
 
     span_s = (hours if hours is not None else history.hours) * 3600.0
     start = end - span_s

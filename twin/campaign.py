@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.dataset import (
+from bptwin.twin.dataset import (
     MANIFEST_NAME,
     BatchRecord,
     Dataset,
@@ -25,8 +25,8 @@ from twin.dataset import (
     write_batch,
     write_manifest,
 )
-from twin.sim_config import Disturbance, FaultParameters, SimulationConfig
-from twin.simulator import simulate_batch
+from bptwin.twin.sim_config import Disturbance, FaultParameters, SimulationConfig
+from bptwin.twin.simulator import simulate_batch
 
 CAMPAIGN_SIZE = 18
 CAMPAIGN_START = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)

@@ -3,7 +3,7 @@
 * A physically impossible value (outside the channel catalogue's range, e.g. pH < 2, DO > 150 %)
   becomes missing and yields a :class:`CleaningEvent` that the alarm engine can raise.
 * Gaps shorter than :data:`SHORT_GAP_S` are bridged; longer gaps are marked. Inside a 30 s window
-  the mean is taken over the linearly interpolated 1 Hz trajectory (see ``twin.windows``); across
+  the mean is taken over the linearly interpolated 1 Hz trajectory (see ``twin/windows.py``); across
   whole missing windows the feature pipeline holds the last value while the gap is short (a live
   system cannot interpolate towards a value it has not received yet) and flags the gap.
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from database.channels import CHANNELS_BY_NAME, is_physical
-from database.reading import Quality, Reading
+from bptwin.database.channels import CHANNELS_BY_NAME, is_physical
+from bptwin.database.reading import Quality, Reading
 
 SHORT_GAP_S = 300.0
 
@@ -56,7 +56,7 @@ def clean_reading(reading: Reading) -> tuple[Reading, CleaningEvent | None]:
 
 
 def physical_mask(channel_name: str, values: ArrayLike) -> np.ndarray:
-    """Vectorised :func:`database.channels.is_physical`: True where the value can be real.
+    """Vectorised :func:`bptwin.database.channels.is_physical`: True where the value can be real.
 
     NaN counts as physical here (it is missing, not impossible).
     """

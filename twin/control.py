@@ -1,7 +1,7 @@
 """Advisory DO-cascade and RQ controller: setpoint recommendations with reasons, every 30 s.
 
 Pure process logic (no bus, no database): :class:`AdvisoryController` gets each new
-:class:`~twin.features.ProcessState` and the actuators' current setpoints and says what it
+:class:`~bptwin.twin.features.ProcessState` and the actuators' current setpoints and says what it
 would change, and why. The rules follow the campaign SOP (DOMAIN.md "DO control"): keep DO
 above 20 % by raising the stirrer from 500 to 1000 rpm in 50 rpm steps, then O2 enrichment up to
 0.3 vvm; give back O2 first, then stirrer, when DO is well above the band. The RQ watch explains
@@ -11,7 +11,8 @@ Against chattering: steps up at most once per ``step_up_interval_s``; steps down
 has stayed above the release level for ``release_windows`` windows, at most once per
 ``*_step_down_interval_s`` and never within ``reversal_hold_s`` of a step up. Standing advice is
 emitted once and repeated only after ``repeat_s`` (so the audit trail is not flooded).
-Whether advice is sent to the reactor is :mod:`twin.actuation`'s business. See docs/control.md.
+Whether advice is sent to the reactor is :mod:`bptwin.twin.actuation`'s business. See
+docs/control.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from twin.features import MODEL_CHANNELS, ProcessState
+from bptwin.twin.features import MODEL_CHANNELS, ProcessState
 
 STIRRER = "stirrer_speed"
 O2_FLOW = "o2_flow"

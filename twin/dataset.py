@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from database.channels import CHANNELS, CHANNELS_BY_NAME
+from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
 
 if TYPE_CHECKING:
-    from twin.simulator import BatchResult
+    from bptwin.twin.simulator import BatchResult
 
 FORMAT_NAME = "bptwin-dataset"
 FORMAT_VERSION = 1

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from database.channels import CHANNELS, CHANNELS_BY_NAME
-from database.timeseries.base import TimeSeriesStore
+from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
+from bptwin.database.timeseries.base import TimeSeriesStore
 
 COUNT_WINDOW_S = 600.0
 

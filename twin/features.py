@@ -1,9 +1,9 @@
 """The process state every 30 s: off-gas rates, growth, depletion and consistency checks.
 
-:class:`FeaturePipeline` turns each :class:`~twin.windows.WindowSnapshot` into a frozen
+:class:`FeaturePipeline` turns each :class:`~bptwin.twin.windows.WindowSnapshot` into a frozen
 :class:`ProcessState`, using readings only (never simulator internals). The batch helpers
 (:func:`states_from_frame`, :func:`feature_table`) run the very same pipeline over windows built
-by :func:`twin.windows.windows_from_frame`, so training and serving share one code path.
+by :func:`bptwin.twin.windows.windows_from_frame`, so training and serving share one code path.
 Formulas, units and gating are documented in ``docs/features.md``.
 """
 
@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from database.reading import Reading
-from twin import offgas
-from twin.cleaning import SHORT_GAP_S, CleaningEvent
-from twin.units import ATM_BAR, C_STAR_AIR_30C_MM
-from twin.windows import (
+from bptwin.database.reading import Reading
+from bptwin.twin import offgas
+from bptwin.twin.cleaning import SHORT_GAP_S, CleaningEvent
+from bptwin.twin.units import ATM_BAR, C_STAR_AIR_30C_MM
+from bptwin.twin.windows import (
     ALL_CHANNELS,
     WINDOW_S,
     WindowAggregator,

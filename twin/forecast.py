@@ -41,7 +41,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from twin.features import MODEL_CHANNELS, ProcessState
+from bptwin.twin.features import MODEL_CHANNELS, ProcessState
 
 _DO, _STIRRER, _O2_FLOW = (MODEL_CHANNELS.index(n) for n in ("do", "stirrer_speed", "o2_flow"))
 MU_FALLBACK = 0.2  # h⁻¹, DOMAIN.md μmax 0.18–0.30
@@ -392,7 +392,7 @@ class Forecaster:
 
 def fit_forecast_block(table: pd.DataFrame, od_per_mmol_co2: float) -> dict:
     """Every forecast number the card stores (metrics.forecast), from the training table."""
-    from twin.model import co2_at_depletion
+    from bptwin.twin.model import co2_at_depletion
 
     peaks = table.groupby("batch")["cer_smooth"].quantile(0.99).tolist()
     block = fit_parameters(co2_at_depletion(table), od_per_mmol_co2, peaks)
@@ -560,7 +560,7 @@ def lightgbm_time_to_depletion(
     """
     import lightgbm
 
-    from twin.features import FEATURE_NAMES
+    from bptwin.twin.features import FEATURE_NAMES
 
     names = list(FEATURE_NAMES)
     before = train["window_end"] < train["depletion_true"]
@@ -590,10 +590,10 @@ def _parameters(block: dict) -> ForecastParameters:
 
 def compare(dataset: str, holdout: tuple[int, ...] = (16, 17, 18)) -> pd.DataFrame:
     """Depletion-time errors (min) of the hybrid and of pure LightGBM at fixed hours."""
-    from twin.dataset import read_manifest
-    from twin.labels import dataset_table
-    from twin.model import carbon_balance_baseline
-    from twin.validation import FORECAST_ORIGINS_H
+    from bptwin.twin.dataset import read_manifest
+    from bptwin.twin.labels import dataset_table
+    from bptwin.twin.model import carbon_balance_baseline
+    from bptwin.twin.validation import FORECAST_ORIGINS_H
 
     numbers = [r.number for r in read_manifest(dataset).batches]
     train_batches = [n for n in numbers if n not in holdout]
@@ -654,7 +654,7 @@ def lightgbm_do_model(train: pd.DataFrame, *, seed: int = 42, threads: int = 2):
     """
     import lightgbm
 
-    from twin.features import FEATURE_NAMES
+    from bptwin.twin.features import FEATURE_NAMES
 
     names = [*FEATURE_NAMES, "horizon_h"]
     matrices, targets = [], []
@@ -691,10 +691,10 @@ def compare_do(dataset: str, holdout: tuple[int, ...] = (16, 17, 18)) -> pd.Data
     off-gas growth rate until depletion is detected, reference: the simulator's truth), on
     the same (issue, later window) pairs, every 5 min, for both.
     """
-    from twin.dataset import read_manifest
-    from twin.features import FEATURE_NAMES
-    from twin.labels import dataset_table
-    from twin.model import carbon_balance_baseline
+    from bptwin.twin.dataset import read_manifest
+    from bptwin.twin.features import FEATURE_NAMES
+    from bptwin.twin.labels import dataset_table
+    from bptwin.twin.model import carbon_balance_baseline
 
     numbers = [r.number for r in read_manifest(dataset).batches]
     train_batches = [n for n in numbers if n not in holdout]
@@ -744,7 +744,7 @@ def compare_do(dataset: str, holdout: tuple[int, ...] = (16, 17, 18)) -> pd.Data
     return pd.DataFrame(rows)
 
 
-if __name__ == "__main__":  # python -m twin.forecast DATASET
+if __name__ == "__main__":  # python -m bptwin.twin.forecast DATASET
     import sys
 
     table = compare(sys.argv[1])

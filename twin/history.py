@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from database.channels import CHANNELS, CHANNELS_BY_NAME
-from database.reading import Quality, Reading
+from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
+from bptwin.database.reading import Quality, Reading
 
 if TYPE_CHECKING:
-    from twin.features import ProcessState
-    from twin.predictor import Prediction
+    from bptwin.twin.features import ProcessState
+    from bptwin.twin.predictor import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +413,7 @@ class History:
 
     def add_state(self, state: ProcessState) -> None:
         """A closed 30 s window: its derived values (OUR, CER, RQ, …) and the inoculation time."""
-        from twin.shadow import derived_readings
+        from bptwin.twin.shadow import derived_readings
 
         derived = {reading.channel: reading for reading in derived_readings(state)}
         with self._lock:

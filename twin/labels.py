@@ -1,6 +1,6 @@
 """The labelled 30 s table: the live feature pipeline's rows plus OD600 labels, per batch.
 
-Features come from :func:`twin.features.feature_table` run on the batch's *readings only*
+Features come from :func:`bptwin.twin.features.feature_table` run on the batch's *readings only*
 (``BatchRecord.readings()``: time and channel columns, never the simulator's truth), the same
 streaming code the live worker runs, so training and serving cannot drift apart.
 
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twin.dataset import TRUTH_PREFIX, BatchRecord, read_batch, read_manifest
+from bptwin.twin.dataset import TRUTH_PREFIX, BatchRecord, read_batch, read_manifest
 
 LABELS = ("samples", "samples-loglinear", "truth")
 MIN_GUIDE_CO2_MMOL_L = 2.0
@@ -115,7 +115,7 @@ def dataset_fingerprint(directory: Path | str) -> str:
     import hashlib
     import json
 
-    from twin.dataset import MANIFEST_NAME
+    from bptwin.twin.dataset import MANIFEST_NAME
 
     manifest = json.loads((Path(directory) / MANIFEST_NAME).read_text(encoding="utf-8"))
     manifest.pop("created", None)
@@ -125,7 +125,7 @@ def dataset_fingerprint(directory: Path | str) -> str:
 
 def batch_table(record: BatchRecord, label: str = "samples") -> pd.DataFrame:
     """One row per 30 s window of the batch: features, label, truth (if any), batch number."""
-    from twin.features import feature_table
+    from bptwin.twin.features import feature_table
 
     if label not in LABELS:
         raise LabelError(f"label must be one of {LABELS}, got {label!r}")
@@ -218,7 +218,7 @@ def dataset_table(
     ``drop_channels`` removes sensor channels before the features are computed, exactly as
     the live pipeline sees a sensor that reports nothing.
     """
-    from database.channels import CHANNELS_BY_NAME
+    from bptwin.database.channels import CHANNELS_BY_NAME
 
     drop = tuple(drop_channels)
     unknown_channels = [c for c in drop if c not in CHANNELS_BY_NAME]

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from database.reading import Reading
+from bptwin.database.reading import Reading
 
 if TYPE_CHECKING:
-    from twin.alarms import AlarmCounts, AlarmView
-    from twin.control import Recommendation
-    from twin.features import ProcessState
-    from twin.predictor import Prediction
+    from bptwin.twin.alarms import AlarmCounts, AlarmView
+    from bptwin.twin.control import Recommendation
+    from bptwin.twin.features import ProcessState
+    from bptwin.twin.predictor import Prediction
 
 _EMPTY: Mapping = MappingProxyType({})
 

@@ -207,7 +207,7 @@ def campaign_verdict(
     * R² > 0.90 (pooled over the hold-out windows).
     * Depletion time within 30 min on every batch where it was predicted.
     * DO RMSE < 5 % saturation on every batch with a DO prediction (``do_rmse``: the DO
-      forecast, see :mod:`twin.validation`), else "not evaluated".
+      forecast, see :mod:`bptwin.twin.validation`), else "not evaluated".
 
     Outcome: fail if any criterion fails; conditional if any is conditional or none of the
     depletion errors could be evaluated; pass otherwise.

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from twin.forecast import fit_forecast_block
-from twin.labels import (
+from bptwin.twin.forecast import fit_forecast_block
+from bptwin.twin.labels import (
     BATCH_COLUMN,
     LABEL_COLUMN,
     LABEL_METHODS,
@@ -32,8 +32,8 @@ from twin.labels import (
     dataset_fingerprint,
     dataset_table,
 )
-from twin.metrics import mre
-from twin.registry import (
+from bptwin.twin.metrics import mre
+from bptwin.twin.registry import (
     FALLBACK_FILE,
     ModelArtifact,
     ModelCard,
@@ -146,7 +146,7 @@ def group_folds(batches: Sequence[int], n_folds: int, seed: int) -> list[list[in
 
 
 def _features(table: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    from twin.features import FEATURE_NAMES
+    from bptwin.twin.features import FEATURE_NAMES
 
     names = list(FEATURE_NAMES)
     return table[names].to_numpy(dtype=float), names
@@ -339,8 +339,8 @@ def train_model(
     stage: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """The whole run: table, tuning, final fit, card (hold-out scored by the caller)."""
-    from twin.dataset import read_manifest
-    from twin.features import FEATURE_NAMES
+    from bptwin.twin.dataset import read_manifest
+    from bptwin.twin.features import FEATURE_NAMES
 
     options.check()
     say = stage or (lambda message: None)
@@ -462,7 +462,7 @@ def _redact(storage: str | None) -> str:
 
 def predict_table(artifact: ModelArtifact, table: pd.DataFrame) -> pd.DataFrame:
     """Nowcast, lower and upper bound of every row of a feature table (batch scoring)."""
-    from twin.features import FEATURE_NAMES
+    from bptwin.twin.features import FEATURE_NAMES
 
     artifact.check_features()
     matrix = table[list(FEATURE_NAMES)].to_numpy(dtype=float)

@@ -27,8 +27,8 @@ from email.message import EmailMessage
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from twin.alarm_rules import PRIORITY_RANK, Priority
-from twin.alarms import AlarmState, AlarmTransition, transition_payload
+from bptwin.twin.alarm_rules import PRIORITY_RANK, Priority
+from bptwin.twin.alarms import AlarmState, AlarmTransition, transition_payload
 
 log = logging.getLogger(__name__)
 

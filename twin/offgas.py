@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from twin.units import ATM_BAR, C_STAR_AIR_30C_MM
+from bptwin.twin.units import ATM_BAR, C_STAR_AIR_30C_MM
 
 Y_O2_AIR = 0.2095
 Y_CO2_AIR = 0.0004

@@ -1,4 +1,4 @@
-"""Serving: one :class:`~twin.features.ProcessState` (a 30 s window) in, one OD600 nowcast out.
+"""Serving: one :class:`~bptwin.twin.features.ProcessState` (a 30 s window) in, one OD600 nowcast.
 
 The predictor checks at construction that the model was trained on exactly the pipeline's
 ``FEATURE_NAMES`` in the same order, then predicts one row with one thread (the worker runs
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.features import FEATURE_NAMES, ProcessState, feature_vector
-from twin.forecast import Forecast, Forecaster, ForecastParameters
-from twin.registry import ModelArtifact, ModelError, load_model
+from bptwin.twin.features import FEATURE_NAMES, ProcessState, feature_vector
+from bptwin.twin.forecast import Forecast, Forecaster, ForecastParameters
+from bptwin.twin.registry import ModelArtifact, ModelError, load_model
 
 log = logging.getLogger(__name__)
 

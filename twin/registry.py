@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from twin.metrics import json_safe
+from bptwin.twin.metrics import json_safe
 
 if TYPE_CHECKING:
     import lightgbm
@@ -201,7 +201,7 @@ class ModelArtifact:
 
     def check_features(self, pipeline_features: tuple[str, ...] | None = None) -> None:
         if pipeline_features is None:
-            from twin.features import FEATURE_NAMES
+            from bptwin.twin.features import FEATURE_NAMES
 
             pipeline_features = FEATURE_NAMES
         check_feature_names(self.card.feature_names, pipeline_features)

@@ -6,7 +6,7 @@ Bus: topic ``<prefix>/v1/<reactor>/predictions/od600`` (docs/mqtt.md), QoS 1, pa
 :data:`PREDICTION_CHANNELS` (plus the forecast depletion time and the DO forecast 1 h ahead
 with its band when there are), so the trend view and later drift checks can read them back
 like any series. The payload's ``forecast`` block carries the DO summary of
-:func:`twin.predictor.do_forecast_summary` (1, 2, 4 h ahead with band, minimum, end).
+:func:`bptwin.twin.predictor.do_forecast_summary` (1, 2, 4 h ahead with band, minimum, end).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import math
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from database.bus.base import Bus
-from database.bus.topics import DEFAULT_PREFIX, prediction_topic
-from database.reading import Reading
-from database.timeseries.base import TimeSeriesStore
-from twin.features import ProcessState
-from twin.metrics import json_safe
-from twin.predictor import Prediction, do_forecast_summary
+from bptwin.database.bus.base import Bus
+from bptwin.database.bus.topics import DEFAULT_PREFIX, prediction_topic
+from bptwin.database.reading import Reading
+from bptwin.database.timeseries.base import TimeSeriesStore
+from bptwin.twin.features import ProcessState
+from bptwin.twin.metrics import json_safe
+from bptwin.twin.predictor import Prediction, do_forecast_summary
 
 PREDICTION_NAME = "od600"
 PREDICTION_CHANNELS = {

@@ -12,10 +12,10 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from database.reading import Quality, Reading
-from twin.alarm_rules import Rule
-from twin.alarms import AlarmEngine, AlarmTransition
-from twin.features import FeatureConfig, ProcessState, StreamingFeatures
+from bptwin.database.reading import Quality, Reading
+from bptwin.twin.alarm_rules import Rule
+from bptwin.twin.alarms import AlarmEngine, AlarmTransition
+from bptwin.twin.features import FeatureConfig, ProcessState, StreamingFeatures
 
 # Derived values stored beside the sensor channels: (state attribute, stored channel, unit).
 DERIVED_CHANNELS: tuple[tuple[str, str, str], ...] = (

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from database.channels import CHANNELS, CHANNELS_BY_NAME
-from twin.sim_config import FaultParameters, SensorParameters
+from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
+from bptwin.twin.sim_config import FaultParameters, SensorParameters
 
 CHANNEL_NAMES: tuple[str, ...] = tuple(entry.name for entry in CHANNELS)
 CHANNEL_INDEX: dict[str, int] = {name: i for i, name in enumerate(CHANNEL_NAMES)}

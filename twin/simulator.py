@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from database.channels import CHANNELS_BY_NAME
-from database.reading import Quality, Reading
-from twin.sim_config import (
+from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.database.reading import Quality, Reading
+from bptwin.twin.sim_config import (
     AIR_CO2_FRACTION,
     AIR_O2_FRACTION,
     GLYCEROL_DEGREE_OF_REDUCTION,
@@ -36,7 +36,7 @@ from twin.sim_config import (
     SimulationConfig,
     draw_batch_variation,
 )
-from twin.sim_sensors import (
+from bptwin.twin.sim_sensors import (
     CHANNEL_INDEX,
     CHANNEL_NAMES,
     FaultEvent,
@@ -80,7 +80,7 @@ IDEAL_ORDER = (
     "vessel_weight",
 )
 if IDEAL_ORDER != CHANNEL_NAMES:  # the hot loop builds values positionally
-    raise ImportError("twin.simulator: database/channels.py changed; update IDEAL_ORDER")
+    raise ImportError("bptwin.twin.simulator: database/channels.py changed; update IDEAL_ORDER")
 DO_INDEX, PH_INDEX, TEMP_INDEX = (CHANNEL_INDEX[n] for n in ("do", "ph", "temp_broth"))
 
 TRUTH_KEYS: tuple[str, ...] = (  # first three: biomass, glycerol, od600 (read by samples)

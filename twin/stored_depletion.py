@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-from database.timeseries.base import TimeSeriesStore
-from twin.features import DEPLETION_CONFIRMED, DepletionDetector, FeatureConfig
-from twin.windows import WINDOW_S
+from bptwin.database.timeseries.base import TimeSeriesStore
+from bptwin.twin.features import DEPLETION_CONFIRMED, DepletionDetector, FeatureConfig
+from bptwin.twin.windows import WINDOW_S
 
 CER_SERIES = "cer"  # twin.shadow.DERIVED_CHANNELS: stored at each window's end
 

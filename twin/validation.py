@@ -1,8 +1,8 @@
 """Scoring a model on hold-out batches and writing the report folder (Markdown + PNG + JSON).
 
 The reference OD600 is the simulator's truth when the dataset has it (``reference="auto"``),
-else the offline samples interpolated log-linearly (see :mod:`twin.labels`). Scores per batch:
-MRE with a 95 % moving-block bootstrap CI (:mod:`twin.metrics`), R², RMSE, depletion-time
+else the offline samples interpolated log-linearly (see :mod:`~bptwin.twin.labels`). Scores:
+MRE with a 95 % moving-block bootstrap CI (:mod:`bptwin.twin.metrics`), R², RMSE, depletion-time
 error of the live detector; the campaign verdict; interval coverage; residuals by phase and
 by time; gain importance; and the carbon-balance baseline for comparison.
 
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from twin.labels import (
+from bptwin.twin.labels import (
     BATCH_COLUMN,
     LABEL_COLUMN,
     TRUTH_DO_COLUMN,
@@ -36,7 +36,7 @@ from twin.labels import (
     dataset_fingerprint,
     dataset_table,
 )
-from twin.metrics import (
+from bptwin.twin.metrics import (
     DEFAULT_BOOTSTRAP,
     BatchScore,
     Verdict,
@@ -47,11 +47,11 @@ from twin.metrics import (
     rmse,
     score_batch,
 )
-from twin.model import predict_table, usable_rows
-from twin.registry import ModelArtifact
+from bptwin.twin.model import predict_table, usable_rows
+from bptwin.twin.registry import ModelArtifact
 
 if TYPE_CHECKING:
-    from twin.forecast import Forecast, Forecaster
+    from bptwin.twin.forecast import Forecast, Forecaster
 
 TIME_BINS_H = (0, 4, 8, 12, 16, 20, 24, 40)
 FORECAST_ORIGINS_H = (6.0, 10.0, 14.0, 18.0)
@@ -136,7 +136,7 @@ class ValidationResult:
 
 
 def _reference(directory: Path, reference: str) -> str:
-    from twin.dataset import read_manifest
+    from bptwin.twin.dataset import read_manifest
 
     if reference in ("truth", "samples"):
         return reference
@@ -271,7 +271,7 @@ _ROW_INPUTS = (
 
 
 def _forecaster(artifact: ModelArtifact) -> Forecaster | None:
-    from twin.forecast import Forecaster, ForecastParameters
+    from bptwin.twin.forecast import Forecaster, ForecastParameters
 
     parameters = ForecastParameters.from_card_metrics(artifact.card.metrics)
     return Forecaster(parameters) if parameters is not None else None

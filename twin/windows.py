@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from database.channels import CHANNELS, CHANNELS_BY_NAME
-from database.reading import Quality, Reading
-from twin.cleaning import CleaningEvent, clean_reading, physical_mask
+from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
+from bptwin.database.reading import Quality, Reading
+from bptwin.twin.cleaning import CleaningEvent, clean_reading, physical_mask
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -21,12 +21,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bptwin_tui.settings import Settings, SettingsError
+from bptwin.tui.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from database.timeseries.base import TimeSeriesStore
-    from eln.models import BatchAcceptance
-    from eln.services import NotebookService
+    from bptwin.database.timeseries.base import TimeSeriesStore
+    from bptwin.eln.models import BatchAcceptance
+    from bptwin.eln.services import NotebookService
 
 PIN_ENVIRONMENT = "BPTWIN_SUPERVISOR_PIN"
 
@@ -81,8 +81,8 @@ def _say(message: str) -> None:
 
 
 def _open_notebook(settings: Settings) -> NotebookService:
-    from database.relational import DatabaseUnavailable
-    from eln.services import NotebookService
+    from bptwin.database.relational import DatabaseUnavailable
+    from bptwin.eln.services import NotebookService
 
     try:
         return NotebookService.from_url(settings.notebook_url())
@@ -92,7 +92,7 @@ def _open_notebook(settings: Settings) -> NotebookService:
 
 def _open_store(settings: Settings) -> TimeSeriesStore | None:
     """The configured store, or None (with a warning) when it cannot be opened."""
-    from bptwin_tui.station import build_store
+    from bptwin.tui.station import build_store
 
     try:
         return build_store(settings)
@@ -111,7 +111,7 @@ def read_pin(supervisor: str) -> str:
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
-    from eln.errors import NotebookError
+    from bptwin.eln.errors import NotebookError
 
     if (args.evaluate or args.decision) and args.batch is None:
         _say("--batch N is required")
@@ -140,7 +140,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _training_set_dir(settings: Settings) -> Path:
-    from bptwin_tui.export.acceptance_registry import training_set_dir
+    from bptwin.tui.export.acceptance_registry import training_set_dir
 
     return training_set_dir(settings.data_dir)
 
@@ -153,8 +153,8 @@ def _evaluate(
     *,
     as_json: bool,
 ) -> int:
-    from bptwin_tui.export.acceptance_flow import evaluate_batch
-    from eln.acceptance_service import latest_decision
+    from bptwin.eln.acceptance_service import latest_decision
+    from bptwin.tui.export.acceptance_flow import evaluate_batch
 
     evaluation = evaluate_batch(notebook, store, number, reactor=reactor)
     decision = latest_decision(notebook, number)
@@ -192,7 +192,7 @@ def _decide(
     folder: Path,
     reactor: str,
 ) -> int:
-    from bptwin_tui.export.acceptance_flow import (
+    from bptwin.tui.export.acceptance_flow import (
         TRAINING_SET_ADDED,
         TRAINING_SET_FAILED,
         TRAINING_SET_REMOVED,
@@ -245,7 +245,7 @@ def _progress(fraction: float, message: str) -> None:
 
 
 def _list(notebook: NotebookService) -> int:
-    from eln.acceptance_service import decisions_in_force
+    from bptwin.eln.acceptance_service import decisions_in_force
 
     in_force = decisions_in_force(notebook)
     if not in_force:
@@ -263,7 +263,7 @@ def _list(notebook: NotebookService) -> int:
 def _sync(
     notebook: NotebookService, store: TimeSeriesStore | None, folder: Path, reactor: str
 ) -> int:
-    from bptwin_tui.export.acceptance_registry import TrainingSetError, sync_training_set
+    from bptwin.tui.export.acceptance_registry import TrainingSetError, sync_training_set
 
     if store is None:
         _say("the time-series store is needed to export accepted batches")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bptwin_tui.settings import Settings, SettingsError
+from bptwin.tui.settings import Settings, SettingsError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from database.relational import DatabaseUnavailable
-    from eln.services import NotebookService
+    from bptwin.database.relational import DatabaseUnavailable
+    from bptwin.eln.services import NotebookService
 
     try:
         notebook = NotebookService.from_url(settings.notebook_url())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bptwin_tui.settings import Settings, SettingsError
+from bptwin.tui.settings import Settings, SettingsError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from database.migrate import upgrade
-    from database.relational import DatabaseUnavailable
+    from bptwin.database.migrate import upgrade
+    from bptwin.database.relational import DatabaseUnavailable
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -43,8 +43,8 @@ def handle_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def handle_current(args: argparse.Namespace, settings: Settings) -> int:
-    from database.migrate import current_revision, head_revision
-    from database.relational import DatabaseUnavailable
+    from bptwin.database.migrate import current_revision, head_revision
+    from bptwin.database.relational import DatabaseUnavailable
 
     try:
         current = current_revision(settings.notebook_url())

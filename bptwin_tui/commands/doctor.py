@@ -6,8 +6,8 @@ import argparse
 import socket
 from datetime import datetime, timezone
 
-from bptwin_tui.doctor import CheckResult, Status, any_failed, format_table, run_checks
-from bptwin_tui.settings import Settings
+from bptwin.tui.doctor import CheckResult, Status, any_failed, format_table, run_checks
+from bptwin.tui.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,15 +40,15 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 
 def send_test_notification(settings: Settings, timeout_s: float = 60.0) -> list[CheckResult]:
     """One test message per configured channel, no retries; a result per channel."""
-    from bptwin_tui.settings_ops import notifier_from_settings
-    from twin.notify import Notification
+    from bptwin.tui.settings_ops import notifier_from_settings
+    from bptwin.twin.notify import Notification
 
     section = getattr(settings, "notify", None)
     if section is None or not section.configured:
         return [CheckResult("notify test", Status.SKIP, "no notification channel configured")]
     bus = None
     if section.mqtt_topic and settings.bus.backend == "mqtt":
-        from bptwin_tui.station import build_bus
+        from bptwin.tui.station import build_bus
 
         bus = build_bus(settings)
         try:

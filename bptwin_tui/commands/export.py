@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bptwin_tui.settings import Settings
+from bptwin.tui.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
-    from bptwin_tui.export import ExportError, export_batch, parse_formats
+    from bptwin.tui.export import ExportError, export_batch, parse_formats
 
     try:
         formats = parse_formats(args.format)

@@ -15,14 +15,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from bptwin_tui.settings import Settings, SettingsError
+from bptwin.tui.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from eln.services import NotebookService
+    from bptwin.eln.services import NotebookService
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from bptwin_tui.export.csv_export import LAYOUTS, TABLES
+    from bptwin.tui.export.csv_export import LAYOUTS, TABLES
 
     parser = subparsers.add_parser(
         "export-csv",
@@ -68,8 +68,8 @@ def _say(message: str) -> None:
 
 
 def _notebook(settings: Settings) -> NotebookService:
-    from database.relational import DatabaseUnavailable
-    from eln.services import NotebookService
+    from bptwin.database.relational import DatabaseUnavailable
+    from bptwin.eln.services import NotebookService
 
     try:
         return NotebookService.from_url(settings.notebook_url())
@@ -79,7 +79,7 @@ def _notebook(settings: Settings) -> NotebookService:
 
 def _range(args: argparse.Namespace, settings: Settings) -> tuple[float, float, str | None]:
     """(start, end, the batch's reactor or None) from --batch or --start/--end."""
-    from bptwin_tui.export.csv_export import parse_time
+    from bptwin.tui.export.csv_export import parse_time
 
     if args.batch is not None:
         if args.start or args.end:
@@ -103,10 +103,10 @@ def _range(args: argparse.Namespace, settings: Settings) -> tuple[float, float, 
 
 
 def handle_channels(args: argparse.Namespace, settings: Settings) -> int:
-    from bptwin_tui.export.csv_export import CsvExportError, stored_channels, write_channels_csv
-    from bptwin_tui.station import build_store
-    from database.timeseries.base import TimeSeriesError
-    from eln.errors import NotebookError
+    from bptwin.database.timeseries.base import TimeSeriesError
+    from bptwin.eln.errors import NotebookError
+    from bptwin.tui.export.csv_export import CsvExportError, stored_channels, write_channels_csv
+    from bptwin.tui.station import build_store
 
     try:
         start, end, batch_reactor = _range(args, settings)
@@ -148,8 +148,8 @@ def handle_channels(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def handle_notebook(args: argparse.Namespace, settings: Settings) -> int:
-    from bptwin_tui.export.csv_export import CsvExportError, write_table_csv, write_tables
-    from eln.errors import NotebookError
+    from bptwin.eln.errors import NotebookError
+    from bptwin.tui.export.csv_export import CsvExportError, write_table_csv, write_tables
 
     if args.table is None and args.out is None:
         _say("give --table NAME (one CSV, stdout allowed) or --out DIR (every table)")

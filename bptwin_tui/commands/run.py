@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bptwin_tui.settings import Settings
+from bptwin.tui.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
-    from bptwin_tui.app import BptwinApp
-    from bptwin_tui.viewer import station_for
+    from bptwin.tui.app import BptwinApp
+    from bptwin.tui.viewer import station_for
 
     if getattr(args, "speed", None) is not None:
         settings.acquisition.speed = args.speed

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twin.dataset import BatchRecord, DatasetError
+from bptwin.twin.dataset import BatchRecord, DatasetError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_simulate(args: argparse.Namespace, settings: Any = None) -> int:
-    from twin.campaign import CAMPAIGN_SIZE, generate_campaign
+    from bptwin.twin.campaign import CAMPAIGN_SIZE, generate_campaign
 
     if not args.campaign and not args.batch:
         print("bptwin simulate: give --campaign or --batch N", file=sys.stderr)

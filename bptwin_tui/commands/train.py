@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bptwin_tui.settings import Settings, SettingsError
+from bptwin.tui.settings import Settings, SettingsError
 
 STORAGE_HELP = (
     "Optuna study storage: 'sqlite' (default, a file in the data folder), 'memory', "
@@ -113,7 +113,7 @@ def resolve_storage(choice: str, settings: Settings) -> str | None:
 
 
 def _progress(report: object) -> None:
-    from twin.model import TrialProgress
+    from bptwin.twin.model import TrialProgress
 
     assert isinstance(report, TrialProgress)
     if report.state != "complete" or report.value is None:
@@ -136,14 +136,14 @@ def _clock(seconds: float) -> str:
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
-    from twin.dataset import DatasetError, read_manifest
-    from twin.labels import LabelError
-    from twin.model import TrainingError, TrainOptions, train_model
-    from twin.registry import ModelError, Registry, user_registry
-    from twin.validation import evaluate, write_report
+    from bptwin.twin.dataset import DatasetError, read_manifest
+    from bptwin.twin.labels import LabelError
+    from bptwin.twin.model import TrainingError, TrainOptions, train_model
+    from bptwin.twin.registry import ModelError, Registry, user_registry
+    from bptwin.twin.validation import evaluate, write_report
 
     if args.dataset is None:
-        from bptwin_tui.export.acceptance_registry import training_set_dir
+        from bptwin.tui.export.acceptance_registry import training_set_dir
 
         args.dataset = training_set_dir(settings.data_dir)
     if args.trials < 1:
@@ -203,7 +203,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def handle_models(args: argparse.Namespace, settings: Settings) -> int:
-    from twin.registry import SHIPPED_MODELS_DIR, ModelError, Registry, user_registry
+    from bptwin.twin.registry import SHIPPED_MODELS_DIR, ModelError, Registry, user_registry
 
     registry = Registry(args.registry) if args.registry else user_registry(settings.data_dir)
     try:

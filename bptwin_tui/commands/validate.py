@@ -7,8 +7,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bptwin_tui.commands.train import batch_list
-from bptwin_tui.settings import Settings
+from bptwin.tui.commands.train import batch_list
+from bptwin.tui.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,11 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
-    from twin.dataset import DatasetError
-    from twin.labels import LabelError
-    from twin.metrics import FAIL
-    from twin.registry import ModelError, load_model
-    from twin.validation import evaluate, write_report
+    from bptwin.twin.dataset import DatasetError
+    from bptwin.twin.labels import LabelError
+    from bptwin.twin.metrics import FAIL
+    from bptwin.twin.registry import ModelError, load_model
+    from bptwin.twin.validation import evaluate, write_report
 
     reference = args.model or settings.model.path
     try:

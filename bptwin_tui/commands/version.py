@@ -6,8 +6,8 @@ import argparse
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
-from bptwin_tui import __version__
-from bptwin_tui.settings import Settings
+from bptwin.tui import __version__
+from bptwin.tui.settings import Settings
 
 COMPONENTS = ("textual", "paho-mqtt", "influxdb-client", "sqlmodel", "lightgbm", "numpy", "pandas")
 

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bptwin_tui.export.collect import ExportCancelled, ExportError, Progress
+from bptwin.tui.export.collect import ExportCancelled, ExportError, Progress
 
 if TYPE_CHECKING:
-    from bptwin_tui.settings import Settings
-    from database.timeseries.base import TimeSeriesStore
-    from eln.services import NotebookService
+    from bptwin.database.timeseries.base import TimeSeriesStore
+    from bptwin.eln.services import NotebookService
+    from bptwin.tui.settings import Settings
 
 __all__ = [
     "FORMATS",
@@ -134,9 +134,9 @@ def export_batch(
     store or notebook unreachable, folder not writable) or ExportCancelled when ``progress``
     raised it.
     """
-    from database.relational import DatabaseUnavailable
-    from database.timeseries.base import TimeSeriesError
-    from eln.services import NotebookService
+    from bptwin.database.relational import DatabaseUnavailable
+    from bptwin.database.timeseries.base import TimeSeriesError
+    from bptwin.eln.services import NotebookService
 
     chosen = parse_formats(formats)
     target = Path(out_dir) if out_dir is not None else default_out_dir(settings, batch_number)
@@ -186,7 +186,7 @@ def reading_store(settings: Settings, given: TimeSeriesStore | None) -> Iterator
     An InfluxDB store gets a spool of its own in a temporary folder: the station's spool
     belongs to the station's flusher, and an export never writes.
     """
-    from bptwin_tui.station import build_store
+    from bptwin.tui.station import build_store
 
     if given is not None:
         yield given
@@ -212,7 +212,7 @@ def reading_store(settings: Settings, given: TimeSeriesStore | None) -> Iterator
 
 def _model_version(settings: Settings) -> str | None:
     """The version of the model the station serves (from its card; LightGBM not loaded)."""
-    from twin.registry import CARD_FILE, ModelError, read_card, resolve_model_path
+    from bptwin.twin.registry import CARD_FILE, ModelError, read_card, resolve_model_path
 
     try:
         path = resolve_model_path(settings.model.path, settings.data_dir)
@@ -238,15 +238,15 @@ def export_from(
     now: Callable[[], float] = time.time,
 ) -> ExportResult:
     """Export from already opened services (the CLI, the app, tests and benchmarks)."""
-    from bptwin_tui import __version__
-    from bptwin_tui.export.collect import (
+    from bptwin.eln.errors import NotebookError
+    from bptwin.tui import __version__
+    from bptwin.tui.export.collect import (
         BatchData,
         batch_interval,
         collect_notebook,
         collect_series,
         utc_now,
     )
-    from eln.errors import NotebookError
 
     chosen = parse_formats(formats)
     started = time.monotonic()
@@ -335,11 +335,11 @@ def _write_all(
     notebook: NotebookService,
 ) -> tuple[list[_Written], str, dict[Path, tuple[int, str]]]:
     """Every file into ``staging``; returns them, the verdict and (size, sha256) per file."""
-    from bptwin_tui.export.collect import BatchData
-    from bptwin_tui.export.dataset_export import write_dataset_folder
-    from bptwin_tui.export.plots import all_figures
-    from bptwin_tui.export.report import build_report
-    from bptwin_tui.export.verdict import acceptance_view
+    from bptwin.tui.export.collect import BatchData
+    from bptwin.tui.export.dataset_export import write_dataset_folder
+    from bptwin.tui.export.plots import all_figures
+    from bptwin.tui.export.report import build_report
+    from bptwin.tui.export.verdict import acceptance_view
 
     assert isinstance(data, BatchData)
     number = data.notebook.batch.number
@@ -356,13 +356,13 @@ def _write_all(
     model = build_report(data, figures, acceptance, software_version=software_version)
     report.step("reports", 0.0, "writing the report")
     if "html" in formats:
-        from bptwin_tui.export.report_html import render_html
+        from bptwin.tui.export.report_html import render_html
 
         path = staging / f"{stem}_report.html"
         path.write_text(render_html(model), encoding="utf-8")
         written.append(_Written(path.relative_to(staging), "report-html"))
     if "md" in formats:
-        from bptwin_tui.export.report_md import render_markdown
+        from bptwin.tui.export.report_md import render_markdown
 
         plot_dir = staging / f"{stem}_plots"
         plot_dir.mkdir()
@@ -374,7 +374,7 @@ def _write_all(
         written.append(_Written(path.relative_to(staging), "report-md"))
     if "pdf" in formats:
         report.step("reports", 0.4, "composing the PDF")
-        from bptwin_tui.export.report_pdf import render_pdf
+        from bptwin.tui.export.report_pdf import render_pdf
 
         path = staging / f"{stem}_report.pdf"
         path.write_bytes(render_pdf(model))
@@ -387,8 +387,8 @@ def _write_all(
 def _write_manifest(
     staging: Path, data: object, written: list[_Written], verdict: str, software_version: str
 ) -> dict[Path, tuple[int, str]]:
-    from bptwin_tui.export.collect import BatchData
-    from twin.dataset import sha256_of
+    from bptwin.tui.export.collect import BatchData
+    from bptwin.twin.dataset import sha256_of
 
     assert isinstance(data, BatchData)
     batch = data.notebook.batch

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bptwin_tui.export.acceptance_registry import (
+from bptwin.tui.export.acceptance_registry import (
     Progress,
     TrainingSetError,
     add_batch,
@@ -28,10 +28,10 @@ from bptwin_tui.export.acceptance_registry import (
 )
 
 if TYPE_CHECKING:
-    from database.timeseries.base import TimeSeriesStore
-    from eln.acceptance import AcceptanceEvaluation
-    from eln.models import AcceptanceDecision, BatchAcceptance
-    from eln.services import NotebookService
+    from bptwin.database.timeseries.base import TimeSeriesStore
+    from bptwin.eln.acceptance import AcceptanceEvaluation
+    from bptwin.eln.models import AcceptanceDecision, BatchAcceptance
+    from bptwin.eln.services import NotebookService
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ def batch_dropout(
 ) -> dict[str, float] | None:
     """Dropout % per channel over the batch's run; None when it cannot be computed (no store,
     the batch has not run to its end, or the store did not answer)."""
-    from database.timeseries.base import TimeSeriesError
-    from twin.dropout import sensor_dropout_pct
+    from bptwin.database.timeseries.base import TimeSeriesError
+    from bptwin.twin.dropout import sensor_dropout_pct
 
     span = _run_span(notebook, number, reactor)
     if store is None or span is None:
@@ -86,8 +86,8 @@ def batch_depletion_h(
 ) -> float | None:
     """Hours after inoculation of the DO spike found in the stored series, or None (not found,
     no store, or the store did not answer: the closure record's time is used then)."""
-    from database.timeseries.base import TimeSeriesError
-    from twin.stored_depletion import detect_depletion
+    from bptwin.database.timeseries.base import TimeSeriesError
+    from bptwin.twin.stored_depletion import detect_depletion
 
     span = _run_span(notebook, number, reactor)
     if store is None or span is None:
@@ -105,7 +105,7 @@ def evaluate_batch(
 ) -> AcceptanceEvaluation:
     """The five criteria of batch ``number``; dropout and depletion read from ``store``
     (None: the dropout stays undecided and the closure record's depletion time is used)."""
-    from eln.acceptance import evaluate_acceptance
+    from bptwin.eln.acceptance import evaluate_acceptance
 
     return evaluate_acceptance(
         notebook,
@@ -136,10 +136,10 @@ def decide_batch(
     --sync`` repairs it later). Raises NotebookPermissionError / NotebookValidationError
     when the decision is refused (nothing is written then).
     """
-    from bptwin_tui.export.collect import ExportError
-    from database.timeseries.base import TimeSeriesError
-    from eln.acceptance_service import record_acceptance_decision
-    from eln.models import AcceptanceDecision
+    from bptwin.database.timeseries.base import TimeSeriesError
+    from bptwin.eln.acceptance_service import record_acceptance_decision
+    from bptwin.eln.models import AcceptanceDecision
+    from bptwin.tui.export.collect import ExportError
 
     row, evaluation = record_acceptance_decision(
         notebook,

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from database.timeseries.base import TimeSeriesStore
-    from eln.models import BatchAcceptance
-    from eln.services import NotebookService
-    from twin.dataset import BatchRecord, Dataset
+    from bptwin.database.timeseries.base import TimeSeriesStore
+    from bptwin.eln.models import BatchAcceptance
+    from bptwin.eln.services import NotebookService
+    from bptwin.twin.dataset import BatchRecord, Dataset
 
 TRAINING_SET_DIRNAME = "training-set"
 REGISTER_NAME = "acceptance.json"
@@ -74,7 +74,7 @@ def registered(directory: Path) -> dict[int, dict[str, Any]]:
 
 
 def _manifest(directory: Path) -> Dataset:
-    from twin.dataset import MANIFEST_NAME, Dataset, DatasetError, read_manifest
+    from bptwin.twin.dataset import MANIFEST_NAME, Dataset, DatasetError, read_manifest
 
     if not (directory / MANIFEST_NAME).is_file():
         return Dataset(source="recorded", description=DESCRIPTION)
@@ -101,7 +101,7 @@ def _replace_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _write_manifest(directory: Path, dataset: Dataset) -> None:
-    from twin.dataset import MANIFEST_NAME
+    from bptwin.twin.dataset import MANIFEST_NAME
 
     dataset.created = datetime.now(tz=timezone.utc).isoformat()
     dataset.batches.sort(key=lambda record: record.number)
@@ -140,14 +140,14 @@ def batch_dataset_record(
     Built by the same code as ``bptwin export`` (bptwin_tui.export.collect, dataset_export), so
     the training set holds exactly what an export of the batch holds.
     """
-    from bptwin_tui.export.collect import (
+    from bptwin.tui.export.collect import (
         BatchData,
         ExportError,
         collect_notebook,
         collect_series,
         utc_now,
     )
-    from bptwin_tui.export.dataset_export import batch_record
+    from bptwin.tui.export.dataset_export import batch_record
 
     records = collect_notebook(notebook, number, reactor)
     batch = records.batch
@@ -172,7 +172,7 @@ def add_batch(
     decision: BatchAcceptance,
 ) -> Path:
     """Put (or replace) ``record`` in the training set, registered under ``decision``."""
-    from twin.dataset import write_batch
+    from bptwin.twin.dataset import write_batch
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -223,11 +223,11 @@ def sync_training_set(
     A batch accepted again after a later decision is re-exported; one whose export fails
     (e.g. the store is unreachable) is reported in ``problems`` and the others go on.
     """
-    from bptwin_tui.export.collect import ExportError
-    from database.timeseries.base import TimeSeriesError
-    from eln.acceptance_service import decisions_in_force
-    from eln.errors import NotebookError
-    from eln.models import AcceptanceDecision
+    from bptwin.database.timeseries.base import TimeSeriesError
+    from bptwin.eln.acceptance_service import decisions_in_force
+    from bptwin.eln.errors import NotebookError
+    from bptwin.eln.models import AcceptanceDecision
+    from bptwin.tui.export.collect import ExportError
 
     directory = Path(directory)
     report = SyncReport(directory)

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from database.channels import CHANNELS, CHANNELS_BY_NAME
+from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from database.timeseries.base import TimeSeriesStore
-    from eln.models import (
+    from bptwin.database.timeseries.base import TimeSeriesStore
+    from bptwin.eln.models import (
         AlarmEvent,
         AuditEntry,
         Batch,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         ProcessChange,
         Sample,
     )
-    from eln.services import NotebookService
+    from bptwin.eln.services import NotebookService
 
 # Series are read in slices of this length: a 24 h batch is 6 queries per channel.
 READ_SLICE_S = 4 * 3600.0
@@ -186,7 +186,7 @@ def _batch_alarm_events(notebook: NotebookService, batch: Batch, reactor: str) -
     """
     from sqlmodel import col, select
 
-    from eln.models import AlarmEvent
+    from bptwin.eln.models import AlarmEvent
 
     statement = select(AlarmEvent).where(AlarmEvent.batch_id == batch.id)
     if batch.inoculated_at is not None:
@@ -206,7 +206,7 @@ def _batch_alarm_events(notebook: NotebookService, batch: Batch, reactor: str) -
 def _media_preparations(notebook: NotebookService, batch: Batch) -> list[MediaPreparation]:
     from sqlmodel import col, select
 
-    from eln.models import MediaPreparation
+    from bptwin.eln.models import MediaPreparation
 
     with notebook._read() as session:
         rows = session.exec(
@@ -225,7 +225,7 @@ def summarise_audit(notebook: NotebookService, batch: Batch) -> AuditSummary:
     from sqlalchemy import func
     from sqlmodel import col, select
 
-    from eln.models import AuditEntry
+    from bptwin.eln.models import AuditEntry
 
     with notebook._read() as session:
         first = session.exec(
@@ -393,7 +393,7 @@ def collect_series(
                 for name in ("time_s", "timestamp", *PREDICTION_SERIES)
             }
         )
-    from twin.dropout import sensor_dropout_pct
+    from bptwin.twin.dropout import sensor_dropout_pct
 
     return BatchSeries(
         start=start,

@@ -30,11 +30,11 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from database.reading import Quality, Reading
+from bptwin.database.reading import Quality, Reading
 
 if TYPE_CHECKING:
-    from database.timeseries.base import TimeSeriesStore
-    from eln.services import NotebookService
+    from bptwin.database.timeseries.base import TimeSeriesStore
+    from bptwin.eln.services import NotebookService
 
 LONG_COLUMNS = ("time", "unix_s", "reactor", "channel", "value", "unit", "quality")
 LAYOUTS = ("long", "wide")
@@ -220,7 +220,7 @@ def _cell(value: Any) -> str:
 
 def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[Any]:
     """The notebook rows of one table, optionally of one batch, oldest first."""
-    from eln.acceptance_service import list_decisions
+    from bptwin.eln.acceptance_service import list_decisions
 
     numbers = [batch] if batch is not None else [b.number for b in notebook.list_batches()]
     if table == "batches":
@@ -283,7 +283,7 @@ NEVER_EXPORTED = frozenset({"pin_hash"})
 
 def table_columns(table: str) -> list[str]:
     """The CSV columns of a notebook table: its columns, ``batch_number`` after ``batch_id``."""
-    from eln import models
+    from bptwin.eln import models
 
     model = getattr(models, _MODEL_OF_TABLE[table])
     names = [column.name for column in model.__table__.columns if column.name not in NEVER_EXPORTED]

@@ -1,6 +1,6 @@
 """The batch as a dataset folder in the documented format (docs/dataset.md, docs/export.md).
 
-``twin.dataset`` writes the two files every reader knows (1 Hz sensors, samples) and the
+``bptwin.twin.dataset`` writes the two files every reader knows (1 Hz sensors, samples) and the
 manifest; the export adds two more Parquet files per batch, named in the manifest's ``files``
 with their sha256 like the others:
 
@@ -19,15 +19,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bptwin_tui.export.collect import BatchData, ExportError
+from bptwin.tui.export.collect import BatchData, ExportError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import pandas as pd
 
-    from eln.models import Sample
-    from twin.dataset import BatchRecord
+    from bptwin.eln.models import Sample
+    from bptwin.twin.dataset import BatchRecord
 
 EXTRA_FILES = ("windows", "predictions")
 RECORDED_SOURCE = "recorded"
@@ -47,7 +47,7 @@ def samples_table(data: BatchData) -> pd.DataFrame:
     """The notebook's samples in the dataset's samples columns (time since inoculation)."""
     import pandas as pd
 
-    from twin.dataset import SAMPLE_COLUMNS, empty_samples
+    from bptwin.twin.dataset import SAMPLE_COLUMNS, empty_samples
 
     samples = data.notebook.samples
     if not samples:
@@ -98,7 +98,7 @@ def _microscopy(clean: bool | None, text: str) -> str:
 
 def batch_record(data: BatchData) -> BatchRecord:
     """The dataset record of the batch (metadata + sensors + samples)."""
-    from twin.dataset import BatchRecord
+    from bptwin.twin.dataset import BatchRecord
 
     batch = data.notebook.batch
     phase = str(getattr(batch.phase, "value", batch.phase))
@@ -126,7 +126,7 @@ def batch_record(data: BatchData) -> BatchRecord:
 
 def write_dataset_folder(directory: Path, data: BatchData) -> list[Path]:
     """Write the batch's dataset into ``directory``; returns the files written."""
-    from twin.dataset import Dataset, sha256_of, write_batch, write_manifest
+    from bptwin.twin.dataset import Dataset, sha256_of, write_batch, write_manifest
 
     directory.mkdir(parents=True, exist_ok=True)
     record = write_batch(directory, batch_record(data))
@@ -156,7 +156,7 @@ def read_exported_batch(directory: Path | str, number: int | None = None) -> Exp
     """Read an exported batch back, every file checked against its sha256."""
     import pandas as pd
 
-    from twin.dataset import DatasetError, read_batch, read_manifest, sha256_of
+    from bptwin.twin.dataset import DatasetError, read_batch, read_manifest, sha256_of
 
     folder = Path(directory)
     try:

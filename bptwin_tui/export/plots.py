@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from database.channels import CHANNELS_BY_NAME
+from bptwin.database.channels import CHANNELS_BY_NAME
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from bptwin_tui.export.collect import BatchData
+    from bptwin.tui.export.collect import BatchData
 
 # Channel groups of the trend figures; every catalogue channel is in exactly one.
 TREND_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from database.channels import CHANNELS_BY_NAME
+from bptwin.database.channels import CHANNELS_BY_NAME
 
 if TYPE_CHECKING:
-    from bptwin_tui.export.collect import BatchData
-    from bptwin_tui.export.plots import PlotImage
-    from bptwin_tui.export.verdict import AcceptanceView
+    from bptwin.tui.export.collect import BatchData
+    from bptwin.tui.export.plots import PlotImage
+    from bptwin.tui.export.verdict import AcceptanceView
 
 MAX_AUDIT_CHANGES = 80
 MAX_ALARM_ROWS = 200
@@ -275,7 +275,7 @@ def _inoculum(data: BatchData) -> Section:
 
 
 def _samples(data: BatchData) -> Section:
-    from bptwin_tui.export.dataset_export import sample_kinds
+    from bptwin.tui.export.dataset_export import sample_kinds
 
     start = data.series.start
     rows = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from bptwin_tui.export.report import Figure, KeyValues, Paragraph, Report, Section, Table
+from bptwin.tui.export.report import Figure, KeyValues, Paragraph, Report, Section, Table
 
 STYLE = """
 :root { --ink: #1b1f24; --muted: #5b6470; --line: #d5d9de; --good: #1e7e34;

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bptwin_tui.export.report import Figure, KeyValues, Paragraph, Report, Table
+from bptwin.tui.export.report import Figure, KeyValues, Paragraph, Report, Table
 
 
 def _cell(text: str) -> str:

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from bptwin_tui.export.report import Figure, KeyValues, Paragraph, Report, Table
+from bptwin.tui.export.report import Figure, KeyValues, Paragraph, Report, Table
 
 FONT, FONT_BOLD = "BptwinSans", "BptwinSans-Bold"
 _font_lock = threading.Lock()

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from database.channels import CHANNELS_BY_NAME
-from database.reading import Quality, Reading
+from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.database.reading import Quality, Reading
 
 if TYPE_CHECKING:
-    from database.timeseries.base import TimeSeriesStore
-    from eln.services import NotebookService
-    from twin.dataset import BatchRecord
-    from twin.predictor import Predictor
+    from bptwin.database.timeseries.base import TimeSeriesStore
+    from bptwin.eln.services import NotebookService
+    from bptwin.twin.dataset import BatchRecord
+    from bptwin.twin.predictor import Predictor
 
 WRITE_CHUNK = 20_000
 CALIBRATED = ("ph", "do", "offgas_o2", "offgas_co2")
@@ -71,7 +71,7 @@ def record_simulated_batch(
     strain: str = "X-33 (simulated)",
     progress: Callable[[float], None] | None = None,
 ) -> RecordedBatch:
-    """Record ``record`` (e.g. ``twin.campaign.simulate_campaign_batch``) as batch
+    """Record ``record`` (e.g. ``bptwin.twin.campaign.simulate_campaign_batch``) as batch
     ``record.number``; ``operator`` and ``supervisor`` must exist (see ``ensure_people``)."""
 
     start = datetime.fromtimestamp(record.start_timestamp, tz=timezone.utc)
@@ -114,9 +114,9 @@ def _record(
     end: datetime,
     moment: list[datetime],
 ) -> RecordedBatch:
-    from twin.alarm_rules import DEFAULT_RULES
-    from twin.serving import prediction_readings
-    from twin.shadow import Shadow, derived_readings
+    from bptwin.twin.alarm_rules import DEFAULT_RULES
+    from bptwin.twin.serving import prediction_readings
+    from bptwin.twin.shadow import Shadow, derived_readings
 
     notebook.create_batch(
         operator,
@@ -218,7 +218,7 @@ def ensure_people(
     notebook: NotebookService, operator: str = "ana", supervisor: str = "sam"
 ) -> None:
     """Create the supervisor and operator the simulated batch is recorded by, if missing."""
-    from eln.models import OperatorRole
+    from bptwin.eln.models import OperatorRole
 
     if notebook.get_operator(supervisor) is None:
         notebook.create_operator("setup", supervisor, OperatorRole.SUPERVISOR, "4321")

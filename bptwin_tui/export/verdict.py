@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from eln.acceptance import AcceptanceEvaluation
-    from eln.services import NotebookService
+    from bptwin.eln.acceptance import AcceptanceEvaluation
+    from bptwin.eln.services import NotebookService
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def acceptance_view(
     notebook: NotebookService, batch_number: int, dropout_pct: Mapping[str, float] | None
 ) -> AcceptanceView:
     """Evaluate the batch now and find the recorded decision; problems become plain text."""
-    from eln.acceptance import evaluate_acceptance
+    from bptwin.eln.acceptance import evaluate_acceptance
 
     evaluation = None
     problem = None
@@ -54,7 +54,7 @@ def acceptance_view(
 
 def _decision(notebook: NotebookService, batch_number: int) -> RecordedDecision | None:
     try:
-        from eln.acceptance_service import latest_decision
+        from bptwin.eln.acceptance_service import latest_decision
     except ImportError:  # a notebook without the acceptance workflow
         return None
     row = latest_decision(notebook, batch_number)

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from database.bus import topics
-from database.bus.payloads import decode_any, encode_reading, encode_snapshot
-from database.reading import Reading
+from bptwin.database.bus import topics
+from bptwin.database.bus.payloads import decode_any, encode_reading, encode_snapshot
+from bptwin.database.reading import Reading
 
-log = logging.getLogger("database.bus")
+log = logging.getLogger("bptwin.database.bus")
 
 MessageHandler = Callable[[str, bytes], None]
 ReadingHandler = Callable[[Reading], None]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from database.bus import topics
-from database.bus.base import DEFAULT_MAX_PENDING, Bus, _check_qos, _Route, as_bytes
+from bptwin.database.bus import topics
+from bptwin.database.bus.base import DEFAULT_MAX_PENDING, Bus, _check_qos, _Route, as_bytes
 
 
 class LocalBus(Bus):

@@ -28,12 +28,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from database.bus import topics
-from database.bus.base import DEFAULT_MAX_PENDING, Bus, _check_qos, _Route, as_bytes
-from database.bus.outbox import BusOutbox
-from database.spool import SpoolError
+from bptwin.database.bus import topics
+from bptwin.database.bus.base import DEFAULT_MAX_PENDING, Bus, _check_qos, _Route, as_bytes
+from bptwin.database.bus.outbox import BusOutbox
+from bptwin.database.spool import SpoolError
 
-log = logging.getLogger("database.bus.mqtt")
+log = logging.getLogger("bptwin.database.bus.mqtt")
 
 # QoS >= 1 messages published while disconnected wait in paho's memory up to this many
 # (with in-flight ones). At 19 single-reading messages/s that is ~88 min of outage; with

@@ -1,14 +1,13 @@
 """Store-and-forward for MQTT publishes: a durable outbox between ``publish`` and the broker.
 
-``MqttBus(outbox_path=...)`` appends every QoS >= 1 publish to a :class:`~database.spool.Spool`
-(one SQLite transaction, so it survives SIGKILL once ``publish`` returned) and a sender thread
-hands the oldest items to paho while the broker is connected, at most ``max_inflight`` ahead of
-the broker's PUBACKs. An item leaves the outbox only when the broker acknowledged it, so a
-broker outage, a restart of the broker or of this process loses nothing; replay keeps the
-original order. After a process kill an item the broker had acknowledged just before may be
-sent once more: delivery is at least once, and the stores key readings by
-reactor/channel/timestamp, so a repeat overwrites instead of duplicating.
-"""
+``MqttBus(outbox_path=...)`` appends every QoS >= 1 publish to a
+:class:`~bptwin.database.spool.Spool` (one SQLite transaction, so it survives SIGKILL once
+``publish`` returned) and a sender thread hands the oldest items to paho while the broker is
+connected, at most ``max_inflight`` ahead of the broker's PUBACKs. An item leaves the outbox only
+when the broker acknowledged it, so a broker outage, a restart of the broker or of this process
+loses nothing; replay keeps the original order. After a process kill an item the broker had
+acknowledged just before may be sent once more: delivery is at least once, and the stores key
+readings by reactor/channel/timestamp, so a repeat overwrites instead of duplicating."""
 
 from __future__ import annotations
 
@@ -20,9 +19,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from database.spool import Spool, SpoolError
+from bptwin.database.spool import Spool, SpoolError
 
-log = logging.getLogger("database.bus.outbox")
+log = logging.getLogger("bptwin.database.bus.outbox")
 
 # send(topic, payload, qos, retain) -> the paho message id, or None when paho took nothing.
 Sender = Callable[[str, bytes, int, bool], "int | None"]

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from database.channels import CHANNELS_BY_NAME
-from database.reading import Reading, ReadingError, decode_json, format_timestamp
+from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.database.reading import Reading, ReadingError, decode_json, format_timestamp
 
 # A snapshot of the 19 catalogue channels is ~1.5 kB; 64 kB leaves room for big plants
 # and still refuses a runaway publisher before json.loads spends time on it.
@@ -94,7 +94,7 @@ def encode_reading(reading: Reading) -> bytes:
 
 
 def iso_timestamp(timestamp: float) -> str:
-    """Same text as ``database.reading.format_timestamp``, with the second cached."""
+    """Same text as ``bptwin.database.reading.format_timestamp``, with the second cached."""
     second = math.floor(timestamp)
     micro = round((timestamp - second) * 1e6)
     if micro >= 1_000_000:

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from database.timeseries.base import StoreStatus, TimeSeriesError, TimeSeriesStore, WindowAggregate
-from database.timeseries.embedded import EmbeddedStore
+from bptwin.database.timeseries.base import (
+    StoreStatus,
+    TimeSeriesError,
+    TimeSeriesStore,
+    WindowAggregate,
+)
+from bptwin.database.timeseries.embedded import EmbeddedStore
 
 if TYPE_CHECKING:
-    from database.timeseries.influx import InfluxStore
-    from database.timeseries.influx_common import InfluxConfig, InfluxConfigError
+    from bptwin.database.timeseries.influx import InfluxStore
+    from bptwin.database.timeseries.influx_common import InfluxConfig, InfluxConfigError
 
 __all__ = [
     "EmbeddedStore",
@@ -29,11 +34,11 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "InfluxStore":
-        from database.timeseries.influx import InfluxStore
+        from bptwin.database.timeseries.influx import InfluxStore
 
         return InfluxStore
     if name in {"InfluxConfig", "InfluxConfigError"}:
-        from database.timeseries import influx_common
+        from bptwin.database.timeseries import influx_common
 
         return getattr(influx_common, name)
-    raise AttributeError(f"module 'database.timeseries' has no attribute {name!r}")
+    raise AttributeError(f"module 'bptwin.database.timeseries' has no attribute {name!r}")

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from database.reading import Quality, Reading
+from bptwin.database.reading import Quality, Reading
 
 
 class TimeSeriesError(RuntimeError):

@@ -19,8 +19,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from database.reading import Quality, Reading
-from database.timeseries.base import (
+from bptwin.database.reading import Quality, Reading
+from bptwin.database.timeseries.base import (
     StoreStatus,
     TimeSeriesError,
     TimeSeriesStore,

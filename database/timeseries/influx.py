@@ -21,9 +21,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from database.reading import Quality, Reading
-from database.spool import Spool, SpoolError
-from database.timeseries.base import (
+from bptwin.database.reading import Quality, Reading
+from bptwin.database.spool import Spool, SpoolError
+from bptwin.database.timeseries.base import (
     StoreStatus,
     TimeSeriesError,
     TimeSeriesStore,
@@ -31,14 +31,14 @@ from database.timeseries.base import (
     check_range,
     check_window,
 )
-from database.timeseries.influx_common import (
+from bptwin.database.timeseries.influx_common import (
     DeliveryError,
     InfluxConfig,
     LineEncoder,
     parse_server_version,
 )
-from database.timeseries.influx_v1 import InfluxV1Client, http_pool, ping
-from database.timeseries.influx_v2 import InfluxV2Client
+from bptwin.database.timeseries.influx_v1 import InfluxV1Client, http_pool, ping
+from bptwin.database.timeseries.influx_v2 import InfluxV2Client
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Literal
 from urllib.parse import urlsplit
 
-from database.reading import Reading
+from bptwin.database.reading import Reading
 
 MEASUREMENT = "readings"
 ApiVersion = Literal["auto", "1", "2"]

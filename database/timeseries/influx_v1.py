@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
-from database.timeseries.influx_common import (
+from bptwin.database.timeseries.influx_common import (
     DeliveryError,
     InfluxConfig,
     influxql_identifier,

@@ -8,13 +8,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from database.timeseries.influx_common import (
+from bptwin.database.timeseries.influx_common import (
     DeliveryError,
     InfluxConfig,
     flux_string,
     flux_time,
 )
-from database.timeseries.influx_v1 import Row, WindowRow
+from bptwin.database.timeseries.influx_v1 import Row, WindowRow
 
 _AGGREGATES = ("mean", "min", "max", "last", "count")
 
