@@ -1,8 +1,8 @@
 """Bus throughput: LocalBus in-process, MqttBus over a real Mosquitto on loopback, and the
-raw paho floor measured in the same run (PERFORMANCE.md: read results as a ratio to it).
+raw paho floor measured in the same run (docs/performance.md: read results as a ratio to it).
 
 Publisher and subscriber of the MQTT benchmarks run in separate processes, as the floor
-in PERFORMANCE.md was measured; the rate is taken between the first and the last message
+in docs/performance.md was measured; the rate is taken between the first and the last message
 the subscriber receives.
 """
 
@@ -263,7 +263,7 @@ def bench_mqtt_bus() -> list[dict]:
             "benchmark": "bus.mqtt raw paho floor (QoS 1)",
             "value": floor,
             "unit": "msg/s",
-            "note": f"{SINGLE_MESSAGES} msgs, json.loads in callback; PERFORMANCE.md ~3 700",
+            "note": f"{SINGLE_MESSAGES} msgs, json.loads in callback; floor ~3 700",
         },
         {
             "benchmark": "bus.mqtt single-reading payloads",

@@ -1,4 +1,4 @@
-"""Start-up cost: import time of the app shell (PERFORMANCE.md: imports dominate start-up)."""
+"""Start-up cost: import time of the app shell (docs/performance.md: imports dominate start-up)."""
 
 from __future__ import annotations
 

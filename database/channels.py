@@ -1,7 +1,7 @@
 """The channel catalogue: every sensor channel bptwin knows, its unit and plausible range.
 
 Shared vocabulary of drivers, stores, features and screens. Values outside
-``physical_min``/``physical_max`` cannot be real (DESIGN.md, data cleaning) and are
+``physical_min``/``physical_max`` cannot be real (docs/process.md, Alarm defaults) and are
 treated as missing.
 """
 

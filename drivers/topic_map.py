@@ -328,7 +328,7 @@ def _finish(
         raise PayloadError("wrong_type", f"{channel}: value overflows after scaling")
     value = scaled
     # Physically impossible values are kept but flagged: cleaning turns them into missing
-    # data and raises the alarm (DESIGN.md, data cleaning), which needs to see them.
+    # data and raises the alarm (docs/process.md, Alarm defaults), which needs to see them.
     if not math.isnan(value) and not is_physical(channel, value):
         quality = Quality.BAD
     unit = rule.unit or unit_in_payload or CHANNELS_BY_NAME[channel].unit

@@ -1,4 +1,4 @@
-"""Batch acceptance for training: the five criteria of DOMAIN.md, evaluated from the notebook.
+"""Batch acceptance for training: the five criteria of docs/process.md, evaluated from the notebook.
 
 1. Completion: glycerol depletion reached, duration 16–26 h, not aborted.
 2. Completeness: all 8 SOP samples, each form entered within 2 h of sampling, < 1 % sensor
@@ -61,7 +61,7 @@ CRITERIA_NAMES: dict[int, str] = {
 
 @dataclass(frozen=True)
 class AcceptanceLimits:
-    """The numbers behind the criteria (DOMAIN.md); parameters, so a lab can tighten them."""
+    """The numbers behind the criteria (docs/process.md); parameters, so a lab can tighten them."""
 
     duration_h: tuple[float, float] = (16.0, 26.0)
     sop_sample_count: int = 8

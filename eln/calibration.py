@@ -1,4 +1,4 @@
-"""Sensor calibration rules (DOMAIN.md, "Sensor calibration and acceptance"): pure, no UI, no SQL.
+"""Sensor calibration rules (docs/process.md, "Sensor calibration"): pure, no UI, no SQL.
 
 What each wizard computes from what was measured, and whether it passes:
 
@@ -78,7 +78,7 @@ DEFAULT_VALIDITY_HOURS: dict[str, float] = {
     "od_probe": 72.0,
 }
 
-# ---- limits (DOMAIN.md) ----------------------------------------------------------------------
+# ---- limits (docs/process.md) --------------------------------------------------------------------
 
 NERNST_SLOPE_25C_MV = 59.16  # 2.303·R·T/F at 25 °C (same value as twin.units)
 KELVIN_OFFSET = 273.15

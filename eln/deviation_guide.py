@@ -10,7 +10,7 @@ from datetime import datetime
 
 LEVEL_NAMES = {1: "minor", 2: "major", 3: "critical"}
 
-# DOMAIN.md "Deviations": what each level means and the SOP's examples.
+# docs/process.md "Deviations": what each level means and the SOP's examples.
 LEVEL_GUIDANCE: dict[int, tuple[str, tuple[str, ...]]] = {
     1: (
         "Level 1 minor: self-correcting.",

@@ -1,7 +1,7 @@
 """The SOP sampling schedule of a batch: which samples are taken, due, late or missed.
 
 Samples are due at 0, 2, 4, 6, 8, 12 and 16 h after inoculation and at glycerol depletion,
-each within ± 15 min (DOMAIN.md). UI-free: screens show the result, alarms may use it.
+each within ± 15 min (docs/process.md). UI-free: screens show the result, alarms may use it.
 """
 
 from __future__ import annotations

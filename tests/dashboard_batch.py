@@ -31,7 +31,7 @@ def _curves(hours: np.ndarray) -> dict[str, np.ndarray]:
     growing = np.minimum(hours, DEPLETION_H)
     od = 4.0 * np.exp(0.17 * growing)  # about 120 at depletion: a high-density Pichia batch
     after = hours > DEPLETION_H
-    rate = 1.4 * od  # OUR, mmol/L/h: about 170 at depletion (DOMAIN.md: 140-175)
+    rate = 1.4 * od  # OUR, mmol/L/h: about 170 at depletion (docs/process.md: 140-175)
     rate = np.where(after, rate * np.exp(-(hours - DEPLETION_H) * 6), rate)
     do = np.clip(100 - rate * 0.6, 25, 100)
     do = np.where(after, np.minimum(100, 30 + (hours - DEPLETION_H) * 200), do)

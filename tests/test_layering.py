@@ -1,4 +1,4 @@
-"""DESIGN.md's import arrows, checked on the source and at import time."""
+"""The import arrows of docs/architecture.md, checked on the source and at import time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Off-gas balance against hand-worked numbers (DOMAIN.md, "Off-gas balances")."""
+"""Off-gas balance against hand-worked numbers (docs/process.md, "Off-gas balances")."""
 
 import math
 

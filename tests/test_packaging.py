@@ -24,15 +24,25 @@ INSTALLED_AS = {
     "eln": "bptwin/eln",
     "database": "bptwin/database",
 }
-CODE_FOLDERS = ("bptwin_tui", "screens", "drivers", "twin", "eln", "database", "tests", "benchmarks")
+CODE_FOLDERS = (*INSTALLED_AS, "tests", "benchmarks")
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["--wheel-dir", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "--wheel-dir",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
         timeout=600,
@@ -88,3 +98,19 @@ def test_no_code_imports_a_source_folder_by_its_folder_name() -> None:
 def test_the_console_script_points_into_the_namespace() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'bptwin = "bptwin.tui.cli:main"' in pyproject
+
+
+def test_the_repository_cites_no_file_outside_it() -> None:
+    """Design notes outside the repository are not shipped: code and docs point into docs/."""
+    outside = ("DOMAIN.md", "DESIGN.md", "PERFORMANCE.md", "STYLE.md", "shared/")
+    found = []
+    for path in sorted(ROOT.rglob("*")):
+        if path.suffix not in {".py", ".md", ".toml"} or not path.is_file():
+            continue
+        if {".venv", "build", ".git", "__snapshots__"} & set(path.relative_to(ROOT).parts):
+            continue
+        if path == Path(__file__):
+            continue
+        text = path.read_text(encoding="utf-8")
+        found += [f"{path.relative_to(ROOT)} cites {name}" for name in outside if name in text]
+    assert not found, "\n".join(found)

@@ -105,7 +105,7 @@ def test_depletion_shows_do_spike_and_offgas_collapse(nominal):
 
 
 def test_offgas_balance_with_domain_formulas_recovers_truth(nominal):
-    """DOMAIN.md inert-N2 balance applied to the readings gives the true OUR/CER."""
+    """The inert-N2 balance of docs/process.md applied to the readings gives the true OUR/CER."""
     frame = window_means(nominal.frame(), 30)
     air, oxygen = frame["air_flow"], frame["o2_flow"]
     f_in = (air + oxygen) * 60 / 22.414  # mol/h

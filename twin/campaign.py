@@ -1,4 +1,4 @@
-"""The 18-batch campaign of ``DOMAIN.md`` as simulated batches written to a dataset folder.
+"""The 18-batch campaign of ``docs/process.md`` as simulated batches written to a dataset folder.
 
 A: 1–3 shake-down (1 uncontrolled: fixed 500 rpm, no pH control); B: 4–15 training with
 planned variation; C: 16–18 nominal hold-out. Each batch gets its own seed derived from the

@@ -1,4 +1,4 @@
-"""Live data cleaning (DESIGN.md, "Data cleaning").
+"""Live data cleaning (docs/process.md, "Alarm defaults").
 
 * A physically impossible value (outside the channel catalogue's range, e.g. pH < 2, DO > 150 %)
   becomes missing and yields a :class:`CleaningEvent` that the alarm engine can raise.

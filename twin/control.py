@@ -2,7 +2,7 @@
 
 Pure process logic (no bus, no database): :class:`AdvisoryController` gets each new
 :class:`~bptwin.twin.features.ProcessState` and the actuators' current setpoints and says what it
-would change, and why. The rules follow the campaign SOP (DOMAIN.md "DO control"): keep DO
+would change, and why. The rules follow the campaign SOP (docs/process.md, DO control): keep DO
 above 20 % by raising the stirrer from 500 to 1000 rpm in 50 rpm steps, then O2 enrichment up to
 0.3 vvm; give back O2 first, then stirrer, when DO is well above the band. The RQ watch explains
 an RQ above the glycerol band (O2 limitation, or overfeeding / by-products when DO is fine).

@@ -3,7 +3,7 @@
 Dropout % = share of the readings a channel should have delivered (one per ``period_s`` of the
 channel catalogue) that are missing or not finite. Counted from 10-minute window counts, which
 every store computes server-side, so a 24 h batch costs a few hundred rows per channel rather
-than 86 400 readings. Used by batch acceptance (criterion 2: < 1 % dropout, DOMAIN.md).
+than 86 400 readings. Used by batch acceptance (criterion 2: < 1 % dropout, docs/process.md).
 """
 
 from __future__ import annotations

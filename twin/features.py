@@ -116,7 +116,7 @@ class FeatureConfig:
     # Phase.
     exponential_mu_min: float = 0.08  # h⁻¹
     stationary_mu_max: float = 0.03  # h⁻¹
-    # Depletion (DOMAIN.md "end of batch").
+    # Depletion (docs/process.md "End of the batch").
     depletion_do_low_max: float = 40.0  # % sat: DO must come from 20–40 %
     depletion_do_high: float = 80.0  # % sat: ... to above 80 %
     depletion_do_stay: float = 70.0  # % sat: dropping below this during confirmation = blip

@@ -44,7 +44,7 @@ import pandas as pd
 from bptwin.twin.features import MODEL_CHANNELS, ProcessState
 
 _DO, _STIRRER, _O2_FLOW = (MODEL_CHANNELS.index(n) for n in ("do", "stirrer_speed", "o2_flow"))
-MU_FALLBACK = 0.2  # h⁻¹, DOMAIN.md μmax 0.18–0.30
+MU_FALLBACK = 0.2  # h⁻¹, docs/process.md: μmax 0.18–0.30
 MU_MIN = 0.02
 MU_SPREAD = 0.15
 Z95 = 1.96

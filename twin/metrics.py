@@ -1,4 +1,4 @@
-"""Scores of the OD600 soft sensor and the campaign's verdict (DOMAIN.md "Model validation").
+"""Scores of the OD600 soft sensor and the campaign's verdict (docs/process.md "Model validation").
 
 MRE = mean(|ŷ − y| / y). Its 95 % confidence interval comes from a *moving-block* bootstrap
 over the 30 s windows of one batch: consecutive residuals of a soft sensor are strongly
@@ -200,7 +200,7 @@ def campaign_verdict(
     mre_limit: float = MRE_LIMIT,
     batches_required: int = BATCHES_REQUIRED,
 ) -> Verdict:
-    """Apply DOMAIN.md's hold-out rules.
+    """Apply the hold-out rules of docs/process.md (Model validation criteria).
 
     * MRE ≤ 8 % on at least 2 of 3 batches: *pass* when those batches' CI upper bounds are
       ≤ 8 % too, *conditional* when only the point estimates are, *fail* otherwise.

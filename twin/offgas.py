@@ -1,4 +1,4 @@
-"""Off-gas balances with nitrogen as inert tracer (DOMAIN.md, "Off-gas balances").
+"""Off-gas balances with nitrogen as inert tracer (docs/process.md, "Off-gas balances").
 
 Pure functions on floats or numpy arrays. Conventions:
 

@@ -102,14 +102,31 @@ class ModelCard:
 
 
 def pipeline_fingerprint() -> str:
-    """sha256 over the source of the feature pipeline's modules (see PIPELINE_MODULES)."""
+    """sha256 over the code of the feature pipeline's modules (see PIPELINE_MODULES).
+
+    Hashes each module's syntax tree without docstrings, so editing a comment or a docstring
+    does not make the shipped model "another version"; any change to the code does.
+    """
+    import ast
     import hashlib
 
     digest = hashlib.sha256()
     folder = Path(__file__).resolve().parent
     for name in PIPELINE_MODULES:
+        tree = ast.parse((folder / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (
+                isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                and isinstance(body, list)
+                and body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
         digest.update(name.encode())
-        digest.update((folder / name).read_bytes())
+        digest.update(ast.dump(tree, include_attributes=False).encode())
     return digest.hexdigest()
 
 

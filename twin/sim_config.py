@@ -1,6 +1,6 @@
 """Parameters of the simulated reactor: process, kinetics, control, sensors, faults.
 
-Every number is a parameter with its unit; literature ranges come from ``DOMAIN.md``
+Every number is a parameter with its unit; literature ranges come from ``docs/process.md``
 (marked *approx.* there) and the sources named per field. Defaults describe the
 nominal batch of the campaign: 1 L *P. pastoris* glycerol batch at 30 °C, pH 5.0, 1 vvm.
 """
@@ -22,7 +22,7 @@ AIR_CO2_FRACTION = 0.0004
 
 @dataclass(frozen=True, slots=True)
 class KineticParameters:
-    """Monod growth on glycerol (DOMAIN.md growth row; Çelik et al. 2009, Biochem Eng J)."""
+    """Monod growth on glycerol (docs/process.md, Growth; Çelik et al. 2009, Biochem Eng J)."""
 
     mu_max_per_h: float = 0.265  # h⁻¹, maximum specific growth rate at 30 °C (0.18–0.30 approx.)
     ks_g_l: float = 0.5  # g/L, Monod constant for glycerol (0.1–1 approx.)
@@ -42,7 +42,7 @@ class KineticParameters:
 
 @dataclass(frozen=True, slots=True)
 class ReactorParameters:
-    """The 1 L bench vessel, medium and gas supply (DOMAIN.md process table)."""
+    """The 1 L bench vessel, medium and gas supply (docs/process.md, The batch)."""
 
     volume_l: float = 1.0  # L working volume (900 mL BSM + 100 mL inoculum)
     headspace_l: float = 0.6  # L gas volume above the broth (sets off-gas mixing time)
@@ -83,7 +83,7 @@ class ReactorParameters:
 
 @dataclass(frozen=True, slots=True)
 class ControlParameters:
-    """Setpoints and controllers (DOMAIN.md setpoints and DO-control rows)."""
+    """Setpoints and controllers (docs/process.md, The batch: setpoints and DO control)."""
 
     temp_setpoint_c: float = 30.0
     ph_setpoint: float = 5.0
@@ -198,7 +198,7 @@ class FaultParameters:
 
 @dataclass(frozen=True, slots=True)
 class SamplingParameters:
-    """Offline samples (DOMAIN.md campaign: 0, 2, 4, 6, 8, 12, 16 h and at depletion)."""
+    """Offline samples (docs/process.md: 0, 2, 4, 6, 8, 12, 16 h and at depletion)."""
 
     schedule_h: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0)
     jitter_min: float = 15.0

@@ -3,7 +3,7 @@
 Model (equations in ``docs/simulator.md``): Monod growth on glycerol with O₂ limitation,
 a lag phase and a cardinal temperature model; O₂ and CO₂ from the electron and carbon
 balances (RQ ≈ 0.7 on glycerol); dissolved O₂ with kLa = k · N^a · vs^b; a well-mixed
-headspace whose outlet composition follows the inert-N₂ balance of ``DOMAIN.md`` exactly
+headspace whose outlet composition follows the inert-N₂ balance of ``docs/process.md`` exactly
 at steady state; DO cascade (stirrer, then O₂), pH control with NH₄OH, temperature
 control, pressure, torque, vessel weight, in-situ OD probe; offline samples with error.
 

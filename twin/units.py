@@ -1,4 +1,4 @@
-"""Unit conversions and sensor calibration arithmetic (DOMAIN.md, "Sensor calibration").
+"""Unit conversions and sensor calibration arithmetic (docs/process.md, "Sensor calibration").
 
 Pure functions, numpy-friendly: every function takes floats or arrays and returns the same.
 """
@@ -14,11 +14,11 @@ from numpy.typing import ArrayLike
 NERNST_SLOPE_25C_MV = 59.16
 KELVIN_OFFSET = 273.15
 REFERENCE_TEMPERATURE_K = 298.15
-# O2 solubility in the medium at 30 °C, 1 atm, air (DOMAIN.md "oxygen"; 7.56 mg/L).
+# O2 solubility in the medium at 30 °C, 1 atm, air (docs/process.md "Respiration"; 7.56 mg/L).
 C_STAR_AIR_30C_MM = 0.236
 O2_MOLAR_MASS_G_PER_MOL = 31.998
 ATM_BAR = 1.01325
-# The lab calibrates its own OD→DCW line; 0.2–0.4 g DCW/L per OD unit (DOMAIN.md "end biomass").
+# The lab calibrates its own OD→DCW line; 0.2–0.4 g DCW/L per OD unit (docs/process.md "Growth").
 DEFAULT_DCW_PER_OD = 0.3
 PH_SLOPE_PASS_PERCENT = 95.0
 
@@ -50,7 +50,7 @@ def ph_two_point_calibration(
     ph_high: float = 7.00,
     pass_percent: float = PH_SLOPE_PASS_PERCENT,
 ) -> PhCalibration:
-    """Slope % = (E₄ − E₇) / (ΔpH · S_T) × 100, offset = E at pH 7 (DOMAIN.md calibration table).
+    """Slope % = (E₄ − E₇) / (ΔpH · S_T) × 100, offset = E at pH 7 (docs/process.md, calibration).
 
     A glass electrode's potential falls as pH rises, so E₄ > E₇ and ΔpH = pH_high − pH_low > 0.
     """

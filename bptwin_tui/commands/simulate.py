@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "simulate",
         help="simulate the 18-batch campaign (or one batch) into a dataset folder",
         description=(
-            "Simulate the campaign of DOMAIN.md (A: 1-3 shake-down, B: 4-15 planned "
+            "Simulate the 18-batch campaign of docs/process.md (A: 1-3 shake-down, B: 4-15 planned "
             "variation, C: 16-18 hold-out) with the mechanistic reactor model and write "
             "one Parquet file per batch plus manifest.json (format: docs/dataset.md)."
         ),
