@@ -5,12 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench model clean help
+.PHONY: run test lint typecheck format bench model clean help
 
 help:
 	@echo "make run    - start the control room on embedded defaults with a simulated batch"
 	@echo "make test   - run the whole test suite (real Postgres/Mosquitto/InfluxDB on loopback)"
-	@echo "make lint   - ruff check and format check"
+	@echo "make lint   - ruff check and format check, import contracts, mypy"
 	@echo "make bench  - run the benchmarks and print a table"
 	@echo "make model  - rebuild the shipped OD600 model from the simulated campaign"
 
@@ -35,6 +35,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy over the installed names: link each source folder under build/typecheck/bptwin/.
+TYPECHECK := build/typecheck/bptwin
+typecheck: $(STAMP)
+	@mkdir -p $(TYPECHECK)
+	@for pair in tui:bptwin_tui screens:screens drivers:drivers twin:twin eln:eln database:database; do \
+		ln -sfn "$(CURDIR)/$${pair#*:}" "$(TYPECHECK)/$${pair%%:*}"; done
+	$(VENV)/bin/mypy -p bptwin
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
