@@ -155,10 +155,11 @@ def test_default_config_is_plain_toml_data():
 
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "alarms.md"
+CONFIGURATION = DOCS.with_name("configuration.md")
 
 
-def toml_blocks() -> list[str]:
-    return re.findall(r"```toml\n(.*?)```", DOCS.read_text(encoding="utf-8"), flags=re.S)
+def toml_blocks(path: Path = DOCS) -> list[str]:
+    return re.findall(r"```toml\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
 
 
 def test_docs_list_exactly_the_default_rules():

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, MISSING, dataclass, fields
 from enum import Enum
 from itertools import pairwise
 from typing import Any, ClassVar
@@ -96,6 +96,10 @@ def _positive(rule: str, field: str, value: Any) -> float:
     return number
 
 
+def _positive_or_none(rule: str, field: str, value: Any) -> float | None:
+    return None if value is None else _positive(rule, field, value)
+
+
 def _priority(rule: str, field: str, value: Any) -> Priority:
     if isinstance(value, Priority):
         return value
@@ -111,7 +115,7 @@ def _priority(rule: str, field: str, value: Any) -> Priority:
 def _channel(rule: str, field: str, value: Any) -> str:
     if value not in CHANNELS_BY_NAME:
         raise AlarmConfigError(f"{_path(rule, field)}: unknown channel {value!r}")
-    return value
+    return str(value)
 
 
 def _source(rule: str, field: str, value: Any) -> str:
@@ -120,7 +124,7 @@ def _source(rule: str, field: str, value: Any) -> str:
             f"{_path(rule, field)}: {value!r} is neither a channel nor a derived value "
             "(e.g. do, ph, temp_broth, rq, our, cer, mu_cer)"
         )
-    return value
+    return str(value)
 
 
 def _reactors(rule: str, value: Any) -> tuple[str, ...]:
@@ -129,6 +133,16 @@ def _reactors(rule: str, value: Any) -> tuple[str, ...]:
     ):
         raise AlarmConfigError(f"{_path(rule, 'reactors')} must be a list of reactor names")
     return tuple(value)
+
+
+_Check = Callable[[str, str, Any], Any]
+
+
+def _normalise(target: Any, rule: str, /, **checks: _Check) -> None:
+    """Check and normalise fields of a frozen rule (or level) in place; errors name the field
+    as ``alarms.<rule>.<field>`` (``rule`` may be ``do_low.lo`` for a level)."""
+    for field, check in checks.items():
+        object.__setattr__(target, field, check(rule, field, getattr(target, field)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +156,13 @@ class LimitLevel:
     off_delay_s: float = 0.0
 
     def validate(self, rule: str) -> None:
-        field = self.kind.value
-        object.__setattr__(self, "limit", _finite(rule, f"{field}.limit", self.limit))
-        object.__setattr__(self, "priority", _priority(rule, f"{field}.priority", self.priority))
-        object.__setattr__(
-            self, "on_delay_s", _non_negative(rule, f"{field}.on_delay_s", self.on_delay_s)
-        )
-        object.__setattr__(
-            self, "off_delay_s", _non_negative(rule, f"{field}.off_delay_s", self.off_delay_s)
+        _normalise(
+            self,
+            f"{rule}.{self.kind.value}",
+            limit=_finite,
+            priority=_priority,
+            on_delay_s=_non_negative,
+            off_delay_s=_non_negative,
         )
 
 
@@ -172,7 +185,7 @@ class LimitRule:
     def __post_init__(self) -> None:
         _check_name(self.name)
         _source(self.name, "source", self.source)
-        object.__setattr__(self, "deadband", _non_negative(self.name, "deadband", self.deadband))
+        _normalise(self, self.name, deadband=_non_negative)
         if not self.levels:
             raise AlarmConfigError(f"{_path(self.name)} needs at least one of hi_hi, hi, lo, lo_lo")
         seen: dict[LevelKind, float] = {}
@@ -228,19 +241,18 @@ class RateOfChangeRule:
     def __post_init__(self) -> None:
         _check_name(self.name)
         _source(self.name, "source", self.source)
-        object.__setattr__(self, "window_s", _positive(self.name, "window_s", self.window_s))
         if self.max_rise_per_min is None and self.max_fall_per_min is None:
             raise AlarmConfigError(f"{_path(self.name)} needs max_rise_per_min or max_fall_per_min")
-        for field in ("max_rise_per_min", "max_fall_per_min"):
-            if getattr(self, field) is not None:
-                object.__setattr__(self, field, _positive(self.name, field, getattr(self, field)))
-        object.__setattr__(self, "deadband", _non_negative(self.name, "deadband", self.deadband))
-        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
-        object.__setattr__(
-            self, "on_delay_s", _non_negative(self.name, "on_delay_s", self.on_delay_s)
-        )
-        object.__setattr__(
-            self, "off_delay_s", _non_negative(self.name, "off_delay_s", self.off_delay_s)
+        _normalise(
+            self,
+            self.name,
+            max_rise_per_min=_positive_or_none,
+            max_fall_per_min=_positive_or_none,
+            window_s=_positive,
+            deadband=_non_negative,
+            priority=_priority,
+            on_delay_s=_non_negative,
+            off_delay_s=_non_negative,
         )
 
     @property
@@ -254,26 +266,28 @@ class RateOfChangeRule:
 
 
 @dataclass(frozen=True, slots=True)
-class StaleRule:
-    """No usable reading (finite value, quality not bad) for ``max_age_s`` on a channel.
+class ChannelRule:
+    """What the per-channel rules (stale, frozen, clock) share: one alarm per listed channel
+    (condition = channel name), a priority, and the checks of those fields."""
 
-    Checked by :meth:`AlarmEngine.evaluate`; a channel is watched from its first reading.
-    One alarm per channel (condition = channel name).
-    """
-
-    kind: ClassVar[str] = "stale"
+    kind: ClassVar[str] = ""
+    channels_required: ClassVar[bool] = True  # False: an empty list means every channel
     name: str
     channels: tuple[str, ...]
-    max_age_s: float = 60.0
+    _: KW_ONLY
     priority: Priority = Priority.WARNING
     reactors: tuple[str, ...] = ()
     description: str = ""
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-        _check_channels(self.name, self.channels)
-        object.__setattr__(self, "max_age_s", _positive(self.name, "max_age_s", self.max_age_s))
-        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
+        if self.channels or self.channels_required:
+            _check_channels(self.name, self.channels)
+        _normalise(self, self.name, priority=_priority, **self.field_checks())
+
+    def field_checks(self) -> dict[str, _Check]:
+        """The checks of the rule type's own fields."""
+        return {}
 
     @property
     def conditions(self) -> tuple[str, ...]:
@@ -281,28 +295,48 @@ class StaleRule:
 
 
 @dataclass(frozen=True, slots=True)
-class FrozenRule:
+class StaleRule(ChannelRule):
+    """No usable reading (finite value, quality not bad) for ``max_age_s`` on a channel.
+
+    Checked by :meth:`AlarmEngine.evaluate`; a channel is watched from its first reading.
+    """
+
+    kind: ClassVar[str] = "stale"
+    max_age_s: float = 60.0
+
+    def field_checks(self) -> dict[str, _Check]:
+        return {"max_age_s": _positive}
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenRule(ChannelRule):
     """A channel whose value moves no more than ``epsilon`` for ``duration_s`` (stuck sensor)."""
 
     kind: ClassVar[str] = "frozen"
-    name: str
-    channels: tuple[str, ...]
     duration_s: float = 900.0
     epsilon: float = 0.0
-    priority: Priority = Priority.WARNING
-    reactors: tuple[str, ...] = ()
-    description: str = ""
 
-    def __post_init__(self) -> None:
-        _check_name(self.name)
-        _check_channels(self.name, self.channels)
-        object.__setattr__(self, "duration_s", _positive(self.name, "duration_s", self.duration_s))
-        object.__setattr__(self, "epsilon", _non_negative(self.name, "epsilon", self.epsilon))
-        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
+    def field_checks(self) -> dict[str, _Check]:
+        return {"duration_s": _positive, "epsilon": _non_negative}
 
-    @property
-    def conditions(self) -> tuple[str, ...]:
-        return self.channels
+
+@dataclass(frozen=True, slots=True)
+class ClockRule(ChannelRule):
+    """Readings of a channel keep arriving stamped ahead of the station clock (a clock fault).
+
+    The engine refuses (and counts) every reading stamped more than its ``max_ahead_s`` past
+    the station clock; this rule raises the channel's alarm when such readings persist for
+    ``persist_s``, and returns it with the channel's next reading on time. A single stamp from
+    the future raises nothing. ``channels`` empty: every channel.
+    """
+
+    kind: ClassVar[str] = "clock"
+    channels_required: ClassVar[bool] = False
+    channels: tuple[str, ...] = ()
+    persist_s: float = 30.0
+
+    def field_checks(self) -> dict[str, _Check]:
+        return {"persist_s": _non_negative}
 
 
 def _check_channels(rule: str, channels: Any) -> None:
@@ -333,13 +367,13 @@ class ModelDisagreementRule:
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-        object.__setattr__(
-            self, "max_percent", _positive(self.name, "max_percent", self.max_percent)
+        _normalise(
+            self,
+            self.name,
+            max_percent=_positive,
+            min_measured=_non_negative,
+            priority=_priority,
         )
-        object.__setattr__(
-            self, "min_measured", _non_negative(self.name, "min_measured", self.min_measured)
-        )
-        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
 
     @property
     def conditions(self) -> tuple[str, ...]:
@@ -369,19 +403,21 @@ class EventRule:
                 f"{_path(self.name, 'event')} must be one of {', '.join(sorted(KNOWN_EVENTS))}, "
                 f"got {self.event!r}"
             )
-        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
+        _normalise(self, self.name, priority=_priority)
         if not isinstance(self.once, bool):
             raise AlarmConfigError(f"{_path(self.name, 'once')} must be true or false")
 
 
-Rule = LimitRule | RateOfChangeRule | StaleRule | FrozenRule | ModelDisagreementRule | EventRule
-RULE_TYPES: dict[str, type] = {
+# Any rule: StaleRule, FrozenRule and ClockRule are the ChannelRule types (RULE_TYPES lists all).
+Rule = LimitRule | RateOfChangeRule | ChannelRule | ModelDisagreementRule | EventRule
+RULE_TYPES: dict[str, type[Rule]] = {
     cls.kind: cls
     for cls in (
         LimitRule,
         RateOfChangeRule,
         StaleRule,
         FrozenRule,
+        ClockRule,
         ModelDisagreementRule,
         EventRule,
     )
@@ -467,6 +503,12 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "epsilon": 0.0,
         "priority": "warning",
         "description": "a sensor repeats exactly the same value for 15 min",
+    },
+    "clock_fault": {
+        "type": "clock",
+        "persist_s": 30,
+        "priority": "warning",
+        "description": "a sensor's readings keep arriving stamped ahead of the station clock",
     },
     "od600_disagreement": {
         "type": "model_disagreement",
