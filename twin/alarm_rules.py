@@ -6,7 +6,8 @@ Rules come from the settings file's ``[alarms]`` table (see ``docs/alarms.md``):
 rule name holding a table with a ``type``; a table named like a default rule is merged onto it,
 ``enabled = false`` switches a rule off, ``include_defaults = false`` drops the SOP defaults.
 Every mistake raises :class:`AlarmConfigError` naming the rule and the field, e.g.
-``alarms.do_low.on_delay_s must be >= 0``.
+``alarms.do_low.on_delay_s must be >= 0``; so does a table naming no rule, and a key that would
+change nothing (a rule-wide delay every level overrides).
 """
 
 from __future__ import annotations
@@ -553,8 +554,15 @@ def rules_from_config(
         _check_name(name)
         if not isinstance(table, Mapping):
             raise AlarmConfigError(f"alarms.{name} must be a table, got {table!r}")
-        base = tables.get(name, {})
-        if "type" in table and table["type"] != base.get("type"):
+        base = tables.get(name)
+        if base is None and "type" not in table:
+            # e.g. [alarms.frozen] enabled = false: the rule is sensor_frozen, nothing changes.
+            known = ", ".join(tables) or "none, include_defaults is false"
+            raise AlarmConfigError(
+                f"alarms.{name}: there is no rule named {name!r} to change (rules: {known}); "
+                "a new rule needs a 'type'"
+            )
+        if base is None or ("type" in table and table["type"] != base.get("type")):
             base = {}
         tables[name] = {**base, **table}
     rules: list[Rule] = []
@@ -562,8 +570,9 @@ def rules_from_config(
         enabled = table.get("enabled", True)
         if not isinstance(enabled, bool):
             raise AlarmConfigError(f"alarms.{name}.enabled must be true or false")
+        rule = rule_from_table(name, table)  # a rule switched off is checked all the same
         if enabled:
-            rules.append(rule_from_table(name, table))
+            rules.append(rule)
     return rules
 
 
@@ -629,12 +638,16 @@ def _limit_rule(name: str, table: Mapping[str, Any], common: dict[str, Any]) -> 
         "off_delay_s": _non_negative(name, "off_delay_s", table.get("off_delay_s", 0.0)),
     }
     levels = []
+    own: dict[str, list[str]] = {key: [] for key in defaults}  # levels that set a key themselves
     for kind in LevelKind:
         if kind.value not in table:
             continue
         spec = table[kind.value]
         if not isinstance(spec, Mapping):
             spec = {"limit": spec}
+        for key in own:
+            if key in spec:
+                own[key].append(kind.value)
         for key in spec:
             if key not in _LEVEL_KEYS:
                 raise AlarmConfigError(
@@ -653,6 +666,13 @@ def _limit_rule(name: str, table: Mapping[str, Any], common: dict[str, Any]) -> 
                 off_delay_s=_non_negative(name, f"{kind.value}.off_delay_s", merged["off_delay_s"]),
             )
         )
+    for key, setters in own.items():
+        # A rule-wide default that every level overrides would be silently without effect.
+        if key in table and levels and len(setters) == len(levels):
+            raise AlarmConfigError(
+                f"alarms.{name}.{key} does nothing: every level ({', '.join(setters)}) sets its "
+                f"own {key}; set it per level, e.g. alarms.{name}.{setters[0]}.{key}"
+            )
     return LimitRule(
         source=table["source"],
         levels=tuple(levels),
