@@ -183,6 +183,40 @@ def record_authorisation(
     return row
 
 
+def record_command(
+    service: NotebookService,
+    *,
+    reactor: str,
+    parameter: str,
+    value: float,
+    unit: str,
+    rule: str,
+    supervisor: str,
+    authorised_until: float,
+    seq: int,
+    topic: str,
+    timestamp: float | datetime | None = None,
+    batch_number: int | None = None,
+) -> ControlAction:
+    """A verified setpoint the reactor obeyed (receiving side; refusals are counted, not rows)."""
+    row = ControlAction(
+        kind=ControlActionKind.COMMAND,
+        reactor=check.identifier("reactor", reactor, required=True),
+        parameter=check.identifier("parameter", parameter, required=True),
+        unit=check.text("unit", unit, max_length=16),
+        value=_number(value),
+        rule=check.identifier("rule", rule, max_length=128),
+        reason=_machine_text("reason", f"setpoint obeyed (seq {int(seq)})", MAX_REASON),
+        mode=1,
+        sent=True,
+        topic=check.text("topic", topic, max_length=1024),
+        supervisor=check.text("supervisor", supervisor, max_length=64) or None,
+        valid_until=_when("authorised until", authorised_until, service),
+        occurred_at=_when("time", timestamp, service),
+    )
+    return _write(service, row, batch_number)
+
+
 def record_revocation(
     service: NotebookService, actor: str, *, reactor: str, reason: str = ""
 ) -> ControlAction:
