@@ -146,6 +146,7 @@ class AlarmEngine:
         self._by_source: dict[str, list[Evaluator[Rule]]] = {}
         self._stale: list[StaleWatch] = []
         self._clock_watch: list[ClockWatch] = []
+        self._clock_faults = False  # a clock watch tracks a channel that was ahead
         self._samples: list[DisagreementEvaluator] = []
         self._events: list[EventEvaluator] = []
         for rule in self.rules:
@@ -381,6 +382,7 @@ class AlarmEngine:
                 alarm.value = t.value
                 alarm.message = t.message
                 evaluator.resume(t.reactor, t.condition, t.condition_active)
+                self._clock_faults = any(watch.tracks for watch in self._clock_watch)
                 if t.to_state is _S.SHELVED:
                     # Expiry unknown (a record without it): unshelve at the next evaluate(),
                     # the safe side, rather than hide the alarm for ever.
@@ -426,7 +428,8 @@ class AlarmEngine:
     def _offer(
         self, reactor: str, source: str, at: float, value: float, usable: bool
     ) -> tuple[AlarmTransition, ...]:
-        if source not in self._by_source and not self._clock_watch:
+        watched = source in self._by_source
+        if not watched and not self._clock_watch:
             return ()
         usable = usable and math.isfinite(value)
         out: Out = []
@@ -434,7 +437,8 @@ class AlarmEngine:
             self._readings += 1
             admission = self._time.offer(reactor, source, at, value, usable)
             if admission is None:
-                self._evaluate(reactor, source, at, value, usable, out)
+                if watched or self._clock_faults:  # else only its time mattered
+                    self._evaluate(reactor, source, at, value, usable, out)
             else:
                 for each in admission.taken:
                     self._evaluate(*each, out)
@@ -453,11 +457,12 @@ class AlarmEngine:
             changes = evaluator.feed(reactor, source, at, value, usable)
             if changes:
                 self._apply(changes, out)
-        for watch in self._clock_watch:
-            if watch.tracks:  # some channel was ahead: is this one on time again?
+        if self._clock_faults:  # some channel was ahead: is this one on time again?
+            for watch in self._clock_watch:
                 changes = watch.feed(reactor, source, at, value, usable)
                 if changes:
                     self._apply(changes, out)
+            self._clock_faults = any(watch.tracks for watch in self._clock_watch)
 
     def _clock_fault(self, admission: Admission, out: Out) -> None:
         item = admission.ahead
@@ -465,6 +470,7 @@ class AlarmEngine:
         now = admission.now if math.isfinite(admission.now) else item.at
         for watch in self._clock_watch:
             self._apply(watch.refused(item.reactor, item.source, now, item.at), out)
+        self._clock_faults = any(watch.tracks for watch in self._clock_watch)
 
     def _on_time(self, at: float) -> bool:
         """Events and samples: refused when stamped past the station clock (only with one)."""
