@@ -280,18 +280,7 @@ class SetpointFollower:
         from bptwin.eln.control_service import record_command
 
         try:
-            record_command(
-                self.notebook,
-                reactor=command.reactor,
-                parameter=command.parameter,
-                value=command.value,
-                unit=command.unit,
-                rule=command.rule,
-                supervisor=command.supervisor,
-                authorised_until=command.authorised_until,
-                seq=command.seq,
-                topic=topic,
-            )
+            record_command(self.notebook, **command.audit_fields(topic))
         except Exception as exc:
             log.error(
                 "obeyed setpoint %s/%s not audited: %s", command.reactor, command.parameter, exc

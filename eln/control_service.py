@@ -62,6 +62,19 @@ def _write(service: NotebookService, row: ControlAction, batch_number: int | Non
     return row
 
 
+def _setpoint_columns(
+    reactor: str, parameter: str, unit: str, value: Any, rule: str
+) -> dict[str, Any]:
+    """The columns every setpoint record has, checked."""
+    return {
+        "reactor": check.identifier("reactor", reactor, required=True),
+        "parameter": check.identifier("parameter", parameter, required=True),
+        "unit": check.text("unit", unit, max_length=16),
+        "value": _number(value),
+        "rule": check.identifier("rule", rule, max_length=128),
+    }
+
+
 def record_recommendation(
     service: NotebookService,
     *,
@@ -80,12 +93,8 @@ def record_recommendation(
     """One piece of controller advice (``**recommendation.to_dict()`` fits)."""
     row = ControlAction(
         kind=ControlActionKind.RECOMMENDATION,
-        reactor=check.identifier("reactor", reactor, required=True),
-        parameter=check.identifier("parameter", parameter, required=True),
-        unit=check.text("unit", unit, max_length=16),
+        **_setpoint_columns(reactor, parameter, unit, recommended, rule),
         current_value=_number(current),
-        value=_number(recommended),
-        rule=check.identifier("rule", rule, max_length=128),
         reason=_machine_text("reason", reason, MAX_REASON),
         confidence=_number(confidence),
         mode=int(mode),
@@ -115,12 +124,8 @@ def record_actuation(
     """One actuation attempt: a setpoint sent, or refused with the reason."""
     row = ControlAction(
         kind=ControlActionKind.ACTUATION,
-        reactor=check.identifier("reactor", reactor, required=True),
-        parameter=check.identifier("parameter", parameter, required=True),
-        unit=check.text("unit", unit, max_length=16),
+        **_setpoint_columns(reactor, parameter, unit, value, rule),
         current_value=_number(current),
-        value=_number(value),
-        rule=check.identifier("rule", rule, max_length=128),
         reason=_machine_text("reason", reason, MAX_REASON),
         mode=int(mode),
         sent=bool(sent),
@@ -198,14 +203,13 @@ def record_command(
     timestamp: float | datetime | None = None,
     batch_number: int | None = None,
 ) -> ControlAction:
-    """A verified setpoint the reactor obeyed (receiving side; refusals are counted, not rows)."""
+    """A verified setpoint the reactor obeyed (receiving side; refusals are counted, not rows).
+
+    ``**command.audit_fields(topic)`` of ``bptwin.twin.setpoints.SetpointCommand`` fits.
+    """
     row = ControlAction(
         kind=ControlActionKind.COMMAND,
-        reactor=check.identifier("reactor", reactor, required=True),
-        parameter=check.identifier("parameter", parameter, required=True),
-        unit=check.text("unit", unit, max_length=16),
-        value=_number(value),
-        rule=check.identifier("rule", rule, max_length=128),
+        **_setpoint_columns(reactor, parameter, unit, value, rule),
         reason=_machine_text("reason", f"setpoint obeyed (seq {int(seq)})", MAX_REASON),
         mode=1,
         sent=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,21 @@ def test_a_missing_key_file_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(ControlKeyError, match="openssl rand -hex 32"):
         ControlKey.from_file(tmp_path / "none.key")
     assert repr(ControlKey.generate()) == "ControlKey()"  # the secret never shows in a log
+
+
+def test_the_verify_example_in_control_md_accepts_ours_and_refuses_a_forgery() -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs" / "control.md"
+    blocks = re.findall(r"```python\n(.*?)```", docs.read_text(encoding="utf-8"), flags=re.S)
+    (example,) = [block for block in blocks if "def verify(" in block]
+    namespace: dict[str, Any] = {}
+    exec(example, namespace)  # the documented gateway check, as a reader would copy it
+    verify = namespace["verify"]
+    message = signed_payload(TOPIC, payload(), KEY)
+    assert json.loads(verify(KEY.secret, TOPIC, message)) == payload()
+    for forged, words in (
+        (json.dumps(payload()).encode(), "unsigned"),
+        (signed_payload(TOPIC, payload(), ControlKey.generate()), "bad signature"),
+        (message.replace(b"650.0", b"999.0"), "bad signature"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            verify(KEY.secret, TOPIC, forged)

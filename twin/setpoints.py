@@ -161,6 +161,20 @@ class SetpointCommand:
     authorised_until: float  # Unix s
     rule: str = ""
 
+    def audit_fields(self, topic: str) -> dict[str, Any]:
+        """Keyword arguments for ``bptwin.eln.control_service.record_command``."""
+        return {
+            "reactor": self.reactor,
+            "parameter": self.parameter,
+            "value": self.value,
+            "unit": self.unit,
+            "rule": self.rule,
+            "supervisor": self.supervisor,
+            "authorised_until": self.authorised_until,
+            "seq": self.seq,
+            "topic": topic,
+        }
+
     @classmethod
     def from_message(
         cls, topic: str, payload: bytes | str, verifier: SetpointVerifier
