@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from bptwin.database.bus import LocalBus
-from bptwin.twin.actuation import Actuator, ControlAuthorisation, ControlMode, ControlSettings
+from bptwin.twin.actuation import (
+    Actuator,
+    ControlAuthorisation,
+    ControlKey,
+    ControlMode,
+    ControlSettings,
+)
 from bptwin.twin.control import AdvisoryController, Recommendation
 from bptwin.twin.features import FeatureConfig, ProcessState, states_from_frame
 from bptwin.twin.sim_config import SimulationConfig
@@ -74,7 +80,7 @@ def bench_control_actuation_and_audit() -> list[dict[str, object]]:
     bus = LocalBus()
     bus.start()
     settings = ControlSettings(mode=ControlMode.CLOSED_LOOP, enabled=True)
-    actuator = Actuator(bus, "R1", settings)
+    actuator = Actuator(bus, "R1", settings, key=ControlKey.generate())
     actuator.authorise(ControlAuthorisation.for_minutes("sam", "R1", 60))
     publish: list[float] = []
     for index in range(2000):

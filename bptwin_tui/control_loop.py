@@ -1,24 +1,65 @@
 """The station's control path: advice every window, setpoints only when allowed (docs/control.md).
 
-Mode 0 (the default) only advises. Mode 1 publishes a changed setpoint when the settings enable
-it and a supervisor confirmed it in the app; every recommendation and actuation is audited.
+Mode 0 (the default) only advises. Mode 1 publishes a changed setpoint, signed with the
+station's control key, when the settings enable it and a supervisor confirmed it in the app;
+every recommendation and actuation is audited. On the receiving side (the simulated reactors)
+:class:`SetpointFollower` obeys a setpoint only in mode 1 and only when it passes every check of
+``bptwin.twin.setpoints``; refusals are counted and logged, obeyed setpoints audited.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from bptwin.twin.actuation import Actuator, ControlAuthorisation, ControlMode, ControlSettings
 from bptwin.twin.control import AdvisoryController, Recommendation, Setpoints
+from bptwin.twin.setpoints import (
+    REFUSAL_REASONS,
+    REFUSED_MODE,
+    REFUSED_REACTOR,
+    ControlKey,
+    ControlKeyError,
+    SetpointCommand,
+    SetpointRefused,
+    SetpointVerifier,
+)
 
 if TYPE_CHECKING:
-    from bptwin.database.bus import Bus
+    from bptwin.database.bus import Bus, Subscription
     from bptwin.eln.services import NotebookService
     from bptwin.twin.features import ProcessState
 
 log = logging.getLogger(__name__)
+
+REFUSAL_LOG_INTERVAL_S = 10.0  # one log line per refusal reason at most this often
+
+
+class SetpointTarget(Protocol):
+    """What obeys a setpoint (the simulated reactor; a gateway's PLC driver)."""
+
+    def apply_setpoint(self, parameter: str, value: float | None) -> None: ...
+
+
+def load_control_key(key_file: Path | None, settings: ControlSettings) -> ControlKey | None:
+    """The station's key, or None when none is configured and mode 1 is not enabled.
+
+    ControlKeyError names ``control.key_file`` when the file is unusable, or when closed-loop
+    control is switched on without one (it could not sign a setpoint).
+    """
+    if key_file is not None:
+        return ControlKey.from_file(key_file)
+    if settings.mode == ControlMode.CLOSED_LOOP and settings.enabled:
+        raise ControlKeyError(
+            "control.key_file: closed-loop control (mode 1, enabled) needs the station's "
+            "control key to sign setpoints; create one with 'umask 077; openssl rand -hex 32 "
+            "> /etc/bptwin/control.key' and name it here (docs/control.md)"
+        )
+    return None
 
 
 class StationControl:
@@ -32,15 +73,34 @@ class StationControl:
         prefix: str,
         settings: ControlSettings,
         notebook: NotebookService | None,
+        key: ControlKey | None = None,
     ) -> None:
         self.settings = settings
         self.notebook = notebook
+        self.prefix = prefix
+        self.key = key
         self.controllers = {reactor: AdvisoryController() for reactor in reactors}
         self.actuators = {
-            reactor: Actuator(bus, reactor, settings, prefix=prefix) for reactor in reactors
+            reactor: Actuator(bus, reactor, settings, prefix=prefix, key=key)
+            for reactor in reactors
         }
+        self.follower: SetpointFollower | None = None
         self._commanded: dict[str, Setpoints] = {}
         self._lock = threading.Lock()
+
+    def follow_setpoints(
+        self, bus: Bus, target_of: Callable[[str], SetpointTarget | None]
+    ) -> Subscription:
+        """Let ``target_of(reactor)`` obey the verified setpoints of this station's reactors."""
+        verifier = None
+        if self.key is not None:
+            verifier = SetpointVerifier(self.key, reactors=tuple(self.controllers))
+        self.follower = SetpointFollower(target_of, self.settings, verifier, self.notebook)
+        return bus.subscribe(f"{self.prefix}/v1/+/setpoints/+", self.follower, qos=1)
+
+    def refused_setpoints(self) -> dict[str, int]:
+        """Setpoints received and refused since start, by reason (for the status strip)."""
+        return self.follower.refused_counts() if self.follower is not None else {}
 
     def on_state(self, state: ProcessState) -> list[Recommendation]:
         """Advice new in this window; in mode 1, changed setpoints sent when authorised."""
@@ -124,3 +184,104 @@ class StationControl:
             )
         except Exception as exc:
             log.error("recommendation for %s not audited: %s", recommendation.parameter, exc)
+
+
+class SetpointFollower:
+    """Bus handler on the receiving side: obeys a setpoint only in mode 1, enabled, and when it
+    passes the verifier (signed, fresh, authorised, not replayed, within limits).
+
+    Each refusal is counted by reason and logged (one line per reason every 10 s at most, so a
+    flood cannot fill the log); each obeyed setpoint is a ``command`` row in the notebook.
+    """
+
+    def __init__(
+        self,
+        target_of: Callable[[str], SetpointTarget | None],
+        settings: ControlSettings,
+        verifier: SetpointVerifier | None,
+        notebook: NotebookService | None,
+    ) -> None:
+        self.target_of = target_of
+        self.settings = settings
+        self.verifier = verifier
+        self.notebook = notebook
+        self.obeyed = 0
+        self._refused: dict[str, int] = dict.fromkeys(REFUSAL_REASONS, 0)
+        self._logged_at: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        try:
+            command, target = self._accept(topic, payload)
+        except SetpointRefused as exc:
+            self._count_refusal(exc)
+            return
+        try:
+            target.apply_setpoint(command.parameter, command.value)
+        except ValueError as exc:  # the target's own interlocks
+            self._count_refusal(SetpointRefused("out_of_limits", f"{topic[:200]}: {exc}"))
+            return
+        with self._lock:
+            self.obeyed += 1
+        log.info(
+            "setpoint obeyed: %s/%s = %g %s (seq %d, authorised by %s)",
+            command.reactor,
+            command.parameter,
+            command.value,
+            command.unit,
+            command.seq,
+            command.supervisor,
+        )
+        self._audit(command, topic)
+
+    def refused_counts(self) -> dict[str, int]:
+        with self._lock:
+            return {reason: count for reason, count in self._refused.items() if count}
+
+    def _accept(self, topic: str, payload: bytes) -> tuple[SetpointCommand, SetpointTarget]:
+        if self.verifier is None:  # no key: nothing can be verified, so nothing is obeyed
+            unkeyed = self._mode_refusal() or "no control key to verify it ([control] key_file)"
+            raise SetpointRefused(REFUSED_MODE, f"setpoint on {topic[:200]} refused: {unkeyed}")
+        command = SetpointCommand.from_message(topic, payload, self.verifier)
+        what = f"setpoint {command.reactor}/{command.parameter}"
+        why = self._mode_refusal()
+        if why is not None:
+            raise SetpointRefused(REFUSED_MODE, f"{what} refused: {why}")
+        target = self.target_of(command.reactor)
+        if target is None:
+            raise SetpointRefused(REFUSED_REACTOR, f"{what} refused: nothing here obeys it")
+        return command, target
+
+    def _mode_refusal(self) -> str | None:
+        if self.settings.mode != ControlMode.CLOSED_LOOP:
+            return "control mode 0 (advisory) obeys no setpoint"
+        if not self.settings.enabled:
+            return "closed-loop control is not enabled ([control] enabled)"
+        return None
+
+    def _count_refusal(self, refusal: SetpointRefused) -> None:
+        now = time.monotonic()
+        reason = refusal.reason
+        with self._lock:
+            self._refused[reason] = self._refused.get(reason, 0) + 1
+            last = self._logged_at.get(reason)
+            if last is not None and now - last < REFUSAL_LOG_INTERVAL_S:
+                self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
+                return
+            self._logged_at[reason] = now
+            skipped = self._unlogged.pop(reason, 0)
+        more = f" ({skipped} more refused for {reason} since the last line)" if skipped else ""
+        log.warning("setpoint refused [%s]: %s%s", reason, refusal, more)
+
+    def _audit(self, command: SetpointCommand, topic: str) -> None:
+        if self.notebook is None:
+            return
+        from bptwin.eln.control_service import record_command
+
+        try:
+            record_command(self.notebook, **command.audit_fields(topic))
+        except Exception as exc:
+            log.error(
+                "obeyed setpoint %s/%s not audited: %s", command.reactor, command.parameter, exc
+            )

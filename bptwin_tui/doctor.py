@@ -27,6 +27,7 @@ SPOOLED_READING_BYTES = 200
 READINGS_PER_S_PER_REACTOR = 19
 SANE_YEARS = (2024, 2100)
 CONNECT_TIMEOUT_S = 5.0
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class Status(str, Enum):
@@ -253,12 +254,21 @@ def check_broker(settings: Settings) -> CheckResult:
     except OSError as exc:
         return CheckResult("broker", Status.FAIL, f"bus.host/bus.port: {exc}")
     bus.stop()
-    security = ("TLS" if section.tls or section.ca_file else "no TLS") + (
+    tls = bool(section.tls or section.ca_file)
+    security = ("TLS" if tls else "no TLS") + (
         f", user {section.username}" if section.username else ", anonymous"
     )
-    return CheckResult(
-        "broker", Status.PASS, f"MQTT broker {section.host}:{section.port} accepted us ({security})"
-    )
+    accepted = f"MQTT broker {section.host}:{section.port} accepted us ({security})"
+    # Anyone who may publish can forge readings and try setpoints (which are refused unsigned);
+    # without TLS off this host, credentials and readings cross the network in clear text.
+    problems = []
+    if not section.username:
+        problems.append("set bus.username/bus.password and an ACL (docs/control.md)")
+    if not tls and section.host not in LOOPBACK_HOSTS:
+        problems.append("turn on bus.tls (and bus.ca_file)")
+    if problems:
+        return CheckResult("broker", Status.WARN, f"{accepted}: {'; '.join(problems)}")
+    return CheckResult("broker", Status.PASS, accepted)
 
 
 def check_serial(settings: Settings) -> CheckResult:

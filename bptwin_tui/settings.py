@@ -157,6 +157,9 @@ class ControlSettings(Section):
     mode: Literal[0, 1] = 0
     enabled: bool = False
     confirmation_minutes: float = Field(60.0, gt=0, le=1440)
+    key_file: Path | None = Field(
+        None, description="station key that signs setpoints (hex, mode 600); needed in mode 1"
+    )
 
 
 class UiSettings(Section):

@@ -128,25 +128,14 @@ class Station:
         )
 
     def _follow_setpoints(self) -> None:
-        """Let the simulated reactors obey setpoints published on the bus (control mode 1)."""
-        from bptwin.twin.actuation import SetpointCommand
-
-        assert self.bus is not None
+        """Let the simulated reactors obey verified setpoints: mode 1 only (docs/control.md)."""
+        assert self.bus is not None and self.control is not None
         drivers = {thread.driver.reactor: thread.driver for thread in self._driver_threads}
-        prefix = self.settings.bus.prefix
-
-        def apply(topic: str, payload: bytes) -> None:
-            try:
-                command = SetpointCommand.from_message(topic, payload)
-            except ValueError as exc:
-                log.warning("setpoint refused: %s", exc)
-                return
-            simulator = getattr(drivers.get(command.reactor), "simulator", None)
-            if simulator is not None:
-                simulator.apply_setpoint(command.parameter, command.value)
-
-        pattern = f"{prefix}/v1/+/setpoints/+"
-        self._subscriptions.append(self.bus.subscribe(pattern, apply))
+        self._subscriptions.append(
+            self.control.follow_setpoints(
+                self.bus, lambda reactor: getattr(drivers.get(reactor), "simulator", None)
+            )
+        )
 
     def start_shadow(self) -> None:
         """Features, alarms and (when a model loads) predictions for every reactor."""
@@ -483,20 +472,27 @@ def build_store(settings: Settings) -> TimeSeriesStore:
 
 
 def build_control(settings: Settings, bus: Bus, notebook: NotebookService | None) -> StationControl:
-    from bptwin.twin.actuation import ControlMode
+    from bptwin.tui.control_loop import load_control_key
+    from bptwin.twin.actuation import ControlKeyError, ControlMode
     from bptwin.twin.actuation import ControlSettings as ActuationSettings
 
     section = settings.control
+    control_settings = ActuationSettings(
+        mode=ControlMode(section.mode),
+        enabled=section.enabled,
+        confirmation_minutes=section.confirmation_minutes,
+    )
+    try:
+        key = load_control_key(section.key_file, control_settings)
+    except ControlKeyError as exc:
+        raise SettingsError(str(exc)) from None
     return StationControl(
         settings.station.reactors,
         bus=bus,
         prefix=settings.bus.prefix,
-        settings=ActuationSettings(
-            mode=ControlMode(section.mode),
-            enabled=section.enabled,
-            confirmation_minutes=section.confirmation_minutes,
-        ),
+        settings=control_settings,
         notebook=notebook,
+        key=key,
     )
 
 

@@ -1,4 +1,5 @@
-"""Notebook record of the control path: every recommendation, actuation and authorisation.
+"""Notebook record of the control path: every recommendation, actuation, authorisation and
+setpoint obeyed.
 
 ``ControlAction`` lives on the notebook's metadata (eln.models imports this module, so the table
 is always registered with the others) and is audited like every notebook table. Written only
@@ -23,6 +24,7 @@ class ControlActionKind(str, Enum):
     ACTUATION = "actuation"  # a setpoint sent, or refused (``sent`` false, ``refusal`` why)
     AUTHORISATION = "authorisation"  # a supervisor confirmed closed-loop control
     REVOCATION = "revocation"  # closed-loop control ended by hand
+    COMMAND = "command"  # a verified setpoint obeyed by the reactor (the receiving side)
 
 
 class ControlAction(AuditedTable, table=True):

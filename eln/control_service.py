@@ -62,6 +62,19 @@ def _write(service: NotebookService, row: ControlAction, batch_number: int | Non
     return row
 
 
+def _setpoint_columns(
+    reactor: str, parameter: str, unit: str, value: Any, rule: str
+) -> dict[str, Any]:
+    """The columns every setpoint record has, checked."""
+    return {
+        "reactor": check.identifier("reactor", reactor, required=True),
+        "parameter": check.identifier("parameter", parameter, required=True),
+        "unit": check.text("unit", unit, max_length=16),
+        "value": _number(value),
+        "rule": check.identifier("rule", rule, max_length=128),
+    }
+
+
 def record_recommendation(
     service: NotebookService,
     *,
@@ -80,12 +93,8 @@ def record_recommendation(
     """One piece of controller advice (``**recommendation.to_dict()`` fits)."""
     row = ControlAction(
         kind=ControlActionKind.RECOMMENDATION,
-        reactor=check.identifier("reactor", reactor, required=True),
-        parameter=check.identifier("parameter", parameter, required=True),
-        unit=check.text("unit", unit, max_length=16),
+        **_setpoint_columns(reactor, parameter, unit, recommended, rule),
         current_value=_number(current),
-        value=_number(recommended),
-        rule=check.identifier("rule", rule, max_length=128),
         reason=_machine_text("reason", reason, MAX_REASON),
         confidence=_number(confidence),
         mode=int(mode),
@@ -115,12 +124,8 @@ def record_actuation(
     """One actuation attempt: a setpoint sent, or refused with the reason."""
     row = ControlAction(
         kind=ControlActionKind.ACTUATION,
-        reactor=check.identifier("reactor", reactor, required=True),
-        parameter=check.identifier("parameter", parameter, required=True),
-        unit=check.text("unit", unit, max_length=16),
+        **_setpoint_columns(reactor, parameter, unit, value, rule),
         current_value=_number(current),
-        value=_number(value),
-        rule=check.identifier("rule", rule, max_length=128),
         reason=_machine_text("reason", reason, MAX_REASON),
         mode=int(mode),
         sent=bool(sent),
@@ -181,6 +186,39 @@ def record_authorisation(
             row.batch_id = service._batch(session, batch_number).id
         session.add(row)
     return row
+
+
+def record_command(
+    service: NotebookService,
+    *,
+    reactor: str,
+    parameter: str,
+    value: float,
+    unit: str,
+    rule: str,
+    supervisor: str,
+    authorised_until: float,
+    seq: int,
+    topic: str,
+    timestamp: float | datetime | None = None,
+    batch_number: int | None = None,
+) -> ControlAction:
+    """A verified setpoint the reactor obeyed (receiving side; refusals are counted, not rows).
+
+    ``**command.audit_fields(topic)`` of ``bptwin.twin.setpoints.SetpointCommand`` fits.
+    """
+    row = ControlAction(
+        kind=ControlActionKind.COMMAND,
+        **_setpoint_columns(reactor, parameter, unit, value, rule),
+        reason=_machine_text("reason", f"setpoint obeyed (seq {int(seq)})", MAX_REASON),
+        mode=1,
+        sent=True,
+        topic=check.text("topic", topic, max_length=1024),
+        supervisor=check.text("supervisor", supervisor, max_length=64) or None,
+        valid_until=_when("authorised until", authorised_until, service),
+        occurred_at=_when("time", timestamp, service),
+    )
+    return _write(service, row, batch_number)
 
 
 def record_revocation(

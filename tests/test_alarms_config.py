@@ -155,10 +155,11 @@ def test_default_config_is_plain_toml_data():
 
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "alarms.md"
+CONFIGURATION = DOCS.with_name("configuration.md")
 
 
-def toml_blocks() -> list[str]:
-    return re.findall(r"```toml\n(.*?)```", DOCS.read_text(encoding="utf-8"), flags=re.S)
+def toml_blocks(path: Path = DOCS) -> list[str]:
+    return re.findall(r"```toml\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
 
 
 def test_docs_list_exactly_the_default_rules():
@@ -174,3 +175,38 @@ def test_docs_settings_example_loads():
     assert "sensor_frozen" not in rules and rules["rq_high"].reactors == ("R1",)
     lo = next(level for level in rules["do_low"].levels if level.kind is LevelKind.LO)
     assert lo.limit == 25.0
+
+
+def test_configuration_docs_alarms_example_loads_and_does_what_it_says():
+    block = next(b for b in toml_blocks(CONFIGURATION) if "[alarms." in b)
+    rules = by_name(rules_from_config(tomllib.loads(block)["alarms"]))
+    assert "sensor_frozen" not in rules
+    lo = next(level for level in rules["do_low"].levels if level.kind is LevelKind.LO)
+    assert lo.on_delay_s == 240.0 and lo.limit == 20.0
+
+
+@pytest.mark.parametrize("include_defaults", [True, False])
+def test_a_table_naming_no_rule_is_refused_instead_of_ignored(include_defaults):
+    # [alarms.frozen] enabled = false used to be accepted while sensor_frozen stayed on.
+    data = {"include_defaults": include_defaults, "frozen": {"enabled": False}}
+    with pytest.raises(AlarmConfigError, match=r"alarms\.frozen: there is no rule named 'frozen'"):
+        rules_from_config(data)
+
+
+@pytest.mark.parametrize("key", ["on_delay_s", "priority"])
+def test_a_rule_wide_default_every_level_overrides_is_refused(key):
+    # [alarms.do_low] on_delay_s = 240 changed nothing: lo and lo_lo carry their own delays.
+    value = 240 if key == "on_delay_s" else "critical"
+    with pytest.raises(AlarmConfigError, match=rf"alarms\.do_low\.{key} does nothing"):
+        rules_from_config({"do_low": {key: value}})
+
+
+def test_a_rule_wide_default_that_a_level_inherits_is_kept():
+    rules = by_name(rules_from_config({"do_low": {"off_delay_s": 60}, "ph": {"on_delay_s": 90}}))
+    assert {level.off_delay_s for level in rules["do_low"].levels} == {60.0}
+    assert {level.on_delay_s for level in rules["ph"].levels} == {90.0}
+
+
+def test_a_rule_switched_off_is_still_checked():
+    with pytest.raises(AlarmConfigError, match=r"alarms\.ph\.hi\.limit"):
+        rules_from_config({"ph": {"enabled": False, "hi": "high"}})

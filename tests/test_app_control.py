@@ -12,6 +12,7 @@ from bptwin.eln.services import NotebookService
 from bptwin.screens.control import ConfirmControlScreen
 from bptwin.tui.app import BptwinApp
 from bptwin.tui.settings import Settings
+from bptwin.twin.actuation import ControlKey
 
 
 def closed_loop_settings(data_dir: Path) -> Settings:
@@ -20,6 +21,8 @@ def closed_loop_settings(data_dir: Path) -> Settings:
     settings.acquisition.source = "none"
     settings.control.mode = 1
     settings.control.enabled = True
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings.control.key_file = ControlKey.generate().write(data_dir / "control.key")
     settings.ui.refresh_s = 0.2
     return settings
 

@@ -21,9 +21,11 @@ from bptwin.database.bus.topics import setpoint_topic
 from bptwin.twin.actuation import (
     Actuator,
     ControlAuthorisation,
+    ControlKey,
     ControlMode,
     ControlSettings,
     SetpointCommand,
+    SetpointVerifier,
 )
 from bptwin.twin.control import AdvisoryController, Recommendation, Setpoints
 from bptwin.twin.features import FeatureConfig, StreamingFeatures
@@ -64,15 +66,17 @@ def run_loop(
     bus.start()
     arrived: list[SetpointCommand] = []
     lock = threading.Lock()
+    clock = [sim.start_timestamp]
+    key = ControlKey.generate()
+    verifier = SetpointVerifier(key, clock=lambda: clock[0])  # the receiver checks every one
 
     def on_setpoint(topic: str, payload: bytes) -> None:
         with lock:
-            arrived.append(SetpointCommand.from_message(topic, payload))
+            arrived.append(SetpointCommand.from_message(topic, payload, verifier))
 
     bus.subscribe("bptwin/v1/R1/setpoints/+", on_setpoint)
-    clock = [sim.start_timestamp]
     settings = ControlSettings(mode=ControlMode.CLOSED_LOOP, enabled=True, confirmation_minutes=600)
-    actuator = Actuator(bus, "R1", settings, clock=lambda: clock[0])
+    actuator = Actuator(bus, "R1", settings, clock=lambda: clock[0], key=key)
     actuator.authorise(ControlAuthorisation.for_minutes("sam", "R1", 600, at=clock[0]))
     setpoints = Setpoints(500.0, 0.0)
     do, stirrer, o2 = [], [], []

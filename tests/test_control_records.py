@@ -17,7 +17,13 @@ from bptwin.eln.control_records import ControlActionKind
 from bptwin.eln.errors import NotebookPermissionError, NotebookValidationError
 from bptwin.eln.models import CampaignPhase, OperatorRole
 from bptwin.eln.services import NotebookService
-from bptwin.twin.actuation import Actuator, ControlAuthorisation, ControlMode, ControlSettings
+from bptwin.twin.actuation import (
+    Actuator,
+    ControlAuthorisation,
+    ControlKey,
+    ControlMode,
+    ControlSettings,
+)
 from bptwin.twin.control import AdvisoryController, Setpoints
 from tests.control_states import make_state
 
@@ -53,7 +59,7 @@ def test_recommendations_and_actuations_are_audited_rows(notebook: NotebookServi
     bus = LocalBus()
     settings = ControlSettings(mode=ControlMode.CLOSED_LOOP, enabled=True)
     state = make_state(0, 24.0, rpm=600.0)
-    actuator = Actuator(bus, "R1", settings, clock=lambda: state.end)
+    actuator = Actuator(bus, "R1", settings, clock=lambda: state.end, key=ControlKey.generate())
 
     # Without confirmation: recommended, refused, both on record.
     (rec,) = controller.update(state, Setpoints(600.0))

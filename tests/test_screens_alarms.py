@@ -208,6 +208,7 @@ async def test_banner_rings_once_per_new_critical_alarm() -> None:
 
 def test_deviation_draft_spans_a_returned_alarm() -> None:
     engine = do_low_engine()
+    engine.evaluate(T0 + 450)  # the engine's time: a reading after a gap waits for it
     engine.feed(Reading(T0 + 450, "R1", "do", 40.0, "%"))
     view = engine.alarm(CRITICAL)
     assert view is not None and view.state is AlarmState.RETURNED_UNACK

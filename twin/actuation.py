@@ -1,15 +1,17 @@
 """Sending setpoints to the reactor: only in closed-loop mode, enabled, and supervisor-confirmed.
 
 Control mode 0 (advisory, the default) never publishes anything: recommendations are shown and
-audited only. Mode 1 (closed loop) publishes a changed setpoint as JSON on
+audited only. Mode 1 (closed loop) publishes a changed setpoint as signed JSON on
 ``<prefix>/v1/<reactor>/setpoints/<parameter>`` (QoS 1, not retained) only when
 
-1. ``[control] enabled = true`` in the settings, and
+1. ``[control] enabled = true`` in the settings,
 2. a supervisor confirmed closed-loop control in the app and that confirmation has not expired
-   (``[control] confirmation_minutes``, default 60).
+   (``[control] confirmation_minutes``, default 60), and
+3. the station has its control key (``[control] key_file``) to sign the setpoint with.
 
-Otherwise :meth:`Actuator.actuate` refuses and says why. Auditing is the caller's job (the
-station writes every recommendation and every actuation attempt through
+Otherwise :meth:`Actuator.actuate` refuses and says why. The message, its signature and what a
+receiver checks before obeying it are in :mod:`bptwin.twin.setpoints`. Auditing is the caller's
+job (the station writes every recommendation and every actuation attempt through
 ``bptwin.eln.control_service``), because twin imports no notebook code. Contract: docs/control.md.
 """
 
@@ -27,8 +29,15 @@ from typing import Any
 from bptwin.database.bus.base import Bus
 from bptwin.database.bus.payloads import iso_timestamp
 from bptwin.database.bus.topics import DEFAULT_PREFIX, setpoint_topic
-from bptwin.database.channels import CHANNELS_BY_NAME
-from bptwin.twin.control import PARAMETERS, UNITS, Recommendation
+from bptwin.twin.control import PARAMETERS, Recommendation
+from bptwin.twin.setpoints import (
+    ControlKey,
+    ControlKeyError,
+    SetpointCommand,
+    SetpointRefused,
+    SetpointVerifier,
+    signed_payload,
+)
 
 SETPOINT_SOURCE = "bptwin"
 MAX_CONFIRMATION_MINUTES = 24 * 60.0
@@ -130,11 +139,14 @@ class ActuationResult:
 
 
 def setpoint_payload(
-    recommendation: Recommendation, authorisation: ControlAuthorisation, at: float
+    recommendation: Recommendation, authorisation: ControlAuthorisation, at: float, seq: int
 ) -> dict[str, Any]:
-    """The JSON object published on the setpoint topic (docs/control.md)."""
+    """The JSON object published on the setpoint topic, before its signature (docs/control.md)."""
     return {
+        "reactor": recommendation.reactor,
+        "parameter": recommendation.parameter,
         "ts": iso_timestamp(at),
+        "seq": seq,
         "value": recommendation.recommended,
         "unit": recommendation.unit,
         "previous": recommendation.current,
@@ -145,51 +157,6 @@ def setpoint_payload(
         "authorised_until": iso_timestamp(authorisation.expires_at),
         "source": SETPOINT_SOURCE,
     }
-
-
-@dataclass(frozen=True, slots=True)
-class SetpointCommand:
-    """A setpoint as a receiver (gateway, simulated reactor) reads it off the bus."""
-
-    reactor: str
-    parameter: str
-    value: float
-    unit: str
-    timestamp: str
-
-    @classmethod
-    def from_message(cls, topic: str, payload: bytes | str) -> SetpointCommand:
-        """Parse ``<prefix>/v1/<reactor>/setpoints/<parameter>`` + JSON; ValueError if bad."""
-        levels = topic.split("/")
-        if len(levels) < 4 or levels[-2] != "setpoints":
-            raise ValueError(f"topic {topic[:200]!r} is not <prefix>/v1/<reactor>/setpoints/<name>")
-        reactor, parameter = levels[-3], levels[-1]
-        if parameter not in PARAMETERS:
-            raise ValueError(f"setpoint {parameter!r} is not one of {', '.join(PARAMETERS)}")
-        try:
-            data = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"setpoint payload on {topic[:200]} is not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"setpoint payload on {topic[:200]} must be a JSON object")
-        value = data.get("value")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"setpoint {parameter}: 'value' must be a number, got {value!r}")
-        channel = CHANNELS_BY_NAME[parameter]
-        if not channel.physical_min <= value <= channel.physical_max:
-            raise ValueError(
-                f"setpoint {parameter} = {value} is outside {channel.physical_min}–"
-                f"{channel.physical_max} {channel.unit}"
-            )
-        unit = data.get("unit", UNITS[parameter])
-        if unit != UNITS[parameter]:
-            raise ValueError(
-                f"setpoint {parameter}: unit must be {UNITS[parameter]!r}, got {unit!r}"
-            )
-        ts = data.get("ts")
-        if not isinstance(ts, str | int | float) or isinstance(ts, bool):
-            raise ValueError(f"setpoint {parameter}: 'ts' is missing")
-        return cls(reactor, parameter, float(value), unit, str(ts))
 
 
 class Actuator:
@@ -203,13 +170,16 @@ class Actuator:
         *,
         prefix: str = DEFAULT_PREFIX,
         clock: Callable[[], float] = time.time,
+        key: ControlKey | None = None,
     ) -> None:
         self.bus = bus
         self.reactor = reactor
         self.settings = settings or ControlSettings()
         self.prefix = prefix
         self.clock = clock
+        self.key = key
         self._authorisation: ControlAuthorisation | None = None
+        self._last_seq = 0
         self._lock = threading.Lock()
         setpoint_topic(reactor, PARAMETERS[0], prefix)  # bad reactor or prefix: fail now
 
@@ -245,6 +215,8 @@ class Actuator:
             return "closed-loop control is not enabled in the settings ([control] enabled)"
         if self.bus is None:
             return "no bus to publish setpoints on"
+        if self.key is None:
+            return "closed-loop control needs the station's control key ([control] key_file)"
         with self._lock:
             current = self._authorisation
         now = self.clock()
@@ -283,12 +255,15 @@ class Actuator:
             return ActuationResult(recommendation, False, "advice to hold: nothing to send", mode)
         refusal = self.refusal()
         authorisation = self.authorisation
-        if refusal is not None or authorisation is None or self.bus is None:
+        if refusal is not None or authorisation is None or self.bus is None or self.key is None:
             return ActuationResult(recommendation, False, refusal or "not authorised", mode)
         topic = setpoint_topic(self.reactor, recommendation.parameter, self.prefix)
-        payload = setpoint_payload(recommendation, authorisation, self.clock())
+        now = self.clock()
+        payload = setpoint_payload(recommendation, authorisation, now, self._next_seq(now))
+        message = signed_payload(topic, payload, self.key)
+        payload = json.loads(message)  # what was sent, signature included (for the audit)
         try:
-            self.bus.publish(topic, json.dumps(payload, allow_nan=False), qos=1, retain=False)
+            self.bus.publish(topic, message, qos=1, retain=False)
         except (OSError, RuntimeError, ValueError) as exc:
             return ActuationResult(
                 recommendation,
@@ -308,3 +283,24 @@ class Actuator:
             payload,
             authorisation.supervisor,
         )
+
+    def _next_seq(self, now: float) -> int:
+        """Milliseconds of the clock, strictly rising: a receiver refuses any seq it saw."""
+        with self._lock:
+            self._last_seq = max(self._last_seq + 1, int(now * 1000))
+            return self._last_seq
+
+
+__all__ = [
+    "ActuationResult",
+    "Actuator",
+    "ControlAuthorisation",
+    "ControlKey",
+    "ControlKeyError",
+    "ControlMode",
+    "ControlSettings",
+    "SetpointCommand",
+    "SetpointRefused",
+    "SetpointVerifier",
+    "setpoint_payload",
+]

@@ -6,15 +6,16 @@ Rules come from the settings file's ``[alarms]`` table (see ``docs/alarms.md``):
 rule name holding a table with a ``type``; a table named like a default rule is merged onto it,
 ``enabled = false`` switches a rule off, ``include_defaults = false`` drops the SOP defaults.
 Every mistake raises :class:`AlarmConfigError` naming the rule and the field, e.g.
-``alarms.do_low.on_delay_s must be >= 0``.
+``alarms.do_low.on_delay_s must be >= 0``; so does a table naming no rule, and a key that would
+change nothing (a rule-wide delay every level overrides).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, MISSING, dataclass, fields
 from enum import Enum
 from itertools import pairwise
 from typing import Any, ClassVar
@@ -96,6 +97,10 @@ def _positive(rule: str, field: str, value: Any) -> float:
     return number
 
 
+def _positive_or_none(rule: str, field: str, value: Any) -> float | None:
+    return None if value is None else _positive(rule, field, value)
+
+
 def _priority(rule: str, field: str, value: Any) -> Priority:
     if isinstance(value, Priority):
         return value
@@ -111,7 +116,7 @@ def _priority(rule: str, field: str, value: Any) -> Priority:
 def _channel(rule: str, field: str, value: Any) -> str:
     if value not in CHANNELS_BY_NAME:
         raise AlarmConfigError(f"{_path(rule, field)}: unknown channel {value!r}")
-    return value
+    return str(value)
 
 
 def _source(rule: str, field: str, value: Any) -> str:
@@ -120,7 +125,7 @@ def _source(rule: str, field: str, value: Any) -> str:
             f"{_path(rule, field)}: {value!r} is neither a channel nor a derived value "
             "(e.g. do, ph, temp_broth, rq, our, cer, mu_cer)"
         )
-    return value
+    return str(value)
 
 
 def _reactors(rule: str, value: Any) -> tuple[str, ...]:
@@ -129,6 +134,16 @@ def _reactors(rule: str, value: Any) -> tuple[str, ...]:
     ):
         raise AlarmConfigError(f"{_path(rule, 'reactors')} must be a list of reactor names")
     return tuple(value)
+
+
+_Check = Callable[[str, str, Any], Any]
+
+
+def _normalise(target: Any, rule: str, /, **checks: _Check) -> None:
+    """Check and normalise fields of a frozen rule (or level) in place; errors name the field
+    as ``alarms.<rule>.<field>`` (``rule`` may be ``do_low.lo`` for a level)."""
+    for field, check in checks.items():
+        object.__setattr__(target, field, check(rule, field, getattr(target, field)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +157,13 @@ class LimitLevel:
     off_delay_s: float = 0.0
 
     def validate(self, rule: str) -> None:
-        field = self.kind.value
-        object.__setattr__(self, "limit", _finite(rule, f"{field}.limit", self.limit))
-        object.__setattr__(self, "priority", _priority(rule, f"{field}.priority", self.priority))
-        object.__setattr__(
-            self, "on_delay_s", _non_negative(rule, f"{field}.on_delay_s", self.on_delay_s)
-        )
-        object.__setattr__(
-            self, "off_delay_s", _non_negative(rule, f"{field}.off_delay_s", self.off_delay_s)
+        _normalise(
+            self,
+            f"{rule}.{self.kind.value}",
+            limit=_finite,
+            priority=_priority,
+            on_delay_s=_non_negative,
+            off_delay_s=_non_negative,
         )
 
 
@@ -172,7 +186,7 @@ class LimitRule:
     def __post_init__(self) -> None:
         _check_name(self.name)
         _source(self.name, "source", self.source)
-        object.__setattr__(self, "deadband", _non_negative(self.name, "deadband", self.deadband))
+        _normalise(self, self.name, deadband=_non_negative)
         if not self.levels:
             raise AlarmConfigError(f"{_path(self.name)} needs at least one of hi_hi, hi, lo, lo_lo")
         seen: dict[LevelKind, float] = {}
@@ -228,19 +242,18 @@ class RateOfChangeRule:
     def __post_init__(self) -> None:
         _check_name(self.name)
         _source(self.name, "source", self.source)
-        object.__setattr__(self, "window_s", _positive(self.name, "window_s", self.window_s))
         if self.max_rise_per_min is None and self.max_fall_per_min is None:
             raise AlarmConfigError(f"{_path(self.name)} needs max_rise_per_min or max_fall_per_min")
-        for field in ("max_rise_per_min", "max_fall_per_min"):
-            if getattr(self, field) is not None:
-                object.__setattr__(self, field, _positive(self.name, field, getattr(self, field)))
-        object.__setattr__(self, "deadband", _non_negative(self.name, "deadband", self.deadband))
-        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
-        object.__setattr__(
-            self, "on_delay_s", _non_negative(self.name, "on_delay_s", self.on_delay_s)
-        )
-        object.__setattr__(
-            self, "off_delay_s", _non_negative(self.name, "off_delay_s", self.off_delay_s)
+        _normalise(
+            self,
+            self.name,
+            max_rise_per_min=_positive_or_none,
+            max_fall_per_min=_positive_or_none,
+            window_s=_positive,
+            deadband=_non_negative,
+            priority=_priority,
+            on_delay_s=_non_negative,
+            off_delay_s=_non_negative,
         )
 
     @property
@@ -254,26 +267,28 @@ class RateOfChangeRule:
 
 
 @dataclass(frozen=True, slots=True)
-class StaleRule:
-    """No usable reading (finite value, quality not bad) for ``max_age_s`` on a channel.
+class ChannelRule:
+    """What the per-channel rules (stale, frozen, clock) share: one alarm per listed channel
+    (condition = channel name), a priority, and the checks of those fields."""
 
-    Checked by :meth:`AlarmEngine.evaluate`; a channel is watched from its first reading.
-    One alarm per channel (condition = channel name).
-    """
-
-    kind: ClassVar[str] = "stale"
+    kind: ClassVar[str] = ""
+    channels_required: ClassVar[bool] = True  # False: an empty list means every channel
     name: str
     channels: tuple[str, ...]
-    max_age_s: float = 60.0
+    _: KW_ONLY
     priority: Priority = Priority.WARNING
     reactors: tuple[str, ...] = ()
     description: str = ""
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-        _check_channels(self.name, self.channels)
-        object.__setattr__(self, "max_age_s", _positive(self.name, "max_age_s", self.max_age_s))
-        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
+        if self.channels or self.channels_required:
+            _check_channels(self.name, self.channels)
+        _normalise(self, self.name, priority=_priority, **self.field_checks())
+
+    def field_checks(self) -> dict[str, _Check]:
+        """The checks of the rule type's own fields."""
+        return {}
 
     @property
     def conditions(self) -> tuple[str, ...]:
@@ -281,28 +296,48 @@ class StaleRule:
 
 
 @dataclass(frozen=True, slots=True)
-class FrozenRule:
+class StaleRule(ChannelRule):
+    """No usable reading (finite value, quality not bad) for ``max_age_s`` on a channel.
+
+    Checked by :meth:`AlarmEngine.evaluate`; a channel is watched from its first reading.
+    """
+
+    kind: ClassVar[str] = "stale"
+    max_age_s: float = 60.0
+
+    def field_checks(self) -> dict[str, _Check]:
+        return {"max_age_s": _positive}
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenRule(ChannelRule):
     """A channel whose value moves no more than ``epsilon`` for ``duration_s`` (stuck sensor)."""
 
     kind: ClassVar[str] = "frozen"
-    name: str
-    channels: tuple[str, ...]
     duration_s: float = 900.0
     epsilon: float = 0.0
-    priority: Priority = Priority.WARNING
-    reactors: tuple[str, ...] = ()
-    description: str = ""
 
-    def __post_init__(self) -> None:
-        _check_name(self.name)
-        _check_channels(self.name, self.channels)
-        object.__setattr__(self, "duration_s", _positive(self.name, "duration_s", self.duration_s))
-        object.__setattr__(self, "epsilon", _non_negative(self.name, "epsilon", self.epsilon))
-        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
+    def field_checks(self) -> dict[str, _Check]:
+        return {"duration_s": _positive, "epsilon": _non_negative}
 
-    @property
-    def conditions(self) -> tuple[str, ...]:
-        return self.channels
+
+@dataclass(frozen=True, slots=True)
+class ClockRule(ChannelRule):
+    """Readings of a channel keep arriving stamped ahead of the station clock (a clock fault).
+
+    The engine refuses (and counts) every reading stamped more than its ``max_ahead_s`` past
+    the station clock; this rule raises the channel's alarm when such readings persist for
+    ``persist_s``, and returns it with the channel's next reading on time. A single stamp from
+    the future raises nothing. ``channels`` empty: every channel.
+    """
+
+    kind: ClassVar[str] = "clock"
+    channels_required: ClassVar[bool] = False
+    channels: tuple[str, ...] = ()
+    persist_s: float = 30.0
+
+    def field_checks(self) -> dict[str, _Check]:
+        return {"persist_s": _non_negative}
 
 
 def _check_channels(rule: str, channels: Any) -> None:
@@ -333,13 +368,13 @@ class ModelDisagreementRule:
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-        object.__setattr__(
-            self, "max_percent", _positive(self.name, "max_percent", self.max_percent)
+        _normalise(
+            self,
+            self.name,
+            max_percent=_positive,
+            min_measured=_non_negative,
+            priority=_priority,
         )
-        object.__setattr__(
-            self, "min_measured", _non_negative(self.name, "min_measured", self.min_measured)
-        )
-        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
 
     @property
     def conditions(self) -> tuple[str, ...]:
@@ -369,19 +404,21 @@ class EventRule:
                 f"{_path(self.name, 'event')} must be one of {', '.join(sorted(KNOWN_EVENTS))}, "
                 f"got {self.event!r}"
             )
-        object.__setattr__(self, "priority", _priority(self.name, "priority", self.priority))
+        _normalise(self, self.name, priority=_priority)
         if not isinstance(self.once, bool):
             raise AlarmConfigError(f"{_path(self.name, 'once')} must be true or false")
 
 
-Rule = LimitRule | RateOfChangeRule | StaleRule | FrozenRule | ModelDisagreementRule | EventRule
-RULE_TYPES: dict[str, type] = {
+# Any rule: StaleRule, FrozenRule and ClockRule are the ChannelRule types (RULE_TYPES lists all).
+Rule = LimitRule | RateOfChangeRule | ChannelRule | ModelDisagreementRule | EventRule
+RULE_TYPES: dict[str, type[Rule]] = {
     cls.kind: cls
     for cls in (
         LimitRule,
         RateOfChangeRule,
         StaleRule,
         FrozenRule,
+        ClockRule,
         ModelDisagreementRule,
         EventRule,
     )
@@ -468,6 +505,12 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "priority": "warning",
         "description": "a sensor repeats exactly the same value for 15 min",
     },
+    "clock_fault": {
+        "type": "clock",
+        "persist_s": 30,
+        "priority": "warning",
+        "description": "a sensor's readings keep arriving stamped ahead of the station clock",
+    },
     "od600_disagreement": {
         "type": "model_disagreement",
         "max_percent": 20.0,
@@ -511,8 +554,15 @@ def rules_from_config(
         _check_name(name)
         if not isinstance(table, Mapping):
             raise AlarmConfigError(f"alarms.{name} must be a table, got {table!r}")
-        base = tables.get(name, {})
-        if "type" in table and table["type"] != base.get("type"):
+        base = tables.get(name)
+        if base is None and "type" not in table:
+            # e.g. [alarms.frozen] enabled = false: the rule is sensor_frozen, nothing changes.
+            known = ", ".join(tables) or "none, include_defaults is false"
+            raise AlarmConfigError(
+                f"alarms.{name}: there is no rule named {name!r} to change (rules: {known}); "
+                "a new rule needs a 'type'"
+            )
+        if base is None or ("type" in table and table["type"] != base.get("type")):
             base = {}
         tables[name] = {**base, **table}
     rules: list[Rule] = []
@@ -520,8 +570,9 @@ def rules_from_config(
         enabled = table.get("enabled", True)
         if not isinstance(enabled, bool):
             raise AlarmConfigError(f"alarms.{name}.enabled must be true or false")
+        rule = rule_from_table(name, table)  # a rule switched off is checked all the same
         if enabled:
-            rules.append(rule_from_table(name, table))
+            rules.append(rule)
     return rules
 
 
@@ -587,12 +638,16 @@ def _limit_rule(name: str, table: Mapping[str, Any], common: dict[str, Any]) -> 
         "off_delay_s": _non_negative(name, "off_delay_s", table.get("off_delay_s", 0.0)),
     }
     levels = []
+    own: dict[str, list[str]] = {key: [] for key in defaults}  # levels that set a key themselves
     for kind in LevelKind:
         if kind.value not in table:
             continue
         spec = table[kind.value]
         if not isinstance(spec, Mapping):
             spec = {"limit": spec}
+        for key in own:
+            if key in spec:
+                own[key].append(kind.value)
         for key in spec:
             if key not in _LEVEL_KEYS:
                 raise AlarmConfigError(
@@ -611,6 +666,13 @@ def _limit_rule(name: str, table: Mapping[str, Any], common: dict[str, Any]) -> 
                 off_delay_s=_non_negative(name, f"{kind.value}.off_delay_s", merged["off_delay_s"]),
             )
         )
+    for key, setters in own.items():
+        # A rule-wide default that every level overrides would be silently without effect.
+        if key in table and levels and len(setters) == len(levels):
+            raise AlarmConfigError(
+                f"alarms.{name}.{key} does nothing: every level ({', '.join(setters)}) sets its "
+                f"own {key}; set it per level, e.g. alarms.{name}.{setters[0]}.{key}"
+            )
     return LimitRule(
         source=table["source"],
         levels=tuple(levels),

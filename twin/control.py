@@ -276,7 +276,9 @@ class AdvisoryController:
         do = float(state.channel_mean[_DO])
         rpm, o2 = current.stirrer_speed, current.o2_flow
 
-        def make(parameter: str, value: float, rule: str, reason: str, confidence: float):
+        def make(
+            parameter: str, value: float, rule: str, reason: str, confidence: float
+        ) -> Recommendation:
             return Recommendation(
                 timestamp=now,
                 reactor=state.reactor,
