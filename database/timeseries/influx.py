@@ -4,10 +4,11 @@ Write path: ``write`` turns readings into line protocol and appends them to a lo
 spool (database/spool.py) in one SQLite transaction, so an accepted reading survives a process
 kill. A background flusher thread takes the oldest spooled batches (up to ``batch_size`` lines),
 POSTs them, and removes them only once the server confirmed. A failed POST is retried with
-exponential backoff (``retry_initial`` doubling up to ``retry_max``) for as long as it takes,
-always the oldest batch first, so replay keeps the original order. A line the server refuses for
-good (found by the server's own message or by halving the batch) is moved to the spool's
-``rejected`` table with the reason and counted; the rest of its batch is written.
+jittered exponential backoff (``retry_initial`` doubling up to ``retry_max``, database/backoff.py)
+for as long as it takes, always the oldest batch first, so replay keeps the original order. A
+line the server refuses for good (found by the server's own message or by halving the batch) is
+moved to the spool's ``rejected`` table with the reason and counted; the rest of its batch is
+written.
 
 First write wins (database/timeseries/base.py): InfluxDB itself overwrites a point written
 again under the same key, so before a batch is sent its lines are compared with what the server
@@ -27,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from bptwin.database.backoff import Backoff
 from bptwin.database.reading import Quality, Reading
 from bptwin.database.spool import Spool, SpoolError, SpoolItem
 from bptwin.database.timeseries.base import (
@@ -276,17 +278,16 @@ class InfluxStore(TimeSeriesStore):
                 self._link_ok = True
         except DeliveryError as exc:
             self._note_failure(exc, count=False)
-        delay = self.retry_initial
+        backoff = Backoff(self.retry_initial, self.retry_max)
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             while self._spool.depth() > 0 and not self._stop.is_set():
                 if self._deliver_once():
-                    delay = self.retry_initial
+                    backoff.reset()
                     continue
-                if self._stop.wait(delay):
+                if backoff.wait(self._stop):
                     return
-                delay = min(delay * 2.0, self.retry_max)
 
     def _deliver_once(self) -> bool:
         """Send the oldest spooled batch; True when it left the spool (written or kept aside)."""
