@@ -245,7 +245,9 @@ def test_lines_the_server_cannot_parse_are_kept_aside_and_the_rest_written(
     """A 1.x server names unparsable lines: exactly those are kept aside, with its reason."""
     good = [f'readings,channel=ph,reactor=R1 value={7 + i / 10},quality="good",unit="pH"'
             f" {int(T0 * 1000) + i * 1000}" for i in range(4)]  # fmt: skip
-    bad = f'readings,channel=ph,reactor=R1 value=1e999,quality="good",unit="pH" {int(T0 * 1000) + 9000}'
+    bad = 'readings,channel=ph,reactor=R1 value=1e999,quality="good",unit="pH" ' + str(
+        int(T0 * 1000) + 9000
+    )
     influx_store.spool.push_many([("\n".join([good[0], bad, *good[1:]]), 5)])
     assert influx_store.flush(timeout=30)
     assert [r.value for r in influx_store.read_range("R1", "ph", T0, T0 + 60)] == [
