@@ -230,3 +230,18 @@ def test_a_new_kind_of_source_plugs_in_by_registering() -> None:
         assert _ProbeKind.built == ["10.0.0.7:502"]
     finally:
         SOURCE_KINDS.pop("probe")
+
+
+def test_the_worked_example_in_the_docs_plans_as_described(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "drivers.md").read_text()
+    example = text.split("A worked example", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "bptwin.toml"
+    config.write_text(example)
+    settings = load_settings(config)
+    plan = settings.acquisition.plan(settings.station.reactors, bus_is_mqtt=True)
+    r1 = owners_of(plan, "R1")
+    assert {c for c, o in r1.items() if o == "offgas"} == OFFGAS
+    assert {c for c, o in r1.items() if o == "probes"} == {"ph", "do"}
+    assert {c for c, o in r1.items() if o == "plc"} == ALL - OFFGAS - {"ph", "do"}
+    assert set(owners_of(plan, "R2").values()) == {"demo"}
+    assert plan.describe()[0] == "offgas (serial) on R1: offgas_co2, offgas_flow, offgas_o2"
