@@ -310,23 +310,36 @@ def check_sources(settings: Settings) -> CheckResult:
     return CheckResult("sources", Status.PASS, "; ".join(plan.describe()) or "no source")
 
 
-def check_serial(settings: Settings) -> CheckResult:
-    acquisition = settings.acquisition
-    if acquisition.source != "serial":
-        return CheckResult(
-            "serial port", Status.SKIP, f"acquisition.source is {acquisition.source}"
+def check_serial(settings: Settings) -> CheckResult | list[CheckResult]:
+    """Every serial port a source reads (``acquisition.source = "serial"`` or a serial source)."""
+    from bptwin.drivers.sources import SerialOptions
+    from bptwin.tui.settings import SettingsError
+
+    try:
+        plan = settings.acquisition.plan(
+            settings.station.reactors, bus_is_mqtt=settings.bus.backend == "mqtt"
         )
-    port = Path(acquisition.serial.port)
+    except SettingsError:
+        return CheckResult("serial port", Status.SKIP, "see 'sources'")
+    serial = [s for s in plan.sources if isinstance(s.options, SerialOptions)]
+    if not serial:
+        return CheckResult("serial port", Status.SKIP, "no serial source configured")
+    results = []
+    for source in serial:
+        assert isinstance(source.options, SerialOptions)
+        key = "acquisition.serial.port" if not settings.acquisition.sources else source.where
+        results.append(_check_port(Path(source.options.port), key))
+    return results if len(results) > 1 else results[0]
+
+
+def _check_port(port: Path, key: str) -> CheckResult:
     if not port.exists():
-        return CheckResult(
-            "serial port", Status.FAIL, f"acquisition.serial.port: {port} does not exist (cable?)"
-        )
+        return CheckResult("serial port", Status.FAIL, f"{key}: {port} does not exist (cable?)")
     if not os.access(port, os.R_OK | os.W_OK):
         return CheckResult(
             "serial port",
             Status.FAIL,
-            f"acquisition.serial.port: {port} exists but this user may not open it "
-            "(add the user to group 'dialout')",
+            f"{key}: {port} exists but this user may not open it (add the user to group 'dialout')",
         )
     return CheckResult("serial port", Status.PASS, f"{port} present and accessible")
 

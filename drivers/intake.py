@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _log_clock_fault(fault: ClockFault) -> None:
+    """Without a listener of its own, a persistent clock fault goes to the log (once)."""
+    log.warning("%s, for %.0f s now", fault.describe(), fault.last_at - fault.first_at)
+
+
 def _ignore(topic: str, payload: bytes) -> None:
     """The watcher's handler: its gate refuses every message before it would get here."""
 
@@ -48,16 +53,18 @@ class ReadingIntake:
         clock: Callable[[], float] | None = None,
         on_clock_fault: Callable[[ClockFault], None] | None = None,
     ) -> None:
+        """``on_clock_fault`` hears once of each clock fault that persists (default: the log)."""
         self.plan = plan
         policy = plan.policy(
             max_clock_skew_s=max_clock_skew_s,
             history_horizon_s=history_horizon_s,
             clock_fault_after_s=clock_fault_after_s,
         )
+        listener = on_clock_fault or _log_clock_fault
         if clock is None:
-            self.admission = Admission(policy, on_clock_fault=on_clock_fault)
+            self.admission = Admission(policy, on_clock_fault=listener)
         else:
-            self.admission = Admission(policy, clock=clock, on_clock_fault=on_clock_fault)
+            self.admission = Admission(policy, clock=clock, on_clock_fault=listener)
         self._removers: list[Callable[[], None]] = []
         self._watcher: MqttBus | None = None
 

@@ -245,3 +245,25 @@ def test_the_worked_example_in_the_docs_plans_as_described(tmp_path: Path) -> No
     assert {c for c, o in r1.items() if o == "plc"} == ALL - OFFGAS - {"ph", "do"}
     assert set(owners_of(plan, "R2").values()) == {"demo"}
     assert plan.describe()[0] == "offgas (serial) on R1: offgas_co2, offgas_flow, offgas_o2"
+
+
+def test_doctor_names_both_sources_of_a_clash_and_lists_what_each_owns() -> None:
+    from bptwin.tui.doctor import Status, check_serial, check_sources
+
+    clash = Settings(
+        acquisition={
+            "sources": [
+                {"name": "a", "kind": "bptwin", "channels": ["ph"]},
+                {"name": "b", "kind": "bptwin", "channels": ["ph"]},
+            ]
+        }
+    )
+    result = check_sources(clash)
+    assert result.status is Status.FAIL and "('a')" in result.detail and "('b')" in result.detail
+    fine = Settings(
+        acquisition={"sources": [{"name": "oga", "kind": "serial", "port": "/dev/nothing-here"}]}
+    )
+    assert check_sources(fine).status is Status.PASS
+    port = check_serial(fine)
+    assert not isinstance(port, list)
+    assert port.status is Status.FAIL and "acquisition.sources[0] ('oga')" in port.detail
