@@ -7,6 +7,7 @@ Checks only read: they never create the notebook, migrate it or write readings.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -64,6 +65,8 @@ def run_checks(
     checks: list[tuple[str, Callable[[], CheckResult | list[CheckResult]]]] = [
         ("notebook", lambda: check_notebook(settings)),
         ("time series", lambda: check_timeseries(settings)),
+        ("kept aside", lambda: check_kept_aside(settings)),
+        ("sources", lambda: check_sources(settings)),
         ("broker", lambda: check_broker(settings)),
         ("serial port", lambda: check_serial(settings)),
         ("clock", lambda: check_clock(moment)),
@@ -193,7 +196,7 @@ def check_timeseries(settings: Settings) -> CheckResult:
     try:
         config = InfluxConfig(
             url=section.url,
-            api_version=section.api_version,  # type: ignore[arg-type]
+            api_version=section.api_version,
             token=section.token.get_secret_value() if section.token else None,
             org=section.org or None,
             bucket=section.bucket or None,
@@ -271,23 +274,82 @@ def check_broker(settings: Settings) -> CheckResult:
     return CheckResult("broker", Status.PASS, accepted)
 
 
-def check_serial(settings: Settings) -> CheckResult:
-    acquisition = settings.acquisition
-    if acquisition.source != "serial":
-        return CheckResult(
-            "serial port", Status.SKIP, f"acquisition.source is {acquisition.source}"
+def check_kept_aside(settings: Settings) -> CheckResult:
+    """Readings the store refused or found in conflict, kept for inspection (never dropped)."""
+    import sqlite3
+
+    if settings.timeseries.backend == "embedded":
+        path, table = settings.timeseries_path(), "kept_aside"
+    else:
+        path, table = settings.spool_dir() / "influx.sqlite", "rejected"
+    if not path.exists():
+        return CheckResult("kept aside", Status.SKIP, f"{path} does not exist yet")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            found = db.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+            ).fetchone()[0]
+            count = db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] if found else 0
+            reason = (
+                db.execute(f"SELECT reason FROM {table} ORDER BY rowid DESC LIMIT 1").fetchone()
+                if count
+                else None
+            )
+    except sqlite3.Error as exc:
+        return CheckResult("kept aside", Status.WARN, f"cannot read {path}: {exc}")
+    if not count:
+        return CheckResult("kept aside", Status.PASS, f"no refused readings in {path}")
+    return CheckResult(
+        "kept aside",
+        Status.WARN,
+        f"{count} readings refused or in conflict, kept in {path} (table {table}); "
+        f"latest: {str(reason[0])[:120] if reason else '?'}",
+    )
+
+
+def check_sources(settings: Settings) -> CheckResult:
+    """The acquisition sources and who owns which channel (a clash is a configuration error)."""
+    from bptwin.tui.settings import SettingsError
+
+    try:
+        plan = settings.acquisition.plan(
+            settings.station.reactors, bus_is_mqtt=settings.bus.backend == "mqtt"
         )
-    port = Path(acquisition.serial.port)
+    except SettingsError as exc:
+        return CheckResult("sources", Status.FAIL, str(exc))
+    return CheckResult("sources", Status.PASS, "; ".join(plan.describe()) or "no source")
+
+
+def check_serial(settings: Settings) -> CheckResult | list[CheckResult]:
+    """Every serial port a source reads (``acquisition.source = "serial"`` or a serial source)."""
+    from bptwin.drivers.sources import SerialOptions
+    from bptwin.tui.settings import SettingsError
+
+    try:
+        plan = settings.acquisition.plan(
+            settings.station.reactors, bus_is_mqtt=settings.bus.backend == "mqtt"
+        )
+    except SettingsError:
+        return CheckResult("serial port", Status.SKIP, "see 'sources'")
+    serial = [s for s in plan.sources if isinstance(s.options, SerialOptions)]
+    if not serial:
+        return CheckResult("serial port", Status.SKIP, "no serial source configured")
+    results = []
+    for source in serial:
+        assert isinstance(source.options, SerialOptions)
+        key = "acquisition.serial.port" if not settings.acquisition.sources else source.where
+        results.append(_check_port(Path(source.options.port), key))
+    return results if len(results) > 1 else results[0]
+
+
+def _check_port(port: Path, key: str) -> CheckResult:
     if not port.exists():
-        return CheckResult(
-            "serial port", Status.FAIL, f"acquisition.serial.port: {port} does not exist (cable?)"
-        )
+        return CheckResult("serial port", Status.FAIL, f"{key}: {port} does not exist (cable?)")
     if not os.access(port, os.R_OK | os.W_OK):
         return CheckResult(
             "serial port",
             Status.FAIL,
-            f"acquisition.serial.port: {port} exists but this user may not open it "
-            "(add the user to group 'dialout')",
+            f"{key}: {port} exists but this user may not open it (add the user to group 'dialout')",
         )
     return CheckResult("serial port", Status.PASS, f"{port} present and accessible")
 

@@ -29,6 +29,7 @@ from bptwin.tui import __version__
 from bptwin.tui.settings_ops import is_loopback
 
 if TYPE_CHECKING:
+    from bptwin.database.admission import Admission
     from bptwin.database.bus import Bus
     from bptwin.database.reading import Reading
     from bptwin.database.timeseries import TimeSeriesStore
@@ -72,6 +73,7 @@ class MetricsRegistry:
         self._spool_depth: dict[str, int] = {}
         self._buses: list[Bus] = []
         self._stores: list[TimeSeriesStore] = []
+        self._admissions: list[Admission] = []
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
 
     # -- updates (from the station's threads) --
@@ -116,6 +118,11 @@ class MetricsRegistry:
         """Read ``store.status()`` at every scrape."""
         with self._lock:
             self._stores.append(store)
+
+    def watch_admission(self, admission: Admission) -> None:
+        """Read the admission counters and clock faults (database/admission.py) at every scrape."""
+        with self._lock:
+            self._admissions.append(admission)
 
     def add_gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """Any other number read at scrape time, e.g. the notifier's queue."""
@@ -162,6 +169,7 @@ class MetricsRegistry:
             by_priority = dict(self._alarms_by_priority)
             spools = dict(self._spool_depth)
             buses, stores = list(self._buses), list(self._stores)
+            admissions = list(self._admissions)
             gauges = dict(self._gauges)
         out = _Exposition()
         out.metric("bptwin_info", "gauge", "bptwin version", [({"version": __version__}, 1)])
@@ -185,7 +193,8 @@ class MetricsRegistry:
                 for (r, c), t in sorted(last.items())
             ],
         )
-        cumulative, buckets = 0, []
+        cumulative = 0
+        buckets: list[tuple[Mapping[str, str], float]] = []
         for bound, count in zip((*LATENCY_BUCKETS_S, math.inf), latency_counts, strict=True):
             cumulative += count
             buckets.append(({"le": _number(bound)}, cumulative))
@@ -212,6 +221,7 @@ class MetricsRegistry:
         )
         self._render_bus(out, buses)
         self._render_stores(out, stores, spools)
+        self._render_admission(out, admissions)
         for name, (help_text, read) in sorted(gauges.items()):
             try:
                 value = float(read())
@@ -223,7 +233,8 @@ class MetricsRegistry:
 
     @staticmethod
     def _render_bus(out: _Exposition, buses: list[Bus]) -> None:
-        connected, counters = [], {}
+        connected: list[tuple[Mapping[str, str], float]] = []
+        counters: dict[str, list[tuple[Mapping[str, str], float]]] = {}
         for bus in buses:
             labels = {"bus": type(bus).__name__}
             connected.append((labels, int(bus.connected)))
@@ -238,10 +249,44 @@ class MetricsRegistry:
             out.metric(name, kind, f"Bus messages {field}", samples)
 
     @staticmethod
+    def _render_admission(out: _Exposition, admissions: list[Admission]) -> None:
+        if not admissions:
+            return
+        admitted: list[tuple[Mapping[str, str], float]] = []
+        discarded: list[tuple[Mapping[str, str], float]] = []
+        faults: list[tuple[Mapping[str, str], float]] = []
+        for admission in admissions:
+            stats = admission.stats()
+            admitted.append(({}, stats.admitted))
+            discarded += [
+                ({"origin": origin, "reason": reason}, count)
+                for (origin, reason), count in sorted(stats.discarded.items())
+            ]
+            faults += [
+                ({"origin": f.origin, "reactor": f.reactor}, int(f.persistent))
+                for f in admission.clock_faults()
+            ]
+        out.metric("bptwin_readings_admitted_total", "counter",
+                   "Readings admitted into the station", admitted)  # fmt: skip
+        out.metric(
+            "bptwin_readings_discarded_total",
+            "counter",
+            "Readings refused at admission, per origin and reason (clock_ahead is a clock fault)",
+            discarded,
+        )
+        out.metric(
+            "bptwin_clock_fault",
+            "gauge",
+            "Readings stamped ahead of the station clock now (1 when it persists)",
+            faults,
+        )
+
+    @staticmethod
     def _render_stores(
         out: _Exposition, stores: list[TimeSeriesStore], spools: dict[str, int]
     ) -> None:
         link, pending, spooled, written, failed = [], [], [], [], []
+        refused, conflicts, duplicates, kept_aside = [], [], [], []
         for store in stores:
             status = _status(store)
             if status is None:
@@ -252,12 +297,36 @@ class MetricsRegistry:
             spooled.append((labels, status.spooled))
             written.append((labels, status.written))
             failed.append((labels, status.failed_writes))
+            refused.append((labels, getattr(status, "refused", 0)))
+            conflicts.append((labels, getattr(status, "conflicts", 0)))
+            duplicates.append((labels, getattr(status, "duplicates", 0)))
+            kept_aside.append((labels, getattr(status, "kept_aside", 0)))
         spooled += [({"store": name}, depth) for name, depth in sorted(spools.items())]
         out.metric("bptwin_store_link_ok", "gauge", "1 when the store's server answers", link)
         out.metric("bptwin_store_pending", "gauge", "Readings not yet confirmed written", pending)
         out.metric("bptwin_spool_depth", "gauge", "Readings waiting in the local spool", spooled)
         out.metric("bptwin_store_written_total", "counter", "Readings written", written)
         out.metric("bptwin_store_failed_writes_total", "counter", "Failed write attempts", failed)
+        out.metric(
+            "bptwin_store_refused_total",
+            "counter",
+            "Readings the store or its server refused for good (kept aside)",
+            refused,
+        )
+        out.metric(
+            "bptwin_store_conflicts_total",
+            "counter",
+            "Readings refused: another value is stored under their key",
+            conflicts,
+        )
+        out.metric(
+            "bptwin_store_duplicates_total",
+            "counter",
+            "Exact repeats of stored readings (idempotent)",
+            duplicates,
+        )
+        out.metric("bptwin_store_kept_aside", "gauge",
+                   "Refused and conflicting readings kept for inspection", kept_aside)  # fmt: skip
 
 
 def _status(store: TimeSeriesStore) -> Any:

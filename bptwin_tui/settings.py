@@ -25,6 +25,11 @@ from pydantic_settings import (
 from bptwin.tui.settings_ops import MetricsSettings, NotifySettings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from bptwin.database.admission import ClockFault
+    from bptwin.drivers.intake import ReadingIntake
+    from bptwin.drivers.sources import AcquisitionPlan
     from bptwin.eln.calibration import CalibrationPolicy
 
 if sys.version_info >= (3, 11):
@@ -135,14 +140,81 @@ class SerialSettings(Section):
 
 
 class AcquisitionSettings(Section):
-    """Where readings come from."""
+    """Where readings come from, and what of them the station admits (docs/drivers.md)."""
 
+    # The single-source form (one source for the station, as before sources existed).
     source: Literal["simulated", "mqtt", "serial", "replay", "none"] = "simulated"
-    speed: float = Field(1.0, ge=0, description="simulated/replay speed; 0 = as fast as possible")
+    speed: float = Field(
+        1.0, ge=0, allow_inf_nan=False, description="simulated/replay speed; 0 = flat out"
+    )
     seed: int = 17
     replay_file: Path | None = None
     topic_map: dict[str, str] | list[dict[str, Any]] = Field(default_factory=dict)
     serial: SerialSettings = Field(default_factory=SerialSettings)
+    # Several sources per reactor, each owning named channels ([[acquisition.sources]]).
+    sources: list[dict[str, Any]] = Field(default_factory=list)
+    # Admission (database/admission.py, docs/security.md).
+    max_clock_skew_s: float = Field(5.0, ge=0, le=3600, allow_inf_nan=False)
+    history_horizon_s: float = Field(7200.0, gt=0, le=30 * 86400, allow_inf_nan=False)
+    clock_fault_after_s: float = Field(30.0, ge=0, le=3600, allow_inf_nan=False)
+
+    @field_validator("sources")
+    @classmethod
+    def _valid_sources(cls, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from bptwin.drivers.sources import DriverConfigError, parse_source
+
+        for index, raw in enumerate(sources):
+            try:
+                parse_source(raw, f"sources[{index}]")
+            except DriverConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return sources
+
+    def plan(self, reactors: list[str], *, bus_is_mqtt: bool) -> AcquisitionPlan:
+        """Who owns which channel; SettingsError names the setting that cannot work."""
+        from bptwin.drivers.sources import DriverConfigError, plan_legacy, plan_sources
+
+        legacy_keys = {"source", "speed", "seed", "replay_file", "topic_map", "serial"}
+        try:
+            if self.sources:
+                mixed = sorted(legacy_keys & self.model_fields_set)
+                if mixed:
+                    raise DriverConfigError(
+                        f"acquisition.{mixed[0]} belongs to the single-source form; with "
+                        "[[acquisition.sources]] give each source its own settings"
+                    )
+                return plan_sources(self.sources, reactors=reactors, bus_is_mqtt=bus_is_mqtt)
+            return plan_legacy(
+                self.source,
+                reactors=reactors,
+                bus_is_mqtt=bus_is_mqtt,
+                speed=self.speed,
+                seed=self.seed,
+                replay_file=self.replay_file,
+                topic_map=self.topic_map,
+                serial_port=self.serial.port,
+                baudrate=self.serial.baudrate,
+            )
+        except DriverConfigError as exc:
+            raise SettingsError(str(exc)) from None
+
+    def intake(
+        self,
+        reactors: list[str],
+        *,
+        bus_is_mqtt: bool,
+        on_clock_fault: Callable[[ClockFault], None] | None = None,
+    ) -> ReadingIntake:
+        """The station's intake: the plan's drivers and bus readings, each one admitted."""
+        from bptwin.drivers.intake import ReadingIntake
+
+        return ReadingIntake(
+            self.plan(reactors, bus_is_mqtt=bus_is_mqtt),
+            max_clock_skew_s=self.max_clock_skew_s,
+            history_horizon_s=self.history_horizon_s,
+            clock_fault_after_s=self.clock_fault_after_s,
+            on_clock_fault=on_clock_fault,
+        )
 
 
 class ModelSettings(Section):
@@ -183,7 +255,9 @@ class CalibrationValiditySettings(Section):
 class CalibrationSettings(Section):
     """Which calibrations must pass before a batch may start, and how long each is valid."""
 
-    mandatory: list[CalibrationKindName] = Field(default_factory=lambda: ["ph", "do", "offgas"])
+    mandatory: list[CalibrationKindName] = Field(
+        default_factory=lambda: list[CalibrationKindName](["ph", "do", "offgas"])
+    )
     validity_hours: CalibrationValiditySettings = Field(default_factory=CalibrationValiditySettings)
 
     def policy(self) -> CalibrationPolicy:
@@ -251,7 +325,8 @@ class Settings(BaseSettings):
 
 def load_settings(path: Path | str | None = None, *, require_file: bool = False) -> Settings:
     """Read settings from ``path`` (or the user's config file if present) plus the environment."""
-    config_file = Path(path).expanduser() if path is not None else DEFAULT_CONFIG_PATH
+    config_file: Path | None = Path(path).expanduser() if path is not None else DEFAULT_CONFIG_PATH
+    assert config_file is not None
     if not config_file.exists():
         if path is not None or require_file:
             raise SettingsError(f"settings file {config_file} does not exist")

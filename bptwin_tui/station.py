@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from bptwin.database.bus import Bus, Subscription
     from bptwin.database.timeseries import TimeSeriesStore
     from bptwin.drivers.base import Driver, DriverThread
+    from bptwin.drivers.intake import ReadingIntake
     from bptwin.eln.services import NotebookService
     from bptwin.eln.spool import SpooledNotebook
     from bptwin.tui.alarm_actions import StationAlarms
@@ -59,8 +60,8 @@ class Station:
         # The notebook with store-and-forward (eln.spool): alarm events, samples, notes.
         self.notebook: SpooledNotebook | None = None
         self._locks: list[AcquisitionLock] = []
-        # Reactors acquired here: recorded as acquired, their echo from the bus is skipped.
-        self._local_reactors: set[str] = set()
+        # Where readings enter: sources, their drivers and admission (drivers/intake.py).
+        self.intake: ReadingIntake | None = None
         self.backfill: threading.Thread | None = None
 
     def start(self) -> None:
@@ -78,6 +79,10 @@ class Station:
             raise
 
     def _start_locked(self) -> None:
+        bus_is_mqtt = self.settings.bus.backend == "mqtt"
+        self.intake = self.settings.acquisition.intake(
+            self.settings.station.reactors, bus_is_mqtt=bus_is_mqtt
+        )
         self.upgrade_notebook()
         self.store = build_store(self.settings)
         self.warnings += check_store_reachable(self.settings, self.store)
@@ -89,23 +94,16 @@ class Station:
         self.start_backfill()
         # Subscribed before the connection: a resumed MQTT session delivers what the broker
         # kept for us while this process was away right after CONNACK.
-        self._subscriptions.append(
-            self.bus.subscribe_readings(
-                self._record_from_bus,
-                prefix=prefix,
-                skip_reactor=self._local_reactors.__contains__,  # our own, recorded already
-            )
+        self._subscriptions += self.intake.connect_bus(
+            self.bus, self._record_from_bus, prefix=prefix, bus_is_mqtt=bus_is_mqtt
         )
         drivers = self.build_drivers()
-        # Known before any message arrives: the outbox of an earlier run replays our own
-        # readings, which are in the store already.
-        self._local_reactors.update(driver.reactor for driver in drivers)
         start_bus(self.settings, self.bus)
         from bptwin.drivers.base import DriverThread
 
         for driver in drivers:
             self._driver_threads.append(DriverThread(driver).start())
-        if self.settings.acquisition.source == "simulated":
+        if self.intake.plan.simulated:
             self._follow_setpoints()
 
     def start_backfill(self) -> None:
@@ -114,7 +112,7 @@ class Station:
         Not for the simulated and replayed sources: each start of those is a batch of its own,
         so the store's older readings belong to another batch.
         """
-        if self.settings.acquisition.source in {"simulated", "replay"}:
+        if self.intake is not None and self.intake.plan.stamps_from_station_only:
             return
         from bptwin.tui.backfill import backfill_in_background, backfill_running_batches
 
@@ -221,33 +219,19 @@ class Station:
         return notifier.start()
 
     def build_drivers(self) -> list[Driver]:
-        from bptwin.drivers.factory import DriverConfigError, build_drivers
+        """Every local source's drivers, each reading admitted before it is recorded."""
+        from bptwin.drivers.sources import DriverConfigError
 
-        acquisition = self.settings.acquisition
-        assert self.bus is not None
-        drivers: list[Driver] = []
+        assert self.bus is not None and self.intake is not None
         try:
-            # One driver per reactor; the simulated reactors differ by seed.
-            for index, reactor in enumerate(self.settings.station.reactors):
-                drivers += build_drivers(
-                    acquisition.source,
-                    self._publish,
-                    reactor=reactor,
-                    speed=acquisition.speed,
-                    seed=acquisition.seed + index,
-                    replay_file=acquisition.replay_file,
-                    topic_map=acquisition.topic_map,
-                    serial_port=acquisition.serial.port,
-                    baudrate=acquisition.serial.baudrate,
-                    bus=self.bus,
-                    bus_is_mqtt=self.settings.bus.backend == "mqtt",
-                    prefix=self.settings.bus.prefix,
-                )
-                if acquisition.source in {"serial", "replay", "mqtt"}:
-                    break  # these sources name their reactor themselves
+            return self.intake.build_drivers(
+                self._publish,
+                bus=self.bus,
+                bus_is_mqtt=self.settings.bus.backend == "mqtt",
+                prefix=self.settings.bus.prefix,
+            )
         except DriverConfigError as exc:
             raise SettingsError(str(exc)) from None
-        return drivers
 
     def upgrade_notebook(self) -> list[str]:
         from bptwin.database.migrate import upgrade
@@ -275,13 +259,12 @@ class Station:
         self._locks.clear()
 
     def _publish(self, reading: Reading) -> None:
-        """Sink of the local drivers: recorded here at once, then published for others.
+        """Sink of the local drivers (admitted already): recorded here, then published.
 
         Recording does not wait for the broker's echo, so acquisition, the shadow and the
         store go on while the broker is away; the publish waits in the bus outbox.
         """
         assert self.bus is not None
-        self._local_reactors.add(reading.reactor)
         self._record(reading)
         try:
             self.bus.publish_reading(reading, prefix=self.settings.bus.prefix)
@@ -289,13 +272,11 @@ class Station:
             log.error("reading %s/%s not published: %s", reading.reactor, reading.channel, exc)
 
     def _record_from_bus(self, reading: Reading) -> None:
-        """Readings of sensors that publish on the broker themselves (not our own echo).
+        """Admitted readings of sources that publish bptwin's topics themselves.
 
         Written to the store before the handler returns, i.e. before the bus acknowledges
         the message to the broker: an acknowledged reading is on disk, even after SIGKILL.
         """
-        if reading.reactor in self._local_reactors:
-            return
         self._record(reading, durable=True)
 
     def _record(self, reading: Reading, *, durable: bool = False) -> None:
@@ -338,6 +319,9 @@ class Station:
             if state.rejected:
                 detail = f"{detail}; {state.rejected} refused on replay".lstrip("; ")
             self.latest.set_link(LinkState("notebook", state.up, state.waiting, detail))
+        if self.intake is not None:
+            faults = self.intake.problems()
+            self.latest.set_problem("clock", "; ".join(faults) if faults else None)
         rejected = self.rejected_inputs()
         total = sum(rejected.values())
         self.latest.set_problem(
@@ -365,6 +349,13 @@ class Station:
                 counts[key] = counts.get(key, 0) + count
         if self.notebook is not None and self.notebook.refused_inputs:
             counts["notebook form"] = self.notebook.refused_inputs
+        if self.intake is not None:
+            counts.update(self.intake.rejected_counts())  # admission: "<origin> <reason>"
+        if self.store is not None:
+            status = self.store.status()
+            for what, count in (("refused", status.refused), ("conflict", status.conflicts)):
+                if count:
+                    counts[f"store {what}"] = count
         return counts
 
     def watch_metrics(self, registry: MetricsRegistry) -> None:
@@ -373,6 +364,8 @@ class Station:
             registry.watch_bus(self.bus)
         if self.store is not None:
             registry.watch_store(self.store)
+        if self.intake is not None:
+            registry.watch_admission(self.intake.admission)
         registry.add_gauge(
             "bptwin_inputs_rejected",
             "Inputs refused with a reason since start (payloads, lines, form values)",
@@ -413,6 +406,8 @@ class Station:
         for subscription in self._subscriptions:
             subscription.cancel()
         self._subscriptions.clear()
+        if self.intake is not None:
+            self.intake.disconnect_bus()
         if self.shadow_worker is not None:
             self.shadow_worker.stop()
         if self.inference is not None:
@@ -451,7 +446,7 @@ def build_store(settings: Settings) -> TimeSeriesStore:
         try:
             config = InfluxConfig(
                 url=section.url,
-                api_version=section.api_version,  # type: ignore[arg-type]
+                api_version=section.api_version,
                 token=section.token.get_secret_value() if section.token else None,
                 org=section.org or None,
                 bucket=section.bucket or None,

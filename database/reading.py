@@ -81,10 +81,10 @@ class Reading:
         channel = channel if channel is not None else data.get("channel")
         return cls(
             timestamp=parse_timestamp(data.get("ts", data.get("timestamp")), now=now),
-            reactor=_check_name("reactor", reactor),
-            channel=_check_name("channel", channel),
+            reactor=check_name("reactor", reactor),
+            channel=check_name("channel", channel),
             value=parse_value(data.get("value")),
-            unit=_check_unit(data.get("unit", "")),
+            unit=check_unit(data.get("unit", "")),
             quality=parse_quality(data.get("quality", "good"), data.get("value")),
         )
 
@@ -168,7 +168,8 @@ def parse_quality(raw: Any, raw_value: Any) -> Quality:
         raise ReadingError(f"quality {raw!r} is not one of good, uncertain, bad") from exc
 
 
-def _check_name(field: str, raw: Any) -> str:
+def check_name(field: str, raw: Any) -> str:
+    """A reactor or channel name: 1-64 letters, digits, '_', '-' or '.' (ValueError names it)."""
     if not isinstance(raw, str) or not raw:
         raise ReadingError(f"{field} is missing")
     if len(raw) > MAX_NAME_LENGTH or not all(c.isalnum() or c in "_-." for c in raw):
@@ -176,7 +177,8 @@ def _check_name(field: str, raw: Any) -> str:
     return raw
 
 
-def _check_unit(raw: Any) -> str:
+def check_unit(raw: Any) -> str:
+    """A unit: text of at most 32 characters (ReadingError otherwise)."""
     if not isinstance(raw, str) or len(raw) > 32:
         raise ReadingError("unit must be text of at most 32 characters")
     return raw

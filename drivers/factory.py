@@ -1,7 +1,7 @@
-"""Build the drivers an ``[acquisition]`` settings section names (docs/drivers.md).
+"""Build the drivers of one source from plain values (scripts and tests; docs/drivers.md).
 
-Kept free of the settings classes so the wiring passes plain values and the drivers package
-does not import the app shell.
+The station builds its sources from the settings through drivers/sources.py (several sources
+per reactor, each reading admitted); this builds one source's drivers without admission.
 """
 
 from __future__ import annotations
@@ -12,17 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bptwin.drivers.base import Driver, ReadingSink
+from bptwin.drivers.sources import DriverConfigError
 
 if TYPE_CHECKING:
     from bptwin.database.bus import Bus
 
+__all__ = ["SOURCES", "DriverConfigError", "build_drivers"]
+
 log = logging.getLogger(__name__)
 
 SOURCES = ("simulated", "mqtt", "serial", "replay", "none")
-
-
-class DriverConfigError(ValueError):
-    """Settings that cannot make a driver; the message names the setting."""
 
 
 def build_drivers(

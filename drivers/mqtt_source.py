@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from bptwin.database.backoff import Backoff
 from bptwin.drivers.base import Driver, DriverStats, ReadingSink
 from bptwin.drivers.topic_map import PayloadError, TopicMap
 
@@ -78,15 +79,14 @@ class MqttSourceDriver(Driver):
 
     def _start_bus(self, stop: threading.Event) -> bool:
         """Connect the driver's own bus, retrying with backoff while the broker is away."""
-        backoff = 0.5
+        backoff = Backoff(0.5, 30.0)
         while not stop.is_set():
             try:
                 self.bus.start()
                 return True
             except OSError as exc:
                 self._count_error("connect", f"cannot reach the broker: {exc}")
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff.wait(stop)
         return False
 
     def handle_message(self, topic: str, payload: bytes) -> int:

@@ -3,8 +3,10 @@
 The table has one row per instant: a time column and one column per catalogue channel
 (``docs/dataset.md``); other columns (offline samples, simulator truth) are ignored. Empty
 cells are gaps, not readings. ``speed`` is recorded seconds per wall-clock second (1 = as
-recorded, 60 = an hour a minute, 0 = as fast as the sink takes them); ``shift_to_now`` moves
-the whole batch so that its first row is stamped with the moment the replay starts.
+recorded, 60 = an hour a minute, 0 = as fast as the sink takes them); ``shift_to_now`` re-bases
+the whole batch to the station clock: no row is stamped ahead of the moment it is emitted (at
+speed 1 or slower the first row is stamped "now"; faster, the batch starts in the past and its
+last row lands on the wall clock; as fast as possible, it ends "now").
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ class ReplayDriver(Driver):
             self.finished = True
             return
         first = float(recording.times[0])
-        offset = time.time() - first if self.shift_to_now else 0.0
+        offset = self.offset_to_now(time.time()) if self.shift_to_now else 0.0
         started = time.monotonic()
         names = list(recording.channels)
         units = [CHANNELS_BY_NAME[name].unit for name in names]
@@ -171,6 +173,15 @@ class ReplayDriver(Driver):
             self.finished = True
         finally:
             self._set_connected(False)
+
+    def offset_to_now(self, now: float) -> float:
+        """Seconds added to every recorded time so that no row is stamped in the future."""
+        times = self.recording.times
+        first, last = float(times[0]), float(times[-1])
+        if self.speed == 0:
+            return now - last
+        gained = (last - first) * (1 - 1 / self.speed)  # what the replay gains on the clock
+        return now - first - max(0.0, gained)
 
 
 def _unix_seconds(frame: pd.DataFrame, time_column: str | None) -> np.ndarray:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import serial
 
+from bptwin.database.backoff import Backoff
 from bptwin.database.channels import channel
 from bptwin.database.reading import Quality, Reading
 from bptwin.drivers.base import Driver, ReadingSink
@@ -102,7 +103,7 @@ class SerialAnalyserDriver(Driver):
         self._last_seq: int | None = None
 
     def run(self, stop: threading.Event) -> None:
-        backoff = self.backoff_initial_s
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         ever_opened = False
         while not stop.is_set():
             try:
@@ -112,12 +113,11 @@ class SerialAnalyserDriver(Driver):
                 )
             except (serial.SerialException, OSError, ValueError) as exc:
                 self._count_error("open", f"cannot open {self.port}: {exc}")
-                stop.wait(backoff)
-                backoff = min(backoff * 2, self.backoff_max_s)
+                backoff.wait(stop)
                 continue
             self._set_connected(True, reconnect=ever_opened)
             ever_opened = True
-            backoff = self.backoff_initial_s
+            backoff.reset()
             self._splitter.clear()
             self._last_seq = None  # what was sent while the port was away is not "missed"
             try:
@@ -129,7 +129,7 @@ class SerialAnalyserDriver(Driver):
                 with contextlib.suppress(OSError):  # closing a vanished device may fail too
                     link.close()
             if not stop.is_set():
-                stop.wait(backoff)
+                backoff.wait(stop)
 
     def _read_until_lost(self, link: serial.Serial, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -21,6 +21,7 @@ import threading
 import tty
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bptwin.drivers.serial_protocol import (
     CO2_RANGE,
@@ -33,6 +34,9 @@ from bptwin.drivers.serial_protocol import (
     Status,
     format_sentence,
 )
+
+if TYPE_CHECKING:
+    from bptwin.twin.sim_config import SimulationConfig
 
 # (o2 %v/v, co2 %v/v, outlet flow L/min or None)
 AnalyserValues = tuple[float, float, float | None]
@@ -173,7 +177,9 @@ def _garble(line: bytes, rng: random.Random) -> bytes:
     return line[:position] + bytes([line[position] ^ 0x04]) + line[position + 1 :]
 
 
-def simulator_values(seed: int = 0, config: object | None = None) -> Iterator[AnalyserValues]:
+def simulator_values(
+    seed: int = 0, config: SimulationConfig | None = None
+) -> Iterator[AnalyserValues]:
     """Off-gas values of a simulated batch, one per simulated second (needs twin.simulator)."""
     from bptwin.drivers.simulated import simulator_channel_values
 

@@ -2,11 +2,12 @@
 
 Steps :class:`bptwin.twin.simulator.ReactorSimulator` once per simulated second and emits every
 channel the simulator reports for that second (``vessel_weight`` every 10 s, as the real
-balance). Timestamps are the simulator's, anchored at ``start_time`` (default: the wall clock
-when :meth:`run` starts), so with ``speed`` > 1 they run ahead of the wall clock: one
-simulated hour per wall minute at ``speed=60``. ``speed=0`` runs as fast as the sink takes
-the readings. By default the start is moved back just enough that no timestamp of the batch
-runs more than 23 h ahead of the wall clock (see :meth:`default_start`).
+balance). Timestamps are the simulator's, anchored at ``start_time``: one simulated hour per
+wall minute at ``speed=60``; ``speed=0`` runs as fast as the sink takes the readings. By
+default the batch is re-based to the station clock (:meth:`default_start`): it starts far
+enough in the past that no reading is ever stamped ahead of the wall clock when it is emitted
+(the station refuses readings from the future as a clock fault), and an accelerated batch
+catches up with the wall clock at its last reading.
 
 Offline samples (OD600, DCW, glycerol on the SOP schedule) are not sensor readings: they are
 kept in :attr:`SimulatedReactorDriver.samples` and handed to ``on_sample`` for the notebook.
@@ -21,10 +22,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from bptwin.drivers.base import Driver, ReadingSink
-
-# Accelerated timestamps run ahead of the wall clock; the bus refuses readings more than
-# 24 h ahead (database/reading.py MAX_FUTURE_S), so keep an hour of margin.
-MAX_LEAD_S = 23 * 3600.0
 
 if TYPE_CHECKING:
     from bptwin.twin.sim_config import SimulationConfig
@@ -90,14 +87,19 @@ class SimulatedReactorDriver(Driver):
             self._set_connected(False)
 
     def default_start(self, now: float | None = None) -> float:
-        """The wall clock now, moved back just enough that no timestamp runs more than
-        MAX_LEAD_S ahead of the wall clock (the bus refuses readings over a day ahead)."""
+        """The wall clock now, moved back by what an accelerated batch gains on it.
+
+        A batch ``D`` long at ``speed`` s > 1 gains ``D (1 - 1/s)`` on the wall clock; starting
+        that much in the past, every reading is stamped at or before the moment it is emitted
+        and the last one (at ``max_hours``) at about the wall clock. Real time and slower start
+        now; ``speed=0`` starts a whole batch back.
+        """
         from bptwin.twin.sim_config import SimulationConfig
 
         now = time.time() if now is None else now
         duration_s = self.duration_s or (self.config or SimulationConfig()).max_hours * 3600
         lead_s = duration_s * (1 - 1 / self.speed) if self.speed > 0 else duration_s
-        return now - max(0.0, lead_s - MAX_LEAD_S)
+        return now - max(0.0, lead_s)
 
     def _batch_over(self, simulator: ReactorSimulator) -> bool:
         elapsed = simulator.time_s

@@ -44,8 +44,11 @@ def test_a_cer_that_does_not_collapse_vetoes_the_spike(store: EmbeddedStore) -> 
     store.write([Reading(START + t, "R1", "cer", 40.0) for t in range(30, 3 * 3600, 30)])
     store.flush()
     assert detect_depletion(store, "R1", START, START + 3 * 3600) is None
-    collapsed = [Reading(START + t, "R1", "cer", 2.0) for t in range(RISE_AT, 3 * 3600, 30)]
-    store.write(collapsed)
+    # The same DO with a CER that collapses at the rise (R2: a store keeps the first value).
+    store.write([Reading(START + s, "R2", "do", do_value(s, blip=False)) for s in range(3 * 3600)])
+    cer = [Reading(START + t, "R2", "cer", 40.0 if t < RISE_AT else 2.0)
+           for t in range(30, 3 * 3600, 30)]  # fmt: skip
+    store.write(cer)
     store.flush()
-    found = detect_depletion(store, "R1", START, START + 3 * 3600)
+    found = detect_depletion(store, "R2", START, START + 3 * 3600)
     assert found == pytest.approx(RISE_AT + 500, abs=30)

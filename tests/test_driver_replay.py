@@ -67,15 +67,33 @@ def test_datetime_time_column_and_csv(tmp_path: Path) -> None:
     assert batch.reactor == "R1"
 
 
-def test_shift_to_now_moves_the_first_row_to_the_start_of_the_replay() -> None:
+def test_shift_to_now_ends_a_flat_out_replay_now() -> None:
     received: list[Reading] = []
     before = time.time()
     ReplayDriver(received.append, recording(3), speed=0, shift_to_now=True).run(threading.Event())
     after = time.time()
-    assert before <= received[0].timestamp <= after
+    assert before <= max(r.timestamp for r in received) <= after
     # Spacing between rows is kept.
     stamps = sorted({r.timestamp for r in received})
     assert stamps[1] - stamps[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("speed", [0.5, 1.0, 60.0, 3600.0])
+def test_shift_to_now_never_stamps_a_row_ahead_of_its_emission(speed: float) -> None:
+    """A 49 h replay at any speed is re-based to the station clock, never into the future."""
+    hours = 49
+    frame = pd.DataFrame({"timestamp": START + 60.0 * np.arange(hours * 60 + 1), "ph": 5.0})
+    driver = ReplayDriver(print, frame, speed=speed, shift_to_now=True)
+    now = 1_800_000_000.0
+    offset = driver.offset_to_now(now)
+    span = hours * 3600.0
+    for recorded in (0.0, span / 3, span):
+        emitted_at = now + recorded / speed
+        assert START + recorded + offset <= emitted_at + 1e-6, recorded
+    if speed <= 1:
+        assert START + offset == now  # the first row is "now"
+    else:
+        assert START + span + offset == pytest.approx(now + span / speed)  # ends on the clock
 
 
 def test_paced_replay_stops_on_request_and_keeps_order() -> None:

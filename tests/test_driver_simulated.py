@@ -98,15 +98,19 @@ def test_channel_values_for_the_emulator() -> None:
     assert 19 < first["offgas_o2"] < 22 and 0 <= first["offgas_co2"] < 1
 
 
-def test_default_start_keeps_accelerated_timestamps_within_a_day_of_the_wall_clock() -> None:
+def test_default_start_never_stamps_a_reading_ahead_of_the_wall_clock() -> None:
+    """Re-based to the station clock: an accelerated batch catches up with it at its end."""
     now = 1_800_000_000.0
     real_time = SimulatedReactorDriver(print, speed=1.0)
     assert real_time.default_start(now) == now  # no lead at all
-    slow = SimulatedReactorDriver(print, speed=1.5)  # 32 h batch leads by 10.7 h at most
-    assert slow.default_start(now) == now
-    for speed in (0.0, 60.0, 1000.0):
-        driver = SimulatedReactorDriver(print, speed=speed)
-        start = driver.default_start(now)
-        duration = 32 * 3600  # SimulationConfig.max_hours
-        wall_at_end = now + (duration / speed if speed else 0.0)
-        assert start + duration - wall_at_end == pytest.approx(23 * 3600), speed
+    slower = SimulatedReactorDriver(print, speed=0.5)
+    assert slower.default_start(now) == now
+    duration = 32 * 3600  # SimulationConfig.max_hours
+    for speed in (1.5, 60.0, 1000.0):
+        start = SimulatedReactorDriver(print, speed=speed).default_start(now)
+        # Simulated second t is emitted at wall time now + t / speed, stamped start + t.
+        for t in (0.0, 3600.0, duration / 2, duration):
+            assert start + t <= now + t / speed + 1e-6, (speed, t)
+        assert start + duration == pytest.approx(now + duration / speed), speed
+    flat_out = SimulatedReactorDriver(print, speed=0.0)
+    assert flat_out.default_start(now) == now - duration

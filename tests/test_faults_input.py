@@ -59,16 +59,17 @@ def test_malformed_mqtt_payloads_are_refused_counted_and_shown(tmp_path: Path) -
         assert station.bus is not None
         for payload in BAD_PAYLOADS.values():
             station.bus.publish("bptwin/v1/R1/sensors/ph", payload, qos=1)
-        # Names that could be SQL never become a series: refused by the topic's name rule.
+        # Names that could be SQL never become a series: not a configured reactor.
         station.bus.publish("bptwin/v1/R1'; DROP TABLE series;--/sensors/ph", b"{}", qos=1)
         # SQL-looking free text is data, stored as written, never executed.
         unit = "pH'); DROP TABLE points;--"
         good = Reading(round(NOW, 3), "R1", "ph", 6.5, unit)
         station.bus.publish_reading(good)
         assert station.bus.drain()
-        assert wait_for(lambda: station.rejected_inputs().get("mqtt payload") == 9)
+        assert wait_for(lambda: station.rejected_inputs().get("mqtt payload") == 8)
+        assert station.rejected_inputs().get("bus unknown_reactor") == 1
         problems = station.snapshot().problems
-        assert "rejected input: 9 (mqtt payload 9)" in problems
+        assert "rejected input: 9 (bus unknown_reactor 1, mqtt payload 8)" in problems
         assert station.recorder is not None and station.recorder.flush(10)
     finally:
         station.stop()

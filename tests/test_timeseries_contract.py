@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bptwin.database.reading import Quality, Reading
@@ -77,11 +78,58 @@ def test_writing_the_same_reading_twice_leaves_one(store: TimeSeriesStore) -> No
     assert got == batch
 
 
-def test_same_key_with_a_new_value_replaces_the_old(store: TimeSeriesStore) -> None:
-    stored(store, [reading(1, 7.0)])
-    stored(store, [reading(1, 6.5, quality=Quality.UNCERTAIN)])
+def test_writing_the_same_reading_twice_counts_a_duplicate(store: TimeSeriesStore) -> None:
+    stored(store, [reading(1, 7.0), reading(2, math.nan)])
+    stored(store, [reading(1, 7.0), reading(2, math.nan)])
+    status = store.status()
+    assert (status.duplicates, status.conflicts, status.kept_aside) == (2, 0, 0)
+    assert status.written == 2
+
+
+def test_first_write_wins_and_a_conflicting_value_is_kept_aside(store: TimeSeriesStore) -> None:
+    """History is not rewritten: another value under a stored key is refused and counted."""
+    stored(store, [reading(1, 7.0), reading(2, 7.1)])
+    stored(store, [reading(1, 6.5, quality=Quality.UNCERTAIN), reading(3, 7.2)])
+    stored(store, [reading(2, 7.1, quality=Quality.BAD)])  # same value, other quality
     got = store.read_range("R1", "ph", T0, T0 + 60)
-    assert [(r.value, r.quality) for r in got] == [(6.5, Quality.UNCERTAIN)]
+    assert [(r.value, r.quality) for r in got] == [
+        (7.0, Quality.GOOD),
+        (7.1, Quality.GOOD),
+        (7.2, Quality.GOOD),
+    ]
+    status = store.status()
+    assert status.conflicts == 2
+    assert status.kept_aside == 2
+    assert status.kept_aside_in
+
+
+def test_two_values_for_one_key_in_one_batch_keep_the_first(store: TimeSeriesStore) -> None:
+    stored(store, [reading(1, 7.0), reading(1, 9.9), reading(1, 7.0)])
+    assert [r.value for r in store.read_range("R1", "ph", T0, T0 + 60)] == [7.0]
+    status = store.status()
+    assert (status.conflicts, status.duplicates) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [np.float64(29.95), np.float32(29.5), np.int64(30), 30, True, np.bool_(False)],
+    ids=["float64", "float32", "int64", "int", "bool", "numpy-bool"],
+)
+def test_every_numeric_type_a_driver_hands_over_is_stored_as_a_float(
+    store: TimeSeriesStore, value: object
+) -> None:
+    stored(store, [reading(1, value)])  # type: ignore[arg-type]
+    got = store.read_range("R1", "ph", T0, T0 + 60)
+    assert [r.value for r in got] == [float(value)]  # type: ignore[arg-type]
+    assert type(got[0].value) is float
+    assert store.status().refused == 0
+
+
+def test_a_value_that_is_not_a_number_is_kept_aside_not_lost(store: TimeSeriesStore) -> None:
+    stored(store, [reading(1, "7.0"), reading(2, 7.2)])  # type: ignore[arg-type]
+    assert [r.value for r in store.read_range("R1", "ph", T0, T0 + 60)] == [7.2]
+    status = store.status()
+    assert (status.refused, status.kept_aside) == (1, 1)
 
 
 def test_nan_is_stored_as_bad_and_read_back_as_nan(store: TimeSeriesStore) -> None:

@@ -90,3 +90,20 @@ def test_accepted_readings_survive_sigkill(tmp_path: Path) -> None:
     with EmbeddedStore(path) as store:
         got = store.read_range("R1", "ph", T0, T0 + 2000)
         assert [r.value for r in got] == [float(i) for i in range(1000)]
+
+
+def test_doctor_shows_readings_kept_aside_in_the_embedded_store(tmp_path: Path) -> None:
+    from bptwin.tui.doctor import Status, check_kept_aside
+    from bptwin.tui.settings import Settings
+
+    settings = Settings()
+    settings.station.data_dir = tmp_path
+    store = EmbeddedStore(settings.timeseries_path())
+    store.write([Reading(1.78e9, "R1", "ph", 5.0, "pH")])
+    assert check_kept_aside(settings).status is Status.PASS
+    store.write([Reading(1.78e9, "R1", "ph", 6.0, "pH")])  # another value for a stored key
+    store.close()
+    shown = check_kept_aside(settings)
+    assert shown.status is Status.WARN
+    assert "1 readings refused or in conflict" in shown.detail and "kept_aside" in shown.detail
+    assert "conflict: another reading is stored under this key (5.0, good)" in shown.detail

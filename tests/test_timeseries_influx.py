@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -220,6 +221,10 @@ def test_api_2_against_a_1x_server_keeps_everything_spooled(
     try:
         store.write([Reading(T0 + i, "R1", "ph", 7.0) for i in range(10)])
         assert not store.flush(timeout=1.0)
+        # The first 2.x call imports influxdb-client's query machinery: wait for the failure.
+        deadline = time.monotonic() + 30
+        while store.status().failed_writes == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
         status = store.status()
         assert not status.link_ok
         assert status.spooled == 10 and status.pending == 0
@@ -228,3 +233,87 @@ def test_api_2_against_a_1x_server_keeps_everything_spooled(
     finally:
         store.close()
     assert store.api_version == "2"
+
+
+# -- nothing set aside silently, first write wins on the server ----------------------------------
+
+
+@pytest.mark.influx
+def test_lines_the_server_cannot_parse_are_kept_aside_and_the_rest_written(
+    influx_store: InfluxStore,
+) -> None:
+    """A 1.x server names unparsable lines: exactly those are kept aside, with its reason."""
+    good = [f'readings,channel=ph,reactor=R1 value={7 + i / 10},quality="good",unit="pH"'
+            f" {int(T0 * 1000) + i * 1000}" for i in range(4)]  # fmt: skip
+    bad = 'readings,channel=ph,reactor=R1 value=1e999,quality="good",unit="pH" ' + str(
+        int(T0 * 1000) + 9000
+    )
+    influx_store.spool.push_many([("\n".join([good[0], bad, *good[1:]]), 5)])
+    assert influx_store.flush(timeout=30)
+    assert [r.value for r in influx_store.read_range("R1", "ph", T0, T0 + 60)] == [
+        7.0,
+        7.1,
+        7.2,
+        7.3,
+    ]
+    status = influx_store.status()
+    assert (status.written, status.refused, status.kept_aside) == (4, 1, 1)
+    assert "invalid float" in (status.last_error or "")
+    assert status.link_ok
+
+
+@pytest.mark.influx
+def test_refused_readings_do_not_take_good_ones_aside_with_them(
+    influx_store: InfluxStore, influx_url: str, influx_database: str
+) -> None:
+    """Halving finds the refused lines: the good readings of the same batch are written."""
+    influxql(influx_url, influx_database, f'CREATE DATABASE "{influx_database}"', post=True)
+    # Another writer fixed "value" as a string in the shard of the week of T0.
+    raw_write(
+        influx_url, influx_database, f'readings,channel=x,reactor=R9 value="text" {T0:.0f}000'
+    )
+    two_weeks = 14 * 86400.0  # another shard, where "value" is still free to be a float
+    mixed = [
+        Reading(T0 + 1 + i + (two_weeks if i % 2 == 0 else 0.0), "R1", "ph", float(i))
+        for i in range(10)
+    ]
+    influx_store.write(mixed)
+    assert influx_store.flush(timeout=60)
+    later = influx_store.read_range("R1", "ph", T0 + two_weeks, T0 + two_weeks + 60)
+    assert [r.value for r in later] == [0.0, 2.0, 4.0, 6.0, 8.0]
+    status = influx_store.status()
+    assert (status.written, status.refused, status.kept_aside) == (5, 5, 5)
+    assert "field type conflict" in (status.last_error or "")
+
+
+@pytest.mark.influx
+def test_a_replayed_spool_is_idempotent_and_a_rewrite_is_a_conflict_across_restarts(
+    influx_url: str, influx_database: str, tmp_path: Path
+) -> None:
+    config = InfluxConfig(url=influx_url, database=influx_database)
+
+    def open_store(spool: str) -> InfluxStore:
+        return InfluxStore(config, tmp_path / spool, flush_interval=0.05, retry_initial=0.05)
+
+    first = open_store("a.sqlite")
+    batch = [Reading(T0 + i, "R1", "ph", 7.0 + i / 100) for i in range(20)]
+    first.write(batch)
+    assert first.flush(timeout=30)
+    first.close()
+    # A new process (empty high-water marks) replays the same lines and tries to rewrite one.
+    second = open_store("b.sqlite")
+    try:
+        second.write([*batch, Reading(T0 + 5, "R1", "ph", 4.2), Reading(T0 + 5.5, "R1", "ph", 7.3)])
+        assert second.flush(timeout=30)
+        got = second.read_range("R1", "ph", T0, T0 + 60)
+        assert [r.value for r in got if r.timestamp == T0 + 5] == [7.05]
+        assert len(got) == 21  # the out-of-order newcomer at +5.5 s is stored
+        status = second.status()
+        assert (status.duplicates, status.conflicts, status.written) == (20, 1, 1)
+        assert status.kept_aside == 1
+        # Known series now: a later rewrite is caught without asking for the high-water mark.
+        second.write([Reading(T0 + 19, "R1", "ph", 0.0)])
+        assert second.flush(timeout=30)
+        assert second.status().conflicts == 2
+    finally:
+        second.close()

@@ -23,7 +23,7 @@ from bptwin.database.reading import Reading
 
 log = logging.getLogger("bptwin.database.bus")
 
-MessageHandler = Callable[[str, bytes], None]
+MessageHandler = Callable[[str, bytes], object]  # what a handler returns is ignored
 ReadingHandler = Callable[[Reading], None]
 
 DEFAULT_MAX_PENDING = 100_000
@@ -37,6 +37,7 @@ class BusStats:
     - received: messages delivered to at least one handler (over MQTT 5 a message that
       matches two different patterns of one bus arrives, and counts, once per pattern)
     - malformed: payloads or topics that were not a valid reading
+    - gated: messages a gate refused by their topic before they were queued
     - handler_errors: exceptions raised by handlers
     - reconnects: connections re-established after a loss
     - dropped: messages lost because a queue was full (or QoS 0 while disconnected)
@@ -46,6 +47,7 @@ class BusStats:
     published: int = 0
     received: int = 0
     malformed: int = 0
+    gated: int = 0
     handler_errors: int = 0
     reconnects: int = 0
     dropped: int = 0
@@ -53,7 +55,15 @@ class BusStats:
 
 
 class _Counters:
-    _NAMES = ("published", "received", "malformed", "handler_errors", "reconnects", "dropped")
+    _NAMES = (
+        "published",
+        "received",
+        "malformed",
+        "gated",
+        "handler_errors",
+        "reconnects",
+        "dropped",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -95,6 +105,11 @@ class _Route:
     qos: int
     active: bool = True
     since: int = 0  # sequence number at subscription: earlier messages are not for it
+    no_local: bool = False  # MQTT: the broker does not send back what this client published
+
+
+# Decides by its topic alone whether a message may be queued at all (False: refused, counted).
+TopicGate = Callable[[str], bool]
 
 
 class Subscription:
@@ -139,6 +154,8 @@ class Bus(ABC):
         self._worker_lock = threading.Lock()
         self._malformed_log = _Throttle()
         self._dropped_log = _Throttle()
+        self._gates: tuple[tuple[str, TopicGate], ...] = ()
+        self._gates_lock = threading.Lock()
 
     # --- the interface -------------------------------------------------------------
 
@@ -165,13 +182,39 @@ class Bus(ABC):
     def stats(self) -> BusStats:
         return self._counters.snapshot(pending=self._queue.qsize())
 
-    def subscribe(self, pattern: str, handler: MessageHandler, *, qos: int = 1) -> Subscription:
-        """Call ``handler(topic, payload)`` for every message whose topic matches ``pattern``."""
+    def subscribe(
+        self, pattern: str, handler: MessageHandler, *, qos: int = 1, no_local: bool = False
+    ) -> Subscription:
+        """Call ``handler(topic, payload)`` for every message whose topic matches ``pattern``.
+
+        ``no_local``: over MQTT the broker does not send back what this bus published itself
+        (MQTT 5 "No Local"); the in-process bus, whose every message is this process's own,
+        ignores it.
+        """
         topics.validate_pattern(pattern)
         _check_qos(qos)
-        route = _Route(pattern, handler, qos)
+        route = _Route(pattern, handler, qos, no_local=no_local)
         self._add_route(route)
         return Subscription(self, [route], pattern)
+
+    def add_gate(self, pattern: str, gate: TopicGate) -> Callable[[], None]:
+        """Refuse messages on topics matching ``pattern`` for which ``gate(topic)`` is False.
+
+        Gates run as a message arrives (MQTT: on the network thread), before it is queued for
+        the handlers: a refused message costs no decode and no place in the queue, and is
+        acknowledged (counted in ``stats.gated``; the gate counts its own reasons). Gates must
+        be cheap and thread-safe. Returns a function that removes the gate.
+        """
+        topics.validate_pattern(pattern)
+        entry = (pattern, gate)
+        with self._gates_lock:
+            self._gates = (*self._gates, entry)
+
+        def remove() -> None:
+            with self._gates_lock:
+                self._gates = tuple(g for g in self._gates if g is not entry)
+
+        return remove
 
     def publish_reading(self, reading: Reading, *, prefix: str = topics.DEFAULT_PREFIX) -> None:
         """One reading on ``<prefix>/v1/<reactor>/sensors/<channel>`` with QoS 1."""
@@ -193,23 +236,26 @@ class Bus(ABC):
         reactor: str = "+",
         channel: str = "+",
         prefix: str = topics.DEFAULT_PREFIX,
-        skip_reactor: Callable[[str], bool] | None = None,
+        no_local: bool = False,
     ) -> Subscription:
         """Call ``handler(reading)`` for single-reading and snapshot payloads alike.
 
-        Malformed payloads are counted in ``stats.malformed`` and logged, never raised.
-        ``skip_reactor(reactor)`` True drops a message by its topic before its payload is
-        decoded (e.g. the echo of the station's own readings).
+        Subscribed with ``<prefix>/v1/<reactor>/sensors/#`` (or the one channel asked for), so
+        topics with extra levels arrive and are refused by name instead of going unseen.
+        Malformed payloads and topics are counted in ``stats.malformed`` and logged, never
+        raised. ``no_local`` as in :meth:`subscribe` (a station skips its own echo).
         """
-        single = topics.readings_pattern(reactor, channel, prefix)
         snapshot = topics.snapshots_pattern(reactor, prefix)
+        patterns = (
+            [f"{snapshot}/#"]
+            if channel == "+"
+            else [topics.readings_pattern(reactor, channel, prefix), snapshot]
+        )
         wanted_channel = None if channel == "+" else channel
 
         def on_message(topic: str, payload: bytes) -> None:
             try:
-                topic_reactor, topic_channel = topics.parse_reading_topic(topic)
-                if skip_reactor is not None and skip_reactor(topic_reactor):
-                    return
+                topic_reactor, topic_channel = topics.parse_reading_topic(topic, prefix=prefix)
                 readings = decode_any(payload, reactor=topic_reactor, channel=topic_channel)
             except ValueError as exc:  # ReadingError is a ValueError
                 self._count_malformed(topic, payload, exc)
@@ -218,10 +264,10 @@ class Bus(ABC):
                 if wanted_channel is None or reading.channel == wanted_channel:
                     self._call(handler, reading)
 
-        routes = [_Route(single, on_message, 1), _Route(snapshot, on_message, 1)]
+        routes = [_Route(pattern, on_message, 1, no_local=no_local) for pattern in patterns]
         for route in routes:
             self._add_route(route)
-        return Subscription(self, routes, single)
+        return Subscription(self, routes, patterns[0])
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every message queued so far has been through its handlers.
@@ -269,6 +315,12 @@ class Bus(ABC):
                 best[route.pattern] = max(best.get(route.pattern, 0), route.qos)
         return list(best.items())
 
+    def _no_local(self, pattern: str) -> bool:
+        """True when every route on ``pattern`` asked not to get this bus's own messages."""
+        with self._routes_lock:
+            routes = [route for route in self._routes if route.pattern == pattern]
+        return bool(routes) and all(route.no_local for route in routes)
+
     def _wait_for_room(self, timeout: float) -> None:
         """Block a publisher (never the dispatcher itself) while the queue is full."""
         if self._queue.qsize() < self._max_pending or threading.current_thread() is self._worker:
@@ -278,7 +330,14 @@ class Bus(ABC):
             time.sleep(0.002)
 
     def _enqueue(self, topic: str, payload: bytes, target: _Target = None, ack: Any = None) -> bool:
-        """Hand a message to the dispatcher thread; False (counted, logged) when full."""
+        """Hand a message to the dispatcher thread; False (counted, logged) when full.
+
+        A message a gate refuses is not queued and counts as handled (True).
+        """
+        for pattern, gate in self._gates:
+            if topics.matches(pattern, topic) and not self._passes(gate, topic):
+                self._counters.add("gated")
+                return True
         if self._queue.qsize() >= self._max_pending:
             self._counters.add("dropped")
             allowed, suppressed = self._dropped_log.allow()
@@ -291,6 +350,13 @@ class Bus(ABC):
             return False
         self._queue.put((topic, payload, target, ack, next(self._sequence)))
         return True
+
+    def _passes(self, gate: TopicGate, topic: str) -> bool:
+        try:
+            return gate(topic)
+        except Exception:  # a broken gate must not stop delivery; let the message through
+            log.exception("%s: gate failed on %s", self._name, topic[:200])
+            return True
 
     def _start_dispatcher(self) -> None:
         with self._worker_lock:
@@ -363,7 +429,7 @@ class Bus(ABC):
             if route.active:  # a handler before this one may have cancelled it
                 self._call(route.handler, topic, payload)
 
-    def _call(self, handler: Callable[..., None], *args: Any) -> None:
+    def _call(self, handler: Callable[..., object], *args: Any) -> None:
         try:
             handler(*args)
         except Exception:

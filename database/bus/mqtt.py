@@ -151,7 +151,7 @@ class MqttBus(Bus):
             self._start_dispatcher()
             self._connack.clear()
             self._connack_failure = None
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = self._session_expiry_s
             clean_start: Any = False if self._persistent else paho.MQTT_CLEAN_START_FIRST_ONLY
             try:
@@ -208,7 +208,7 @@ class MqttBus(Bus):
             properties = None
             if not self._persistent:
                 # Nobody can resume a generated id's session: let the broker drop it now.
-                properties = Properties(PacketTypes.DISCONNECT)
+                properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
                 properties.SessionExpiryInterval = 0
             self._client.disconnect(properties=properties)
             self._client.loop_stop()
@@ -221,6 +221,26 @@ class MqttBus(Bus):
     @property
     def connected(self) -> bool:
         return self._connected
+
+    def watcher(self) -> MqttBus:
+        """A second, lightweight connection to the same broker with the same credentials.
+
+        No outbox and a session of its own (a generated client id): for best-effort
+        subscriptions (e.g. counting what arrives for unknown reactors) that must never
+        take the place of this bus's own messages in the broker's queue for it.
+        """
+        return MqttBus(
+            self.host,
+            self.port,
+            username=self._username,
+            password=self._password,
+            tls=self._tls,
+            ca_file=self._ca_file,
+            certfile=self._certfile,
+            keyfile=self._keyfile,
+            keepalive=self._keepalive,
+            connect_timeout_s=self._connect_timeout_s,
+        )
 
     @property
     def unacknowledged(self) -> int:
@@ -337,11 +357,13 @@ class MqttBus(Bus):
         identifier = self._pattern_ids.get(pattern)
         if identifier is None:
             return
-        properties = Properties(PacketTypes.SUBSCRIBE)
+        properties = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
         properties.SubscriptionIdentifier = identifier
         # On a resubscribe the broker may still hold the subscription (session present):
         # retainHandling=1 stops it from sending the retained messages a second time.
-        options = SubscribeOptions(qos=qos, retainHandling=1 if resubscribe else 0)
+        options = SubscribeOptions(
+            qos=qos, noLocal=self._no_local(pattern), retainHandling=1 if resubscribe else 0
+        )
         acknowledged = threading.Event()
         with self._subacks_lock:  # held so the SUBACK cannot overtake the registration
             result, mid = self._client.subscribe(pattern, options=options, properties=properties)
@@ -354,8 +376,9 @@ class MqttBus(Bus):
         must_wait = result == MQTTErrorCode.MQTT_ERR_SUCCESS and not resubscribe
         if must_wait and not on_network_thread and not acknowledged.wait(self._suback_timeout_s):
             log.warning("MQTT broker did not acknowledge the subscription to %s", pattern)
-        with self._subacks_lock:
-            self._subacks.pop(mid, None)
+        if mid is not None:
+            with self._subacks_lock:
+                self._subacks.pop(mid, None)
 
     def _on_subscribe(
         self,
@@ -433,7 +456,8 @@ class MqttBus(Bus):
                         self._patterns_by_id[i] for i in identifiers if i in self._patterns_by_id
                     )
             ack = (message.mid, message.qos) if message.qos > 0 else None
-            if not self._enqueue(message.topic, message.payload, target, ack) and ack:
+            payload = bytes(message.payload)
+            if not self._enqueue(message.topic, payload, target, ack) and ack:
                 self._acknowledge(ack)  # dropped and counted; do not stall the broker
         except Exception:
             log.exception("MQTT on_message failed for %s", getattr(message, "topic", "?"))

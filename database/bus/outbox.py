@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bptwin.database.backoff import Backoff
 from bptwin.database.spool import Spool, SpoolError
 
 log = logging.getLogger("bptwin.database.bus.outbox")
@@ -132,6 +133,7 @@ class BusOutbox:
         self.spool.close()
 
     def _run(self, send: Sender, connected: Callable[[], bool]) -> None:
+        backoff = Backoff(1.0, 30.0)  # a failing spool file is retried less and less often
         while not self._stop.is_set():
             self._wake.wait(self.poll_s)
             self._wake.clear()
@@ -139,14 +141,15 @@ class BusOutbox:
                 self._confirm_acked()
                 if connected():
                     self._send_more(send)
+                backoff.reset()
             except SpoolError as exc:
                 self.last_error = str(exc)
                 log.error("MQTT outbox: %s", exc)
-                self._stop.wait(1.0)
+                backoff.wait(self._stop)
             except Exception as exc:  # the sender must outlive surprises; data stays on disk
                 self.last_error = str(exc)
                 log.exception("MQTT outbox sender error")
-                self._stop.wait(1.0)
+                backoff.wait(self._stop)
 
     def _confirm_acked(self) -> None:
         done: list[int] = []

@@ -86,19 +86,28 @@ def snapshots_pattern(reactor: str = "+", prefix: str = DEFAULT_PREFIX) -> str:
     return f"{_prefix(prefix)}/{CONTRACT_VERSION}/{reactor}/{SENSORS}"
 
 
-def parse_reading_topic(topic: str) -> tuple[str, str | None]:
+def parse_reading_topic(topic: str, *, prefix: str | None = None) -> tuple[str, str | None]:
     """``(reactor, channel)`` of a reading topic, ``(reactor, None)`` of a snapshot topic.
 
-    Works for any prefix (it may itself contain '/'); raises ValueError naming the problem.
+    With ``prefix`` the topic must be exactly ``<prefix>/v1/<reactor>/sensors[/<channel>]``;
+    without, any prefix (which may itself contain '/') is taken. Raises ValueError naming the
+    problem (e.g. a topic with extra levels).
     """
-    levels = topic.split("/")
-    if len(levels) >= 4 and levels[-2] == SENSORS and levels[-4] == CONTRACT_VERSION:
-        reactor, channel = levels[-3], levels[-1]
-    elif len(levels) >= 3 and levels[-1] == SENSORS and levels[-3] == CONTRACT_VERSION:
-        reactor, channel = levels[-2], None
+    shape = f"<prefix>/{CONTRACT_VERSION}/<reactor>/{SENSORS}[/<channel>]"
+    if prefix is not None:
+        head = f"{prefix}/{CONTRACT_VERSION}/"
+        levels = topic[len(head) :].split("/") if topic.startswith(head) else []
+        if len(levels) not in (2, 3) or levels[1] != SENSORS:
+            raise ValueError(f"topic {topic[:200]!r} is not {shape} (prefix {prefix!r})")
+        reactor, channel = levels[0], (levels[2] if len(levels) == 3 else None)
     else:
-        shape = f"<prefix>/{CONTRACT_VERSION}/<reactor>/{SENSORS}[/<channel>]"
-        raise ValueError(f"topic {topic[:200]!r} is not {shape}")
+        levels = topic.split("/")
+        if len(levels) >= 4 and levels[-2] == SENSORS and levels[-4] == CONTRACT_VERSION:
+            reactor, channel = levels[-3], levels[-1]
+        elif len(levels) >= 3 and levels[-1] == SENSORS and levels[-3] == CONTRACT_VERSION:
+            reactor, channel = levels[-2], None
+        else:
+            raise ValueError(f"topic {topic[:200]!r} is not {shape}")
     if not reactor or channel == "":
         raise ValueError(f"topic {topic[:200]!r} has an empty reactor or channel level")
     return reactor, channel

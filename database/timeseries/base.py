@@ -3,7 +3,10 @@
 Keys and conventions every implementation keeps:
 
 * A point is identified by ``(reactor, channel, timestamp)`` with the timestamp rounded to the
-  millisecond; writing the same key again replaces the earlier point (idempotent replay).
+  millisecond. The first write of a key wins: writing the same reading again changes nothing
+  (idempotent replay, counted as a duplicate); a reading with the same key and another value or
+  quality is refused, counted as a conflict and kept aside for inspection, never stored over
+  the first (history is not rewritten).
 * A reading whose value is NaN (or infinite) is stored with quality ``bad`` and no value; it
   reads back as NaN.
 * Ranges are half-open: ``start <= timestamp < end`` (Unix seconds, UTC).
@@ -18,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bptwin.database.reading import Quality, Reading
+from bptwin.database.reading import Reading
 
 
 class TimeSeriesError(RuntimeError):
@@ -45,6 +48,13 @@ class StoreStatus:
     ``spooled``: of those, readings waiting on local disk because delivery failed (link down).
     ``written``: readings confirmed written since the store was opened.
     ``failed_writes``: delivery attempts that failed since the store was opened.
+    ``refused``: readings the store or its server refused for good since it was opened (not a
+    number, a line the server cannot parse, a field type another writer fixed first).
+    ``conflicts``: readings refused since opening because a different value is stored under
+    their key (first write wins: history is not rewritten).
+    ``duplicates``: exact repeats of stored readings since opening (idempotent: nothing written).
+    ``kept_aside``: refused and conflicting readings kept for inspection, in total (they survive
+    restarts), in ``kept_aside_in`` (file and table).
     """
 
     name: str
@@ -54,6 +64,11 @@ class StoreStatus:
     written: int = 0
     failed_writes: int = 0
     last_error: str | None = None
+    refused: int = 0
+    conflicts: int = 0
+    duplicates: int = 0
+    kept_aside: int = 0
+    kept_aside_in: str = ""
 
 
 class TimeSeriesStore(ABC):
@@ -107,9 +122,22 @@ def timestamp_ms(timestamp: float) -> int:
     return round(timestamp * 1000.0)
 
 
-def stored_quality(reading: Reading) -> Quality:
-    """Non-finite values are stored as missing and bad, whatever quality the reading claimed."""
-    return reading.quality if math.isfinite(reading.value) else Quality.BAD
+def field_number(value: object) -> float:
+    """The float a driver's value stands for, whatever numeric type it came in.
+
+    Drivers hand over Python floats, ints and bools, and numpy scalars (the simulator's
+    ``np.float64``, whose ``repr`` is ``np.float64(29.95)``, which the server refuses). Every
+    value is written as a float field, so one series never mixes field types; anything that
+    is not a real number raises ValueError naming its type.
+    """
+    if type(value) is float:  # the hot path: most readings are plain floats
+        return value
+    if isinstance(value, (str, bytes, complex)) or value is None:
+        raise ValueError(f"value {value!r} ({type(value).__name__}) is not a real number")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"value {value!r} ({type(value).__name__}) is not a real number") from exc
 
 
 def check_range(start: float, end: float) -> None:

@@ -2,7 +2,9 @@
 
 Layout: ``series`` maps (reactor, channel) to a small integer id and holds the channel's latest
 unit; ``points`` is a WITHOUT ROWID table keyed by (series_id, ts_ms) so a channel's range is one
-contiguous b-tree scan and a repeated key replaces the earlier point (INSERT OR REPLACE).
+contiguous b-tree scan. The first write of a key wins (INSERT OR IGNORE): a repeat with the same
+value and quality is a counted duplicate, one with another value is a conflict, kept with the
+reason in table ``kept_aside`` (as is a value that is not a number) and never written over.
 NaN (and infinite) values are stored as NULL with quality ``bad`` and read back as NaN.
 
 Writes commit synchronously in ``write`` (one transaction per call, executemany): the store file
@@ -16,6 +18,7 @@ import contextlib
 import math
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from bptwin.database.timeseries.base import (
     WindowAggregate,
     check_range,
     check_window,
-    stored_quality,
+    field_number,
 )
 
 _SCHEMA = """
@@ -45,6 +48,17 @@ CREATE TABLE IF NOT EXISTS points (
     quality INTEGER NOT NULL,
     PRIMARY KEY (series_id, ts_ms)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kept_aside (
+    id INTEGER PRIMARY KEY,
+    reactor TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    kept_at REAL NOT NULL
+);
 """
 
 _QUALITY_CODE = {Quality.GOOD: 0, Quality.UNCERTAIN: 1, Quality.BAD: 2}
@@ -81,6 +95,9 @@ class EmbeddedStore(TimeSeriesStore):
         self._series_units: dict[int, str] = {}
         self._written = 0
         self._failed = 0
+        self._duplicates = 0
+        self._conflict_count = 0
+        self._refused = 0
         self._last_error: str | None = None
         self._closed = False
         try:
@@ -92,6 +109,9 @@ class EmbeddedStore(TimeSeriesStore):
             ):
                 self._series_ids[(reactor, channel)] = sid
                 self._series_units[sid] = unit
+            self._kept_aside = int(
+                self._writer.execute("SELECT count(*) FROM kept_aside").fetchone()[0]
+            )
         except (sqlite3.Error, OSError) as exc:
             raise TimeSeriesError(f"cannot open time-series file {self.path}: {exc}") from exc
 
@@ -104,20 +124,35 @@ class EmbeddedStore(TimeSeriesStore):
             self._check_open()
             try:
                 self._writer.execute("BEGIN IMMEDIATE")
-                rows = [
-                    (
-                        self._series_id(r),
-                        round(r.timestamp * 1000.0),
-                        r.value if math.isfinite(r.value) else None,
-                        _QUALITY_CODE[stored_quality(r)],
+                rows: list[tuple[int, int, float | None, int]] = []
+                taken: list[Reading] = []
+                aside: list[tuple[Reading, str]] = []
+                for r in readings:
+                    try:
+                        value = field_number(r.value)
+                    except ValueError as exc:
+                        aside.append((r, f"cannot be written: {exc}"))
+                        continue
+                    finite = math.isfinite(value)
+                    quality = r.quality if finite else Quality.BAD
+                    rows.append(
+                        (
+                            self._series_id(r),
+                            round(float(r.timestamp) * 1000.0),
+                            value if finite else None,
+                            _QUALITY_CODE[quality],
+                        )
                     )
-                    for r in readings
-                ]
-                self._writer.executemany(
-                    "INSERT OR REPLACE INTO points (series_id, ts_ms, value, quality)"
+                    taken.append(r)
+                inserted = self._writer.executemany(
+                    "INSERT OR IGNORE INTO points (series_id, ts_ms, value, quality)"
                     " VALUES (?, ?, ?, ?)",
                     rows,
-                )
+                ).rowcount
+                conflicts: list[tuple[Reading, str]] = []
+                if inserted < len(rows):  # some keys were stored already: same or other value?
+                    conflicts = self._conflicts(taken, rows)
+                self._keep_aside(aside + conflicts)
                 self._writer.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._writer.in_transaction:
@@ -128,7 +163,56 @@ class EmbeddedStore(TimeSeriesStore):
                 self._failed += 1
                 self._last_error = f"write to {self.path} failed: {exc}"
                 raise TimeSeriesError(self._last_error) from exc
-            self._written += len(rows)
+            self._written += inserted
+            self._duplicates += len(rows) - inserted - len(conflicts)
+            self._conflict_count += len(conflicts)
+            self._refused += len(aside)
+            self._kept_aside += len(aside) + len(conflicts)
+
+    def _conflicts(
+        self, readings: list[Reading], rows: list[tuple[int, int, float | None, int]]
+    ) -> list[tuple[Reading, str]]:
+        """The readings whose key holds another value or quality (the first write stays)."""
+        found: list[tuple[Reading, str]] = []
+        for reading, (sid, ts_ms, value, quality) in zip(readings, rows, strict=True):
+            stored = self._writer.execute(
+                "SELECT value, quality FROM points WHERE series_id = ? AND ts_ms = ?",
+                (sid, ts_ms),
+            ).fetchone()
+            if stored is None or (stored[0] == value and stored[1] == quality):
+                continue
+            shown = "no value" if stored[0] is None else repr(stored[0])
+            found.append(
+                (
+                    reading,
+                    "conflict: another reading is stored under this key "
+                    f"({shown}, {_QUALITY_OF_CODE[stored[1]].value})",
+                )
+            )
+        return found
+
+    def _keep_aside(self, readings: list[tuple[Reading, str]]) -> None:
+        if not readings:
+            return
+        now = time.time()
+        self._writer.executemany(
+            "INSERT INTO kept_aside"
+            " (reactor, channel, ts_ms, value, quality, unit, reason, kept_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.reactor,
+                    r.channel,
+                    round(float(r.timestamp) * 1000.0),
+                    repr(r.value),
+                    r.quality.value,
+                    r.unit,
+                    reason,
+                    now,
+                )
+                for r, reason in readings
+            ],
+        )
 
     def _series_id(self, reading: Reading) -> int:
         key = (reading.reactor, reading.channel)
@@ -211,6 +295,11 @@ class EmbeddedStore(TimeSeriesStore):
             written=self._written,
             failed_writes=self._failed,
             last_error=self._last_error,
+            refused=self._refused,
+            conflicts=self._conflict_count,
+            duplicates=self._duplicates,
+            kept_aside=self._kept_aside,
+            kept_aside_in=f"{self.path} (table kept_aside)",
         )
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from bptwin.database.reading import Reading
+from bptwin.database.timeseries.base import field_number
 
 MEASUREMENT = "readings"
 ApiVersion = Literal["auto", "1", "2"]
@@ -147,14 +148,99 @@ class LineEncoder:
         unit = self._units.get(reading.unit)
         if unit is None:
             unit = self._units[reading.unit] = _string_field(reading.unit)
-        ms = round(reading.timestamp * 1000.0)
-        value = reading.value
+        ms = round(float(reading.timestamp) * 1000.0)
+        value = field_number(reading.value)
         if math.isfinite(value):
             return f'{prefix}value={value!r},quality="{reading.quality.value}",unit={unit} {ms}'
         return f'{prefix}quality="bad",unit={unit} {ms}'
 
     def lines(self, readings: Sequence[Reading]) -> list[str]:
         return [self.line(reading) for reading in readings]
+
+
+# -- reading lines back (the flusher's duplicate check) -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LineKey:
+    """What the store needs of one of its own lines: series, time, value and quality."""
+
+    series: str
+    ts_ms: int
+    value: float | None
+    quality: str
+
+
+_FIELDS = re.compile(r'(?:value=([^,]+),)?quality="(\w+)"')
+
+
+def parse_line(line: str) -> LineKey:
+    """The key and reading of a line written by :class:`LineEncoder` (ValueError otherwise)."""
+    space = _first_unescaped_space(line)
+    stamp = line[line.rfind(" ") + 1 :]
+    match = _FIELDS.match(line, space + 1)
+    if space < 0 or match is None or not stamp.isdigit():
+        raise ValueError(f"not a line of this store: {line[:120]!r}")
+    raw_value = match.group(1)
+    return LineKey(
+        line[:space], int(stamp), None if raw_value is None else float(raw_value), match.group(2)
+    )
+
+
+def _first_unescaped_space(line: str) -> int:
+    """End of the series key: the first space not escaped by an odd run of backslashes."""
+    index = line.find(" ")
+    while index > 0:
+        before = index
+        while before > 0 and line[before - 1] == "\\":
+            before -= 1
+        if (index - before) % 2 == 0:
+            return index
+        index = line.find(" ", index + 1)
+    return index
+
+
+def series_tags(series: str) -> dict[str, str]:
+    """``readings,channel=ph,reactor=R1`` -> {"channel": "ph", "reactor": "R1"}, unescaped."""
+    parts: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for char in series:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ",":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    tags: dict[str, str] = {}
+    for part in parts[1:]:
+        name, _, value = part.partition("=")
+        tags[name] = value
+    return tags
+
+
+def lines_named_in(message: str, candidates: Sequence[str]) -> set[str]:
+    """Which of ``candidates`` a 1.x server quotes as unparsable in ``message``.
+
+    InfluxDB 1.x refuses a body with bad lines as a partial write, naming each one as
+    ``unable to parse '<line>': <why>`` and writing the others; the names let the store set
+    aside exactly those lines.
+    """
+    wanted = set(candidates)
+    named: set[str] = set()
+    for fragment in message.split("unable to parse '")[1:]:
+        end = fragment.find("': ")
+        while end >= 0:
+            if fragment[:end] in wanted:
+                named.add(fragment[:end])
+                break
+            end = fragment.find("': ", end + 1)
+    return named
 
 
 # -- query helpers -------------------------------------------------------------------------------

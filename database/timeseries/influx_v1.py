@@ -17,12 +17,15 @@ from bptwin.database.timeseries.influx_common import (
     InfluxConfig,
     influxql_identifier,
     influxql_string,
+    series_tags,
 )
 
 # One row per reading: (ts_ms, value or None, quality, unit).
 Row = tuple[int, float | None, str | None, str | None]
 # One row per window: (window_start_ms, mean, min, max, last, count).
 WindowRow = tuple[int, float, float, float, float, int]
+# A stored point by its key: (reactor, channel, ts_ms) -> (value or None, quality).
+StoredPoints = dict[tuple[str, str, int], tuple[float | None, str]]
 
 
 def http_pool(config: InfluxConfig) -> urllib3.PoolManager:
@@ -135,10 +138,43 @@ class InfluxV1Client:
         pairs: set[tuple[str, str]] = set()
         for series in self.query(q):
             for (key,) in series["values"]:
-                tags = _parse_series_key(key)
+                tags = series_tags(key)
                 if "reactor" in tags and "channel" in tags:
                     pairs.add((tags["reactor"], tags["channel"]))
         return sorted(pairs)
+
+    def last_times(self, since_ms: int) -> dict[tuple[str, str], int]:
+        """Per (reactor, channel), the time of its newest point at or after ``since_ms``."""
+        if not self._database_ready:
+            self.create_database()  # made here if missing, so the answer is "nothing stored"
+        q = (
+            f'SELECT last("quality") FROM {self._from} WHERE time >= {since_ms}ms'
+            ' GROUP BY "reactor", "channel"'
+        )
+        found: dict[tuple[str, str], int] = {}
+        for series in self.query(q):
+            tags = series.get("tags") or {}
+            for ts, _quality in series["values"]:
+                found[(tags.get("reactor", ""), tags.get("channel", ""))] = int(ts)
+        return found
+
+    def points_between(self, start_ms: int, end_ms: int) -> StoredPoints:
+        """Every stored point with ``start_ms <= time <= end_ms``, by key."""
+        if not self._database_ready:
+            self.create_database()
+        q = (
+            f'SELECT "value", "quality" FROM {self._from}'
+            f" WHERE time >= {start_ms}ms AND time <= {end_ms}ms"
+            ' GROUP BY "reactor", "channel"'
+        )
+        found: StoredPoints = {}
+        for series in self.query(q):
+            tags = series.get("tags") or {}
+            reactor, channel = tags.get("reactor", ""), tags.get("channel", "")
+            for ts, value, quality in series["values"]:
+                stored = None if value is None else float(value)
+                found[(reactor, channel, int(ts))] = (stored, str(quality or ""))
+        return found
 
     def query(self, q: str, *, write: bool = False) -> list[dict[str, Any]]:
         """Run one InfluxQL statement; the ``series`` of its result (chunks merged)."""
@@ -199,30 +235,6 @@ def _merge_series(into: list[dict[str, Any]], new: list[dict[str, Any]]) -> None
             into[-1]["values"].extend(series.get("values", []))
         else:
             into.append({**series, "values": list(series.get("values", []))})
-
-
-def _parse_series_key(key: str) -> dict[str, str]:
-    """``readings,channel=ph,reactor=R1`` -> {"channel": "ph", "reactor": "R1"}, unescaped."""
-    parts: list[str] = []
-    current: list[str] = []
-    escaped = False
-    for char in key:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ",":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    tags: dict[str, str] = {}
-    for part in parts[1:]:
-        name, _, value = part.partition("=")
-        tags[name] = value
-    return tags
 
 
 def _error_text(response: urllib3.BaseHTTPResponse) -> str:

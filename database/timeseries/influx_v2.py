@@ -14,7 +14,7 @@ from bptwin.database.timeseries.influx_common import (
     flux_string,
     flux_time,
 )
-from bptwin.database.timeseries.influx_v1 import Row, WindowRow
+from bptwin.database.timeseries.influx_v1 import Row, StoredPoints, WindowRow
 
 _AGGREGATES = ("mean", "min", "max", "last", "count")
 
@@ -79,6 +79,29 @@ def flux_channels_query(bucket: str, measurement: str, reactor: str | None) -> s
     )
 
 
+def flux_last_times_query(bucket: str, measurement: str, since_ms: int) -> str:
+    """Per (reactor, channel), the newest point at or after ``since_ms``."""
+    return (
+        f"from(bucket: {flux_string(bucket)})\n"
+        f"  |> range(start: {flux_time(since_ms)})\n"
+        f"  |> filter(fn: (r) => r._measurement == {flux_string(measurement)}"
+        ' and r._field == "quality")\n'
+        '  |> group(columns: ["reactor", "channel"])\n'
+        "  |> last()\n"
+    )
+
+
+def flux_points_query(bucket: str, measurement: str, start_ms: int, end_ms: int) -> str:
+    """Every point with ``start_ms <= time <= end_ms``: value and quality per key."""
+    return (
+        f"from(bucket: {flux_string(bucket)})\n"
+        f"  |> range(start: {flux_time(start_ms)}, stop: {flux_time(end_ms + 1)})\n"
+        f"  |> filter(fn: (r) => r._measurement == {flux_string(measurement)}"
+        ' and (r._field == "value" or r._field == "quality"))\n'
+        '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
+    )
+
+
 class InfluxV2Client:
     """Writes line protocol to a bucket and reads with Flux, through influxdb-client."""
 
@@ -109,7 +132,10 @@ class InfluxV2Client:
         self._call(
             "write",
             lambda: self._write_api.write(
-                bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.MS
+                bucket=self.bucket,
+                org=self.org,
+                record=body,
+                write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # str-valued enum
             ),
         )
 
@@ -151,10 +177,10 @@ class InfluxV2Client:
                 rows.append(
                     (
                         slot,
-                        found.get("mean"),
-                        found.get("min"),
-                        found.get("max"),
-                        found.get("last"),
+                        float(found["mean"]),
+                        float(found["min"]),
+                        float(found["max"]),
+                        float(found["last"]),
                         int(found["count"]),
                     )
                 )
@@ -169,11 +195,31 @@ class InfluxV2Client:
         }
         return sorted(pairs)
 
+    def last_times(self, since_ms: int) -> dict[tuple[str, str], int]:
+        q = flux_last_times_query(self.bucket, self.config.measurement, since_ms)
+        return {
+            (record.values["reactor"], record.values["channel"]): _ms(record.get_time())
+            for table in self._query(q)
+            for record in table.records
+        }
+
+    def points_between(self, start_ms: int, end_ms: int) -> StoredPoints:
+        q = flux_points_query(self.bucket, self.config.measurement, start_ms, end_ms)
+        found: StoredPoints = {}
+        for table in self._query(q):
+            for record in table.records:
+                values: dict[str, Any] = record.values
+                value = values.get("value")
+                key = (values["reactor"], values["channel"], _ms(record.get_time()))
+                found[key] = (None if value is None else float(value), str(values.get("quality")))
+        return found
+
     def close(self) -> None:
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]
 
     def _query(self, q: str) -> list[Any]:
-        return self._call("query", lambda: self._query_api.query(q, org=self.org))
+        tables: list[Any] = self._call("query", lambda: self._query_api.query(q, org=self.org))
+        return tables
 
     def _call(self, what: str, action: Any) -> Any:
         import urllib3
@@ -197,4 +243,4 @@ class InfluxV2Client:
 
 
 def _ms(moment: Any) -> int:
-    return round(moment.timestamp() * 1000.0)
+    return round(float(moment.timestamp()) * 1000.0)
