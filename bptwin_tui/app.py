@@ -22,7 +22,7 @@ from bptwin.tui.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from bptwin.eln.services import NotebookService
-    from bptwin.tui.station import Station
+    from bptwin.tui.runtime.station import Station
     from bptwin.twin.live import LiveSnapshot
 
 
@@ -223,7 +223,7 @@ class BptwinApp(App[int]):
         try:
             factory = self.station_factory
             if factory is None:
-                from bptwin.tui.station import Station as factory
+                from bptwin.tui.runtime.station import Station as factory
             station = factory(self.settings)
             station.start()
         except (SettingsError, OSError) as exc:

@@ -19,8 +19,8 @@ import pytest
 from bptwin.database.reading import Reading
 from bptwin.drivers.serial_emulator import PtyAnalyser
 from bptwin.eln.errors import NotebookValidationError
+from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
 from tests.test_bus import wait_for
 
 NOW = time.time()

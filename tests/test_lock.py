@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bptwin.tui.lock import (
+from bptwin.tui.runtime.acquisition_lock import (
     STATE_OFFLINE,
     STATE_RUNNING,
     STATE_STOPPED,
@@ -66,7 +66,7 @@ def test_lock_held_by_another_process_is_freed_when_it_is_killed(tmp_path: Path)
     script = textwrap.dedent(
         f"""
         import sys, time
-        from bptwin.tui.lock import acquire_acquisition_lock
+        from bptwin.tui.runtime.acquisition_lock import acquire_acquisition_lock
         from bptwin.tui.settings import Settings
         settings = Settings.model_validate({{"station": {{"data_dir": {str(tmp_path)!r}}}}})
         lock = acquire_acquisition_lock(settings, "R1")
@@ -156,7 +156,7 @@ def test_crashed_holder_is_marked_offline_by_its_will(
     script = textwrap.dedent(
         f"""
         import time
-        from bptwin.tui.lock import acquire_acquisition_lock
+        from bptwin.tui.runtime.acquisition_lock import acquire_acquisition_lock
         from bptwin.tui.settings import Settings
         settings = Settings.model_validate({{
             "station": {{"data_dir": {str(tmp_path / "crash")!r}}},

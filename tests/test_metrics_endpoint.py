@@ -16,7 +16,12 @@ from bptwin.database.reading import Reading
 from bptwin.database.timeseries.embedded import EmbeddedStore
 from bptwin.database.timeseries.influx import InfluxStore
 from bptwin.database.timeseries.influx_common import InfluxConfig
-from bptwin.tui.metrics import CONTENT_TYPE, MetricsRegistry, MetricsServer, start_metrics_server
+from bptwin.tui.runtime.prometheus import (
+    CONTENT_TYPE,
+    MetricsRegistry,
+    MetricsServer,
+    start_metrics_server,
+)
 from bptwin.tui.settings_ops import MetricsSettings
 from tests.fixtures.servers import free_port
 

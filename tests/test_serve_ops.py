@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from bptwin.database.reading import Reading
+from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
 from tests.fixtures.servers import free_port
 from tests.test_metrics_endpoint import get, parse_exposition
 from tests.test_notify import WebhookReceiver

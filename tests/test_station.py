@@ -15,8 +15,8 @@ from bptwin.database.channels import CHANNELS_BY_NAME
 from bptwin.database.reading import Reading
 from bptwin.database.recorder import Recorder
 from bptwin.database.timeseries.embedded import EmbeddedStore
+from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings, SettingsError
-from bptwin.tui.station import Station
 
 ROOT = Path(__file__).resolve().parent.parent
 

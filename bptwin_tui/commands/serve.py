@@ -8,11 +8,11 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
+from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
 
 if TYPE_CHECKING:
-    from bptwin.tui.metrics import MetricsServer
+    from bptwin.tui.runtime.prometheus import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def start_metrics(settings: Settings, station: Station) -> MetricsServer | None:
     """/metrics and /health on the loopback port of ``[metrics]``, when enabled."""
     if not settings.metrics.enabled:
         return None
-    from bptwin.tui.metrics import start_metrics_server
+    from bptwin.tui.runtime.prometheus import start_metrics_server
 
     station.watch_metrics(station.metrics)
     try:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from bptwin.database.reading import Reading
 from bptwin.database.recorder import Recorder
-from bptwin.tui.control_loop import StationControl
-from bptwin.tui.metrics import MetricsRegistry
+from bptwin.tui.runtime.control_loop import StationControl
+from bptwin.tui.runtime.prometheus import MetricsRegistry
+from bptwin.tui.runtime.shadow_worker import ShadowWorker
 from bptwin.tui.settings import Settings, SettingsError
-from bptwin.tui.shadow_worker import ShadowWorker
 from bptwin.twin.history import History
 from bptwin.twin.live import LatestValues, LinkState, LiveSnapshot
 
@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from bptwin.drivers.base import Driver, DriverThread
     from bptwin.eln.services import NotebookService
     from bptwin.eln.spool import SpooledNotebook
-    from bptwin.tui.alarm_actions import StationAlarms
-    from bptwin.tui.lock import AcquisitionLock
-    from bptwin.twin.notify import Notifier
+    from bptwin.tui.runtime.acquisition_lock import AcquisitionLock
+    from bptwin.tui.runtime.alarm_actions import StationAlarms
+    from bptwin.tui.runtime.notifications import Notifier
     from bptwin.twin.predictor import InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,10 @@ class Station:
         """
         if self.settings.acquisition.source in {"simulated", "replay"}:
             return
-        from bptwin.tui.backfill import backfill_in_background, backfill_running_batches
+        from bptwin.tui.runtime.trend_backfill import (
+            backfill_in_background,
+            backfill_running_batches,
+        )
 
         store, notebook, until = self.store, self.notebook, time.time()
         assert store is not None and notebook is not None
@@ -271,7 +274,7 @@ class Station:
 
     def take_acquisition_locks(self) -> None:
         """One acquisition per reactor, here or on any machine on the broker."""
-        from bptwin.tui.lock import acquire_acquisition_lock
+        from bptwin.tui.runtime.acquisition_lock import acquire_acquisition_lock
 
         try:
             for reactor in self.settings.station.reactors:
@@ -405,7 +408,7 @@ class Station:
         """The operator's acknowledge/shelve/unshelve on this station's alarm engine."""
         if self.shadow_worker is None:
             return None
-        from bptwin.tui.alarm_actions import StationAlarms
+        from bptwin.tui.runtime.alarm_actions import StationAlarms
 
         return StationAlarms(self.shadow_worker)
 
