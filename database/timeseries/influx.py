@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bptwin.database.backoff import Backoff
 from bptwin.database.reading import Quality, Reading
 from bptwin.database.spool import Spool, SpoolError
 from bptwin.database.timeseries.base import (
@@ -232,17 +233,16 @@ class InfluxStore(TimeSeriesStore):
                 self._link_ok = True
         except DeliveryError as exc:
             self._note_failure(exc, count=False)
-        delay = self.retry_initial
+        backoff = Backoff(self.retry_initial, self.retry_max)
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             while self._spool.depth() > 0 and not self._stop.is_set():
                 if self._deliver_once():
-                    delay = self.retry_initial
+                    backoff.reset()
                     continue
-                if self._stop.wait(delay):
+                if self._stop.wait(backoff.next_delay()):
                     return
-                delay = min(delay * 2.0, self.retry_max)
 
     def _deliver_once(self) -> bool:
         """Send the oldest spooled batch; True when it left the spool (written or rejected)."""
