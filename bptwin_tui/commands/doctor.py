@@ -48,7 +48,7 @@ def send_test_notification(settings: Settings, timeout_s: float = 60.0) -> list[
         return [CheckResult("notify test", Status.SKIP, "no notification channel configured")]
     bus = None
     if section.mqtt_topic and settings.bus.backend == "mqtt":
-        from bptwin.tui.runtime.station import build_bus
+        from bptwin.tui.runtime.wiring import build_bus
 
         bus = build_bus(settings)
         try:

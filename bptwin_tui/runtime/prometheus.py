@@ -1,98 +1,105 @@
-"""Health and Prometheus metrics of a running station, served on a loopback port.
+"""Prometheus metrics and the health answer of a running station, served on a loopback port.
 
-The station feeds a :class:`MetricsRegistry` (readings in, prediction latency, alarm counts)
-and lets it read the bus and store state at scrape time (:meth:`MetricsRegistry.watch_bus`,
-:meth:`MetricsRegistry.watch_store`). :class:`MetricsServer` answers
+The station feeds a :class:`StationMetrics` (readings in, prediction latency, alarm counts) and
+lets it read the bus, the stores and other gauges at scrape time (:meth:`watch_bus`,
+:meth:`watch_store`, :meth:`add_gauge`). The exposition is prometheus_client's.
+:class:`MetricsServer` answers
 
-- ``GET /metrics``: the Prometheus text exposition format (version 0.0.4);
-- ``GET /health``: 200 ``{"status": "ok"}`` or 503 ``{"status": "unhealthy", "problems": [...]}``
-  when the bus is disconnected, a store's link is down or no reading came for
-  ``stale_after_s``.
+- ``GET /metrics``: the Prometheus text exposition format;
+- ``GET /health``: 200 ``{"status": "ok"}``, 200 ``{"status": "degraded", "problems": [...]}``
+  while a link is down but readings are kept locally, or 503 ``{"status": "unhealthy", ...}``
+  when nothing arrives (runtime/health.py says which is which).
 
 Only loopback addresses are served: the endpoint has no authentication.
 """
 
 from __future__ import annotations
 
-import bisect
-import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
 from bptwin.tui import __version__
+from bptwin.tui.runtime.health import Health
 from bptwin.tui.settings_ops import is_loopback
 
 if TYPE_CHECKING:
     from bptwin.database.bus import Bus
     from bptwin.database.reading import Reading
     from bptwin.database.timeseries import TimeSeriesStore
+    from bptwin.database.timeseries.base import StoreStatus
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# No "<name>_created" series beside every counter: nothing here restarts counters by hand.
+prometheus_client.disable_created_metrics()
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BUS_COUNTERS = ("published", "received", "malformed", "dropped", "reconnects")
 
 
-@dataclass(frozen=True, slots=True)
-class Health:
-    healthy: bool
-    problems: tuple[str, ...]
+class StationMetrics:
+    """The metrics of one station in a registry of their own; cheap to update from any thread."""
 
-    def to_json(self) -> bytes:
-        status = "ok" if self.healthy else "unhealthy"
-        return json.dumps({"status": status, "problems": list(self.problems)}).encode()
-
-
-class MetricsRegistry:
-    """Thread-safe counters and gauges of one station; cheap to update from any thread."""
-
-    def __init__(
-        self,
-        *,
-        stale_after_s: float = 60.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.stale_after_s = stale_after_s
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
+        self.registry = CollectorRegistry()
+        self.started = clock()
         self._lock = threading.Lock()
-        self._started = clock()
-        self._readings: dict[tuple[str, str], int] = {}
         self._last_reading: dict[tuple[str, str], float] = {}  # wall time it arrived
-        self._latency_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
-        self._latency_sum = 0.0
-        self._prediction_errors = 0
         self._alarms_by_state: dict[str, int] = {}
         self._alarms_by_priority: dict[str, int] = {}
         self._spool_depth: dict[str, int] = {}
         self._buses: list[Bus] = []
         self._stores: list[TimeSeriesStore] = []
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        self._health: Callable[[], Health] | None = None
+        registry = self.registry
+        Info("bptwin", "bptwin version", registry=registry).info({"version": __version__})
+        Gauge("bptwin_start_time_seconds", "Unix time the station started", registry=registry).set(
+            self.started
+        )
+        self._readings = Counter(
+            "bptwin_readings",
+            "Readings received, per reactor and channel",
+            ("reactor", "channel"),
+            registry=registry,
+        )
+        self._latency = Histogram(
+            "bptwin_prediction_latency_seconds",
+            "Time from a closed 30 s window to its OD600 prediction",
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self._prediction_errors = Counter(
+            "bptwin_prediction_errors", "Predictions that failed", registry=registry
+        )
+        registry.register(_ScrapeTimeValues(self))
 
     # -- updates (from the station's threads) --
 
     def reading_received(self, reading: Reading) -> None:
-        key = (reading.reactor, reading.channel)
+        self._readings.labels(reading.reactor, reading.channel).inc()
         now = self._clock()
         with self._lock:
-            self._readings[key] = self._readings.get(key, 0) + 1
-            self._last_reading[key] = now
+            self._last_reading[(reading.reactor, reading.channel)] = now
 
     def observe_prediction_latency(self, seconds: float) -> None:
-        if not math.isfinite(seconds) or seconds < 0:
-            return
-        with self._lock:
-            self._latency_counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
-            self._latency_sum += seconds
+        if math.isfinite(seconds) and seconds >= 0:
+            self._latency.observe(seconds)
 
     def prediction_failed(self) -> None:
-        with self._lock:
-            self._prediction_errors += 1
+        self._prediction_errors.inc()
 
     def set_alarm_counts(
         self, by_state: Mapping[str, int], by_priority: Mapping[str, int] | None = None
@@ -122,145 +129,133 @@ class MetricsRegistry:
         with self._lock:
             self._gauges[name] = (help_text, read)
 
+    def set_health(self, health: Callable[[], Health]) -> None:
+        """Where ``bptwin_healthy`` and ``/health`` come from (the station's health view)."""
+        self._health = health
+
     # -- reading out --
 
-    def health(self) -> Health:
-        problems: list[str] = []
-        now = self._clock()
+    def newest_reading_at(self) -> float | None:
+        """Wall time the newest reading arrived, None before the first."""
         with self._lock:
-            buses, stores = list(self._buses), list(self._stores)
-            newest = max(self._last_reading.values(), default=None)
-            started = self._started
-        for bus in buses:
-            if not bus.connected:
-                problems.append(f"bus {type(bus).__name__} is not connected")
-        for store in stores:
-            status = _status(store)
-            if status is None:
-                problems.append(f"store {store.name}: status unavailable")
-            elif not status.link_ok:
-                error = f" ({status.last_error})" if status.last_error else ""
-                problems.append(
-                    f"store {status.name} link down{error}; {status.spooled} readings spooled"
-                )
-        since = newest if newest is not None else started
-        if now - since > self.stale_after_s:
-            what = "no reading since start" if newest is None else "no reading"
-            problems.append(f"{what} for {now - since:.0f} s (limit {self.stale_after_s:g} s)")
-        return Health(not problems, tuple(problems))
+            return max(self._last_reading.values(), default=None)
 
-    def render(self) -> str:
+    def health(self) -> Health:
+        if self._health is None:
+            return Health("ok", ())
+        return self._health()
+
+    def render(self) -> bytes:
         """All metrics in the Prometheus text format."""
-        now = self._clock()
-        with self._lock:
-            readings = dict(self._readings)
-            last = dict(self._last_reading)
-            latency_counts = list(self._latency_counts)
-            latency_sum = self._latency_sum
-            prediction_errors = self._prediction_errors
-            by_state = dict(self._alarms_by_state)
-            by_priority = dict(self._alarms_by_priority)
-            spools = dict(self._spool_depth)
-            buses, stores = list(self._buses), list(self._stores)
-            gauges = dict(self._gauges)
-        out = _Exposition()
-        out.metric("bptwin_info", "gauge", "bptwin version", [({"version": __version__}, 1)])
-        out.metric("bptwin_start_time_seconds", "gauge", "Unix time the station started",
-                   [({}, self._started)])  # fmt: skip
-        health = self.health()
-        out.metric("bptwin_healthy", "gauge", "1 when /health answers 200",
-                   [({}, int(health.healthy))])  # fmt: skip
-        out.metric(
-            "bptwin_readings_total",
-            "counter",
-            "Readings received from the bus, per reactor and channel",
-            [({"reactor": r, "channel": c}, n) for (r, c), n in sorted(readings.items())],
-        )
-        out.metric(
+        return generate_latest(self.registry)
+
+
+class _ScrapeTimeValues:
+    """The values read when Prometheus scrapes: ages, alarm counts, bus, stores, gauges."""
+
+    def __init__(self, metrics: StationMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []  # families vary with what is watched; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self._metrics
+        now = metrics._clock()
+        with metrics._lock:
+            last = dict(metrics._last_reading)
+            by_state = dict(metrics._alarms_by_state)
+            by_priority = dict(metrics._alarms_by_priority)
+            spools = dict(metrics._spool_depth)
+            buses, stores = list(metrics._buses), list(metrics._stores)
+            gauges = dict(metrics._gauges)
+        healthy = GaugeMetricFamily("bptwin_healthy", "1 when /health answers ok")
+        healthy.add_metric([], float(metrics.health().status == "ok"))
+        yield healthy
+        age = GaugeMetricFamily(
             "bptwin_last_reading_age_seconds",
-            "gauge",
             "Seconds since the last reading of a channel arrived",
-            [
-                ({"reactor": r, "channel": c}, max(0.0, now - t))
-                for (r, c), t in sorted(last.items())
-            ],
+            labels=("reactor", "channel"),
         )
-        cumulative, buckets = 0, []
-        for bound, count in zip((*LATENCY_BUCKETS_S, math.inf), latency_counts, strict=True):
-            cumulative += count
-            buckets.append(({"le": _number(bound)}, cumulative))
-        out.histogram(
-            "bptwin_prediction_latency_seconds",
-            "Time from a closed 30 s window to its OD600 prediction",
-            buckets,
-            latency_sum,
-            cumulative,
-        )
-        out.metric("bptwin_prediction_errors_total", "counter", "Predictions that failed",
-                   [({}, prediction_errors)])  # fmt: skip
-        out.metric(
-            "bptwin_alarms",
-            "gauge",
-            "Alarms per ISA-18.2 state",
-            [({"state": s}, n) for s, n in sorted(by_state.items())],
-        )
-        out.metric(
+        for (reactor, channel), at in sorted(last.items()):
+            age.add_metric([reactor, channel], max(0.0, now - at))
+        yield age
+        yield _labelled_gauge("bptwin_alarms", "Alarms per ISA-18.2 state", "state", by_state)
+        yield _labelled_gauge(
             "bptwin_alarms_annunciated",
-            "gauge",
             "Annunciated alarms (active or unacknowledged) per priority",
-            [({"priority": p}, n) for p, n in sorted(by_priority.items())],
+            "priority",
+            by_priority,
         )
-        self._render_bus(out, buses)
-        self._render_stores(out, stores, spools)
+        yield from _bus_families(buses)
+        yield from _store_families(stores, spools)
         for name, (help_text, read) in sorted(gauges.items()):
             try:
                 value = float(read())
             except Exception as exc:  # a broken probe must not break the scrape
                 log.warning("metric %s unavailable: %s", name, exc)
                 continue
-            out.metric(name, "gauge", help_text, [({}, value)])
-        return out.text()
-
-    @staticmethod
-    def _render_bus(out: _Exposition, buses: list[Bus]) -> None:
-        connected, counters = [], {}
-        for bus in buses:
-            labels = {"bus": type(bus).__name__}
-            connected.append((labels, int(bus.connected)))
-            stats = bus.stats
-            for field in ("published", "received", "malformed", "dropped", "reconnects"):
-                counters.setdefault(field, []).append((labels, getattr(stats, field)))
-            counters.setdefault("pending", []).append((labels, stats.pending))
-        out.metric("bptwin_bus_connected", "gauge", "1 when the bus is connected", connected)
-        for field, samples in counters.items():
-            kind = "gauge" if field == "pending" else "counter"
-            name = f"bptwin_bus_{field}" + ("" if kind == "gauge" else "_total")
-            out.metric(name, kind, f"Bus messages {field}", samples)
-
-    @staticmethod
-    def _render_stores(
-        out: _Exposition, stores: list[TimeSeriesStore], spools: dict[str, int]
-    ) -> None:
-        link, pending, spooled, written, failed = [], [], [], [], []
-        for store in stores:
-            status = _status(store)
-            if status is None:
-                continue
-            labels = {"store": status.name}
-            link.append((labels, int(status.link_ok)))
-            pending.append((labels, status.pending))
-            spooled.append((labels, status.spooled))
-            written.append((labels, status.written))
-            failed.append((labels, status.failed_writes))
-        spooled += [({"store": name}, depth) for name, depth in sorted(spools.items())]
-        out.metric("bptwin_store_link_ok", "gauge", "1 when the store's server answers", link)
-        out.metric("bptwin_store_pending", "gauge", "Readings not yet confirmed written", pending)
-        out.metric("bptwin_spool_depth", "gauge", "Readings waiting in the local spool", spooled)
-        out.metric("bptwin_store_written_total", "counter", "Readings written", written)
-        out.metric("bptwin_store_failed_writes_total", "counter", "Failed write attempts", failed)
+            gauge = GaugeMetricFamily(name, help_text)
+            gauge.add_metric([], value)
+            yield gauge
 
 
-def _status(store: TimeSeriesStore) -> Any:
+def _labelled_gauge(
+    name: str, help_text: str, label: str, values: Mapping[str, int]
+) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(name, help_text, labels=(label,))
+    for key, value in sorted(values.items()):
+        gauge.add_metric([key], float(value))
+    return gauge
+
+
+def _bus_families(buses: list[Bus]) -> Iterator[Metric]:
+    connected = GaugeMetricFamily(
+        "bptwin_bus_connected", "1 when the bus is connected", labels=("bus",)
+    )
+    pending = GaugeMetricFamily("bptwin_bus_pending", "Bus messages pending", labels=("bus",))
+    counters = {
+        field: CounterMetricFamily(f"bptwin_bus_{field}", f"Bus messages {field}", labels=("bus",))
+        for field in BUS_COUNTERS
+    }
+    for bus in buses:
+        label = [type(bus).__name__]
+        connected.add_metric(label, float(bus.connected))
+        stats = bus.stats
+        pending.add_metric(label, float(stats.pending))
+        for field, family in counters.items():
+            family.add_metric(label, float(getattr(stats, field)))
+    yield connected
+    yield pending
+    yield from counters.values()
+
+
+def _store_families(stores: list[TimeSeriesStore], spools: dict[str, int]) -> Iterator[Metric]:
+    def family(name: str, help_text: str, kind: str = "gauge") -> Any:
+        cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+        return cls(name, help_text, labels=("store",))
+
+    link = family("bptwin_store_link_ok", "1 when the store's server answers")
+    pending = family("bptwin_store_pending", "Readings not yet confirmed written")
+    spooled = family("bptwin_spool_depth", "Readings waiting in the local spool")
+    written = family("bptwin_store_written", "Readings written", "counter")
+    failed = family("bptwin_store_failed_writes", "Failed write attempts", "counter")
+    for store in stores:
+        status = store_status(store)
+        if status is None:
+            continue
+        label = [status.name]
+        link.add_metric(label, float(status.link_ok))
+        pending.add_metric(label, float(status.pending))
+        spooled.add_metric(label, float(status.spooled))
+        written.add_metric(label, float(status.written))
+        failed.add_metric(label, float(status.failed_writes))
+    for name, depth in sorted(spools.items()):
+        spooled.add_metric([name], float(depth))
+    yield from (link, pending, spooled, written, failed)
+
+
+def store_status(store: TimeSeriesStore) -> StoreStatus | None:
     try:
         return store.status()
     except Exception as exc:  # a closed store, say; report it as unavailable
@@ -268,78 +263,15 @@ def _status(store: TimeSeriesStore) -> Any:
         return None
 
 
-def _number(value: float) -> str:
-    if value == math.inf:
-        return "+Inf"
-    if value == -math.inf:
-        return "-Inf"
-    if math.isnan(value):
-        return "NaN"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(labels: Mapping[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{key}="{_escape_label(str(value))}"' for key, value in labels.items())
-    return "{" + inner + "}"
-
-
-class _Exposition:
-    """Builds the text format: HELP and TYPE once per family, then its samples."""
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-
-    def metric(
-        self,
-        name: str,
-        kind: str,
-        help_text: str,
-        samples: Iterable[tuple[Mapping[str, str], float]],
-    ) -> None:
-        self._head(name, kind, help_text)
-        for labels, value in samples:
-            self._lines.append(f"{name}{_labels(labels)} {_number(value)}")
-
-    def histogram(
-        self,
-        name: str,
-        help_text: str,
-        buckets: list[tuple[Mapping[str, str], float]],
-        total: float,
-        count: int,
-    ) -> None:
-        self._head(name, "histogram", help_text)
-        for labels, value in buckets:
-            self._lines.append(f"{name}_bucket{_labels(labels)} {_number(value)}")
-        self._lines.append(f"{name}_sum {_number(total)}")
-        self._lines.append(f"{name}_count {count}")
-
-    def _head(self, name: str, kind: str, help_text: str) -> None:
-        escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-        self._lines += [f"# HELP {name} {escaped}", f"# TYPE {name} {kind}"]
-
-    def text(self) -> str:
-        return "\n".join(self._lines) + "\n"
-
-
 class MetricsServer:
     """``/metrics`` and ``/health`` over HTTP on a loopback address, in a daemon thread."""
 
-    def __init__(self, registry: MetricsRegistry, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, metrics: StationMetrics, host: str = "127.0.0.1", port: int = 0) -> None:
         if not is_loopback(host):
             raise ValueError(f"metrics.host: {host!r} is not a loopback address")
-        self.registry = registry
-        handler = _handler_for(registry)
+        self.metrics = metrics
         try:
-            self._server = ThreadingHTTPServer((host, port), handler)
+            self._server = ThreadingHTTPServer((host, port), _handler_for(metrics))
         except OSError as exc:
             raise OSError(f"metrics.port: cannot listen on {host}:{port}: {exc.strerror}") from None
         self._server.daemon_threads = True
@@ -368,17 +300,17 @@ class MetricsServer:
         self._server.server_close()
 
 
-def _handler_for(registry: MetricsRegistry) -> type[BaseHTTPRequestHandler]:
+def _handler_for(metrics: StationMetrics) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "bptwin-metrics"
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._answer(200, CONTENT_TYPE, registry.render().encode())
+                self._answer(200, CONTENT_TYPE, metrics.render())
             elif path == "/health":
-                health = registry.health()
-                self._answer(200 if health.healthy else 503, "application/json", health.to_json())
+                health = metrics.health()
+                self._answer(health.http_status, "application/json", health.to_json())
             else:
                 self._answer(404, "text/plain", b"try /metrics or /health\n")
 
@@ -396,6 +328,6 @@ def _handler_for(registry: MetricsRegistry) -> type[BaseHTTPRequestHandler]:
 
 
 def start_metrics_server(
-    registry: MetricsRegistry, host: str = "127.0.0.1", port: int = 0
+    metrics: StationMetrics, host: str = "127.0.0.1", port: int = 0
 ) -> MetricsServer:
-    return MetricsServer(registry, host, port).start()
+    return MetricsServer(metrics, host, port).start()

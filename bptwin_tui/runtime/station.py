@@ -1,7 +1,14 @@
-"""Wiring: builds the bus, stores and drivers named in the settings and runs them.
+"""The station's life cycle: start its parts in order, keep them connected, stop them in reverse.
 
 ``drivers -> bus -> recorder -> time-series store``; the same station serves the TUI
-(``bptwin run``) and the headless service (``bptwin serve``).
+(``bptwin run``) and the headless service (``bptwin serve``). The parts come from
+``runtime/wiring.py``, readings flow through ``runtime/pipeline.py``, and what an operator sees
+of the links comes from ``runtime/health.py``.
+
+A station starts and acquires with any server away: readings wait in the stores' spool, notebook
+writes in the notebook queue and publishes in the bus outbox, and a background *link keeper*
+migrates the notebook and connects the broker once they answer. Only a configuration error
+(``SettingsError``) or another live acquisition of a reactor stops a start.
 """
 
 from __future__ import annotations
@@ -9,30 +16,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bptwin.database.reading import Reading
-from bptwin.database.recorder import Recorder
-from bptwin.tui.runtime.control_loop import StationControl
-from bptwin.tui.runtime.prometheus import MetricsRegistry
-from bptwin.tui.runtime.shadow_worker import ShadowWorker
+from bptwin.database.backoff import Backoff
+from bptwin.tui.runtime.health import Health, HealthView
+from bptwin.tui.runtime.pipeline import ReadingPipeline
+from bptwin.tui.runtime.prometheus import StationMetrics
+from bptwin.tui.runtime.wiring import Runtime, build_bus, build_runtime
 from bptwin.tui.settings import Settings, SettingsError
 from bptwin.twin.history import History
-from bptwin.twin.live import LatestValues, LinkState, LiveSnapshot
+from bptwin.twin.live import LatestValues, LiveSnapshot
 
 if TYPE_CHECKING:
-    from bptwin.database.bus import Bus, Subscription
+    from bptwin.database.bus import Bus
+    from bptwin.database.recorder import Recorder
     from bptwin.database.timeseries import TimeSeriesStore
-    from bptwin.drivers.base import Driver, DriverThread
-    from bptwin.eln.services import NotebookService
     from bptwin.eln.spool import SpooledNotebook
-    from bptwin.tui.runtime.acquisition_lock import AcquisitionLock
+    from bptwin.tui.runtime.acquisition_lock import AcquisitionLock, AcquisitionOwner
     from bptwin.tui.runtime.alarm_actions import StationAlarms
+    from bptwin.tui.runtime.control_loop import StationControl
     from bptwin.tui.runtime.notifications import Notifier
+    from bptwin.tui.runtime.shadow_worker import ShadowWorker
     from bptwin.twin.predictor import InferenceWorker
 
 log = logging.getLogger(__name__)
+
+__all__ = ["LinkKeeper", "Station", "build_bus", "connect_bus", "start_bus"]
 
 
 class Station:
@@ -44,149 +54,167 @@ class Station:
         # Trend history for the dashboard's plots (bounded: a 30 h batch of every channel).
         self.history = History(settings.station.reactors)
         # Counters and gauges for the Prometheus endpoint of `bptwin serve` ([metrics]).
-        self.metrics = MetricsRegistry(stale_after_s=settings.metrics.stale_after_s)
-        self.notifier: Notifier | None = None
-        self.bus: Bus | None = None
-        self.store: TimeSeriesStore | None = None
-        self.recorder: Recorder | None = None
-        self._subscriptions: list[Subscription] = []
-        self._driver_threads: list[DriverThread] = []
+        self.metrics = StationMetrics()
+        self.pipeline = ReadingPipeline()
+        self.runtime: Runtime | None = None
         self.warnings: list[str] = []
-        self.shadow_worker: ShadowWorker | None = None
-        self.inference: InferenceWorker | None = None
-        self.control: StationControl | None = None
-        self._simulated: list[Driver] = []
-        # The notebook with store-and-forward (eln.spool): alarm events, samples, notes.
-        self.notebook: SpooledNotebook | None = None
+        # Set when another live acquisition of a reactor turns up after start: serve exits.
+        self.conflict: str | None = None
+        self.conflicted = threading.Event()
         self._locks: list[AcquisitionLock] = []
-        # Reactors acquired here: recorded as acquired, their echo from the bus is skipped.
-        self._local_reactors: set[str] = set()
-        self.backfill: threading.Thread | None = None
+        self._keeper = LinkKeeper()
+        self._schema_problem: str | None = None
+        self._started_at = time.time()
+        self.health_view = HealthView(
+            lambda: self.runtime,
+            schema_problem=lambda: self._schema_problem,
+            urgent=self._urgent_problems,
+        )
+        self.metrics.set_health(self.health_view.health)
+
+    # -- the parts (None before start) --
+
+    @property
+    def bus(self) -> Bus | None:
+        return self.runtime.bus if self.runtime else None
+
+    @property
+    def store(self) -> TimeSeriesStore | None:
+        return self.runtime.store if self.runtime else None
+
+    @property
+    def recorder(self) -> Recorder | None:
+        return self.runtime.recorder if self.runtime else None
+
+    @property
+    def notebook(self) -> SpooledNotebook | None:
+        return self.runtime.notebook if self.runtime else None
+
+    @property
+    def control(self) -> StationControl | None:
+        return self.runtime.control if self.runtime else None
+
+    @property
+    def shadow_worker(self) -> ShadowWorker | None:
+        return self.runtime.shadow_worker if self.runtime else None
+
+    @property
+    def inference(self) -> InferenceWorker | None:
+        return self.runtime.inference if self.runtime else None
+
+    @property
+    def notifier(self) -> Notifier | None:
+        return self.runtime.notifier if self.runtime else None
+
+    @property
+    def backfill(self) -> threading.Thread | None:
+        return self.runtime.backfill if self.runtime else None
+
+    @property
+    def locks(self) -> list[AcquisitionLock]:
+        return list(self._locks)
+
+    # -- start --
 
     def start(self) -> None:
-        """Open everything or raise SettingsError naming the setting that does not work.
+        """Start every part in order; raise SettingsError for a setting that cannot work.
 
-        Raises AcquisitionLockedError (a SettingsError) when another acquisition runs one of
-        the reactors (bptwin_tui.lock).
+        Raises AcquisitionLockedError (a SettingsError) when another live acquisition runs
+        one of the reactors (runtime/acquisition_lock.py). A server that does not answer is
+        no error: the station starts degraded and connects when it can.
         """
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._started_at = time.time()
+        try:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SettingsError(
+                f"station.data_dir: cannot create {self.settings.data_dir}: {exc.strerror or exc}"
+            ) from None
         self.take_acquisition_locks()
         try:
-            self._start_locked()
+            self.runtime = build_runtime(
+                self.settings,
+                sink=self.pipeline.from_driver,
+                latest=self.latest,
+                history=self.history,
+                metrics=self.metrics,
+            )
+            self.pipeline.attach(self.runtime)
+            self._start_parts(self.runtime)
         except BaseException:
             self.stop()  # a station that did not start holds nothing (threads, locks)
             raise
 
-    def _start_locked(self) -> None:
-        self.upgrade_notebook()
-        self.store = build_store(self.settings)
-        self.warnings += check_store_reachable(self.settings, self.store)
-        self.recorder = Recorder(self.store)
-        outbox = self.settings.spool_dir() / "bus-outbox.sqlite"
-        self.bus = build_bus(self.settings, outbox_path=outbox)
-        prefix = self.settings.bus.prefix
-        self.start_shadow()
-        self.start_backfill()
+    def _start_parts(self, runtime: Runtime) -> None:
+        self._upgrade_notebook()
+        self.warnings += check_store_reachable(self.settings, runtime.store)
+        self._start_shadow(runtime)
+        if self._schema_problem is None:
+            self._start_backfill(runtime)
         # Subscribed before the connection: a resumed MQTT session delivers what the broker
         # kept for us while this process was away right after CONNACK.
-        self._subscriptions.append(
-            self.bus.subscribe_readings(
-                self._record_from_bus,
-                prefix=prefix,
-                skip_reactor=self._local_reactors.__contains__,  # our own, recorded already
+        runtime.subscriptions.append(
+            runtime.bus.subscribe_readings(
+                self.pipeline.from_bus,
+                prefix=self.settings.bus.prefix,
+                skip_reactor=runtime.local_reactors.__contains__,  # our own, recorded already
             )
         )
-        drivers = self.build_drivers()
         # Known before any message arrives: the outbox of an earlier run replays our own
         # readings, which are in the store already.
-        self._local_reactors.update(driver.reactor for driver in drivers)
-        start_bus(self.settings, self.bus)
+        runtime.local_reactors.update(driver.reactor for driver in runtime.drivers)
+        if not connect_bus(self.settings, runtime.bus):
+            self.warnings.append(
+                f"bus.host/bus.port: the MQTT broker at {self.settings.bus.host}:"
+                f"{self.settings.bus.port} does not answer; publishes wait in the outbox and "
+                "the station connects when it is back"
+            )
+            self._keeper.add("bus", lambda: connect_bus(self.settings, runtime.bus))
         from bptwin.drivers.base import DriverThread
 
-        for driver in drivers:
-            self._driver_threads.append(DriverThread(driver).start())
+        for driver in runtime.drivers:
+            runtime.driver_threads.append(DriverThread(driver).start())
         if self.settings.acquisition.source == "simulated":
-            self._follow_setpoints()
+            self._follow_setpoints(runtime)
+        self._keeper.start()
 
-    def start_backfill(self) -> None:
-        """The running batches' stored trends into the history, beside acquisition.
+    def _upgrade_notebook(self) -> None:
+        """Migrate the notebook now, or once its database answers (writes queue meanwhile)."""
+        from bptwin.database.migrate import upgrade
+        from bptwin.database.relational import DatabaseUnavailable
 
-        Not for the simulated and replayed sources: each start of those is a batch of its own,
-        so the store's older readings belong to another batch.
-        """
-        if self.settings.acquisition.source in {"simulated", "replay"}:
-            return
-        from bptwin.tui.runtime.trend_backfill import (
-            backfill_in_background,
-            backfill_running_batches,
-        )
-
-        store, notebook, until = self.store, self.notebook, time.time()
-        assert store is not None and notebook is not None
-        # Up to now only: what arrives from here on reaches the history live.
-        self.backfill = backfill_in_background(
-            lambda: backfill_running_batches(
-                self.history, store, notebook, self.settings.station.reactors, now=until
-            )
-        )
-
-    def _follow_setpoints(self) -> None:
-        """Let the simulated reactors obey setpoints published on the bus (control mode 1)."""
-        from bptwin.twin.actuation import SetpointCommand
-
-        assert self.bus is not None
-        drivers = {thread.driver.reactor: thread.driver for thread in self._driver_threads}
-        prefix = self.settings.bus.prefix
-
-        def apply(topic: str, payload: bytes) -> None:
-            try:
-                command = SetpointCommand.from_message(topic, payload)
-            except ValueError as exc:
-                log.warning("setpoint refused: %s", exc)
-                return
-            simulator = getattr(drivers.get(command.reactor), "simulator", None)
-            if simulator is not None:
-                simulator.apply_setpoint(command.parameter, command.value)
-
-        pattern = f"{prefix}/v1/+/setpoints/+"
-        self._subscriptions.append(self.bus.subscribe(pattern, apply))
-
-    def start_shadow(self) -> None:
-        """Features, alarms and (when a model loads) predictions for every reactor."""
-        from bptwin.eln.services import NotebookService
-        from bptwin.twin.alarm_rules import AlarmConfigError, rules_from_config
-        from bptwin.twin.shadow import Shadow
-
-        assert self.bus is not None and self.recorder is not None
+        url = self.settings.notebook_url()
         try:
-            rules = rules_from_config(self.settings.alarms)
-        except AlarmConfigError as exc:
-            raise SettingsError(str(exc)) from None
-        shadow = Shadow(self.settings.station.reactors, alarm_rules=rules)
-        from bptwin.eln.spool import SpooledNotebook
+            upgrade(url)
+            return
+        except DatabaseUnavailable as exc:
+            self._schema_problem = f"notebook database unreachable at start ({exc})"
+        self.warnings.append(
+            f"notebook.url: {self._schema_problem}; notebook writes are queued on disk and "
+            "written once it answers"
+        )
 
-        notebook = SpooledNotebook(
-            NotebookService.from_url(self.settings.notebook_url()),
-            self.settings.spool_dir() / "notebook.sqlite",
-        )
-        self.notebook = notebook
-        self.control = build_control(self.settings, self.bus, notebook)
-        self.notifier = self.start_notifier()
-        self.shadow_worker = ShadowWorker(
-            shadow,
-            latest=self.latest,
-            history=self.history,
-            recorder=self.recorder,
-            bus=self.bus,
-            prefix=self.settings.bus.prefix,
-            notebook=notebook,
-            control=self.control,
-            notifier=self.notifier,
-            metrics=self.metrics,
-        )
-        self.inference = self.start_inference(self.shadow_worker)
-        self.shadow_worker.inference = self.inference
-        self.shadow_worker.start()
+        def migrate_when_back() -> bool:
+            try:
+                upgrade(url)
+            except DatabaseUnavailable as exc:
+                self._schema_problem = f"notebook database unreachable ({exc})"
+                return False
+            self._schema_problem = None
+            log.warning("notebook database reachable again: schema current, replaying the queue")
+            if self.runtime is not None:
+                self._start_backfill(self.runtime)
+            return True
+
+        self._keeper.add("notebook", migrate_when_back)
+
+    def _start_shadow(self, runtime: Runtime) -> None:
+        """Predictions (when a model loads), alarm notifications, then the shadow's thread."""
+        runtime.inference = self.start_inference(runtime.shadow_worker)
+        runtime.shadow_worker.inference = runtime.inference
+        if runtime.notifier is not None:
+            runtime.notifier.start()
+        runtime.shadow_worker.start()
 
     def start_inference(self, shadow_worker: ShadowWorker) -> InferenceWorker | None:
         from bptwin.twin.predictor import InferenceWorker, load_predictor
@@ -207,70 +235,49 @@ class Station:
             on_latency=self.metrics.observe_prediction_latency,
         ).start()
 
-    def start_notifier(self) -> Notifier | None:
-        """Critical alarms beyond the screen ([notify]: webhook, MQTT topic, mail), if set."""
-        from bptwin.tui.settings_ops import notifier_from_settings
+    def _start_backfill(self, runtime: Runtime) -> None:
+        """The running batches' stored trends into the history, beside acquisition.
 
-        bus = self.bus
-        assert bus is not None
-
-        def publish(topic: str, payload: bytes) -> None:
-            bus.publish(topic, payload, qos=1)
-
-        notifier = notifier_from_settings(
-            self.settings.notify, publish=publish, station=self.settings.station.name
+        Not for the simulated and replayed sources: each start of those is a batch of its own,
+        so the store's older readings belong to another batch. Up to the start only: what
+        arrived since reached the history live.
+        """
+        if self.settings.acquisition.source in {"simulated", "replay"}:
+            return
+        from bptwin.tui.runtime.trend_backfill import (
+            backfill_in_background,
+            backfill_running_batches,
         )
-        if notifier is None:
-            return None
-        self.metrics.add_gauge(
-            "bptwin_notifications_accepted",
-            "Alarm notifications queued for delivery since start",
-            lambda: float(notifier.stats.accepted),
+
+        until = self._started_at
+        runtime.backfill = backfill_in_background(
+            lambda: backfill_running_batches(
+                self.history,
+                runtime.store,
+                runtime.notebook,  # type: ignore[arg-type]
+                self.settings.station.reactors,
+                now=until,
+            )
         )
-        self.metrics.add_gauge(
-            "bptwin_notifications_dropped",
-            "Alarm notifications dropped because the queue was full",
-            lambda: float(notifier.stats.dropped),
-        )
-        return notifier.start()
 
-    def build_drivers(self) -> list[Driver]:
-        from bptwin.drivers.factory import DriverConfigError, build_drivers
+    def _follow_setpoints(self, runtime: Runtime) -> None:
+        """Let the simulated reactors obey setpoints published on the bus (control mode 1)."""
+        from bptwin.twin.actuation import SetpointCommand
 
-        acquisition = self.settings.acquisition
-        assert self.bus is not None
-        drivers: list[Driver] = []
-        try:
-            # One driver per reactor; the simulated reactors differ by seed.
-            for index, reactor in enumerate(self.settings.station.reactors):
-                drivers += build_drivers(
-                    acquisition.source,
-                    self._publish,
-                    reactor=reactor,
-                    speed=acquisition.speed,
-                    seed=acquisition.seed + index,
-                    replay_file=acquisition.replay_file,
-                    topic_map=acquisition.topic_map,
-                    serial_port=acquisition.serial.port,
-                    baudrate=acquisition.serial.baudrate,
-                    bus=self.bus,
-                    bus_is_mqtt=self.settings.bus.backend == "mqtt",
-                    prefix=self.settings.bus.prefix,
-                )
-                if acquisition.source in {"serial", "replay", "mqtt"}:
-                    break  # these sources name their reactor themselves
-        except DriverConfigError as exc:
-            raise SettingsError(str(exc)) from None
-        return drivers
+        drivers = {driver.reactor: driver for driver in runtime.drivers}
 
-    def upgrade_notebook(self) -> list[str]:
-        from bptwin.database.migrate import upgrade
-        from bptwin.database.relational import DatabaseUnavailable
+        def apply(topic: str, payload: bytes) -> None:
+            try:
+                command = SetpointCommand.from_message(topic, payload)
+            except ValueError as exc:
+                log.warning("setpoint refused: %s", exc)
+                return
+            simulator = getattr(drivers.get(command.reactor), "simulator", None)
+            if simulator is not None:
+                simulator.apply_setpoint(command.parameter, command.value)
 
-        try:
-            return upgrade(self.settings.notebook_url())
-        except DatabaseUnavailable as exc:
-            raise SettingsError(f"notebook.url: {exc}") from None
+        pattern = f"{self.settings.bus.prefix}/v1/+/setpoints/+"
+        runtime.subscriptions.append(runtime.bus.subscribe(pattern, apply))
 
     def take_acquisition_locks(self) -> None:
         """One acquisition per reactor, here or on any machine on the broker."""
@@ -278,7 +285,14 @@ class Station:
 
         try:
             for reactor in self.settings.station.reactors:
-                self._locks.append(acquire_acquisition_lock(self.settings, reactor))
+                self._locks.append(
+                    acquire_acquisition_lock(
+                        self.settings,
+                        reactor,
+                        wait_for_broker=False,
+                        on_conflict=self._on_conflict,
+                    )
+                )
         except BaseException:
             self.release_acquisition_locks()
             raise
@@ -288,49 +302,26 @@ class Station:
             lock.release()
         self._locks.clear()
 
-    def _publish(self, reading: Reading) -> None:
-        """Sink of the local drivers: recorded here at once, then published for others.
+    def _on_conflict(self, owner: AcquisitionOwner) -> None:
+        """Another live acquisition of a reactor turned up on the broker: stop acquiring."""
+        self.conflict = (
+            f"reactor {owner.reactor}: another acquisition runs on {owner.describe()}; "
+            "this one stopped acquiring (two acquisitions of one reactor are refused)"
+        )
+        log.error("%s", self.conflict)
+        self.stop_drivers()
+        self.conflicted.set()
 
-        Recording does not wait for the broker's echo, so acquisition, the shadow and the
-        store go on while the broker is away; the publish waits in the bus outbox.
-        """
-        assert self.bus is not None
-        self._local_reactors.add(reading.reactor)
-        self._record(reading)
-        try:
-            self.bus.publish_reading(reading, prefix=self.settings.bus.prefix)
-        except Exception as exc:  # recorded already: a failed publish costs only the viewers
-            log.error("reading %s/%s not published: %s", reading.reactor, reading.channel, exc)
+    def _urgent_problems(self) -> list[str]:
+        problems = [self.conflict] if self.conflict else []
+        problems += [
+            f"reactor {lock.reactor}: acquisition claim not yet on the broker (unreachable)"
+            for lock in self._locks
+            if lock.claim_pending
+        ]
+        return problems
 
-    def _record_from_bus(self, reading: Reading) -> None:
-        """Readings of sensors that publish on the broker themselves (not our own echo).
-
-        Written to the store before the handler returns, i.e. before the bus acknowledges
-        the message to the broker: an acknowledged reading is on disk, even after SIGKILL.
-        """
-        if reading.reactor in self._local_reactors:
-            return
-        self._record(reading, durable=True)
-
-    def _record(self, reading: Reading, *, durable: bool = False) -> None:
-        self.latest.add(reading)
-        self.metrics.reading_received(reading)
-        self.history.add_reading(reading)
-        if durable and self.store is not None:
-            from bptwin.database.timeseries import TimeSeriesError
-
-            try:
-                self.store.write([reading])
-            except TimeSeriesError as exc:  # the recorder keeps it in memory and retries
-                log.error(
-                    "reading %s/%s not stored at once: %s", reading.reactor, reading.channel, exc
-                )
-                if self.recorder is not None:
-                    self.recorder.add(reading)
-        elif self.recorder is not None:
-            self.recorder.add(reading)
-        if self.shadow_worker is not None:
-            self.shadow_worker.submit(reading)
+    # -- running --
 
     def snapshot(self) -> LiveSnapshot:
         self.update_links()
@@ -338,169 +329,175 @@ class Station:
 
     def update_links(self) -> None:
         """Bus, time-series store and notebook: up or down, and how much waits on disk."""
-        if self.bus is not None:
-            self.latest.set_link(bus_link(self.settings, self.bus))
-        if self.store is not None:
-            status = self.store.status()
-            buffered = self.recorder.stats().buffered if self.recorder else 0
-            waiting = status.pending + status.spooled + buffered
-            detail = "" if status.link_ok else f"{status.last_error or 'unreachable'}; spooled"
-            self.latest.set_link(LinkState("timeseries", status.link_ok, waiting, detail))
-        if self.notebook is not None:
-            state = self.notebook.status()
-            detail = "" if state.up else f"{state.last_error or 'unreachable'}; queued"
-            if state.rejected:
-                detail = f"{detail}; {state.rejected} refused on replay".lstrip("; ")
-            self.latest.set_link(LinkState("notebook", state.up, state.waiting, detail))
-        rejected = self.rejected_inputs()
-        total = sum(rejected.values())
-        self.latest.set_problem(
-            "input",
-            f"rejected input: {total} ("
-            + ", ".join(f"{source} {count}" for source, count in sorted(rejected.items()))
-            + ")"
-            if total
-            else None,
-        )
+        self.health_view.update()
+
+    def health(self) -> Health:
+        return self.health_view.health()
 
     def rejected_inputs(self) -> dict[str, int]:
-        """Inputs refused with a reason since start, by source and reason (all logged too).
+        """Inputs refused with a reason since start, by source and reason (all logged too)."""
+        return self.health_view.rejected_inputs()
 
-        MQTT payloads that are not a valid reading (bus), lines or messages a driver refused
-        (e.g. a serial checksum), notebook writes refused for their values.
-        """
-        counts: dict[str, int] = {}
-        if self.bus is not None and self.bus.stats.malformed:
-            counts["mqtt payload"] = self.bus.stats.malformed
-        for thread in self._driver_threads:
-            driver = thread.driver
-            for reason, count in driver.stats.rejected_by_reason.items():
-                key = f"{driver.name} {reason}"
-                counts[key] = counts.get(key, 0) + count
-        if self.notebook is not None and self.notebook.refused_inputs:
-            counts["notebook form"] = self.notebook.refused_inputs
-        return counts
-
-    def watch_metrics(self, registry: MetricsRegistry) -> None:
+    def watch_metrics(self, metrics: StationMetrics) -> None:
         """Bus, store, spool depths and rejected inputs on the Prometheus endpoint."""
-        if self.bus is not None:
-            registry.watch_bus(self.bus)
-        if self.store is not None:
-            registry.watch_store(self.store)
-        registry.add_gauge(
+        runtime = self.runtime
+        if runtime is None:
+            return
+        metrics.watch_bus(runtime.bus)
+        metrics.watch_store(runtime.store)
+        metrics.add_gauge(
             "bptwin_inputs_rejected",
             "Inputs refused with a reason since start (payloads, lines, form values)",
             lambda: float(sum(self.rejected_inputs().values())),
         )
-        registry.add_gauge(
+        metrics.add_gauge(
             "bptwin_bus_outbox_depth",
             "MQTT publishes waiting in the durable outbox for the broker",
-            lambda: float(getattr(self.bus, "outbox_depth", 0)),
+            lambda: float(getattr(runtime.bus, "outbox_depth", 0)),
         )
-        registry.add_gauge(
+        metrics.add_gauge(
             "bptwin_notebook_spool_depth",
             "Notebook writes queued on disk while the database is away",
-            lambda: float(self.notebook.status().waiting if self.notebook else 0),
+            lambda: float(runtime.notebook.status().waiting),
         )
 
     @property
     def alarm_actions(self) -> StationAlarms | None:
         """The operator's acknowledge/shelve/unshelve on this station's alarm engine."""
-        if self.shadow_worker is None:
+        if self.runtime is None:
             return None
         from bptwin.tui.runtime.alarm_actions import StationAlarms
 
-        return StationAlarms(self.shadow_worker)
+        return StationAlarms(self.runtime.shadow_worker)
+
+    # -- stop --
 
     def stop_drivers(self) -> None:
         """End acquisition only (the rest keeps running until ``stop``)."""
-        for thread in self._driver_threads:
+        runtime = self.runtime
+        if runtime is None:
+            return
+        threads, runtime.driver_threads = runtime.driver_threads, []
+        for thread in threads:
             thread.stop()
-        self._driver_threads.clear()
 
     def stop(self) -> None:
-        """Stop drivers first so every emitted reading still reaches the store."""
-        self.stop_drivers()
-        if self.bus is not None:
-            # Let the handlers see what was published so far before the shadow stops.
-            self.bus.drain(timeout=10.0)
-        for subscription in self._subscriptions:
-            subscription.cancel()
-        self._subscriptions.clear()
-        if self.shadow_worker is not None:
-            self.shadow_worker.stop()
-        if self.inference is not None:
-            self.inference.stop()
-        if self.notifier is not None:
-            self.notifier.stop(timeout=5.0)
-        if self.bus is not None:
-            # After the shadow: its last alarm transitions and predictions still go out.
-            self.bus.stop()
-        if self.recorder is not None:
-            self.recorder.flush(timeout=10.0)
-            self.recorder.close()
-        if self.store is not None:
-            self.store.flush(timeout=10.0)
-            self.store.close()
-        if self.notebook is not None:
-            self.notebook.close()  # what is still queued stays on disk for the next start
-        close_bus = getattr(self.bus, "close", None)
-        if close_bus is not None:
-            close_bus()
+        """Stop in reverse order of start: drivers first, so every reading reaches a store."""
+        self._keeper.stop()
+        runtime = self.runtime
+        if runtime is not None:
+            self._stop_parts(runtime)
         self.release_acquisition_locks()
 
+    def _stop_parts(self, runtime: Runtime) -> None:
+        self.stop_drivers()
+        if runtime.bus.connected:
+            # Let the handlers see what was published so far before the shadow stops.
+            runtime.bus.drain(timeout=10.0)
+        for subscription in runtime.subscriptions:
+            subscription.cancel()
+        runtime.subscriptions.clear()
+        runtime.shadow_worker.stop()
+        if runtime.inference is not None:
+            runtime.inference.stop()
+        if runtime.notifier is not None:
+            runtime.notifier.stop(timeout=5.0)
+        # After the shadow: its last alarm transitions and predictions still go out.
+        runtime.bus.stop()
+        runtime.recorder.flush(timeout=10.0)
+        runtime.recorder.close()
+        # Spooled readings are on disk already: with the server away, waiting would only
+        # hold up the stop (and the UI that asked for it).
+        runtime.store.flush(timeout=10.0 if runtime.store.status().link_ok else 0.5)
+        runtime.store.close()
+        runtime.notebook.close()  # what is still queued stays on disk for the next start
+        close_bus = getattr(runtime.bus, "close", None)
+        if close_bus is not None:
+            close_bus()
 
-def build_store(settings: Settings) -> TimeSeriesStore:
-    from bptwin.database.timeseries import TimeSeriesError
 
-    section = settings.timeseries
+class LinkKeeper:
+    """Retries the links that were down at start (broker, notebook) with back-off, in a thread."""
+
+    def __init__(self, *, initial_s: float = 1.0, maximum_s: float = 30.0) -> None:
+        self._tasks: dict[str, tuple[Callable[[], bool], Backoff]] = {}
+        self._initial_s = initial_s
+        self._maximum_s = maximum_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, name: str, attempt: Callable[[], bool]) -> None:
+        """``attempt()`` returns True once the link works; it is then never called again."""
+        self._tasks[name] = (attempt, Backoff(self._initial_s, self._maximum_s))
+
+    @property
+    def pending(self) -> list[str]:
+        return list(self._tasks)
+
+    def start(self) -> None:
+        if self._tasks and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="link-keeper", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+            self._thread = None
+
+    def _run(self) -> None:
+        due = {name: time.monotonic() for name in self._tasks}
+        while self._tasks and not self._stop.is_set():
+            now = time.monotonic()
+            for name, (attempt, backoff) in list(self._tasks.items()):
+                if due[name] > now:
+                    continue
+                try:
+                    done = attempt()
+                except Exception:  # a surprise must not end the keeper: try again later
+                    log.exception("reconnecting %s failed", name)
+                    done = False
+                if done:
+                    del self._tasks[name]
+                else:
+                    due[name] = time.monotonic() + backoff.next_delay()
+            if self._tasks:
+                self._stop.wait(max(0.05, min(due[n] for n in self._tasks) - time.monotonic()))
+
+
+def connect_bus(settings: Settings, bus: Bus) -> bool:
+    """Connect the bus: True when connected, False when the broker does not answer.
+
+    Raises SettingsError when the broker answers but refuses us (user, password, TLS file):
+    waiting would not help.
+    """
     try:
-        if section.backend == "embedded":
-            from bptwin.database.timeseries.embedded import EmbeddedStore
-
-            return EmbeddedStore(settings.timeseries_path())
-        from bptwin.database.timeseries.influx import InfluxStore
-        from bptwin.database.timeseries.influx_common import InfluxConfig, InfluxConfigError
-
-        try:
-            config = InfluxConfig(
-                url=section.url,
-                api_version=section.api_version,  # type: ignore[arg-type]
-                token=section.token.get_secret_value() if section.token else None,
-                org=section.org or None,
-                bucket=section.bucket or None,
-                database=section.database or None,
-                username=section.username or None,
-                password=section.password.get_secret_value() if section.password else None,
-            )
-        except InfluxConfigError as exc:
-            raise SettingsError(f"timeseries: {exc}") from None
-        return InfluxStore(
-            config,
-            settings.spool_dir() / "influx.sqlite",
-            batch_size=section.batch_size,
-            flush_interval=section.flush_interval_s,
+        bus.start()
+    except (ConnectionRefusedError, FileNotFoundError) as exc:
+        raise SettingsError(
+            f"bus.host/bus.port: the MQTT broker at {settings.bus.host}:{settings.bus.port} "
+            f"refused this station: {exc}"
+        ) from None
+    except OSError as exc:
+        log.warning(
+            "MQTT broker %s:%s unreachable (%s); retrying",
+            settings.bus.host,
+            settings.bus.port,
+            exc,
         )
-    except TimeSeriesError as exc:
-        raise SettingsError(f"timeseries: {exc}") from None
+        return False
+    return True
 
 
-def build_control(settings: Settings, bus: Bus, notebook: NotebookService | None) -> StationControl:
-    from bptwin.twin.actuation import ControlMode
-    from bptwin.twin.actuation import ControlSettings as ActuationSettings
-
-    section = settings.control
-    return StationControl(
-        settings.station.reactors,
-        bus=bus,
-        prefix=settings.bus.prefix,
-        settings=ActuationSettings(
-            mode=ControlMode(section.mode),
-            enabled=section.enabled,
-            confirmation_minutes=section.confirmation_minutes,
-        ),
-        notebook=notebook,
-    )
+def start_bus(settings: Settings, bus: Bus) -> None:
+    """Connect the bus now, or raise SettingsError naming the broker setting (viewers)."""
+    try:
+        bus.start()
+    except OSError as exc:
+        raise SettingsError(
+            f"bus.host/bus.port: cannot reach the MQTT broker at "
+            f"{settings.bus.host}:{settings.bus.port}: {exc}"
+        ) from None
 
 
 def check_store_reachable(settings: Settings, store: TimeSeriesStore) -> list[str]:
@@ -518,47 +515,3 @@ def check_store_reachable(settings: Settings, store: TimeSeriesStore) -> list[st
             "and written when the server answers"
         ]
     return []
-
-
-def bus_link(settings: Settings, bus: Bus) -> LinkState:
-    """The bus as the status strip shows it: broker reachable, messages waiting in the outbox."""
-    if settings.bus.backend == "local":
-        return LinkState("bus", bus.connected, 0, "in-process")
-    waiting = int(getattr(bus, "outbox_depth", 0))
-    where = f"{settings.bus.host}:{settings.bus.port}"
-    detail = where if bus.connected else f"broker {where} unreachable; messages kept on disk"
-    return LinkState("bus", bus.connected, waiting, detail)
-
-
-def start_bus(settings: Settings, bus: Bus) -> None:
-    """Connect the bus, or raise SettingsError naming the broker setting that does not work."""
-    try:
-        bus.start()
-    except OSError as exc:
-        raise SettingsError(
-            f"bus.host/bus.port: cannot reach the MQTT broker at "
-            f"{settings.bus.host}:{settings.bus.port}: {exc}"
-        ) from None
-
-
-def build_bus(settings: Settings, *, outbox_path: Path | None = None) -> Bus:
-    """The configured bus; MQTT with ``outbox_path`` stores and forwards its QoS 1 publishes."""
-    section = settings.bus
-    if section.backend == "local":
-        from bptwin.database.bus import LocalBus
-
-        return LocalBus()
-    from bptwin.database.bus import MqttBus
-
-    return MqttBus(
-        section.host,
-        section.port,
-        client_id=section.client_id or None,
-        username=section.username or None,
-        password=section.password.get_secret_value() if section.password else None,
-        tls=section.tls,
-        ca_file=str(section.ca_file) if section.ca_file else None,
-        outbox_path=outbox_path,
-        # A setpoint delayed by an outage could act on a changed batch: sent now or refused.
-        not_queued=(f"{section.prefix}/v1/+/setpoints/+",),
-    )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bptwin.database.bus import topics
 from bptwin.database.reading import Reading, ReadingError, decode_json, parse_timestamp
-from bptwin.tui.runtime.acquisition_lock import STATE_RUNNING, AcquisitionOwner, _owner_from
+from bptwin.tui.runtime.acquisition_lock import STATE_RUNNING, AcquisitionOwner, owner_from_payload
 from bptwin.tui.settings import Settings, SettingsError
 from bptwin.twin.alarms import AlarmBoard, AlarmPayloadError, AlarmTransition, alarms_pattern
 from bptwin.twin.history import History
@@ -119,7 +119,7 @@ class ViewerStation:
 
     def snapshot(self) -> LiveSnapshot:
         if self.bus is not None:
-            from bptwin.tui.runtime.station import bus_link
+            from bptwin.tui.runtime.health import bus_link
 
             self.latest.set_link(bus_link(self.settings, self.bus))
             refused = self.bus.stats.malformed + self.rejected
@@ -203,7 +203,7 @@ class ViewerStation:
 
     def _on_status(self, topic: str, payload: bytes) -> None:
         reactor = topic.split("/")[2]
-        owner = _owner_from(reactor, payload) if payload else None
+        owner = owner_from_payload(reactor, payload) if payload else None
         if owner is None:
             return
         if owner.state == STATE_RUNNING:
