@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from bptwin.eln.services import NotebookService
     from bptwin.tui.runtime.control_loop import StationControl
     from bptwin.tui.runtime.notifications import Notifier
-    from bptwin.tui.runtime.prometheus import MetricsRegistry
+    from bptwin.tui.runtime.prometheus import StationMetrics
     from bptwin.twin.history import History
     from bptwin.twin.predictor import InferenceWorker, Prediction
 
@@ -52,7 +52,7 @@ class ShadowWorker:
         control: StationControl | None = None,
         history: History | None = None,
         notifier: Notifier | None = None,
-        metrics: MetricsRegistry | None = None,
+        metrics: StationMetrics | None = None,
         max_pending: int = 500_000,
     ) -> None:
         self.shadow = shadow

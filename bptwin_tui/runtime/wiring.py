@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from bptwin.database.reading import Reading
 from bptwin.tui.runtime.control_loop import StationControl
@@ -198,7 +198,7 @@ def build_drivers(settings: Settings, sink: Callable[[Reading], None], bus: Bus)
                 speed=acquisition.speed,
                 seed=acquisition.seed + index,
                 replay_file=acquisition.replay_file,
-                topic_map=acquisition.topic_map,
+                topic_map=cast("dict[str, Any] | list[Mapping[str, Any]]", acquisition.topic_map),
                 serial_port=acquisition.serial.port,
                 baudrate=acquisition.serial.baudrate,
                 bus=bus,
@@ -227,7 +227,7 @@ def build_store(settings: Settings) -> TimeSeriesStore:
         try:
             config = InfluxConfig(
                 url=section.url,
-                api_version=section.api_version,  # type: ignore[arg-type]
+                api_version=section.api_version,
                 token=section.token.get_secret_value() if section.token else None,
                 org=section.org or None,
                 bucket=section.bucket or None,
