@@ -148,13 +148,13 @@ def build_notebook(settings: Settings) -> SpooledNotebook:
 
     Connects lazily: a database that is away queues the writes instead of failing the start.
     """
+    from bptwin.database.relational import make_engine
     from bptwin.eln.services import NotebookService
     from bptwin.eln.spool import SpooledNotebook
 
-    return SpooledNotebook(
-        NotebookService.from_url(settings.notebook_url()),
-        settings.spool_dir() / "notebook.sqlite",
-    )
+    # Not checked now: a database that is away must not stop the start (writes queue).
+    engine = make_engine(settings.notebook_url(), check=False)
+    return SpooledNotebook(NotebookService(engine), settings.spool_dir() / "notebook.sqlite")
 
 
 def build_notifier(settings: Settings, bus: Bus, metrics: StationMetrics) -> Notifier | None:
