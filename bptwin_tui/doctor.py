@@ -192,7 +192,7 @@ def check_timeseries(settings: Settings) -> CheckResult:
     try:
         config = InfluxConfig(
             url=section.url,
-            api_version=section.api_version,  # type: ignore[arg-type]
+            api_version=section.api_version,
             token=section.token.get_secret_value() if section.token else None,
             org=section.org or None,
             bucket=section.bucket or None,

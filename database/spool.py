@@ -20,6 +20,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,7 @@ class Spool:
         """Append one item; returns its id once it is committed to disk."""
         return self.push_many([(payload, weight)])[-1]
 
-    def push_many(self, items: list[tuple[bytes | str, int]]) -> list[int]:
+    def push_many(self, items: Sequence[tuple[bytes | str, int]]) -> list[int]:
         """Append several items in one transaction (all or none); returns their ids in order."""
         if not items:
             return []

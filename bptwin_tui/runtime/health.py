@@ -116,6 +116,7 @@ class HealthView:
         self._schema_problem = schema_problem
         self._urgent = urgent
         self._clock = clock
+        self._urgent_shown = 0  # problems of the last update on the strip (to clear them)
 
     def links(self) -> list[LinkState]:
         runtime = self._runtime()
@@ -160,8 +161,12 @@ class HealthView:
         runtime.latest.set_problem(
             "input", f"rejected input: {total} ({by_source})" if total else None
         )
-        for index, problem in enumerate(self._urgent()):
-            runtime.latest.set_problem(f"urgent-{index}", problem)
+        urgent = self._urgent()
+        for index in range(max(len(urgent), self._urgent_shown)):
+            runtime.latest.set_problem(
+                f"urgent-{index}", urgent[index] if index < len(urgent) else None
+            )
+        self._urgent_shown = len(urgent)
 
     def health(self) -> Health:
         runtime = self._runtime()
