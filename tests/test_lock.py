@@ -253,3 +253,55 @@ def test_unreachable_broker_names_the_setting(tmp_path: Path) -> None:
     # The local lock was given back with the failure.
     with acquire_acquisition_lock(local_settings(tmp_path), "R1"):
         pass
+
+
+def serve_process(data_dir: Path, broker: tuple[str, int], prefix: str) -> subprocess.Popen[str]:
+    host, port = broker
+    environment = {
+        **os.environ,
+        "BPTWIN_STATION__DATA_DIR": str(data_dir),
+        "BPTWIN_ACQUISITION__SPEED": "10",
+        "BPTWIN_BUS__BACKEND": "mqtt",
+        "BPTWIN_BUS__HOST": host,
+        "BPTWIN_BUS__PORT": str(port),
+        "BPTWIN_BUS__PREFIX": prefix,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "bptwin.tui.cli", "serve"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_serves_on_one_host_with_other_data_folders_cannot_both_acquire(
+    tmp_path: Path, mqtt_broker: tuple[str, int], mqtt_prefix: str
+) -> None:
+    first = serve_process(tmp_path / "first", mqtt_broker, mqtt_prefix)
+    second: subprocess.Popen[str] | None = None
+    watching = mqtt_settings(tmp_path / "watch", mqtt_broker, mqtt_prefix)
+    try:
+        assert wait_until(lambda: acquisition_owner(watching, "R1") is not None, 60)
+        owner = acquisition_owner(watching, "R1")
+        assert owner is not None and owner.pid == first.pid
+        second = serve_process(tmp_path / "second", mqtt_broker, mqtt_prefix)
+        _, stderr = second.communicate(timeout=120)
+        assert second.returncode == 2, stderr
+        assert f"already running on {owner.host} pid {first.pid}" in stderr
+        # The refused one stopped without touching the first one's claim.
+        still = acquisition_owner(watching, "R1")
+        assert still is not None and still.pid == first.pid and still.state == STATE_RUNNING
+        assert first.poll() is None
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                finally:
+                    process.kill()
+    assert first.returncode == 0
+    stopped = wait_for_state(watching, "R1", STATE_STOPPED, timeout_s=10)
+    assert stopped is not None and stopped.pid == first.pid
