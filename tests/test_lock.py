@@ -305,3 +305,40 @@ def test_two_serves_on_one_host_with_other_data_folders_cannot_both_acquire(
     assert first.returncode == 0
     stopped = wait_for_state(watching, "R1", STATE_STOPPED, timeout_s=10)
     assert stopped is not None and stopped.pid == first.pid
+
+
+def test_claims_deferred_while_the_broker_was_away_end_with_one_owner(tmp_path: Path) -> None:
+    from tests.fixtures.mqtt import MosquittoServer, mosquitto_binary
+    from tests.fixtures.servers import server_missing
+
+    if mosquitto_binary() is None:
+        server_missing("mosquitto is not installed, so no private broker can be started")
+    broker = MosquittoServer(tmp_path / "mosquitto")  # configured, not started yet
+    settings_a = mqtt_settings(tmp_path / "a", broker.address, "deferred")
+    settings_b = mqtt_settings(tmp_path / "b", broker.address, "deferred")
+    conflicts: list[str] = []
+    # After a power cut both stations come up before the broker: both acquire.
+    lock_a = acquire_acquisition_lock(
+        settings_a, "R1", wait_for_broker=False, on_conflict=lambda o: conflicts.append("a")
+    )
+    lock_b = acquire_acquisition_lock(
+        settings_b, "R1", wait_for_broker=False, on_conflict=lambda o: conflicts.append("b")
+    )
+    try:
+        assert lock_a.claim_pending and lock_b.claim_pending
+        broker.start()
+        # The broker orders the two claims: exactly one owns the reactor, the other is told.
+        assert wait_until(lambda: not lock_a.claim_pending and not lock_b.claim_pending, 60)
+        assert wait_until(lambda: len(conflicts) == 1, 30)
+        holder = lock_b if conflicts == ["a"] else lock_a
+        loser = lock_a if holder is lock_b else lock_b
+        assert holder.claim is not None and holder.claim.holding and holder.conflicts == []
+        assert loser.claim is not None and not loser.claim.holding
+        assert [o.instance for o in loser.conflicts] == [holder.claim.instance]
+        elsewhere = mqtt_settings(tmp_path / "c", broker.address, "deferred")
+        owner = acquisition_owner(elsewhere, "R1", liveness_s=5.0)
+        assert owner is not None and owner.instance == holder.claim.instance
+    finally:
+        lock_a.release()
+        lock_b.release()
+        broker.stop()

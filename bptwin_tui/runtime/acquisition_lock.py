@@ -366,6 +366,7 @@ class BrokerClaim:
         self.conflicts: list[AcquisitionOwner] = []
         self.ignored_claims = 0  # forged or stale claims overridden
         self.on_conflict: Callable[[AcquisitionOwner], None] | None = None
+        self.refused_by: AcquisitionOwner | None = None  # the live claim that refused us
         self.holding = False
         self._since: str | None = None
         self._state = threading.Condition()
@@ -445,6 +446,10 @@ class BrokerClaim:
                 self._take(10.0)
             except AcquisitionLockedError as exc:
                 log.error("%s", exc)
+                if self.refused_by is not None:
+                    self.conflicts.append(self.refused_by)
+                    if self.on_conflict is not None:
+                        self.on_conflict(self.refused_by)
             except SettingsError as exc:
                 log.error("acquisition claim of %s not taken: %s", self.reactor, exc)
             else:
@@ -504,6 +509,7 @@ class BrokerClaim:
                 self.topic,
             )
             return
+        self.refused_by = current
         bus = self.settings.bus
         raise AcquisitionLockedError(
             f"reactor {self.reactor}: an acquisition is already running on "
