@@ -54,13 +54,16 @@ def judge(
     now: float,
     stale_after_s: float,
     urgent: Iterable[str] = (),
+    waiting: Iterable[str] = (),
 ) -> Health:
-    """Degraded for a link that is down, unhealthy for no readings or an ``urgent`` problem."""
+    """Degraded for a link that is down or a step ``waiting`` for one; unhealthy for no
+    readings or an ``urgent`` problem."""
     degraded = [
         f"{link.name} link down" + (f": {link.detail}" if link.detail else "")
         for link in links
         if not link.up
     ]
+    degraded += waiting
     unhealthy = list(urgent)
     since = newest_reading_at if newest_reading_at is not None else started
     if now - since > stale_after_s:
@@ -110,11 +113,13 @@ class HealthView:
         *,
         schema_problem: Callable[[], str | None] = lambda: None,
         urgent: Callable[[], list[str]] = list,
+        waiting: Callable[[], list[str]] = list,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._runtime = runtime
         self._schema_problem = schema_problem
         self._urgent = urgent
+        self._waiting = waiting
         self._clock = clock
         self._urgent_shown = 0  # problems of the last update on the strip (to clear them)
 
@@ -161,7 +166,7 @@ class HealthView:
         runtime.latest.set_problem(
             "input", f"rejected input: {total} ({by_source})" if total else None
         )
-        urgent = self._urgent()
+        urgent = self._urgent() + self._waiting()
         for index in range(max(len(urgent), self._urgent_shown)):
             runtime.latest.set_problem(
                 f"urgent-{index}", urgent[index] if index < len(urgent) else None
@@ -179,4 +184,5 @@ class HealthView:
             now=self._clock(),
             stale_after_s=runtime.settings.metrics.stale_after_s,
             urgent=self._urgent(),
+            waiting=self._waiting(),
         )

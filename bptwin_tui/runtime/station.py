@@ -69,6 +69,7 @@ class Station:
             lambda: self.runtime,
             schema_problem=lambda: self._schema_problem,
             urgent=self._urgent_problems,
+            waiting=self._waiting_steps,
         )
         self.metrics.set_health(self.health_view.health)
 
@@ -313,13 +314,14 @@ class Station:
         self.conflicted.set()
 
     def _urgent_problems(self) -> list[str]:
-        problems = [self.conflict] if self.conflict else []
-        problems += [
+        return [self.conflict] if self.conflict else []
+
+    def _waiting_steps(self) -> list[str]:
+        return [
             f"reactor {lock.reactor}: acquisition claim not yet on the broker (unreachable)"
             for lock in self._locks
             if lock.claim_pending
         ]
-        return problems
 
     # -- running --
 
