@@ -215,3 +215,40 @@ def test_audit_verify_passes_then_names_a_tampered_entry(tmp_path: Path) -> None
     broken = bptwin("audit", "verify", **data_dir)
     assert broken.returncode == 1
     assert broken.stdout.startswith("audit chain BROKEN at entry 2")
+
+
+@pytest.mark.mqtt
+def test_station_started_before_its_broker_connects_when_it_comes(tmp_path: Path) -> None:
+    from bptwin.database.bus import MqttBus
+    from tests.fixtures.mqtt import MosquittoServer, mosquitto_binary
+    from tests.fixtures.servers import server_missing
+
+    if mosquitto_binary() is None:
+        server_missing("mosquitto is not installed, so no private broker can be started")
+    broker = MosquittoServer(tmp_path / "mosquitto")  # configured, started later
+    settings = fast_settings(tmp_path / "station")
+    settings.acquisition.speed = 30.0
+    settings.bus.backend = "mqtt"
+    settings.bus.host, settings.bus.port = broker.address
+    settings.bus.prefix = "latebroker"
+    station = Station(settings)
+    station.start()
+    watcher: MqttBus | None = None
+    seen: list[Reading] = []
+    try:
+        assert wait_for(lambda: station.snapshot().readings_total > 20, timeout=60)
+        assert station.bus is not None and not station.bus.connected
+        broker.start()
+        watcher = MqttBus(*broker.address)
+        watcher.subscribe_readings(seen.append, prefix="latebroker")
+        watcher.start()
+        # The link keeper connects; the outbox sends what waited since the start.
+        assert wait_for(lambda: station.bus is not None and station.bus.connected, timeout=90)
+        assert wait_for(lambda: any(r.channel == "ph" for r in seen), timeout=60)
+        assert wait_for(lambda: not any(lock.claim_pending for lock in station.locks), timeout=60)
+        assert wait_for(lambda: station.health().status == "ok", timeout=60), station.health()
+    finally:
+        station.stop()
+        if watcher is not None:
+            watcher.stop()
+        broker.stop()
