@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from bptwin.database.channels import CHANNELS_BY_NAME  # noqa: E402
 from bptwin.database.timeseries.embedded import EmbeddedStore  # noqa: E402
+from bptwin.tui.runtime.station import Station  # noqa: E402
 from bptwin.tui.settings import Settings  # noqa: E402
-from bptwin.tui.station import Station  # noqa: E402
 
 OUTAGE_S = 10.0
 DRAIN_LIMIT_S = 1800.0

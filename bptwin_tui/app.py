@@ -22,7 +22,7 @@ from bptwin.tui.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from bptwin.eln.services import NotebookService
-    from bptwin.tui.station import Station
+    from bptwin.tui.runtime.station import Station
     from bptwin.twin.live import LiveSnapshot
 
 
@@ -108,6 +108,7 @@ class BptwinApp(App[int]):
         self.batches: dict[str, int | None] = dict.fromkeys(settings.station.reactors)
         self.snapshot: LiveSnapshot | None = None
         self._critical_seen: frozenset[str] = frozenset()
+        self.stopping = False  # quit pressed: the station stops in the "shutdown" worker
         self.theme = "textual-light" if settings.ui.theme == "light" else "textual-dark"
 
     # ---- start-up ------------------------------------------------------------------------
@@ -223,11 +224,16 @@ class BptwinApp(App[int]):
         try:
             factory = self.station_factory
             if factory is None:
-                from bptwin.tui.station import Station as factory
+                from bptwin.tui.runtime.station import Station
+
+                factory = Station
             station = factory(self.settings)
             station.start()
         except (SettingsError, OSError) as exc:
             self.post_message(StationStatus(running=False, problem=str(exc)))
+            return
+        if worker.is_cancelled or self.stopping:  # quit while starting: stop it here
+            station.stop()
             return
         self.station = station
         self.post_message(StationStatus(running=True))
@@ -545,10 +551,22 @@ class BptwinApp(App[int]):
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
     async def action_quit(self) -> None:
+        """Stop the station in a worker: the UI keeps drawing while the stores flush."""
+        if self.stopping:
+            return
+        self.stopping = True
         self.workers.cancel_group(self, "station")
-        if self.station is not None:
-            self.station.stop()
-        close_notebook = getattr(self.notebook, "close", None)  # the spooled notebook's queue
-        if close_notebook is not None:
-            close_notebook()  # what is still queued stays on disk for the next start
-        self.exit(0)
+        self.dashboard.show_status(False, "Stopping… (what still waits stays on disk)")
+        self.notify("Stopping…", title="bptwin", timeout=60)
+        self.stop_and_exit()
+
+    @work(thread=True, group="shutdown", exit_on_error=False, name="stopping")
+    def stop_and_exit(self) -> None:
+        try:
+            if self.station is not None:
+                self.station.stop()
+            close_notebook = getattr(self.notebook, "close", None)  # the spooled notebook's queue
+            if close_notebook is not None:
+                close_notebook()  # what is still queued stays on disk for the next start
+        finally:
+            self.call_from_thread(self.exit, 0)

@@ -490,7 +490,7 @@ def check_calibrations(settings: Settings, now: datetime, limits: DoctorLimits) 
 
 def check_acquisition(settings: Settings) -> list[CheckResult]:
     """Whether an acquisition runs for each reactor (information: serve should be running)."""
-    from bptwin.tui.lock import acquisition_owner
+    from bptwin.tui.runtime.acquisition_lock import acquisition_owner
     from bptwin.tui.settings import SettingsError
 
     results = []

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 if TYPE_CHECKING:
-    from bptwin.twin.notify import Notifier
+    from bptwin.tui.runtime.notifications import Notifier
 
 LOOPBACK_NAMES = {"localhost"}
 
@@ -141,10 +141,16 @@ def notifier_from_settings(
 
     ``publish(topic, payload)`` sends on the station's bus (needed for ``mqtt_topic``).
     """
+    from bptwin.tui.runtime.notifications import (
+        Channel,
+        MqttChannel,
+        Notifier,
+        SmtpChannel,
+        WebhookChannel,
+    )
     from bptwin.twin.alarm_rules import Priority
-    from bptwin.twin.notify import MqttChannel, Notifier, SmtpChannel, WebhookChannel
 
-    channels = []
+    channels: list[Channel] = []
     if section.webhook_url:
         token = section.webhook_token.get_secret_value() if section.webhook_token else None
         channels.append(

@@ -1,9 +1,13 @@
-"""One exponential back-off with jitter for the retry loops of the drivers, bus and stores.
+"""One exponential back-off with jitter for every loop that waits for a server to come back.
 
-A link that is down (a broker, a serial port, InfluxDB) is retried after ``initial_s``, then
-twice as long each time up to ``max_s``; each wait is shortened by a random part of up to
-``jitter`` of itself, so that several clients that lost the same server do not come back in
-lock-step. Loops wait on their stop event, never ``time.sleep``, so stopping stays instant::
+The drivers (serial port, the MQTT source's bus), the bus outbox, the stores' flushers, the
+notebook replay, the notification channels and the station's link keeper all retry through it.
+A link that is down is retried after ``initial_s``, then ``factor`` times as long each time up
+to ``max_s`` (the *ceiling*); each wait is shortened by a random part of up to ``jitter`` of
+itself (the default 0.5 draws it from the upper half of the ceiling, "equal jitter"), so
+stations that lost the same server at the same moment do not all knock on it again in the same
+second when it returns. Loops wait on their stop event, never ``time.sleep``, so stopping stays
+instant::
 
     backoff = Backoff(0.5, 30.0)
     while not stop.is_set():
@@ -25,7 +29,7 @@ from collections.abc import Callable
 
 
 class Backoff:
-    """Growing, jittered waits between retries; :meth:`reset` after a success."""
+    """Growing, jittered waits between failed attempts; :meth:`reset` after a success."""
 
     def __init__(
         self,
@@ -33,14 +37,14 @@ class Backoff:
         max_s: float,
         *,
         factor: float = 2.0,
-        jitter: float = 0.2,
+        jitter: float = 0.5,
         rng: Callable[[], float] = random.random,
     ) -> None:
         if not (math.isfinite(initial_s) and initial_s > 0):
             raise ValueError(f"initial_s must be a positive number of seconds, got {initial_s!r}")
         if not (math.isfinite(max_s) and max_s >= initial_s):
             raise ValueError(f"max_s must be at least initial_s ({initial_s}), got {max_s!r}")
-        if not factor >= 1:
+        if not (math.isfinite(factor) and factor >= 1):
             raise ValueError(f"factor must be >= 1, got {factor!r}")
         if not 0 <= jitter < 1:
             raise ValueError(f"jitter must be in [0, 1), got {jitter!r}")
@@ -49,21 +53,23 @@ class Backoff:
         self.factor = factor
         self.jitter = jitter
         self._rng = rng
-        self._base = initial_s
-        self.attempts = 0
+        # Failed attempts since the last success (or the start).
+        self.failures = 0
+
+    def ceiling(self) -> float:
+        """The longest the next failure can wait (with ``jitter=0``: exactly that)."""
+        return min(self.max_s, self.initial_s * self.factor ** min(self.failures, 64))
 
     def next_delay(self) -> float:
-        """The wait before the next attempt (and the one after grows)."""
-        base = self._base
-        self._base = min(self._base * self.factor, self.max_s)
-        self.attempts += 1
-        return base * (1.0 - self.jitter * self._rng())
+        """Seconds to wait after one more failure (counts the failure)."""
+        ceiling = self.ceiling()
+        self.failures += 1
+        return ceiling * (1.0 - self.jitter * self._rng())
 
     def wait(self, stop: threading.Event) -> bool:
         """Wait the next delay unless ``stop`` is set meanwhile; True when asked to stop."""
         return stop.wait(self.next_delay())
 
     def reset(self) -> None:
-        """After a success: the next failure waits ``initial_s`` again."""
-        self._base = self.initial_s
-        self.attempts = 0
+        """The server answered: the next failure waits ``initial_s`` again."""
+        self.failures = 0

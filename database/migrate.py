@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
+from filelock import FileLock
 from sqlalchemy import exc, text
 from sqlalchemy.engine import URL, Connection
 
@@ -92,17 +92,16 @@ def _sqlite_migration_lock(url: URL) -> Iterator[None]:
         yield
         return
     lock_path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    lock = FileLock(lock_path, preserve_lock_file=True, thread_local=False)
     try:
-        handle = open(lock_path, "a")  # noqa: SIM115 - held for the migration
+        lock.acquire()
     except OSError:
         yield  # a read-only folder: migrating will say why if it must write
         return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _run(url: str | URL, target: str, upgrade_direction: bool) -> list[str]:

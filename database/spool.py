@@ -20,6 +20,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,7 @@ class Spool:
         """Append one item; returns its id once it is committed to disk."""
         return self.push_many([(payload, weight)])[-1]
 
-    def push_many(self, items: list[tuple[bytes | str, int]]) -> list[int]:
+    def push_many(self, items: Sequence[tuple[bytes | str, int]]) -> list[int]:
         """Append several items in one transaction (all or none); returns their ids in order."""
         if not items:
             return []
@@ -101,11 +102,11 @@ class Spool:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 ids = [
-                    int(
+                    _row_id(
                         self._db.execute(
                             "INSERT INTO items (payload, weight, created) VALUES (?, ?, ?)",
                             (payload, weight, now),
-                        ).lastrowid
+                        )
                     )
                     for payload, weight in items
                 ]
@@ -248,3 +249,11 @@ class Spool:
     def _check_open(self) -> None:
         if self._closed:
             raise SpoolError(f"spool {self.path} is closed")
+
+
+def _row_id(cursor: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just made (always set after a successful INSERT)."""
+    row_id = cursor.lastrowid
+    if row_id is None:  # pragma: no cover - sqlite3 sets it for every INSERT
+        raise SpoolError("the spool did not report the id of a new item")
+    return row_id

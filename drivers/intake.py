@@ -67,6 +67,8 @@ class ReadingIntake:
             self.admission = Admission(policy, clock=clock, on_clock_fault=listener)
         self._removers: list[Callable[[], None]] = []
         self._watcher: MqttBus | None = None
+        self._watching = False
+        self._watcher_failed = False
 
     def sink_for(self, record: ReadingSink) -> Callable[[str], ReadingSink]:
         """Per source name, a sink that admits each reading before handing it to ``record``."""
@@ -140,12 +142,31 @@ class ReadingIntake:
         pattern = f"{topics.snapshots_pattern('+', prefix)}/#"
         self._removers.append(watcher.add_gate(pattern, self.admission.foreign_gate(prefix)))
         watcher.subscribe(pattern, _ignore, qos=0)
+        self._watcher = watcher
+        self.start_watcher()
+
+    def start_watcher(self) -> bool:
+        """Connect the counting watcher; False while its broker does not answer (try again).
+
+        True when it runs or there is none (not MQTT). Counting is a courtesy: acquisition goes
+        on without it, so a station started before its broker retries this once it connects.
+        """
+        watcher = self._watcher
+        if watcher is None or self._watching:
+            return True
         try:
             watcher.start()
-        except OSError as exc:  # counting is a courtesy: acquisition goes on without it
-            log.warning("not counting readings for unknown reactors: %s", exc)
-            return
-        self._watcher = watcher
+        except OSError as exc:
+            # Said once; the retries while the broker stays away only go to the debug log.
+            level = logging.DEBUG if self._watcher_failed else logging.WARNING
+            log.log(level, "not counting readings for unknown reactors yet: %s", exc)
+            self._watcher_failed = True
+            return False
+        if self._watcher_failed:
+            log.info("counting readings for unknown reactors again")
+        self._watching = True
+        self._watcher_failed = False
+        return True
 
     def disconnect_bus(self) -> None:
         """Stop the best-effort watcher and remove the gates (the station stops its bus)."""
@@ -155,6 +176,7 @@ class ReadingIntake:
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
+            self._watching = False
 
     def rejected_counts(self) -> dict[str, int]:
         """Readings refused at admission, as ``{"<origin> <reason>": count}``."""

@@ -42,6 +42,7 @@ from sqlalchemy import create_engine, event, exc, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, UOWTransaction
 
+from bptwin.database.backoff import Backoff
 from bptwin.database.relational import DatabaseUnavailableError, check_connection, is_unavailable
 from bptwin.database.spool import Spool, SpoolError, SpoolItem
 from bptwin.eln.columns import utc_now
@@ -356,7 +357,7 @@ class SpooledNotebook:
     # -- replay --------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = self.retry_initial
+        backoff = Backoff(self.retry_initial, self.retry_max)
         last_ping = time.monotonic()
         while not self._stop.is_set():
             self._wake.wait(self.retry_initial if self._spool.depth() else IDLE_PING_S / 3)
@@ -364,11 +365,10 @@ class SpooledNotebook:
             try:
                 while self._spool.depth() and not self._stop.is_set():
                     if not self._replay_one():
-                        if self._stop.wait(delay):
+                        if self._stop.wait(backoff.next_delay()):
                             return
-                        delay = min(delay * 2.0, self.retry_max)
                     else:
-                        delay = self.retry_initial
+                        backoff.reset()
                 if time.monotonic() - last_ping >= IDLE_PING_S:
                     last_ping = time.monotonic()
                     self._ping()

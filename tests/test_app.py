@@ -32,6 +32,10 @@ async def test_app_starts_with_header_footer_and_dashboard_then_quits(tmp_path: 
         table = app.screen.query_one("#current-values", DataTable)
         assert table.row_count >= 19
         await pilot.press("q")
+        for _ in range(100):  # the station stops in a worker, then the app exits
+            if app.return_value is not None:
+                break
+            await pilot.pause(0.1)
     assert app.return_value == 0
     assert (tmp_path / "notebook.sqlite").exists()
 

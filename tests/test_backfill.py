@@ -15,9 +15,9 @@ from bptwin.database.reading import Reading
 from bptwin.database.timeseries.embedded import EmbeddedStore
 from bptwin.eln.models import OperatorRole
 from bptwin.eln.services import NotebookService
+from bptwin.tui.runtime.station import Station
+from bptwin.tui.runtime.trend_backfill import backfill_history
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
-from bptwin.twin.backfill import backfill_history
 from bptwin.twin.history import History
 
 HOUR = 3600.0

@@ -27,9 +27,9 @@ from bptwin.database.migrate import upgrade
 from bptwin.eln.control_service import list_control_actions
 from bptwin.eln.models import OperatorRole
 from bptwin.eln.services import NotebookService
-from bptwin.tui.control_loop import StationControl
+from bptwin.tui.runtime.control_loop import StationControl
+from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
 from bptwin.twin.actuation import (
     Actuator,
     ControlAuthorisation,
@@ -174,7 +174,7 @@ def test_forged_expired_replayed_and_out_of_range_setpoints_are_refused_and_coun
     notebook: NotebookService,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bptwin.tui.control_loop")
+    caplog.set_level(logging.WARNING, logger="bptwin.tui.runtime.control_loop")
     receiver = receivers(ControlMode.CLOSED_LOOP)
     host, port = mqtt_broker
     topic = f"{mqtt_prefix}/v1/R1/setpoints/stirrer_speed"
@@ -251,7 +251,7 @@ def test_the_findings_setpoint_leaves_a_default_station_untouched(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bptwin.tui.control_loop")
+    caplog.set_level(logging.WARNING, logger="bptwin.tui.runtime.control_loop")
     host, port = mqtt_broker
     settings = Settings()  # control mode 0, no key, anonymous broker: as shipped
     settings.station.data_dir = tmp_path
@@ -261,7 +261,7 @@ def test_the_findings_setpoint_leaves_a_default_station_untouched(
     station.start()
     try:
         assert station.control is not None
-        (driver,) = [thread.driver for thread in station._driver_threads]
+        (driver,) = [thread.driver for thread in station.driver_threads]
         wait_for(lambda: getattr(driver, "simulator", None) is not None, "the simulated reactor")
         mosquitto_pub(host, port, f"{mqtt_prefix}/v1/R1/setpoints/stirrer_speed", forged_payload())
         wait_for(lambda: bool(station.control and station.control.refused_setpoints()), "refusal")

@@ -34,7 +34,7 @@ from bptwin.tui.doctor import (
     format_table,
     run_checks,
 )
-from bptwin.tui.lock import acquire_acquisition_lock
+from bptwin.tui.runtime.acquisition_lock import acquire_acquisition_lock
 from bptwin.tui.settings import Settings
 from bptwin.tui.settings_ops import MetricsSettings, NotifySettings
 from tests.fixtures.mqtt import MosquittoServer, mosquitto_binary

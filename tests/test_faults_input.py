@@ -19,8 +19,8 @@ import pytest
 from bptwin.database.reading import Reading
 from bptwin.drivers.serial_emulator import PtyAnalyser
 from bptwin.eln.errors import NotebookValidationError
+from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
 from tests.test_bus import wait_for
 
 NOW = time.time()
@@ -84,8 +84,9 @@ def test_garbled_serial_lines_are_counted_by_reason_at_the_station(tmp_path: Pat
         station = Station(settings)
         station.start()
         try:
-            thread = station._driver_threads[0]
-            assert wait_for(lambda: thread.driver.stats.connected)
+            assert station.runtime is not None
+            driver = station.runtime.drivers[0]
+            assert wait_for(lambda: driver.stats.connected)
             analyser.write(b"$OGA,1,20.5\x00\xff12,0.7*33\r\n")  # garbled
             good = analyser.send_gas(20.5, 0.7)
             analyser.write(good.replace(good[-4:-2], b"00" if good[-4:-2] != b"00" else b"11"))
@@ -93,7 +94,7 @@ def test_garbled_serial_lines_are_counted_by_reason_at_the_station(tmp_path: Pat
             assert wait_for(lambda: sum(station.rejected_inputs().values()) >= 2)
             assert wait_for(lambda: station.snapshot().readings_total >= 3)
             rejected = station.rejected_inputs()
-            assert all(key.startswith(thread.driver.name) for key in rejected), rejected
+            assert all(key.startswith(driver.name) for key in rejected), rejected
             assert any("rejected input: 2" in p for p in station.snapshot().problems)
         finally:
             station.stop()

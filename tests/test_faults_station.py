@@ -20,8 +20,8 @@ from bptwin.database.reading import Reading
 from bptwin.database.timeseries.embedded import EmbeddedStore
 from bptwin.eln.services import NotebookService
 from bptwin.eln.spool import NotebookWriteQueued
+from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
 from tests.fixtures.mqtt import MosquittoServer, mosquitto_binary
 from tests.fixtures.private_postgres import PostgresCluster, private_postgres  # noqa: F401
 from tests.fixtures.servers import server_missing

@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 
 from bptwin.database.bus import MqttBus
-from bptwin.tui.settings_ops import NotifySettings, notifier_from_settings
-from bptwin.twin.alarm_rules import Priority
-from bptwin.twin.alarms import AlarmState, AlarmTransition, alarm_id_of
-from bptwin.twin.notify import (
+from bptwin.tui.runtime.notifications import (
     MqttChannel,
     Notification,
     Notifier,
     SmtpChannel,
     WebhookChannel,
 )
+from bptwin.tui.settings_ops import NotifySettings, notifier_from_settings
+from bptwin.twin.alarm_rules import Priority
+from bptwin.twin.alarms import AlarmState, AlarmTransition, alarm_id_of
 from tests.fixtures.servers import free_port
 
 

@@ -167,8 +167,8 @@ def test_station_refuses_a_model_whose_features_do_not_match_and_says_why(
     """The app side: a model trained on another pipeline is refused, the reason is shown."""
     import json
 
+    from bptwin.tui.runtime.station import Station
     from bptwin.tui.settings import Settings
-    from bptwin.tui.station import Station
 
     folder = tmp_path / "old-pipeline"
     random_artifact("old-pipeline").save(folder)

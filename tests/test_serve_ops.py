@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from bptwin.database.reading import Reading
+from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
 from tests.fixtures.servers import free_port
 from tests.test_metrics_endpoint import get, parse_exposition
 from tests.test_notify import WebhookReceiver
@@ -52,7 +52,7 @@ def test_serve_exposes_metrics_and_health_of_a_running_acquisition(tmp_path: Pat
             time.sleep(0.5)
         assert status == 200 and content_type.startswith("text/plain")
         assert sum(v for k, v in samples.items() if k.startswith("bptwin_readings_total")) >= 100
-        assert 'bptwin_readings_total{reactor="R1",channel="do"}' in samples
+        assert 'bptwin_readings_total{channel="do",reactor="R1"}' in samples
         assert "bptwin_bus_outbox_depth" in samples and "bptwin_inputs_rejected" in samples
         health_status, _, health = get(f"http://127.0.0.1:{port}/health")
         assert health_status == 200, health
@@ -89,4 +89,4 @@ def test_a_critical_alarm_of_the_station_reaches_the_webhook(tmp_path: Path) -> 
     text = str(payload)
     assert "R1" in text and "critical" in text
     samples = parse_exposition(station.metrics.render())
-    assert samples['bptwin_readings_total{reactor="R1",channel="ph"}'] == 5
+    assert samples['bptwin_readings_total{channel="ph",reactor="R1"}'] == 5

@@ -21,10 +21,10 @@ from textual.widgets import DataTable, Static
 
 from bptwin.database.bus import MqttBus
 from bptwin.tui.app import BptwinApp
-from bptwin.tui.lock import AcquisitionLockedError
+from bptwin.tui.runtime.acquisition_lock import AcquisitionLockedError
+from bptwin.tui.runtime.station import Station
+from bptwin.tui.runtime.viewer import ViewerStation, decode_prediction, station_for
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
-from bptwin.tui.viewer import ViewerStation, decode_prediction, station_for
 from bptwin.twin.alarms import (
     AlarmState,
     AlarmTransition,
@@ -71,7 +71,7 @@ def serve(private_mqtt_broker: MosquittoServer, tmp_path: Path) -> Iterator[subp
         stderr=subprocess.DEVNULL,
     )
     settings = settings_for(tmp_path, host, port)
-    from bptwin.tui.lock import acquisition_owner
+    from bptwin.tui.runtime.acquisition_lock import acquisition_owner
 
     try:
         assert wait_for(lambda: acquisition_owner(settings, "R1") is not None, timeout=60)

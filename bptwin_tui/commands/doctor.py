@@ -40,15 +40,15 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 
 def send_test_notification(settings: Settings, timeout_s: float = 60.0) -> list[CheckResult]:
     """One test message per configured channel, no retries; a result per channel."""
+    from bptwin.tui.runtime.notifications import Notification
     from bptwin.tui.settings_ops import notifier_from_settings
-    from bptwin.twin.notify import Notification
 
     section = getattr(settings, "notify", None)
     if section is None or not section.configured:
         return [CheckResult("notify test", Status.SKIP, "no notification channel configured")]
     bus = None
     if section.mqtt_topic and settings.bus.backend == "mqtt":
-        from bptwin.tui.station import build_bus
+        from bptwin.tui.runtime.wiring import build_bus
 
         bus = build_bus(settings)
         try:

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     from bptwin.tui.app import BptwinApp
-    from bptwin.tui.viewer import station_for
+    from bptwin.tui.runtime.viewer import station_for
 
     if getattr(args, "speed", None) is not None:
         settings.acquisition.speed = args.speed

@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
+import time
 from typing import TYPE_CHECKING
 
+from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
 
 if TYPE_CHECKING:
-    from bptwin.tui.metrics import MetricsServer
+    from bptwin.tui.runtime.prometheus import MetricsServer
 
 log = logging.getLogger(__name__)
+
+EXIT_REFUSED = 2  # a configuration error or another live acquisition: restarting cannot help
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,19 +44,29 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     station = Station(settings)
+    # Raises SettingsError (exit 2) only for a setting that cannot work or a live acquisition
+    # of a reactor elsewhere; a server that is away makes a degraded start, not a failed one.
     station.start()
     for warning in station.warnings:
         log.warning("bptwin serve: %s", warning)
     metrics_server = start_metrics(settings, station)
     log.warning("bptwin serve: acquisition running for %s", ", ".join(settings.station.reactors))
+    deadline = None if args.duration is None else time.monotonic() + args.duration
     try:
-        stop.wait(args.duration)
+        while not stop.is_set() and not station.conflicted.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            stop.wait(0.5 if remaining is None else min(0.5, remaining))
     finally:
         if metrics_server is not None:
             metrics_server.stop()
         station.stop()
     snapshot = station.snapshot()
     log.warning("bptwin serve: stopped after %d readings", snapshot.readings_total)
+    if station.conflict:
+        print(f"bptwin: {station.conflict}", file=sys.stderr)
+        return EXIT_REFUSED
     return 0
 
 
@@ -60,7 +74,7 @@ def start_metrics(settings: Settings, station: Station) -> MetricsServer | None:
     """/metrics and /health on the loopback port of ``[metrics]``, when enabled."""
     if not settings.metrics.enabled:
         return None
-    from bptwin.tui.metrics import start_metrics_server
+    from bptwin.tui.runtime.prometheus import start_metrics_server
 
     station.watch_metrics(station.metrics)
     try:

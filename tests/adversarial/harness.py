@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from bptwin.database.bus import MqttBus
+from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
 
 TIMEOUT_S = 60.0
 

@@ -67,7 +67,7 @@ def test_a_replayed_49_hour_batch_is_never_stored_in_the_future(
         sources=[{"name": "replay", "kind": "replay", "file": str(recording), "speed": 3600}],
     )
     with running(settings) as station:
-        (thread,) = station._driver_threads
+        (thread,) = station.driver_threads
         assert thread.join(timeout=300), "the replay did not finish"
         finished_at = time.time()
         assert station.recorder is not None and station.recorder.flush(60)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bptwin.tui.station import Station
+from bptwin.tui.runtime.station import Station
 from tests.adversarial.harness import (
     Outsider,
     discarded,

@@ -20,13 +20,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bptwin.database.channels import CHANNELS_BY_NAME
 from bptwin.drivers.serial_emulator import PtyAnalyser
 from bptwin.drivers.simulated import simulator_channel_values
 from bptwin.tui.doctor import Status, check_kept_aside
+from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
 from tests.adversarial.harness import Outsider, running, station_settings, unique_prefix, wait_for
 
 pytestmark = [pytest.mark.influx, pytest.mark.mqtt]
@@ -64,10 +65,13 @@ def influx_counts(url: str, database: str, reactor: str = "R1") -> Counter[str]:
 
 def admitted_counts(station: Station, reactor: str = "R1") -> Counter[str]:
     """Readings the station admitted per channel (its /metrics bptwin_readings_total)."""
-    pattern = re.compile(
-        r'bptwin_readings_total\{reactor="' + reactor + r'",channel="(\w+)"\} (\d+)'
-    )
-    return Counter({name: int(n) for name, n in pattern.findall(station.metrics.render()) if name})
+    exposition = station.metrics.render().decode()
+    counts: Counter[str] = Counter()
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == "bptwin_readings_total" and sample.labels["reactor"] == reactor:
+                counts[sample.labels["channel"]] = int(sample.value)
+    return counts
 
 
 def assert_all_arrived(station: Station, url: str, database: str, expected: Counter[str]) -> None:
@@ -114,7 +118,7 @@ def test_every_row_of_a_replayed_batch_arrives_in_influxdb(
         [{"name": "replay", "kind": "replay", "file": str(recording), "speed": 0}],
     )  # fmt: skip
     with running(settings) as station:
-        (thread,) = station._driver_threads
+        (thread,) = station.driver_threads
         assert thread.join(timeout=120), "the replay did not finish"
         assert station.recorder is not None and station.recorder.flush(60)
         assert station.store is not None and station.store.flush(120)
@@ -131,7 +135,7 @@ def test_every_sentence_of_the_serial_analyser_arrives_in_influxdb(
             [{"name": "offgas", "kind": "serial", "port": analyser.path}],
         )  # fmt: skip
         with running(settings) as station:
-            (thread,) = station._driver_threads
+            (thread,) = station.driver_threads
             assert wait_for(lambda: thread.driver.stats.connected)
             for i in range(60):
                 analyser.send_gas(20.9 - i / 100, 0.04 + i / 100)
@@ -162,7 +166,7 @@ def test_every_message_of_a_labs_mqtt_topics_arrives_in_influxdb(
         [{"name": "lab", "kind": "mqtt", "topic_map": topic_map}],
     )  # fmt: skip
     with running(settings) as station:
-        (thread,) = station._driver_threads
+        (thread,) = station.driver_threads
         assert wait_for(lambda: thread.driver.stats.connected)  # subscribed on the broker
         outsider = Outsider(mqtt_broker, lab)
         try:

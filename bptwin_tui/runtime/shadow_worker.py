@@ -25,10 +25,10 @@ if TYPE_CHECKING:
     from bptwin.database.bus import Bus
     from bptwin.database.recorder import Recorder
     from bptwin.eln.services import NotebookService
-    from bptwin.tui.control_loop import StationControl
-    from bptwin.tui.metrics import MetricsRegistry
+    from bptwin.tui.runtime.control_loop import StationControl
+    from bptwin.tui.runtime.notifications import Notifier
+    from bptwin.tui.runtime.prometheus import StationMetrics
     from bptwin.twin.history import History
-    from bptwin.twin.notify import Notifier
     from bptwin.twin.predictor import InferenceWorker, Prediction
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class ShadowWorker:
         control: StationControl | None = None,
         history: History | None = None,
         notifier: Notifier | None = None,
-        metrics: MetricsRegistry | None = None,
+        metrics: StationMetrics | None = None,
         max_pending: int = 500_000,
     ) -> None:
         self.shadow = shadow

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bptwin.tui.shadow_worker import ShadowWorker
+    from bptwin.tui.runtime.shadow_worker import ShadowWorker
     from bptwin.twin.alarms import AlarmTransition, AlarmView
 
 

@@ -4,7 +4,8 @@
 matter (raised alarms of ``min_priority`` or more urgent; by default critical only) on its own
 thread. :meth:`Notifier.notify` only puts on a bounded queue, so a slow mail server or a dead
 webhook never holds up acquisition. Each channel is retried on its own with exponential
-back-off; a notification that still fails after the last retry is logged and counted.
+back-off with jitter (``bptwin.database.backoff``); a notification that still fails after the
+last retry is logged and counted.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from email.message import EmailMessage
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+from bptwin.database.backoff import Backoff
 from bptwin.twin.alarm_rules import PRIORITY_RANK, Priority
 from bptwin.twin.alarms import AlarmState, AlarmTransition, transition_payload
 
@@ -202,6 +204,7 @@ class _Attempt:
     channel_index: int = field(compare=False)
     notification: Notification = field(compare=False)
     attempt: int = field(compare=False, default=0)
+    backoff: Backoff | None = field(compare=False, default=None)
 
 
 class Notifier:
@@ -356,12 +359,16 @@ class Notifier:
             stats.last_error = error
             if attempt.attempt < self.retries:
                 stats.retried += 1
-                delay = min(self.max_backoff_s, self.backoff_s * 2**attempt.attempt)
+                if attempt.backoff is None:
+                    attempt.backoff = Backoff(
+                        self.backoff_s, max(self.backoff_s, self.max_backoff_s)
+                    )
+                delay = attempt.backoff.next_delay()
                 attempt.attempt += 1
                 attempt.due = self._clock() + delay
                 attempt.sequence = next(self._sequence)
                 heapq.heappush(pending, attempt)
-                log.warning("%s; retry %d in %.0f s", error, attempt.attempt, delay)
+                log.warning("%s; retry %d in %.1f s", error, attempt.attempt, delay)
                 return
             stats.failed += 1
             self._busy -= 1

@@ -1,21 +1,34 @@
 """Fill the trend history from the time-series store when the app starts mid-batch.
 
 A control room restarted at hour 20, or a viewer attaching to a running ``bptwin serve``,
-would otherwise draw the "whole batch" window from the moment it started. The recent part
-(default: the last hour) comes back at full rate; older data as 30 s window means, which is
-already finer than any plot draws a 30 h batch.
+would otherwise draw the "whole batch" window from the moment it started. Only a running
+batch's own span is read back (from its inoculation, at most the history's length), never an
+older batch. The recent part (default: the last hour) comes back at full rate; older data as
+30 s window means, which is already finer than any plot draws a 30 h batch.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timezone
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bptwin.database.channels import CHANNELS
 from bptwin.database.timeseries.base import TimeSeriesError, TimeSeriesStore
 from bptwin.twin.history import DERIVED_SERIES, History
+
+if TYPE_CHECKING:
+    from bptwin.database.reading import Reading
+    from bptwin.eln.services import NotebookService
+
+log = logging.getLogger(__name__)
 
 RECENT_S = 3600.0
 WINDOW_S = 30.0
@@ -32,7 +45,7 @@ class BackfillResult:
     problems: tuple[str, ...] = ()
 
 
-def _arrays(readings: list) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(readings: Sequence[Reading]) -> tuple[np.ndarray, np.ndarray]:
     times = np.fromiter((r.timestamp for r in readings), dtype=np.float64, count=len(readings))
     values = np.fromiter((r.value for r in readings), dtype=np.float64, count=len(readings))
     return times, values
@@ -102,3 +115,57 @@ def backfill_history(
             history.extend_predictions(reactor, times, od600, lower, upper)
             predictions = len(times)
     return BackfillResult(readings, windows, derived, predictions, tuple(problems))
+
+
+def running_batch_starts(notebook: NotebookService, reactors: list[str]) -> dict[str, float]:
+    """Reactor -> inoculation time (Unix s) of its running batch (newest wins)."""
+    from bptwin.eln.models import BatchStatus
+
+    starts: dict[str, float] = {}
+    for batch in notebook.list_batches(BatchStatus.RUNNING):
+        reactor = batch.reactor_id or reactors[0]
+        if reactor not in reactors or batch.inoculated_at is None:
+            continue
+        inoculated = batch.inoculated_at
+        if inoculated.tzinfo is None:  # SQLite hands back naive UTC
+            inoculated = inoculated.replace(tzinfo=timezone.utc)
+        starts[reactor] = max(starts.get(reactor, 0.0), inoculated.timestamp())
+    return starts
+
+
+def backfill_running_batches(
+    history: History,
+    store: TimeSeriesStore,
+    notebook: NotebookService,
+    reactors: list[str],
+    *,
+    now: float | None = None,
+) -> dict[str, BackfillResult]:
+    """Each running batch's stored trends into ``history``; problems are logged, not raised."""
+    end = time.time() if now is None else now
+    results: dict[str, BackfillResult] = {}
+    for reactor, start in running_batch_starts(notebook, reactors).items():
+        hours = min(history.hours, max(0.0, end - start) / 3600.0)
+        if hours <= 0:
+            continue
+        result = backfill_history(history, store, reactor, end=end, hours=hours)
+        results[reactor] = result
+        for problem in result.problems:
+            log.warning("trend backfill of %s: %s", reactor, problem)
+    return results
+
+
+def backfill_in_background(
+    work: Callable[[], object], *, name: str = "history-backfill"
+) -> threading.Thread:
+    """Run the backfill beside acquisition: the station is up before its history is."""
+
+    def run() -> None:
+        try:
+            work()
+        except Exception:  # the live view works without the past
+            log.exception("trend backfill failed")
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread

@@ -1,7 +1,7 @@
 """A viewer of a running acquisition: the TUI attaches to ``bptwin serve`` instead of competing.
 
-When another process holds a reactor's acquisition lock (bptwin_tui/lock.py), ``bptwin run``
-does not start a second acquisition: :func:`station_for` hands the App a
+When another process holds a reactor's acquisition lock (``acquisition_lock.py``),
+``bptwin run`` does not start a second acquisition: :func:`station_for` hands the App a
 :class:`ViewerStation`, which has the Station's face (``start``, ``stop``, ``snapshot``,
 ``warnings``, ``control``, ``alarm_actions``, ``history``, ``notebook``) but acquires
 nothing. It subscribes to the acquisition's readings, predictions, alarm transitions and
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bptwin.database.bus import topics
 from bptwin.database.reading import Reading, ReadingError, decode_json, parse_timestamp
-from bptwin.tui.lock import STATE_RUNNING, AcquisitionOwner, _owner_from
+from bptwin.tui.runtime.acquisition_lock import STATE_RUNNING, AcquisitionOwner, owner_from_payload
 from bptwin.tui.settings import Settings, SettingsError
 from bptwin.twin.alarms import AlarmBoard, AlarmPayloadError, AlarmTransition, alarms_pattern
 from bptwin.twin.history import History
@@ -28,7 +28,7 @@ from bptwin.twin.live import LatestValues, LinkState, LiveSnapshot
 if TYPE_CHECKING:
     from bptwin.database.bus import Bus, Subscription
     from bptwin.eln.services import NotebookService
-    from bptwin.tui.station import Station
+    from bptwin.tui.runtime.station import Station
     from bptwin.twin.predictor import Prediction
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ def station_for(settings: Settings) -> Station | ViewerStation:
 
     Meant as the App's ``station_factory`` (it runs on the App's station worker thread).
     """
-    from bptwin.tui.lock import acquisition_owner
-    from bptwin.tui.station import Station
+    from bptwin.tui.runtime.acquisition_lock import acquisition_owner
+    from bptwin.tui.runtime.station import Station
 
     for reactor in settings.station.reactors:
         try:
@@ -87,7 +87,7 @@ class ViewerStation:
     # -- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        from bptwin.tui.station import build_bus, start_bus
+        from bptwin.tui.runtime.station import build_bus, start_bus
 
         self.notebook = self._open_notebook()
         self._restore_alarms()
@@ -119,7 +119,7 @@ class ViewerStation:
 
     def snapshot(self) -> LiveSnapshot:
         if self.bus is not None:
-            from bptwin.tui.station import bus_link
+            from bptwin.tui.runtime.health import bus_link
 
             self.latest.set_link(bus_link(self.settings, self.bus))
             refused = self.bus.stats.malformed + self.rejected
@@ -144,8 +144,11 @@ class ViewerStation:
         notebook = self.notebook
         if notebook is None:
             return
-        from bptwin.tui.backfill import backfill_in_background, backfill_running_batches
         from bptwin.tui.export import reading_store
+        from bptwin.tui.runtime.trend_backfill import (
+            backfill_in_background,
+            backfill_running_batches,
+        )
 
         settings, until = self.settings, time.time()
 
@@ -200,7 +203,7 @@ class ViewerStation:
 
     def _on_status(self, topic: str, payload: bytes) -> None:
         reactor = topic.split("/")[2]
-        owner = _owner_from(reactor, payload) if payload else None
+        owner = owner_from_payload(reactor, payload) if payload else None
         if owner is None:
             return
         if owner.state == STATE_RUNNING:

@@ -1,0 +1,1 @@
+"""The headless runtime: station wiring, lifecycle, reading pipeline, health and metrics."""

@@ -1,0 +1,301 @@
+"""Wiring: the parts of a station built from the settings, none of them started.
+
+:func:`build_runtime` turns ``Settings`` into a :class:`Runtime` (bus, stores, notebook queue,
+shadow, control, notifier, the reading intake and its drivers) or raises ``SettingsError``
+naming the setting that cannot work. Building opens local files only (the stores' and queues'
+files in the data folder); it connects to no server and acquires nothing, so every
+configuration error surfaces here, before anything runs, and a server that is away can never
+look like one. Starting is ``runtime/station.py``'s job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bptwin.database.reading import Reading
+from bptwin.tui.runtime.control_loop import StationControl
+from bptwin.tui.runtime.prometheus import StationMetrics
+from bptwin.tui.settings import Settings, SettingsError
+from bptwin.twin.history import History
+from bptwin.twin.live import LatestValues
+
+if TYPE_CHECKING:
+    from bptwin.database.bus import Bus, Subscription
+    from bptwin.database.recorder import Recorder
+    from bptwin.database.timeseries import TimeSeriesStore
+    from bptwin.drivers.base import Driver, DriverThread
+    from bptwin.drivers.intake import ReadingIntake
+    from bptwin.eln.services import NotebookService
+    from bptwin.eln.spool import SpooledNotebook
+    from bptwin.tui.runtime.notifications import Notifier
+    from bptwin.tui.runtime.shadow_worker import ShadowWorker
+    from bptwin.twin.predictor import InferenceWorker
+    from bptwin.twin.shadow import Shadow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything one station runs; built by :func:`build_runtime`, started by the Station."""
+
+    settings: Settings
+    latest: LatestValues
+    history: History
+    metrics: StationMetrics
+    bus: Bus
+    store: TimeSeriesStore
+    recorder: Recorder
+    notebook: SpooledNotebook
+    control: StationControl
+    shadow: Shadow
+    shadow_worker: ShadowWorker
+    notifier: Notifier | None
+    # Where readings enter: sources, their drivers and admission (drivers/intake.py).
+    intake: ReadingIntake
+    drivers: list[Driver]
+    inference: InferenceWorker | None = None
+    driver_threads: list[DriverThread] = field(default_factory=list)
+    subscriptions: list[Subscription] = field(default_factory=list)
+    backfill: threading.Thread | None = None
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    sink: Callable[[Reading], None],
+    latest: LatestValues | None = None,
+    history: History | None = None,
+    metrics: StationMetrics | None = None,
+) -> Runtime:
+    """Every part of the station, built and not started; ``sink`` takes the drivers' readings
+    once admitted (drivers/intake.py).
+
+    Raises SettingsError naming the setting that cannot work (alarm rules, driver settings,
+    the store's configuration). Parts built before the error are closed again.
+    """
+    from bptwin.database.recorder import Recorder
+    from bptwin.tui.runtime.shadow_worker import ShadowWorker
+
+    latest = latest or LatestValues()
+    history = history or History(settings.station.reactors)
+    metrics = metrics or StationMetrics()
+    shadow = build_shadow(settings)
+    intake = build_intake(settings)
+    opened: list[Callable[[], None]] = []
+    try:
+        store = build_store(settings)
+        opened.append(store.close)
+        recorder = Recorder(store)
+        opened.append(recorder.close)
+        bus = build_bus(settings, outbox_path=settings.spool_dir() / "bus-outbox.sqlite")
+        if (close_bus := getattr(bus, "close", None)) is not None:
+            opened.append(close_bus)
+        notebook = build_notebook(settings)
+        opened.append(notebook.close)
+        control = build_control(settings, bus, notebook)  # type: ignore[arg-type]
+        notifier = build_notifier(settings, bus, metrics)
+        shadow_worker = ShadowWorker(
+            shadow,
+            latest=latest,
+            history=history,
+            recorder=recorder,
+            bus=bus,
+            prefix=settings.bus.prefix,
+            notebook=notebook,  # type: ignore[arg-type]
+            control=control,
+            notifier=notifier,
+            metrics=metrics,
+        )
+        drivers = build_drivers(settings, intake, sink, bus)
+    except BaseException:
+        for close in reversed(opened):
+            close()
+        raise
+    return Runtime(
+        settings=settings,
+        latest=latest,
+        history=history,
+        metrics=metrics,
+        bus=bus,
+        store=store,
+        recorder=recorder,
+        notebook=notebook,
+        control=control,
+        shadow=shadow,
+        shadow_worker=shadow_worker,
+        notifier=notifier,
+        intake=intake,
+        drivers=drivers,
+    )
+
+
+def build_shadow(settings: Settings) -> Shadow:
+    """Features and the alarm engine for every reactor; a bad ``[alarms]`` table is named."""
+    from bptwin.twin.alarm_rules import AlarmConfigError, rules_from_config
+    from bptwin.twin.shadow import Shadow
+
+    try:
+        rules = rules_from_config(settings.alarms)
+    except AlarmConfigError as exc:
+        raise SettingsError(str(exc)) from None
+    return Shadow(settings.station.reactors, alarm_rules=rules)
+
+
+def build_notebook(settings: Settings) -> SpooledNotebook:
+    """The notebook with store-and-forward (eln.spool): alarm events, samples, notes.
+
+    Connects lazily: a database that is away queues the writes instead of failing the start.
+    """
+    from bptwin.database.relational import make_engine
+    from bptwin.eln.services import NotebookService
+    from bptwin.eln.spool import SpooledNotebook
+
+    # Not checked now: a database that is away must not stop the start (writes queue).
+    engine = make_engine(settings.notebook_url(), check=False)
+    return SpooledNotebook(NotebookService(engine), settings.spool_dir() / "notebook.sqlite")
+
+
+def build_notifier(settings: Settings, bus: Bus, metrics: StationMetrics) -> Notifier | None:
+    """Critical alarms beyond the screen ([notify]: webhook, MQTT topic, mail), if set."""
+    from bptwin.tui.settings_ops import notifier_from_settings
+
+    def publish(topic: str, payload: bytes) -> None:
+        bus.publish(topic, payload, qos=1)
+
+    notifier = notifier_from_settings(
+        settings.notify, publish=publish, station=settings.station.name
+    )
+    if notifier is None:
+        return None
+    metrics.add_gauge(
+        "bptwin_notifications_accepted",
+        "Alarm notifications queued for delivery since start",
+        lambda: float(notifier.stats.accepted),
+    )
+    metrics.add_gauge(
+        "bptwin_notifications_dropped",
+        "Alarm notifications dropped because the queue was full",
+        lambda: float(notifier.stats.dropped),
+    )
+    return notifier
+
+
+def build_intake(settings: Settings) -> ReadingIntake:
+    """The acquisition plan (one source or ``[[acquisition.sources]]``) with its admission.
+
+    SettingsError names the source setting that cannot work (two owners of one channel, a
+    source kind that needs the MQTT bus, both forms at once).
+    """
+    return settings.acquisition.intake(
+        settings.station.reactors, bus_is_mqtt=settings.bus.backend == "mqtt"
+    )
+
+
+def build_drivers(
+    settings: Settings, intake: ReadingIntake, sink: Callable[[Reading], None], bus: Bus
+) -> list[Driver]:
+    """Every local source's drivers (not started); each reading is admitted, then ``sink``."""
+    from bptwin.drivers.sources import DriverConfigError
+
+    try:
+        return intake.build_drivers(
+            sink,
+            bus=bus,
+            bus_is_mqtt=settings.bus.backend == "mqtt",
+            prefix=settings.bus.prefix,
+        )
+    except DriverConfigError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def build_store(settings: Settings) -> TimeSeriesStore:
+    from bptwin.database.timeseries import TimeSeriesError
+
+    section = settings.timeseries
+    try:
+        if section.backend == "embedded":
+            from bptwin.database.timeseries.embedded import EmbeddedStore
+
+            return EmbeddedStore(settings.timeseries_path())
+        from bptwin.database.timeseries.influx import InfluxStore
+        from bptwin.database.timeseries.influx_common import InfluxConfig, InfluxConfigError
+
+        try:
+            config = InfluxConfig(
+                url=section.url,
+                api_version=section.api_version,
+                token=section.token.get_secret_value() if section.token else None,
+                org=section.org or None,
+                bucket=section.bucket or None,
+                database=section.database or None,
+                username=section.username or None,
+                password=section.password.get_secret_value() if section.password else None,
+            )
+        except InfluxConfigError as exc:
+            raise SettingsError(f"timeseries: {exc}") from None
+        return InfluxStore(
+            config,
+            settings.spool_dir() / "influx.sqlite",
+            batch_size=section.batch_size,
+            flush_interval=section.flush_interval_s,
+        )
+    except TimeSeriesError as exc:
+        raise SettingsError(f"timeseries: {exc}") from None
+
+
+def build_control(settings: Settings, bus: Bus, notebook: NotebookService | None) -> StationControl:
+    """Advice and (mode 1) signed setpoints; SettingsError names an unusable control key."""
+    from bptwin.tui.runtime.control_loop import load_control_key
+    from bptwin.twin.actuation import ControlKeyError, ControlMode
+    from bptwin.twin.actuation import ControlSettings as ActuationSettings
+
+    section = settings.control
+    control_settings = ActuationSettings(
+        mode=ControlMode(section.mode),
+        enabled=section.enabled,
+        confirmation_minutes=section.confirmation_minutes,
+    )
+    try:
+        key = load_control_key(section.key_file, control_settings)
+    except ControlKeyError as exc:
+        raise SettingsError(str(exc)) from None
+    return StationControl(
+        settings.station.reactors,
+        bus=bus,
+        prefix=settings.bus.prefix,
+        settings=control_settings,
+        notebook=notebook,
+        key=key,
+    )
+
+
+def build_bus(settings: Settings, *, outbox_path: Path | None = None) -> Bus:
+    """The configured bus; MQTT with ``outbox_path`` stores and forwards its QoS 1 publishes."""
+    section = settings.bus
+    if section.backend == "local":
+        from bptwin.database.bus import LocalBus
+
+        return LocalBus()
+    from bptwin.database.bus import MqttBus
+
+    try:
+        return MqttBus(
+            section.host,
+            section.port,
+            client_id=section.client_id or None,
+            username=section.username or None,
+            password=section.password.get_secret_value() if section.password else None,
+            tls=section.tls,
+            ca_file=str(section.ca_file) if section.ca_file else None,
+            outbox_path=outbox_path,
+            # A setpoint delayed by an outage could act on a changed batch: sent now or refused.
+            not_queued=(f"{section.prefix}/v1/+/setpoints/+",),
+        )
+    except OSError as exc:  # the outbox file cannot be opened: the data folder is the problem
+        raise SettingsError(f"station.data_dir: {exc}") from None
