@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from bptwin.database.timeseries import TimeSeriesStore
     from bptwin.drivers.base import Driver, DriverThread
     from bptwin.eln.services import NotebookService
-    from bptwin.eln.spool import SpooledNotebook
+    from bptwin.eln.write_queue import SpooledNotebook
     from bptwin.tui.alarm_actions import StationAlarms
     from bptwin.tui.lock import AcquisitionLock
     from bptwin.twin.notify import Notifier
@@ -56,7 +56,7 @@ class Station:
         self.inference: InferenceWorker | None = None
         self.control: StationControl | None = None
         self._simulated: list[Driver] = []
-        # The notebook with store-and-forward (eln.spool): alarm events, samples, notes.
+        # The notebook with store-and-forward (eln.write_queue): alarm events, samples, notes.
         self.notebook: SpooledNotebook | None = None
         self._locks: list[AcquisitionLock] = []
         # Reactors acquired here: recorded as acquired, their echo from the bus is skipped.
@@ -160,7 +160,7 @@ class Station:
         except AlarmConfigError as exc:
             raise SettingsError(str(exc)) from None
         shadow = Shadow(self.settings.station.reactors, alarm_rules=rules)
-        from bptwin.eln.spool import SpooledNotebook
+        from bptwin.eln.write_queue import SpooledNotebook
 
         notebook = SpooledNotebook(
             NotebookService.from_url(self.settings.notebook_url()),

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from sqlmodel import col, select
 
-from bptwin.eln import validation as check
+from bptwin.eln import form_rules as check
 from bptwin.eln.acceptance import (
     DEFAULT_LIMITS,
     VERDICT_FAIL,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from bptwin.database.relational import session_scope
-from bptwin.eln import validation as check
+from bptwin.eln import form_rules as check
 from bptwin.eln.control_records import ControlAction, ControlActionKind
 from bptwin.eln.errors import NotebookPermissionError, NotebookValidationError
 from bptwin.eln.models import OperatorRole

@@ -346,7 +346,7 @@ class BatchAcceptance(AuditedTable, table=True):
 
 
 class NotebookWriteKey(NotebookBase, table=True):
-    """The key of a spooled notebook write (eln.spool), stored in the write's own transaction.
+    """The key of a spooled notebook write (eln.write_queue), stored in the write's own transaction.
 
     A write whose commit outcome was lost with the connection is queued with its key; on
     replay a stored key means the write already happened, so it is not made twice. Bookkeeping,

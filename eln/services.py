@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from bptwin.database.channels import CHANNELS_BY_NAME
 from bptwin.database.relational import is_unavailable, make_engine, session_scope, unavailable_error
-from bptwin.eln import validation as check
+from bptwin.eln import form_rules as check
 from bptwin.eln.audit import find_chain_break
 from bptwin.eln.calibration import (
     CalibrationPolicy,

@@ -4,7 +4,7 @@ invalid stored, the station keeps running.
 Malformed MQTT payloads on the station's bus, garbled lines from a serial analyser on a
 pseudo-terminal, out-of-range form values and SQL-looking text in the notebook.
 (Property-based tests of the decoders themselves: test_payloads.py, test_serial_protocol.py,
-test_eln_validation.py.)
+test_eln_form_rules.py.)
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from bptwin.database.migrate import upgrade
 from bptwin.database.reading import Reading
 from bptwin.database.timeseries.embedded import EmbeddedStore
 from bptwin.eln.services import NotebookService
-from bptwin.eln.spool import NotebookWriteQueued
+from bptwin.eln.write_queue import NotebookWriteQueued
 from bptwin.tui.settings import Settings
 from bptwin.tui.station import Station
 from tests.fixtures.mqtt import MosquittoServer, mosquitto_binary

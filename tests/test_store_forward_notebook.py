@@ -20,7 +20,7 @@ from sqlalchemy import text
 from bptwin.database.migrate import upgrade
 from bptwin.eln.errors import NotebookValidationError
 from bptwin.eln.services import NotebookService
-from bptwin.eln.spool import NotebookWriteQueued, SpooledNotebook, decode_call, encode_call
+from bptwin.eln.write_queue import NotebookWriteQueued, SpooledNotebook, decode_call, encode_call
 from tests.fixtures.private_postgres import PostgresCluster, private_postgres  # noqa: F401
 from tests.test_bus import wait_for
 
@@ -165,7 +165,7 @@ QUEUER = """
 import sys, time
 from bptwin.database.relational import make_engine
 from bptwin.eln.services import NotebookService
-from bptwin.eln.spool import NotebookWriteQueued, SpooledNotebook
+from bptwin.eln.write_queue import NotebookWriteQueued, SpooledNotebook
 
 url, spool, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 service = NotebookService(make_engine(url, check=False))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
-import fcntl
 import inspect
 import json
 import logging
@@ -36,8 +35,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from filelock import FileLock, Timeout
 from sqlalchemy import create_engine, event, exc, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, UOWTransaction
@@ -220,28 +220,30 @@ class SpooledNotebook:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notebook-replay", daemon=True)
         self._thread.start()
-        self._owner_lock: IO[str] | None = None
+        self._owner_lock: FileLock | None = None
 
     @classmethod
     def open_exclusive(
         cls, service: NotebookService, spool_path: str | Path, **options: Any
     ) -> SpooledNotebook | None:
-        """A SpooledNotebook owning ``spool_path`` (flock), or None if another process owns it.
+        """A SpooledNotebook owning ``spool_path`` (a lock file beside it), or None if another
+        process owns it.
 
         One process replays a queue file; a second control room on the same data folder gets
         None and uses the plain service (its writes then fail plainly while the database is
-        away instead of being queued).
+        away instead of being queued). The lock is the operating system's (``filelock``), so a
+        killed owner leaves nothing to clean up.
         """
         path = Path(spool_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(f"{path}.lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until close
+        # Not thread-local: the app takes the lock in a worker and releases it on quitting.
+        lock = FileLock(f"{path}.lock", thread_local=False)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
+            lock.acquire(timeout=0)
+        except Timeout:
             return None
         notebook = cls(service, path, **options)
-        notebook._owner_lock = handle
+        notebook._owner_lock = lock
         return notebook
 
     def _twin(self, engine: Engine, clock: Callable[[], datetime]) -> NotebookService:
@@ -294,9 +296,9 @@ class SpooledNotebook:
         self._wake.set()
         self._thread.join(10.0)
         self._spool.close()
-        handle, self._owner_lock = self._owner_lock, None
-        if handle is not None:
-            handle.close()  # closing releases the flock
+        lock, self._owner_lock = self._owner_lock, None
+        if lock is not None:
+            lock.release()
 
     # -- writing -------------------------------------------------------------------------------
 
