@@ -136,7 +136,7 @@ class BptwinApp(App[int]):
         except (DatabaseUnavailable, OSError, SettingsError) as exc:
             self.post_message(NotebookReady(None, False, f"notebook.url: {exc}"))
         else:
-            from bptwin.eln.spool import SpooledNotebook
+            from bptwin.eln.write_queue import SpooledNotebook
 
             # Samples, notes, deviations... made while the database is away wait on disk.
             spool = self.settings.spool_dir() / "notebook-app.sqlite"

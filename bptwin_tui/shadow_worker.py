@@ -191,7 +191,7 @@ class ShadowWorker:
             log.error("alarm %s not published: %s", transition.alarm_id, exc)
         if self.notebook is None:
             return
-        from bptwin.eln.spool import NotebookWriteQueued
+        from bptwin.eln.write_queue import NotebookWriteQueued
 
         try:
             self.notebook.record_alarm_event(**transition.event_fields())

@@ -25,7 +25,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from bptwin.database.reading import Quality, Reading
 from bptwin.eln import calibration as cal
-from bptwin.eln import validation as check
+from bptwin.eln import form_rules as check
 from bptwin.eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
 from bptwin.eln.models import CalibrationRecord
 from bptwin.eln.services import NotebookService
