@@ -24,7 +24,7 @@ from bptwin.twin.shadow import Shadow, ShadowOutput, derived_readings
 if TYPE_CHECKING:
     from bptwin.database.bus import Bus
     from bptwin.database.recorder import Recorder
-    from bptwin.eln.services import NotebookService
+    from bptwin.eln.direct_notebook import DirectNotebook
     from bptwin.tui.control_loop import StationControl
     from bptwin.tui.metrics import MetricsRegistry
     from bptwin.twin.history import History
@@ -47,7 +47,7 @@ class ShadowWorker:
         recorder: Recorder,
         bus: Bus,
         prefix: str,
-        notebook: NotebookService | None = None,
+        notebook: DirectNotebook | None = None,
         inference: InferenceWorker | None = None,
         control: StationControl | None = None,
         history: History | None = None,

@@ -167,7 +167,7 @@ class Station:
             self.settings.spool_dir() / "notebook.sqlite",
         )
         self.notebook = notebook
-        self.control = build_control(self.settings, self.bus, notebook)
+        self.control = build_control(self.settings, self.bus, notebook.service)
         self.notifier = self.start_notifier()
         self.shadow_worker = ShadowWorker(
             shadow,

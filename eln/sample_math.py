@@ -15,6 +15,15 @@ from typing import Any
 from bptwin.eln.errors import NotebookValidationError
 from bptwin.eln.schedule import SampleSlot, SlotStatus
 
+# The inoculum's go/no-go window (docs/process.md).
+INOCULUM_OD600_RANGE = (2.0, 6.0)
+# Plausible ranges for typed-in values: wider than biology, narrower than typos.
+OD_RAW_RANGE = (0.0, 5.0)
+DILUTION_RANGE = (1.0, 10_000.0)
+OD600_MAX = 500.0
+DCW_MAX_G_PER_L = 300.0
+GLYCEROL_MAX_G_PER_L = 200.0
+
 _CLOCK_TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
 
 

@@ -1,9 +1,10 @@
 """The dashboard: trend plots, status strip, current values and process panel of one reactor.
 
-The App hands it immutable ``LiveSnapshot``s (``show_snapshot``) and, once the station is up,
-the station's trend history (``attach_history``). Plots are drawn by a render worker of this
-screen on its own clock (at most once a second), only while the screen is shown and only when
-the history or the view changed; the UI thread only swaps in the finished figures.
+It watches the App's immutable ``LiveSnapshot`` (``show_snapshot``, while it is on top) and,
+once the station is up, the App hands it the station's trend history (``attach_history``).
+Plots are drawn by a render worker of this screen on its own clock (at most once a second),
+only while the screen is shown and only when the history or the view changed; the UI thread
+only swaps in the finished figures.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
+from bptwin.screens.alarm_banner import AlarmBanner
+from bptwin.screens.live import watch_snapshot
 from bptwin.screens.trends import (
     GROUP_NAMES,
     MAX_PLOTS,
@@ -88,12 +90,12 @@ class DashboardScreen(Screen[None]):
         self._drawn: TrendRequest | None = None  # what the plots show now
         self._drawn_at = -math.inf
         self._rendering = False
-        self.renders = 0  # figures swapped in so far
         self.trend_window: HistoryWindow | None = None  # the window the plots show
         self._cells: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=self._show_clock, time_format="%H:%M:%S")
+        yield AlarmBanner(id="alarm-banner")
         with Vertical(id="dashboard"):
             yield Static("", id="alarm-line")
             yield Static(self._status, id="status-strip")
@@ -136,34 +138,7 @@ class DashboardScreen(Screen[None]):
         self._show_trend_bar()
         self._show_strip()
         self.set_interval(REDRAW_S, self._redraw_trends)
-        self._import_alarm_banner()
-
-    class _AlarmBannerImported(Message):
-        """bptwin.screens.alarms is imported: the banner can be mounted without waiting."""
-
-    @work(thread=True, group="dashboard-imports", exit_on_error=False)
-    def _import_alarm_banner(self) -> None:
-        # The banner's module pulls in the notebook (SQLModel, SQLAlchemy: about a second of
-        # imports): import it beside the first frame, not before it or on the UI thread.
-        import bptwin.screens.alarms  # noqa: F401
-
-        self.post_message(self._AlarmBannerImported())
-
-    def on_dashboard_screen__alarm_banner_imported(self, _: Message) -> None:
-        self._mount_alarm_banner()
-
-    def _mount_alarm_banner(self) -> None:
-        from bptwin.screens.alarms import AlarmBanner
-
-        if not self.is_attached:
-            return  # the app is closing: nothing to show the banner on
-        if not self.is_mounted:
-            self.call_after_refresh(self._mount_alarm_banner)
-            return
-        if not self.query("#alarm-banner"):
-            self.mount(AlarmBanner(id="alarm-banner"), after=self.query_one(Header))
-            if self._last_snapshot is not None:
-                self._show_alarms(self._last_snapshot)
+        watch_snapshot(self, self.show_snapshot)
 
     # ---- what the App calls ------------------------------------------------------------
 
@@ -385,7 +360,6 @@ class DashboardScreen(Screen[None]):
         if current is None or not request.same_view(current):
             self.call_after_refresh(self._redraw_trends)  # the view moved on meanwhile
             return
-        self.renders += 1
         with self.app.batch_update():
             for widget, plot, figure in zip(
                 self._visible_plots(), request.plots, message.figures, strict=True
@@ -450,8 +424,7 @@ class DashboardScreen(Screen[None]):
         self.query_one("#status-strip", Static).update("\n".join(lines))
 
     def _show_alarms(self, snapshot: LiveSnapshot) -> None:
-        for banner in self.query("#alarm-banner"):
-            banner.show_alarms(snapshot.alarms)  # type: ignore[attr-defined]
+        self.query_one(AlarmBanner).show_alarms(snapshot.alarms)
         line = self.query_one("#alarm-line", Static)
         alarms = snapshot.alarms_for(self.reactor)
         line.display = bool(alarms)

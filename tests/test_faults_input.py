@@ -104,8 +104,8 @@ def test_out_of_range_form_values_and_sql_text_in_the_notebook(tmp_path: Path) -
     try:
         notebook = station.notebook
         assert notebook is not None
-        notebook.create_operator("setup", "olga", "supervisor", "4711")
-        notebook.create_batch("olga", 4, "A")
+        notebook.service.operators.create_operator("setup", "olga", "supervisor", "4711")
+        notebook.service.batches.create_batch("olga", 4, "A")
         with pytest.raises(NotebookValidationError, match="OD") as refused:
             notebook.add_sample("olga", 4, taken_at=datetime.now(tz=timezone.utc), od_raw=1e9)
         assert refused.value.field

@@ -32,8 +32,8 @@ T0 = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 
 def prepared(url: str) -> NotebookService:
     service = NotebookService.from_url(url)
-    service.create_operator("setup", "olga", "supervisor", "4711")
-    service.create_batch("olga", 7, "A")
+    service.operators.create_operator("setup", "olga", "supervisor", "4711")
+    service.batches.create_batch("olga", 7, "A")
     return service
 
 
@@ -136,7 +136,7 @@ def test_postgres_outage_queues_writes_and_replays_them_once_in_order(
     assert [n.text for n in notes] == ["written while the database was away"]
     assert count_rows(notebook.service, "alarm_event") == 13  # no duplicates
     assert notebook.status().rejected == 0
-    assert notebook.verify_audit_chain() is None
+    assert notebook.service.audit.verify_audit_chain() is None
 
 
 def test_a_queued_write_the_database_refuses_is_kept_aside_with_its_reason(

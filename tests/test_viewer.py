@@ -164,10 +164,10 @@ async def test_run_attaches_as_viewer_of_the_running_serve(
 
         # The viewer writes notebook entries into the acquisition's notebook.
         assert viewer.notebook is not None
-        viewer.notebook.create_operator("setup", "vera", "supervisor", "2468")
-        viewer.notebook.create_batch("vera", 11, "A")
-        viewer.notebook.add_note("vera", 11, "watched from a second terminal")
-        assert [n.text for n in viewer.notebook.list_notes(11)] == [
+        viewer.notebook.operators.create_operator("setup", "vera", "supervisor", "2468")
+        viewer.notebook.batches.create_batch("vera", 11, "A")
+        viewer.notebook.notes.add_note("vera", 11, "watched from a second terminal")
+        assert [n.text for n in viewer.notebook.notes.list_notes(11)] == [
             "watched from a second terminal"
         ]
         await pilot.press("q")
