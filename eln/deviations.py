@@ -15,7 +15,6 @@ from bptwin.eln.unit_of_work import (
     find_batch,
     of_batch,
     require_operator,
-    row_id,
 )
 
 
@@ -55,10 +54,7 @@ class DeviationService(AggregateService):
             corrective_action=check.text("corrective action", corrective_action),
             reported_by=actor,
         )
-        with self.unit.write(actor) as session:
-            deviation.batch_id = row_id(find_batch(session, number))
-            session.add(deviation)
-        return deviation
+        return self.unit.add_to_batch(actor, number, deviation)
 
     def review_deviation(
         self,

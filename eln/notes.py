@@ -6,7 +6,7 @@ from sqlmodel import col
 
 from bptwin.eln import form_rules as check
 from bptwin.eln.models import Note
-from bptwin.eln.unit_of_work import AggregateService, find_batch, of_batch, row_id
+from bptwin.eln.unit_of_work import AggregateService, find_batch, of_batch
 
 
 class NoteService(AggregateService):
@@ -16,10 +16,7 @@ class NoteService(AggregateService):
         note = Note(
             author=actor, text=check.text("note", text, required=True), created_at=self.unit.now()
         )
-        with self.unit.write(actor) as session:
-            note.batch_id = row_id(find_batch(session, number))
-            session.add(note)
-        return note
+        return self.unit.add_to_batch(actor, number, note)
 
     def list_notes(self, number: int) -> list[Note]:
         with self.unit.read() as session:

@@ -44,10 +44,7 @@ class PreparationService(AggregateService):
             prepared_by=actor,
             notes=check.text("notes", notes),
         )
-        with self.unit.write(actor) as session:
-            record.batch_id = row_id(find_batch(session, number))
-            session.add(record)
-        return record
+        return self.unit.add_to_batch(actor, number, record)
 
     def record_inoculum(
         self,

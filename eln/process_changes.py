@@ -9,7 +9,7 @@ from sqlmodel import col
 from bptwin.eln import form_rules as check
 from bptwin.eln.errors import NotebookNotFoundError, NotebookValidationError
 from bptwin.eln.models import ProcessChange
-from bptwin.eln.unit_of_work import AggregateService, find_batch, of_batch, row_id
+from bptwin.eln.unit_of_work import AggregateService, find_batch, of_batch
 
 
 class ProcessChangeService(AggregateService):
@@ -39,10 +39,7 @@ class ProcessChangeService(AggregateService):
             reason=check.text("reason", reason),
             requested_by=actor,
         )
-        with self.unit.write(actor) as session:
-            change.batch_id = row_id(find_batch(session, number))
-            session.add(change)
-        return change
+        return self.unit.add_to_batch(actor, number, change)
 
     def approve_process_change(self, actor: str, change_id: int) -> ProcessChange:
         with self.unit.write(actor, supervisor=True) as session:

@@ -74,6 +74,13 @@ class NotebookUnitOfWork:
         with session_scope(self.engine, name) as session:
             yield session
 
+    def add_to_batch(self, actor: str, number: int, row: PartT) -> PartT:
+        """Store ``row`` as a part of batch ``number``, written by ``actor`` (one transaction)."""
+        with self.write(actor) as session:
+            row.batch_id = row_id(find_batch(session, number))
+            session.add(row)
+        return row
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         try:
