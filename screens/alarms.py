@@ -28,7 +28,7 @@ from bptwin.eln.records import AlarmEventView
 from bptwin.screens.alarm_banner import AlarmBanner, hms
 from bptwin.screens.deviations import FORM_CSS, DeviationFormScreen
 from bptwin.screens.entry_widgets import EntryForm, LabelledField
-from bptwin.screens.live import current_snapshot, watch_snapshot
+from bptwin.screens.live import current_snapshot, follow_snapshots
 from bptwin.screens.notebook_screen import NotebookScreen
 from bptwin.twin.alarm_rules import PRIORITY_RANK, Priority
 from bptwin.twin.alarms import AlarmState, AlarmView
@@ -311,7 +311,7 @@ class AlarmScreen(EntryForm[None]):
         table.focus()
         self.refresh_alarms()  # from the engine itself; later ones come with the snapshots
         self.snapshot = current_snapshot(self)
-        watch_snapshot(self, self._snapshot_changed, at_once=False)
+        follow_snapshots(self, self._snapshot_changed, at_once=False)
 
     # ---- data -----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from bptwin.eln.errors import NotebookError, NotebookPermissionError, NotebookVa
 from bptwin.eln.notebook import CalibrationPeriod, Notebook
 from bptwin.eln.records import CalibrationView
 from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField, field_for
-from bptwin.screens.live import watch_snapshot
+from bptwin.screens.live import follow_snapshots
 from bptwin.screens.notebook_screen import NotebookScreen
 from bptwin.twin.live import LiveSnapshot
 
@@ -173,7 +173,7 @@ class CalibrationWizardScreen(NotebookScreen[None]):
         )
         self._enter_step(0)
         self.load_context()
-        watch_snapshot(self, self.show_snapshot)
+        follow_snapshots(self, self.show_snapshot)
 
     @work(exclusive=True, group="calibration-context", exit_on_error=False)
     async def load_context(self) -> None:

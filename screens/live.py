@@ -1,8 +1,8 @@
 """The newest LiveSnapshot as screens get it: a reactive on the App that they watch.
 
 The control room's App sets ``snapshot`` once per refresh; a screen calls
-:func:`watch_snapshot` when it mounts and is handed the newest snapshot then (if it likes) and on
-every change while it is the screen on top.
+:func:`follow_snapshots` when it mounts and is handed the newest snapshot then (if it asks) and
+every new one while it is the screen on top.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def current_snapshot(node: Widget) -> LiveSnapshot | None:
     return app.snapshot if isinstance(app, LiveApp) else None
 
 
-def watch_snapshot(
+def follow_snapshots(
     node: Widget, show: Callable[[LiveSnapshot], object], *, at_once: bool = True
 ) -> None:
     """Hand ``show`` every new snapshot of the App while ``node``'s screen is on top, and with

@@ -25,7 +25,7 @@ from bptwin.eln.notebook import Notebook
 from bptwin.eln.records import SampleView
 from bptwin.eln.schedule import SampleSlot, SlotStatus
 from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
-from bptwin.screens.live import watch_snapshot
+from bptwin.screens.live import follow_snapshots
 from bptwin.screens.messages import SampleSaved
 from bptwin.screens.notebook_screen import NotebookScreen
 from bptwin.twin.live import LiveSnapshot
@@ -161,7 +161,7 @@ class SampleEntryScreen(NotebookScreen[None]):
             self.notebook.now()
         )
         self.query_one("#od-raw", Input).focus()
-        watch_snapshot(self, self.show_snapshot)
+        follow_snapshots(self, self.show_snapshot)
         self.load_schedule(prefill=True)
         self.set_interval(SCHEDULE_REFRESH_S, self.load_schedule)
 
