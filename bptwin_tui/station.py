@@ -123,7 +123,7 @@ class Station:
         # Up to now only: what arrives from here on reaches the history live.
         self.backfill = backfill_in_background(
             lambda: backfill_running_batches(
-                self.history, store, notebook, self.settings.station.reactors, now=until
+                self.history, store, notebook.service, self.settings.station.reactors, now=until
             )
         )
 
