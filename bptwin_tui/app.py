@@ -255,7 +255,9 @@ class BptwinApp(LiveApp[int]):
 
     @on(LiveUpdate)
     def _live_update(self, message: LiveUpdate) -> None:
-        self.snapshot = message.snapshot  # the screens watching it show it
+        if not self.screen_stack:
+            return  # the app is closing: no screen left to show it on
+        self.snapshot = message.snapshot  # the screens following it show it
 
     def watch_snapshot(self, snapshot: LiveSnapshot | None) -> None:
         """A new unacknowledged critical alarm is announced on whatever screen is showing."""
