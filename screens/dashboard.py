@@ -25,7 +25,7 @@ from textual.worker import Worker, WorkerState
 
 from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
 from bptwin.screens.alarm_banner import AlarmBanner
-from bptwin.screens.live import watch_snapshot
+from bptwin.screens.live import follow_snapshots
 from bptwin.screens.trends import (
     GROUP_NAMES,
     MAX_PLOTS,
@@ -38,10 +38,18 @@ from bptwin.screens.trends import (
     trace_points,
     visible_pages,
 )
+from bptwin.screens.value_table import ValueColumn, ValueTable
 from bptwin.twin.history import WINDOW_NAMES, History, HistoryWindow
 from bptwin.twin.live import LiveSnapshot
 
 STALE_AFTER_S = 10.0
+VALUE_COLUMNS = (
+    ValueColumn("channel", "Channel", 22),
+    ValueColumn("value", "Value", 8),
+    ValueColumn("unit", "Unit", 6),
+    ValueColumn("quality", "Quality", 9),
+    ValueColumn("age", "Age", 5),
+)
 REDRAW_S = 1.0  # plots redraw at most this often
 # Long windows: one bucket of the plot spans minutes, so a second's new data barely moves it;
 # new data redraws them less often (a new view still draws at once).
@@ -107,19 +115,14 @@ class DashboardScreen(Screen[None]):
                         yield TrendPlot(id=f"plot-{index}")
                 with Vertical(id="side"):
                     yield Static("Waiting for the first 30 s window…", id="process")
-                    yield DataTable(id="current-values", cursor_type="row", zebra_stripes=True)
+                    yield ValueTable(VALUE_COLUMNS, id="current-values")
         yield Footer()
 
     def on_mount(self) -> None:
         self._composed = True
-        table = self.query_one("#current-values", DataTable)
-        table.add_column("Channel", key="channel", width=22)
-        table.add_column("Value", key="value", width=8)
-        table.add_column("Unit", key="unit", width=6)
-        table.add_column("Quality", key="quality", width=9)
-        table.add_column("Age", key="age", width=5)
+        table = self.query_one("#current-values", ValueTable)
         for channel in CHANNELS:
-            table.add_row(channel.label, "—", channel.unit, "—", "—", key=channel.name)
+            table.add_row(channel.name, (channel.label, "—", channel.unit, "—", "—"))
         overview = self.query_one("#reactors", DataTable)
         overview.display = len(self.reactors) > 1
         for key, label, width in (
@@ -138,7 +141,7 @@ class DashboardScreen(Screen[None]):
         self._show_trend_bar()
         self._show_strip()
         self.set_interval(REDRAW_S, self._redraw_trends)
-        watch_snapshot(self, self.show_snapshot)
+        follow_snapshots(self, self.show_snapshot)
 
     # ---- what the App calls ------------------------------------------------------------
 
@@ -374,8 +377,8 @@ class DashboardScreen(Screen[None]):
     def _set_cell(
         self, table: DataTable, row: str, column: str, text: str, style: str = ""
     ) -> None:
-        """Update one cell only when its text changed: every DataTable update re-renders all
-        visible cells, so unchanged values must not cost a repaint."""
+        """Update one cell of the reactor overview only when its text changed: every DataTable
+        update re-renders all visible cells, so unchanged values must not cost a repaint."""
         key = (table.id or "", row, column)
         if self._cells.get(key) == (text, style):
             return
@@ -383,7 +386,7 @@ class DashboardScreen(Screen[None]):
         table.update_cell(row, column, f"[{style}]{text}[/]" if style else text)
 
     def _show_values(self, snapshot: LiveSnapshot) -> None:
-        table = self.query_one("#current-values", DataTable)
+        table = self.query_one("#current-values", ValueTable)
         now = self._clock()
         seen: set[str] = set()
         for reading in snapshot.for_reactor(self.reactor):
@@ -394,18 +397,16 @@ class DashboardScreen(Screen[None]):
             age_s = max(0.0, now - reading.timestamp)
             age = f"{age_s:.0f} s" if age_s < 3600 else f"{age_s / 3600:.1f} h"
             quality = reading.quality.value
-            self._set_cell(table, reading.channel, "value", value)
-            self._set_cell(table, reading.channel, "unit", reading.unit)
-            self._set_cell(
-                table, reading.channel, "quality", quality, "" if quality == "good" else "yellow"
+            table.set_cell(reading.channel, "value", value)
+            table.set_cell(reading.channel, "unit", reading.unit)
+            table.set_cell(
+                reading.channel, "quality", quality, "" if quality == "good" else "yellow"
             )
-            self._set_cell(
-                table, reading.channel, "age", age, "yellow" if age_s > STALE_AFTER_S else ""
-            )
+            table.set_cell(reading.channel, "age", age, "yellow" if age_s > STALE_AFTER_S else "")
         for channel in CHANNELS:  # switching reactors must not leave the other one's values
             if channel.name not in seen:
                 for column in ("value", "quality", "age"):
-                    self._set_cell(table, channel.name, column, "—")
+                    table.set_cell(channel.name, column, "—")
 
     def _show_strip(self) -> None:
         if not self._composed:

@@ -22,6 +22,7 @@ from bptwin.database.migrate import upgrade
 from bptwin.database.reading import Reading
 from bptwin.screens.dashboard import DashboardScreen
 from bptwin.screens.trends import DO_PLOT, PLOT_GROUPS, TrendPlot, render_plot, to_figure
+from bptwin.screens.value_table import ValueTable
 from bptwin.tui.app import BptwinApp
 from bptwin.tui.settings import Settings
 from bptwin.twin.alarm_rules import Priority
@@ -112,9 +113,9 @@ async def test_process_plots_status_strip_and_values() -> None:
         assert "InfluxDB not answering" in strip
         alarm_line = screen.query_one("#alarm-line", Static)
         assert alarm_line.display and "DO 18.5 %" in str(alarm_line.content)
-        table = screen.query_one("#current-values", DataTable)
-        assert table.get_cell("ph", "value") == "4.98"
-        assert "uncertain" in str(table.get_cell("od_probe", "quality"))
+        table = screen.query_one("#current-values", ValueTable)
+        assert table.cell("ph", "value") == "4.98"
+        assert "uncertain" in str(table.cell("od_probe", "quality"))
         assert not screen.query_one("#reactors", DataTable).display  # one reactor: no overview
 
 
@@ -204,7 +205,7 @@ async def test_reactor_overview_and_switching() -> None:
         assert window.end == pytest.approx(T0 + 3 * 3600 - 1)  # R2's own, shorter history
         assert str(overview.get_cell("R2", "reactor")).startswith("▶")
         # R2's readings, not R1's, fill the value table (the snapshot offsets R2 by 1 %)
-        value = screen.query_one("#current-values", DataTable).get_cell("ph", "value")
+        value = screen.query_one("#current-values", ValueTable).cell("ph", "value")
         assert value == "5.03"
 
 
@@ -307,7 +308,7 @@ async def test_the_app_plots_a_fast_simulated_batch(tmp_path: Path) -> None:
     app = BptwinApp(embedded_settings(tmp_path))
     async with app.run_test(size=(160, 45)) as pilot:
         dashboard = app.dashboard
-        table = dashboard.query_one("#current-values", DataTable)
+        table = dashboard.query_one("#current-values", ValueTable)
         first_do = None
         for _ in range(150):
             await pilot.pause(0.2)
@@ -315,14 +316,14 @@ async def test_the_app_plots_a_fast_simulated_batch(tmp_path: Path) -> None:
             trace = window.trace("do") if window is not None else None
             if trace is not None and len(trace.times) > 5:
                 if first_do is None:
-                    first_do = (trace.raw_points, table.get_cell("do", "value"))
+                    first_do = (trace.raw_points, table.cell("do", "value"))
                 elif trace.raw_points > first_do[0]:
                     break
         assert first_do is not None, "the dashboard never plotted the simulated DO"
         assert dashboard.history is app.station.history  # type: ignore[union-attr]
         # New readings keep arriving: more samples in the window, and a value in the table.
         assert dashboard.trend_window.trace("do").raw_points > first_do[0]  # type: ignore[union-attr]
-        assert table.get_cell("do", "value") != "—"
+        assert table.cell("do", "value") != "—"
         do_plot = shown_plots(dashboard)[2]
         assert do_plot.plot is not None and do_plot.plot.key == "do" and do_plot.points > 0
         # The shadow's 30 s windows feed the derived series (CER/OUR/RQ plot).
