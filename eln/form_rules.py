@@ -192,13 +192,19 @@ def plain_values(field: str, values: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
-# ---- values made by software (alarm transitions, control records): kept, never refused ----
+# ---- values made by software (alarm transitions, control records): kept, never refused;
+# finite_or_none also reads a form's text for the screens' previews ----
 
 
 def finite_or_none(value: Any) -> float | None:
-    """A machine value as a finite float; NaN, infinity or no number at all become None."""
+    """``value`` (a number, or text such as "0,42") as a finite float; NaN, infinity, yes/no
+    or no number at all become None."""
     if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, str):
+        value = value.strip().replace(",", ".")
+        if not value:
+            return None
     try:
         result = float(value)
     except (TypeError, ValueError):

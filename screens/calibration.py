@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -635,19 +634,6 @@ class CalibrationMenuScreen(NotebookScreen[None]):
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(
-        self,
-        notebook: Notebook,
-        operator: str,
-        *,
-        batch_number: int | None = None,
-        reactor: str = "R1",
-        now: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(notebook, operator, batch_number=batch_number, reactor=reactor)
-        self.now = now or notebook.now
-        self.rows: list[tuple[str, cal.CalibrationKind]] = []
-
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(id="calibration-table", cursor_type="row", zebra_stripes=True)
@@ -657,6 +643,7 @@ class CalibrationMenuScreen(NotebookScreen[None]):
 
     def on_mount(self) -> None:
         self.title = "Calibrations"
+        self.rows: list[tuple[str, cal.CalibrationKind]] = []  # the table's, in order
         where = f"batch {self.batch_number}" if self.batch_number is not None else "bench"
         self.sub_title = f"{where} · {self.reactor} · {self.operator}"
         table = self.query_one(DataTable)
@@ -684,7 +671,7 @@ class CalibrationMenuScreen(NotebookScreen[None]):
         table.clear()
         self.rows = []
         mandatory = set(self.notebook.calibration_policy.mandatory_channels)
-        now = self.now()
+        now = self.notebook.now()
         for key, kind in MENU_KEYS:
             for channel in cal.KIND_CHANNELS[kind]:
                 period = latest.get(channel)
