@@ -3,10 +3,13 @@ the App (a batch opened, a sample stored). The App handles each with ``@on``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from bptwin.eln.records import BatchView, SampleView
-from bptwin.twin.live import LiveSnapshot
+if TYPE_CHECKING:  # the App imports these messages before its first frame: only names here
+    from bptwin.eln.records import BatchView, SampleView
+    from bptwin.twin.live import LiveSnapshot
 
 
 class LiveUpdate(Message):
