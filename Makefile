@@ -35,6 +35,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # mypy over the installed names: link each source folder under build/typecheck/bptwin/.
 TYPECHECK := build/typecheck/bptwin

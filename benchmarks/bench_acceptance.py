@@ -22,7 +22,7 @@ from bptwin.database.channels import CHANNELS
 from bptwin.database.migrate import upgrade
 from bptwin.database.reading import Reading
 from bptwin.database.timeseries.embedded import EmbeddedStore
-from bptwin.eln.acceptance import evaluate_acceptance
+from bptwin.eln.acceptance_service import evaluate_acceptance
 from bptwin.eln.models import OperatorRole
 from bptwin.eln.services import MANDATORY_CALIBRATIONS, NotebookService
 from bptwin.tui.export.csv_export import write_channels_csv
@@ -95,19 +95,19 @@ def bench_evaluate() -> list[dict]:
         url = f"sqlite:///{Path(folder) / 'notebook.sqlite'}"
         upgrade(url)
         notebook = NotebookService.from_url(url)
-        notebook.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
-        notebook.create_batch("sam", 7, "B")
+        notebook.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
+        notebook.batches.create_batch("sam", 7, "B")
         for channel in MANDATORY_CALIBRATIONS:
-            notebook.record_calibration(
+            notebook.calibrations.record_calibration(
                 "sam", channel=channel, kind="check", measured={}, results={}, passed=True
             )
-        notebook.record_inoculum(
+        notebook.preparation.record_inoculum(
             "sam", 7, od600_raw=0.4, dilution=10, volume_ml=100, microscopy_clean=True
         )
-        notebook.start_batch("sam", 7, inoculated_at=T0)
+        notebook.batches.start_batch("sam", 7, inoculated_at=T0)
         for hours in (0, 2, 4, 6, 8, 12, 16, 20):
             od = 0.4 * math.exp(0.2 * hours)
-            notebook.add_sample(
+            notebook.samples.add_sample(
                 "sam",
                 7,
                 taken_at=T0 + timedelta(hours=hours),
@@ -117,9 +117,9 @@ def bench_evaluate() -> list[dict]:
                 microscopy_clean=True,
             )
         for level in (1, 1, 2):
-            notebook.log_deviation("sam", 7, level=level, category="do", title="DO low")
-        notebook.end_batch("sam", 7, ended_at=T0 + timedelta(hours=22))
-        notebook.close_batch("sam", 7, outcome="complete", depletion_time_h=20.0)
+            notebook.deviations.log_deviation("sam", 7, level=level, category="do", title="DO low")
+        notebook.batches.end_batch("sam", 7, ended_at=T0 + timedelta(hours=22))
+        notebook.batches.close_batch("sam", 7, outcome="complete", depletion_time_h=20.0)
         dropout = {channel.name: 0.1 for channel in CHANNELS}
         seconds = _best(
             lambda: evaluate_acceptance(notebook, 7, sensor_dropout_pct=dropout), repeats=20

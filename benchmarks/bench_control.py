@@ -96,7 +96,7 @@ def bench_control_actuation_and_audit() -> list[dict[str, object]]:
         url = f"sqlite:///{Path(folder) / 'notebook.sqlite'}"
         upgrade(url)
         notebook = NotebookService.from_url(url)
-        notebook.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
+        notebook.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
         for index in range(200):
             rec = _recommendation(index)
             started = time.perf_counter()

@@ -67,10 +67,10 @@ def _prepare(url: str) -> tuple[Engine, NotebookService, int]:
     upgrade(url)
     engine = make_engine(url)
     service = NotebookService(engine, clock=lambda: T0 + timedelta(hours=30))
-    service.create_operator("bench", "bench", "supervisor", "0000")
-    service.create_batch("bench", 1, "B")
-    service.start_batch("bench", 1, inoculated_at=T0, override_reason="benchmark")
-    return engine, service, service.get_batch(1).id or 0
+    service.operators.create_operator("bench", "bench", "supervisor", "0000")
+    service.batches.create_batch("bench", 1, "B")
+    service.batches.start_batch("bench", 1, inoculated_at=T0, override_reason="benchmark")
+    return engine, service, service.batches.get_batch(1).id or 0
 
 
 def _rate(count: int, action: Callable[[int], None]) -> float:
@@ -106,7 +106,7 @@ def _measure(label: str, url: str) -> list[dict]:
             )
 
     def via_service(index: int) -> None:
-        service.add_sample(
+        service.samples.add_sample(
             "bench", 1, taken_at=T0 + timedelta(minutes=index % 600), od_raw=0.5, dilution=10
         )
 

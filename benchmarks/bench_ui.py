@@ -122,7 +122,7 @@ async def _redraw(hours: float, repeats: int) -> list[dict[str, object]]:
         screen.attach_history(history)
         await drawn(pilot, screen)
         for window_name in ("15 min", "batch"):
-            before = screen.renders
+            before = screen.trend_window
             screen.select_window(window_name)
             await drawn(pilot, screen, before)
             request = screen._drawn
@@ -219,12 +219,12 @@ async def _key_latency(presses: int, speed: float) -> list[dict[str, object]]:
         dashboard = app.dashboard
         for _ in range(300):
             await pilot.pause(0.1)
-            if dashboard.renders > 0:
+            if dashboard.trend_window is not None:
                 break
         bar = dashboard.query_one("#trend-bar", Static)
         begun = time.perf_counter()
         for _ in range(presses):
-            before_renders, before_window = dashboard.renders, dashboard.window
+            before_drawn, before_window = dashboard.trend_window, dashboard.window
             started = time.perf_counter()
             # As a terminal would: the key goes to the driver; no waiting for idle.
             event = events.Key("w", "w")
@@ -235,7 +235,7 @@ async def _key_latency(presses: int, speed: float) -> list[dict[str, object]]:
             ):
                 await asyncio.sleep(0.002)
             keys.append(time.perf_counter() - started)
-            while dashboard.renders == before_renders and time.perf_counter() - started < 10:
+            while dashboard.trend_window is before_drawn and time.perf_counter() - started < 10:
                 await asyncio.sleep(0.002)
             plots.append(time.perf_counter() - started)
             await asyncio.sleep(0.2)
@@ -401,7 +401,7 @@ MEMORY = """
             screen.attach_history(history)
             await drawn(pilot, screen)
             for _ in range(4):  # every window once
-                before = screen.renders
+                before = screen.trend_window
                 await pilot.press("w")
                 await drawn(pilot, screen, before)
             print(base, filled, rss_mb())

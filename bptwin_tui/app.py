@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timezone
 from functools import partial
 from typing import TYPE_CHECKING
 
-from textual import work
-from textual.app import App, SystemCommand
+from textual import on, work
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from bptwin.screens.alarm_banner import AlarmBanner, newest_unacknowledged_critical
 from bptwin.screens.control import ConfirmControlScreen
 from bptwin.screens.dashboard import DashboardScreen
-from bptwin.screens.messages import LiveUpdate, StationStatus
+from bptwin.screens.live import LiveApp
+from bptwin.screens.messages import BatchSelected, LiveUpdate, SampleSaved, StationStatus
 from bptwin.tui.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from bptwin.eln.acceptance import AcceptanceEvaluation
+    from bptwin.eln.notebook import Notebook
     from bptwin.eln.services import NotebookService
     from bptwin.tui.runtime.station import Station
     from bptwin.twin.live import LiveSnapshot
@@ -55,10 +58,15 @@ class NotebookReady(Message):
     """The notebook is migrated and open (or could not be: ``problem`` says why)."""
 
     def __init__(
-        self, notebook: NotebookService | None, first_run: bool, problem: str = ""
+        self,
+        notebook: Notebook | None,
+        service: NotebookService | None,
+        first_run: bool,
+        problem: str = "",
     ) -> None:
         super().__init__()
         self.notebook = notebook
+        self.service = service  # for the acceptance flow, which runs behind its screen
         self.first_run = first_run
         self.problem = problem
 
@@ -71,8 +79,9 @@ class BatchContext(Message):
         self.batches = batches
 
 
-class BptwinApp(App[int]):
-    """The bptwin control room."""
+class BptwinApp(LiveApp[int]):
+    """The bptwin control room; ``snapshot`` (a reactive the screens watch) is the newest
+    LiveSnapshot of the station."""
 
     CSS_PATH = "app.tcss"
     TITLE = "bptwin"
@@ -102,11 +111,11 @@ class BptwinApp(App[int]):
         self.settings = settings
         self.station_factory = station_factory
         self.station: Station | None = None
-        self.notebook: NotebookService | None = None
+        self.notebook: Notebook | None = None
+        self.notebook_service: NotebookService | None = None
         self.require_login = require_login
         self.operator = settings.station.operator or ("" if require_login else "operator")
         self.batches: dict[str, int | None] = dict.fromkeys(settings.station.reactors)
-        self.snapshot: LiveSnapshot | None = None
         self._critical_seen: frozenset[str] = frozenset()
         self.stopping = False  # quit pressed: the station stops in the "shutdown" worker
         self.theme = "textual-light" if settings.ui.theme == "light" else "textual-dark"
@@ -133,22 +142,27 @@ class BptwinApp(App[int]):
             notebook = NotebookService.from_url(
                 url, calibration_policy=self.settings.calibration.policy()
             )
-            first_run = not notebook.list_operators()
+            first_run = not notebook.operators.list_operators()
         except (DatabaseUnavailable, OSError, SettingsError) as exc:
-            self.post_message(NotebookReady(None, False, f"notebook.url: {exc}"))
+            self.post_message(NotebookReady(None, None, False, f"notebook.url: {exc}"))
         else:
-            from bptwin.eln.spool import SpooledNotebook
+            from bptwin.eln.direct_notebook import DirectNotebook
+            from bptwin.eln.write_queue import SpooledNotebook
 
             # Samples, notes, deviations... made while the database is away wait on disk.
             spool = self.settings.spool_dir() / "notebook-app.sqlite"
-            spooled = SpooledNotebook.open_exclusive(notebook, spool)
-            self.post_message(NotebookReady(spooled or notebook, first_run))  # type: ignore[arg-type]
+            screens_notebook = SpooledNotebook.open_exclusive(notebook, spool)
+            self.post_message(
+                NotebookReady(screens_notebook or DirectNotebook(notebook), notebook, first_run)
+            )
         finally:
             if not get_current_worker().is_cancelled:
                 self.call_from_thread(self.start_station)
 
-    def on_notebook_ready(self, message: NotebookReady) -> None:
+    @on(NotebookReady)
+    def _notebook_ready(self, message: NotebookReady) -> None:
         self.notebook = message.notebook
+        self.notebook_service = message.service
         if message.problem:
             self.notify(message.problem, title="Notebook", severity="error", timeout=15)
             return
@@ -184,7 +198,7 @@ class BptwinApp(App[int]):
         """Find the batch in setup or running on each reactor (newest wins)."""
         if self.notebook is None:
             return
-        from bptwin.eln.models import BatchStatus
+        from bptwin.eln.states import BatchStatus
 
         open_statuses = {BatchStatus.SETUP, BatchStatus.RUNNING}
         batches: dict[str, int | None] = dict.fromkeys(self.settings.station.reactors)
@@ -205,16 +219,16 @@ class BptwinApp(App[int]):
                     )
         self.post_message(BatchContext(batches))
 
-    def on_batch_context(self, message: BatchContext) -> None:
+    @on(BatchContext)
+    def _batch_context(self, message: BatchContext) -> None:
         self.batches = message.batches
         self.dashboard.set_batches(self.batches)
 
-    def on_batch_selected(self, message: Message) -> None:
+    @on(BatchSelected)
+    def _batch_selected(self, message: BatchSelected) -> None:
         """The batch screen created, opened or started a batch: it is the reactor's batch now."""
-        batch = getattr(message, "batch", None)
-        reactor = getattr(message, "reactor", None)
-        if batch is not None and reactor in self.batches:
-            self.batches[reactor] = batch.number
+        if message.reactor in self.batches:
+            self.batches[message.reactor] = message.batch.number
             self.dashboard.set_batches(self.batches)
 
     @work(thread=True, group="station", exit_on_error=False, name="station")
@@ -245,24 +259,16 @@ class BptwinApp(App[int]):
 
     # ---- live state to the screens -------------------------------------------------------
 
-    def on_live_update(self, message: LiveUpdate) -> None:
-        snapshot = message.snapshot
-        self.snapshot = snapshot
-        self._watch_critical(snapshot)
-        screen = self.screen
-        if not screen.is_mounted:
-            return  # just pushed: it gets the next snapshot (and its own at construction)
-        if screen is self.dashboard:
-            self.dashboard.show_snapshot(snapshot)
-        elif hasattr(screen, "show_snapshot"):
-            screen.show_snapshot(snapshot)
-        elif hasattr(screen, "on_live_update"):
-            screen.post_message(LiveUpdate(snapshot))
+    @on(LiveUpdate)
+    def _live_update(self, message: LiveUpdate) -> None:
+        if not self.screen_stack:
+            return  # the app is closing: no screen left to show it on
+        self.snapshot = message.snapshot  # the screens following it show it
 
-    def _watch_critical(self, snapshot: LiveSnapshot) -> None:
+    def watch_snapshot(self, snapshot: LiveSnapshot | None) -> None:
         """A new unacknowledged critical alarm is announced on whatever screen is showing."""
-        from bptwin.screens.alarms import AlarmBanner, newest_unacknowledged_critical
-
+        if snapshot is None:
+            return
         critical = newest_unacknowledged_critical(snapshot.alarms)
         ids = frozenset(view.alarm_id for view in critical)
         new = [view for view in critical if view.alarm_id not in self._critical_seen]
@@ -282,7 +288,8 @@ class BptwinApp(App[int]):
             timeout=30,
         )
 
-    def on_station_status(self, message: StationStatus) -> None:
+    @on(StationStatus)
+    def _station_status(self, message: StationStatus) -> None:
         self.dashboard.show_status(message.running, message.problem)
         if message.running and self.station is not None:
             # Thread-safe history: the dashboard's render worker takes immutable windows of it.
@@ -291,32 +298,27 @@ class BptwinApp(App[int]):
         if message.problem:
             self.notify(message.problem, title="Acquisition", severity="error", timeout=15)
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             self.notify(str(event.worker.error), title=event.worker.name, severity="error")
 
-    def on_sample_saved(self, message: Message) -> None:
+    @on(SampleSaved)
+    def _sample_saved(self, message: SampleSaved) -> None:
         """An offline OD600 goes to the alarm engine's model-versus-sample check."""
         self.refresh_batches()  # and onto the dashboard's OD600 plot, reloaded from the notebook
-        sample = getattr(message, "sample", None)
-        predicted = getattr(sample, "predicted_od600", None)
+        sample = message.sample
         actions = self.station.alarm_actions if self.station is not None else None
-        if sample is None or predicted is None or actions is None:
+        if sample.predicted_od600 is None or actions is None:
             return
-        taken_at = sample.taken_at
-        if taken_at.tzinfo is None:  # SQLite hands back naive UTC
-            taken_at = taken_at.replace(tzinfo=timezone.utc)
         actions.feed_sample(
-            getattr(message, "reactor", self._reactor()),
-            taken_at.timestamp(),
-            sample.od600,
-            predicted,
+            message.reactor, sample.taken_at.timestamp(), sample.od600, sample.predicted_od600
         )
 
     # ---- navigation ----------------------------------------------------------------------
 
     def _reactor(self) -> str:
-        return getattr(self.dashboard, "reactor", self.settings.station.reactors[0])
+        return self.dashboard.reactor
 
     def _batch(self) -> int | None:
         return self.batches.get(self._reactor())
@@ -363,28 +365,19 @@ class BptwinApp(App[int]):
                 notebook=self.notebook,
                 batch_number=batch,
                 reactor=None if len(self.settings.station.reactors) == 1 else reactor,
-                snapshot=self.snapshot,
             )
         assert self.notebook is not None
         if name == "batch":
             from bptwin.screens.batch import BatchSetupScreen
 
             return BatchSetupScreen(
-                self.notebook,
-                self.operator,
-                batch_number=batch,
-                reactor=reactor,
-                snapshot=self.snapshot,
+                self.notebook, self.operator, batch_number=batch, reactor=reactor
             )
         if name == "calibration":
             from bptwin.screens.calibration import CalibrationMenuScreen
 
             return CalibrationMenuScreen(
-                self.notebook,
-                self.operator,
-                batch_number=batch,
-                reactor=reactor,
-                snapshot=self.snapshot,
+                self.notebook, self.operator, batch_number=batch, reactor=reactor
             )
         assert batch is not None
         if name == "acceptance":
@@ -392,9 +385,7 @@ class BptwinApp(App[int]):
         if name == "samples":
             from bptwin.screens.samples import SampleEntryScreen
 
-            return SampleEntryScreen(
-                self.notebook, batch, self.operator, reactor=reactor, snapshot=self.snapshot
-            )
+            return SampleEntryScreen(self.notebook, batch, self.operator, reactor=reactor)
         if name == "deviations":
             from bptwin.screens.deviations import DeviationsScreen
 
@@ -411,11 +402,11 @@ class BptwinApp(App[int]):
         from bptwin.tui.export import acceptance_flow
         from bptwin.tui.export.acceptance_registry import training_set_dir
 
-        notebook = self.notebook
+        notebook = self.notebook_service
         assert notebook is not None
         store = self.station.store if self.station is not None else None
 
-        def evaluate() -> object:
+        def evaluate() -> AcceptanceEvaluation:
             return acceptance_flow.evaluate_batch(notebook, store, batch, reactor=reactor)
 
         def decide(supervisor: str, pin: str, decision: str, reason: str) -> object:
@@ -434,7 +425,7 @@ class BptwinApp(App[int]):
         return AcceptanceScreen(
             batch,
             self.operator,
-            evaluate=evaluate,  # type: ignore[arg-type]
+            evaluate=evaluate,
             decide=decide,
         )
 
@@ -565,8 +556,7 @@ class BptwinApp(App[int]):
         try:
             if self.station is not None:
                 self.station.stop()
-            close_notebook = getattr(self.notebook, "close", None)  # the spooled notebook's queue
-            if close_notebook is not None:
-                close_notebook()  # what is still queued stays on disk for the next start
+            if self.notebook is not None:
+                self.notebook.close()  # what is still queued stays on disk for the next start
         finally:
             self.call_from_thread(self.exit, 0)

@@ -161,7 +161,7 @@ def _check_audit_chain(url: str) -> CheckResult:
 
     notebook = NotebookService.from_url(url)
     try:
-        broken = notebook.verify_audit_chain()
+        broken = notebook.audit.verify_audit_chain()
     finally:
         notebook.engine.dispose()
     if broken is not None:
@@ -466,7 +466,7 @@ def check_calibrations(settings: Settings, now: datetime, limits: DoctorLimits) 
     problems, next_due = [], None
     try:
         for channel in mandatory:
-            found = notebook.list_calibrations(channel=channel, limit=1)
+            found = notebook.calibrations.list_calibrations(channel=channel, limit=1)
             if not found:
                 problems.append(f"{channel} never calibrated")
                 continue

@@ -23,28 +23,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlmodel import select
-
-from bptwin.eln.columns import utc_now
-from bptwin.eln.models import (
-    Batch,
-    BatchClosure,
-    BatchStatus,
-    Deviation,
-    DeviationStatus,
-    Inoculum,
-    Sample,
-)
+from bptwin.eln.records import BatchView, ClosureView, DeviationView, InoculumView, SampleView
 from bptwin.eln.schedule import SlotStatus, sample_schedule
-
-if TYPE_CHECKING:
-    from sqlmodel import Session
-
-    from bptwin.eln.services import NotebookService
+from bptwin.eln.states import BatchStatus, DeviationStatus
 
 VERDICT_PASS = "pass"
 VERDICT_FAIL = "fail"
@@ -116,7 +101,7 @@ class AcceptanceEvaluation:
     batch_number: int
     criteria: tuple[CriterionResult, ...]
     verdict: str  # "pass" | "fail" | "incomplete"
-    evaluated_at: datetime = field(default_factory=utc_now)
+    evaluated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     phase: str = ""
 
     @property
@@ -183,7 +168,7 @@ def _at(moment: datetime, start: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _sample_label(sample: Sample, start: datetime | None) -> str:
+def _sample_label(sample: SampleView, start: datetime | None) -> str:
     if sample.sop_timepoint_h is not None:
         return f"the {sample.sop_timepoint_h:g} h sample"
     return f"the sample at {_at(sample.taken_at, start)}"
@@ -193,7 +178,7 @@ def _sample_label(sample: Sample, start: datetime | None) -> str:
 
 
 def batch_depletion_h(
-    closure: BatchClosure | None, depletion_time_h: float | None = None
+    closure: ClosureView | None, depletion_time_h: float | None = None
 ) -> float | None:
     """Depletion time after inoculation: given from the data, else the closure record's."""
     for value in (
@@ -207,8 +192,8 @@ def batch_depletion_h(
 
 
 def completion(
-    batch: Batch,
-    closure: BatchClosure | None,
+    batch: BatchView,
+    closure: ClosureView | None,
     *,
     depletion_time_h: float | None = None,
     limits: AcceptanceLimits = DEFAULT_LIMITS,
@@ -264,9 +249,9 @@ def completion(
 
 
 def completeness(
-    batch: Batch,
-    samples: Sequence[Sample],
-    closure: BatchClosure | None,
+    batch: BatchView,
+    samples: Sequence[SampleView],
+    closure: ClosureView | None,
     *,
     sensor_dropout_pct: Mapping[str, float] | None,
     depletion_time_h: float | None = None,
@@ -283,7 +268,7 @@ def completeness(
     else:
         depletion = batch_depletion_h(closure, depletion_time_h)
         depleted_at = None if depletion is None else start + timedelta(hours=depletion)
-        now = batch.ended_at or utc_now()
+        now = batch.ended_at or datetime.now(timezone.utc)
         slots = sample_schedule(
             start, samples, now, depleted_at=depleted_at, ended_at=batch.ended_at
         )
@@ -366,7 +351,7 @@ def completeness(
 
 
 def stability(
-    deviations: Sequence[Deviation], *, limits: AcceptanceLimits = DEFAULT_LIMITS
+    deviations: Sequence[DeviationView], *, limits: AcceptanceLimits = DEFAULT_LIMITS
 ) -> CriterionResult:
     """3. No level-3 deviation; at most one level-2 deviation, and that one reviewed."""
     evidence: list[str] = []
@@ -405,10 +390,10 @@ def stability(
 
 
 def sterility(
-    batch: Batch,
-    samples: Sequence[Sample],
-    inoculum: Inoculum | None,
-    deviations: Sequence[Deviation] = (),
+    batch: BatchView,
+    samples: Sequence[SampleView],
+    inoculum: InoculumView | None,
+    deviations: Sequence[DeviationView] = (),
 ) -> CriterionResult:
     """4. Every microscopy clean: the inoculum's and each sample's; no contamination logged."""
     evidence: list[str] = []
@@ -503,7 +488,7 @@ def line_outliers(
 
 
 def measurement_quality(
-    batch: Batch, samples: Sequence[Sample], *, limits: AcceptanceLimits = DEFAULT_LIMITS
+    batch: BatchView, samples: Sequence[SampleView], *, limits: AcceptanceLimits = DEFAULT_LIMITS
 ) -> CriterionResult:
     """5. OD600 follows growth; DCW on the OD–DCW line (R² ≥ 0.95); no outlier > 3 SD."""
     evidence: list[str] = []
@@ -590,26 +575,13 @@ def measurement_quality(
 
 @dataclass(frozen=True)
 class BatchRecords:
-    """What the criteria read of one batch (notebook rows, detached)."""
+    """What the criteria read of one batch (frozen copies of its notebook rows)."""
 
-    batch: Batch
-    samples: tuple[Sample, ...] = ()
-    deviations: tuple[Deviation, ...] = ()
-    closure: BatchClosure | None = None
-    inoculum: Inoculum | None = None
-
-
-def load_batch_records(session: Session, batch: Batch) -> BatchRecords:
-    """The rows of ``batch`` the criteria need, read in the caller's session."""
-    samples = session.exec(
-        select(Sample).where(Sample.batch_id == batch.id).order_by(Sample.taken_at)
-    ).all()
-    deviations = session.exec(
-        select(Deviation).where(Deviation.batch_id == batch.id).order_by(Deviation.id)
-    ).all()
-    closure = session.exec(select(BatchClosure).where(BatchClosure.batch_id == batch.id)).first()
-    inoculum = session.exec(select(Inoculum).where(Inoculum.batch_id == batch.id)).first()
-    return BatchRecords(batch, tuple(samples), tuple(deviations), closure, inoculum)
+    batch: BatchView
+    samples: tuple[SampleView, ...] = ()
+    deviations: tuple[DeviationView, ...] = ()
+    closure: ClosureView | None = None
+    inoculum: InoculumView | None = None
 
 
 def evaluate_records(
@@ -640,33 +612,6 @@ def evaluate_records(
         batch_number=batch.number,
         criteria=criteria,
         verdict=verdict_of(criteria),
-        evaluated_at=now or utc_now(),
+        evaluated_at=now or datetime.now(timezone.utc),
         phase=batch.phase.value if batch.phase is not None else "",
-    )
-
-
-def evaluate_acceptance(
-    notebook: NotebookService,
-    batch_number: int,
-    *,
-    sensor_dropout_pct: Mapping[str, float] | None = None,
-    depletion_time_h: float | None = None,
-    limits: AcceptanceLimits = DEFAULT_LIMITS,
-) -> AcceptanceEvaluation:
-    """Evaluate batch ``batch_number`` from the notebook (a ``NotebookService``).
-
-    ``sensor_dropout_pct``: channel -> % of expected readings missing over the batch (from
-    ``bptwin.twin.dropout.sensor_dropout_pct``); None leaves that part undecided.
-    ``depletion_time_h``: depletion detected in the data, hours after inoculation; None uses
-    the closure record's. Raises NotebookNotFoundError for an unknown batch.
-    """
-    with notebook._read() as session:
-        batch = notebook._batch(session, batch_number)
-        records = load_batch_records(session, batch)
-    return evaluate_records(
-        records,
-        sensor_dropout_pct=sensor_dropout_pct,
-        depletion_time_h=depletion_time_h,
-        limits=limits,
-        now=notebook.clock(),
     )

@@ -15,23 +15,83 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from bptwin.eln import validation as check
+from bptwin.eln import form_rules as check
 from bptwin.eln.acceptance import (
     DEFAULT_LIMITS,
     VERDICT_FAIL,
     VERDICT_INCOMPLETE,
     AcceptanceEvaluation,
     AcceptanceLimits,
+    BatchRecords,
     evaluate_records,
-    load_batch_records,
 )
 from bptwin.eln.errors import NotebookPermissionError, NotebookValidationError
-from bptwin.eln.models import AcceptanceDecision, Batch, BatchAcceptance, BatchStatus, OperatorRole
+from bptwin.eln.models import (
+    AcceptanceDecision,
+    Batch,
+    BatchAcceptance,
+    BatchClosure,
+    BatchStatus,
+    Deviation,
+    Inoculum,
+    OperatorRole,
+    Sample,
+)
+from bptwin.eln.records import (
+    BatchView,
+    ClosureView,
+    DeviationView,
+    InoculumView,
+    SampleView,
+    view_of,
+)
 from bptwin.eln.services import NotebookService
+from bptwin.eln.unit_of_work import find_batch, of_batch, row_id, where
 
 MAX_REASON = 2000
+
+
+def load_batch_records(session: Session, batch: Batch) -> BatchRecords:
+    """Frozen copies of the rows of ``batch`` the criteria need, read in the caller's session."""
+    samples = session.exec(of_batch(Sample, batch).order_by(col(Sample.taken_at))).all()
+    deviations = session.exec(of_batch(Deviation, batch).order_by(col(Deviation.id))).all()
+    closure = session.exec(of_batch(BatchClosure, batch)).first()
+    inoculum = session.exec(of_batch(Inoculum, batch)).first()
+    return BatchRecords(
+        view_of(BatchView, batch),
+        tuple(view_of(SampleView, sample) for sample in samples),
+        tuple(view_of(DeviationView, deviation) for deviation in deviations),
+        None if closure is None else view_of(ClosureView, closure),
+        None if inoculum is None else view_of(InoculumView, inoculum),
+    )
+
+
+def evaluate_acceptance(
+    notebook: NotebookService,
+    batch_number: int,
+    *,
+    sensor_dropout_pct: Mapping[str, float] | None = None,
+    depletion_time_h: float | None = None,
+    limits: AcceptanceLimits = DEFAULT_LIMITS,
+) -> AcceptanceEvaluation:
+    """Evaluate batch ``batch_number`` from the notebook (the rules are eln.acceptance's).
+
+    ``sensor_dropout_pct``: channel -> % of expected readings missing over the batch (from
+    ``bptwin.twin.dropout.sensor_dropout_pct``); None leaves that part undecided.
+    ``depletion_time_h``: depletion detected in the data, hours after inoculation; None uses
+    the closure record's. Raises NotebookNotFoundError for an unknown batch.
+    """
+    with notebook.unit.read() as session:
+        records = load_batch_records(session, find_batch(session, batch_number))
+    return evaluate_records(
+        records,
+        sensor_dropout_pct=sensor_dropout_pct,
+        depletion_time_h=depletion_time_h,
+        limits=limits,
+        now=notebook.clock(),
+    )
 
 
 def _criteria_list(evaluation: AcceptanceEvaluation, failed: bool) -> str:
@@ -61,13 +121,13 @@ def record_acceptance_decision(
     """
     choice = check.choice("decision", decision, AcceptanceDecision)
     why = check.text("reason", reason, max_length=MAX_REASON, required=True)
-    operator = notebook.authenticate(supervisor, pin)  # one message for every failure
+    operator = notebook.operators.authenticate(supervisor, pin)  # one message for every failure
     if operator.role != OperatorRole.SUPERVISOR:
         raise NotebookPermissionError(
             f"accepting or rejecting a batch needs a supervisor; {operator.name!r} is an operator"
         )
-    with notebook._write(operator.name, supervisor=True) as session:
-        batch = notebook._batch(session, batch_number)
+    with notebook.unit.write(operator.name, supervisor=True) as session:
+        batch = find_batch(session, batch_number)
         if batch.status not in (BatchStatus.COMPLETE, BatchStatus.ABORTED):
             raise NotebookValidationError(
                 "status",
@@ -98,7 +158,7 @@ def record_acceptance_decision(
                 "explicitly with a reason saying what was checked by hand",
             )
         row = BatchAcceptance(
-            batch_id=batch.id,
+            batch_id=row_id(batch),
             decision=choice,
             reason=why,
             verdict=evaluation.verdict,
@@ -115,10 +175,10 @@ def list_decisions(
 ) -> list[BatchAcceptance]:
     """Acceptance decisions, newest first, of one batch or of all."""
     statement = select(BatchAcceptance)
-    with notebook._read() as session:
+    with notebook.unit.read() as session:
         if batch_number is not None:
-            batch = notebook._batch(session, batch_number)
-            statement = statement.where(BatchAcceptance.batch_id == batch.id)
+            batch = find_batch(session, batch_number)
+            statement = where(statement, col(BatchAcceptance.batch_id) == batch.id)
         return list(session.exec(statement.order_by(col(BatchAcceptance.id).desc())))
 
 
@@ -130,7 +190,7 @@ def latest_decision(notebook: NotebookService, batch_number: int) -> BatchAccept
 
 def decisions_in_force(notebook: NotebookService) -> dict[int, BatchAcceptance]:
     """Batch number -> the newest decision, for every decided batch."""
-    with notebook._read() as session:
+    with notebook.unit.read() as session:
         rows = session.exec(
             select(Batch.number, BatchAcceptance)
             .join(Batch, col(Batch.id) == col(BatchAcceptance.batch_id))

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import event, insert, inspect, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, UOWTransaction
+from sqlmodel import col
 
 from bptwin.eln.columns import as_utc, utc_now
 from bptwin.eln.errors import AuditActorMissingError, AuditImmutableError
@@ -115,7 +116,7 @@ def _row_image(obj: Any) -> dict[str, Any]:
 
 
 def _redact(image: dict[str, Any]) -> dict[str, Any]:
-    clean = jsonable(image)
+    clean: dict[str, Any] = jsonable(image)
     for column in REDACTED_COLUMNS & clean.keys():
         if clean[column] is not None:
             digest = hashlib.sha256(str(clean[column]).encode()).hexdigest()[:16]
@@ -342,7 +343,9 @@ def entries_for(session: Session, table_name: str, record_id: int | str) -> list
     """The audit history of one record, oldest first."""
     statement = (
         select(AuditEntry)
-        .where(AuditEntry.table_name == table_name, AuditEntry.record_id == str(record_id))
-        .order_by(AuditEntry.id)
+        .where(
+            col(AuditEntry.table_name) == table_name, col(AuditEntry.record_id) == str(record_id)
+        )
+        .order_by(col(AuditEntry.id))
     )
     return list(session.scalars(statement))

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from bptwin.eln.errors import NotebookValidationError
 
@@ -660,15 +660,25 @@ class CalibrationPolicy:
 
 
 class CalibrationLike(Protocol):
-    """What the validity rules read of a calibration record (eln.models.CalibrationRecord)."""
+    """What the validity rules read of a calibration record (a stored row or a frozen copy)."""
 
-    id: int | None
-    channel: str
-    kind: str
-    performed_at: datetime
-    valid_until: datetime | None
-    passed: bool
-    override_reason: str | None
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def performed_at(self) -> datetime: ...
+    @property
+    def valid_until(self) -> datetime | None: ...
+    @property
+    def passed(self) -> bool: ...
+    @property
+    def override_reason(self) -> str | None: ...
+
+
+RecordT = TypeVar("RecordT", bound=CalibrationLike)
 
 
 def accepted(record: CalibrationLike) -> bool:
@@ -677,10 +687,10 @@ def accepted(record: CalibrationLike) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class ValidityPeriod:
+class ValidityPeriod(Generic[RecordT]):
     """When one calibration was in force: [valid_from, valid_to); ``ended_by`` says why it ended."""
 
-    record: Any  # the CalibrationRecord
+    record: RecordT
     valid_from: datetime
     valid_to: datetime | None
     ended_by: str  # "expired", "superseded", "" (still open) or "not accepted" (never in force)
@@ -698,8 +708,8 @@ class ValidityPeriod:
 
 
 def validity_periods(
-    records: Iterable[CalibrationLike], policy: CalibrationPolicy | None = None
-) -> list[ValidityPeriod]:
+    records: Iterable[RecordT], policy: CalibrationPolicy | None = None
+) -> list[ValidityPeriod[RecordT]]:
     """Periods of one channel's records, oldest first. A record is in force from its time until
     it expires or the next calibration of the channel (passed or not) replaces it."""
     policy = policy or CalibrationPolicy()
@@ -712,8 +722,8 @@ def validity_periods(
 
 
 def _period(
-    record: CalibrationLike, following: CalibrationLike | None, policy: CalibrationPolicy
-) -> ValidityPeriod:
+    record: RecordT, following: CalibrationLike | None, policy: CalibrationPolicy
+) -> ValidityPeriod[RecordT]:
     if not accepted(record):
         end = following.performed_at if following is not None else None
         return ValidityPeriod(record, record.performed_at, end, "not accepted")
@@ -727,11 +737,11 @@ def _period(
 
 
 def period_at(
-    latest_before: CalibrationLike | None,
+    latest_before: RecordT | None,
     next_after: CalibrationLike | None,
     at: datetime,
     policy: CalibrationPolicy | None = None,
-) -> ValidityPeriod | None:
+) -> ValidityPeriod[RecordT] | None:
     """The period in force at ``at`` given the channel's last record at or before ``at`` and the
     first one after it; None when no accepted, unexpired calibration covers that moment."""
     if latest_before is None:

@@ -1,6 +1,6 @@
 """Audited notebook writes of the control path (see eln.control_records, docs/control.md).
 
-Each call is one transaction through the audited session (``session_scope`` + eln.audit), so
+Each call is one audited transaction (the notebook's unit of work and eln.audit), so
 every recommendation, every actuation attempt (sent or refused) and every supervisor
 confirmation leaves a ControlAction row and its audit entry. Machine records (recommendations,
 actuations) are written as the actor ``system`` and never refused for their numbers: a NaN
@@ -10,42 +10,20 @@ becomes empty. The keyword names match ``Recommendation.to_dict()`` and
 
 from __future__ import annotations
 
-import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import col, select
 
-from bptwin.database.relational import session_scope
-from bptwin.eln import validation as check
+from bptwin.eln import form_rules as check
 from bptwin.eln.control_records import ControlAction, ControlActionKind
-from bptwin.eln.errors import NotebookPermissionError, NotebookValidationError
+from bptwin.eln.errors import NotebookPermissionError
 from bptwin.eln.models import OperatorRole
-from bptwin.eln.services import SYSTEM_ACTOR, NotebookService
+from bptwin.eln.services import NotebookService
+from bptwin.eln.unit_of_work import SYSTEM_ACTOR, find_batch, row_id, where
 
 MAX_REASON = 2000
 MAX_CONFIRMATION_MINUTES = 24 * 60.0
-
-
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _when(field: str, value: Any, service: NotebookService) -> datetime:
-    """Machine time: None = now, Unix seconds or an aware datetime; ahead of the clock is kept."""
-    if value is None:
-        return service.clock()
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
-    if isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None:
-        return value
-    raise NotebookValidationError(field, f"{field} must be Unix seconds or a date and time in UTC")
 
 
 def _machine_text(field: str, value: Any, max_length: int) -> str:
@@ -55,9 +33,9 @@ def _machine_text(field: str, value: Any, max_length: int) -> str:
 
 
 def _write(service: NotebookService, row: ControlAction, batch_number: int | None) -> ControlAction:
-    with session_scope(service.engine, SYSTEM_ACTOR) as session:
+    with service.unit.audited(SYSTEM_ACTOR) as session:
         if batch_number is not None:
-            row.batch_id = service._batch(session, batch_number).id
+            row.batch_id = row_id(find_batch(session, batch_number))
         session.add(row)
     return row
 
@@ -70,7 +48,7 @@ def _setpoint_columns(
         "reactor": check.identifier("reactor", reactor, required=True),
         "parameter": check.identifier("parameter", parameter, required=True),
         "unit": check.text("unit", unit, max_length=16),
-        "value": _number(value),
+        "value": check.finite_or_none(value),
         "rule": check.identifier("rule", rule, max_length=128),
     }
 
@@ -94,11 +72,11 @@ def record_recommendation(
     row = ControlAction(
         kind=ControlActionKind.RECOMMENDATION,
         **_setpoint_columns(reactor, parameter, unit, recommended, rule),
-        current_value=_number(current),
+        current_value=check.finite_or_none(current),
         reason=_machine_text("reason", reason, MAX_REASON),
-        confidence=_number(confidence),
+        confidence=check.finite_or_none(confidence),
         mode=int(mode),
-        occurred_at=_when("time", timestamp, service),
+        occurred_at=check.machine_time("time", timestamp, service.clock()),
     )
     return _write(service, row, batch_number)
 
@@ -125,14 +103,14 @@ def record_actuation(
     row = ControlAction(
         kind=ControlActionKind.ACTUATION,
         **_setpoint_columns(reactor, parameter, unit, value, rule),
-        current_value=_number(current),
+        current_value=check.finite_or_none(current),
         reason=_machine_text("reason", reason, MAX_REASON),
         mode=int(mode),
         sent=bool(sent),
         refusal=None if refusal is None else _machine_text("refusal", refusal, 1000),
         topic=None if topic is None else check.text("topic", topic, max_length=1024),
         supervisor=check.text("supervisor", supervisor, max_length=64) or None,
-        occurred_at=_when("time", timestamp, service),
+        occurred_at=check.machine_time("time", timestamp, service.clock()),
     )
     return _write(service, row, batch_number)
 
@@ -163,7 +141,7 @@ def record_authorisation(
         )
         or 0.0
     )
-    operator = service.authenticate(supervisor, pin)  # one message for every failure
+    operator = service.operators.authenticate(supervisor, pin)  # one message for every failure
     if operator.role != OperatorRole.SUPERVISOR:
         raise NotebookPermissionError(
             f"closed-loop control needs a supervisor's confirmation; {operator.name!r} is an "
@@ -181,9 +159,9 @@ def record_authorisation(
         valid_until=now + timedelta(minutes=minutes),
         occurred_at=now,
     )
-    with session_scope(service.engine, operator.name) as session:
+    with service.unit.audited(operator.name) as session:
         if batch_number is not None:
-            row.batch_id = service._batch(session, batch_number).id
+            row.batch_id = row_id(find_batch(session, batch_number))
         session.add(row)
     return row
 
@@ -215,8 +193,8 @@ def record_command(
         sent=True,
         topic=check.text("topic", topic, max_length=1024),
         supervisor=check.text("supervisor", supervisor, max_length=64) or None,
-        valid_until=_when("authorised until", authorised_until, service),
-        occurred_at=_when("time", timestamp, service),
+        valid_until=check.machine_time("authorised until", authorised_until, service.clock()),
+        occurred_at=check.machine_time("time", timestamp, service.clock()),
     )
     return _write(service, row, batch_number)
 
@@ -234,7 +212,7 @@ def record_revocation(
         mode=0,
         occurred_at=service.clock(),
     )
-    with service._write(actor) as session:
+    with service.unit.write(actor) as session:
         session.add(row)
     return row
 
@@ -249,16 +227,16 @@ def list_control_actions(
 ) -> list[ControlAction]:
     """Control records, newest first."""
     statement = select(ControlAction)
-    with service._read() as session:
+    with service.unit.read() as session:
         if reactor is not None:
-            statement = statement.where(ControlAction.reactor == reactor)
+            statement = where(statement, col(ControlAction.reactor) == reactor)
         if kind is not None:
-            statement = statement.where(
-                ControlAction.kind == check.choice("kind", kind, ControlActionKind)
+            statement = where(
+                statement, ControlAction.kind == check.choice("kind", kind, ControlActionKind)
             )
         if batch_number is not None:
-            batch = service._batch(session, batch_number)
-            statement = statement.where(ControlAction.batch_id == batch.id)
+            batch = find_batch(session, batch_number)
+            statement = where(statement, col(ControlAction.batch_id) == batch.id)
         statement = statement.order_by(
             col(ControlAction.occurred_at).desc(), col(ControlAction.id).desc()
         ).limit(limit)

@@ -8,13 +8,18 @@ the app); a test checks that this metadata and the migrated schema agree.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Boolean, Float, Index, Integer, MetaData, String, Text
 from sqlmodel import Field, SQLModel
 
 from bptwin.eln.columns import EnumString, UTCDateTime, utc_now
+from bptwin.eln.states import AcceptanceDecision as AcceptanceDecision
+from bptwin.eln.states import AuditAction as AuditAction
+from bptwin.eln.states import BatchStatus as BatchStatus
+from bptwin.eln.states import CampaignPhase as CampaignPhase
+from bptwin.eln.states import DeviationStatus as DeviationStatus
+from bptwin.eln.states import OperatorRole as OperatorRole
 
 # Named constraints, so migrations and this metadata name them identically on every database.
 NAMING_CONVENTION = {
@@ -40,41 +45,6 @@ class AuditedTable(NotebookBase):
     """Marker base: inserts, updates and deletes of these tables are written to the audit trail."""
 
     audited: ClassVar[bool] = True
-
-
-class OperatorRole(str, Enum):
-    OPERATOR = "operator"
-    SUPERVISOR = "supervisor"
-
-
-class CampaignPhase(str, Enum):
-    A = "A"  # shakedown
-    B = "B"  # training batches
-    C = "C"  # hold-out, never used for training
-
-
-class BatchStatus(str, Enum):
-    SETUP = "setup"
-    RUNNING = "running"
-    COMPLETE = "complete"
-    ABORTED = "aborted"
-
-
-class DeviationStatus(str, Enum):
-    OPEN = "open"
-    REVIEWED = "reviewed"
-    CLOSED = "closed"
-
-
-class AcceptanceDecision(str, Enum):
-    ACCEPT = "accept"  # the batch enters the training-set registry
-    REJECT = "reject"
-
-
-class AuditAction(str, Enum):
-    INSERT = "insert"
-    UPDATE = "update"
-    DELETE = "delete"
 
 
 def _when(nullable: bool = False, **kwargs: Any) -> Any:
@@ -346,7 +316,7 @@ class BatchAcceptance(AuditedTable, table=True):
 
 
 class NotebookWriteKey(NotebookBase, table=True):
-    """The key of a spooled notebook write (eln.spool), stored in the write's own transaction.
+    """The key of a spooled notebook write (eln.write_queue), stored in the write's own transaction.
 
     A write whose commit outcome was lost with the connection is queued with its key; on
     replay a stored key means the write already happened, so it is not made twice. Bookkeeping,

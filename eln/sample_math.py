@@ -13,29 +13,27 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
 from bptwin.eln.errors import NotebookValidationError
+from bptwin.eln.form_rules import finite_or_none
 from bptwin.eln.schedule import SampleSlot, SlotStatus
+
+# The inoculum's go/no-go window (docs/process.md).
+INOCULUM_OD600_RANGE = (2.0, 6.0)
+# Plausible ranges for typed-in values: wider than biology, narrower than typos.
+OD_RAW_RANGE = (0.0, 5.0)
+DILUTION_RANGE = (1.0, 10_000.0)
+OD600_MAX = 500.0
+DCW_MAX_G_PER_L = 300.0
+GLYCEROL_MAX_G_PER_L = 200.0
 
 _CLOCK_TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
 
 
-def _finite(value: Any) -> float | None:
-    """``value`` (number or text such as "0,42") as a finite float, else None."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        value = value.strip().replace(",", ".")
-        if not value:
-            return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def od600(reading: Any, dilution: Any = 1.0) -> float | None:
     """OD600 = photometer reading × dilution factor; None while either is not a number."""
-    raw, factor = _finite(reading), _finite(dilution if dilution not in ("", None) else 1.0)
+    raw, factor = (
+        finite_or_none(reading),
+        finite_or_none(dilution if dilution not in ("", None) else 1.0),
+    )
     if raw is None or factor is None or raw < 0 or factor < 1:
         return None
     return raw * factor
@@ -47,7 +45,7 @@ def dcw_g_per_l(tare_mg: Any, dry_mg: Any, volume_ml: Any) -> float | None:
     mg/mL equals g/L. None while a value is missing, the volume is not positive or the dry
     filter weighs less than the empty one (the service says why when it is saved).
     """
-    tare, dry, volume = _finite(tare_mg), _finite(dry_mg), _finite(volume_ml)
+    tare, dry, volume = finite_or_none(tare_mg), finite_or_none(dry_mg), finite_or_none(volume_ml)
     if tare is None or dry is None or volume is None or volume <= 0 or dry < tare:
         return None
     return (dry - tare) / volume

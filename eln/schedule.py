@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Protocol
 
 SOP_TIMEPOINTS_H: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 SAMPLE_WINDOW = timedelta(minutes=15)
@@ -41,9 +42,20 @@ class SampleSlot:
         return (self.taken_at - self.due_at).total_seconds() / 60.0
 
 
+class SampleLike(Protocol):
+    """What the schedule reads of a sample (a stored row, its frozen copy or a TakenSample)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def taken_at(self) -> datetime: ...
+    @property
+    def sop_timepoint_h(self) -> float | None: ...
+
+
 @dataclass(frozen=True)
 class TakenSample:
-    """What the schedule needs of a sample (eln.models.Sample fits)."""
+    """A sample as the schedule needs it, made by hand (tests, imports)."""
 
     id: int | None
     taken_at: datetime
@@ -52,7 +64,7 @@ class TakenSample:
 
 def sample_schedule(
     inoculated_at: datetime,
-    samples: Sequence[TakenSample],
+    samples: Sequence[SampleLike],
     now: datetime,
     *,
     depleted_at: datetime | None = None,
@@ -66,7 +78,7 @@ def sample_schedule(
     """
     ended = ended_at is not None and now >= ended_at
     unassigned = sorted(samples, key=lambda sample: sample.taken_at)
-    chosen: dict[float | None, TakenSample] = {}
+    chosen: dict[float | None, SampleLike] = {}
     for hours in SOP_TIMEPOINTS_H:
         for sample in unassigned:
             if sample.sop_timepoint_h is not None and abs(sample.sop_timepoint_h - hours) < 1e-9:
@@ -98,7 +110,7 @@ def sample_schedule(
 def _slot(
     hours: float | None,
     due: datetime | None,
-    sample: TakenSample | None,
+    sample: SampleLike | None,
     now: datetime,
     ended: bool,
 ) -> SampleSlot:

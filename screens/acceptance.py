@@ -15,12 +15,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from bptwin.eln.acceptance import AcceptanceEvaluation
 from bptwin.eln.errors import NotebookValidationError
-from bptwin.screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
+from bptwin.screens.entry_widgets import ENTRY_CSS, EntryForm, LabelledField
 
 Decide = Callable[[str, str, str, str], Any]  # supervisor, PIN, "accept"|"reject", reason
 
@@ -54,7 +53,7 @@ def outcome_text(outcome: Any) -> str:
     return text
 
 
-class AcceptanceScreen(EntryFormMixin, Screen[None]):
+class AcceptanceScreen(EntryForm[None]):
     """Shows the automatic evaluation; a supervisor records the decision, which is audited."""
 
     DEFAULT_CSS = (
@@ -176,7 +175,3 @@ class AcceptanceScreen(EntryFormMixin, Screen[None]):
         evaluation = getattr(outcome, "evaluation", None)
         if isinstance(evaluation, AcceptanceEvaluation):
             self._show_evaluation(evaluation)
-
-    def action_back(self) -> None:
-        if len(self.app.screen_stack) > 2:
-            self.app.pop_screen()

@@ -1,5 +1,5 @@
-"""The alarm screen (active, unacknowledged and shelved alarms by priority and time; acknowledge,
-shelve, unshelve, history) and the one-line AlarmBanner any screen can mount.
+"""The alarm screen: active, unacknowledged and shelved alarms by priority and time; acknowledge,
+shelve, unshelve, history (the one-line AlarmBanner any screen can mount is screens.alarm_banner's).
 
 Alarm actions go through :class:`AlarmActions` (the station implements it on its alarm engine;
 twin.alarms.AlarmEngine fits as it is). Acknowledging offers a deviation prefilled with the
@@ -8,27 +8,28 @@ alarm, its time span and the values of the channels involved.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from rich.markup import escape
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from bptwin.database.channels import CHANNELS_BY_NAME
 from bptwin.eln import deviation_guide
-from bptwin.eln.errors import NotebookError
-from bptwin.eln.services import NotebookService
+from bptwin.eln.notebook import Notebook
+from bptwin.eln.records import AlarmEventView
+from bptwin.screens.alarm_banner import AlarmBanner, hms
 from bptwin.screens.deviations import FORM_CSS, DeviationFormScreen
-from bptwin.screens.entry_widgets import LabelledField
-from bptwin.screens.messages import LiveUpdate
+from bptwin.screens.entry_widgets import EntryForm, LabelledField
+from bptwin.screens.live import current_snapshot, follow_snapshots
+from bptwin.screens.notebook_screen import NotebookScreen
 from bptwin.twin.alarm_rules import PRIORITY_RANK, Priority
 from bptwin.twin.alarms import AlarmState, AlarmView
 from bptwin.twin.live import LiveSnapshot
@@ -64,22 +65,10 @@ class AlarmActions(Protocol):
         ...
 
 
-def _hms(at: float | None) -> str:
-    if at is None:
-        return "—"
-    return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%H:%M:%S")
-
-
 def shown_alarms(alarms: Sequence[AlarmView]) -> list[AlarmView]:
     """Active, unacknowledged and shelved alarms: by priority, then newest first."""
     views = [view for view in alarms if view.state is not AlarmState.NORMAL]
     return sorted(views, key=lambda v: (PRIORITY_RANK[v.priority], -(v.raised_at or v.changed_at)))
-
-
-def newest_unacknowledged_critical(alarms: Sequence[AlarmView]) -> list[AlarmView]:
-    """Unacknowledged critical alarms, newest first."""
-    views = [v for v in alarms if v.priority is Priority.CRITICAL and v.unacknowledged]
-    return sorted(views, key=lambda v: -(v.raised_at or v.changed_at))
 
 
 def deviation_draft(
@@ -96,7 +85,7 @@ def deviation_draft(
                 unit = CHANNELS_BY_NAME[name].unit if name in CHANNELS_BY_NAME else reading.unit
                 values.append(f"{name} {reading.value:.4g} {unit}".rstrip())
     if values:
-        lines.append(f"Channels at {_hms(snapshot.taken_at if snapshot else now)} UTC: ")
+        lines.append(f"Channels at {hms(snapshot.taken_at if snapshot else now)} UTC: ")
         lines[-1] += ", ".join(values)
     return deviation_guide.DeviationDraft(
         level=deviation_guide.suggested_level(alarm.priority.value),
@@ -108,40 +97,6 @@ def deviation_draft(
         if alarm.condition_active
         else datetime.fromtimestamp(alarm.changed_at, tz=timezone.utc),
     )
-
-
-class AlarmBanner(Static):
-    """One line with the newest unacknowledged critical alarm; rings the bell when a new one
-    arrives. Hidden while there is none. Yield it right after the Header (Header docks on top;
-    two docked widgets would overlap) and feed it with :meth:`show_alarms`."""
-
-    DEFAULT_CSS = """
-    AlarmBanner { height: 1; padding: 0 1; background: $error; color: $text;
-        text-style: bold; display: none; }
-    AlarmBanner.-on { display: block; }
-    """
-
-    def __init__(self, *, id: str | None = "alarm-banner") -> None:
-        super().__init__("", id=id)
-        self._seen: frozenset[str] = frozenset()
-        self.bells = 0
-
-    def show_alarms(self, alarms: Sequence[AlarmView]) -> None:
-        critical = newest_unacknowledged_critical(alarms)
-        ids = frozenset(view.alarm_id for view in critical)
-        if ids - self._seen:
-            self.bells += 1
-            self.app.bell()
-        self._seen = ids
-        self.set_class(bool(critical), "-on")
-        if not critical:
-            self.update("")
-            return
-        newest = critical[0]
-        more = f" (+{len(critical) - 1} more)" if len(critical) > 1 else ""
-        self.update(
-            escape(f"CRITICAL {newest.reactor} {_hms(newest.raised_at)} {newest.message}{more}")
-        )
 
 
 class ShelveScreen(ModalScreen[tuple[str, float] | None]):
@@ -234,18 +189,23 @@ class ConfirmDeviationScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class AlarmHistoryScreen(Screen[None]):
+class AlarmHistoryScreen(NotebookScreen[None]):
     """Alarm transitions stored in the notebook, newest first."""
 
+    MESSAGE_SELECTOR = "#alarm-history-status"
     BINDINGS = [Binding("escape", "back", "Back")]
 
     def __init__(
-        self, notebook: NotebookService, *, reactor: str | None, batch_number: int | None
+        self,
+        notebook: Notebook,
+        operator: str,
+        *,
+        reactor: str | None,
+        batch_number: int | None,
     ) -> None:
-        super().__init__()
-        self.notebook = notebook
-        self.reactor = reactor
-        self.batch_number = batch_number
+        """``reactor`` None: the transitions of every reactor."""
+        super().__init__(notebook, operator, batch_number=batch_number)
+        self.only_reactor = reactor
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -266,19 +226,15 @@ class AlarmHistoryScreen(Screen[None]):
         ):
             table.add_column(label, key=key, width=width)
         table.focus()
-        self.load()
 
-    @work(exclusive=True, group="alarm-history", exit_on_error=False)
-    async def load(self) -> None:
-        try:
-            events = await asyncio.to_thread(
-                lambda: self.notebook.list_alarm_events(
-                    reactor=self.reactor, batch_number=self.batch_number
-                )
+        def read() -> list[AlarmEventView]:
+            return self.notebook.list_alarm_events(
+                reactor=self.only_reactor, batch_number=self.batch_number
             )
-        except NotebookError as error:
-            self.query_one("#alarm-history-status", Static).update(escape(str(error)))
-            return
+
+        self.load(read, self._show_events, group="alarm-history")
+
+    def _show_events(self, events: list[AlarmEventView]) -> None:
         table = self.query_one(DataTable)
         for event in events:
             table.add_row(
@@ -289,14 +245,10 @@ class AlarmHistoryScreen(Screen[None]):
                 event.actor or "system",
                 event.message,
             )
-        status = f"{len(events)} transitions" if events else "No alarm transitions stored yet."
-        self.query_one("#alarm-history-status", Static).update(status)
-
-    def action_back(self) -> None:
-        self.app.pop_screen()
+        self._say(f"{len(events)} transitions" if events else "No alarm transitions stored yet.")
 
 
-class AlarmScreen(Screen[None]):
+class AlarmScreen(EntryForm[None]):
     """Active, unacknowledged and shelved alarms by priority and time, with their actions."""
 
     DEFAULT_CSS = """
@@ -305,6 +257,7 @@ class AlarmScreen(Screen[None]):
         border-top: solid $primary; }
     AlarmScreen #alarm-detail.-error { color: $error; }
     """
+    MESSAGE_SELECTOR = "#alarm-detail"
     BINDINGS = [
         Binding("a", "acknowledge", "Ack"),
         Binding("s", "shelve", "Shelve"),
@@ -319,10 +272,9 @@ class AlarmScreen(Screen[None]):
         actions: AlarmActions,
         operator: str,
         *,
-        notebook: NotebookService | None = None,
+        notebook: Notebook | None = None,
         batch_number: int | None = None,
         reactor: str | None = None,
-        snapshot: LiveSnapshot | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``reactor`` None shows every reactor; ``clock`` gives the shelve start (Unix s)."""
@@ -332,7 +284,7 @@ class AlarmScreen(Screen[None]):
         self.notebook = notebook
         self.batch_number = batch_number
         self.reactor = reactor
-        self.snapshot = snapshot
+        self.snapshot: LiveSnapshot | None = None
         self.clock = clock
         self.alarms: list[AlarmView] = []
 
@@ -357,13 +309,15 @@ class AlarmScreen(Screen[None]):
         ):
             table.add_column(label, key=key, width=width)
         table.focus()
-        self.refresh_alarms()
+        self.refresh_alarms()  # from the engine itself; later ones come with the snapshots
+        self.snapshot = current_snapshot(self)
+        follow_snapshots(self, self._snapshot_changed, at_once=False)
 
     # ---- data -----------------------------------------------------------------------------
 
-    def on_live_update(self, message: LiveUpdate) -> None:
-        self.snapshot = message.snapshot
-        self.show_alarms(message.snapshot.alarms)
+    def _snapshot_changed(self, snapshot: LiveSnapshot) -> None:
+        self.snapshot = snapshot
+        self.show_alarms(snapshot.alarms)
 
     def refresh_alarms(self) -> None:
         """Re-read the alarms from the actions object (after an action, or on demand)."""
@@ -388,7 +342,7 @@ class AlarmScreen(Screen[None]):
                 state = f"[b]{state}[/]"
             table.add_row(
                 priority,
-                _hms(view.raised_at or view.changed_at),
+                hms(view.raised_at or view.changed_at),
                 state,
                 escape(f"{view.reactor}/{view.rule}/{view.condition}"),
                 "" if view.value is None else f"{view.value:.4g}",
@@ -413,18 +367,13 @@ class AlarmScreen(Screen[None]):
             return
         text = f"{view.alarm_id} · {view.priority.value} · {STATE_LABELS[view.state]}"
         if view.acknowledged_by:
-            text += f" · acknowledged by {view.acknowledged_by} at {_hms(view.acknowledged_at)}"
+            text += f" · acknowledged by {view.acknowledged_by} at {hms(view.acknowledged_at)}"
         if view.state is AlarmState.SHELVED:
             text += (
-                f" · shelved by {view.shelved_by} until {_hms(view.shelved_until)}: "
+                f" · shelved by {view.shelved_by} until {hms(view.shelved_until)}: "
                 f"{view.shelve_reason}"
             )
         self._say(text)
-
-    def _say(self, text: str, *, error: bool = False) -> None:
-        detail = self.query_one("#alarm-detail", Static)
-        detail.update(escape(text))
-        detail.set_class(error, "-error")
 
     def _run(self, action: Callable[[], Any], done: str) -> bool:
         try:
@@ -510,9 +459,10 @@ class AlarmScreen(Screen[None]):
             self._say("No notebook: the history is stored there.", error=True)
             return
         self.app.push_screen(
-            AlarmHistoryScreen(self.notebook, reactor=self.reactor, batch_number=self.batch_number)
+            AlarmHistoryScreen(
+                self.notebook,
+                self.operator,
+                reactor=self.reactor,
+                batch_number=self.batch_number,
+            )
         )
-
-    def action_back(self) -> None:
-        if len(self.app.screen_stack) > 1:
-            self.app.pop_screen()

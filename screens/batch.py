@@ -1,7 +1,7 @@
 """Batch setup: create or open a batch, record its inoculum (go/no-go), see what blocks the
 start, and start it — or have a supervisor override a block with name, PIN and reason.
 
-UI only: the NotebookService decides what is allowed (calibrations, inoculum window) and
+UI only: the notebook decides what is allowed (calibrations, inoculum window) and
 stores everything, in a thread so the UI never waits on the database.
 """
 
@@ -9,56 +9,40 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
+from functools import partial
 
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from bptwin.eln import sample_math
-from bptwin.eln.calibration import ValidityPeriod
+from bptwin.eln import form_rules, sample_math
 from bptwin.eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
-from bptwin.eln.models import Batch, BatchStatus, Inoculum
-from bptwin.eln.services import INOCULUM_OD600_RANGE, NotebookService
-from bptwin.screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
-from bptwin.twin.live import LiveSnapshot
-
-BATCH_FIELDS = ("number", "phase", "strain", "medium-lot", "vessel", "responsible")
-
-
-class BatchSelected(Message):
-    """A batch was created, opened or started here: the app makes it the reactor's batch."""
-
-    def __init__(self, batch: Batch, reactor: str) -> None:
-        super().__init__()
-        self.batch = batch
-        self.reactor = reactor
+from bptwin.eln.notebook import CalibrationPeriod
+from bptwin.eln.records import BatchView, InoculumView
+from bptwin.eln.sample_math import INOCULUM_OD600_RANGE
+from bptwin.eln.states import BatchStatus
+from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
+from bptwin.screens.messages import BatchSelected
+from bptwin.screens.notebook_screen import NotebookScreen
 
 
 @dataclass(frozen=True, slots=True)
 class BatchState:
     """What the side panel shows, read in one go from the notebook."""
 
-    batch: Batch
-    inoculum: Inoculum | None
+    batch: BatchView
+    inoculum: InoculumView | None
     blockers: list[tuple[str, str]]
-    in_force: dict[str, ValidityPeriod | None]
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment
+    in_force: dict[str, CalibrationPeriod | None]
 
 
 def _when(moment: datetime | None) -> str:
-    moment = _utc(moment)
     return "—" if moment is None else moment.strftime("%m-%d %H:%M")
 
 
@@ -120,7 +104,7 @@ def state_text(state: BatchState, now: datetime) -> str:
     return "\n".join(lines)
 
 
-class BatchSetupScreen(EntryFormMixin, Screen[None]):
+class BatchSetupScreen(NotebookScreen[None]):
     """Create or open a batch, record the inoculum, start it (or have a supervisor override)."""
 
     DEFAULT_CSS = (
@@ -138,6 +122,7 @@ class BatchSetupScreen(EntryFormMixin, Screen[None]):
     )
 
     MESSAGE_SELECTOR = "#batch-message"
+    state: BatchState | None = None  # the batch open here, as last read
     BINDINGS = [
         Binding("ctrl+s", "save_batch", "Save batch"),
         Binding("ctrl+o", "open_batch", "Open"),
@@ -148,23 +133,6 @@ class BatchSetupScreen(EntryFormMixin, Screen[None]):
         Binding("f6", "app.go('acceptance')", "Acceptance"),
         Binding("escape", "back", "Back"),
     ]
-
-    def __init__(
-        self,
-        notebook: NotebookService,
-        operator: str,
-        *,
-        batch_number: int | None = None,
-        reactor: str = "R1",
-        snapshot: LiveSnapshot | None = None,
-    ) -> None:
-        super().__init__()
-        self.notebook = notebook
-        self.operator = operator
-        self.batch_number = batch_number
-        self.reactor = reactor
-        self.snapshot = snapshot
-        self.state: BatchState | None = None
 
     # ---- layout -----------------------------------------------------------------------------
 
@@ -236,26 +204,22 @@ class BatchSetupScreen(EntryFormMixin, Screen[None]):
                 )
             )
 
-    def show_snapshot(self, snapshot: LiveSnapshot) -> None:
-        """Kept for the calibration wizards opened from here (they show live values)."""
-        self.snapshot = snapshot
-
     # ---- reading ----------------------------------------------------------------------------
 
-    @work(exclusive=True, group="batch-suggest", exit_on_error=False)
-    async def suggest_number(self) -> None:
-        try:
-            batches = await asyncio.to_thread(self.notebook.list_batches)
-        except NotebookError as error:
-            self._say(str(error), error=True)
-            return
-        if not self._value("number"):
-            self._field("number").set_value(str(max((b.number for b in batches), default=0) + 1))
-        self._say("New batch: fill in the record and press ctrl+s, or ctrl+o to open one.")
+    def suggest_number(self) -> None:
+        """The next free batch number, unless one was typed meanwhile."""
+
+        def suggest(batches: list[BatchView]) -> None:
+            if not self._value("number"):
+                number = max((b.number for b in batches), default=0) + 1
+                self._field("number").set_value(str(number))
+            self._say("New batch: fill in the record and press ctrl+s, or ctrl+o to open one.")
+
+        self.load(self.notebook.list_batches, suggest, group="batch-suggest")
 
     def _read_state(self, number: int) -> BatchState:
         batch = self.notebook.get_batch(number)
-        now = self.notebook.clock()
+        now = self.notebook.now()
         return BatchState(
             batch=batch,
             inoculum=self.notebook.get_inoculum(number),
@@ -269,7 +233,7 @@ class BatchSetupScreen(EntryFormMixin, Screen[None]):
     @work(exclusive=True, group="batch-load", exit_on_error=False)
     async def open_batch(self, number: int | str, *, announce: bool = True) -> None:
         try:
-            state = await asyncio.to_thread(self._read_state, number)  # type: ignore[arg-type]
+            state = await asyncio.to_thread(self._read_state, form_rules.batch_number(number))
         except NotebookValidationError as error:
             self._show_error(error, prefix="Not opened")
             return
@@ -305,7 +269,7 @@ class BatchSetupScreen(EntryFormMixin, Screen[None]):
             ):
                 self._field(field_id).set_value(value)
         side = self.query_one("#batch-side", Static)
-        side.update(escape(state_text(state, self.notebook.clock())))
+        side.update(escape(state_text(state, self.notebook.now())))
         ready = not state.blockers and inoculum is not None and inoculum.go
         setup = batch.status is BatchStatus.SETUP
         side.set_class(setup and not ready, "-blocked")
@@ -328,24 +292,23 @@ class BatchSetupScreen(EntryFormMixin, Screen[None]):
             )
             return
         self.create_batch(
-            {
-                "number": self._value("number"),
-                "phase": self._value("phase").upper(),
-                "strain": self._value("strain"),
-                "medium_lot": self._value("medium-lot"),
-                "vessel": self._value("vessel"),
-                "reactor_id": self.reactor,
-                "operator": self._value("responsible") or None,
-            }
+            partial(
+                self.notebook.create_batch,
+                self.operator,
+                self._value("number"),
+                self._value("phase").upper(),
+                strain=self._value("strain"),
+                medium_lot=self._value("medium-lot"),
+                vessel=self._value("vessel"),
+                reactor_id=self.reactor,
+                operator=self._value("responsible") or None,
+            )
         )
 
     @work(exclusive=True, group="batch-write", exit_on_error=False)
-    async def create_batch(self, values: dict[str, object]) -> None:
-        number = values.pop("number")
+    async def create_batch(self, create: Callable[[], BatchView]) -> None:
         try:
-            batch = await asyncio.to_thread(
-                lambda: self.notebook.create_batch(self.operator, number, **values)  # type: ignore[arg-type]
-            )
+            batch = await asyncio.to_thread(create)
         except NotebookValidationError as error:
             self._show_error(error)
             return
@@ -373,24 +336,26 @@ class BatchSetupScreen(EntryFormMixin, Screen[None]):
                 )
             )
             return
+        number = self.state.batch.number
         self.record_inoculum(
-            self.state.batch.number,
-            {
-                "od600_raw": self._value("inoculum-od"),
-                "dilution": self._value("inoculum-dilution") or 1.0,
-                "volume_ml": self._value("inoculum-volume"),
-                "microscopy_clean": clean,
-                "notes": self._value("inoculum-notes"),
-                "out_of_spec_reason": self._value("inoculum-reason") or None,
-            },
+            number,
+            partial(
+                self.notebook.record_inoculum,
+                self.operator,
+                number,
+                od600_raw=self._value("inoculum-od"),
+                dilution=self._value("inoculum-dilution") or 1.0,
+                volume_ml=self._value("inoculum-volume"),
+                microscopy_clean=clean,
+                notes=self._value("inoculum-notes"),
+                out_of_spec_reason=self._value("inoculum-reason") or None,
+            ),
         )
 
     @work(exclusive=True, group="batch-write", exit_on_error=False)
-    async def record_inoculum(self, number: int, values: dict[str, object]) -> None:
+    async def record_inoculum(self, number: int, record: Callable[[], InoculumView]) -> None:
         try:
-            inoculum = await asyncio.to_thread(
-                lambda: self.notebook.record_inoculum(self.operator, number, **values)  # type: ignore[arg-type]
-            )
+            inoculum = await asyncio.to_thread(record)
         except NotebookValidationError as error:
             if error.field == "inoculum" and "already" not in error.message:
                 error = NotebookValidationError(
@@ -477,7 +442,6 @@ class BatchSetupScreen(EntryFormMixin, Screen[None]):
                 self.operator,
                 batch_number=self.batch_number if self.state is not None else None,
                 reactor=self.reactor,
-                snapshot=self.snapshot,
             ),
             self._after_calibration,
         )
@@ -485,7 +449,3 @@ class BatchSetupScreen(EntryFormMixin, Screen[None]):
     def _after_calibration(self, _: object) -> None:
         if self.state is not None:
             self.open_batch(self.state.batch.number, announce=False)
-
-    def action_back(self) -> None:
-        if len(self.app.screen_stack) > 1:
-            self.app.pop_screen()

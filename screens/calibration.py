@@ -1,8 +1,8 @@
 """Calibration wizards (pH, DO, off-gas, pressure zero, OD-probe blank), their menu and history.
 
-UI only: the steps, limits and arithmetic are eln.calibration's; the NotebookService stores the
-records (in a thread). Live values come in through ``show_snapshot`` / ``show_reading`` (the app
-hands every LiveSnapshot to the screen on top); a value may also be typed by hand when there is
+UI only: the steps, limits and arithmetic are eln.calibration's; the notebook stores the
+records (in a thread). Live values come in through ``show_snapshot`` / ``show_reading`` (a wizard
+watches the App's snapshot while it is on top); a value may also be typed by hand when there is
 no live signal.
 """
 
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from rich.markup import escape
@@ -20,16 +19,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
+from textual.worker import Worker
 
 from bptwin.database.reading import Quality, Reading
 from bptwin.eln import calibration as cal
-from bptwin.eln import validation as check
+from bptwin.eln import form_rules as check
 from bptwin.eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
-from bptwin.eln.models import CalibrationRecord
-from bptwin.eln.services import NotebookService
-from bptwin.screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField, field_for
+from bptwin.eln.notebook import CalibrationPeriod, Notebook
+from bptwin.eln.records import CalibrationView
+from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField, field_for
+from bptwin.screens.live import follow_snapshots
+from bptwin.screens.notebook_screen import NotebookScreen
 from bptwin.twin.live import LiveSnapshot
 
 # Channels that give the buffer temperature for the pH wizard, best first.
@@ -59,24 +60,20 @@ WIZARD_CSS = (
 class CalibrationSaved(Message):
     """Calibration records were stored (one per channel; two for off-gas)."""
 
-    def __init__(self, records: tuple[CalibrationRecord, ...]) -> None:
+    def __init__(self, records: tuple[CalibrationView, ...]) -> None:
         super().__init__()
         self.records = records
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive (they are UTC)."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment
+def _result(record: CalibrationView) -> str:
+    return "pass" if record.passed else ("accepted" if record.override_reason else "FAIL")
 
 
 def _short_time(moment: datetime | None) -> str:
-    moment = _utc(moment)
     return "—" if moment is None else moment.strftime("%m-%d %H:%M")
 
 
-class CalibrationWizardScreen(EntryFormMixin, Screen[None]):
+class CalibrationWizardScreen(NotebookScreen[None]):
     """One calibration, step by step: live reading taken when stable, result, record."""
 
     DEFAULT_CSS = WIZARD_CSS
@@ -90,20 +87,15 @@ class CalibrationWizardScreen(EntryFormMixin, Screen[None]):
 
     def __init__(
         self,
-        notebook: NotebookService,
+        notebook: Notebook,
         operator: str,
         kind: cal.CalibrationKind | str,
         *,
         batch_number: int | None = None,
         reactor: str = "R1",
-        snapshot: LiveSnapshot | None = None,
     ) -> None:
-        super().__init__()
-        self.notebook = notebook
-        self.operator = operator
+        super().__init__(notebook, operator, batch_number=batch_number, reactor=reactor)
         self.kind = cal.CalibrationKind(kind)
-        self.batch_number = batch_number
-        self.reactor = reactor
         self.steps = cal.PLANS[self.kind]
         self.step_index = 0
         self.detectors = {
@@ -117,14 +109,13 @@ class CalibrationWizardScreen(EntryFormMixin, Screen[None]):
         self.t63_s: float | None = None
         self.recorder: cal.StepRecorder | None = None
         self.outcomes: tuple[cal.CalibrationOutcome, ...] = ()
-        self.saved: tuple[CalibrationRecord, ...] = ()
+        self.saved: tuple[CalibrationView, ...] = ()
         self.live_temperature_c: float | None = None
         self.last_seen: dict[str, float] = {}
         # The electrode potential is recovered from the transmitter's pH with the calibration
         # in force (ideal electrode until one is loaded).
         self.ph_reference = (100.0, 0.0)
         self.previous_offgas: dict[str, float] = {}
-        self._initial_snapshot = snapshot
 
     # ---- layout -----------------------------------------------------------------------------
 
@@ -181,8 +172,7 @@ class CalibrationWizardScreen(EntryFormMixin, Screen[None]):
         )
         self._enter_step(0)
         self.load_context()
-        if self._initial_snapshot is not None:
-            self.show_snapshot(self._initial_snapshot)
+        follow_snapshots(self, self.show_snapshot)
 
     @work(exclusive=True, group="calibration-context", exit_on_error=False)
     async def load_context(self) -> None:
@@ -190,7 +180,7 @@ class CalibrationWizardScreen(EntryFormMixin, Screen[None]):
         try:
             if self.kind is cal.CalibrationKind.PH:
                 period = await asyncio.to_thread(
-                    self.notebook.calibration_in_force, "ph", self.notebook.clock()
+                    self.notebook.calibration_in_force, "ph", self.notebook.now()
                 )
                 results = period.record.results if period is not None else {}
                 slope, offset = results.get("slope_percent"), results.get("offset_mv")
@@ -566,10 +556,10 @@ class CalibrationWizardScreen(EntryFormMixin, Screen[None]):
         self,
         outcomes: tuple[cal.CalibrationOutcome, ...],
         accept: tuple[str, str, str] | None = None,
-    ) -> tuple[CalibrationRecord, ...]:
+    ) -> tuple[CalibrationView, ...]:
         """One record per outcome; a failed one accepted by the supervisor is written by them
         (the notebook allows only supervisors to accept), naming who performed it."""
-        now = self.notebook.clock()
+        now = self.notebook.now()
         valid_until = self.notebook.calibration_policy.valid_until(self.kind, now)
         stored = []
         for outcome in outcomes:
@@ -607,9 +597,6 @@ class CalibrationWizardScreen(EntryFormMixin, Screen[None]):
             )
         return tuple(stored)
 
-    def action_back(self) -> None:
-        self.dismiss(None)
-
     def _show_error(self, error: NotebookValidationError, *, prefix: str = "Not taken") -> None:
         super()._show_error(error, prefix=prefix)
 
@@ -625,7 +612,7 @@ MENU_KEYS: tuple[tuple[str, cal.CalibrationKind], ...] = (
 )
 
 
-class CalibrationMenuScreen(Screen[None]):
+class CalibrationMenuScreen(NotebookScreen[None]):
     """Every calibrated channel with its state; keys 1-5 start a wizard, h shows a history."""
 
     DEFAULT_CSS = """
@@ -634,6 +621,7 @@ class CalibrationMenuScreen(Screen[None]):
     CalibrationMenuScreen #calibration-message { height: auto; padding: 0 1; }
     CalibrationMenuScreen #calibration-message.-error { color: $error; }
     """
+    MESSAGE_SELECTOR = "#calibration-message"
 
     BINDINGS = [
         *(
@@ -646,25 +634,6 @@ class CalibrationMenuScreen(Screen[None]):
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(
-        self,
-        notebook: NotebookService,
-        operator: str,
-        *,
-        batch_number: int | None = None,
-        reactor: str = "R1",
-        snapshot: LiveSnapshot | None = None,
-        now: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__()
-        self.notebook = notebook
-        self.operator = operator
-        self.batch_number = batch_number
-        self.reactor = reactor
-        self.snapshot = snapshot
-        self.now = now or notebook.clock
-        self.rows: list[tuple[str, cal.CalibrationKind]] = []
-
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(id="calibration-table", cursor_type="row", zebra_stripes=True)
@@ -674,6 +643,7 @@ class CalibrationMenuScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.title = "Calibrations"
+        self.rows: list[tuple[str, cal.CalibrationKind]] = []  # the table's, in order
         where = f"batch {self.batch_number}" if self.batch_number is not None else "bench"
         self.sub_title = f"{where} · {self.reactor} · {self.operator}"
         table = self.query_one(DataTable)
@@ -690,21 +660,18 @@ class CalibrationMenuScreen(Screen[None]):
         table.focus()
         self.reload()
 
-    def show_snapshot(self, snapshot: LiveSnapshot) -> None:
-        self.snapshot = snapshot
+    def reload(self) -> Worker[None]:
+        return self.load(self._read, self._show_menu, group="calibration-menu")
 
-    @work(exclusive=True, group="calibration-menu", exit_on_error=False)
-    async def reload(self) -> None:
-        try:
-            latest, blockers = await asyncio.to_thread(self._read)
-        except NotebookError as error:
-            self._say(str(error), error=True)
-            return
+    def _show_menu(
+        self, loaded: tuple[dict[str, CalibrationPeriod | None], list[tuple[str, str]]]
+    ) -> None:
+        latest, blockers = loaded
         table = self.query_one(DataTable)
         table.clear()
         self.rows = []
         mandatory = set(self.notebook.calibration_policy.mandatory_channels)
-        now = self.now()
+        now = self.notebook.now()
         for key, kind in MENU_KEYS:
             for channel in cal.KIND_CHANNELS[kind]:
                 period = latest.get(channel)
@@ -719,8 +686,8 @@ class CalibrationMenuScreen(Screen[None]):
         else:
             detail.update("Bench calibrations (no batch open).")
 
-    def _read(self) -> tuple[dict[str, cal.ValidityPeriod | None], list[tuple[str, str]]]:
-        latest: dict[str, cal.ValidityPeriod | None] = {}
+    def _read(self) -> tuple[dict[str, CalibrationPeriod | None], list[tuple[str, str]]]:
+        latest: dict[str, CalibrationPeriod | None] = {}
         for _, kind in MENU_KEYS:
             for channel in cal.KIND_CHANNELS[kind]:
                 history = self.notebook.calibration_history(
@@ -738,15 +705,15 @@ class CalibrationMenuScreen(Screen[None]):
     def _row(
         channel: str,
         mandatory: bool,
-        period: cal.ValidityPeriod | None,
+        period: CalibrationPeriod | None,
         now: datetime,
         key: str,
     ) -> tuple[str, ...]:
         if period is None:
             return (channel, "yes" if mandatory else "", "never", "—", "—", key)
         record = period.record
-        result = "pass" if record.passed else ("accepted" if record.override_reason else "FAIL")
-        end = _utc(period.valid_to)
+        result = _result(record)
+        end = period.valid_to
         until = "no expiry" if end is None else _short_time(end)
         if end is not None and end < now:
             until = f"EXPIRED {_short_time(end)}"
@@ -775,10 +742,12 @@ class CalibrationMenuScreen(Screen[None]):
                 kind,
                 batch_number=self.batch_number,
                 reactor=self.reactor,
-                snapshot=self.snapshot,
             ),
-            lambda _: self.reload(),
+            self._wizard_closed,
         )
+
+    def _wizard_closed(self, _: None) -> None:
+        self.reload()
 
     def action_wizard_selected(self) -> None:
         selected = self._selected()
@@ -789,42 +758,35 @@ class CalibrationMenuScreen(Screen[None]):
         selected = self._selected()
         if selected is not None:
             self.app.push_screen(
-                CalibrationHistoryScreen(self.notebook, selected[0], batch_number=self.batch_number)
+                CalibrationHistoryScreen(
+                    self.notebook, self.operator, selected[0], batch_number=self.batch_number
+                )
             )
 
     def action_reload(self) -> None:
         self.reload()
 
-    def action_back(self) -> None:
-        self.dismiss(None)
-
     @on(DataTable.RowSelected)
     def _row_chosen(self, event: DataTable.RowSelected) -> None:
         self.action_wizard_selected()
 
-    def _say(self, text: str, *, error: bool = False) -> None:
-        message = self.query_one("#calibration-message", Static)
-        message.update(escape(text))
-        message.set_class(error, "-error")
 
-
-class CalibrationHistoryScreen(Screen[None]):
+class CalibrationHistoryScreen(NotebookScreen[None]):
     """A channel's calibrations, newest first, each with the interval it was in force."""
 
     DEFAULT_CSS = """
     CalibrationHistoryScreen #history-table { height: 1fr; }
     CalibrationHistoryScreen #history-detail { height: auto; padding: 0 1; }
     """
+    MESSAGE_SELECTOR = "#history-detail"
     BINDINGS = [Binding("escape", "back", "Back"), Binding("ctrl+r", "reload", "Reload")]
 
     def __init__(
-        self, notebook: NotebookService, channel: str, *, batch_number: int | None = None
+        self, notebook: Notebook, operator: str, channel: str, *, batch_number: int | None = None
     ) -> None:
-        super().__init__()
-        self.notebook = notebook
+        super().__init__(notebook, operator, batch_number=batch_number)
         self.channel = channel
-        self.batch_number = batch_number
-        self.periods: list[cal.ValidityPeriod] = []
+        self.periods: list[CalibrationPeriod] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -850,33 +812,31 @@ class CalibrationHistoryScreen(Screen[None]):
         table.focus()
         self.reload()
 
-    @work(exclusive=True, group="calibration-history", exit_on_error=False)
-    async def reload(self) -> None:
-        try:
-            self.periods = await asyncio.to_thread(
-                lambda: self.notebook.calibration_history(
-                    self.channel, batch_number=self.batch_number, limit=200
-                )
+    def reload(self) -> Worker[None]:
+        def read() -> list[CalibrationPeriod]:
+            return self.notebook.calibration_history(
+                self.channel, batch_number=self.batch_number, limit=200
             )
-        except NotebookError as error:
-            self.query_one("#history-detail", Static).update(escape(str(error)))
-            return
+
+        return self.load(read, self._show_history, group="calibration-history")
+
+    def _show_history(self, periods: list[CalibrationPeriod]) -> None:
+        self.periods = periods
         table = self.query_one(DataTable)
         table.clear()
-        for period in self.periods:
+        for period in periods:
             record = period.record
-            result = "pass" if record.passed else ("accepted" if record.override_reason else "FAIL")
             table.add_row(
                 str(record.id),
                 _short_time(record.performed_at),
                 record.performed_by[:8],
-                result,
+                _result(record),
                 "—" if not period.in_force_ever else _short_time(period.valid_from),
                 "—" if not period.in_force_ever else _short_time(period.valid_to),
                 period.ended_by or "in force",
             )
-        if not self.periods:
-            self.query_one("#history-detail", Static).update("No calibrations yet.")
+        if not periods:
+            self._say("No calibrations yet.")
         else:
             self._show_detail(0)
 
@@ -892,10 +852,7 @@ class CalibrationHistoryScreen(Screen[None]):
         text = f"#{record.id} {record.kind}: {results}"
         if record.override_reason:
             text += f" · accepted: {record.override_reason}"
-        self.query_one("#history-detail", Static).update(escape(text))
+        self._say(text)
 
     def action_reload(self) -> None:
         self.reload()
-
-    def action_back(self) -> None:
-        self.dismiss(None)

@@ -1,9 +1,10 @@
 """The dashboard: trend plots, status strip, current values and process panel of one reactor.
 
-The App hands it immutable ``LiveSnapshot``s (``show_snapshot``) and, once the station is up,
-the station's trend history (``attach_history``). Plots are drawn by a render worker of this
-screen on its own clock (at most once a second), only while the screen is shown and only when
-the history or the view changed; the UI thread only swaps in the finished figures.
+It watches the App's immutable ``LiveSnapshot`` (``show_snapshot``, while it is on top) and,
+once the station is up, the App hands it the station's trend history (``attach_history``).
+Plots are drawn by a render worker of this screen on its own clock (at most once a second),
+only while the screen is shown and only when the history or the view changed; the UI thread
+only swaps in the finished figures.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
+from bptwin.screens.alarm_banner import AlarmBanner
+from bptwin.screens.live import follow_snapshots
 from bptwin.screens.trends import (
     GROUP_NAMES,
     MAX_PLOTS,
@@ -36,10 +38,18 @@ from bptwin.screens.trends import (
     trace_points,
     visible_pages,
 )
+from bptwin.screens.value_table import ValueColumn, ValueTable
 from bptwin.twin.history import WINDOW_NAMES, History, HistoryWindow
 from bptwin.twin.live import LiveSnapshot
 
 STALE_AFTER_S = 10.0
+VALUE_COLUMNS = (
+    ValueColumn("channel", "Channel", 22),
+    ValueColumn("value", "Value", 8),
+    ValueColumn("unit", "Unit", 6),
+    ValueColumn("quality", "Quality", 9),
+    ValueColumn("age", "Age", 5),
+)
 REDRAW_S = 1.0  # plots redraw at most this often
 # Long windows: one bucket of the plot spans minutes, so a second's new data barely moves it;
 # new data redraws them less often (a new view still draws at once).
@@ -88,12 +98,12 @@ class DashboardScreen(Screen[None]):
         self._drawn: TrendRequest | None = None  # what the plots show now
         self._drawn_at = -math.inf
         self._rendering = False
-        self.renders = 0  # figures swapped in so far
         self.trend_window: HistoryWindow | None = None  # the window the plots show
         self._cells: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=self._show_clock, time_format="%H:%M:%S")
+        yield AlarmBanner(id="alarm-banner")
         with Vertical(id="dashboard"):
             yield Static("", id="alarm-line")
             yield Static(self._status, id="status-strip")
@@ -105,19 +115,14 @@ class DashboardScreen(Screen[None]):
                         yield TrendPlot(id=f"plot-{index}")
                 with Vertical(id="side"):
                     yield Static("Waiting for the first 30 s window…", id="process")
-                    yield DataTable(id="current-values", cursor_type="row", zebra_stripes=True)
+                    yield ValueTable(VALUE_COLUMNS, id="current-values")
         yield Footer()
 
     def on_mount(self) -> None:
         self._composed = True
-        table = self.query_one("#current-values", DataTable)
-        table.add_column("Channel", key="channel", width=22)
-        table.add_column("Value", key="value", width=8)
-        table.add_column("Unit", key="unit", width=6)
-        table.add_column("Quality", key="quality", width=9)
-        table.add_column("Age", key="age", width=5)
+        table = self.query_one("#current-values", ValueTable)
         for channel in CHANNELS:
-            table.add_row(channel.label, "—", channel.unit, "—", "—", key=channel.name)
+            table.add_row(channel.name, (channel.label, "—", channel.unit, "—", "—"))
         overview = self.query_one("#reactors", DataTable)
         overview.display = len(self.reactors) > 1
         for key, label, width in (
@@ -136,34 +141,7 @@ class DashboardScreen(Screen[None]):
         self._show_trend_bar()
         self._show_strip()
         self.set_interval(REDRAW_S, self._redraw_trends)
-        self._import_alarm_banner()
-
-    class _AlarmBannerImported(Message):
-        """bptwin.screens.alarms is imported: the banner can be mounted without waiting."""
-
-    @work(thread=True, group="dashboard-imports", exit_on_error=False)
-    def _import_alarm_banner(self) -> None:
-        # The banner's module pulls in the notebook (SQLModel, SQLAlchemy: about a second of
-        # imports): import it beside the first frame, not before it or on the UI thread.
-        import bptwin.screens.alarms  # noqa: F401
-
-        self.post_message(self._AlarmBannerImported())
-
-    def on_dashboard_screen__alarm_banner_imported(self, _: Message) -> None:
-        self._mount_alarm_banner()
-
-    def _mount_alarm_banner(self) -> None:
-        from bptwin.screens.alarms import AlarmBanner
-
-        if not self.is_attached:
-            return  # the app is closing: nothing to show the banner on
-        if not self.is_mounted:
-            self.call_after_refresh(self._mount_alarm_banner)
-            return
-        if not self.query("#alarm-banner"):
-            self.mount(AlarmBanner(id="alarm-banner"), after=self.query_one(Header))
-            if self._last_snapshot is not None:
-                self._show_alarms(self._last_snapshot)
+        follow_snapshots(self, self.show_snapshot)
 
     # ---- what the App calls ------------------------------------------------------------
 
@@ -385,7 +363,6 @@ class DashboardScreen(Screen[None]):
         if current is None or not request.same_view(current):
             self.call_after_refresh(self._redraw_trends)  # the view moved on meanwhile
             return
-        self.renders += 1
         with self.app.batch_update():
             for widget, plot, figure in zip(
                 self._visible_plots(), request.plots, message.figures, strict=True
@@ -400,8 +377,8 @@ class DashboardScreen(Screen[None]):
     def _set_cell(
         self, table: DataTable, row: str, column: str, text: str, style: str = ""
     ) -> None:
-        """Update one cell only when its text changed: every DataTable update re-renders all
-        visible cells, so unchanged values must not cost a repaint."""
+        """Update one cell of the reactor overview only when its text changed: every DataTable
+        update re-renders all visible cells, so unchanged values must not cost a repaint."""
         key = (table.id or "", row, column)
         if self._cells.get(key) == (text, style):
             return
@@ -409,7 +386,7 @@ class DashboardScreen(Screen[None]):
         table.update_cell(row, column, f"[{style}]{text}[/]" if style else text)
 
     def _show_values(self, snapshot: LiveSnapshot) -> None:
-        table = self.query_one("#current-values", DataTable)
+        table = self.query_one("#current-values", ValueTable)
         now = self._clock()
         seen: set[str] = set()
         for reading in snapshot.for_reactor(self.reactor):
@@ -420,18 +397,16 @@ class DashboardScreen(Screen[None]):
             age_s = max(0.0, now - reading.timestamp)
             age = f"{age_s:.0f} s" if age_s < 3600 else f"{age_s / 3600:.1f} h"
             quality = reading.quality.value
-            self._set_cell(table, reading.channel, "value", value)
-            self._set_cell(table, reading.channel, "unit", reading.unit)
-            self._set_cell(
-                table, reading.channel, "quality", quality, "" if quality == "good" else "yellow"
+            table.set_cell(reading.channel, "value", value)
+            table.set_cell(reading.channel, "unit", reading.unit)
+            table.set_cell(
+                reading.channel, "quality", quality, "" if quality == "good" else "yellow"
             )
-            self._set_cell(
-                table, reading.channel, "age", age, "yellow" if age_s > STALE_AFTER_S else ""
-            )
+            table.set_cell(reading.channel, "age", age, "yellow" if age_s > STALE_AFTER_S else "")
         for channel in CHANNELS:  # switching reactors must not leave the other one's values
             if channel.name not in seen:
                 for column in ("value", "quality", "age"):
-                    self._set_cell(table, channel.name, column, "—")
+                    table.set_cell(channel.name, column, "—")
 
     def _show_strip(self) -> None:
         if not self._composed:
@@ -450,8 +425,7 @@ class DashboardScreen(Screen[None]):
         self.query_one("#status-strip", Static).update("\n".join(lines))
 
     def _show_alarms(self, snapshot: LiveSnapshot) -> None:
-        for banner in self.query("#alarm-banner"):
-            banner.show_alarms(snapshot.alarms)  # type: ignore[attr-defined]
+        self.query_one(AlarmBanner).show_alarms(snapshot.alarms)
         line = self.query_one("#alarm-line", Static)
         alarms = snapshot.alarms_for(self.reactor)
         line.display = bool(alarms)

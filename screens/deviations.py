@@ -9,21 +9,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from functools import partial
 
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.worker import Worker
 
 from bptwin.eln import deviation_guide, sample_math
 from bptwin.eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
-from bptwin.eln.models import Deviation
-from bptwin.eln.services import NotebookService
-from bptwin.screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
+from bptwin.eln.notebook import Notebook
+from bptwin.eln.records import DeviationView
+from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
+from bptwin.screens.notebook_screen import NotebookScreen
 
 FORM_CSS = (
     ENTRY_CSS
@@ -40,40 +41,30 @@ def _time_text(moment: datetime | None) -> str:
     return "" if moment is None else sample_math.format_entry_time(moment)
 
 
-class _EntryForm(EntryFormMixin, Screen[Any]):
-    """Shared plumbing: fields by id, errors at their field, a status line, work off-thread."""
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class DeviationFormScreen(_EntryForm):
-    """Log a deviation; dismissed with the stored Deviation (or None when cancelled)."""
+class DeviationFormScreen(NotebookScreen[DeviationView | None]):
+    """Log a deviation; dismissed with the stored deviation (or None when cancelled)."""
 
     DEFAULT_CSS = FORM_CSS
     BINDINGS = [
         Binding("ctrl+s", "save", "Save deviation"),
-        Binding("escape", "cancel", "Cancel"),
+        Binding("escape", "back", "Cancel"),
     ]
 
     def __init__(
         self,
-        notebook: NotebookService,
+        notebook: Notebook,
         batch_number: int,
         operator: str,
         draft: deviation_guide.DeviationDraft | None = None,
     ) -> None:
-        super().__init__()
-        self.notebook = notebook
-        self.batch_number = batch_number
-        self.operator = operator
-        self.draft = draft or deviation_guide.DeviationDraft(started_at=notebook.clock())
+        super().__init__(notebook, operator, batch_number=batch_number)
+        self.draft = draft or deviation_guide.DeviationDraft(started_at=notebook.now())
 
     def compose(self) -> ComposeResult:
         draft = self.draft
         yield Header()
         with VerticalScroll(classes="entry-form"):
-            yield Static(f"New deviation · batch {self.batch_number}", classes="entry-title")
+            yield Static(f"New deviation · batch {self.required_batch}", classes="entry-title")
             yield LabelledField(
                 "Level 1/2/3", "level", value=str(draft.level), width=5, fields=("level",)
             )
@@ -115,7 +106,7 @@ class DeviationFormScreen(_EntryForm):
 
     def on_mount(self) -> None:
         self.title = "Deviation"
-        self.sub_title = f"batch {self.batch_number} · {self.operator}"
+        self.sub_title = f"batch {self.required_batch} · {self.operator}"
         self.query_one("#level", Input).focus()
 
     @on(Input.Changed, "#level")
@@ -125,7 +116,7 @@ class DeviationFormScreen(_EntryForm):
 
     def action_save(self) -> None:
         self._clear_errors()
-        now = self.notebook.clock()
+        now = self.notebook.now()
         try:
             start = sample_math.parse_entry_time("start", self._value("start"), now)
             end_text = self._value("end")
@@ -134,48 +125,41 @@ class DeviationFormScreen(_EntryForm):
             self._show_error(error)
             return
         self.save(
-            {
-                "level": self._value("level"),
-                "category": self._value("category"),
-                "title": self._value("title"),
-                "description": self._value("description"),
-                "started_at": start,
-                "ended_at": end,
-                "root_cause": self._value("root-cause"),
-                "corrective_action": self._value("corrective-action"),
-                "impact": self._value("impact"),
-            }
+            partial(
+                self.notebook.log_deviation,
+                self.operator,
+                self.required_batch,
+                level=self._value("level"),
+                category=self._value("category"),
+                title=self._value("title"),
+                description=self._value("description"),
+                started_at=start,
+                ended_at=end,
+                root_cause=self._value("root-cause"),
+                corrective_action=self._value("corrective-action"),
+                impact=self._value("impact"),
+            )
         )
 
     @work(exclusive=True, group="deviation-save", exit_on_error=False)
-    async def save(self, values: dict[str, Any]) -> None:
-        try:
-            deviation = await asyncio.to_thread(
-                lambda: self.notebook.log_deviation(self.operator, self.batch_number, **values)
-            )
-        except NotebookValidationError as error:
-            self._show_error(error)
-            return
-        except NotebookError as error:
-            self._say(str(error), error=True)
-            return
-        self.dismiss(deviation)
+    async def save(self, log: Callable[[], DeviationView]) -> None:
+        deviation = await self.write(log)
+        if deviation is not None:
+            self.dismiss(deviation)
 
 
-class DeviationReviewScreen(_EntryForm):
+class DeviationReviewScreen(NotebookScreen[DeviationView | None]):
     """Review (and optionally close) one deviation; the reviewer confirms with their PIN."""
 
     DEFAULT_CSS = FORM_CSS
     BINDINGS = [
         Binding("ctrl+s", "save", "Save review"),
-        Binding("escape", "cancel", "Cancel"),
+        Binding("escape", "back", "Cancel"),
     ]
 
-    def __init__(self, notebook: NotebookService, deviation: Deviation, operator: str) -> None:
-        super().__init__()
-        self.notebook = notebook
+    def __init__(self, notebook: Notebook, deviation: DeviationView, operator: str) -> None:
+        super().__init__(notebook, operator)
         self.deviation = deviation
-        self.operator = operator
 
     def compose(self) -> ComposeResult:
         d = self.deviation
@@ -222,18 +206,17 @@ class DeviationReviewScreen(_EntryForm):
             self._say("Not saved: unknown reviewer or wrong PIN", error=True)
             return
         assert self.deviation.id is not None
-        deviation_id = self.deviation.id
+        review = partial(
+            self.notebook.review_deviation,
+            reviewer,
+            self.deviation.id,
+            root_cause=self._value("root-cause"),
+            corrective_action=self._value("corrective-action"),
+            impact=self._value("impact"),
+            close=close,
+        )
         try:
-            reviewed = await asyncio.to_thread(
-                lambda: self.notebook.review_deviation(
-                    reviewer,
-                    deviation_id,
-                    root_cause=self._value("root-cause"),
-                    corrective_action=self._value("corrective-action"),
-                    impact=self._value("impact"),
-                    close=close,
-                )
-            )
+            reviewed = await asyncio.to_thread(review)
         except NotebookPermissionError as error:
             self._field("reviewer").show_error(str(error))
             self._say(f"Not saved: {error}", error=True)
@@ -247,7 +230,7 @@ class DeviationReviewScreen(_EntryForm):
         self.dismiss(reviewed)
 
 
-class DeviationsScreen(Screen[None]):
+class DeviationsScreen(NotebookScreen[None]):
     """The deviations of a batch with their review state; log new ones, review them."""
 
     DEFAULT_CSS = """
@@ -256,6 +239,7 @@ class DeviationsScreen(Screen[None]):
         border-top: solid $primary; }
     DeviationsScreen #deviation-detail.-error { color: $error; }
     """
+    MESSAGE_SELECTOR = "#deviation-detail"
     BINDINGS = [
         Binding("n", "new", "New deviation"),
         Binding("r", "review", "Review"),
@@ -263,12 +247,9 @@ class DeviationsScreen(Screen[None]):
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, notebook: NotebookService, batch_number: int, operator: str) -> None:
-        super().__init__()
-        self.notebook = notebook
-        self.batch_number = batch_number
-        self.operator = operator
-        self.deviations: list[Deviation] = []
+    def __init__(self, notebook: Notebook, batch_number: int, operator: str) -> None:
+        super().__init__(notebook, operator, batch_number=batch_number)
+        self.deviations: list[DeviationView] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -278,7 +259,7 @@ class DeviationsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.title = "Deviations"
-        self.sub_title = f"batch {self.batch_number} · {self.operator}"
+        self.sub_title = f"batch {self.required_batch} · {self.operator}"
         table = self.query_one(DataTable)
         table.add_column("#", key="id", width=3)
         table.add_column("Lvl", key="level", width=3)
@@ -290,18 +271,19 @@ class DeviationsScreen(Screen[None]):
         table.focus()
         self.reload()
 
-    @work(exclusive=True, group="deviations-load", exit_on_error=False)
-    async def reload(self, select_id: int | None = None) -> None:
-        try:
-            self.deviations = await asyncio.to_thread(
-                self.notebook.list_deviations, self.batch_number
-            )
-        except NotebookError as error:
-            self._say(str(error), error=True)
-            return
+    def reload(self, select_id: int | None = None) -> Worker[None]:
+        def show(deviations: list[DeviationView]) -> None:
+            self._show_deviations(deviations, select_id)
+
+        return self.load(
+            lambda: self.notebook.list_deviations(self.required_batch), show, group="deviations"
+        )
+
+    def _show_deviations(self, deviations: list[DeviationView], select_id: int | None) -> None:
+        self.deviations = deviations
         table = self.query_one(DataTable)
         table.clear()
-        for d in self.deviations:
+        for d in deviations:
             table.add_row(
                 str(d.id),
                 str(d.level),
@@ -316,7 +298,7 @@ class DeviationsScreen(Screen[None]):
             table.move_cursor(row=table.get_row_index(str(select_id)))
         self._show_detail()
 
-    def selected(self) -> Deviation | None:
+    def selected(self) -> DeviationView | None:
         table = self.query_one(DataTable)
         if not self.deviations or table.cursor_row < 0:
             return None
@@ -340,20 +322,15 @@ class DeviationsScreen(Screen[None]):
                 lines.append(f"{label}: {text}")
         self._say("\n".join(lines))
 
-    def _say(self, text: str, *, error: bool = False) -> None:
-        detail = self.query_one("#deviation-detail", Static)
-        detail.update(escape(text))
-        detail.set_class(error, "-error")
-
-    def _after(self) -> Callable[[Deviation | None], None]:
-        def done(result: Deviation | None) -> None:
+    def _after(self) -> Callable[[DeviationView | None], None]:
+        def done(result: DeviationView | None) -> None:
             self.reload(select_id=None if result is None else result.id)
 
         return done
 
     def action_new(self) -> None:
         self.app.push_screen(
-            DeviationFormScreen(self.notebook, self.batch_number, self.operator), self._after()
+            DeviationFormScreen(self.notebook, self.required_batch, self.operator), self._after()
         )
 
     def action_review(self) -> None:
@@ -370,7 +347,3 @@ class DeviationsScreen(Screen[None]):
 
     def action_reload(self) -> None:
         self.reload()
-
-    def action_back(self) -> None:
-        if len(self.app.screen_stack) > 1:
-            self.app.pop_screen()

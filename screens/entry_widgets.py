@@ -1,4 +1,5 @@
-"""Form pieces of the notebook-entry screens: one-line labelled fields with their error beside.
+"""Form pieces of the notebook-entry screens: one-line labelled fields with their error beside,
+and the EntryForm screen that holds them.
 
 Compact (one row per field) so a whole sample form fits 80×24. Errors are plain sentences from
 the notebook's NotebookValidationError, shown under the field they belong to.
@@ -7,15 +8,18 @@ the notebook's NotebookValidationError, shown under the field they belong to.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
 from textual.widgets import Input, Label, Static
 
 if TYPE_CHECKING:
     from bptwin.eln.errors import NotebookValidationError
+
+ResultT = TypeVar("ResultT")
 
 ENTRY_CSS = """
 LabelledField { height: auto; }
@@ -110,32 +114,37 @@ def field_for(fields: Iterable[LabelledField], name: str) -> LabelledField | Non
     return None
 
 
-class EntryFormMixin:
-    """Plumbing shared by the notebook-entry screens (mix into a ``Screen``): fields by id, each
-    notebook error at its field, one status line (``MESSAGE_SELECTOR``) for the outcome."""
+class EntryForm(Screen[ResultT]):
+    """A screen with labelled fields: fields by id, each notebook error at its field, one status
+    line (``MESSAGE_SELECTOR``) for the outcome, escape back to the screen below."""
 
     MESSAGE_SELECTOR: ClassVar[str] = ".entry-status"
 
     def _field(self, field_id: str) -> LabelledField:
-        return self.query_one(f"#{field_id}-field", LabelledField)  # type: ignore[attr-defined]
+        return self.query_one(f"#{field_id}-field", LabelledField)
 
     def _value(self, field_id: str) -> str:
         return self._field(field_id).value.strip()
 
     def _clear_errors(self) -> None:
-        for field in self.query(LabelledField):  # type: ignore[attr-defined]
+        for field in self.query(LabelledField):
             field.clear_error()
         self._say("")
 
     def _show_error(self, error: NotebookValidationError, *, prefix: str = "Not saved") -> None:
         """The message under its field (focused), and the outcome on the status line."""
-        field = field_for(self.query(LabelledField), error.field)  # type: ignore[attr-defined]
+        field = field_for(self.query(LabelledField), error.field)
         if field is not None:
             field.show_error(error.message)
             field.input.focus()
         self._say(f"{prefix}: {error.message}", error=True)
 
     def _say(self, text: str, *, error: bool = False) -> None:
-        message = self.query_one(self.MESSAGE_SELECTOR, Static)  # type: ignore[attr-defined]
+        message = self.query_one(self.MESSAGE_SELECTOR, Static)
         message.update(escape(text))
         message.set_class(error, "-error")
+
+    def action_back(self) -> None:
+        """Back to the screen below (the one that opened this, or the dashboard)."""
+        if len(self.app.screen_stack) > 1:
+            self.dismiss(None)

@@ -13,9 +13,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from bptwin.eln.errors import NotebookError
-from bptwin.eln.models import OperatorRole
-from bptwin.eln.services import NotebookService
+from bptwin.eln.errors import NotebookError, NotebookValidationError
+from bptwin.eln.notebook import Notebook
+from bptwin.eln.states import OperatorRole
 from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
 
 
@@ -34,7 +34,7 @@ class LoginScreen(ModalScreen[str]):
     )
     BINDINGS = [Binding("ctrl+q", "app.quit", "Quit", priority=True)]
 
-    def __init__(self, notebook: NotebookService, *, first_run: bool, station: str = "") -> None:
+    def __init__(self, notebook: Notebook, *, first_run: bool, station: str = "") -> None:
         super().__init__()
         self.notebook = notebook
         self.first_run = first_run
@@ -110,10 +110,11 @@ class LoginScreen(ModalScreen[str]):
         self.app.call_from_thread(self.dismiss, operator.name)
 
     def _refused(self, exc: NotebookError) -> None:
-        field = getattr(exc, "field", "")
-        target = {"name": "login-name", "pin": "login-pin", "PIN": "login-pin"}.get(field)
+        target = None
+        if isinstance(exc, NotebookValidationError):
+            target = {"name": "login-name", "pin": "login-pin", "PIN": "login-pin"}.get(exc.field)
         if target is not None:
-            self._field(target).show_error(str(getattr(exc, "message", exc)))
+            self._field(target).show_error(str(exc))
             self._say("")
         else:
             self._say(str(exc), error=True)

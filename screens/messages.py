@@ -1,16 +1,21 @@
-"""Messages that carry immutable state from the App's workers to the screens."""
+"""The messages that cross the App: immutable state from its workers, and what a screen tells
+the App (a batch opened, a sample stored). The App handles each with ``@on``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from bptwin.twin.live import LiveSnapshot
+if TYPE_CHECKING:  # the App imports these messages before its first frame: only names here
+    from bptwin.eln.records import BatchView, SampleView
+    from bptwin.twin.live import LiveSnapshot
 
 
 class LiveUpdate(Message):
-    """A new snapshot of the latest readings; newer ones replace older ones in the queue."""
+    """A new snapshot of the latest readings, from the station's worker to the App (which sets
+    its ``snapshot`` reactive); newer ones replace older ones in the queue."""
 
-    # The App forwards snapshots to the screen on top; bubbling back up would loop.
     bubble = False
 
     def __init__(self, snapshot: LiveSnapshot) -> None:
@@ -28,3 +33,22 @@ class StationStatus(Message):
         super().__init__()
         self.running = running
         self.problem = problem
+
+
+class BatchSelected(Message):
+    """A batch was created, opened or started on a screen: the App makes it the reactor's."""
+
+    def __init__(self, batch: BatchView, reactor: str) -> None:
+        super().__init__()
+        self.batch = batch
+        self.reactor = reactor
+
+
+class SampleSaved(Message):
+    """An offline sample was stored: the App puts it on the OD600 plot and hands it to the
+    alarm engine's model-versus-sample check."""
+
+    def __init__(self, sample: SampleView, reactor: str) -> None:
+        super().__init__()
+        self.sample = sample
+        self.reactor = reactor

@@ -8,15 +8,16 @@ from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.worker import Worker
 
-from bptwin.eln.errors import NotebookError, NotebookValidationError
-from bptwin.eln.models import Note
-from bptwin.eln.services import NotebookService
+from bptwin.eln.errors import NotebookError
+from bptwin.eln.notebook import Notebook
+from bptwin.eln.records import NoteView
+from bptwin.screens.notebook_screen import NotebookScreen
 
 
-class NotesScreen(Screen[None]):
+class NotesScreen(NotebookScreen[None]):
     """Read and write the batch's free-text notes."""
 
     DEFAULT_CSS = """
@@ -25,6 +26,7 @@ class NotesScreen(Screen[None]):
     NotesScreen #note-status { height: auto; padding: 0 1; }
     NotesScreen #note-status.-error { color: $error; }
     """
+    MESSAGE_SELECTOR = "#note-status"
     BINDINGS = [
         Binding("ctrl+s", "save", "Save note"),
         Binding("ctrl+l", "focus_list", "Notes list"),
@@ -32,12 +34,9 @@ class NotesScreen(Screen[None]):
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, notebook: NotebookService, batch_number: int, operator: str) -> None:
-        super().__init__()
-        self.notebook = notebook
-        self.batch_number = batch_number
-        self.operator = operator
-        self.notes: list[Note] = []
+    def __init__(self, notebook: Notebook, batch_number: int, operator: str) -> None:
+        super().__init__(notebook, operator, batch_number=batch_number)
+        self.notes: list[NoteView] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -48,7 +47,7 @@ class NotesScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.title = "Notes"
-        self.sub_title = f"batch {self.batch_number} · {self.operator}"
+        self.sub_title = f"batch {self.required_batch} · {self.operator}"
         table = self.query_one(DataTable)
         table.add_column("Time UTC", key="time", width=11)
         table.add_column("By", key="author", width=8)
@@ -56,19 +55,19 @@ class NotesScreen(Screen[None]):
         self.query_one("#note-text", Input).focus()
         self.reload()
 
-    @work(exclusive=True, group="notes-load", exit_on_error=False)
-    async def reload(self) -> None:
-        try:
-            self.notes = await asyncio.to_thread(self.notebook.list_notes, self.batch_number)
-        except NotebookError as error:
-            self._say(str(error), error=True)
-            return
+    def reload(self) -> Worker[None]:
+        return self.load(
+            lambda: self.notebook.list_notes(self.required_batch), self._show_notes, group="notes"
+        )
+
+    def _show_notes(self, notes: list[NoteView]) -> None:
+        self.notes = notes
         table = self.query_one(DataTable)
         table.clear()
-        for note in self.notes:
+        for note in notes:
             table.add_row(note.created_at.strftime("%m-%d %H:%M"), note.author, escape(note.text))
-        if self.notes:
-            table.move_cursor(row=len(self.notes) - 1)
+        if notes:
+            table.move_cursor(row=len(notes) - 1)
 
     @on(Input.Submitted, "#note-text")
     def action_save(self) -> None:
@@ -78,11 +77,8 @@ class NotesScreen(Screen[None]):
     async def save(self, text: str) -> None:
         try:
             note = await asyncio.to_thread(
-                self.notebook.add_note, self.operator, self.batch_number, text
+                self.notebook.add_note, self.operator, self.required_batch, text
             )
-        except NotebookValidationError as error:
-            self._say(error.message, error=True)
-            return
         except NotebookError as error:
             self._say(str(error), error=True)
             return
@@ -90,17 +86,8 @@ class NotesScreen(Screen[None]):
         self._say(f"Saved note {note.id}.")
         await self.reload().wait()
 
-    def _say(self, text: str, *, error: bool = False) -> None:
-        status = self.query_one("#note-status", Static)
-        status.update(escape(text))
-        status.set_class(error, "-error")
-
     def action_focus_list(self) -> None:
         self.query_one(DataTable).focus()
 
     def action_focus_entry(self) -> None:
         self.query_one("#note-text", Input).focus()
-
-    def action_back(self) -> None:
-        if len(self.app.screen_stack) > 1:
-            self.app.pop_screen()

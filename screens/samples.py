@@ -1,33 +1,37 @@
 """Offline sample entry: SOP slot prefilled, OD600 and DCW computed as typed, the model beside it.
 
 The screen only collects text and shows results: eln.sample_math computes the previews, the
-NotebookService validates and stores (in a thread, so the UI never waits on the database).
+notebook validates and stores (in a thread, so the UI never waits on the database).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from functools import partial
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.worker import Worker
 
 from bptwin.eln import sample_math
-from bptwin.eln.errors import NotebookError, NotebookValidationError
-from bptwin.eln.models import Sample
+from bptwin.eln.errors import NotebookValidationError
+from bptwin.eln.notebook import Notebook
+from bptwin.eln.records import SampleView
 from bptwin.eln.schedule import SampleSlot, SlotStatus
-from bptwin.eln.services import NotebookService
-from bptwin.screens.entry_widgets import ENTRY_CSS, EntryFormMixin, LabelledField
-from bptwin.screens.messages import LiveUpdate
+from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
+from bptwin.screens.live import follow_snapshots
+from bptwin.screens.messages import SampleSaved
+from bptwin.screens.notebook_screen import NotebookScreen
 from bptwin.twin.live import LiveSnapshot
-from bptwin.twin.predictor import Prediction
+
+if TYPE_CHECKING:
+    from bptwin.twin.predictor import Prediction
 
 SCHEDULE_REFRESH_S = 30.0
 
@@ -47,15 +51,6 @@ class SampleDueBanner(Static):
         self.set_class(any(s.status is SlotStatus.MISSED for s in slots), "-missed")
 
 
-class SampleSaved(Message):
-    """A sample was stored (the app may feed it to the alarm engine's model check)."""
-
-    def __init__(self, sample: Sample, reactor: str) -> None:
-        super().__init__()
-        self.sample = sample
-        self.reactor = reactor
-
-
 def prediction_text(prediction: Prediction | None, measured: float | None) -> str:
     """The model panel: current prediction and, with a typed OD600, the residual it would give."""
     if prediction is None:
@@ -71,7 +66,7 @@ def prediction_text(prediction: Prediction | None, measured: float | None) -> st
     return "\n".join(lines)
 
 
-class SampleEntryScreen(EntryFormMixin, Screen[None]):
+class SampleEntryScreen(NotebookScreen[None]):
     """Enter an offline sample of one batch (OD600, DCW, microscopy, glycerol)."""
 
     DEFAULT_CSS = (
@@ -97,26 +92,19 @@ class SampleEntryScreen(EntryFormMixin, Screen[None]):
 
     def __init__(
         self,
-        notebook: NotebookService,
+        notebook: Notebook,
         batch_number: int,
         operator: str,
         *,
         reactor: str = "R1",
-        snapshot: LiveSnapshot | None = None,
         depleted_at: datetime | None = None,
     ) -> None:
-        super().__init__()
-        self.notebook = notebook
-        self.batch_number = batch_number
-        self.operator = operator
-        self.reactor = reactor
+        super().__init__(notebook, operator, batch_number=batch_number, reactor=reactor)
         self.depleted_at = depleted_at
-        self.prediction: Prediction | None = (
-            snapshot.predictions.get(reactor) if snapshot is not None else None
-        )
+        self.prediction: Prediction | None = None
         self.slots: list[SampleSlot] = []
-        self.samples: list[Sample] = []
-        self.last_saved: Sample | None = None
+        self.samples: list[SampleView] = []
+        self.last_saved: SampleView | None = None
 
     # ---- layout -----------------------------------------------------------------------------
 
@@ -125,7 +113,7 @@ class SampleEntryScreen(EntryFormMixin, Screen[None]):
         yield SampleDueBanner("Loading the sampling schedule…", id="sample-due")
         with Horizontal(id="sample-body"):
             with VerticalScroll(id="sample-form"):
-                yield Static(f"New sample · batch {self.batch_number}", classes="entry-title")
+                yield Static(f"New sample · batch {self.required_batch}", classes="entry-title")
                 yield LabelledField(
                     "SOP time point h", "timepoint", hint="blank: extra", fields=("sop time point",)
                 )
@@ -162,7 +150,7 @@ class SampleEntryScreen(EntryFormMixin, Screen[None]):
 
     def on_mount(self) -> None:
         self.title = "Samples"
-        self.sub_title = f"batch {self.batch_number} · {self.reactor} · {self.operator}"
+        self.sub_title = f"batch {self.required_batch} · {self.reactor} · {self.operator}"
         table = self.query_one("#schedule", DataTable)
         table.cell_padding = 0
         table.add_column("Slot ", key="slot", width=10)
@@ -170,16 +158,14 @@ class SampleEntryScreen(EntryFormMixin, Screen[None]):
         table.add_column("Status", key="status", width=9)
         table.add_column("Res %", key="residual", width=6)
         self.query_one("#taken-at", Input).value = sample_math.format_entry_time(
-            self.notebook.clock()
+            self.notebook.now()
         )
         self.query_one("#od-raw", Input).focus()
+        follow_snapshots(self, self.show_snapshot)
         self.load_schedule(prefill=True)
         self.set_interval(SCHEDULE_REFRESH_S, self.load_schedule)
 
     # ---- live data ----------------------------------------------------------------------------
-
-    def on_live_update(self, message: LiveUpdate) -> None:
-        self.show_snapshot(message.snapshot)
 
     def show_snapshot(self, snapshot: LiveSnapshot) -> None:
         self.prediction = snapshot.predictions.get(self.reactor)
@@ -207,22 +193,21 @@ class SampleEntryScreen(EntryFormMixin, Screen[None]):
 
     # ---- schedule -----------------------------------------------------------------------------
 
-    @work(exclusive=True, group="sample-schedule", exit_on_error=False)
-    async def load_schedule(self, prefill: bool = False) -> None:
-        try:
-            slots, samples = await asyncio.to_thread(self._read_schedule)
-        except NotebookError as error:
-            self._say(str(error), error=True)
-            return
-        self.slots, self.samples = slots, samples
-        self.query_one(SampleDueBanner).show_slots(slots)
-        self._fill_schedule_table()
-        if prefill:
-            self.action_next_due()
+    def load_schedule(self, prefill: bool = False) -> Worker[None]:
+        """Re-read the schedule and the samples; ``prefill`` the time point of the slot due."""
 
-    def _read_schedule(self) -> tuple[list[SampleSlot], list[Sample]]:
-        slots = self.notebook.sample_schedule(self.batch_number, depleted_at=self.depleted_at)
-        return slots, self.notebook.list_samples(self.batch_number)
+        def show(loaded: tuple[list[SampleSlot], list[SampleView]]) -> None:
+            self.slots, self.samples = loaded
+            self.query_one(SampleDueBanner).show_slots(self.slots)
+            self._fill_schedule_table()
+            if prefill:
+                self.action_next_due()
+
+        return self.load(self._read_schedule, show, group="sample-schedule")
+
+    def _read_schedule(self) -> tuple[list[SampleSlot], list[SampleView]]:
+        slots = self.notebook.sample_schedule(self.required_batch, depleted_at=self.depleted_at)
+        return slots, self.notebook.list_samples(self.required_batch)
 
     def _fill_schedule_table(self) -> None:
         table = self.query_one("#schedule", DataTable)
@@ -253,53 +238,46 @@ class SampleEntryScreen(EntryFormMixin, Screen[None]):
     def action_reload(self) -> None:
         self.load_schedule()
 
-    def action_back(self) -> None:
-        if len(self.app.screen_stack) > 1:
-            self.app.pop_screen()
-
     # ---- saving -------------------------------------------------------------------------------
 
     def action_save(self) -> None:
         for field in self.query(LabelledField):
             field.clear_error()
         try:
-            values = self._form_values()
+            add = self._sample_from_form()
         except NotebookValidationError as error:
             self._show_error(error)
             return
-        self.save_sample(values)
+        self.save_sample(add)
 
-    def _form_values(self) -> dict[str, object]:
+    def _sample_from_form(self) -> Callable[[], SampleView]:
+        """The notebook call that stores the form's sample (its values read now)."""
         taken = sample_math.parse_entry_time(
-            "sampling time", self._value("taken-at"), self.notebook.clock()
+            "sampling time", self._value("taken-at"), self.notebook.now()
         )
-        return {
-            "taken_at": taken,
-            "sop_timepoint_h": self._value("timepoint") or None,
-            "od_raw": self._value("od-raw"),
-            "dilution": self._value("dilution") or 1.0,
-            "filter_tare_mg": self._value("filter-tare") or None,
-            "filter_dry_mg": self._value("filter-dry") or None,
-            "filter_volume_ml": self._value("filter-volume") or None,
-            "microscopy_clean": sample_math.parse_yes_no(
+        return partial(
+            self.notebook.add_sample,
+            self.operator,
+            self.required_batch,
+            taken_at=taken,
+            sop_timepoint_h=self._value("timepoint") or None,
+            od_raw=self._value("od-raw"),
+            dilution=self._value("dilution") or 1.0,
+            filter_tare_mg=self._value("filter-tare") or None,
+            filter_dry_mg=self._value("filter-dry") or None,
+            filter_volume_ml=self._value("filter-volume") or None,
+            microscopy_clean=sample_math.parse_yes_no(
                 "microscopy clean", self._value("microscopy-clean")
             ),
-            "microscopy_text": self._value("microscopy-notes"),
-            "glycerol_g_per_l": self._value("glycerol") or None,
-            "predicted_od600": None if self.prediction is None else self.prediction.od600,
-        }
+            microscopy_text=self._value("microscopy-notes"),
+            glycerol_g_per_l=self._value("glycerol") or None,
+            predicted_od600=None if self.prediction is None else self.prediction.od600,
+        )
 
     @work(exclusive=True, group="sample-save", exit_on_error=False)
-    async def save_sample(self, values: dict[str, object]) -> None:
-        try:
-            sample = await asyncio.to_thread(
-                lambda: self.notebook.add_sample(self.operator, self.batch_number, **values)
-            )
-        except NotebookValidationError as error:
-            self._show_error(error)
-            return
-        except NotebookError as error:
-            self._say(str(error), error=True)
+    async def save_sample(self, add: Callable[[], SampleView]) -> None:
+        sample = await self.write(add)
+        if sample is None:
             return
         self.last_saved = sample
         self._say(self._saved_text(sample))
@@ -318,7 +296,7 @@ class SampleEntryScreen(EntryFormMixin, Screen[None]):
         await self.load_schedule(prefill=True).wait()
 
     @staticmethod
-    def _saved_text(sample: Sample) -> str:
+    def _saved_text(sample: SampleView) -> str:
         text = f"Saved sample {sample.id}: OD600 {sample.od600:.3g}"
         if sample.dcw_g_per_l is not None:
             text += f", DCW {sample.dcw_g_per_l:.3g} g/L"

@@ -44,7 +44,7 @@ def record_batch(notebook: NotebookService, store: TimeSeriesStore) -> RecordedB
         notebook, store, record, predictor=predictor(), operator=OPERATOR, supervisor=SUPERVISOR
     )
     start = datetime.fromtimestamp(record.start_timestamp, tz=timezone.utc)
-    deviation = notebook.log_deviation(
+    deviation = notebook.deviations.log_deviation(
         OPERATOR,
         BATCH,
         level=2,
@@ -54,8 +54,10 @@ def record_batch(notebook: NotebookService, store: TimeSeriesStore) -> RecordedB
         impact="DO blip of 2 %",
     )
     assert deviation.id is not None
-    notebook.review_deviation(SUPERVISOR, deviation.id, corrective_action="foam probe cleaned")
-    notebook.add_note(OPERATOR, BATCH, NOTE_TEXT)
+    notebook.deviations.review_deviation(
+        SUPERVISOR, deviation.id, corrective_action="foam probe cleaned"
+    )
+    notebook.notes.add_note(OPERATOR, BATCH, NOTE_TEXT)
     return recorded
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from textual.app import App
 from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import Input, Static
@@ -15,6 +14,8 @@ from bptwin.database.relational import make_engine
 from bptwin.eln.models import OperatorRole
 from bptwin.eln.services import NotebookService
 from bptwin.screens.entry_widgets import LabelledField
+from bptwin.screens.live import LiveApp
+from bptwin.twin.live import LiveSnapshot
 
 INOCULATED_AT = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 # 4 h 5 min into the batch: the 0 h and 2 h samples are missed, the 4 h one is due.
@@ -27,11 +28,11 @@ OPERATOR, OPERATOR_PIN = "ana", "1234"
 def running_notebook(url: str, now: datetime = NOW) -> NotebookService:
     """A notebook at ``url`` (migrated) with a supervisor, an operator and batch 7 running."""
     notebook = NotebookService(make_engine(url), clock=lambda: now)
-    notebook.create_operator("setup", SUPERVISOR, OperatorRole.SUPERVISOR, SUPERVISOR_PIN)
-    notebook.create_operator(SUPERVISOR, OPERATOR, OperatorRole.OPERATOR, OPERATOR_PIN)
-    notebook.create_batch(OPERATOR, BATCH, "B", strain="X-33", vessel="V1", reactor_id="R1")
+    notebook.operators.create_operator("setup", SUPERVISOR, OperatorRole.SUPERVISOR, SUPERVISOR_PIN)
+    notebook.operators.create_operator(SUPERVISOR, OPERATOR, OperatorRole.OPERATOR, OPERATOR_PIN)
+    notebook.batches.create_batch(OPERATOR, BATCH, "B", strain="X-33", vessel="V1", reactor_id="R1")
     # No calibrations or inoculum in these tests: the supervisor's override starts the batch.
-    notebook.start_batch(
+    notebook.batches.start_batch(
         SUPERVISOR,
         BATCH,
         inoculated_at=INOCULATED_AT,
@@ -40,16 +41,26 @@ def running_notebook(url: str, now: datetime = NOW) -> NotebookService:
     return notebook
 
 
-class ScreenHarness(App[None]):
-    """Pushes one screen at start; ``messages`` keeps what the screen posted upwards."""
+class ScreenHarness(LiveApp[None]):
+    """Pushes one screen at start, with ``snapshot`` as the live state if given; ``messages``
+    keeps what the screen posted upwards (subclasses collect them), ``bells`` counts the bell."""
 
-    def __init__(self, make_screen: Callable[[], Screen]) -> None:
+    def __init__(
+        self, make_screen: Callable[[], Screen], *, snapshot: LiveSnapshot | None = None
+    ) -> None:
         super().__init__()
         self._make_screen = make_screen
+        self._first_snapshot = snapshot
         self.messages: list[object] = []
+        self.bells = 0
 
     def on_mount(self) -> None:
+        self.snapshot = self._first_snapshot
         self.push_screen(self._make_screen())
+
+    def bell(self) -> None:
+        self.bells += 1
+        super().bell()
 
 
 # ---- Pilot helpers of the screen tests --------------------------------------------------------

@@ -17,7 +17,6 @@ from bptwin.eln.acceptance import (
     VERDICT_INCOMPLETE,
     VERDICT_PASS,
     BatchRecords,
-    evaluate_acceptance,
     evaluate_records,
     fit_line,
     line_outliers,
@@ -25,6 +24,7 @@ from bptwin.eln.acceptance import (
 from bptwin.eln.acceptance_service import (
     accepted_batch_numbers,
     decisions_in_force,
+    evaluate_acceptance,
     latest_decision,
     list_decisions,
     record_acceptance_decision,
@@ -287,28 +287,28 @@ def clock() -> Clock:
 @pytest.fixture
 def notebook(engine: Engine, clock: Clock) -> NotebookService:
     service = NotebookService(engine, clock=clock)
-    service.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
-    service.create_operator("sam", "olga", "operator", "1234", "Olga Op")
+    service.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
+    service.operators.create_operator("sam", "olga", "operator", "1234", "Olga Op")
     return service
 
 
 def run_batch(notebook: NotebookService, clock: Clock, number: int = 5) -> int:
     """A whole batch through the notebook: calibrations, inoculum, 8 samples, end, closure."""
-    notebook.create_batch("olga", number, "B", strain="X-33", reactor_id="R1")
+    notebook.batches.create_batch("olga", number, "B", strain="X-33", reactor_id="R1")
     for channel in MANDATORY_CALIBRATIONS:
-        notebook.record_calibration(
+        notebook.calibrations.record_calibration(
             "olga", channel=channel, kind="two_point", measured={}, results={}, passed=True
         )
-    notebook.record_inoculum(
+    notebook.preparation.record_inoculum(
         "olga", number, od600_raw=0.4, dilution=10, volume_ml=100, microscopy_clean=True
     )
     start = clock.now
-    notebook.start_batch("olga", number, inoculated_at=start)
+    notebook.batches.start_batch("olga", number, inoculated_at=start)
     for index, hours in enumerate((*HOURS, DEPLETION_H)):
         taken = start + timedelta(hours=hours, minutes=2)
         clock.now = taken + timedelta(minutes=20)
         od = od_at(hours)
-        notebook.add_sample(
+        notebook.samples.add_sample(
             "olga",
             number,
             taken_at=taken,
@@ -319,8 +319,8 @@ def run_batch(notebook: NotebookService, clock: Clock, number: int = 5) -> int:
             microscopy_clean=True,
         )
     clock.now = start + timedelta(hours=22)
-    notebook.end_batch("olga", number, ended_at=clock.now)
-    notebook.close_batch("olga", number, outcome="complete", depletion_time_h=DEPLETION_H)
+    notebook.batches.end_batch("olga", number, ended_at=clock.now)
+    notebook.batches.close_batch("olga", number, outcome="complete", depletion_time_h=DEPLETION_H)
     return number
 
 
@@ -351,7 +351,7 @@ def test_decision_is_recorded_audited_and_supersedes(
     assert row.decision == AcceptanceDecision.ACCEPT and row.verdict == VERDICT_PASS
     assert row.evaluation["criteria"][1]["status"] == "pass"
     assert evaluation.passed
-    trail = notebook.audit_trail(table_name="batch_acceptance", record_id=row.id)
+    trail = notebook.audit.audit_trail(table_name="batch_acceptance", record_id=row.id)
     assert len(trail) == 1 and trail[0].actor == "sam" and trail[0].action.value == "insert"
     assert trail[0].after["reason"] == "all criteria met"
     assert accepted_batch_numbers(notebook) == [number]
@@ -369,7 +369,7 @@ def test_decision_is_recorded_audited_and_supersedes(
     assert [d.id for d in list_decisions(notebook, number)] == [later.id, row.id]
     assert decisions_in_force(notebook)[number].decision == AcceptanceDecision.REJECT
     assert accepted_batch_numbers(notebook) == []
-    assert notebook.verify_audit_chain() is None
+    assert notebook.audit.verify_audit_chain() is None
 
 
 def test_decision_refusals(notebook: NotebookService, clock: Clock) -> None:
@@ -395,16 +395,18 @@ def test_decision_refusals(notebook: NotebookService, clock: Clock) -> None:
     row, _ = decide(accept_incomplete=True, reason="store offline; trends checked by hand")
     assert row.verdict == VERDICT_INCOMPLETE
     # a failing batch cannot be accepted, only rejected
-    notebook.log_deviation("olga", number, level=3, category="sterility", title="Contaminated")
+    notebook.deviations.log_deviation(
+        "olga", number, level=3, category="sterility", title="Contaminated"
+    )
     with pytest.raises(NotebookValidationError, match="fails criteria 3"):
         decide(sensor_dropout_pct=CLEAN_DROPOUT)
     rejected, evaluation = decide(decision="reject", reason="contaminated")
     assert rejected.verdict == VERDICT_FAIL and evaluation.criterion(3).passed is False
     assert len(list_decisions(notebook, number)) == 2  # the refused ones left nothing
-    assert notebook.verify_audit_chain() is None
+    assert notebook.audit.verify_audit_chain() is None
 
 
 def test_a_running_batch_cannot_be_decided(notebook: NotebookService, clock: Clock) -> None:
-    notebook.create_batch("olga", 6, "B")
+    notebook.batches.create_batch("olga", 6, "B")
     with pytest.raises(NotebookValidationError, match="once it has ended"):
         record_acceptance_decision(notebook, "sam", "4321", 6, decision="reject", reason="x")

@@ -56,21 +56,21 @@ class Clock:
 def fill_notebook(url: str) -> NotebookService:
     clock = Clock()
     notebook = NotebookService(make_engine(url), clock=clock)
-    notebook.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
-    notebook.create_operator("sam", "olga", "operator", "1234")
-    notebook.create_batch("olga", 7, "B", strain="X-33", reactor_id="R1")
+    notebook.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
+    notebook.operators.create_operator("sam", "olga", "operator", "1234")
+    notebook.batches.create_batch("olga", 7, "B", strain="X-33", reactor_id="R1")
     for channel in MANDATORY_CALIBRATIONS:
-        notebook.record_calibration(
+        notebook.calibrations.record_calibration(
             "olga", channel=channel, kind="check", measured={}, results={}, passed=True
         )
-    notebook.record_inoculum(
+    notebook.preparation.record_inoculum(
         "olga", 7, od600_raw=0.4, dilution=10, volume_ml=100, microscopy_clean=True
     )
-    notebook.start_batch("olga", 7, inoculated_at=T0)
+    notebook.batches.start_batch("olga", 7, inoculated_at=T0)
     for index, hours in enumerate((*SOP_HOURS, DEPLETION_H)):
         od = od_at(hours)
         clock.now = T0 + timedelta(hours=hours, minutes=22)
-        notebook.add_sample(
+        notebook.samples.add_sample(
             "olga",
             7,
             taken_at=T0 + timedelta(hours=hours, minutes=2),
@@ -81,8 +81,8 @@ def fill_notebook(url: str) -> NotebookService:
             microscopy_clean=True,
         )
     clock.now = T0 + timedelta(hours=RUN_H)
-    notebook.end_batch("olga", 7, ended_at=clock.now)
-    notebook.close_batch("olga", 7, outcome="complete", depletion_time_h=DEPLETION_H)
+    notebook.batches.end_batch("olga", 7, ended_at=clock.now)
+    notebook.batches.close_batch("olga", 7, outcome="complete", depletion_time_h=DEPLETION_H)
     return notebook
 
 
@@ -169,7 +169,7 @@ def test_accepted_batch_enters_the_training_set_and_a_rejection_takes_it_out(
     assert record.rows == int(RUN_H * 3600) + 1
     assert record.depletion_time_s == pytest.approx(DEPLETION_H * 3600)
     assert int(record.sensors["do"].isna().sum()) == DO_GAP_S
-    assert list(record.samples["od600"]) == [s.od600 for s in notebook.list_samples(7)]
+    assert list(record.samples["od600"]) == [s.od600 for s in notebook.samples.list_samples(7)]
 
     assert main(["accept", "--sync"]) == 0
     assert "kept [7]" in capsys.readouterr().out
@@ -186,7 +186,7 @@ def test_accepted_batch_enters_the_training_set_and_a_rejection_takes_it_out(
 
     assert main(["audit", "verify"]) == 0
     assert "audit chain OK" in capsys.readouterr().out
-    trail = notebook.audit_trail(table_name="batch_acceptance")
+    trail = notebook.audit.audit_trail(table_name="batch_acceptance")
     assert [entry.after["decision"] for entry in trail] == ["reject", "accept"]
     notebook.engine.dispose()
 

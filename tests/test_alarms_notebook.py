@@ -33,8 +33,8 @@ def engine(notebook_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def notebook(engine: Engine) -> NotebookService:
     service = NotebookService(engine)
-    service.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
-    service.create_operator("sam", "ana", OperatorRole.OPERATOR, "1234", "Ana Op")
+    service.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
+    service.operators.create_operator("sam", "ana", OperatorRole.OPERATOR, "1234", "Ana Op")
     return service
 
 
@@ -47,9 +47,9 @@ def test_stored_transitions_restore_the_alarms_after_a_restart(notebook: Noteboo
     transitions += alarms.shelve("R1/do_low/lo", "ana", "probe check", T0 + 3600, at=T0 + 402)
     transitions += alarms.feed_sample("R1", T0 + 403, measured=10.0, predicted=15.0)
     for transition in transitions:
-        notebook.record_alarm_event(**transition.event_fields())
+        notebook.alarms.record_alarm_event(**transition.event_fields())
 
-    rows = notebook.list_alarm_events(reactor="R1")
+    rows = notebook.alarms.list_alarm_events(reactor="R1")
     assert len(rows) == len(transitions) == 5
     assert {row.actor for row in rows} == {None, "ana"}
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Footer, Header, Static
 
 from bptwin.screens.dashboard import DashboardScreen
+from bptwin.screens.value_table import ValueTable
 from bptwin.tui.app import BptwinApp
 from bptwin.tui.settings import Settings
 
@@ -29,7 +30,7 @@ async def test_app_starts_with_header_footer_and_dashboard_then_quits(tmp_path: 
         assert app.screen.query_one(Header) is not None
         assert app.screen.query_one(Footer) is not None
         assert "reactor R1" in app.screen.sub_title
-        table = app.screen.query_one("#current-values", DataTable)
+        table = app.screen.query_one("#current-values", ValueTable)
         assert table.row_count >= 19
         await pilot.press("q")
         for _ in range(100):  # the station stops in a worker, then the app exits
@@ -44,12 +45,12 @@ async def test_app_starts_with_header_footer_and_dashboard_then_quits(tmp_path: 
 async def test_dashboard_shows_values_from_a_fast_simulated_batch(tmp_path: Path) -> None:
     app = BptwinApp(embedded_settings(tmp_path, source="simulated", speed=600.0))
     async with app.run_test(size=(100, 30)) as pilot:
-        table = app.screen.query_one("#current-values", DataTable)
+        table = app.screen.query_one("#current-values", ValueTable)
         for _ in range(50):
             await pilot.pause(0.2)
-            if table.get_cell("ph", "value") != "—":
+            if table.cell("ph", "value") != "—":
                 break
-        value = table.get_cell("ph", "value")
+        value = table.cell("ph", "value")
         assert value != "—"
         assert 3.0 < float(value) < 8.0
         # The shadow's windows and the shipped model's prediction reach the process panel.

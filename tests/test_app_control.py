@@ -45,7 +45,7 @@ async def test_supervisor_confirms_and_wrong_pin_is_refused(tmp_path: Path) -> N
     tmp_path.mkdir(exist_ok=True)
     upgrade(url)
     notebook = NotebookService.from_url(url)
-    notebook.create_operator("setup", "anna", "supervisor", "4711")
+    notebook.operators.create_operator("setup", "anna", "supervisor", "4711")
     app = BptwinApp(settings)
     async with app.run_test(size=(100, 30)) as pilot:
         for _ in range(100):

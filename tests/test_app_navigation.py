@@ -12,14 +12,16 @@ from textual.widgets import Input
 
 from bptwin.database.migrate import upgrade
 from bptwin.eln.models import OperatorRole
+from bptwin.eln.records import BatchView, SampleView, view_of
 from bptwin.eln.services import NotebookService
 from bptwin.screens.alarms import AlarmScreen
-from bptwin.screens.batch import BatchSelected, BatchSetupScreen
+from bptwin.screens.batch import BatchSetupScreen
 from bptwin.screens.calibration import CalibrationMenuScreen
 from bptwin.screens.dashboard import DashboardScreen
 from bptwin.screens.login import LoginScreen
+from bptwin.screens.messages import BatchSelected, SampleSaved
 from bptwin.screens.notes import NotesScreen
-from bptwin.screens.samples import SampleEntryScreen, SampleSaved
+from bptwin.screens.samples import SampleEntryScreen
 from bptwin.tui.app import DESTINATIONS, BptwinApp
 from bptwin.tui.settings import Settings
 
@@ -36,10 +38,10 @@ def notebook_with_batch(settings: Settings) -> NotebookService:
     settings.station.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.notebook_url())
     notebook = NotebookService.from_url(settings.notebook_url())
-    notebook.create_operator("sam", "sam", OperatorRole.SUPERVISOR, "4321")
-    notebook.create_operator("sam", "ana", OperatorRole.OPERATOR, "1234")
-    notebook.create_batch("ana", 17, "C", strain="X-33", vessel="V1", reactor_id="R1")
-    notebook.start_batch(
+    notebook.operators.create_operator("sam", "sam", OperatorRole.SUPERVISOR, "4321")
+    notebook.operators.create_operator("sam", "ana", OperatorRole.OPERATOR, "1234")
+    notebook.batches.create_batch("ana", 17, "C", strain="X-33", vessel="V1", reactor_id="R1")
+    notebook.batches.start_batch(
         "sam",
         17,
         inoculated_at=datetime.now(timezone.utc),
@@ -97,7 +99,7 @@ async def test_first_start_registers_a_supervisor_and_logs_in(tmp_path: Path) ->
         assert "night-lead" in app.sub_title
         await pilot.press("q")
     notebook = NotebookService.from_url(settings.notebook_url())
-    operator = notebook.get_operator("night-lead")
+    operator = notebook.operators.get_operator("night-lead")
     assert operator is not None and operator.role == OperatorRole.SUPERVISOR
 
 
@@ -173,7 +175,7 @@ async def test_an_offline_sample_far_from_the_model_raises_and_stores_an_alarm(
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.station is not None)
         # The model said 5, the lab measured 10.
-        sample = notebook.add_sample(
+        sample = notebook.samples.add_sample(
             "ana",
             17,
             od_raw=0.5,
@@ -181,7 +183,7 @@ async def test_an_offline_sample_far_from_the_model_raises_and_stores_an_alarm(
             taken_at=datetime.now(timezone.utc),
             predicted_od600=5.0,
         )
-        app.post_message(SampleSaved(sample, "R1"))
+        app.post_message(SampleSaved(view_of(SampleView, sample), "R1"))
         actions = app.station.alarm_actions
         await wait_for(
             pilot, lambda: any(v.rule == "od600_disagreement" for v in actions.active_alarms())
@@ -190,7 +192,7 @@ async def test_an_offline_sample_far_from_the_model_raises_and_stores_an_alarm(
         assert view.unacknowledged
         # Acknowledging through the station stores the operator's name in the notebook.
         actions.acknowledge(view.alarm_id, "ana")
-        events = notebook.list_alarm_events(reactor="R1")
+        events = notebook.alarms.list_alarm_events(reactor="R1")
         assert any(event.actor == "ana" for event in events)
         await pilot.press("q")
 
@@ -199,7 +201,7 @@ async def test_batch_and_calibration_screens_open_without_a_batch_and_set_it(
     tmp_path: Path,
 ) -> None:
     app, notebook = app_with_batch(tmp_path)
-    notebook.create_batch("ana", 18, "C", strain="X-33", vessel="V2", reactor_id="R1")
+    notebook.batches.create_batch("ana", 18, "C", strain="X-33", vessel="V2", reactor_id="R1")
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.batches.get("R1") == 17)
         await pilot.press("k")
@@ -212,7 +214,8 @@ async def test_batch_and_calibration_screens_open_without_a_batch_and_set_it(
             await worker.wait()  # the screen's own load of batch 17 is done
         await pilot.pause()
         # Opening batch 18 on the batch screen makes it the reactor's batch for the others.
-        app.screen.post_message(BatchSelected(notebook.get_batch(18), "R1"))
+        batch = view_of(BatchView, notebook.batches.get_batch(18))
+        app.screen.post_message(BatchSelected(batch, "R1"))
         await wait_for(pilot, lambda: app.batches.get("R1") == 18)
         await app.action_go("notes")
         await wait_for(pilot, lambda: isinstance(app.screen, NotesScreen))
@@ -275,7 +278,7 @@ async def test_acceptance_screen_shows_the_criteria_and_records_a_supervisors_de
         await pilot.press("ctrl+x")
         await wait_for(pilot, lambda: "running" in message(), 400)
         assert latest_decision(notebook, 17) is None
-        notebook.end_batch("ana", 17, aborted=True)
+        notebook.batches.end_batch("ana", 17, aborted=True)
         screen.query_one("#acceptance-pin", Input).value = "4321"
         await pilot.press("ctrl+x")
         await wait_for(pilot, lambda: screen.outcome is not None, 400)

@@ -301,9 +301,9 @@ def test_app_role_with_documented_grants_works_and_cannot_rewrite_history(
     app_engine = make_engine(app_url)
     try:
         service = NotebookService(app_engine)
-        service.create_operator("setup", "sam", "supervisor", "4321")
-        service.create_batch("sam", 1, "A")
-        assert service.verify_audit_chain() is None
+        service.operators.create_operator("setup", "sam", "supervisor", "4321")
+        service.batches.create_batch("sam", 1, "A")
+        assert service.audit.verify_audit_chain() is None
         for statement in (
             "ALTER TABLE audit_entry DISABLE TRIGGER USER",
             "TRUNCATE audit_entry",

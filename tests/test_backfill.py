@@ -88,9 +88,9 @@ def test_a_station_started_mid_batch_shows_the_running_batch_only(tmp_path: Path
         store.close()
     upgrade(settings.notebook_url())
     notebook = NotebookService.from_url(settings.notebook_url())
-    notebook.create_operator("sam", "sam", OperatorRole.SUPERVISOR, "4321")
-    notebook.create_batch("sam", 17, "C", reactor_id="R1")
-    notebook.start_batch(
+    notebook.operators.create_operator("sam", "sam", OperatorRole.SUPERVISOR, "4321")
+    notebook.batches.create_batch("sam", 17, "C", reactor_id="R1")
+    notebook.batches.start_batch(
         "sam",
         17,
         inoculated_at=datetime.fromtimestamp(inoculated, tz=timezone.utc),

@@ -44,14 +44,14 @@ def engine(notebook_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def notebook(engine: Engine) -> NotebookService:
     service = NotebookService(engine)
-    service.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
-    service.create_operator("sam", "ana", OperatorRole.OPERATOR, "1234", "Ana Op")
-    service.create_batch("ana", 7, CampaignPhase.B, reactor_id="R1")
+    service.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
+    service.operators.create_operator("sam", "ana", OperatorRole.OPERATOR, "1234", "Ana Op")
+    service.batches.create_batch("ana", 7, CampaignPhase.B, reactor_id="R1")
     return service
 
 
 def audit_of(notebook: NotebookService, row_id: int):
-    return notebook.audit_trail(table_name="control_action", record_id=row_id)
+    return notebook.audit.audit_trail(table_name="control_action", record_id=row_id)
 
 
 def test_recommendations_and_actuations_are_audited_rows(notebook: NotebookService) -> None:
@@ -107,7 +107,7 @@ def test_recommendations_and_actuations_are_audited_rows(notebook: NotebookServi
         assert entry.after["reason"] == by_id[item.id].reason
     (entry,) = audit_of(notebook, grant_row.id)
     assert entry.actor == "sam"
-    assert notebook.verify_audit_chain() is None
+    assert notebook.audit.verify_audit_chain() is None
 
 
 def test_only_a_supervisor_with_the_right_pin_may_confirm(notebook: NotebookService) -> None:

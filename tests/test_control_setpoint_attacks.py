@@ -118,7 +118,7 @@ def notebook(tmp_path: Path) -> Iterator[NotebookService]:
     url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
     upgrade(url)
     service = NotebookService.from_url(url)
-    service.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
+    service.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
     yield service
     service.engine.dispose()
 
@@ -269,7 +269,7 @@ def test_the_findings_setpoint_leaves_a_default_station_untouched(
         simulator = getattr(driver, "simulator", None)
         assert simulator is not None and simulator.external_setpoints == {}
         assert station.notebook is not None
-        assert list_control_actions(station.notebook, reactor="R1", kind="command") == []
+        assert list_control_actions(station.notebook.service, reactor="R1", kind="command") == []
     finally:
         station.stop()
     assert any("setpoint refused [not_closed_loop]" in r.getMessage() for r in caplog.records)

@@ -62,7 +62,7 @@ def migrated_notebook(tmp_path: Path) -> NotebookService:
     url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
     upgrade(url)
     notebook = NotebookService.from_url(url)
-    notebook.create_operator("setup", "anna", "supervisor", "4711")
+    notebook.operators.create_operator("setup", "anna", "supervisor", "4711")
     return notebook
 
 
@@ -153,7 +153,7 @@ def test_influxdb_reachable_with_credentials(
 def test_notebook_schema_and_a_tampered_audit_chain(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     notebook = migrated_notebook(tmp_path)
-    notebook.create_operator("anna", "ben", "operator", "1234")
+    notebook.operators.create_operator("anna", "ben", "operator", "1234")
     notebook.engine.dispose()
     results = by_name(check_notebook(settings))
     assert results["notebook"].status is Status.PASS
@@ -172,7 +172,7 @@ def test_calibrations_due_expired_failed_and_missing_are_named(tmp_path: Path) -
     notebook = migrated_notebook(tmp_path)
 
     def calibrate(channel: str, passed: bool, valid_for: timedelta | None) -> None:
-        notebook.record_calibration(
+        notebook.calibrations.record_calibration(
             "anna",
             channel=channel,
             kind="two_point",

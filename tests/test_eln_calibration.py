@@ -220,29 +220,31 @@ def test_notebook_traces_readings_to_the_calibration_in_force(
     clock = Clock(T0)
     policy = cal.CalibrationPolicy.from_settings(["ph"], {"ph": 24})
     notebook = NotebookService(make_engine(notebook_url), clock=clock, calibration_policy=policy)
-    notebook.create_operator("setup", "sam", "supervisor", "4321")
-    notebook.create_batch("sam", 3, "A")
+    notebook.operators.create_operator("setup", "sam", "supervisor", "4321")
+    notebook.batches.create_batch("sam", 3, "A")
     first = cal.evaluate_ph(-2.0, 170.0, 25.0)
-    notebook.record_calibration(
+    notebook.calibrations.record_calibration(
         "sam", **first.record_fields(), valid_until=policy.valid_until(first.kind, T0)
     )
     clock.now = T0 + timedelta(hours=10)
     failed = cal.evaluate_ph(0.0, 160.0, 25.0)
-    notebook.record_calibration("sam", **failed.record_fields())
-    assert notebook.calibration_blockers(3) == [("ph", "last calibration failed")]
-    in_force = notebook.calibration_in_force("ph", T0 + timedelta(hours=5))
+    notebook.calibrations.record_calibration("sam", **failed.record_fields())
+    assert notebook.calibrations.calibration_blockers(3) == [("ph", "last calibration failed")]
+    in_force = notebook.calibrations.calibration_in_force("ph", T0 + timedelta(hours=5))
     assert in_force is not None and in_force.record.results["offset_mv"] == -2.0
     assert in_force.valid_to == T0 + timedelta(hours=10) and in_force.ended_by == "superseded"
-    assert notebook.calibration_in_force("ph", T0 + timedelta(hours=11)) is None
-    assert notebook.calibration_in_force("ph", T0 - timedelta(hours=1)) is None
-    history = notebook.calibration_history("ph")
+    assert notebook.calibrations.calibration_in_force("ph", T0 + timedelta(hours=11)) is None
+    assert notebook.calibrations.calibration_in_force("ph", T0 - timedelta(hours=1)) is None
+    history = notebook.calibrations.calibration_history("ph")
     assert [p.ended_by for p in history] == ["not accepted", "superseded"]
     # DO and off-gas are not mandatory under this policy: only pH blocks.
     clock.now = T0 + timedelta(hours=11)
-    notebook.record_calibration("sam", **cal.evaluate_ph(1.0, 172.0, 25.0).record_fields())
-    assert notebook.missing_calibrations(3) == []
+    notebook.calibrations.record_calibration(
+        "sam", **cal.evaluate_ph(1.0, 172.0, 25.0).record_fields()
+    )
+    assert notebook.calibrations.missing_calibrations(3) == []
     clock.now = T0 + timedelta(hours=36)  # 25 h after 19:00: past the policy's 24 h
-    assert notebook.calibration_blockers(3) == [("ph", "expired 2026-03-02 19:00 UTC")]
+    assert notebook.calibrations.calibration_blockers(3) == [("ph", "expired 2026-03-02 19:00 UTC")]
 
 
 def test_calibration_settings_make_the_policy_and_refuse_unknown_kinds(tmp_path) -> None:

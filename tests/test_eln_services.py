@@ -17,7 +17,8 @@ from bptwin.eln.errors import (
     NotebookValidationError,
 )
 from bptwin.eln.models import AuditEntry, BatchStatus, DeviationStatus, OperatorRole
-from bptwin.eln.services import MANDATORY_CALIBRATIONS, SOP_TIMEPOINTS_H, NotebookService
+from bptwin.eln.schedule import SOP_TIMEPOINTS_H
+from bptwin.eln.services import MANDATORY_CALIBRATIONS, NotebookService
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 
@@ -53,14 +54,14 @@ def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def service(engine: Engine, clock: Clock) -> NotebookService:
     notebook = NotebookService(engine, clock=clock)
-    notebook.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
-    notebook.create_operator("sam", "olga", "operator", "1234", "Olga Op")
+    notebook.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
+    notebook.operators.create_operator("sam", "olga", "operator", "1234", "Olga Op")
     return notebook
 
 
 def calibrate_all(service: NotebookService, actor: str = "olga") -> None:
     for channel in MANDATORY_CALIBRATIONS:
-        service.record_calibration(
+        service.calibrations.record_calibration(
             actor,
             channel=channel,
             kind="two_point",
@@ -74,13 +75,13 @@ def calibrate_all(service: NotebookService, actor: str = "olga") -> None:
 @pytest.fixture
 def running(service: NotebookService, clock: Clock) -> int:
     """Batch 5, calibrated, inoculum in spec, inoculated at T0 + 1 h."""
-    service.create_batch("olga", 5, "B", strain="X-33", medium_lot="BSM-0425", vessel="V1")
+    service.batches.create_batch("olga", 5, "B", strain="X-33", medium_lot="BSM-0425", vessel="V1")
     calibrate_all(service)
-    service.record_inoculum(
+    service.preparation.record_inoculum(
         "olga", 5, od600_raw=0.41, dilution=10, volume_ml=100, microscopy_clean=True
     )
     clock.now = T0 + timedelta(hours=1)
-    service.start_batch("olga", 5)
+    service.batches.start_batch("olga", 5)
     return 5
 
 
@@ -88,40 +89,40 @@ def running(service: NotebookService, clock: Clock) -> int:
 
 
 def test_pins_are_hashed_and_checked(service: NotebookService) -> None:
-    olga = service.get_operator("olga")
+    olga = service.operators.get_operator("olga")
     assert (
         olga is not None
         and olga.pin_hash.startswith("scrypt$1024$")
         and "1234" not in olga.pin_hash
     )
-    assert service.check_pin("olga", "1234")
-    assert not service.check_pin("olga", "1235")
-    assert not service.check_pin("nobody", "1234")
-    assert service.authenticate("sam", "4321").role == OperatorRole.SUPERVISOR
+    assert service.operators.check_pin("olga", "1234")
+    assert not service.operators.check_pin("olga", "1235")
+    assert not service.operators.check_pin("nobody", "1234")
+    assert service.operators.authenticate("sam", "4321").role == OperatorRole.SUPERVISOR
     with pytest.raises(NotebookPermissionError, match="wrong PIN"):
-        service.authenticate("sam", "0000")
+        service.operators.authenticate("sam", "0000")
 
 
 def test_only_supervisors_add_operators_and_deactivated_ones_cannot_act(
     service: NotebookService,
 ) -> None:
     with pytest.raises(NotebookPermissionError, match="supervisor"):
-        service.create_operator("olga", "eve", "operator", "1111")
+        service.operators.create_operator("olga", "eve", "operator", "1111")
     with pytest.raises(NotebookValidationError) as caught:
-        service.create_operator("sam", "olga", "operator", "1111")
+        service.operators.create_operator("sam", "olga", "operator", "1111")
     assert caught.value.field == "name" and "already exists" in caught.value.message
-    service.set_operator_active("sam", "olga", False)
-    assert not service.check_pin("olga", "1234")
+    service.operators.set_operator_active("sam", "olga", False)
+    assert not service.operators.check_pin("olga", "1234")
     with pytest.raises(NotebookPermissionError, match="deactivated"):
-        service.create_batch("olga", 1, "A")
+        service.batches.create_batch("olga", 1, "A")
     with pytest.raises(NotebookPermissionError, match="not a registered operator"):
-        service.create_batch("ghost", 1, "A")
+        service.batches.create_batch("ghost", 1, "A")
 
 
 def test_first_operator_must_be_a_supervisor(engine: Engine) -> None:
     fresh = NotebookService(engine)
     with pytest.raises(NotebookValidationError, match="first operator"):
-        fresh.create_operator("setup", "olga", "operator", "1234")
+        fresh.operators.create_operator("setup", "olga", "operator", "1234")
 
 
 @pytest.mark.parametrize(
@@ -132,7 +133,7 @@ def test_bad_operator_fields_are_named(
     service: NotebookService, name: str, pin: str, field: str
 ) -> None:
     with pytest.raises(NotebookValidationError) as caught:
-        service.create_operator("sam", name, "operator", pin)
+        service.operators.create_operator("sam", name, "operator", pin)
     assert caught.value.field == field
 
 
@@ -140,22 +141,22 @@ def test_bad_operator_fields_are_named(
 
 
 def test_batch_lifecycle_and_listing(service: NotebookService, running: int) -> None:
-    batch = service.get_batch(running)
+    batch = service.batches.get_batch(running)
     assert batch.status == BatchStatus.RUNNING
     assert batch.inoculated_at == T0 + timedelta(hours=1)
-    service.create_batch("olga", 6, "C")
-    assert [b.number for b in service.list_batches()] == [6, 5]
-    assert [b.number for b in service.list_batches("running")] == [5]
-    ended = service.end_batch("olga", running)
+    service.batches.create_batch("olga", 6, "C")
+    assert [b.number for b in service.batches.list_batches()] == [6, 5]
+    assert [b.number for b in service.batches.list_batches("running")] == [5]
+    ended = service.batches.end_batch("olga", running)
     assert ended.status == BatchStatus.COMPLETE and ended.ended_at is not None
     with pytest.raises(NotebookNotFoundError, match="no batch 99"):
-        service.get_batch(99)
+        service.batches.get_batch(99)
 
 
 def test_duplicate_batch_number_is_refused(service: NotebookService) -> None:
-    service.create_batch("olga", 3, "A")
+    service.batches.create_batch("olga", 3, "A")
     with pytest.raises(NotebookValidationError, match="batch 3 already exists"):
-        service.create_batch("olga", 3, "B")
+        service.batches.create_batch("olga", 3, "B")
 
 
 @pytest.mark.parametrize(
@@ -169,15 +170,15 @@ def test_duplicate_batch_number_is_refused(service: NotebookService) -> None:
 )
 def test_bad_batch_fields_are_named(service: NotebookService, kwargs: dict, field: str) -> None:
     with pytest.raises(NotebookValidationError) as caught:
-        service.create_batch("olga", **kwargs)
+        service.batches.create_batch("olga", **kwargs)
     assert caught.value.field == field
-    assert service.list_batches() == []
+    assert service.batches.list_batches() == []
 
 
 def test_inoculum_out_of_spec_is_refused_in_plain_words(service: NotebookService) -> None:
-    service.create_batch("olga", 5, "B")
+    service.batches.create_batch("olga", 5, "B")
     with pytest.raises(NotebookValidationError) as caught:
-        service.record_inoculum(
+        service.preparation.record_inoculum(
             "olga", 5, od600_raw=0.71, dilution=10, volume_ml=100, microscopy_clean=True
         )
     assert caught.value.message == "inoculum OD600 7.1 is outside 2.0-6.0"
@@ -186,8 +187,8 @@ def test_inoculum_out_of_spec_is_refused_in_plain_words(service: NotebookService
 def test_out_of_spec_inoculum_with_reason_is_no_go_and_a_level_3_deviation(
     service: NotebookService,
 ) -> None:
-    service.create_batch("olga", 5, "B")
-    inoculum = service.record_inoculum(
+    service.batches.create_batch("olga", 5, "B")
+    inoculum = service.preparation.record_inoculum(
         "olga",
         5,
         od600_raw=0.71,
@@ -197,26 +198,26 @@ def test_out_of_spec_inoculum_with_reason_is_no_go_and_a_level_3_deviation(
         out_of_spec_reason="planned high-inoculum batch",
     )
     assert inoculum.go is False and inoculum.od600 == pytest.approx(7.1)
-    (deviation,) = service.list_deviations(5)
+    (deviation,) = service.deviations.list_deviations(5)
     assert deviation.level == 3 and "7.1" in deviation.description
 
 
 def test_no_inoculation_before_calibrations_and_inoculum(
     service: NotebookService, clock: Clock
 ) -> None:
-    service.create_batch("olga", 5, "B")
+    service.batches.create_batch("olga", 5, "B")
     with pytest.raises(NotebookValidationError) as caught:
-        service.start_batch("olga", 5)
+        service.batches.start_batch("olga", 5)
     assert "no passing calibration for ph" in caught.value.message
     assert "no inoculum recorded" in caught.value.message
     calibrate_all(service)
-    service.record_calibration(
+    service.calibrations.record_calibration(
         "olga", channel="do", kind="zero_span", measured={}, results={"t63_s": 45.0}, passed=False
     )
-    assert service.missing_calibrations(5) == ["do"]
+    assert service.calibrations.missing_calibrations(5) == ["do"]
     # A supervisor may accept the failed DO calibration, with a reason.
     with pytest.raises(NotebookPermissionError):
-        service.record_calibration(
+        service.calibrations.record_calibration(
             "olga",
             channel="do",
             kind="zero_span",
@@ -225,7 +226,7 @@ def test_no_inoculation_before_calibrations_and_inoculum(
             passed=False,
             override_reason="slow but linear",
         )
-    service.record_calibration(
+    service.calibrations.record_calibration(
         "sam",
         channel="do",
         kind="zero_span",
@@ -234,18 +235,18 @@ def test_no_inoculation_before_calibrations_and_inoculum(
         passed=False,
         override_reason="slow but linear",
     )
-    assert service.missing_calibrations(5) == []
+    assert service.calibrations.missing_calibrations(5) == []
     clock.now = T0 + timedelta(days=8)  # the other calibrations have expired
-    assert set(service.missing_calibrations(5)) == set(MANDATORY_CALIBRATIONS) - {"do"}
+    assert set(service.calibrations.missing_calibrations(5)) == set(MANDATORY_CALIBRATIONS) - {"do"}
 
 
 def test_supervisor_override_starts_with_a_note(service: NotebookService) -> None:
-    service.create_batch("olga", 5, "B")
+    service.batches.create_batch("olga", 5, "B")
     with pytest.raises(NotebookPermissionError):
-        service.start_batch("olga", 5, override_reason="analyser in repair")
-    batch = service.start_batch("sam", 5, override_reason="analyser in repair")
+        service.batches.start_batch("olga", 5, override_reason="analyser in repair")
+    batch = service.batches.start_batch("sam", 5, override_reason="analyser in repair")
     assert batch.status == BatchStatus.RUNNING
-    (note,) = service.list_notes(5)
+    (note,) = service.notes.list_notes(5)
     assert "analyser in repair" in note.text and "no inoculum recorded" in note.text
 
 
@@ -256,7 +257,7 @@ def test_sample_od600_is_reading_times_dilution_and_dcw_from_filters(
     service: NotebookService, running: int, clock: Clock
 ) -> None:
     clock.now = T0 + timedelta(hours=5)
-    sample = service.add_sample(
+    sample = service.samples.add_sample(
         "olga",
         running,
         taken_at=T0 + timedelta(hours=4, minutes=55),
@@ -271,15 +272,15 @@ def test_sample_od600_is_reading_times_dilution_and_dcw_from_filters(
     assert sample.od600 == pytest.approx(9.04)
     assert sample.dcw_g_per_l == pytest.approx(3.0)
     assert sample.entered_at == clock.now and sample.entered_by == "olga"
-    assert [s.id for s in service.list_samples(running)] == [sample.id]
+    assert [s.id for s in service.samples.list_samples(running)] == [sample.id]
 
 
 def test_no_samples_before_inoculation(service: NotebookService, running: int) -> None:
-    service.create_batch("olga", 6, "B")
+    service.batches.create_batch("olga", 6, "B")
     with pytest.raises(NotebookValidationError, match="not inoculated yet"):
-        service.add_sample("olga", 6, taken_at=T0, od_raw=0.1)
+        service.samples.add_sample("olga", 6, taken_at=T0, od_raw=0.1)
     with pytest.raises(NotebookValidationError, match="before the inoculation") as caught:
-        service.add_sample("olga", running, taken_at=T0 + timedelta(minutes=30), od_raw=0.1)
+        service.samples.add_sample("olga", running, taken_at=T0 + timedelta(minutes=30), od_raw=0.1)
     assert caught.value.field == "sampling time"
 
 
@@ -301,10 +302,10 @@ def test_bad_sample_values_are_named(
 ) -> None:
     kwargs = {"taken_at": T0 + timedelta(hours=1, minutes=5), **kwargs}
     with pytest.raises(NotebookValidationError) as caught:
-        service.add_sample("olga", running, **kwargs)
+        service.samples.add_sample("olga", running, **kwargs)
     assert caught.value.field == field
     assert words in caught.value.message
-    assert service.list_samples(running) == []
+    assert service.samples.list_samples(running) == []
 
 
 # ------------------------------------------------------------------ deviations, notes, closure
@@ -313,38 +314,43 @@ def test_bad_sample_values_are_named(
 def test_level_2_deviation_review_needs_a_supervisor(
     service: NotebookService, running: int
 ) -> None:
-    deviation = service.log_deviation(
+    deviation = service.deviations.log_deviation(
         "olga", running, level=2, category="DO", title="DO below 20 % for 18 min"
     )
     assert deviation.status == DeviationStatus.OPEN
     with pytest.raises(NotebookPermissionError, match="supervisor"):
-        service.review_deviation("olga", deviation.id, root_cause="stirrer limit")
-    reviewed = service.review_deviation("sam", deviation.id, root_cause="stirrer limit")
+        service.deviations.review_deviation("olga", deviation.id, root_cause="stirrer limit")
+    reviewed = service.deviations.review_deviation("sam", deviation.id, root_cause="stirrer limit")
     assert reviewed.status == DeviationStatus.REVIEWED and reviewed.reviewed_by == "sam"
-    minor = service.log_deviation("olga", running, level=1, category="sampling", title="late")
-    assert service.review_deviation("olga", minor.id, close=True).status == DeviationStatus.CLOSED
+    minor = service.deviations.log_deviation(
+        "olga", running, level=1, category="sampling", title="late"
+    )
+    assert (
+        service.deviations.review_deviation("olga", minor.id, close=True).status
+        == DeviationStatus.CLOSED
+    )
     with pytest.raises(NotebookValidationError, match="level 4 is outside 1-3"):
-        service.log_deviation("olga", running, level=4, category="x", title="y")
+        service.deviations.log_deviation("olga", running, level=4, category="x", title="y")
 
 
 def test_closure_needs_the_sop_samples_or_a_reason(
     service: NotebookService, running: int, clock: Clock
 ) -> None:
     with pytest.raises(NotebookValidationError, match="has not ended"):
-        service.close_batch("olga", running, outcome="complete")
+        service.batches.close_batch("olga", running, outcome="complete")
     clock.now = T0 + timedelta(hours=25)
     for hours in SOP_TIMEPOINTS_H[:3]:
-        service.add_sample(
+        service.samples.add_sample(
             "olga",
             running,
             taken_at=T0 + timedelta(hours=1 + hours),
             od_raw=0.3,
             sop_timepoint_h=hours,
         )
-    service.end_batch("olga", running)
+    service.batches.end_batch("olga", running)
     with pytest.raises(NotebookValidationError, match="3 of the 8 SOP samples"):
-        service.close_batch("olga", running, outcome="complete")
-    closure = service.close_batch(
+        service.batches.close_batch("olga", running, outcome="complete")
+    closure = service.batches.close_batch(
         "olga",
         running,
         outcome="complete",
@@ -353,12 +359,12 @@ def test_closure_needs_the_sop_samples_or_a_reason(
     )
     assert closure.signed_off_by is None
     with pytest.raises(NotebookPermissionError):
-        service.sign_off_batch("olga", running)
-    assert service.sign_off_batch("sam", running).signed_off_by == "sam"
+        service.batches.sign_off_batch("olga", running)
+    assert service.batches.sign_off_batch("sam", running).signed_off_by == "sam"
 
 
 def test_alarm_events_by_engine_and_by_operator(service: NotebookService, running: int) -> None:
-    raised = service.record_alarm_event(
+    raised = service.alarms.record_alarm_event(
         None,
         reactor="R1",
         rule="do_low",
@@ -368,7 +374,7 @@ def test_alarm_events_by_engine_and_by_operator(service: NotebookService, runnin
         value=18.5,
         batch_number=running,
     )
-    acked = service.record_alarm_event(
+    acked = service.alarms.record_alarm_event(
         "olga",
         reactor="R1",
         rule="do_low",
@@ -387,23 +393,23 @@ def test_alarm_events_by_engine_and_by_operator(service: NotebookService, runnin
 def test_every_service_write_is_audited_and_the_chain_holds(
     service: NotebookService, running: int
 ) -> None:
-    service.add_note("olga", running, "foam at 14 h, 1 drop antifoam")
+    service.notes.add_note("olga", running, "foam at 14 h, 1 drop antifoam")
     with Session(service.engine) as session:
         tables = session.scalars(select(AuditEntry.table_name).order_by(AuditEntry.id)).all()
     assert tables[:2] == ["operator", "operator"]
     assert {"batch", "calibration_record", "inoculum", "note"} <= set(tables)
     assert tables.count("batch") == 2  # created, then started
-    assert service.verify_audit_chain() is None
+    assert service.audit.verify_audit_chain() is None
 
 
 def test_reads_for_screens(service: NotebookService, running: int, clock: Clock) -> None:
-    assert service.get_inoculum(running).od600 == pytest.approx(4.1)
-    assert service.get_closure(running) is None
-    assert {c.channel for c in service.list_calibrations(batch_number=running)} == set(
+    assert service.preparation.get_inoculum(running).od600 == pytest.approx(4.1)
+    assert service.batches.get_closure(running) is None
+    assert {c.channel for c in service.calibrations.list_calibrations(batch_number=running)} == set(
         MANDATORY_CALIBRATIONS
     )
-    assert [c.channel for c in service.list_calibrations(channel="ph")] == ["ph"]
-    service.record_alarm_event(
+    assert [c.channel for c in service.calibrations.list_calibrations(channel="ph")] == ["ph"]
+    service.alarms.record_alarm_event(
         None,
         reactor="R1",
         rule="temp_hi",
@@ -411,12 +417,12 @@ def test_reads_for_screens(service: NotebookService, running: int, clock: Clock)
         state="active_unack",
         batch_number=running,
     )
-    service.record_alarm_event(
+    service.alarms.record_alarm_event(
         None, reactor="R2", rule="stale", priority="warning", state="cleared"
     )
-    assert [e.rule for e in service.list_alarm_events(batch_number=running)] == ["temp_hi"]
-    assert [e.reactor for e in service.list_alarm_events(reactor="R2")] == ["R2"]
-    change = service.plan_process_change(
+    assert [e.rule for e in service.alarms.list_alarm_events(batch_number=running)] == ["temp_hi"]
+    assert [e.reactor for e in service.alarms.list_alarm_events(reactor="R2")] == ["R2"]
+    change = service.process_changes.plan_process_change(
         "olga",
         running,
         parameter="stirrer_speed",
@@ -424,17 +430,17 @@ def test_reads_for_screens(service: NotebookService, running: int, clock: Clock)
         new_value="400",
         planned_at=T0 + timedelta(hours=7),
     )
-    assert service.approve_process_change("sam", change.id).approved_by == "sam"
-    assert [c.approved_by for c in service.list_process_changes(running)] == ["sam"]
-    history = service.audit_trail(table_name="process_change", record_id=change.id)
+    assert service.process_changes.approve_process_change("sam", change.id).approved_by == "sam"
+    assert [c.approved_by for c in service.process_changes.list_process_changes(running)] == ["sam"]
+    history = service.audit.audit_trail(table_name="process_change", record_id=change.id)
     assert [e.action.value for e in history] == ["update", "insert"]
     assert history[0].before["approved_by"] is None and history[0].after["approved_by"] == "sam"
 
 
 def test_from_url_gives_a_working_service(notebook_url: str) -> None:
     service = NotebookService.from_url(notebook_url)
-    service.create_operator("setup", "sam", "supervisor", "4321")
-    assert [o.name for o in service.list_operators()] == ["sam"]
+    service.operators.create_operator("setup", "sam", "supervisor", "4321")
+    assert [o.name for o in service.operators.list_operators()] == ["sam"]
     service.engine.dispose()
 
 
@@ -455,14 +461,14 @@ def test_a_stopped_database_is_a_plain_error_for_reads_and_writes(empty_postgres
 
     upgrade(empty_postgres_url)
     service = NotebookService.from_url(empty_postgres_url)
-    service.create_operator("setup", "sam", "supervisor", "4321")
+    service.operators.create_operator("setup", "sam", "supervisor", "4321")
     service.engine.dispose()
     # The same notebook, but the server is "gone": point the engine at a closed port.
     service.engine = make_engine(make_url(empty_postgres_url).set(port=free_port()), check=False)
     with pytest.raises(DatabaseUnavailableError, match="cannot reach the database"):
-        service.check_pin("sam", "4321")
+        service.operators.check_pin("sam", "4321")
     with pytest.raises(DatabaseUnavailableError, match="cannot reach the database"):
-        service.create_batch("sam", 1, "A")
+        service.batches.create_batch("sam", 1, "A")
 
 
 def test_machine_alarm_records_are_never_refused_for_value_or_time(
@@ -480,11 +486,11 @@ def test_machine_alarm_records_are_never_refused_for_value_or_time(
         "occurred_at": clock.now + timedelta(hours=3),
         "actor": None,
     }
-    event = service.record_alarm_event(**fields, batch_number=running)
+    event = service.alarms.record_alarm_event(**fields, batch_number=running)
     assert event.value is None
     assert event.occurred_at == clock.now + timedelta(hours=3)
     with pytest.raises(NotebookValidationError, match="in UTC"):
-        service.record_alarm_event(**{**fields, "occurred_at": datetime(2026, 3, 2, 9)})
+        service.alarms.record_alarm_event(**{**fields, "occurred_at": datetime(2026, 3, 2, 9)})
 
 
 def test_sample_schedule_of_a_running_batch(
@@ -492,9 +498,9 @@ def test_sample_schedule_of_a_running_batch(
 ) -> None:
     inoculated = T0 + timedelta(hours=1)
     clock.now = inoculated + timedelta(hours=2, minutes=5)
-    service.add_sample("olga", running, taken_at=inoculated, od_raw=0.4, sop_timepoint_h=0)
-    slots = service.sample_schedule(running)
+    service.samples.add_sample("olga", running, taken_at=inoculated, od_raw=0.4, sop_timepoint_h=0)
+    slots = service.samples.sample_schedule(running)
     assert [slot.status.value for slot in slots[:3]] == ["taken", "due", "upcoming"]
-    service.create_batch("olga", 7, "B")
+    service.batches.create_batch("olga", 7, "B")
     with pytest.raises(NotebookValidationError, match="not inoculated"):
-        service.sample_schedule(7)
+        service.samples.sample_schedule(7)

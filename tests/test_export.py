@@ -78,7 +78,7 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
     # The alarm engine writes events without a batch: the reactor's during the batch count.
     start = recorded_at()
     for minutes, message in ((10, UNBOUND_DURING), (-600, UNBOUND_BEFORE)):
-        notebook.record_alarm_event(
+        notebook.alarms.record_alarm_event(
             None,
             reactor="R1",
             rule="do_low/low",
@@ -91,7 +91,7 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
         )
     # The operator acknowledges the alarm raised during the batch; it clears later.
     for minutes, state, actor in ((13, "active_acknowledged", "ana"), (20, "normal", None)):
-        notebook.record_alarm_event(
+        notebook.alarms.record_alarm_event(
             actor,
             reactor="R1",
             rule="do_low/low",
@@ -139,11 +139,11 @@ def test_html_report_is_self_contained_and_has_every_section(exported: ExportRes
 
 def test_html_report_shows_the_batch_values(exported: ExportResult, station: Station) -> None:
     html = exported.path_of("report-html").read_text(encoding="utf-8")  # type: ignore[union-attr]
-    batch = station.notebook.get_batch(BATCH)
+    batch = station.notebook.batches.get_batch(BATCH)
     assert f"<h1>Batch {BATCH} report</h1>" in html
     assert batch.strain in html and "od600-test" in html
     assert "0 h 45 min" in html  # duration of the 45 min batch
-    sample = station.notebook.list_samples(BATCH)[0]
+    sample = station.notebook.samples.list_samples(BATCH)[0]
     assert f"{sample.od600:.4g}" in html
     assert html.count('<td class="PASS">PASS</td>') >= 4  # the four mandatory calibrations
     assert DEVIATION_TITLE in html and "sam 20" in html  # reviewed by the supervisor
@@ -222,7 +222,7 @@ def test_dataset_matches_the_store(exported: ExportResult, station: Station) -> 
 
 def test_samples_match_the_notebook(exported: ExportResult, station: Station) -> None:
     samples = read_exported_batch(exported.out_dir / "dataset").record.samples
-    entered = station.notebook.list_samples(BATCH)
+    entered = station.notebook.samples.list_samples(BATCH)
     assert samples is not None and len(samples) == len(entered) >= 1
     assert samples["od600"].tolist() == [s.od600 for s in entered]
     assert samples["kind"].iloc[0] == "scheduled" and samples["planned_h"].iloc[0] == 0.0
@@ -290,7 +290,7 @@ def test_a_cancelled_export_leaves_the_previous_one_untouched(
 def test_unknown_and_not_started_batches_are_clear_errors(station: Station, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="there is no batch 99"):
         export_from(station.notebook, station.store, 99, tmp_path)
-    station.notebook.create_batch("ana", 98, "B")
+    station.notebook.batches.create_batch("ana", 98, "B")
     with pytest.raises(ExportError, match="not been inoculated"):
         export_from(station.notebook, station.store, 98, tmp_path)
     assert not list(tmp_path.iterdir())
@@ -334,8 +334,8 @@ def test_a_running_batch_is_exported_up_to_its_last_reading(
 
     start = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
     for number, reactor, seconds in ((95, "R2", range(600)), (94, "R3", (0, 15 * 86400))):
-        station.notebook.create_batch("ana", number, "B", reactor_id=reactor)
-        station.notebook.start_batch(
+        station.notebook.batches.create_batch("ana", number, "B", reactor_id=reactor)
+        station.notebook.batches.start_batch(
             "sam", number, inoculated_at=start, override_reason="export test: no calibrations"
         )
         station.store.write(

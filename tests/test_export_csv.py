@@ -181,10 +181,10 @@ def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def fill_notebook(url: str) -> NotebookService:
     notebook = NotebookService.from_url(url)
-    notebook.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
+    notebook.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
     for number in (3, 4):
-        notebook.create_batch("sam", number, "B", strain="X-33", notes='say "hi", ok')
-    notebook.record_inoculum(
+        notebook.batches.create_batch("sam", number, "B", strain="X-33", notes='say "hi", ok')
+    notebook.preparation.record_inoculum(
         "sam",
         4,
         od600_raw=0.4,
@@ -194,7 +194,7 @@ def fill_notebook(url: str) -> NotebookService:
         out_of_spec_reason=None,
     )
     for channel in ("ph", "do", "offgas_o2", "offgas_co2"):
-        notebook.record_calibration(
+        notebook.calibrations.record_calibration(
             "sam",
             channel=channel,
             kind="check",
@@ -204,8 +204,8 @@ def fill_notebook(url: str) -> NotebookService:
             batch_number=4,
         )
     start = datetime.now(timezone.utc) - timedelta(hours=3)
-    notebook.start_batch("sam", 4, inoculated_at=start)
-    notebook.add_sample(
+    notebook.batches.start_batch("sam", 4, inoculated_at=start)
+    notebook.samples.add_sample(
         "sam",
         4,
         taken_at=start + timedelta(hours=2),
@@ -216,9 +216,9 @@ def fill_notebook(url: str) -> NotebookService:
         microscopy_clean=True,
         microscopy_text="clean, budding",
     )
-    notebook.log_deviation("sam", 4, level=1, category="do", title="DO low 6 min")
-    notebook.add_note("sam", 3, "line one\nline two, with a comma")
-    notebook.record_alarm_event(
+    notebook.deviations.log_deviation("sam", 4, level=1, category="do", title="DO low 6 min")
+    notebook.notes.add_note("sam", 3, "line one\nline two, with a comma")
+    notebook.alarms.record_alarm_event(
         None, reactor="R1", rule="do_low", priority="warning", state="raised", batch_number=4
     )
     return notebook
@@ -241,9 +241,11 @@ def test_notebook_tables_are_written_with_every_column(notebook_url: str, tmp_pa
     sample = read_csv(tmp_path / "all" / "samples.csv")[0]
     assert list(sample) == table_columns("samples")
     assert sample["batch_number"] == "4"
-    assert float(sample["od600"]) == notebook.list_samples(4)[0].od600  # every digit kept
+    assert float(sample["od600"]) == notebook.samples.list_samples(4)[0].od600  # every digit kept
     assert sample["microscopy_text"] == "clean, budding" and sample["microscopy_clean"] == "true"
-    assert datetime.fromisoformat(sample["taken_at"]) == notebook.list_samples(4)[0].taken_at
+    assert (
+        datetime.fromisoformat(sample["taken_at"]) == notebook.samples.list_samples(4)[0].taken_at
+    )
     note = read_csv(tmp_path / "all" / "notes.csv")[0]
     assert note["text"] == "line one\nline two, with a comma" and note["batch_number"] == "3"
     calibration = read_csv(tmp_path / "all" / "calibrations.csv")[0]
@@ -282,11 +284,11 @@ def test_cli_exports_a_batch_run_from_the_embedded_store(
     url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
     upgrade(url)
     notebook = NotebookService.from_url(url)
-    notebook.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
-    notebook.create_batch("sam", 8, "B", reactor_id="R1")
+    notebook.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
+    notebook.batches.create_batch("sam", 8, "B", reactor_id="R1")
     begin = datetime.fromtimestamp(START + 60, tz=timezone.utc)
-    notebook.start_batch("sam", 8, inoculated_at=begin, override_reason="bench test")
-    notebook.end_batch("sam", 8, ended_at=begin + timedelta(minutes=5))
+    notebook.batches.start_batch("sam", 8, inoculated_at=begin, override_reason="bench test")
+    notebook.batches.end_batch("sam", 8, ended_at=begin + timedelta(minutes=5))
     notebook.engine.dispose()
     with EmbeddedStore(tmp_path / "timeseries.sqlite") as store:
         store.write(sample_readings())

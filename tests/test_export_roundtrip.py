@@ -141,7 +141,7 @@ def test_report_from_the_servers_has_sections_values_and_plots(round_trip: Round
         assert f"<h2>{title}</h2>" in html, title
     assert "od600-rt" in html and DEVIATION_TITLE in html
     assert f"{round_trip.store.name}</td>" in html  # the store the series came from
-    first = round_trip.notebook.list_samples(BATCH)[0]
+    first = round_trip.notebook.samples.list_samples(BATCH)[0]
     assert f"<td>{first.od600:.4g}</td>" in html
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     assert len(images) == 7

@@ -4,7 +4,7 @@ invalid stored, the station keeps running.
 Malformed MQTT payloads on the station's bus, garbled lines from a serial analyser on a
 pseudo-terminal, out-of-range form values and SQL-looking text in the notebook.
 (Property-based tests of the decoders themselves: test_payloads.py, test_serial_protocol.py,
-test_eln_validation.py.)
+test_eln_form_rules.py.)
 """
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ def test_out_of_range_form_values_and_sql_text_in_the_notebook(tmp_path: Path) -
     try:
         notebook = station.notebook
         assert notebook is not None
-        notebook.create_operator("setup", "olga", "supervisor", "4711")
-        notebook.create_batch("olga", 4, "A")
+        notebook.service.operators.create_operator("setup", "olga", "supervisor", "4711")
+        notebook.service.batches.create_batch("olga", 4, "A")
         with pytest.raises(NotebookValidationError, match="OD") as refused:
             notebook.add_sample("olga", 4, taken_at=datetime.now(tz=timezone.utc), od_raw=1e9)
         assert refused.value.field

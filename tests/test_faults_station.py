@@ -19,7 +19,7 @@ from bptwin.database.migrate import upgrade
 from bptwin.database.reading import Reading
 from bptwin.database.timeseries.embedded import EmbeddedStore
 from bptwin.eln.services import NotebookService
-from bptwin.eln.spool import NotebookWriteQueued
+from bptwin.eln.write_queue import NotebookWriteQueued
 from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
 from tests.fixtures.mqtt import MosquittoServer, mosquitto_binary
@@ -142,8 +142,8 @@ def test_notebook_down_during_ingest_queues_writes_and_shows_the_link(
     url = private_postgres.create_database("station_notebook")
     upgrade(url)
     service = NotebookService.from_url(url)
-    service.create_operator("setup", "olga", "supervisor", "4711")
-    service.create_batch("olga", 3, "A")
+    service.operators.create_operator("setup", "olga", "supervisor", "4711")
+    service.batches.create_batch("olga", 3, "A")
     service.engine.dispose()
     settings = Settings()
     settings.station.data_dir = tmp_path

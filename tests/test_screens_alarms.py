@@ -11,9 +11,10 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
 from bptwin.database.reading import Reading
+from bptwin.eln.direct_notebook import DirectNotebook
 from bptwin.eln.services import NotebookService
+from bptwin.screens.alarm_banner import AlarmBanner
 from bptwin.screens.alarms import (
-    AlarmBanner,
     AlarmHistoryScreen,
     AlarmScreen,
     ConfirmDeviationScreen,
@@ -47,7 +48,7 @@ class RecordedAlarms:
 
     def _store(self, transitions: Sequence[AlarmTransition]) -> tuple[AlarmTransition, ...]:
         for transition in transitions:
-            self.notebook.record_alarm_event(**transition.event_fields(), batch_number=BATCH)
+            self.notebook.alarms.record_alarm_event(**transition.event_fields(), batch_number=BATCH)
         return tuple(transitions)
 
     def acknowledge(self, alarm_id: str, actor: str) -> object:
@@ -70,7 +71,7 @@ def do_low_engine(notebook: NotebookService | None = None) -> AlarmEngine:
         reading = Reading(T0 + second, "R1", "do", 14.0, "%")
         for transition in engine.feed(reading):
             if notebook is not None:
-                notebook.record_alarm_event(**transition.event_fields(), batch_number=BATCH)
+                notebook.alarms.record_alarm_event(**transition.event_fields(), batch_number=BATCH)
     return engine
 
 
@@ -104,12 +105,12 @@ async def test_acknowledge_a_critical_do_alarm_and_log_the_offered_deviation(
         lambda: AlarmScreen(
             actions,
             OPERATOR,
-            notebook=notebook,
+            notebook=DirectNotebook(notebook),
             batch_number=BATCH,
             reactor="R1",
-            snapshot=live_snapshot(),
             clock=lambda: NOW,
-        )
+        ),
+        snapshot=live_snapshot(),
     )
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -117,7 +118,7 @@ async def test_acknowledge_a_critical_do_alarm_and_log_the_offered_deviation(
         assert [str(row[3]) for row in listed] == [CRITICAL, WARNING]  # critical first
         assert "ACTIVE UNACK" in str(listed[0][2])
         banner = app.screen.query_one(AlarmBanner)
-        assert banner.has_class("-on") and banner.bells == 1
+        assert banner.has_class("-on") and app.bells == 1
         assert "CRITICAL R1 11:02:00 do 14 < 15 (LO-LO)" in str(banner.content)
 
         await pilot.press("a")
@@ -146,7 +147,7 @@ async def test_acknowledge_a_critical_do_alarm_and_log_the_offered_deviation(
         newest = history.get_row_at(0)
         assert newest[1] == CRITICAL and newest[3] == "active_acknowledged"
         assert newest[4] == OPERATOR
-    [deviation] = notebook.list_deviations(BATCH)
+    [deviation] = notebook.deviations.list_deviations(BATCH)
     assert deviation.level == 2 and deviation.category == "alarm"
     assert CRITICAL in deviation.description
     assert "do 14 %" in deviation.description and "stirrer_speed 1000 rpm" in deviation.description
@@ -197,13 +198,13 @@ async def test_banner_rings_once_per_new_critical_alarm() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         banner = app.screen.query_one(AlarmBanner)
-        assert not banner.has_class("-on") and banner.bells == 0
+        assert not banner.has_class("-on") and app.bells == 0
         for second in range(200):
             engine.feed(Reading(T0 + second, "R1", "do", 10.0, "%"))
         app.screen.refresh_alarms()
         app.screen.refresh_alarms()  # the same alarm again: no second bell
         await pilot.pause()
-        assert banner.has_class("-on") and banner.bells == 1
+        assert banner.has_class("-on") and app.bells == 1
 
 
 def test_deviation_draft_spans_a_returned_alarm() -> None:

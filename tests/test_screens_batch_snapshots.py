@@ -9,6 +9,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from bptwin.database.migrate import upgrade
+from bptwin.eln.direct_notebook import DirectNotebook
 from bptwin.screens.batch import BatchSetupScreen
 from tests.screens_harness import OPERATOR, ScreenHarness
 from tests.test_screens_calibration import BATCH, setup_notebook
@@ -41,5 +42,7 @@ def test_batch_setup_blocked_snapshot(snap_compare, tmp_path: Path) -> None:
         await pilot.press("ctrl+r")
         await _settle(pilot)
 
-    app = ScreenHarness(lambda: BatchSetupScreen(notebook, OPERATOR, batch_number=BATCH))
+    app = ScreenHarness(
+        lambda: BatchSetupScreen(DirectNotebook(notebook), OPERATOR, batch_number=BATCH)
+    )
     assert snap_compare(app, terminal_size=(80, 24), run_before=press_start)

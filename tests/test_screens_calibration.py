@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 from bptwin.database.reading import Reading
 from bptwin.database.relational import make_engine
 from bptwin.eln import calibration as cal
+from bptwin.eln.direct_notebook import DirectNotebook
 from bptwin.eln.models import OperatorRole
 from bptwin.eln.services import NotebookService
 from bptwin.screens.calibration import (
@@ -51,9 +52,9 @@ def setup_notebook(url: str, now: datetime = NOW) -> NotebookService:
         ["ph", "do", "offgas"], dict.fromkeys(cal.KIND_BY_SETTING, 72.0)
     )
     notebook = NotebookService(make_engine(url), clock=lambda: now, calibration_policy=policy)
-    notebook.create_operator("setup", SUPERVISOR, OperatorRole.SUPERVISOR, SUPERVISOR_PIN)
-    notebook.create_operator(SUPERVISOR, OPERATOR, OperatorRole.OPERATOR, OPERATOR_PIN)
-    notebook.create_batch(OPERATOR, BATCH, "B", strain="X-33", vessel="V1", reactor_id="R1")
+    notebook.operators.create_operator("setup", SUPERVISOR, OperatorRole.SUPERVISOR, SUPERVISOR_PIN)
+    notebook.operators.create_operator(SUPERVISOR, OPERATOR, OperatorRole.OPERATOR, OPERATOR_PIN)
+    notebook.batches.create_batch(OPERATOR, BATCH, "B", strain="X-33", vessel="V1", reactor_id="R1")
     return notebook
 
 
@@ -75,7 +76,9 @@ def flat(start: float, seconds: int, value: float) -> list[tuple[float, float]]:
 async def test_ph_wizard_passes_from_live_readings_taken_when_stable(notebook_url: str) -> None:
     notebook = setup_notebook(notebook_url)
     app = Harness(
-        lambda: CalibrationWizardScreen(notebook, OPERATOR, "ph_two_point", batch_number=BATCH)
+        lambda: CalibrationWizardScreen(
+            DirectNotebook(notebook), OPERATOR, "ph_two_point", batch_number=BATCH
+        )
     )
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -116,7 +119,7 @@ async def test_ph_wizard_passes_from_live_readings_taken_when_stable(notebook_ur
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert "Stored calibration" in text_of(pilot, ".entry-status")
-    [record] = notebook.list_calibrations(channel="ph")
+    [record] = notebook.calibrations.list_calibrations(channel="ph")
     assert record.passed and record.kind == "ph_two_point" and record.performed_by == OPERATOR
     assert record.results["slope_percent"] == pytest.approx(97.0, abs=0.1)
     assert record.measured["temperature_c"] == 25.0
@@ -124,13 +127,15 @@ async def test_ph_wizard_passes_from_live_readings_taken_when_stable(notebook_ur
     valid_until = record.valid_until.replace(tzinfo=timezone.utc)  # SQLite gives naive UTC
     assert valid_until == NOW + timedelta(hours=72)
     assert [type(m).__name__ for m in app.messages] == ["CalibrationSaved"]
-    assert notebook.calibration_in_force("ph", NOW + timedelta(hours=1)) is not None
+    assert notebook.calibrations.calibration_in_force("ph", NOW + timedelta(hours=1)) is not None
 
 
 async def test_ph_wizard_fails_a_weak_electrode_typed_by_hand(notebook_url: str) -> None:
     notebook = setup_notebook(notebook_url)
     app = Harness(
-        lambda: CalibrationWizardScreen(notebook, OPERATOR, "ph_two_point", batch_number=BATCH)
+        lambda: CalibrationWizardScreen(
+            DirectNotebook(notebook), OPERATOR, "ph_two_point", batch_number=BATCH
+        )
     )
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -151,15 +156,17 @@ async def test_ph_wizard_fails_a_weak_electrode_typed_by_hand(notebook_url: str)
         assert "FAILED" in text_of(pilot, ".entry-status")
         await pilot.press("ctrl+s")
         await settle(pilot)
-    [record] = notebook.list_calibrations(channel="ph")
+    [record] = notebook.calibrations.list_calibrations(channel="ph")
     assert not record.passed and record.measured["e_second_mv_source"] == "typed by hand"
-    assert ("ph", "last calibration failed") in notebook.calibration_blockers(BATCH)
+    assert ("ph", "last calibration failed") in notebook.calibrations.calibration_blockers(BATCH)
 
 
 async def test_do_wizard_measures_t63_from_the_fed_step(notebook_url: str) -> None:
     notebook = setup_notebook(notebook_url)
     app = Harness(
-        lambda: CalibrationWizardScreen(notebook, OPERATOR, "do_zero_span", batch_number=BATCH)
+        lambda: CalibrationWizardScreen(
+            DirectNotebook(notebook), OPERATOR, "do_zero_span", batch_number=BATCH
+        )
     )
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -183,7 +190,7 @@ async def test_do_wizard_measures_t63_from_the_fed_step(notebook_url: str) -> No
         assert text_of(pilot, "#wizard-result").startswith("PASS")
         await pilot.press("ctrl+s")
         await settle(pilot)
-    [record] = notebook.list_calibrations(channel="do")
+    [record] = notebook.calibrations.list_calibrations(channel="do")
     assert record.passed and record.results["t63_s"] == pytest.approx(12.0, abs=0.3)
     assert record.measured["span_raw_percent"] == pytest.approx(99.6, abs=0.05)
 
@@ -196,16 +203,18 @@ async def test_menu_lists_state_and_history_shows_validity_intervals(tmp_path) -
     notebook = setup_notebook(url)
     earlier = NOW - timedelta(hours=30)
     outcome = cal.evaluate_ph(1.0, 172.0, 25.0)
-    notebook.record_calibration(
+    notebook.calibrations.record_calibration(
         OPERATOR,
         **outcome.record_fields(),
         performed_at=earlier,
         valid_until=earlier + timedelta(hours=24),
     )
-    notebook.record_calibration(
+    notebook.calibrations.record_calibration(
         OPERATOR, **cal.evaluate_ph(0.0, 150.0, 25.0).record_fields(), performed_at=NOW
     )
-    app = Harness(lambda: CalibrationMenuScreen(notebook, OPERATOR, batch_number=BATCH))
+    app = Harness(
+        lambda: CalibrationMenuScreen(DirectNotebook(notebook), OPERATOR, batch_number=BATCH)
+    )
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         table = pilot.app.screen.query_one(DataTable)
@@ -238,9 +247,13 @@ async def test_offgas_wizard_checks_zero_span_stability_and_drift(notebook_url: 
     notebook = setup_notebook(notebook_url)
     earlier = NOW - timedelta(days=7)
     for outcome in cal.evaluate_offgas(cal.OffgasReadings(0.0, 0.0, 20.9, 0.04)):
-        notebook.record_calibration(OPERATOR, **outcome.record_fields(), performed_at=earlier)
+        notebook.calibrations.record_calibration(
+            OPERATOR, **outcome.record_fields(), performed_at=earlier
+        )
     app = Harness(
-        lambda: CalibrationWizardScreen(notebook, OPERATOR, "offgas_zero_span", batch_number=BATCH)
+        lambda: CalibrationWizardScreen(
+            DirectNotebook(notebook), OPERATOR, "offgas_zero_span", batch_number=BATCH
+        )
     )
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -261,12 +274,16 @@ async def test_offgas_wizard_checks_zero_span_stability_and_drift(notebook_url: 
         assert "PASS  CO₂ span 0.045 %" in result and "PASS  O₂ span stable" in result
         await pilot.press("ctrl+s")
         await settle(pilot)
-    o2 = notebook.list_calibrations(channel="offgas_o2")[0]
-    co2 = notebook.list_calibrations(channel="offgas_co2")[0]
+    o2 = notebook.calibrations.list_calibrations(channel="offgas_o2")[0]
+    co2 = notebook.calibrations.list_calibrations(channel="offgas_co2")[0]
     assert not o2.passed and co2.passed
     assert o2.results["drift_percent"] == pytest.approx(0.25, abs=0.01)
     assert o2.measured["span_stable_s"] >= 300.0
-    assert {c for c, _ in notebook.calibration_blockers(BATCH)} == {"ph", "do", "offgas_o2"}
+    assert {c for c, _ in notebook.calibrations.calibration_blockers(BATCH)} == {
+        "ph",
+        "do",
+        "offgas_o2",
+    }
 
 
 async def test_pressure_zero_and_od_blank_typed_by_hand(tmp_path) -> None:
@@ -279,7 +296,9 @@ async def test_pressure_zero_and_od_blank_typed_by_hand(tmp_path) -> None:
         ("pressure_zero", "zero", "0.007", False),
         ("od_probe_blank", "blank", "0.03", True),
     ):
-        app = Harness(lambda kind=kind: CalibrationWizardScreen(notebook, OPERATOR, kind))
+        app = Harness(
+            lambda kind=kind: CalibrationWizardScreen(DirectNotebook(notebook), OPERATOR, kind)
+        )
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
             await type_into(pilot, field_id, typed)
@@ -289,10 +308,12 @@ async def test_pressure_zero_and_od_blank_typed_by_hand(tmp_path) -> None:
             assert verdict == ("PASS" if passed else "FAIL")
             await pilot.press("ctrl+s")
             await settle(pilot)
-    pressure = notebook.list_calibrations(channel="pressure")[0]
+    pressure = notebook.calibrations.list_calibrations(channel="pressure")[0]
     assert not pressure.passed and pressure.batch_id is None  # a bench calibration
     assert pressure.results["zero_offset_bar"] == pytest.approx(0.007)
-    assert notebook.list_calibrations(channel="od_probe")[0].results == {"blank_au": 0.03}
+    assert notebook.calibrations.list_calibrations(channel="od_probe")[0].results == {
+        "blank_au": 0.03
+    }
 
 
 async def test_a_supervisor_accepts_a_failed_calibration_with_pin_and_reason(
@@ -300,7 +321,9 @@ async def test_a_supervisor_accepts_a_failed_calibration_with_pin_and_reason(
 ) -> None:
     notebook = setup_notebook(notebook_url)
     app = Harness(
-        lambda: CalibrationWizardScreen(notebook, OPERATOR, "do_zero_span", batch_number=BATCH)
+        lambda: CalibrationWizardScreen(
+            DirectNotebook(notebook), OPERATOR, "do_zero_span", batch_number=BATCH
+        )
     )
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -319,13 +342,13 @@ async def test_a_supervisor_accepts_a_failed_calibration_with_pin_and_reason(
         await settle(pilot)
         field = pilot.app.screen.query_one("#accept-supervisor-field", LabelledField)
         assert "needs a supervisor" in field.error
-        assert notebook.list_calibrations(channel="do") == []
+        assert notebook.calibrations.list_calibrations(channel="do") == []
         await type_into(pilot, "accept-supervisor", SUPERVISOR)
         await type_into(pilot, "accept-pin", SUPERVISOR_PIN)
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert "accepted by sam" in text_of(pilot, ".entry-status")
-    [record] = notebook.list_calibrations(channel="do")
+    [record] = notebook.calibrations.list_calibrations(channel="do")
     assert not record.passed and record.override_reason == "slow membrane, replacement on order"
     assert record.performed_by == SUPERVISOR and "performed by ana" in record.notes
-    assert "do" not in {channel for channel, _ in notebook.calibration_blockers(BATCH)}
+    assert "do" not in {channel for channel, _ in notebook.calibrations.calibration_blockers(BATCH)}

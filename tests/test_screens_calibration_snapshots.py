@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
+from bptwin.eln.direct_notebook import DirectNotebook
 from bptwin.screens.calibration import CalibrationWizardScreen
 from tests.screens_harness import OPERATOR, ScreenHarness
 from tests.test_screens_batch_snapshots import _notebook, _settle
@@ -32,6 +33,8 @@ def test_ph_wizard_second_buffer_snapshot(snap_compare, tmp_path: Path) -> None:
         await _settle(pilot)
 
     app = ScreenHarness(
-        lambda: CalibrationWizardScreen(notebook, OPERATOR, "ph_two_point", batch_number=BATCH)
+        lambda: CalibrationWizardScreen(
+            DirectNotebook(notebook), OPERATOR, "ph_two_point", batch_number=BATCH
+        )
     )
     assert snap_compare(app, terminal_size=(80, 24), run_before=first_buffer_taken)

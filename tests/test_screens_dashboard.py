@@ -22,10 +22,11 @@ from bptwin.database.migrate import upgrade
 from bptwin.database.reading import Reading
 from bptwin.screens.dashboard import DashboardScreen
 from bptwin.screens.trends import DO_PLOT, PLOT_GROUPS, TrendPlot, render_plot, to_figure
+from bptwin.screens.value_table import ValueTable
 from bptwin.tui.app import BptwinApp
 from bptwin.tui.settings import Settings
 from bptwin.twin.alarm_rules import Priority
-from bptwin.twin.history import History
+from bptwin.twin.history import History, HistoryWindow
 from tests.dashboard_batch import T0, clock_at, fill_history, snapshot_at
 from tests.screens_harness import (
     BATCH,
@@ -56,14 +57,15 @@ def dashboard_app(
     return DashboardHarness(lambda: screen), screen, history
 
 
-async def drawn(pilot: Pilot, screen: DashboardScreen, after: int = 0) -> None:
-    """Wait until the render worker has swapped in more than ``after`` sets of figures."""
+async def drawn(pilot: Pilot, screen: DashboardScreen, before: HistoryWindow | None = None) -> None:
+    """Wait until the render worker has swapped in figures of another window than ``before``
+    (each render brings a new one)."""
     for _ in range(300):  # generous: a loaded CI machine draws slowly
-        if screen.renders > after:
+        if screen.trend_window is not None and screen.trend_window is not before:
             break
         await pilot.pause(0.05)
     await pilot.pause()
-    assert screen.renders > after, "the plots were never drawn"
+    assert screen.trend_window is not before, "the plots were never drawn"
 
 
 def shown_plots(screen: DashboardScreen) -> list[TrendPlot]:
@@ -111,9 +113,9 @@ async def test_process_plots_status_strip_and_values() -> None:
         assert "InfluxDB not answering" in strip
         alarm_line = screen.query_one("#alarm-line", Static)
         assert alarm_line.display and "DO 18.5 %" in str(alarm_line.content)
-        table = screen.query_one("#current-values", DataTable)
-        assert table.get_cell("ph", "value") == "4.98"
-        assert "uncertain" in str(table.get_cell("od_probe", "quality"))
+        table = screen.query_one("#current-values", ValueTable)
+        assert table.cell("ph", "value") == "4.98"
+        assert "uncertain" in str(table.cell("od_probe", "quality"))
         assert not screen.query_one("#reactors", DataTable).display  # one reactor: no overview
 
 
@@ -139,7 +141,7 @@ async def test_time_window_switching_redraws_the_span() -> None:
         await start(pilot, screen, history)
         spans = {}
         for expected in ("6 h", "batch", "15 min", "1 h"):
-            before = screen.renders
+            before = screen.trend_window
             await pilot.press("w")
             assert screen.window == expected
             await drawn(pilot, screen, before)
@@ -158,7 +160,7 @@ async def test_plot_groups_cover_every_channel_and_cycle() -> None:
     async with app.run_test(size=(160, 45)) as pilot:
         await start(pilot, screen, history)
         for group in ("off-gas", "broth", "temperatures", "process"):
-            before = screen.renders
+            before = screen.trend_window
             await pilot.press("g")
             assert screen.group == group
             await drawn(pilot, screen, before)
@@ -175,7 +177,7 @@ async def test_a_short_terminal_pages_through_a_group_and_toggles_values() -> No
         assert not screen.query_one("#side").display
         first = [plot.plot for plot in shown_plots(screen)]
         assert 1 <= len(first) < len(PLOT_GROUPS["process"])
-        before = screen.renders
+        before = screen.trend_window
         await pilot.press("g")  # the second page of the same group
         await drawn(pilot, screen, before)
         assert screen.group == "process" and screen.page == 1
@@ -194,7 +196,7 @@ async def test_reactor_overview_and_switching() -> None:
         assert overview.display and overview.row_count == 2
         assert str(overview.get_cell("R1", "reactor")).startswith("▶")
         assert screen.trend_window is not None and screen.trend_window.reactor == "R1"
-        before = screen.renders
+        before = screen.trend_window
         await pilot.press("n")
         assert screen.reactor == "R2" and "reactor R2" in screen.sub_title
         await drawn(pilot, screen, before)
@@ -203,7 +205,7 @@ async def test_reactor_overview_and_switching() -> None:
         assert window.end == pytest.approx(T0 + 3 * 3600 - 1)  # R2's own, shorter history
         assert str(overview.get_cell("R2", "reactor")).startswith("▶")
         # R2's readings, not R1's, fill the value table (the snapshot offsets R2 by 1 %)
-        value = screen.query_one("#current-values", DataTable).get_cell("ph", "value")
+        value = screen.query_one("#current-values", ValueTable).cell("ph", "value")
         assert value == "5.03"
 
 
@@ -211,38 +213,38 @@ async def test_plots_redraw_only_when_data_changed_and_visible() -> None:
     app, screen, history = dashboard_app()
     async with app.run_test(size=(160, 45)) as pilot:
         await start(pilot, screen, history)
-        renders = screen.renders
+        drawn_before = screen.trend_window
         screen._redraw_trends()  # the clock ticks, nothing changed
         await pilot.pause(0.3)
-        assert screen.renders == renders
+        assert screen.trend_window is drawn_before
         history.add_reading(Reading(T0 + HOURS * 3600, "R1", "do", 50.0, "%sat"))
         screen._redraw_trends()
-        await drawn(pilot, screen, renders)
-        renders = screen.renders
+        await drawn(pilot, screen, drawn_before)
+        drawn_before = screen.trend_window
         await app.push_screen(Screen())
         history.add_reading(Reading(T0 + HOURS * 3600 + 1, "R1", "do", 51.0, "%sat"))
         screen._redraw_trends()  # hidden behind another screen: no drawing
         await pilot.pause(0.3)
-        assert screen.renders == renders
+        assert screen.trend_window is drawn_before
 
 
 async def test_long_windows_redraw_new_data_less_often() -> None:
     app, screen, history = dashboard_app()
     async with app.run_test(size=(160, 45)) as pilot:
         await start(pilot, screen, history)
-        before = screen.renders
+        before = screen.trend_window
         screen.select_window("batch")  # a new view draws at once
         await drawn(pilot, screen, before)
-        renders = screen.renders
+        drawn_before = screen.trend_window
         assert math.isfinite(screen._drawn_at)  # set by the render
         screen._drawn_at = time.monotonic()  # however slowly this machine got here
         history.add_reading(Reading(T0 + HOURS * 3600, "R1", "do", 50.0, "%sat"))
         screen._redraw_trends()
         await pilot.pause(0.3)
-        assert screen.renders == renders  # a second of new data: not yet
+        assert screen.trend_window is drawn_before  # a second of new data: not yet
         screen._drawn_at -= 10.0  # as if the long-window interval had passed
         screen._redraw_trends()
-        await drawn(pilot, screen, renders)
+        await drawn(pilot, screen, drawn_before)
 
 
 @pytest.mark.parametrize("case", ["constant", "single", "all-nan", "empty"])
@@ -269,7 +271,7 @@ async def test_the_app_shows_batch_operator_and_the_batchs_samples(tmp_path: Pat
     tmp_path.mkdir(exist_ok=True)
     upgrade(settings.notebook_url())
     notebook = running_notebook(settings.notebook_url())
-    notebook.add_sample(
+    notebook.samples.add_sample(
         OPERATOR, BATCH, taken_at=INOCULATED_AT + timedelta(hours=2), od_raw=0.61, dilution=10.0
     )
     app = BptwinApp(settings)
@@ -306,7 +308,7 @@ async def test_the_app_plots_a_fast_simulated_batch(tmp_path: Path) -> None:
     app = BptwinApp(embedded_settings(tmp_path))
     async with app.run_test(size=(160, 45)) as pilot:
         dashboard = app.dashboard
-        table = dashboard.query_one("#current-values", DataTable)
+        table = dashboard.query_one("#current-values", ValueTable)
         first_do = None
         for _ in range(150):
             await pilot.pause(0.2)
@@ -314,14 +316,14 @@ async def test_the_app_plots_a_fast_simulated_batch(tmp_path: Path) -> None:
             trace = window.trace("do") if window is not None else None
             if trace is not None and len(trace.times) > 5:
                 if first_do is None:
-                    first_do = (trace.raw_points, table.get_cell("do", "value"))
+                    first_do = (trace.raw_points, table.cell("do", "value"))
                 elif trace.raw_points > first_do[0]:
                     break
         assert first_do is not None, "the dashboard never plotted the simulated DO"
         assert dashboard.history is app.station.history  # type: ignore[union-attr]
         # New readings keep arriving: more samples in the window, and a value in the table.
         assert dashboard.trend_window.trace("do").raw_points > first_do[0]  # type: ignore[union-attr]
-        assert table.get_cell("do", "value") != "—"
+        assert table.cell("do", "value") != "—"
         do_plot = shown_plots(dashboard)[2]
         assert do_plot.plot is not None and do_plot.plot.key == "do" and do_plot.points > 0
         # The shadow's 30 s windows feed the derived series (CER/OUR/RQ plot).

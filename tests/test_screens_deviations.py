@@ -6,6 +6,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
+from bptwin.eln.direct_notebook import DirectNotebook
 from bptwin.eln.models import DeviationStatus
 from bptwin.screens.deviations import DeviationFormScreen, DeviationReviewScreen, DeviationsScreen
 from bptwin.screens.entry_widgets import LabelledField
@@ -33,7 +34,7 @@ def error_of(pilot: Pilot, field_id: str) -> str:
 
 async def test_log_a_level_2_deviation_and_review_it_as_supervisor(notebook_url: str) -> None:
     notebook = running_notebook(notebook_url)
-    app = ScreenHarness(lambda: DeviationsScreen(notebook, BATCH, OPERATOR))
+    app = ScreenHarness(lambda: DeviationsScreen(DirectNotebook(notebook), BATCH, OPERATOR))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         assert "No deviations" in str(app.screen.query_one("#deviation-detail", Static).content)
@@ -80,7 +81,7 @@ async def test_log_a_level_2_deviation_and_review_it_as_supervisor(notebook_url:
         assert isinstance(app.screen, DeviationsScreen)
         row = app.screen.query_one(DataTable).get_row_at(0)
         assert row[5:] == ["reviewed", SUPERVISOR]
-    [deviation] = notebook.list_deviations(BATCH)
+    [deviation] = notebook.deviations.list_deviations(BATCH)
     assert deviation.level == 2 and deviation.status is DeviationStatus.REVIEWED
     assert deviation.reported_by == OPERATOR and deviation.reviewed_by == SUPERVISOR
     assert deviation.root_cause == "late-batch oxygen demand"
@@ -89,7 +90,7 @@ async def test_log_a_level_2_deviation_and_review_it_as_supervisor(notebook_url:
 
 async def test_bad_level_and_missing_title_are_shown_at_their_fields(notebook_url: str) -> None:
     notebook = running_notebook(notebook_url)
-    app = ScreenHarness(lambda: DeviationFormScreen(notebook, BATCH, OPERATOR))
+    app = ScreenHarness(lambda: DeviationFormScreen(DirectNotebook(notebook), BATCH, OPERATOR))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await type_into(pilot, "level", "5")
@@ -111,4 +112,4 @@ async def test_bad_level_and_missing_title_are_shown_at_their_fields(notebook_ur
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert "ends before it starts" in error_of(pilot, "end")
-    assert notebook.list_deviations(BATCH) == []
+    assert notebook.deviations.list_deviations(BATCH) == []

@@ -9,6 +9,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from bptwin.database.migrate import upgrade
+from bptwin.eln.direct_notebook import DirectNotebook
 from bptwin.eln.models import OperatorRole
 from bptwin.eln.services import NotebookService
 from bptwin.screens.login import LoginScreen
@@ -25,7 +26,7 @@ def notebook_at(tmp_path: Path, *, with_operator: bool) -> NotebookService:
     upgrade(url)
     notebook = NotebookService.from_url(url)
     if with_operator:
-        notebook.create_operator("sam", "sam", OperatorRole.SUPERVISOR, "4321")
+        notebook.operators.create_operator("sam", "sam", OperatorRole.SUPERVISOR, "4321")
     return notebook
 
 
@@ -39,7 +40,7 @@ async def _still_cursor(pilot: Pilot) -> None:
 async def test_refusal_names_no_part_and_clears_the_pin(tmp_path: Path) -> None:
     notebook = notebook_at(tmp_path, with_operator=True)
     results: list[str] = []
-    app = ScreenHarness(lambda: LoginScreen(notebook, first_run=False))
+    app = ScreenHarness(lambda: LoginScreen(DirectNotebook(notebook), first_run=False))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         screen = app.screen
@@ -64,5 +65,7 @@ async def test_refusal_names_no_part_and_clears_the_pin(tmp_path: Path) -> None:
 @pytest.mark.parametrize("first_run", [True, False], ids=["first-start", "login"])
 def test_login_snapshot(snap_compare, tmp_path: Path, first_run: bool) -> None:
     notebook = notebook_at(tmp_path, with_operator=not first_run)
-    app = ScreenHarness(lambda: LoginScreen(notebook, first_run=first_run, station="bench-1"))
+    app = ScreenHarness(
+        lambda: LoginScreen(DirectNotebook(notebook), first_run=first_run, station="bench-1")
+    )
     assert snap_compare(app, terminal_size=(80, 24), run_before=_still_cursor)

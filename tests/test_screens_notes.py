@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import DataTable, Static
 
+from bptwin.eln.direct_notebook import DirectNotebook
 from bptwin.screens.notes import NotesScreen
 from tests.screens_harness import BATCH, OPERATOR, ScreenHarness, running_notebook
 
@@ -16,7 +17,7 @@ def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_write_notes_and_see_them_listed(notebook_url: str) -> None:
     notebook = running_notebook(notebook_url)
-    app = ScreenHarness(lambda: NotesScreen(notebook, BATCH, OPERATOR))
+    app = ScreenHarness(lambda: NotesScreen(DirectNotebook(notebook), BATCH, OPERATOR))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         await app.workers.wait_for_complete()
@@ -34,4 +35,4 @@ async def test_write_notes_and_see_them_listed(notebook_url: str) -> None:
         await pilot.pause()
         status = app.screen.query_one("#note-status", Static)
         assert "note must not be empty" in str(status.content) and status.has_class("-error")
-    assert [note.text for note in notebook.list_notes(BATCH)][-1] == "antifoam 0.2 mL at 9 h"
+    assert [note.text for note in notebook.notes.list_notes(BATCH)][-1] == "antifoam 0.2 mL at 9 h"

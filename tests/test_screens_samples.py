@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from textual import on
 from textual.widgets import DataTable, Input, Static
 
+from bptwin.eln.direct_notebook import DirectNotebook
 from bptwin.eln.services import NotebookService
-from bptwin.screens.samples import SampleDueBanner, SampleEntryScreen, SampleSaved
+from bptwin.screens.messages import SampleSaved
+from bptwin.screens.samples import SampleDueBanner, SampleEntryScreen
 from bptwin.twin.live import LiveSnapshot
 from bptwin.twin.predictor import Prediction
 from tests.screens_harness import (
@@ -36,14 +39,16 @@ def snapshot_with_prediction(od600: float = 8.0) -> LiveSnapshot:
 
 
 class Harness(ScreenHarness):
-    def on_sample_saved(self, message: SampleSaved) -> None:
+    @on(SampleSaved)
+    def _saved(self, message: SampleSaved) -> None:
         self.messages.append(message)
 
 
 async def test_sample_entry_computes_od600_and_keeps_the_residual(notebook_url: str) -> None:
     notebook = running_notebook(notebook_url)
     app = Harness(
-        lambda: SampleEntryScreen(notebook, BATCH, OPERATOR, snapshot=snapshot_with_prediction(8.0))
+        lambda: SampleEntryScreen(DirectNotebook(notebook), BATCH, OPERATOR),
+        snapshot=snapshot_with_prediction(8.0),
     )
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -68,7 +73,7 @@ async def test_sample_entry_computes_od600_and_keeps_the_residual(notebook_url: 
         table = pilot.app.screen.query_one("#schedule", DataTable)
         assert table.get_row_at(2)[2] == "taken" and table.get_row_at(2)[3] == "+4.8"
         assert pilot.app.screen.query_one("#timepoint", Input).value == "6"  # next slot
-    [sample] = notebook.list_samples(BATCH)
+    [sample] = notebook.samples.list_samples(BATCH)
     assert sample.sop_timepoint_h == 4.0
     assert sample.od600 == pytest.approx(8.4)
     assert sample.predicted_od600 == pytest.approx(8.0)
@@ -82,7 +87,7 @@ async def test_a_bad_value_is_explained_next_to_its_field_and_nothing_is_stored(
     notebook_url: str,
 ) -> None:
     notebook = running_notebook(notebook_url)
-    app = Harness(lambda: SampleEntryScreen(notebook, BATCH, OPERATOR))
+    app = Harness(lambda: SampleEntryScreen(DirectNotebook(notebook), BATCH, OPERATOR))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await type_into(pilot, "od-raw", "abc")
@@ -105,7 +110,7 @@ async def test_a_bad_value_is_explained_next_to_its_field_and_nothing_is_stored(
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert "not a time of day" in field(pilot, "taken-at").error
-    assert notebook.list_samples(BATCH) == []
+    assert notebook.samples.list_samples(BATCH) == []
 
 
 async def test_the_due_banner_flags_missed_samples_and_the_one_due(tmp_path) -> None:
@@ -114,7 +119,7 @@ async def test_the_due_banner_flags_missed_samples_and_the_one_due(tmp_path) -> 
     url = f"sqlite:///{tmp_path / 'notebook.sqlite'}"
     upgrade(url)
     notebook: NotebookService = running_notebook(url)
-    app = Harness(lambda: SampleEntryScreen(notebook, BATCH, OPERATOR))
+    app = Harness(lambda: SampleEntryScreen(DirectNotebook(notebook), BATCH, OPERATOR))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         banner = pilot.app.screen.query_one(SampleDueBanner)

@@ -10,6 +10,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from bptwin.database.migrate import upgrade
+from bptwin.eln.direct_notebook import DirectNotebook
 from bptwin.screens.samples import SampleEntryScreen
 from tests.screens_harness import BATCH, OPERATOR, ScreenHarness, running_notebook
 from tests.test_screens_samples import snapshot_with_prediction
@@ -37,6 +38,7 @@ def test_sample_entry_snapshot(snap_compare, tmp_path: Path, size: tuple[int, in
     upgrade(url)
     notebook = running_notebook(url)
     app = ScreenHarness(
-        lambda: SampleEntryScreen(notebook, BATCH, OPERATOR, snapshot=snapshot_with_prediction())
+        lambda: SampleEntryScreen(DirectNotebook(notebook), BATCH, OPERATOR),
+        snapshot=snapshot_with_prediction(),
     )
     assert snap_compare(app, terminal_size=size, run_before=_type_a_sample)

@@ -198,8 +198,8 @@ def test_audit_verify_passes_then_names_a_tampered_entry(tmp_path: Path) -> None
     data_dir = {"BPTWIN_STATION__DATA_DIR": str(tmp_path)}
     assert bptwin("db", "upgrade", **data_dir).returncode == 0
     notebook = NotebookService.from_url(f"sqlite:///{tmp_path / 'notebook.sqlite'}")
-    notebook.create_operator("setup", "anna", "supervisor", "4711")
-    notebook.create_operator("anna", "ben", "operator", "1234")
+    notebook.operators.create_operator("setup", "anna", "supervisor", "4711")
+    notebook.operators.create_operator("anna", "ben", "operator", "1234")
     ok = bptwin("audit", "verify", **data_dir)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("audit chain OK: ")

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from bptwin.database.migrate import upgrade
 from bptwin.eln.errors import NotebookValidationError
 from bptwin.eln.services import NotebookService
-from bptwin.eln.spool import NotebookWriteQueued, SpooledNotebook, decode_call, encode_call
+from bptwin.eln.write_queue import NotebookWriteQueued, SpooledNotebook, decode_call, encode_call
 from tests.fixtures.private_postgres import PostgresCluster, private_postgres  # noqa: F401
 from tests.test_bus import wait_for
 
@@ -32,8 +32,8 @@ T0 = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 
 def prepared(url: str) -> NotebookService:
     service = NotebookService.from_url(url)
-    service.create_operator("setup", "olga", "supervisor", "4711")
-    service.create_batch("olga", 7, "A")
+    service.operators.create_operator("setup", "olga", "supervisor", "4711")
+    service.batches.create_batch("olga", 7, "A")
     return service
 
 
@@ -136,7 +136,7 @@ def test_postgres_outage_queues_writes_and_replays_them_once_in_order(
     assert [n.text for n in notes] == ["written while the database was away"]
     assert count_rows(notebook.service, "alarm_event") == 13  # no duplicates
     assert notebook.status().rejected == 0
-    assert notebook.verify_audit_chain() is None
+    assert notebook.service.audit.verify_audit_chain() is None
 
 
 def test_a_queued_write_the_database_refuses_is_kept_aside_with_its_reason(
@@ -165,7 +165,7 @@ QUEUER = """
 import sys, time
 from bptwin.database.relational import make_engine
 from bptwin.eln.services import NotebookService
-from bptwin.eln.spool import NotebookWriteQueued, SpooledNotebook
+from bptwin.eln.write_queue import NotebookWriteQueued, SpooledNotebook
 
 url, spool, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 service = NotebookService(make_engine(url, check=False))

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from bptwin.database.bus import MqttBus
+from bptwin.screens.value_table import ValueTable
 from bptwin.tui.app import BptwinApp
 from bptwin.tui.runtime.acquisition_lock import AcquisitionLockedError
 from bptwin.tui.runtime.station import Station
@@ -130,12 +131,12 @@ async def test_run_attaches_as_viewer_of_the_running_serve(
         assert isinstance(viewer, ViewerStation)
         assert viewer.owner.pid == serve.pid
         # Live readings of the other process's acquisition reach the dashboard.
-        table = app.screen.query_one("#current-values", DataTable)
+        table = app.screen.query_one("#current-values", ValueTable)
         for _ in range(150):
-            if table.get_cell("ph", "value") != "—":
+            if table.cell("ph", "value") != "—":
                 break
             await pilot.pause(0.2)
-        assert 3.0 < float(table.get_cell("ph", "value")) < 8.0
+        assert 3.0 < float(table.cell("ph", "value")) < 8.0
         strip = app.screen.query_one("#status-strip", Static)
         for _ in range(100):
             if "viewer of" in str(strip.content):
@@ -164,10 +165,10 @@ async def test_run_attaches_as_viewer_of_the_running_serve(
 
         # The viewer writes notebook entries into the acquisition's notebook.
         assert viewer.notebook is not None
-        viewer.notebook.create_operator("setup", "vera", "supervisor", "2468")
-        viewer.notebook.create_batch("vera", 11, "A")
-        viewer.notebook.add_note("vera", 11, "watched from a second terminal")
-        assert [n.text for n in viewer.notebook.list_notes(11)] == [
+        viewer.notebook.operators.create_operator("setup", "vera", "supervisor", "2468")
+        viewer.notebook.batches.create_batch("vera", 11, "A")
+        viewer.notebook.notes.add_note("vera", 11, "watched from a second terminal")
+        assert [n.text for n in viewer.notebook.notes.list_notes(11)] == [
             "watched from a second terminal"
         ]
         await pilot.press("q")

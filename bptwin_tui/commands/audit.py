@@ -30,8 +30,8 @@ def handle_verify(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         notebook = NotebookService.from_url(settings.notebook_url())
-        broken = notebook.verify_audit_chain()
-        newest = notebook.audit_trail(limit=1)
+        broken = notebook.audit.verify_audit_chain()
+        newest = notebook.audit.audit_trail(limit=1)
     except DatabaseUnavailable as exc:
         raise SettingsError(f"notebook.url: {exc}") from None
     if broken is not None:

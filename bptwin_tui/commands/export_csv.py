@@ -86,7 +86,7 @@ def _range(args: argparse.Namespace, settings: Settings) -> tuple[float, float, 
             raise ValueError("give either --batch or --start/--end, not both")
         notebook = _notebook(settings)
         try:
-            batch = notebook.get_batch(args.batch)
+            batch = notebook.batches.get_batch(args.batch)
         finally:
             notebook.engine.dispose()
         if batch.inoculated_at is None:

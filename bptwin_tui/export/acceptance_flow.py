@@ -57,7 +57,7 @@ def _run_span(
     notebook: NotebookService, number: int, reactor: str
 ) -> tuple[str, float, float] | None:
     """(reactor, inoculation, end) of a batch that ran to its end, else None."""
-    batch = notebook.get_batch(number)
+    batch = notebook.batches.get_batch(number)
     if batch.inoculated_at is None or batch.ended_at is None:
         return None
     return batch.reactor_id or reactor, batch.inoculated_at.timestamp(), batch.ended_at.timestamp()
@@ -105,7 +105,7 @@ def evaluate_batch(
 ) -> AcceptanceEvaluation:
     """The five criteria of batch ``number``; dropout and depletion read from ``store``
     (None: the dropout stays undecided and the closure record's depletion time is used)."""
-    from bptwin.eln.acceptance import evaluate_acceptance
+    from bptwin.eln.acceptance_service import evaluate_acceptance
 
     return evaluate_acceptance(
         notebook,
@@ -163,7 +163,7 @@ def decide_batch(
             return DecisionOutcome(
                 row, evaluation, TRAINING_SET_FAILED, "the time-series store is not available"
             )
-        batch = notebook.get_batch(number)
+        batch = notebook.batches.get_batch(number)
         record = batch_dataset_record(
             notebook, store, number, reactor=batch.reactor_id or reactor, progress=progress
         )

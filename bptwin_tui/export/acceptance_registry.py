@@ -245,7 +245,7 @@ def sync_training_set(
             report.kept.append(number)
             continue
         try:
-            batch = notebook.get_batch(number)
+            batch = notebook.batches.get_batch(number)
             record = batch_dataset_record(
                 notebook, store, number, reactor=batch.reactor_id or reactor, progress=progress
             )

@@ -154,10 +154,10 @@ class BatchData:
 
 def collect_notebook(notebook: NotebookService, number: int, reactor: str) -> NotebookRecords:
     """The batch and everything the notebook holds about it."""
-    batch = notebook.get_batch(number)
+    batch = notebook.batches.get_batch(number)
     reactor = batch.reactor_id or reactor
     calibrations = sorted(
-        notebook.list_calibrations(batch_number=number, limit=NOTEBOOK_LIMIT),
+        notebook.calibrations.list_calibrations(batch_number=number, limit=NOTEBOOK_LIMIT),
         key=lambda record: (record.performed_at, record.id or 0),
     )
     events = _batch_alarm_events(notebook, batch, reactor)
@@ -166,14 +166,14 @@ def collect_notebook(notebook: NotebookService, number: int, reactor: str) -> No
         batch=batch,
         reactor=reactor,
         calibrations=calibrations,
-        inoculum=notebook.get_inoculum(number),
+        inoculum=notebook.preparation.get_inoculum(number),
         media=media,
-        samples=notebook.list_samples(number),
-        deviations=notebook.list_deviations(number),
+        samples=notebook.samples.list_samples(number),
+        deviations=notebook.deviations.list_deviations(number),
         alarm_events=events,
-        notes=notebook.list_notes(number),
-        process_changes=notebook.list_process_changes(number),
-        closure=notebook.get_closure(number),
+        notes=notebook.notes.list_notes(number),
+        process_changes=notebook.process_changes.list_process_changes(number),
+        closure=notebook.batches.get_closure(number),
         audit=summarise_audit(notebook, batch),
     )
 
@@ -196,7 +196,7 @@ def _batch_alarm_events(notebook: NotebookService, batch: Batch, reactor: str) -
             during &= col(AlarmEvent.occurred_at) <= batch.ended_at
         statement = select(AlarmEvent).where((AlarmEvent.batch_id == batch.id) | during)
     # The notebook's own session helper turns an unreachable database into a plain error.
-    with notebook._read() as session:
+    with notebook.unit.read() as session:
         events = list(
             session.exec(statement.order_by(col(AlarmEvent.occurred_at), col(AlarmEvent.id)))
         )
@@ -208,7 +208,7 @@ def _media_preparations(notebook: NotebookService, batch: Batch) -> list[MediaPr
 
     from bptwin.eln.models import MediaPreparation
 
-    with notebook._read() as session:
+    with notebook.unit.read() as session:
         rows = session.exec(
             select(MediaPreparation)
             .where(MediaPreparation.batch_id == batch.id)
@@ -227,7 +227,7 @@ def summarise_audit(notebook: NotebookService, batch: Batch) -> AuditSummary:
 
     from bptwin.eln.models import AuditEntry
 
-    with notebook._read() as session:
+    with notebook.unit.read() as session:
         first = session.exec(
             select(func.min(AuditEntry.id)).where(
                 AuditEntry.table_name == "batch", AuditEntry.record_id == str(batch.id)
@@ -241,7 +241,7 @@ def summarise_audit(notebook: NotebookService, batch: Batch) -> AuditSummary:
     by_table: dict[str, Counter[str]] = {}
     for entry in entries:
         by_table.setdefault(entry.table_name, Counter())[_action(entry)] += 1
-    broken = notebook.verify_audit_chain()
+    broken = notebook.audit.verify_audit_chain()
     changes = tuple(
         ChangeLine(
             at=entry.at,

@@ -222,17 +222,21 @@ def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[A
     """The notebook rows of one table, optionally of one batch, oldest first."""
     from bptwin.eln.acceptance_service import list_decisions
 
-    numbers = [batch] if batch is not None else [b.number for b in notebook.list_batches()]
+    numbers = [batch] if batch is not None else [b.number for b in notebook.batches.list_batches()]
     if table == "batches":
-        rows = [notebook.get_batch(batch)] if batch is not None else notebook.list_batches()
+        rows = (
+            [notebook.batches.get_batch(batch)]
+            if batch is not None
+            else notebook.batches.list_batches()
+        )
         return sorted(rows, key=lambda row: row.number)
     per_batch: dict[str, Callable[[int], Any]] = {
-        "samples": notebook.list_samples,
-        "deviations": notebook.list_deviations,
-        "notes": notebook.list_notes,
-        "process_changes": notebook.list_process_changes,
-        "inocula": notebook.get_inoculum,
-        "closures": notebook.get_closure,
+        "samples": notebook.samples.list_samples,
+        "deviations": notebook.deviations.list_deviations,
+        "notes": notebook.notes.list_notes,
+        "process_changes": notebook.process_changes.list_process_changes,
+        "inocula": notebook.preparation.get_inoculum,
+        "closures": notebook.batches.get_closure,
     }
     if table in per_batch:
         found: list[Any] = []
@@ -244,9 +248,9 @@ def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[A
                 found.append(result)
         return sorted(found, key=lambda row: row.id or 0)
     if table == "calibrations":
-        rows = notebook.list_calibrations(batch_number=batch, limit=NOTEBOOK_LIMIT)
+        rows = notebook.calibrations.list_calibrations(batch_number=batch, limit=NOTEBOOK_LIMIT)
     elif table == "alarms":
-        rows = notebook.list_alarm_events(batch_number=batch, limit=NOTEBOOK_LIMIT)
+        rows = notebook.alarms.list_alarm_events(batch_number=batch, limit=NOTEBOOK_LIMIT)
     elif table == "acceptance":
         rows = list_decisions(notebook, batch)
     else:
@@ -300,7 +304,7 @@ def write_table_csv(
         raise CsvExportError(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
     columns = table_columns(table)
     rows = _rows_of(notebook, table, batch)
-    numbers = {b.id: b.number for b in notebook.list_batches()}
+    numbers = {b.id: b.number for b in notebook.batches.list_batches()}
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:

@@ -118,7 +118,7 @@ def _record(
     from bptwin.twin.serving import prediction_readings
     from bptwin.twin.shadow import Shadow, derived_readings
 
-    notebook.create_batch(
+    notebook.batches.create_batch(
         operator,
         record.number,
         record.phase,
@@ -130,7 +130,7 @@ def _record(
     )
     moment[0] = start - timedelta(hours=2)
     for channel in CALIBRATED:
-        notebook.record_calibration(
+        notebook.calibrations.record_calibration(
             operator,
             channel=channel,
             kind="two-point" if channel == "ph" else "zero-span",
@@ -141,11 +141,11 @@ def _record(
             performed_at=start - timedelta(hours=2),
         )
     moment[0] = start - timedelta(minutes=20)
-    notebook.record_inoculum(
+    notebook.preparation.record_inoculum(
         operator, record.number, od600_raw=3.0, volume_ml=100.0, microscopy_clean=True
     )
     moment[0] = start
-    notebook.start_batch(operator, record.number, inoculated_at=start)
+    notebook.batches.start_batch(operator, record.number, inoculated_at=start)
 
     readings = sensor_readings(record, reactor)
     shadow = Shadow([reactor], alarm_rules=DEFAULT_RULES)
@@ -163,7 +163,7 @@ def _record(
                 predictions += 1
         for transition in output.transitions:  # type: ignore[attr-defined]
             fields = transition.event_fields()
-            notebook.record_alarm_event(**fields, batch_number=record.number)
+            notebook.alarms.record_alarm_event(**fields, batch_number=record.number)
             events += 1
 
     for offset in range(0, len(readings), WRITE_CHUNK):
@@ -186,7 +186,7 @@ def _record(
         moment[0] = start + timedelta(seconds=float(row.time_s) + 600.0)
         od600 = float(row.od600)
         dilution = float(max(1.0, np.ceil(od600 / 0.8)))
-        notebook.add_sample(
+        notebook.samples.add_sample(
             operator,
             record.number,
             taken_at=start + timedelta(seconds=float(row.time_s)),
@@ -199,9 +199,9 @@ def _record(
             microscopy_text="" if str(row.microscopy) == "clean" else str(row.microscopy),
         )
     moment[0] = max(moment[0], end) + timedelta(minutes=5)
-    notebook.end_batch(operator, record.number, ended_at=end)
+    notebook.batches.end_batch(operator, record.number, ended_at=end)
     depletion_h = None if record.depletion_time_s is None else record.depletion_time_s / 3600.0
-    notebook.close_batch(
+    notebook.batches.close_batch(
         operator,
         record.number,
         outcome="complete",
@@ -210,7 +210,7 @@ def _record(
         missing_samples_reason=None if len(samples) >= 8 else "shortened simulated batch",
     )
     moment[0] += timedelta(minutes=30)
-    notebook.sign_off_batch(supervisor, record.number)
+    notebook.batches.sign_off_batch(supervisor, record.number)
     return RecordedBatch(record, len(readings), windows, predictions, events)
 
 
@@ -220,7 +220,7 @@ def ensure_people(
     """Create the supervisor and operator the simulated batch is recorded by, if missing."""
     from bptwin.eln.models import OperatorRole
 
-    if notebook.get_operator(supervisor) is None:
-        notebook.create_operator("setup", supervisor, OperatorRole.SUPERVISOR, "4321")
-    if notebook.get_operator(operator) is None:
-        notebook.create_operator(supervisor, operator, OperatorRole.OPERATOR, "1234")
+    if notebook.operators.get_operator(supervisor) is None:
+        notebook.operators.create_operator("setup", supervisor, OperatorRole.SUPERVISOR, "4321")
+    if notebook.operators.get_operator(operator) is None:
+        notebook.operators.create_operator(supervisor, operator, OperatorRole.OPERATOR, "1234")

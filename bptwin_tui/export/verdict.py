@@ -40,7 +40,7 @@ def acceptance_view(
     notebook: NotebookService, batch_number: int, dropout_pct: Mapping[str, float] | None
 ) -> AcceptanceView:
     """Evaluate the batch now and find the recorded decision; problems become plain text."""
-    from bptwin.eln.acceptance import evaluate_acceptance
+    from bptwin.eln.acceptance_service import evaluate_acceptance
 
     evaluation = None
     problem = None

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bptwin.database.bus import Bus
     from bptwin.database.recorder import Recorder
     from bptwin.database.timeseries import TimeSeriesStore
-    from bptwin.eln.spool import SpooledNotebook
+    from bptwin.eln.write_queue import SpooledNotebook
     from bptwin.tui.runtime.wiring import Runtime
     from bptwin.tui.settings import Settings
 

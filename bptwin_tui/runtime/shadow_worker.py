@@ -24,7 +24,7 @@ from bptwin.twin.shadow import Shadow, ShadowOutput, derived_readings
 if TYPE_CHECKING:
     from bptwin.database.bus import Bus
     from bptwin.database.recorder import Recorder
-    from bptwin.eln.services import NotebookService
+    from bptwin.eln.direct_notebook import DirectNotebook
     from bptwin.tui.runtime.control_loop import StationControl
     from bptwin.tui.runtime.notifications import Notifier
     from bptwin.tui.runtime.prometheus import StationMetrics
@@ -47,7 +47,7 @@ class ShadowWorker:
         recorder: Recorder,
         bus: Bus,
         prefix: str,
-        notebook: NotebookService | None = None,
+        notebook: DirectNotebook | None = None,
         inference: InferenceWorker | None = None,
         control: StationControl | None = None,
         history: History | None = None,
@@ -191,7 +191,7 @@ class ShadowWorker:
             log.error("alarm %s not published: %s", transition.alarm_id, exc)
         if self.notebook is None:
             return
-        from bptwin.eln.spool import NotebookWriteQueued
+        from bptwin.eln.write_queue import NotebookWriteQueued
 
         try:
             self.notebook.record_alarm_event(**transition.event_fields())

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from bptwin.database.timeseries import TimeSeriesStore
     from bptwin.drivers.base import DriverThread
     from bptwin.drivers.intake import ReadingIntake
-    from bptwin.eln.spool import SpooledNotebook
+    from bptwin.eln.write_queue import SpooledNotebook
     from bptwin.tui.runtime.acquisition_lock import AcquisitionLock, AcquisitionOwner
     from bptwin.tui.runtime.alarm_actions import StationAlarms
     from bptwin.tui.runtime.control_loop import StationControl
@@ -266,7 +266,7 @@ class Station:
             lambda: backfill_running_batches(
                 self.history,
                 runtime.store,
-                runtime.notebook,  # type: ignore[arg-type]
+                runtime.notebook.service,
                 self.settings.station.reactors,
                 now=until,
             )

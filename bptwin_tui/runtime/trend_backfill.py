@@ -122,7 +122,7 @@ def running_batch_starts(notebook: NotebookService, reactors: list[str]) -> dict
     from bptwin.eln.models import BatchStatus
 
     starts: dict[str, float] = {}
-    for batch in notebook.list_batches(BatchStatus.RUNNING):
+    for batch in notebook.batches.list_batches(BatchStatus.RUNNING):
         reactor = batch.reactor_id or reactors[0]
         if reactor not in reactors or batch.inoculated_at is None:
             continue

@@ -167,7 +167,7 @@ class ViewerStation:
         from bptwin.twin.alarms import transitions_from_events
 
         try:
-            events = self.notebook.list_alarm_events()
+            events = self.notebook.alarms.list_alarm_events()
         except Exception as exc:  # the live view works without the history
             self.warnings.append(f"alarm history not read from the notebook: {exc}")
             return

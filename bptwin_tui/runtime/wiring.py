@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from bptwin.drivers.base import Driver, DriverThread
     from bptwin.drivers.intake import ReadingIntake
     from bptwin.eln.services import NotebookService
-    from bptwin.eln.spool import SpooledNotebook
+    from bptwin.eln.write_queue import SpooledNotebook
     from bptwin.tui.runtime.notifications import Notifier
     from bptwin.tui.runtime.shadow_worker import ShadowWorker
     from bptwin.twin.predictor import InferenceWorker
@@ -98,7 +98,7 @@ def build_runtime(
             opened.append(close_bus)
         notebook = build_notebook(settings)
         opened.append(notebook.close)
-        control = build_control(settings, bus, notebook)  # type: ignore[arg-type]
+        control = build_control(settings, bus, notebook.service)
         notifier = build_notifier(settings, bus, metrics)
         shadow_worker = ShadowWorker(
             shadow,
@@ -107,7 +107,7 @@ def build_runtime(
             recorder=recorder,
             bus=bus,
             prefix=settings.bus.prefix,
-            notebook=notebook,  # type: ignore[arg-type]
+            notebook=notebook,
             control=control,
             notifier=notifier,
             metrics=metrics,
@@ -148,13 +148,13 @@ def build_shadow(settings: Settings) -> Shadow:
 
 
 def build_notebook(settings: Settings) -> SpooledNotebook:
-    """The notebook with store-and-forward (eln.spool): alarm events, samples, notes.
+    """The notebook with store-and-forward (eln.write_queue): alarm events, samples, notes.
 
     Connects lazily: a database that is away queues the writes instead of failing the start.
     """
     from bptwin.database.relational import make_engine
     from bptwin.eln.services import NotebookService
-    from bptwin.eln.spool import SpooledNotebook
+    from bptwin.eln.write_queue import SpooledNotebook
 
     # Not checked now: a database that is away must not stop the start (writes queue).
     engine = make_engine(settings.notebook_url(), check=False)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bptwin.eln.columns import utc_now
 from bptwin.eln.errors import NotebookValidationError
+
+# What a form hands over: the value, or its text as typed (the checks parse or refuse it).
+NumberInput = float | str
+WholeNumberInput = int | str
 
 # Codes, lots, vessels and reactor ids: letters, digits and a few separators, nothing else.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/#:+()-]*$")
@@ -21,6 +25,7 @@ _LOGIN_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # An entry dated further ahead than this is a typo or a wrong clock.
 MAX_FUTURE = timedelta(minutes=5)
+MAX_BATCH_NUMBER = 999_999
 
 
 def text(field: str, value: Any, *, max_length: int | None = None, required: bool = False) -> str:
@@ -29,43 +34,43 @@ def text(field: str, value: Any, *, max_length: int | None = None, required: boo
         value = ""
     if not isinstance(value, str):
         raise NotebookValidationError(field, f"{field} must be text")
-    value = value.strip()
-    if required and not value:
+    cleaned = value.strip()
+    if required and not cleaned:
         raise NotebookValidationError(field, f"{field} must not be empty")
-    if _CONTROL.search(value):
+    if _CONTROL.search(cleaned):
         raise NotebookValidationError(field, f"{field} contains control characters")
     try:
-        value.encode("utf-8")
+        cleaned.encode("utf-8")
     except UnicodeEncodeError:
         raise NotebookValidationError(field, f"{field} contains invalid characters") from None
-    if max_length is not None and len(value) > max_length:
+    if max_length is not None and len(cleaned) > max_length:
         raise NotebookValidationError(
-            field, f"{field} is {len(value)} characters long; at most {max_length} allowed"
+            field, f"{field} is {len(cleaned)} characters long; at most {max_length} allowed"
         )
-    return value
+    return cleaned
 
 
 def identifier(field: str, value: Any, *, max_length: int = 64, required: bool = False) -> str:
     """A code such as a medium lot, vessel or reactor id: letters, digits, . _ - / # : + ( )."""
-    value = text(field, value, max_length=max_length, required=required)
-    if value and not _IDENTIFIER.match(value):
+    code = text(field, value, max_length=max_length, required=required)
+    if code and not _IDENTIFIER.match(code):
         raise NotebookValidationError(
             field,
-            f"{field} {value!r} may only hold letters, digits, spaces and . _ - / # : + ( )",
+            f"{field} {code!r} may only hold letters, digits, spaces and . _ - / # : + ( )",
         )
-    return value
+    return code
 
 
 def login_name(field: str, value: Any) -> str:
     """An operator's login: lower-case letters, digits, '.', '_' or '-', up to 64 characters."""
-    value = text(field, value, max_length=64, required=True)
-    if not _LOGIN_NAME.match(value):
+    name = text(field, value, max_length=64, required=True)
+    if not _LOGIN_NAME.match(name):
         raise NotebookValidationError(
             field,
-            f"{field} {value!r} must be lower-case letters, digits, '.', '_' or '-' "
+            f"{field} {name!r} must be lower-case letters, digits, '.', '_' or '-' "
             "and start with a letter or digit",
         )
-    return value
+    return name
 
 
 def number(
@@ -120,11 +125,16 @@ def whole_number(field: str, value: Any, *, minimum: int, maximum: int) -> int:
     return value
 
 
+def batch_number(value: Any, field: str = "batch number") -> int:
+    """A batch number: a whole number from 1 to 999 999."""
+    return whole_number(field, value, minimum=1, maximum=MAX_BATCH_NUMBER)
+
+
 def moment(
     field: str, value: Any, *, default_now: bool = True, now: datetime | None = None
 ) -> datetime | None:
     """A timezone-aware date and time, not in the future; None means now (or stays None)."""
-    now = now or utc_now()
+    now = now or datetime.now(timezone.utc)
     if value is None:
         return now if default_now else None
     if isinstance(value, str):
@@ -160,7 +170,55 @@ def choice(field: str, value: Any, enum_class: Any) -> Any:
 
 def pin(field: str, value: Any) -> str:
     """A PIN: 4 to 12 digits."""
-    digits = isinstance(value, str) and value.isascii() and value.isdecimal()
-    if not digits or not 4 <= len(value) <= 12:
+    if not (isinstance(value, str) and value.isascii() and value.isdecimal()):
+        raise NotebookValidationError(field, f"{field} must be 4 to 12 digits")
+    if not 4 <= len(value) <= 12:
         raise NotebookValidationError(field, f"{field} must be 4 to 12 digits")
     return value
+
+
+def plain_values(field: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Name -> number/text/yes-no tables for JSON columns; anything else is refused."""
+    clean: dict[str, Any] = {}
+    for name, value in values.items():
+        key = text(field, name, max_length=64, required=True)
+        if isinstance(value, float):
+            number(f"{field} {key}", value)
+        elif isinstance(value, str):
+            value = text(f"{field} {key}", value, max_length=1000)
+        elif value is not None and not isinstance(value, bool | int):
+            raise NotebookValidationError(field, f"{field} {key} must be a number or text")
+        clean[key] = value
+    return clean
+
+
+# ---- values made by software (alarm transitions, control records): kept, never refused;
+# finite_or_none also reads a form's text for the screens' previews ----
+
+
+def finite_or_none(value: Any) -> float | None:
+    """``value`` (a number, or text such as "0,42") as a finite float; NaN, infinity, yes/no
+    or no number at all become None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip().replace(",", ".")
+        if not value:
+            return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
+
+
+def machine_time(field: str, value: Any, now: datetime) -> datetime:
+    """A timestamp made by software: None means now, Unix seconds or an aware datetime; the
+    future is allowed (an accelerated simulation runs ahead of the wall clock)."""
+    if value is None:
+        return now
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    if isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None:
+        return value
+    raise NotebookValidationError(field, f"{field} must be Unix seconds or a date and time in UTC")

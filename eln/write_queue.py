@@ -1,15 +1,15 @@
 """Store-and-forward for the notebook: writes made while the database is away are queued on disk.
 
-:class:`SpooledNotebook` wraps a :class:`~bptwin.eln.services.NotebookService`. The writes listed in
-:data:`SPOOLED_WRITES` (alarm events, samples, notes, deviations, calibrations, media) go
-straight to the database while it answers. When it does not (``DatabaseUnavailableError``),
-the call is written to a local durable queue (database/spool.py: it survives SIGKILL) with
-its arguments, the moment it was made and a write key, and :class:`NotebookWriteQueued` is
-raised so the caller can say so; a background thread replays the queue in order, with
-back-off, once the database is back. Everything else (reads, logins, batch start) passes
-through unchanged: those need an answer now.
+:class:`SpooledNotebook` is the Notebook of eln.notebook on a NotebookService, like
+eln.direct_notebook.DirectNotebook, except for the writes that may wait (``DEFERRABLE_WRITES``:
+alarm events, samples, notes, deviations, calibrations, media). Those go straight to the
+database while it answers. When it does not (``DatabaseUnavailableError``), the call is written
+to a local durable queue (database/spool.py: it survives SIGKILL) with its arguments, the moment
+it was made and a write key, and :class:`NotebookWriteQueued` is raised so the caller can say
+so; a background thread replays the queue in order, with back-off, once the database is back.
+Reads, logins and batch starts need an answer now: they pass through unchanged.
 
-No duplicates: every spooled-kind write stores its key in ``notebook_write_key`` inside the
+No duplicates: every deferrable write stores its key in ``notebook_write_key`` inside the
 write's own transaction. A write whose commit outcome was lost with the connection is queued
 with the same key, and replay skips a key the database already holds.
 
@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import copy
-import fcntl
-import inspect
 import json
 import logging
 import threading
@@ -36,8 +33,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from filelock import FileLock, Timeout
 from sqlalchemy import create_engine, event, exc, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, UOWTransaction
@@ -46,23 +44,13 @@ from bptwin.database.backoff import Backoff
 from bptwin.database.relational import DatabaseUnavailableError, check_connection, is_unavailable
 from bptwin.database.spool import Spool, SpoolError, SpoolItem
 from bptwin.eln.columns import utc_now
+from bptwin.eln.direct_notebook import DEFERRABLE_WRITES, DirectNotebook
 from bptwin.eln.errors import NotebookError, NotebookValidationError
 from bptwin.eln.models import AuditedTable, NotebookWriteKey
 from bptwin.eln.services import NotebookService
 
 log = logging.getLogger(__name__)
 
-# Writes that may wait: the caller needs no answer from the database to go on.
-SPOOLED_WRITES = frozenset(
-    {
-        "record_alarm_event",
-        "add_note",
-        "add_sample",
-        "log_deviation",
-        "record_calibration",
-        "record_media_preparation",
-    }
-)
 IDLE_PING_S = 15.0  # how often an idle replayer checks the database (for the link state)
 
 _key_table = NotebookWriteKey.__table__  # type: ignore[attr-defined]
@@ -187,11 +175,10 @@ def _offline_engine() -> Engine:
     return create_engine("sqlite:///file:/nonexistent-bptwin-offline/notebook?mode=ro&uri=true")
 
 
-class SpooledNotebook:
-    """A NotebookService whose spoolable writes outlive a database outage (module docstring).
+class SpooledNotebook(DirectNotebook):
+    """The Notebook whose deferrable writes outlive a database outage (module docstring).
 
-    Attribute access is forwarded to the wrapped service, so it stands in wherever a
-    NotebookService is expected. ``close()`` stops the replayer; what is queued stays on disk.
+    ``close()`` stops the replayer; what is queued stays on disk.
     """
 
     def __init__(
@@ -203,12 +190,12 @@ class SpooledNotebook:
         retry_max: float = 30.0,
         on_change: Callable[[NotebookLinkStatus], None] | None = None,
     ) -> None:
-        self.service = service
+        super().__init__(service)
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.on_change = on_change
         self._spool = Spool(spool_path)
-        self._offline = self._twin(_offline_engine(), service.clock)
+        self._offline = service.rebound(engine=_offline_engine())
         self._lock = threading.RLock()  # one write at a time: keeps the order of writes
         self._up = True
         self._last_error: str | None = None
@@ -221,50 +208,40 @@ class SpooledNotebook:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notebook-replay", daemon=True)
         self._thread.start()
-        self._owner_lock: IO[str] | None = None
+        self._owner_lock: FileLock | None = None
 
     @classmethod
     def open_exclusive(
         cls, service: NotebookService, spool_path: str | Path, **options: Any
     ) -> SpooledNotebook | None:
-        """A SpooledNotebook owning ``spool_path`` (flock), or None if another process owns it.
+        """A SpooledNotebook owning ``spool_path`` (a lock file beside it), or None if another
+        process owns it.
 
         One process replays a queue file; a second control room on the same data folder gets
         None and uses the plain service (its writes then fail plainly while the database is
-        away instead of being queued).
+        away instead of being queued). The lock is the operating system's (``filelock``), so a
+        killed owner leaves nothing to clean up.
         """
         path = Path(spool_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(f"{path}.lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until close
+        # Not thread-local: the app takes the lock in a worker and releases it on quitting.
+        lock = FileLock(f"{path}.lock", thread_local=False)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
+            lock.acquire(timeout=0)
+        except Timeout:
             return None
         notebook = cls(service, path, **options)
-        notebook._owner_lock = handle
+        notebook._owner_lock = lock
         return notebook
 
-    def _twin(self, engine: Engine, clock: Callable[[], datetime]) -> NotebookService:
-        """The wrapped service with another engine or clock (its policies kept as they are)."""
-        twin = copy.copy(self.service)
-        twin.engine = engine
-        twin.clock = clock
-        return twin
-
-    # -- the NotebookService face --------------------------------------------------------------
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self.service, name)
-        if name not in SPOOLED_WRITES:
-            return attribute
-
-        def spooled_write(*args: Any, **kwargs: Any) -> Any:
-            return self._call(name, attribute, args, kwargs)
-
-        spooled_write.__name__ = name
-        spooled_write.__doc__ = attribute.__doc__
-        return spooled_write
+    def _write(self, name: str, arguments: dict[str, Any]) -> Any:
+        try:
+            return self._call_checked(name, arguments)
+        except NotebookValidationError as error:
+            with self._lock:
+                self.refused_inputs += 1
+                self.last_refusal = f"{name}: {error}"
+            raise
 
     @property
     def spool(self) -> Spool:
@@ -295,33 +272,21 @@ class SpooledNotebook:
         self._wake.set()
         self._thread.join(10.0)
         self._spool.close()
-        handle, self._owner_lock = self._owner_lock, None
-        if handle is not None:
-            handle.close()  # closing releases the flock
+        lock, self._owner_lock = self._owner_lock, None
+        if lock is not None:
+            lock.release()
+        super().close()
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _call(
-        self, name: str, method: Callable[..., Any], args: tuple, kwargs: dict[str, Any]
-    ) -> Any:
-        try:
-            return self._call_checked(name, method, args, kwargs)
-        except NotebookValidationError as error:
-            with self._lock:
-                self.refused_inputs += 1
-                self.last_refusal = f"{name}: {error}"
-            raise
-
-    def _call_checked(
-        self, name: str, method: Callable[..., Any], args: tuple, kwargs: dict[str, Any]
-    ) -> Any:
-        arguments = inspect.signature(method).bind(*args, **kwargs).arguments
+    def _call_checked(self, name: str, arguments: dict[str, Any]) -> Any:
+        method = DEFERRABLE_WRITES[name](self.service)
         with self._lock:
             made_at = self.service.clock()
             key = uuid.uuid4().hex
             if self._spool.depth() == 0:
                 try:
-                    result = self._apply(method, name, key)(*args, **kwargs)
+                    result = self._apply(method, name, key)(**arguments)
                 except DatabaseUnavailableError as error:
                     # The commit may or may not have happened: queued with the same key.
                     self._note_down(str(error))
@@ -330,14 +295,14 @@ class SpooledNotebook:
                 return result
             # Writes queued earlier go first. Check the input now, without the database.
             with contextlib.suppress(DatabaseUnavailableError):  # reached the database: valid
-                getattr(self._offline, name)(*args, **kwargs)
+                DEFERRABLE_WRITES[name](self._offline)(**arguments)
             return self._queue(name, key, made_at, arguments, self._last_error or "replaying")
 
     def _apply(self, method: Callable[..., Any], name: str, key: str) -> Callable[..., Any]:
-        def run(*args: Any, **kwargs: Any) -> Any:
+        def run(**arguments: Any) -> Any:
             token = _pending_key.set(_PendingKey(key, name))
             try:
-                return method(*args, **kwargs)
+                return method(**arguments)
             finally:
                 _pending_key.reset(token)
 
@@ -401,8 +366,8 @@ class SpooledNotebook:
                     self._spool.ack([item])
                     self._note_up()
                     return True
-                replaying = self._twin(self.service.engine, lambda: made_at)
-                self._apply(getattr(replaying, name), name, key)(**arguments)
+                replaying = self.service.rebound(clock=lambda: made_at)
+                self._apply(DEFERRABLE_WRITES[name](replaying), name, key)(**arguments)
             except DatabaseUnavailableError as error:
                 self._note_down(str(error))
                 return False
@@ -411,7 +376,7 @@ class SpooledNotebook:
                     self._spool.ack([item])
                     return True
                 return self._refuse(item, f"{name}: {error.orig}")
-            except (NotebookError, ValueError, TypeError, AttributeError) as error:
+            except (NotebookError, ValueError, TypeError, KeyError) as error:
                 return self._refuse(item, f"{name}: {error}")
             self._spool.ack([item])
             self._written += 1

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bptwin.eln import validation as check
+from bptwin.eln import form_rules as check
 from bptwin.eln.errors import NotebookValidationError
 from bptwin.eln.models import CampaignPhase
 

@@ -1,0 +1,32 @@
+"""Reading the audit trail: entries of a table or record, and the check that the chain holds
+(the trail itself is written by eln.audit inside every notebook transaction)."""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+
+from bptwin.eln.audit import find_chain_break
+from bptwin.eln.models import AuditEntry
+from bptwin.eln.unit_of_work import AggregateService, where
+
+
+class AuditTrailService(AggregateService):
+    """What ``bptwin audit`` and the batch report read of the audit trail."""
+
+    def audit_trail(
+        self, *, table_name: str | None = None, record_id: int | str | None = None, limit: int = 200
+    ) -> list[AuditEntry]:
+        """Audit entries, newest first, optionally of one table or one record."""
+        statement = select(AuditEntry)
+        if table_name is not None:
+            statement = where(statement, col(AuditEntry.table_name) == table_name)
+        if record_id is not None:
+            statement = where(statement, col(AuditEntry.record_id) == str(record_id))
+        with self.unit.read() as session:
+            return list(session.exec(statement.order_by(col(AuditEntry.id).desc()).limit(limit)))
+
+    def verify_audit_chain(self) -> tuple[int, str] | None:
+        """(first broken entry id, reason) or None when the audit chain holds."""
+        with self.unit.read() as session:
+            broken = find_chain_break(session)
+        return None if broken is None else (broken.entry_id, broken.reason)

@@ -1,0 +1,232 @@
+"""A batch's life: created in setup, started (inoculated), ended, closed and signed off.
+
+No UI code here. What a batch start needs (calibrations, inoculum) is checked in the start's own
+transaction; a supervisor may override a block with a reason, kept as a note.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import exc, func
+from sqlmodel import col, select
+
+from bptwin.eln import form_rules as check
+from bptwin.eln.calibration_records import blockers_in
+from bptwin.eln.errors import NotebookValidationError
+from bptwin.eln.models import (
+    Batch,
+    BatchClosure,
+    BatchStatus,
+    CampaignPhase,
+    Inoculum,
+    Note,
+    Sample,
+)
+from bptwin.eln.sample_math import OD600_MAX
+from bptwin.eln.schedule import SOP_TIMEPOINTS_H
+from bptwin.eln.unit_of_work import (
+    AggregateService,
+    find_batch,
+    of_batch,
+    require_operator,
+    row_id,
+    where,
+)
+
+SOP_SAMPLE_COUNT = len(SOP_TIMEPOINTS_H) + 1  # plus the depletion sample
+
+
+class BatchService(AggregateService):
+    """Batches and their closure records."""
+
+    def create_batch(
+        self,
+        actor: str,
+        number: check.WholeNumberInput,
+        phase: CampaignPhase | str,
+        *,
+        strain: str = "",
+        medium_lot: str = "",
+        vessel: str = "",
+        reactor_id: str = "",
+        operator: str | None = None,
+        notes: str = "",
+    ) -> Batch:
+        """A new batch in status setup; ``operator`` (the responsible person) defaults to actor."""
+        checked = check.batch_number(number)
+        batch = Batch(
+            number=checked,
+            phase=check.choice("campaign phase", phase, CampaignPhase),
+            strain=check.text("strain", strain, max_length=128),
+            medium_lot=check.identifier("medium lot", medium_lot),
+            vessel=check.identifier("vessel", vessel),
+            reactor_id=check.identifier("reactor id", reactor_id),
+            notes=check.text("notes", notes),
+            operator=operator or actor,
+            created_at=self.unit.now(),
+        )
+        try:
+            with self.unit.write(actor) as session:
+                if batch.operator != actor:
+                    require_operator(session, batch.operator)
+                if session.exec(where(select(Batch), col(Batch.number) == checked)).first():
+                    raise NotebookValidationError("batch number", f"batch {checked} already exists")
+                session.add(batch)
+        except exc.IntegrityError:
+            # Another terminal created the same number between our check and our insert.
+            raise NotebookValidationError(
+                "batch number", f"batch {checked} already exists"
+            ) from None
+        return batch
+
+    def get_batch(self, number: int) -> Batch:
+        with self.unit.read() as session:
+            return find_batch(session, number)
+
+    def list_batches(self, status: BatchStatus | str | None = None) -> list[Batch]:
+        """Batches, newest number first, optionally only those in one status."""
+        statement = select(Batch).order_by(col(Batch.number).desc())
+        if status is not None:
+            wanted = check.choice("status", status, BatchStatus)
+            statement = where(statement, col(Batch.status) == wanted)
+        with self.unit.read() as session:
+            return list(session.exec(statement))
+
+    def start_batch(
+        self,
+        actor: str,
+        number: int,
+        *,
+        inoculated_at: datetime | None = None,
+        override_reason: str | None = None,
+    ) -> Batch:
+        """Inoculate: the batch goes from setup to running.
+
+        Refused while a mandatory calibration has not passed or the inoculum is missing or
+        out of spec, unless a supervisor gives ``override_reason`` (kept as a note).
+        """
+        at = check.moment("inoculation time", inoculated_at, now=self.unit.now())
+        reason = check.text("override reason", override_reason) or None
+        with self.unit.write(actor) as session:
+            batch = find_batch(session, number)
+            if batch.status != BatchStatus.SETUP:
+                raise NotebookValidationError(
+                    "status", f"batch {batch.number} is {batch.status.value}, not in setup"
+                )
+            blockers = blockers_in(session, batch, self.unit.calibration_policy, self.unit.now())
+            problems = [f"no passing calibration for {name} ({why})" for name, why in blockers]
+            inoculum = session.exec(of_batch(Inoculum, batch)).first()
+            if inoculum is None:
+                problems.append("no inoculum recorded")
+            elif not inoculum.go:
+                problems.append(f"inoculum OD600 {inoculum.od600:g} is out of spec")
+            if problems and reason is None:
+                raise NotebookValidationError(
+                    "inoculation", f"batch {batch.number} cannot start: " + "; ".join(problems)
+                )
+            if problems:
+                require_operator(session, actor, supervisor=True)
+                session.add(
+                    Note(
+                        batch_id=row_id(batch),
+                        author=actor,
+                        text=f"Started despite: {'; '.join(problems)}. Reason: {reason}",
+                        created_at=self.unit.now(),
+                    )
+                )
+            batch.status = BatchStatus.RUNNING
+            batch.inoculated_at = at
+        return batch
+
+    def end_batch(
+        self, actor: str, number: int, *, aborted: bool = False, ended_at: datetime | None = None
+    ) -> Batch:
+        """Mark a running batch complete (or aborted) at ``ended_at``."""
+        at = check.moment("end time", ended_at, now=self.unit.now())
+        assert at is not None  # None means now
+        with self.unit.write(actor) as session:
+            batch = find_batch(session, number)
+            if batch.status != BatchStatus.RUNNING and not (
+                aborted and batch.status == BatchStatus.SETUP
+            ):
+                raise NotebookValidationError(
+                    "status", f"batch {batch.number} is {batch.status.value}, not running"
+                )
+            if batch.inoculated_at is not None and at < batch.inoculated_at:
+                raise NotebookValidationError("end time", "the end is before the inoculation")
+            batch.status = BatchStatus.ABORTED if aborted else BatchStatus.COMPLETE
+            batch.ended_at = at
+        return batch
+
+    def close_batch(
+        self,
+        actor: str,
+        number: int,
+        *,
+        outcome: str,
+        final_od600: float | None = None,
+        runtime_h: float | None = None,
+        depletion_time_h: float | None = None,
+        do_spike_time_h: float | None = None,
+        base_used_ml: float | None = None,
+        harvest: str = "",
+        missing_samples_reason: str | None = None,
+    ) -> BatchClosure:
+        """The closure record of an ended batch; without the 8 SOP samples a reason is needed."""
+
+        def hours(field: str, value: float | None) -> float | None:
+            return check.number(field, value, minimum=0.0, maximum=1000.0, unit="h", required=False)
+
+        closure = BatchClosure(
+            outcome=check.identifier("outcome", outcome, required=True),
+            final_od600=check.number(
+                "final OD600", final_od600, minimum=0.0, maximum=OD600_MAX, required=False
+            ),
+            runtime_h=hours("runtime", runtime_h),
+            depletion_time_h=hours("depletion time", depletion_time_h),
+            do_spike_time_h=hours("DO spike time", do_spike_time_h),
+            base_used_ml=check.number(
+                "base used", base_used_ml, minimum=0.0, maximum=10_000.0, unit="mL", required=False
+            ),
+            harvest=check.text("harvest", harvest),
+            missing_samples_reason=check.text("missing-samples reason", missing_samples_reason)
+            or None,
+            closed_at=self.unit.now(),
+        )
+        with self.unit.write(actor) as session:
+            batch = find_batch(session, number)
+            if batch.status not in (BatchStatus.COMPLETE, BatchStatus.ABORTED):
+                raise NotebookValidationError("status", f"batch {batch.number} has not ended yet")
+            if session.exec(of_batch(BatchClosure, batch)).first():
+                raise NotebookValidationError("closure", f"batch {batch.number} is already closed")
+            count = session.exec(
+                select(func.count()).select_from(Sample).where(col(Sample.batch_id) == batch.id)
+            ).one()
+            if count < SOP_SAMPLE_COUNT and closure.missing_samples_reason is None:
+                raise NotebookValidationError(
+                    "samples",
+                    f"batch {batch.number} has {count} of the {SOP_SAMPLE_COUNT} SOP samples; "
+                    "give the reason for the missing ones",
+                )
+            closure.batch_id = row_id(batch)
+            session.add(closure)
+        return closure
+
+    def sign_off_batch(self, actor: str, number: int) -> BatchClosure:
+        """A supervisor signs the closure record."""
+        with self.unit.write(actor, supervisor=True) as session:
+            batch = find_batch(session, number)
+            closure = session.exec(of_batch(BatchClosure, batch)).first()
+            if closure is None:
+                raise NotebookValidationError(
+                    "closure", f"batch {batch.number} has no closure record yet"
+                )
+            closure.signed_off_by = actor
+            closure.signed_off_at = self.unit.now()
+        return closure
+
+    def get_closure(self, number: int) -> BatchClosure | None:
+        with self.unit.read() as session:
+            batch = find_batch(session, number)
+            return session.exec(of_batch(BatchClosure, batch)).first()
