@@ -627,4 +627,4 @@ def _topic_map_channels(raw: Mapping[str, Any] | Sequence[Mapping[str, Any]]) ->
 
 # Field-bus kinds live in modules of their own and register themselves; their libraries
 # (asyncua, pymodbus) load only when a driver connects.
-from bptwin.drivers import modbus_source  # noqa: E402, F401  (registers the kinds)
+from bptwin.drivers import modbus_source, opcua_source  # noqa: E402, F401  (registers the kinds)
