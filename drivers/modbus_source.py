@@ -260,6 +260,8 @@ class ModbusSourceDriver(Driver):
         self._reactors = [point_reactor(p, options.reactors) for p in self.points]
         self.requests = plan_reads([p.span(i) for i, p in enumerate(self.points)])
         self.polls = 0
+        # The latest problem of each point that failed its last poll ("R1/ph" -> why).
+        self.point_problems: dict[str, str] = {}
 
     @property
     def missed_polls(self) -> int:
@@ -383,11 +385,13 @@ class ModbusSourceDriver(Driver):
 
     def _refuse_request(self, request: ReadRequest, reason: str, detail: str) -> None:
         """Count a failed request once per point it carried (each is a missing reading)."""
-        channels = ", ".join(
-            f"{self._reactors[s.index]}/{self.points[s.index].channel}" for s in request.spans
-        )
-        for _span in request.spans:
+        channels = ", ".join(self._label(s.index) for s in request.spans)
+        for span in request.spans:
+            self.point_problems[self._label(span.index)] = f"{request.describe()}: {detail}"
             self._reject(reason, f"{request.describe()} ({channels}): {detail}")
+
+    def _label(self, index: int) -> str:
+        return f"{self._reactors[index]}/{self.points[index].channel}"
 
     def _emit_point(self, span: Span, words: Sequence[int], arrived_at: float) -> int:
         point = self.points[span.index]
@@ -395,8 +399,10 @@ class ModbusSourceDriver(Driver):
         try:
             reading = self._decode(point, reactor, words, arrived_at)
         except PointRefused as exc:
+            self.point_problems[self._label(span.index)] = f"device {point.device_id}: {exc}"
             self._reject(exc.reason, f"{reactor}/{point.channel} device {point.device_id}: {exc}")
             return 0
+        self.point_problems.pop(self._label(span.index), None)
         return int(self._emit(reading))
 
     def _decode(
@@ -409,6 +415,29 @@ class ModbusSourceDriver(Driver):
         if probe.quality is Quality.BAD:
             return bad_reading(point, reactor, arrived_at)
         return point_reading(point, reactor, arrived_at, probe.value, probe.quality)
+
+
+def probe_modbus(options: ModbusOptions, name: str = "modbus") -> tuple[bool, str]:
+    """One poll of every register (``bptwin doctor``): reachable, and what each point says."""
+    readings: list[Reading] = []
+    driver = ModbusSourceDriver(readings.append, options, name=name)
+    logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
+    client = driver.make_client()
+    try:
+        if not client.connect():
+            return False, f"cannot reach {options.describe_link()}"
+        driver.poll_once(client)
+    except Exception as exc:  # a vanished port, a refused connection: the doctor says why
+        return False, f"{options.describe_link()}: {exc}"
+    finally:
+        _close(client)
+    readable = f"{len(readings)} of {len(driver.points)} registers read"
+    if driver.point_problems:
+        problems = "; ".join(f"{k}: {v}" for k, v in sorted(driver.point_problems.items()))
+        return False, f"{options.describe_link()} answers, {readable}; {problems}"
+    bad = sorted(f"{r.reactor}/{r.channel}" for r in readings if r.quality is not Quality.GOOD)
+    flagged = f" ({', '.join(bad)} not good now)" if bad else ""
+    return True, f"{options.describe_link()} answers, {readable}{flagged}"
 
 
 def _close(client: ModbusTcpClient | ModbusSerialClient) -> None:
@@ -424,4 +453,5 @@ __all__ = [
     "ModbusPoint",
     "ModbusSourceDriver",
     "PollSchedule",
+    "probe_modbus",
 ]

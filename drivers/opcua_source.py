@@ -291,15 +291,18 @@ class OpcUaSourceDriver(Driver):
         await client.connect()
         return client
 
+    async def _namespace_index(self, client: Client) -> int | None:
+        if not self.options.namespace:
+            return None
+        try:
+            return await client.get_namespace_index(self.options.namespace)
+        except ValueError:
+            raise DriverConfigError(
+                f"namespace {self.options.namespace!r} is not on the server"
+            ) from None
+
     async def _acquire(self, client: Client, stop: threading.Event, lost: asyncio.Event) -> None:
-        namespace_index = None
-        if self.options.namespace:
-            try:
-                namespace_index = await client.get_namespace_index(self.options.namespace)
-            except ValueError:
-                raise DriverConfigError(
-                    f"namespace {self.options.namespace!r} is not on the server"
-                ) from None
+        namespace_index = await self._namespace_index(client)
         self._nodes, self._missing, self._handles = {}, {}, {}
         self._last_polled = {}
         subscription = None
@@ -472,6 +475,38 @@ class OpcUaSourceDriver(Driver):
                 return
             self._last_polled[index] = key
         self._emit(reading)
+
+
+def probe_opcua(options: OpcUaOptions, name: str = "opcua") -> tuple[bool, str]:
+    """Connect once and read every node (``bptwin doctor``): reachable, and what each says."""
+    return asyncio.run(_probe(options, name))
+
+
+async def _probe(options: OpcUaOptions, name: str) -> tuple[bool, str]:
+    from bptwin.database.reading import Quality, Reading
+
+    readings: list[Reading] = []
+    driver = OpcUaSourceDriver(readings.append, options, name=name)
+    try:
+        client = await driver._connect(asyncio.Event())
+    except Exception as exc:
+        return False, f"cannot connect to {options.url}: {_why(exc)}"
+    try:
+        namespace_index = await driver._namespace_index(client)
+        await driver._resolve(client, list(range(len(driver.points))), namespace_index)
+        await driver._poll(client)
+    except Exception as exc:
+        return False, f"{options.url}: {_why(exc)}"
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), options.timeout_s)
+    readable = f"{len(readings)} of {len(driver.points)} nodes read"
+    if driver.missing_points:
+        problems = "; ".join(f"{k}: {v}" for k, v in driver.missing_points.items())
+        return False, f"{options.url} answers, {readable}; {problems}"
+    bad = sorted(f"{r.reactor}/{r.channel}" for r in readings if r.quality is not Quality.GOOD)
+    flagged = f" ({', '.join(bad)} not good now)" if bad else ""
+    return True, f"{options.url} answers ({options.security_policy}), {readable}{flagged}"
 
 
 def node_gone_status(status: ua.StatusCode) -> bool:
