@@ -17,6 +17,7 @@ back-off (database/backoff.py), each reopening counted in ``reconnects``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -352,6 +353,7 @@ class ModbusSourceDriver(Driver):
             except ModbusIOException as exc:
                 timeouts += 1
                 self._refuse_request(request, "timeout", f"no answer: {exc}")
+                self._drop_late_answers(client)
                 continue
             if registers is None:
                 continue
@@ -359,6 +361,20 @@ class ModbusSourceDriver(Driver):
             for span in request.spans:
                 emitted += self._emit_point(span, request.words_of(span, registers), arrived_at)
         return PollOutcome(emitted, timeouts, len(self.requests))
+
+    def _drop_late_answers(self, client: ModbusTcpClient | ModbusSerialClient) -> None:
+        """After a timeout, an answer may still come: it must not be taken for the next one.
+
+        TCP: close the socket (the next request opens a fresh one, the late answer dies with
+        the old). RTU frames carry no transaction id: empty the receive buffer.
+        """
+        if self.options.transport == "tcp":
+            _close(client)
+            return
+        port: Any = getattr(client, "socket", None)
+        with contextlib.suppress(Exception):
+            if port is not None:
+                port.reset_input_buffer()
 
     def _read(
         self, client: ModbusTcpClient | ModbusSerialClient, request: ReadRequest

@@ -308,12 +308,13 @@ def test_exception_answers_and_timeouts_are_counted_per_reading_they_cost(
     registers = [
         {"channel": "ph", "map": "hamilton-arc", "device_id": 1},
         {"channel": "do", "device_id": 2, "address": 0},
-        {"channel": "air_flow", "device_id": 5, "address": 2999},  # runs past the device's memory
+        # Runs past the device's memory (asked before the slow device 2, which holds the line).
+        {"channel": "air_flow", "device_id": 1, "address": 2999},
     ]
-    devices.delay_s[2] = 0.5  # device 2 answers after the driver gave up
+    devices.delay_s[2] = 0.2  # device 2 answers after the driver gave up (0.1 s)
     sink = Collector()
     driver = ModbusSourceDriver(
-        sink, options(port=devices.port, interval_s=0.3, timeout_s=0.1, registers=registers)
+        sink, options(port=devices.port, interval_s=0.5, timeout_s=0.1, registers=registers)
     )
     with DriverThread(driver):
         wait_for(
