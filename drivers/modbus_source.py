@@ -67,8 +67,8 @@ from bptwin.drivers.sources import (
 if TYPE_CHECKING:
     from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
-# Several timeouts in a row on every request of a TCP link: the connection is half-open
-# (a gateway rebooted behind a NAT); reopen it. A serial line is kept: other devices answer.
+# Polls in a row in which no request was answered: the link is dead (a half-open TCP
+# connection after a gateway rebooted, a USB-serial adapter pulled out); reopen it.
 DEAD_POLLS_BEFORE_RECONNECT = 3
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -332,7 +332,7 @@ class ModbusSourceDriver(Driver):
                 return
             everything_timed_out = outcome.requests > 0 and outcome.timeouts == outcome.requests
             dead_polls = dead_polls + 1 if everything_timed_out else 0
-            if self.options.transport == "tcp" and dead_polls >= DEAD_POLLS_BEFORE_RECONNECT:
+            if dead_polls >= DEAD_POLLS_BEFORE_RECONNECT:
                 self._count_error(
                     "silent",
                     f"{self.options.describe_link()}: no answer to {dead_polls} polls; reopening",
