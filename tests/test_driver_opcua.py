@@ -19,7 +19,7 @@ from bptwin.database.reading import Quality, Reading
 from bptwin.drivers.base import DriverThread
 from bptwin.drivers.opcua_source import OpcUaOptions, OpcUaSourceDriver
 from bptwin.drivers.sources import DriverConfigError, plan_sources
-from tests.fixtures.opcua_server import NAMESPACE, BioreactorServer
+from tests.fixtures.opcua_server import ASYNCUA_DELETE_WARNING, NAMESPACE, BioreactorServer
 
 WAIT_S = 30.0  # an upper bound for a condition to become true, not a speed assertion
 
@@ -187,6 +187,7 @@ def test_poll_mode_reads_each_interval_and_skips_values_the_server_did_not_chang
     assert driver.polling
 
 
+@pytest.mark.filterwarnings(ASYNCUA_DELETE_WARNING)
 def test_a_node_that_disappears_gives_a_bad_reading_and_a_count_the_rest_flow_on() -> None:
     with BioreactorServer(("R1",)) as server:
         sink = Collector()

@@ -25,7 +25,7 @@ from bptwin.tui.settings import Settings
 from bptwin.tui.station import Station
 from tests.adversarial.harness import running, wait_for
 from tests.fixtures.modbus_server import ModbusDevices
-from tests.fixtures.opcua_server import NAMESPACE, BioreactorServer
+from tests.fixtures.opcua_server import ASYNCUA_DELETE_WARNING, NAMESPACE, BioreactorServer
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +204,7 @@ def test_a_controller_clock_an_hour_ahead_or_years_behind_is_refused_and_counted
         assert "clock" in shown(station)  # the clock fault is on the strip
 
 
+@pytest.mark.filterwarnings(ASYNCUA_DELETE_WARNING)
 def test_a_vanishing_node_is_a_counted_gap_while_the_other_nodes_flow(tmp_path: Path) -> None:
     with BioreactorServer(("R1",)) as server:
         settings = settings_for(
