@@ -69,6 +69,7 @@ def run_checks(
         ("sources", lambda: check_sources(settings)),
         ("broker", lambda: check_broker(settings)),
         ("serial port", lambda: check_serial(settings)),
+        ("field bus", lambda: check_fieldbus(settings)),
         ("clock", lambda: check_clock(moment)),
         ("clock sync", check_clock_sync),
         ("spool disk", lambda: check_disk(settings, limits)),
@@ -339,6 +340,35 @@ def check_serial(settings: Settings) -> CheckResult | list[CheckResult]:
         assert isinstance(source.options, SerialOptions)
         key = "acquisition.serial.port" if not settings.acquisition.sources else source.where
         results.append(_check_port(Path(source.options.port), key))
+    return results if len(results) > 1 else results[0]
+
+
+def check_fieldbus(settings: Settings) -> CheckResult | list[CheckResult]:
+    """Every OPC UA and Modbus source: reachable, and every node or register readable once."""
+    from bptwin.drivers.modbus_source import ModbusOptions, probe_modbus
+    from bptwin.drivers.opcua_source import OpcUaOptions, probe_opcua
+    from bptwin.tui.settings import SettingsError
+
+    try:
+        plan = settings.acquisition.plan(
+            settings.station.reactors, bus_is_mqtt=settings.bus.backend == "mqtt"
+        )
+    except SettingsError:
+        return CheckResult("field bus", Status.SKIP, "see 'sources'")
+    results = []
+    for source in plan.sources:
+        options = source.options
+        if isinstance(options, OpcUaOptions):
+            ok, detail = probe_opcua(options, source.name)
+        elif isinstance(options, ModbusOptions):
+            ok, detail = probe_modbus(options, source.name)
+        else:
+            continue
+        where = f"{source.where}: " if not ok else ""
+        status = Status.PASS if ok else Status.FAIL
+        results.append(CheckResult(f"source {source.name}", status, where + detail))
+    if not results:
+        return CheckResult("field bus", Status.SKIP, "no OPC UA or Modbus source configured")
     return results if len(results) > 1 else results[0]
 
 

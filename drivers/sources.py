@@ -623,3 +623,8 @@ def _topic_map_channels(raw: Mapping[str, Any] | Sequence[Mapping[str, Any]]) ->
             named.append(str(rule["channel"]))
     known = [c for c in dict.fromkeys(named) if c in CHANNELS_BY_NAME]
     return known if len(known) == len(set(named)) else None
+
+
+# Field-bus kinds live in modules of their own and register themselves; their libraries
+# (asyncua, pymodbus) load only when a driver connects.
+from bptwin.drivers import modbus_source, opcua_source  # noqa: E402, F401  (registers the kinds)
