@@ -75,7 +75,7 @@ def test_offgas_serial_probes_modbus_and_controller_opcua_into_one_store(
                 tmp_path / "data", mqtt_broker, influx_url, influx_database, sources
             )
             with running(settings) as station:
-                drivers = {thread.driver.name: thread.driver for thread in station._driver_threads}
+                drivers = {thread.driver.name: thread.driver for thread in station.driver_threads}
                 assert wait_for(lambda: all(d.stats.connected for d in drivers.values()))
                 assert wait_for(lambda: drivers["dcu"].stats.emitted >= 3)  # the initial values
                 for i in range(WRITES):

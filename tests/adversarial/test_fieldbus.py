@@ -22,7 +22,7 @@ from asyncua import ua
 from bptwin.database.reading import Quality, Reading
 from bptwin.drivers.base import Driver
 from bptwin.tui.settings import Settings
-from bptwin.tui.station import Station
+from bptwin.tui.runtime.station import Station
 from tests.adversarial.harness import running, wait_for
 from tests.fixtures.modbus_server import ModbusDevices
 from tests.fixtures.opcua_server import ASYNCUA_DELETE_WARNING, NAMESPACE, BioreactorServer
@@ -83,7 +83,7 @@ def modbus_source(
 
 
 def driver(station: Station, name: str) -> Driver:
-    return next(t.driver for t in station._driver_threads if t.driver.name == name)
+    return next(t.driver for t in station.driver_threads if t.driver.name == name)
 
 
 def stored(station: Station, channel: str) -> list[Reading]:
