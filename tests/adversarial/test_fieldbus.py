@@ -21,8 +21,8 @@ from asyncua import ua
 
 from bptwin.database.reading import Quality, Reading
 from bptwin.drivers.base import Driver
-from bptwin.tui.settings import Settings
 from bptwin.tui.runtime.station import Station
+from bptwin.tui.settings import Settings
 from tests.adversarial.harness import running, wait_for
 from tests.fixtures.modbus_server import ModbusDevices
 from tests.fixtures.opcua_server import ASYNCUA_DELETE_WARNING, NAMESPACE, BioreactorServer
