@@ -149,6 +149,12 @@ class AcquisitionSettings(Section):
     )
     seed: int = 17
     replay_file: Path | None = None
+    replay_batch: int | None = Field(
+        default=None, ge=1, description="the batch to replay when replay_file is a dataset folder"
+    )
+    replay_notebook_batch: int | None = Field(
+        default=None, ge=1, description="notebook batch that records the replayed samples"
+    )
     topic_map: dict[str, str] | list[dict[str, Any]] = Field(default_factory=dict)
     serial: SerialSettings = Field(default_factory=SerialSettings)
     # Several sources per reactor, each owning named channels ([[acquisition.sources]]).
@@ -174,7 +180,16 @@ class AcquisitionSettings(Section):
         """Who owns which channel; SettingsError names the setting that cannot work."""
         from bptwin.drivers.sources import DriverConfigError, plan_legacy, plan_sources
 
-        legacy_keys = {"source", "speed", "seed", "replay_file", "topic_map", "serial"}
+        legacy_keys = {
+            "source",
+            "speed",
+            "seed",
+            "replay_file",
+            "replay_batch",
+            "replay_notebook_batch",
+            "topic_map",
+            "serial",
+        }
         try:
             if self.sources:
                 mixed = sorted(legacy_keys & self.model_fields_set)
@@ -191,6 +206,8 @@ class AcquisitionSettings(Section):
                 speed=self.speed,
                 seed=self.seed,
                 replay_file=self.replay_file,
+                replay_batch=self.replay_batch,
+                replay_notebook_batch=self.replay_notebook_batch,
                 topic_map=self.topic_map,
                 serial_port=self.serial.port,
                 baudrate=self.serial.baudrate,
@@ -215,6 +232,27 @@ class AcquisitionSettings(Section):
             clock_fault_after_s=self.clock_fault_after_s,
             on_clock_fault=on_clock_fault,
         )
+
+
+class ProcessSettings(Section):
+    """Process constants of the live batches (a dataset batch brings its own)."""
+
+    assumed_rq: float = Field(
+        default=0.7, gt=0.2, le=3.0, description="RQ for CER from CO₂ alone (no O₂ analyser)"
+    )
+    initial_biomass_g_l: float | None = Field(default=None, ge=0, le=500, description="X₀")
+    yield_x_per_co2_g_per_mmol: float | None = Field(default=None, gt=0, le=1.0)
+    carbon_balance: Literal["constants", "fit"] = "constants"
+    glycerol_g_l: float | None = Field(default=None, ge=0, le=1000)
+
+
+class VolumeSettings(Section):
+    """The liquid volume of the live batches and what it follows."""
+
+    initial_l: float = Field(default=1.0, gt=0, le=100_000)
+    follows: list[Literal["feed", "base", "samples"]] = Field(default_factory=list)
+    sample_ml: float = Field(default=0.0, ge=0, le=10_000, description="removed per sample")
+    evaporation_ml_per_h: float = Field(default=0.0, ge=0, le=10_000)
 
 
 class ModelSettings(Section):
@@ -290,6 +328,8 @@ class Settings(BaseSettings):
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    process: ProcessSettings = Field(default_factory=lambda: ProcessSettings())
+    volume: VolumeSettings = Field(default_factory=lambda: VolumeSettings())
     alarms: dict[str, Any] = Field(
         default_factory=dict, description="alarm rules over the SOP defaults (docs/alarms.md)"
     )
@@ -321,6 +361,20 @@ class Settings(BaseSettings):
 
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+    def process_constants(self) -> dict[str, Any]:
+        """[process] and [volume] as the constants twin/process_inputs.py reads."""
+        constants: dict[str, Any] = {
+            key: value
+            for key, value in self.process.model_dump().items()
+            if value is not None and key != "carbon_balance"
+        }
+        constants["carbon_balance"] = self.process.carbon_balance
+        constants["initial_volume_l"] = self.volume.initial_l
+        constants["volume_follows"] = list(self.volume.follows)
+        constants["sample_volume_ml"] = self.volume.sample_ml
+        constants["evaporation_ml_per_h"] = self.volume.evaporation_ml_per_h
+        return constants
 
 
 def load_settings(path: Path | str | None = None, *, require_file: bool = False) -> Settings:

@@ -40,6 +40,8 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("heater_output", "%", "Heater output", 0.0, 100.0),
     Channel("base_total", "mL", "Cumulative base (NH₄OH) added", 0.0, 500.0),
     Channel("vessel_weight", "g", "Vessel weight", 0.0, 5000.0, period_s=10.0),
+    # Fed-batch runs: the feed pump's cumulative volume (the liquid volume follows it).
+    Channel("feed_total", "mL", "Cumulative feed added", 0.0, 20000.0),
 )
 
 CHANNELS_BY_NAME: dict[str, Channel] = {channel.name: channel for channel in CHANNELS}

@@ -16,6 +16,7 @@ from bptwin.drivers.sources import DriverConfigError
 
 if TYPE_CHECKING:
     from bptwin.database.bus import Bus
+    from bptwin.drivers.replay import RecordedBatch
 
 __all__ = ["SOURCES", "DriverConfigError", "build_drivers"]
 
@@ -31,8 +32,9 @@ def build_drivers(
     reactor: str = "R1",
     speed: float = 1.0,
     seed: int = 0,
-    replay_file: str | Path | None = None,
+    replay_file: str | Path | RecordedBatch | None = None,
     replay_batch: int | None = None,
+    replay_offset: float | None = None,
     shift_to_now: bool = True,
     topic_map: Mapping[str, Any] | list[Mapping[str, Any]] | None = None,
     serial_port: str = "/dev/ttyUSB0",
@@ -47,7 +49,9 @@ def build_drivers(
     ``sink`` is normally ``bus.publish_reading``. For ``mqtt``, ``bus`` is the shared bus the
     lab's topics arrive on; an empty ``topic_map`` means sensors already publish bptwin's own
     contract, which reaches the recorder through the bus without any driver. ``on_sample``
-    receives the simulated reactor's offline samples (``bptwin.twin.simulator.OfflineSample``).
+    receives the simulated reactor's offline samples (``bptwin.twin.simulator.OfflineSample``)
+    or a replayed dataset batch's (``bptwin.drivers.replay.RecordedSample``, re-based by
+    ``replay_offset`` seconds, default: onto the station clock, drivers/replay.py).
     """
     if source == "none":
         return []
@@ -78,6 +82,8 @@ def build_drivers(
                 speed=speed,
                 shift_to_now=shift_to_now,
                 batch=replay_batch,
+                on_sample=on_sample,
+                offset=replay_offset,
             )
         except ReplayError as exc:
             raise DriverConfigError(f"acquisition.replay_file: {exc}") from None

@@ -15,7 +15,7 @@ Everything refused is counted by origin and reason (:meth:`ReadingIntake.rejecte
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from bptwin.database.admission import BUS_ORIGIN, Admission, ClockFault
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bptwin.database.bus import Bus, Subscription
     from bptwin.database.reading import Reading
     from bptwin.drivers.base import Driver
+    from bptwin.drivers.replay import LoadedReplay
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,10 @@ class ReadingIntake:
         bus_is_mqtt: bool,
         prefix: str,
         on_sample: Callable[[object], None] | None = None,
+        replays: Mapping[str, LoadedReplay] | None = None,
     ) -> list[Driver]:
-        """The drivers of every local source, emitting through admission into ``record``."""
+        """The drivers of every local source, emitting through admission into ``record``;
+        ``replays`` are recordings loaded ahead, by source name."""
         context = SourceContext(
             sink_for=self.sink_for(record),
             station_reactors=self.plan.reactors,
@@ -100,6 +103,7 @@ class ReadingIntake:
             bus_is_mqtt=bus_is_mqtt,
             prefix=prefix,
             on_sample=on_sample,
+            replays=dict(replays or {}),
         )
         return self.plan.build_drivers(context)
 

@@ -32,10 +32,19 @@ from bptwin.drivers.base import Driver, ReadingSink
 if TYPE_CHECKING:
     from bptwin.database.bus import Bus
     from bptwin.database.reading import Reading
+    from bptwin.drivers.replay import LoadedReplay
 
 REST = "*"
 SERIAL_CHANNELS = ("offgas_o2", "offgas_co2", "offgas_flow")
 LEGACY_KINDS = ("simulated", "mqtt", "serial", "replay", "none")
+# How the single-source form names a source's keys (``acquisition.<name>``), for messages.
+LEGACY_KEYS = {
+    "file": "replay_file",
+    "batch": "replay_batch",
+    "notebook_batch": "replay_notebook_batch",
+    "port": "serial.port",
+    "baudrate": "serial.baudrate",
+}
 
 
 class DriverConfigError(ValueError):
@@ -88,6 +97,9 @@ class ReplayOptions(SourceOptions):
     file: Path
     speed: float = Field(1.0, ge=0, allow_inf_nan=False)
     batch: int | None = Field(None, ge=0, description="batch number when file is a dataset folder")
+    notebook_batch: int | None = Field(
+        None, ge=1, description="notebook batch that records a dataset batch's offline samples"
+    )
 
 
 class SerialOptions(SourceOptions):
@@ -118,6 +130,8 @@ class SourceContext:
     bus_is_mqtt: bool = False
     prefix: str = "bptwin"
     on_sample: Callable[[Any], None] | None = None
+    # Recordings the station loaded ahead, by source name (a dataset batch with its samples).
+    replays: Mapping[str, LoadedReplay] = field(default_factory=dict)
 
 
 class SourceKind(ABC):
@@ -191,20 +205,23 @@ class ReplayKind(SourceKind):
 
         options = source.options
         assert isinstance(options, ReplayOptions)
+        loaded = context.replays.get(source.name)
         try:
             return [
                 ReplayDriver(
                     sink,
-                    options.file,
+                    options.file if loaded is None else loaded.recording,
                     reactor=source.reactors[0],
                     speed=options.speed,
                     shift_to_now=True,
                     batch=options.batch,
+                    on_sample=None if loaded is None else loaded.on_sample,
+                    offset=None if loaded is None else loaded.offset,
                     name=source.name,
                 )
             ]
         except ReplayError as exc:
-            raise DriverConfigError(f"{source.where}: file: {exc}") from None
+            raise DriverConfigError(f"{source.setting('file')}: {exc}") from None
 
 
 class SerialKind(SourceKind):
@@ -331,10 +348,21 @@ class PlannedSource:
     options: SourceOptions
     reactors: tuple[str, ...]
     channels: Mapping[str, frozenset[str]]  # reactor -> owned channels
+    legacy: bool = False  # from the single-source form (``acquisition.source``)
 
     @property
     def name(self) -> str:
         return self.options.name
+
+    def key_name(self, key: str) -> str:
+        """The name of one of this source's keys in the form the settings use."""
+        return LEGACY_KEYS.get(key, key) if self.legacy else key
+
+    def setting(self, key: str) -> str:
+        """Where the settings hold one of this source's keys, for messages."""
+        if self.legacy:
+            return f"acquisition.{self.key_name(key)}"
+        return f"{self.where}: {key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +476,8 @@ def legacy_sources(
     speed: float = 1.0,
     seed: int = 17,
     replay_file: str | Path | None = None,
+    replay_batch: int | None = None,
+    replay_notebook_batch: int | None = None,
     topic_map: Mapping[str, Any] | list[Mapping[str, Any]] | None = None,
     serial_port: str = "/dev/ttyUSB0",
     baudrate: int = 9600,
@@ -488,6 +518,8 @@ def legacy_sources(
                 "reactors": first,
                 "file": replay_file,
                 "speed": speed,
+                "batch": replay_batch,
+                "notebook_batch": replay_notebook_batch,
             }
         )
     elif source == "mqtt" and topic_map:
@@ -514,7 +546,7 @@ def plan_legacy(
     tables = legacy_sources(source, reactors=reactors, **values)
     options = [parse_source(table, "acquisition") for table in tables]
     located = [(_legacy_where(option), option) for option in options]
-    return _resolve(located, tuple(reactors), bus_is_mqtt)
+    return _resolve(located, tuple(reactors), bus_is_mqtt, legacy=True)
 
 
 def _legacy_where(option: SourceOptions) -> str:
@@ -526,7 +558,11 @@ def _legacy_where(option: SourceOptions) -> str:
 
 
 def _resolve(
-    located: list[tuple[str, SourceOptions]], reactors: tuple[str, ...], bus_is_mqtt: bool
+    located: list[tuple[str, SourceOptions]],
+    reactors: tuple[str, ...],
+    bus_is_mqtt: bool,
+    *,
+    legacy: bool = False,
 ) -> AcquisitionPlan:
     """Check every source and give each (reactor, channel) its one owner."""
     if not reactors:
@@ -566,7 +602,7 @@ def _resolve(
             if REST in channels:
                 mine |= {c for c in CHANNELS_BY_NAME if (reactor, c) not in owners}
             owned[reactor] = frozenset(mine)
-        sources.append(PlannedSource(where, kind, option, chosen, owned))
+        sources.append(PlannedSource(where, kind, option, chosen, owned, legacy))
     for source in sources:
         for reactor, owned_channels in source.channels.items():
             for channel in owned_channels:

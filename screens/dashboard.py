@@ -58,6 +58,8 @@ LONG_WINDOWS = frozenset({"6 h", "batch"})
 NARROW_BELOW = 120  # columns: narrower terminals show plots or values, not both
 PLOT_MIN_ROWS = 8  # a shorter plot is unreadable; fewer plots per page instead
 CHROME_ROWS = 8  # header, alarm line, status strip (2-3), trend bar, footer
+# Channels only some reactors have (a fed-batch's feed pump): listed once one reports.
+LISTED_WHEN_REPORTED = frozenset({"feed_total"})
 
 
 class DashboardScreen(Screen[None]):
@@ -121,8 +123,11 @@ class DashboardScreen(Screen[None]):
     def on_mount(self) -> None:
         self._composed = True
         table = self.query_one("#current-values", ValueTable)
+        self._value_rows: set[str] = set()
         for channel in CHANNELS:
-            table.add_row(channel.name, (channel.label, "—", channel.unit, "—", "—"))
+            if channel.name not in LISTED_WHEN_REPORTED:
+                table.add_row(channel.name, (channel.label, "—", channel.unit, "—", "—"))
+                self._value_rows.add(channel.name)
         overview = self.query_one("#reactors", DataTable)
         overview.display = len(self.reactors) > 1
         for key, label, width in (
@@ -390,8 +395,12 @@ class DashboardScreen(Screen[None]):
         now = self._clock()
         seen: set[str] = set()
         for reading in snapshot.for_reactor(self.reactor):
-            if reading.channel not in CHANNELS_BY_NAME:
+            entry = CHANNELS_BY_NAME.get(reading.channel)
+            if entry is None:
                 continue
+            if entry.name not in self._value_rows:
+                table.add_row(entry.name, (entry.label, "—", entry.unit, "—", "—"))
+                self._value_rows.add(entry.name)
             seen.add(reading.channel)
             value = "—" if math.isnan(reading.value) else f"{reading.value:.3g}"
             age_s = max(0.0, now - reading.timestamp)
@@ -404,7 +413,7 @@ class DashboardScreen(Screen[None]):
             )
             table.set_cell(reading.channel, "age", age, "yellow" if age_s > STALE_AFTER_S else "")
         for channel in CHANNELS:  # switching reactors must not leave the other one's values
-            if channel.name not in seen:
+            if channel.name not in seen and channel.name in self._value_rows:
                 for column in ("value", "quality", "age"):
                     table.set_cell(channel.name, column, "—")
 

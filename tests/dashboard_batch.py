@@ -75,6 +75,8 @@ def fill_history(history: History, hours: float, reactor: str = "R1", seed: int 
     seconds = T0 + np.arange(0.0, hours * 3600.0)
     curves = _curves((seconds - T0) / 3600.0)
     for channel in CHANNELS:
+        if channel.name not in curves:  # e.g. the feed of a fed-batch: this batch has none
+            continue
         times = seconds[:: int(channel.period_s)]
         values = curves[channel.name][:: int(channel.period_s)]
         noise = rng.normal(0, 0.002 * (abs(float(np.mean(values))) + 1), len(values))
@@ -128,6 +130,8 @@ def snapshot_at(hours: float, reactors: tuple[str, ...] = ("R1",)) -> LiveSnapsh
     predictions = {}
     for number, reactor in enumerate(reactors):
         for channel in CHANNELS:
+            if channel.name not in curves:  # no feed in this batch
+                continue
             value = float(curves[channel.name][0]) * (1 + 0.01 * number)
             quality = Quality.UNCERTAIN if channel.name == "od_probe" else Quality.GOOD
             latest[(reactor, channel.name)] = Reading(

@@ -27,7 +27,16 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-@pytest.mark.parametrize("command", [name.replace("_", "-") for name in COMMANDS])
+def command_name(module: str) -> str:
+    """The sub-command a module registers: its ``COMMAND`` (``import`` is a Python keyword),
+    else its name with dashes."""
+    import importlib
+
+    loaded = importlib.import_module(f"bptwin.tui.commands.{module}")
+    return str(getattr(loaded, "COMMAND", module.replace("_", "-")))
+
+
+@pytest.mark.parametrize("command", [command_name(name) for name in COMMANDS])
 def test_every_sub_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([command, "--help"])

@@ -67,15 +67,23 @@ def test_datetime_time_column_and_csv(tmp_path: Path) -> None:
     assert batch.reactor == "R1"
 
 
-def test_shift_to_now_ends_a_flat_out_replay_now() -> None:
+def test_shift_to_now_moves_the_batch_onto_the_station_clock_never_ahead_of_it() -> None:
     received: list[Reading] = []
     before = time.time()
-    ReplayDriver(received.append, recording(3), speed=0, shift_to_now=True).run(threading.Event())
+    ReplayDriver(received.append, recording(3), speed=1, shift_to_now=True).run(threading.Event())
     after = time.time()
-    assert before <= max(r.timestamp for r in received) <= after
+    assert before <= received[0].timestamp <= after  # at speed 1 the first row is now
     # Spacing between rows is kept.
     stamps = sorted({r.timestamp for r in received})
     assert stamps[1] - stamps[0] == pytest.approx(1.0)
+    # As fast as possible: moved back so that the last row is now, none in the future.
+    received.clear()
+    before = time.time()
+    ReplayDriver(received.append, recording(600), speed=0, shift_to_now=True).run(threading.Event())
+    after = time.time()
+    last = max(r.timestamp for r in received)
+    assert before <= last <= after
+    assert min(r.timestamp for r in received) == pytest.approx(last - 599.0)
 
 
 @pytest.mark.parametrize("speed", [0.5, 1.0, 60.0, 3600.0])
@@ -94,6 +102,32 @@ def test_shift_to_now_never_stamps_a_row_ahead_of_its_emission(speed: float) -> 
         assert START + offset == now  # the first row is "now"
     else:
         assert START + span + offset == pytest.approx(now + span / speed)  # ends on the clock
+
+
+@pytest.mark.parametrize("speed", [0.0, 1.0, 60.0])
+def test_a_sample_taken_after_the_last_row_is_never_stamped_in_the_future(speed: float) -> None:
+    """The notebook refuses future times: a final sample 2 s after the last row waits for its
+    moment, and a fast replay is re-based so that it, too, lands on the wall clock."""
+    from bptwin.drivers.replay import RecordedSample
+
+    batch = RecordedBatch.from_frame(recording(3), reactor="R1")
+    batch.samples = [
+        RecordedSample(START + 4.0, 4.0, "extra", math.nan, 1.0, math.nan, math.nan, "")
+    ]
+    handed: list[tuple[float, float]] = []  # (stamp, wall clock when handed over)
+    received: list[Reading] = []
+    driver = ReplayDriver(
+        received.append,
+        batch,
+        speed=speed,
+        shift_to_now=True,
+        on_sample=lambda sample: handed.append((sample.timestamp, time.time())),
+    )
+    driver.run(threading.Event())
+    ((stamp, wall),) = handed
+    assert stamp <= wall + 1e-3
+    assert max(r.timestamp for r in received) < stamp
+    assert stamp == pytest.approx(START + 4.0 + (driver.offset or 0.0))
 
 
 def test_paced_replay_stops_on_request_and_keeps_order() -> None:

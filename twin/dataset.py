@@ -98,6 +98,11 @@ class BatchRecord:
     foam_events: list[dict[str, float]] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
+    # Process constants of a real batch (initial volume, assumed RQ, carbon balance, ...),
+    # read by the features (twin/process_inputs.py); empty for simulated batches.
+    process: dict[str, Any] = field(default_factory=dict)
+    # Where an imported batch came from: files, their sha256, what the import noticed.
+    provenance: dict[str, Any] = field(default_factory=dict)
     sensors: pd.DataFrame | None = None
     samples: pd.DataFrame | None = None
 
@@ -140,7 +145,13 @@ class BatchRecord:
         return replace(self, sensors=None, samples=None)
 
     def metadata(self) -> dict[str, Any]:
-        """The manifest entry of this batch (JSON-safe)."""
+        """The manifest entry of this batch (JSON-safe); ``process`` and ``provenance`` only
+        when set, so a simulated campaign's manifest stays as it was."""
+        optional = {
+            key: value
+            for key, value in (("process", self.process), ("provenance", self.provenance))
+            if value
+        }
         return {
             "batch": self.number,
             "phase": self.phase,
@@ -160,6 +171,7 @@ class BatchRecord:
             "foam_events": self.foam_events,
             "files": self.files,
             "sha256": self.sha256,
+            **optional,
         }
 
     @classmethod
@@ -183,6 +195,8 @@ class BatchRecord:
                 foam_events=list(entry.get("foam_events", [])),
                 files=dict(entry.get("files", {})),
                 sha256=dict(entry.get("sha256", {})),
+                process=dict(entry.get("process", {})),
+                provenance=dict(entry.get("provenance", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(
@@ -386,17 +400,26 @@ def read_dataset(
 
 # -- importing real lab data ----------------------------------------------------------------
 def _load_table(source: Path | str | pd.DataFrame, what: str) -> pd.DataFrame:
+    """A DataFrame, a Parquet file, or a delimited text file read as text (layout detected as
+    ``bptwin import`` does: candidate delimiters only, header and unit rows found); the text
+    cells are read strictly later, by :func:`_convert`. ``attrs`` keep file and line numbers."""
     if isinstance(source, pd.DataFrame):
         return source.copy()
     path = Path(source)
     if not path.is_file():
         raise DatasetError(f"{what} file {path} not found")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
             return pd.read_parquet(path)
-        return pd.read_csv(path, sep=None, engine="python")
-    except Exception as exc:
-        raise DatasetError(f"cannot read {what} file {path}: {exc}") from exc
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise DatasetError(f"cannot read {what} file {path}: {exc}") from exc
+    from bptwin.twin.lab_import.text_table import TextLayout, read_text_table
+
+    table = read_text_table(path, TextLayout(), path.name)
+    frame = table.data.copy()
+    frame.attrs["file"] = table.file
+    frame.attrs["lines"] = table.lines
+    return frame
 
 
 def _times(
@@ -436,10 +459,24 @@ def _times(
 
 
 def _convert(values: pd.Series, column: str, unit: str | None, scale: float | None) -> np.ndarray:
-    numeric = pd.to_numeric(values, errors="coerce").to_numpy(float)
-    bad = int(np.isnan(numeric).sum() - values.isna().sum())
-    if bad > 0 and bad == len(values):
-        raise DatasetError(f"column {column!r} holds no numbers")
+    """The column as numbers, read strictly: a cell that is neither a number nor a missing-value
+    token is an error naming it (twin/lab_import/cells.py), never a silent NaN."""
+    from bptwin.twin.lab_import.cells import NumberFormat, guess_decimal, parse_numbers
+
+    decimal = "."
+    if pd.api.types.is_string_dtype(values) or pd.api.types.is_object_dtype(values):
+        found, evidence = guess_decimal([values])
+        if found is None and evidence.startswith("both"):
+            raise DatasetError(f"column {column!r}: cannot tell the decimal separator: {evidence}")
+        decimal = found or "."
+    lines = values.attrs.get("lines") if hasattr(values, "attrs") else None
+    numeric, _ = parse_numbers(
+        values,
+        NumberFormat(decimal),
+        file=str(values.attrs.get("file", "table")),
+        column=column,
+        lines=lines,
+    )
     if unit is not None:
         try:
             numeric = UNIT_CONVERSIONS[unit](numeric)
@@ -450,6 +487,13 @@ def _convert(values: pd.Series, column: str, unit: str | None, scale: float | No
     if scale is not None:
         numeric = numeric * scale
     return numeric
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """One column, carrying the file name and line numbers of a text file for error messages."""
+    column = frame[name]
+    column.attrs = dict(frame.attrs)
+    return column
 
 
 def import_table(
@@ -495,7 +539,7 @@ def import_table(
     table = pd.DataFrame({"timestamp": unix})
     for column, channel_name in column_map.items():
         table[channel_name] = _convert(
-            frame[column],
+            _column(frame, column),
             column,
             (units or {}).get(channel_name),
             (scale or {}).get(channel_name),
@@ -557,7 +601,7 @@ def import_samples(
         if name in ("microscopy", "kind"):
             samples[name] = frame[column].astype(str).to_numpy()
         else:
-            samples[name] = _convert(frame[column], column, None, None)
+            samples[name] = _convert(_column(frame, column), column, None, None)
     samples["kind"] = samples["kind"].fillna("scheduled")
     samples = samples.sort_values("time_s").reset_index(drop=True)
     times = [float(t) for t in samples["time_s"] if not math.isnan(t)]

@@ -18,8 +18,10 @@ import numpy as np
 
 from bptwin.database.reading import Reading
 from bptwin.twin import offgas
+from bptwin.twin.carbon_balance import CarbonBalance, CarbonBalancePlan
 from bptwin.twin.cleaning import SHORT_GAP_S, CleaningEvent
 from bptwin.twin.units import ATM_BAR, C_STAR_AIR_30C_MM
+from bptwin.twin.volume import LiquidVolume, VolumePlan
 from bptwin.twin.windows import (
     ALL_CHANNELS,
     WINDOW_S,
@@ -75,6 +77,10 @@ FLAG_DEPLETION_DO_ONLY = "depletion_do_only"
 FLAG_FILLED = "filled_short_gap"
 FLAG_GAP = "long_gap"
 FLAG_O2_FLOW_ASSUMED_ZERO = "o2_flow_assumed_zero"
+# Partial sensor sets (docs/features.md, "CO₂ analyser only"): what rests on an assumption.
+FLAG_CER_ASSUMES_RQ = "cer_assumes_rq"  # this window's CER: CO₂ alone, RQ assumed
+FLAG_CO2_TOTAL_ASSUMES_RQ = "co2_total_assumes_rq"  # the CO₂ total holds such windows
+FLAG_TOTALS_SKIP_GAP = "totals_skip_a_gap"  # a long gap was left out of the totals
 
 CONSISTENCY_FLAGS = (
     FLAG_RQ_OUT_OF_BAND,
@@ -133,6 +139,11 @@ class FeatureConfig:
     consistency_min_driving_fraction: float = 0.4  # OUR/DO check only when DO < ~60 % of C*
     kla_max_do_slope_per_h: float = 120.0  # % sat/h: faster DO change is not quasi-steady
     temp_probe_tolerance_c: float = 1.0
+    # Partial sensor sets and real volumes (twin/process_inputs.py builds these from the
+    # dataset record or the [process]/[volume] settings; the defaults change nothing).
+    assumed_rq: float = 0.7  # CER from CO₂ alone when no O₂ reading: glycerol ≈ 0.65–0.75
+    volume: VolumePlan | None = None  # None: the fixed volume_l
+    carbon_balance: CarbonBalancePlan | None = None  # None: X₀ and Y_X/CO₂ from the above
 
     def __post_init__(self) -> None:
         checks = {
@@ -150,6 +161,7 @@ class FeatureConfig:
             "kla_band": self.kla_band[0] < self.kla_band[1],
             "depletion_do_high": self.depletion_do_low_max < self.depletion_do_high,
             "rq_persist_windows": self.rq_persist_windows >= 1,
+            "assumed_rq": 0.2 < self.assumed_rq <= 3.0,
         }
         wrong = [name for name, ok in checks.items() if not ok]
         if wrong:
@@ -425,18 +437,29 @@ class FeaturePipeline:
         self._mu = _Ring(cfg.mu_fit_windows, 2)  # time (h), CER
         self._depletion = DepletionDetector(cfg, window_s)
         self._previous_end: float | None = None
-        self._previous_rates = (math.nan, math.nan)
-        self._cum_o2 = 0.0  # mmol/L
-        self._cum_co2 = 0.0
+        self._previous_rates = (math.nan, math.nan)  # OUR·V, CER·V (mmol/h)
+        self._totals = _GasTotals()
+        self._volume = LiquidVolume(cfg.volume or VolumePlan(cfg.volume_l))
+        self._carbon = CarbonBalance(
+            cfg.carbon_balance
+            or CarbonBalancePlan(cfg.initial_biomass_g_per_l, cfg.yield_x_per_co2),
+            self._volume.plan.initial_l,
+        )
         self._rq_out_count = 0
         self._kla_out_count = 0
         self._seen_exponential = False
         self._external_biomass: float = math.nan
+        self._co2_only_cer = math.nan
         self._inlet_lagged = [math.nan, math.nan]  # air, O2 (sL/min) as the analyser sees them
         self._model_rows: np.ndarray | None = None
 
     def set_inoculation_time(self, timestamp: float) -> None:
         self._inoculated_at = float(timestamp)
+
+    def note_sample(self, timestamp: float, dry_weight_g_l: float = math.nan) -> None:
+        """An offline sample taken (live): the volume loses it, a carbon-balance fit uses it."""
+        self._volume.note_sample(timestamp)
+        self._carbon.note_sample(timestamp, dry_weight_g_l)
 
     def set_biomass_estimate(self, g_per_l: float) -> None:
         """Use an external biomass estimate (e.g. the model's nowcast) for qO2/qCO2."""
@@ -493,10 +516,17 @@ class FeaturePipeline:
         air_flow, o2_flow = self._lag_inlet(v["air_flow"], o2_flow)
         y_o2_out = v["offgas_o2"] / 100.0
         y_co2_out = v["offgas_co2"] / 100.0
+        volume = self._volume.at(end, t_h, v["feed_total"], v["base_total"])
         balance = offgas.gas_balance(
-            air_flow, y_o2_out, y_co2_out, cfg.volume_l, o2_flow, cfg.y_o2_air, cfg.y_co2_air
+            air_flow, y_o2_out, y_co2_out, volume, o2_flow, cfg.y_o2_air, cfg.y_co2_air
         )
         our, cer = float(balance.our), float(balance.cer)
+        cer_assumed = not math.isfinite(cer) and self._cer_from_co2_only(
+            air_flow, y_co2_out, volume, o2_flow
+        )
+        if cer_assumed:
+            cer = self._co2_only_cer
+            flags.append(FLAG_CER_ASSUMES_RQ)
         if not (math.isfinite(our) and math.isfinite(cer)):
             flags.append(FLAG_OFFGAS_MISSING)
         o2_drop = float(balance.o2_drop) * 100.0
@@ -505,21 +535,28 @@ class FeaturePipeline:
         smooth = self._smooth.view()
         our_s, cer_s = _nanmean_column(smooth[:, 0]), _nanmean_column(smooth[:, 1])
         o2_drop_s = _nanmean_column(smooth[:, 2])
+        if cer_assumed:  # no O₂ drop to judge: the drop the CO₂ rise implies at the RQ
+            o2_drop_s = _nanmean_column(smooth[:, 3]) / cfg.assumed_rq
         low_signal = not (o2_drop_s >= cfg.low_signal_o2_drop_percent)
         if low_signal:
             flags.append(FLAG_LOW_SIGNAL)
         rq, rq_reason = offgas.respiratory_quotient(cer, our, cfg.rq_min_our)
         rq_s, _ = offgas.respiratory_quotient(cer_s, our_s, cfg.rq_min_our)
 
-        # Cumulative O2 and CO2 (trapezoids); never integrate across a long gap.
+        # Cumulative O2 and CO2 (trapezoids of rate × volume); never across a long gap.
+        totals = self._totals
         if self._previous_end is not None:
             dt_h = (end - self._previous_end) / 3600.0
             if dt_h * 3600.0 <= cfg.short_gap_s + self.window_s:
-                self._cum_o2 += _trapezoid(self._previous_rates[0], our, dt_h)
-                self._cum_co2 += _trapezoid(self._previous_rates[1], cer, dt_h)
+                totals.add(self._previous_rates, (our * volume, cer * volume), dt_h, cer_assumed)
+            else:
+                totals.skipped_gap = totals.skipped_gap or totals.started
         self._previous_end = end
-        self._previous_rates = (our, cer)
-        cum_co2_total = self._cum_co2 * cfg.volume_l
+        self._previous_rates = (our * volume, cer * volume)
+        totals.start(our, cer, cer_assumed)
+        flags += totals.flags()
+        cum_co2_total = totals.co2_mmol
+        cum_o2_per_l, cum_co2_per_l = totals.o2_mmol / volume, cum_co2_total / volume
 
         # Per-channel window statistics for the model.
         model_rows = self._model_rows
@@ -549,9 +586,9 @@ class FeaturePipeline:
         # Growth rate: sliding log-linear fit of CER, and the carbon balance.
         self._mu.push(np.array((t_h, cer)))
         mu_cer = self._mu_from_cer()
-        biomass_carbon = cfg.initial_biomass_g_per_l + cfg.yield_x_per_co2 * self._cum_co2
+        biomass_carbon = self._carbon.biomass(end, cum_co2_total, volume)
         mu_carbon = (
-            cfg.yield_x_per_co2 * cer_s / biomass_carbon
+            self._carbon.yield_g_per_mmol * cer_s / biomass_carbon
             if biomass_carbon > 0 and math.isfinite(cer_s)
             else math.nan
         )
@@ -585,7 +622,10 @@ class FeaturePipeline:
             self._rq_out_count = 0
         if self._rq_out_count >= cfg.rq_persist_windows:
             flags.append(FLAG_RQ_OUT_OF_BAND)
-        if cum_co2_total > cfg.co2_carbon_fraction_max * cfg.glycerol_carbon_mmol:
+        if (
+            cum_co2_total > cfg.co2_carbon_fraction_max * cfg.glycerol_carbon_mmol
+            and not self._volume.follows_feed  # a feed brings carbon of its own
+        ):
             flags.append(FLAG_CO2_EXCEEDS_CARBON)
         if not low_signal and our_s < -cfg.rq_min_our:
             flags.append(FLAG_OUR_NEGATIVE)
@@ -615,10 +655,10 @@ class FeaturePipeline:
             co2_rise_percent=co2_rise,
             inlet_y_o2=float(balance.y_o2_in),
             low_signal=low_signal,
-            cum_o2_mmol=self._cum_o2 * cfg.volume_l,
+            cum_o2_mmol=totals.o2_mmol,
             cum_co2_mmol=cum_co2_total,
-            cum_o2_mmol_per_l=self._cum_o2,
-            cum_co2_mmol_per_l=self._cum_co2,
+            cum_o2_mmol_per_l=cum_o2_per_l,
+            cum_co2_mmol_per_l=cum_co2_per_l,
             c_star_mm=c_star,
             kla=kla,
             kla_gate_reason=kla_reason,
@@ -646,6 +686,20 @@ class FeaturePipeline:
             channel_std=_readonly(channel_std),
             channel_slope=_readonly(channel_slope),
         )
+
+    def _cer_from_co2_only(
+        self, air_flow: float, y_co2_out: float, volume: float, o2_flow: float
+    ) -> bool:
+        """CER from the CO₂ analyser alone at the assumed RQ when no O₂ reading closes the
+        balance (kept in ``_co2_only_cer``); False when even that cannot be computed."""
+        cfg = self.config
+        if not (math.isfinite(air_flow) and math.isfinite(y_co2_out) and math.isfinite(o2_flow)):
+            return False
+        balance = offgas.co2_only_balance(
+            air_flow, y_co2_out, volume, cfg.assumed_rq, o2_flow, cfg.y_o2_air, cfg.y_co2_air
+        )
+        self._co2_only_cer = float(balance.cer)
+        return math.isfinite(self._co2_only_cer)
 
     def _lag_inlet(self, air_flow: float, o2_flow: float) -> tuple[float, float]:
         """Delay the inlet flows as the gas path delays the outlet (headspace + analyser).
@@ -713,6 +767,49 @@ def _trapezoid(previous: float, current: float, dt_h: float) -> float:
     if math.isfinite(previous) and math.isfinite(current):
         return 0.5 * (previous + current) * dt_h
     return 0.0
+
+
+class _GasTotals:
+    """Total O₂ taken up and CO₂ released (mmol); NaN until a rate was first known, so a
+    batch without an analyser never shows 0 as if measured. Remembers what the totals rest on."""
+
+    __slots__ = ("co2_assumed", "co2_mmol", "o2_mmol", "skipped_gap", "started")
+
+    def __init__(self) -> None:
+        self.o2_mmol = math.nan
+        self.co2_mmol = math.nan
+        self.co2_assumed = False  # some CER in the total rests on an assumed RQ
+        self.skipped_gap = False  # a long gap is missing from the totals
+        self.started = False
+
+    def start(self, our: float, cer: float, cer_assumed: bool) -> None:
+        if math.isnan(self.o2_mmol) and math.isfinite(our):
+            self.o2_mmol = 0.0
+        if math.isnan(self.co2_mmol) and math.isfinite(cer):
+            self.co2_mmol = 0.0
+            self.co2_assumed = self.co2_assumed or cer_assumed
+        self.started = self.started or math.isfinite(our) or math.isfinite(cer)
+
+    def add(
+        self,
+        previous: tuple[float, float],
+        current: tuple[float, float],
+        dt_h: float,
+        cer_assumed: bool,
+    ) -> None:
+        if math.isfinite(self.o2_mmol):
+            self.o2_mmol += _trapezoid(previous[0], current[0], dt_h)
+        if math.isfinite(self.co2_mmol):
+            self.co2_mmol += _trapezoid(previous[1], current[1], dt_h)
+            self.co2_assumed = self.co2_assumed or cer_assumed
+
+    def flags(self) -> list[str]:
+        found = []
+        if self.co2_assumed:
+            found.append(FLAG_CO2_TOTAL_ASSUMES_RQ)
+        if self.skipped_gap:
+            found.append(FLAG_TOTALS_SKIP_GAP)
+        return found
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:

@@ -19,7 +19,14 @@ Labels (``label``):
   growth at constant μ), for comparison.
 * Before the first sample and after the last one (the depletion sample, after which biomass
   stops growing) the nearest sample is held. Samples without a positive OD600 are ignored.
+* ``"samples-dcw"`` — as ``"samples"``, but with the dry cell weight (g/L) of the samples,
+  for a lab without OD600 measurements; the model then predicts dry weight (the label column
+  keeps its name, :data:`LABEL_UNITS` says what it holds).
 * ``"truth"`` — the simulator's true OD600 (``truth_od600``) at each window end.
+
+Features come with the batch's own process constants (``BatchRecord.process``: liquid volume,
+assumed RQ, carbon balance; :func:`bptwin.twin.process_inputs.feature_config_for`), so an
+imported fed-batch run is featurised with its real volume.
 
 The truth column is carried along whenever the batch has it, for scoring only.
 """
@@ -38,7 +45,15 @@ import pandas as pd
 
 from bptwin.twin.dataset import TRUTH_PREFIX, BatchRecord, read_batch, read_manifest
 
-LABELS = ("samples", "samples-loglinear", "truth")
+LABELS = ("samples", "samples-loglinear", "samples-dcw", "truth")
+# What each label holds: the sample field it interpolates and the unit shown.
+LABEL_FIELDS = {"samples": "od600", "samples-loglinear": "od600", "samples-dcw": "dcw_g_l"}
+LABEL_UNITS = {
+    "samples": "OD600",
+    "samples-loglinear": "OD600",
+    "samples-dcw": "g DCW/L",
+    "truth": "OD600",
+}
 MIN_GUIDE_CO2_MMOL_L = 2.0
 LABEL_COLUMN = "label_od600"
 TRUTH_COLUMN = "truth_od600"
@@ -51,8 +66,16 @@ LABEL_METHODS = {
     "nearest sample held before the first and after the last",
     "samples-loglinear": "offline OD600 samples, log-linear interpolation in time to each "
     "window end; nearest sample held before the first and after the last",
+    "samples-dcw": "offline dry cell weights (g/L) interpolated along the measured cumulative "
+    "CO2 (carbon-guided; log-linear in time where CO2 rises < 2 mmol/L between samples); "
+    "nearest sample held before the first and after the last",
     "truth": "simulator truth_od600 at each window end",
 }
+
+
+def label_quantity(label: str) -> str:
+    """What a label (or a model trained on it) measures: 'od600' or 'dcw_g_l'."""
+    return LABEL_FIELDS.get(label, "od600")
 
 
 class LabelError(ValueError):
@@ -71,7 +94,7 @@ def log_linear_interpolation(
     order = np.argsort(sample_times[usable], kind="stable")
     t = sample_times[usable][order]
     log_v = np.log(sample_values[usable][order])
-    return np.exp(np.interp(np.asarray(times, dtype=float), t, log_v))
+    return np.asarray(np.exp(np.interp(np.asarray(times, dtype=float), t, log_v)), dtype=float)
 
 
 def carbon_guided_interpolation(
@@ -126,12 +149,13 @@ def dataset_fingerprint(directory: Path | str) -> str:
 def batch_table(record: BatchRecord, label: str = "samples") -> pd.DataFrame:
     """One row per 30 s window of the batch: features, label, truth (if any), batch number."""
     from bptwin.twin.features import feature_table
+    from bptwin.twin.process_inputs import feature_config_for
 
     if label not in LABELS:
         raise LabelError(f"label must be one of {LABELS}, got {label!r}")
     if record.sensors is None:
         raise LabelError(f"batch {record.number}: sensor table not loaded")
-    table = feature_table(record.readings())
+    table = feature_table(record.readings(), feature_config_for(record))
     ends = table["window_end"].to_numpy(float)
     sensors = record.sensors
     truth = None
@@ -150,16 +174,8 @@ def batch_table(record: BatchRecord, label: str = "samples") -> pd.DataFrame:
             raise LabelError(f"batch {record.number} has no simulator truth; use --label samples")
         labels = truth
     else:
-        samples = record.samples
-        if samples is None or "od600" not in samples.columns:
-            raise LabelError(f"batch {record.number} has no offline OD600 samples")
-        od = pd.to_numeric(samples["od600"], errors="coerce").to_numpy(float)
-        stamps = pd.to_numeric(samples["timestamp"], errors="coerce").to_numpy(float)
-        if (np.isfinite(od) & (od > 0) & np.isfinite(stamps)).sum() < 2:
-            raise LabelError(
-                f"batch {record.number} has fewer than 2 usable OD600 samples; cannot label it"
-            )
-        if label == "samples":
+        od, stamps = _sample_values(record, LABEL_FIELDS[label])
+        if label in ("samples", "samples-dcw"):
             labels = carbon_guided_interpolation(
                 ends, table["cum_co2_mmol_per_l"].to_numpy(float), stamps, od
             )
@@ -173,16 +189,40 @@ def batch_table(record: BatchRecord, label: str = "samples") -> pd.DataFrame:
         if depletion is not None and math.isfinite(depletion)
         else np.nan
     )
-    table["inoculum_od600"] = _first_sample_od(record)
+    # The first sample's value of the label's quantity (OD600, or g/L for samples-dcw).
+    table["inoculum_od600"] = _first_sample_od(record, LABEL_FIELDS.get(label, "od600"))
     return table
 
 
-def _first_sample_od(record: BatchRecord) -> float:
+def _sample_values(record: BatchRecord, field: str) -> tuple[np.ndarray, np.ndarray]:
+    """(values, Unix times) of one sample field; LabelError when fewer than 2 are usable."""
     samples = record.samples
-    if samples is None or samples.empty or "od600" not in samples.columns:
+    name = "OD600" if field == "od600" else "dry-weight"
+    if samples is None or field not in samples.columns:
+        raise LabelError(f"batch {record.number} has no offline {name} samples")
+    values = pd.to_numeric(samples[field], errors="coerce").to_numpy(float)
+    stamps = pd.to_numeric(samples["timestamp"], errors="coerce").to_numpy(float)
+    if (np.isfinite(values) & (values > 0) & np.isfinite(stamps)).sum() < 2:
+        other, other_name, other_label = (
+            ("dcw_g_l", "dry weight", "samples-dcw")
+            if field == "od600"
+            else ("od600", "OD600", "samples")
+        )
+        column = samples[other] if other in samples.columns else pd.Series(dtype=float)
+        count = int((pd.to_numeric(column, errors="coerce") > 0).sum())
+        hint = f"; it has {count} with {other_name}: label with {other_label}" if count >= 2 else ""
+        raise LabelError(
+            f"batch {record.number} has fewer than 2 usable {name} samples; cannot label it{hint}"
+        )
+    return values, stamps
+
+
+def _first_sample_od(record: BatchRecord, field: str = "od600") -> float:
+    samples = record.samples
+    if samples is None or samples.empty or field not in samples.columns:
         return math.nan
     ordered = samples.sort_values("time_s")
-    values = pd.to_numeric(ordered["od600"], errors="coerce").dropna()
+    values = pd.to_numeric(ordered[field], errors="coerce").dropna()
     values = values[values > 0]
     return float(values.iloc[0]) if len(values) else math.nan
 

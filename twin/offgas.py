@@ -133,7 +133,7 @@ def gas_balance(
     """
     volume = np.asarray(volume_l, dtype=float)
     if np.any(volume <= 0):
-        raise ValueError(f"liquid volume must be positive, got {volume_l} L")
+        raise ValueError(f"liquid volume must be positive, got {float(volume.min()):g} L")
     inlet = inlet_gas(air_sl_per_min, o2_sl_per_min, y_o2_air, y_co2_air)
     f_in = np.asarray(inlet.flow_mol_h)
     f_out = np.asarray(outlet_flow_mol_h(f_in, inlet.y_n2, y_o2_out, y_co2_out))
@@ -150,6 +150,59 @@ def gas_balance(
         y_o2_in=inlet.y_o2,
         y_co2_in=inlet.y_co2,
         o2_drop=_same_kind(np.asarray(inlet.y_o2) - y_o2),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Co2OnlyBalance:
+    """CER from a CO₂ analyser alone, resting on an assumed RQ (mmol L⁻¹ h⁻¹, mol/h)."""
+
+    cer: np.ndarray | float
+    assumed_rq: float
+    inlet_flow_mol_h: np.ndarray | float
+    outlet_flow_mol_h: np.ndarray | float
+    y_o2_in: np.ndarray | float
+    y_co2_in: np.ndarray | float
+
+
+def co2_only_balance(
+    air_sl_per_min: ArrayLike,
+    y_co2_out: ArrayLike,
+    volume_l: ArrayLike,
+    assumed_rq: float,
+    o2_sl_per_min: ArrayLike = 0.0,
+    y_o2_air: float = Y_O2_AIR,
+    y_co2_air: float = Y_CO2_AIR,
+) -> Co2OnlyBalance:
+    """CER without an O₂ analyser (docs/process.md, "With a CO₂ analyser only").
+
+    With OUR = CER / RQ the inert balance closes in one step:
+    F_out = F_in · (1 − y_CO2,in + y_CO2,in/RQ) / (1 − y_CO2,out · (1 − 1/RQ)),
+    CER = (F_out · y_CO2,out − F_in · y_CO2,in) / V_L. For RQ = 1, F_out = F_in. The result
+    rests on the assumed RQ: a caller marks it uncertain and never shows OUR or RQ from it.
+    """
+    if not assumed_rq > 0:
+        raise ValueError(f"the assumed RQ must be positive, got {assumed_rq}")
+    volume = np.asarray(volume_l, dtype=float)
+    if np.any(volume <= 0):
+        raise ValueError(f"liquid volume must be positive, got {float(volume.min()):g} L")
+    inlet = inlet_gas(air_sl_per_min, o2_sl_per_min, y_o2_air, y_co2_air)
+    f_in = np.asarray(inlet.flow_mol_h)
+    y_in = np.asarray(inlet.y_co2)
+    y_out = np.asarray(y_co2_out, dtype=float)
+    denominator = 1.0 - y_out * (1.0 - 1.0 / assumed_rq)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_out = np.where(
+            denominator > 0, f_in * (1.0 - y_in + y_in / assumed_rq) / denominator, np.nan
+        )
+    cer = (f_out * y_out - f_in * y_in) / volume * 1000.0
+    return Co2OnlyBalance(
+        cer=_same_kind(cer),
+        assumed_rq=float(assumed_rq),
+        inlet_flow_mol_h=inlet.flow_mol_h,
+        outlet_flow_mol_h=_same_kind(f_out),
+        y_o2_in=inlet.y_o2,
+        y_co2_in=inlet.y_co2,
     )
 
 

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from bptwin.database.reading import Quality, Reading
 from bptwin.twin.alarm_rules import Rule
 from bptwin.twin.alarms import AlarmEngine, AlarmTransition
-from bptwin.twin.features import FeatureConfig, ProcessState, StreamingFeatures
+from bptwin.twin.features import (
+    FLAG_CER_ASSUMES_RQ,
+    FLAG_CO2_TOTAL_ASSUMES_RQ,
+    FLAG_TOTALS_SKIP_GAP,
+    FeatureConfig,
+    ProcessState,
+    StreamingFeatures,
+)
 
 # Derived values stored beside the sensor channels: (state attribute, stored channel, unit).
 DERIVED_CHANNELS: tuple[tuple[str, str, str], ...] = (
@@ -29,6 +36,12 @@ DERIVED_CHANNELS: tuple[tuple[str, str, str], ...] = (
     ("base_rate_ml_per_h", "base_rate", "mL/h"),
     ("biomass_carbon_g_per_l", "biomass_carbon", "g/L"),
 )
+# Stored values that rest on an assumption or miss part of their input: uncertain, never good.
+UNCERTAIN_WITH_FLAG: dict[str, frozenset[str]] = {
+    FLAG_CER_ASSUMES_RQ: frozenset({"cer", "mu"}),
+    FLAG_CO2_TOTAL_ASSUMES_RQ: frozenset({"cum_co2", "biomass_carbon"}),
+    FLAG_TOTALS_SKIP_GAP: frozenset({"cum_co2", "cum_o2", "biomass_carbon"}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +114,18 @@ class Shadow:
         if features is not None:
             features.pipeline.set_inoculation_time(timestamp)
 
+    def configure(self, reactor: str, config: FeatureConfig) -> None:
+        """Start ``reactor``'s features afresh with ``config``: only before its first reading
+        (a replayed dataset batch's constants, once it is lined up with its notebook batch)."""
+        if reactor in self._features:
+            self._features[reactor] = StreamingFeatures(config, reactor=reactor)
+
+    def note_sample(self, reactor: str, timestamp: float, dry_weight_g_l: float) -> None:
+        """An offline sample of ``reactor`` (volume and carbon-balance fit, if configured)."""
+        features = self._features.get(reactor)
+        if features is not None:
+            features.pipeline.note_sample(timestamp, dry_weight_g_l)
+
     def _take_states(
         self, features: StreamingFeatures, states: list[ProcessState], out: _Collected
     ) -> None:
@@ -115,12 +140,15 @@ class Shadow:
 def derived_readings(state: ProcessState) -> list[Reading]:
     """The window's derived values as readings (stamped at the window end) for the store."""
     readings = []
+    uncertain = {
+        channel for flag in state.flags for channel in UNCERTAIN_WITH_FLAG.get(flag, frozenset())
+    }
     for attribute, channel, unit in DERIVED_CHANNELS:
         value = float(getattr(state, attribute))
         quality = Quality.GOOD
         if not math.isfinite(value):
             value, quality = math.nan, Quality.BAD
-        elif state.low_signal and channel in {"our", "cer", "rq", "mu"}:
+        elif channel in uncertain or (state.low_signal and channel in {"our", "cer", "rq", "mu"}):
             quality = Quality.UNCERTAIN
         readings.append(Reading(state.end, state.reactor, channel, value, unit, quality))
     return readings

@@ -19,7 +19,11 @@ import numpy as np
 from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
 from bptwin.twin.sim_config import FaultParameters, SensorParameters
 
-CHANNEL_NAMES: tuple[str, ...] = tuple(entry.name for entry in CHANNELS)
+# The simulated reactor runs a batch: it has no feed pump, so no feed channel.
+NOT_SIMULATED = frozenset({"feed_total"})
+CHANNEL_NAMES: tuple[str, ...] = tuple(
+    entry.name for entry in CHANNELS if entry.name not in NOT_SIMULATED
+)
 CHANNEL_INDEX: dict[str, int] = {name: i for i, name in enumerate(CHANNEL_NAMES)}
 NON_NEGATIVE = frozenset(
     {"air_flow", "o2_flow", "offgas_flow", "base_total", "stirrer_speed", "heater_output"}
@@ -160,7 +164,7 @@ class SensorLayer:
             value = 0.0
         if index in self._zero_when_off and ideal <= 0.0:
             value = 0.0
-        return value
+        return float(value)
 
     def apply_faults_one(self, step: int, values: list[float]) -> list[float]:
         """Faults and the vessel-weight cadence for one step (``values`` is modified).

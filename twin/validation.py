@@ -135,14 +135,27 @@ class ValidationResult:
         )  # type: ignore[return-value]
 
 
-def _reference(directory: Path, reference: str) -> str:
+def _reference(directory: Path, reference: str, model_label: str = "samples") -> str:
+    """The reference label; a model scored against another quantity (OD600 against dry
+    weight) is refused, as its error would be meaningless."""
     from bptwin.twin.dataset import read_manifest
+    from bptwin.twin.labels import label_quantity
 
-    if reference in ("truth", "samples"):
-        return reference
-    if reference != "auto":
-        raise LabelError(f"reference must be auto, truth or samples, got {reference!r}")
-    return "truth" if read_manifest(directory).source == "simulated" else "samples"
+    if reference == "auto":
+        if label_quantity(model_label) != "od600":
+            reference = model_label
+        else:
+            simulated = read_manifest(directory).source == "simulated"
+            reference = "truth" if simulated else "samples"
+    if reference not in ("truth", "samples", "samples-dcw"):
+        raise LabelError(f"reference must be auto, truth, samples or samples-dcw: {reference!r}")
+    if label_quantity(reference) != label_quantity(model_label):
+        raise LabelError(
+            f"the model predicts {label_quantity(model_label)} (trained on {model_label!r}) "
+            f"but the reference {reference!r} is {label_quantity(reference)}: score it on "
+            "what it predicts"
+        )
+    return reference
 
 
 def _first_finite(values: np.ndarray) -> float | None:
@@ -171,7 +184,7 @@ def evaluate(
     if not chosen:
         raise LabelError("no batches to validate on (the card names no hold-out batches)")
     overlap = sorted(set(chosen) & set(artifact.card.training_batches))
-    label = _reference(directory, reference)
+    label = _reference(directory, reference, artifact.card.label)
     if table is None:
         table = dataset_table(directory, chosen, label, jobs=jobs, drop_channels=drop_channels)
     table = usable_rows(table)
@@ -476,12 +489,19 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _quantity(result: ValidationResult) -> str:
+    """What the scores are of: OD600, or dry weight (g DCW/L) for a samples-dcw model."""
+    from bptwin.twin.labels import LABEL_UNITS
+
+    return LABEL_UNITS.get(result.reference, "OD600")
+
+
 def render_markdown(result: ValidationResult, images: list[str]) -> str:
     lines = [
         f"# Validation of model {result.model_version}",
         "",
         f"Dataset `{result.dataset}` (manifest sha256 `{result.data_fingerprint[:16]}…`), "
-        f"batches {result.batches}, reference OD600: **{result.reference}**.",
+        f"batches {result.batches}, reference {_quantity(result)}: **{result.reference}**.",
         "",
     ]
     if result.dropped_channels:
@@ -636,7 +656,7 @@ def render_plots(result: ValidationResult, folder: Path) -> list[str]:
         if rows["od600_baseline"].notna().any():
             ax.plot(hours, rows["od600_baseline"], "C3--", lw=0.8, label="carbon balance")
         ax.set_title(f"batch {number}")
-        ax.set_ylabel("OD600")
+        ax.set_ylabel(_quantity(result))
         ax.legend(loc="upper left", fontsize=8)
     axes[-1, 0].set_xlabel("time since inoculation (h)")
     fig.tight_layout()
@@ -657,8 +677,8 @@ def render_plots(result: ValidationResult, folder: Path) -> list[str]:
         )
     top = float(np.nanmax(table[LABEL_COLUMN])) * 1.05
     scatter.plot([0, top], [0, top], "k--", lw=0.8)
-    scatter.set_xlabel("reference OD600")
-    scatter.set_ylabel("predicted OD600")
+    scatter.set_xlabel(f"reference {_quantity(result)}")
+    scatter.set_ylabel(f"predicted {_quantity(result)}")
     scatter.set_title("predicted vs actual")
     residual.axhline(0, color="k", lw=0.8)
     for limit in (-8, 8):
@@ -732,7 +752,10 @@ def write_report(result: ValidationResult, folder: Path | str, *, plots: bool = 
         "od600_upper",
         "od600_baseline",
     ]
-    result.table[columns].to_csv(out / "predictions.csv", index=False, float_format="%.5g")
+    table = result.table[columns].copy()
+    # Unix seconds need all their digits: '%.5g' below would leave a handful of distinct times.
+    table["window_end"] = table["window_end"].map(lambda t: f"{t:.3f}")
+    table.to_csv(out / "predictions.csv", index=False, float_format="%.5g")
     path = out / "report.md"
     path.write_text(render_markdown(result, images), encoding="utf-8")
     return path

@@ -18,4 +18,5 @@ COMMANDS: tuple[str, ...] = (
     "export",
     "accept",
     "export_csv",
+    "import_data",
 )

@@ -57,7 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--train-batches", type=batch_list, metavar="LIST", help="default: all not held out"
     )
-    parser.add_argument("--label", choices=["samples", "truth"], default="samples")
+    parser.add_argument(
+        "--label",
+        choices=["samples", "samples-dcw", "truth"],
+        default="samples",
+        help="samples: OD600 samples; samples-dcw: dry weights (g/L) for a lab without OD600",
+    )
     parser.add_argument("--trials", type=int, default=30, help="Optuna trials (default 30)")
     parser.add_argument("--timeout", type=float, metavar="S", help="stop tuning after S s")
     parser.add_argument("--seed", type=int, default=42)

@@ -32,9 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batches", type=batch_list, metavar="LIST", help="default: hold-out")
     parser.add_argument(
         "--reference",
-        choices=["auto", "truth", "samples"],
+        choices=["auto", "truth", "samples", "samples-dcw"],
         default="auto",
-        help="reference OD600: simulator truth or interpolated samples (auto: truth if simulated)",
+        help="reference: simulator truth or interpolated samples, dry weights for a model "
+        "trained on them (auto: the model's own kind; truth if simulated)",
     )
     parser.add_argument("--out", type=Path, help="report folder (default DATA_DIR/reports/...)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")

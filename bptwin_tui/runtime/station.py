@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from bptwin.tui.runtime.alarm_actions import StationAlarms
     from bptwin.tui.runtime.control_loop import StationControl
     from bptwin.tui.runtime.notifications import Notifier
+    from bptwin.tui.runtime.replay_session import ReplaySession
     from bptwin.tui.runtime.shadow_worker import ShadowWorker
     from bptwin.twin.predictor import InferenceWorker
 
@@ -124,6 +125,11 @@ class Station:
         return self.runtime.backfill if self.runtime else None
 
     @property
+    def replays(self) -> list[ReplaySession]:
+        """Dataset batches replayed with their samples (runtime/replay_session.py)."""
+        return list(self.runtime.replays) if self.runtime else []
+
+    @property
     def locks(self) -> list[AcquisitionLock]:
         return list(self._locks)
 
@@ -160,6 +166,10 @@ class Station:
 
     def _start_parts(self, runtime: Runtime) -> None:
         self._upgrade_notebook()
+        if runtime.replays:  # before any reading flows: it may move the replays' clock
+            from bptwin.tui.runtime.replay_session import line_up_replays
+
+            line_up_replays(runtime)
         self.warnings += check_store_reachable(self.settings, runtime.store)
         self._start_shadow(runtime)
         if self._schema_problem is None:

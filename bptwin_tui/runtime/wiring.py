@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from bptwin.eln.services import NotebookService
     from bptwin.eln.write_queue import SpooledNotebook
     from bptwin.tui.runtime.notifications import Notifier
+    from bptwin.tui.runtime.replay_session import ReplaySession
     from bptwin.tui.runtime.shadow_worker import ShadowWorker
     from bptwin.twin.predictor import InferenceWorker
     from bptwin.twin.shadow import Shadow
@@ -59,6 +60,8 @@ class Runtime:
     # Where readings enter: sources, their drivers and admission (drivers/intake.py).
     intake: ReadingIntake
     drivers: list[Driver]
+    # Dataset batches replayed by replay sources: samples into the notebook, their constants.
+    replays: list[ReplaySession] = field(default_factory=list)
     inference: InferenceWorker | None = None
     driver_threads: list[DriverThread] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
@@ -80,13 +83,17 @@ def build_runtime(
     the store's configuration). Parts built before the error are closed again.
     """
     from bptwin.database.recorder import Recorder
+    from bptwin.tui.runtime.replay_session import bind_drivers, replay_sessions
     from bptwin.tui.runtime.shadow_worker import ShadowWorker
 
     latest = latest or LatestValues()
     history = history or History(settings.station.reactors)
     metrics = metrics or StationMetrics()
-    shadow = build_shadow(settings)
     intake = build_intake(settings)
+    replays = replay_sessions(
+        intake.plan, operator=settings.station.operator, history=history, latest=latest
+    )
+    shadow = build_shadow(settings, replays)
     opened: list[Callable[[], None]] = []
     try:
         store = build_store(settings)
@@ -112,7 +119,8 @@ def build_runtime(
             notifier=notifier,
             metrics=metrics,
         )
-        drivers = build_drivers(settings, intake, sink, bus)
+        drivers = build_drivers(settings, intake, sink, bus, replays)
+        bind_drivers(replays, drivers)
     except BaseException:
         for close in reversed(opened):
             close()
@@ -132,19 +140,35 @@ def build_runtime(
         notifier=notifier,
         intake=intake,
         drivers=drivers,
+        replays=replays,
     )
 
 
-def build_shadow(settings: Settings) -> Shadow:
-    """Features and the alarm engine for every reactor; a bad ``[alarms]`` table is named."""
+def build_shadow(settings: Settings, replays: Sequence[ReplaySession] = ()) -> Shadow:
+    """Features and the alarm engine for every reactor; a bad ``[alarms]`` table is named.
+
+    The features take ``[process]`` and ``[volume]``; a replayed dataset batch's reactor takes
+    the batch's own constants over them.
+    """
     from bptwin.twin.alarm_rules import AlarmConfigError, rules_from_config
+    from bptwin.twin.process_inputs import feature_config
     from bptwin.twin.shadow import Shadow
 
     try:
         rules = rules_from_config(settings.alarms)
     except AlarmConfigError as exc:
         raise SettingsError(str(exc)) from None
-    return Shadow(settings.station.reactors, alarm_rules=rules)
+    constants = settings.process_constants()
+    try:
+        station_config = feature_config(constants)
+    except ValueError as exc:
+        raise SettingsError(f"process/volume: {exc}") from None
+    configs = {session.reactor: session.feature_config(constants) for session in replays}
+    return Shadow(
+        settings.station.reactors,
+        alarm_rules=rules,
+        feature_config=lambda reactor: configs.get(reactor, station_config),
+    )
 
 
 def build_notebook(settings: Settings) -> SpooledNotebook:
@@ -198,9 +222,16 @@ def build_intake(settings: Settings) -> ReadingIntake:
 
 
 def build_drivers(
-    settings: Settings, intake: ReadingIntake, sink: Callable[[Reading], None], bus: Bus
+    settings: Settings,
+    intake: ReadingIntake,
+    sink: Callable[[Reading], None],
+    bus: Bus,
+    replays: Sequence[ReplaySession] = (),
 ) -> list[Driver]:
-    """Every local source's drivers (not started); each reading is admitted, then ``sink``."""
+    """Every local source's drivers (not started); each reading is admitted, then ``sink``.
+
+    A replay source of a dataset batch replays the recording its session loaded.
+    """
     from bptwin.drivers.sources import DriverConfigError
 
     try:
@@ -209,6 +240,7 @@ def build_drivers(
             bus=bus,
             bus_is_mqtt=settings.bus.backend == "mqtt",
             prefix=settings.bus.prefix,
+            replays={session.source.name: session.loaded for session in replays},
         )
     except DriverConfigError as exc:
         raise SettingsError(str(exc)) from None
