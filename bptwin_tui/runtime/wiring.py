@@ -47,7 +47,8 @@ class Runtime:
 
     settings: Settings
     latest: LatestValues
-    history: History
+    # Trends for a screen; None in a headless serve (viewers read the stores instead).
+    history: History | None
     metrics: StationMetrics
     bus: Bus
     store: TimeSeriesStore
@@ -75,6 +76,7 @@ def build_runtime(
     latest: LatestValues | None = None,
     history: History | None = None,
     metrics: StationMetrics | None = None,
+    keep_trends: bool = True,
 ) -> Runtime:
     """Every part of the station, built and not started; ``sink`` takes the drivers' readings
     once admitted (drivers/intake.py).
@@ -87,7 +89,7 @@ def build_runtime(
     from bptwin.tui.runtime.shadow_worker import ShadowWorker
 
     latest = latest or LatestValues()
-    history = history or History(settings.station.reactors)
+    history = (history or History(settings.station.reactors)) if keep_trends else None
     metrics = metrics or StationMetrics()
     intake = build_intake(settings)
     replays = replay_sessions(
