@@ -102,7 +102,7 @@ def create_app(context: ApiContext) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    metrics = ApiMetrics(context.registry)
+    metrics = ApiMetrics.of(context.registry)
     app.state.context = context
     app.state.metrics = metrics
     bearer = HTTPBearer(

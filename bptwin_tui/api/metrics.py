@@ -6,12 +6,29 @@ one scrape shows both), a registry of their own under ``bptwin api serve``.
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, ApiMetrics] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
 class ApiMetrics:
+    @classmethod
+    def of(cls, registry: CollectorRegistry) -> ApiMetrics:
+        """The API metrics in ``registry``, made on first use (two apps on one registry, as
+        in tests, count into the same series instead of clashing)."""
+        with _LOCK:
+            metrics = _BY_REGISTRY.get(registry)
+            if metrics is None:
+                metrics = _BY_REGISTRY[registry] = cls(registry)
+            return metrics
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.requests = Counter(
