@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from bptwin.database.channels import CHANNELS_BY_NAME
-from bptwin.database.reading import Reading, format_timestamp
+from bptwin.database.reading import Quality, Reading
 from bptwin.database.timeseries.base import TimeSeriesStore, timestamp_ms
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp()
@@ -116,13 +118,39 @@ def read_page(
     return ReadingsPage(collected, None, unit)
 
 
-def reading_json(reading: Reading) -> dict[str, object]:
-    value = reading.value
-    return {
-        "ts": format_timestamp(reading.timestamp),
-        "value": None if math.isnan(value) else value,
-        "quality": reading.quality.value,
-    }
+class TimestampText:
+    """``format_timestamp`` for a run of readings in time order, about three times faster: the
+    text up to the minute is made once per minute (a 24 h page spends most of its time here)."""
+
+    def __init__(self) -> None:
+        self._minute = -1
+        self._prefix = ""
+
+    def __call__(self, timestamp: float) -> str:
+        minute, within = divmod(round(timestamp * 1000.0), 60_000)
+        if minute != self._minute:
+            self._minute = minute
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60))
+        second, milli = divmod(within, 1000)
+        return f"{self._prefix}{second:02d}.{milli:03d}Z"
+
+
+def _number(value: float, missing: str) -> str:
+    # repr of a finite float is valid JSON and CSV and reads back to the same float.
+    return repr(value) if math.isfinite(value) else missing
+
+
+def readings_json_array(readings: Sequence[Reading]) -> str:
+    """The readings as a JSON array of ``{"ts", "value", "quality"}`` objects (value null for
+    a reading without a usable value), written directly: no dict per reading."""
+    stamp = TimestampText()
+    quality_text = {quality: json.dumps(quality.value) for quality in Quality}
+    parts = [
+        f'{{"ts":"{stamp(reading.timestamp)}","value":{_number(reading.value, "null")},'
+        f'"quality":{quality_text[reading.quality]}}}'
+        for reading in readings
+    ]
+    return "[" + ",".join(parts) + "]"
 
 
 def safe_cell(text: str) -> str:
@@ -130,22 +158,32 @@ def safe_cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
+class _CsvText:
+    """Text cells neutralised and quoted (RFC 4180) once per distinct value."""
+
+    def __init__(self) -> None:
+        self._cells: dict[str, str] = {}
+        self._out = io.StringIO()
+        # The usual terminator, so that a cell holding CR or LF is quoted; it is cut off below.
+        self._writer = csv.writer(self._out, lineterminator="\r\n")
+
+    def __call__(self, text: str) -> str:
+        cell = self._cells.get(text)
+        if cell is None:
+            self._out.seek(0)
+            self._out.truncate()
+            self._writer.writerow((safe_cell(text),))
+            cell = self._cells[text] = self._out.getvalue()[:-2]
+        return cell
+
+
 def readings_csv(readings: Sequence[Reading], *, header: bool = True) -> str:
     """The readings as CSV rows (RFC 4180), text cells neutralised against formula injection."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    if header:
-        writer.writerow(CSV_HEADER)
-    for reading in readings:
-        value = reading.value
-        writer.writerow(
-            (
-                safe_cell(reading.reactor),
-                safe_cell(reading.channel),
-                format_timestamp(reading.timestamp),
-                "" if math.isnan(value) else repr(value),
-                safe_cell(reading.unit),
-                safe_cell(reading.quality.value),
-            )
-        )
-    return out.getvalue()
+    stamp, text = TimestampText(), _CsvText()
+    lines = [",".join(CSV_HEADER)] if header else []
+    lines += [
+        f"{text(reading.reactor)},{text(reading.channel)},{stamp(reading.timestamp)},"
+        f"{_number(reading.value, '')},{text(reading.unit)},{text(reading.quality.value)}"
+        for reading in readings
+    ]
+    return "\r\n".join(lines) + "\r\n" if lines else ""
