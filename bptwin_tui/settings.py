@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bptwin.tui.api.config import ApiSettings
 from bptwin.tui.settings_ops import MetricsSettings, NotifySettings
 
 if TYPE_CHECKING:
@@ -328,6 +329,7 @@ class Settings(BaseSettings):
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     process: ProcessSettings = Field(default_factory=lambda: ProcessSettings())
     volume: VolumeSettings = Field(default_factory=lambda: VolumeSettings())
     alarms: dict[str, Any] = Field(

@@ -380,4 +380,5 @@ AUDITED_TABLES: tuple[type[AuditedTable], ...] = (
 import bptwin.eln.audit  # noqa: E402, F401
 
 # Tables kept in their own modules register on this metadata (and in AUDITED_TABLES) here.
+from bptwin.eln import api_tokens as _api_tokens  # noqa: E402, F401
 from bptwin.eln import control_records as _control_records  # noqa: E402, F401
