@@ -48,10 +48,11 @@ STATE_LABELS = {
 
 
 class AlarmActions(Protocol):
-    """What the alarm screen needs of the alarm engine (the station implements it).
+    """What the alarm screen needs of the alarm engine (the station implements it; a viewer
+    implements it with commands to the engine, which may take seconds to be answered).
 
     Actions raise ValueError (twin.alarms.AlarmActionError) with a plain message when they
-    cannot apply; their return value is not used.
+    cannot apply; their return value is not used. The screen calls them off the UI thread.
     """
 
     def acknowledge(self, alarm_id: str, actor: str) -> object: ...
@@ -375,15 +376,39 @@ class AlarmScreen(EntryForm[None]):
             )
         self._say(text)
 
-    def _run(self, action: Callable[[], Any], done: str) -> bool:
-        try:
-            action()
-        except (ValueError, PermissionError) as error:
-            self._say(str(error), error=True)
-            return False
+    def _run(
+        self, action: Callable[[], Any], done: str, then: Callable[[], None] | None = None
+    ) -> None:
+        """Carry out an alarm action off the UI thread, then say how it went.
+
+        In a viewer the action is a command to the engine and waits for its answer; the screen
+        stays live meanwhile. ``then`` runs after a success.
+        """
+        self._say(f"{done.rstrip('.')}: sending…")
+
+        def work() -> None:
+            try:
+                action()
+            except (ValueError, PermissionError) as error:
+                problem: str | None = str(error) or type(error).__name__
+            except Exception as error:  # the screen must survive a surprise and say it
+                problem = f"{type(error).__name__}: {error}"
+            else:
+                problem = None
+            self.app.call_from_thread(self._finish, done, problem, then)
+
+        self.run_worker(work, thread=True, group="alarm-action", exit_on_error=False)
+
+    def _finish(self, done: str, problem: str | None, then: Callable[[], None] | None) -> None:
+        if not self.is_attached:
+            return
+        if problem is not None:
+            self._say(problem, error=True)
+            return
         self.refresh_alarms()
         self._say(done)
-        return True
+        if then is not None:
+            then()
 
     # ---- actions --------------------------------------------------------------------------
 
@@ -394,20 +419,22 @@ class AlarmScreen(EntryForm[None]):
         if not view.unacknowledged:
             self._say(f"{view.alarm_id} needs no acknowledgement.", error=True)
             return
-        if (
-            self._run(
-                lambda: self.actions.acknowledge(view.alarm_id, self.operator),
-                f"Acknowledged {view.alarm_id}.",
-            )
-            and self.notebook is not None
-            and self.batch_number is not None
-        ):
+
+        def offer_deviation() -> None:
+            if self.notebook is None or self.batch_number is None:
+                return
 
             def answered(yes: bool | None) -> None:
                 if yes:
                     self.open_deviation(view)
 
             self.app.push_screen(ConfirmDeviationScreen(view), answered)
+
+        self._run(
+            lambda: self.actions.acknowledge(view.alarm_id, self.operator),
+            f"Acknowledged {view.alarm_id}.",
+            offer_deviation,
+        )
 
     def action_shelve(self) -> None:
         view = self.selected()

@@ -1,0 +1,239 @@
+"""The engine's side of alarm actions from other control rooms (viewers of ``bptwin serve``).
+
+A viewer sends a signed command on ``<prefix>/v1/<reactor>/commands/alarm``
+(``bptwin.twin.commands``); :class:`AlarmCommandService` obeys it once: signature, freshness and
+the actor (an active operator in the notebook) checked, then the same transition as a key press
+in the acquiring app (stored in the notebook with the operator's name, published to every
+viewer), then a signed answer on ``…/commands/alarm/result``. Every refusal is counted by reason
+and logged (rate-limited); a repeat of a command gets the first answer and does nothing.
+
+Commands are carried out on a thread of their own: the notebook look-up must not hold up the
+bus's dispatcher (readings) while the database is slow or away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bptwin.twin.commands import (
+    ACKNOWLEDGE,
+    ALARM,
+    INVALID_REASONS,
+    REFUSED_BUSY,
+    REFUSED_NOT_APPLICABLE,
+    REFUSED_NOTEBOOK,
+    REFUSED_OPERATOR,
+    SHELVE,
+    AlarmCommand,
+    CommandRefused,
+    CommandResult,
+    CommandVerifier,
+)
+
+if TYPE_CHECKING:
+    from bptwin.database.bus import Bus, Subscription
+    from bptwin.eln.services import NotebookService
+    from bptwin.tui.runtime.alarm_actions import StationAlarms
+    from bptwin.twin.setpoints import ControlKey
+
+log = logging.getLogger(__name__)
+
+REFUSAL_LOG_INTERVAL_S = 10.0
+MAX_WAITING = 256  # commands waiting to be carried out; a flood beyond is refused as busy
+
+
+class AlarmCommandService:
+    """Obeys verified alarm commands for this station's reactors (see the module docstring)."""
+
+    def __init__(
+        self,
+        key: ControlKey,
+        reactors: tuple[str, ...] | list[str],
+        *,
+        bus: Bus,
+        prefix: str,
+        actions: StationAlarms,
+        notebook: Callable[[], NotebookService | None],
+        engine_now: Callable[[], float],
+        max_skew_s: float = 30.0,
+    ) -> None:
+        self.key = key
+        self.reactors = tuple(reactors)
+        self.bus = bus
+        self.prefix = prefix
+        self.actions = actions
+        self.notebook = notebook
+        self.engine_now = engine_now
+        self.verifier = CommandVerifier(key, self.reactors, prefix=prefix, max_skew_s=max_skew_s)
+        self.applied = 0
+        self.duplicates = 0
+        self._refused: dict[str, int] = {}
+        self._logged_at: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(MAX_WAITING)
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def subscribe(self, bus: Bus) -> list[Subscription]:
+        from bptwin.database.bus import topics
+
+        return [
+            bus.subscribe(topics.command_topic(reactor, ALARM, self.prefix), self, qos=1)
+            for reactor in self.reactors
+        ]
+
+    def start(self) -> AlarmCommandService:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="alarm-commands", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._thread is None:
+            return
+        with contextlib.suppress(queue.Full):  # then the thread is busy and sees no stop
+            self._queue.put(None, timeout=timeout)
+        self._thread.join(timeout)
+        self._thread = None
+
+    # -- counts --------------------------------------------------------------------------------
+
+    def refused_counts(self) -> dict[str, int]:
+        """Commands refused since start, by reason."""
+        with self._lock:
+            return {reason: count for reason, count in self._refused.items() if count}
+
+    def invalid_counts(self) -> dict[str, int]:
+        """Refusals of messages that were not a valid operator's command (forged, stale...)."""
+        return {r: n for r, n in self.refused_counts().items() if r in INVALID_REASONS}
+
+    # -- the bus's dispatcher thread -----------------------------------------------------------
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        try:
+            self._queue.put_nowait((topic, bytes(payload)))
+        except queue.Full:
+            self._count(CommandRefused(REFUSED_BUSY, f"{topic[:200]}: too many commands waiting"))
+
+    # -- the service's thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self.handle(*item)
+            except Exception:  # one command must never end the service
+                log.exception("alarm command on %s failed", item[0][:200])
+
+    def handle(self, topic: str, payload: bytes) -> CommandResult | None:
+        """Verify, carry out once and answer one command; None when nobody can be answered."""
+        try:
+            command = self.verifier.verify(topic, payload)
+        except CommandRefused as refusal:
+            self._count(refusal)
+            if refusal.command_id is None:
+                return None  # not signed with the key: no answer to someone we cannot trust
+            reactor = topic.split("/")[-3]
+            return self._answer(
+                CommandResult(refusal.command_id, reactor, False, refusal.reason, str(refusal))
+            )
+        first, earlier = self.verifier.claim(command.command_id)
+        if not first:
+            with self._lock:
+                self.duplicates += 1
+            log.info("alarm command %s came again: not carried out twice", command.command_id)
+            return self._answer(earlier.again()) if earlier is not None else None
+        result = self._carry_out(command)
+        self.verifier.answered(result)
+        return self._answer(result)
+
+    def _carry_out(self, command: AlarmCommand) -> CommandResult:
+        def refused(reason: str, message: str) -> CommandResult:
+            self._count(CommandRefused(reason, f"{command.describe()}: {message}"))
+            return CommandResult(command.command_id, command.reactor, False, reason, message)
+
+        problem = self._operator_problem(command.actor)
+        if problem is not None:
+            return refused(*problem)
+        try:
+            if command.action == ACKNOWLEDGE:
+                self.actions.acknowledge(command.alarm_id, command.actor)
+                done = f"acknowledged {command.alarm_id}"
+            elif command.action == SHELVE:
+                until = self._now() + command.duration_s
+                self.actions.shelve(command.alarm_id, command.actor, command.reason, until)
+                done = f"shelved {command.alarm_id} for {command.duration_s / 60:g} min"
+            else:
+                self.actions.unshelve(command.alarm_id, command.actor)
+                done = f"unshelved {command.alarm_id}"
+        except ValueError as exc:  # AlarmActionError: unknown alarm, nothing to acknowledge...
+            return refused(REFUSED_NOT_APPLICABLE, str(exc))
+        with self._lock:
+            self.applied += 1
+        origin = f" from {command.origin}" if command.origin else ""
+        log.info("alarm command %s: %s by %s%s", command.command_id, done, command.actor, origin)
+        return CommandResult(
+            command.command_id, command.reactor, True, "", f"{done} by {command.actor}"
+        )
+
+    def _operator_problem(self, actor: str) -> tuple[str, str] | None:
+        """Why ``actor`` may not act here (reason, message), or None: an active operator."""
+        notebook = self.notebook()
+        if notebook is None:
+            return REFUSED_NOTEBOOK, "the engine has no notebook to check the operator in"
+        try:
+            operator = notebook.operators.get_operator(actor)
+        except Exception as exc:  # the database is away or failing: nobody can be checked
+            return REFUSED_NOTEBOOK, f"the notebook cannot be read to check {actor!r}: {exc}"
+        if operator is None:
+            return REFUSED_OPERATOR, f"{actor!r} is not a registered operator"
+        if not operator.active:
+            return REFUSED_OPERATOR, f"operator {actor!r} is deactivated"
+        return None
+
+    def _now(self) -> float:
+        """The engine's time (a replay's stream clock), or the wall clock before any reading."""
+        now = self.engine_now()
+        return now if math.isfinite(now) else time.time()
+
+    def _answer(self, result: CommandResult) -> CommandResult:
+        answered = CommandResult(
+            result.command_id,
+            result.reactor,
+            result.ok,
+            result.reason,
+            result.message,
+            result.duplicate,
+            result.answered_at or time.time(),
+        )
+        try:
+            topic, payload = answered.message_for(self.prefix, self.key)
+            self.bus.publish(topic, payload, qos=1)
+        except Exception as exc:  # the transition still reaches the viewers through the alarms
+            log.warning("answer to alarm command %s not sent: %s", result.command_id, exc)
+        return answered
+
+    def _count(self, refusal: CommandRefused) -> None:
+        now = time.monotonic()
+        reason = refusal.reason
+        with self._lock:
+            self._refused[reason] = self._refused.get(reason, 0) + 1
+            last = self._logged_at.get(reason)
+            if last is not None and now - last < REFUSAL_LOG_INTERVAL_S:
+                self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
+                return
+            self._logged_at[reason] = now
+            skipped = self._unlogged.pop(reason, 0)
+        more = f" ({skipped} more refused for {reason} since the last line)" if skipped else ""
+        log.warning("alarm command refused [%s]: %s%s", reason, refusal, more)
