@@ -35,6 +35,7 @@ from bptwin.twin.alarms import AlarmState, AlarmView
 from bptwin.twin.live import LiveSnapshot
 
 DEFAULT_SHELVE_MIN = 60.0
+OUTCOME_S = 15.0  # how long an action's outcome stays under the alarm list
 MAX_SHELVE_MIN = 24 * 60.0
 
 STATE_LABELS = {
@@ -288,6 +289,8 @@ class AlarmScreen(EntryForm[None]):
         self.snapshot: LiveSnapshot | None = None
         self.clock = clock
         self.alarms: list[AlarmView] = []
+        # The last action: (alarm id, what became of it, an error?, when: monotonic s).
+        self._outcome: tuple[str, str, bool, float] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -363,9 +366,20 @@ class AlarmScreen(EntryForm[None]):
     @on(DataTable.RowHighlighted)
     def _show_detail(self) -> None:
         view = self.selected()
+        outcome = self._outcome
+        if outcome is not None and time.monotonic() - outcome[3] > OUTCOME_S:
+            outcome = self._outcome = None
+        if outcome is not None and (view is None or view.alarm_id == outcome[0]):
+            # The last action's outcome stays beside the alarm while the list refreshes.
+            detail = "" if view is None else f"\n{self._detail(view)}"
+            self._say(outcome[1] + detail, error=outcome[2])
+            return
         if view is None:
             self._say("No active, unacknowledged or shelved alarms.")
             return
+        self._say(self._detail(view))
+
+    def _detail(self, view: AlarmView) -> str:
         text = f"{view.alarm_id} · {view.priority.value} · {STATE_LABELS[view.state]}"
         if view.acknowledged_by:
             text += f" · acknowledged by {view.acknowledged_by} at {hms(view.acknowledged_at)}"
@@ -374,17 +388,26 @@ class AlarmScreen(EntryForm[None]):
                 f" · shelved by {view.shelved_by} until {hms(view.shelved_until)}: "
                 f"{view.shelve_reason}"
             )
-        self._say(text)
+        return text
+
+    def _tell(self, alarm_id: str, text: str, *, error: bool = False) -> None:
+        """The outcome of an action on ``alarm_id``, kept in view for ``OUTCOME_S``."""
+        self._outcome = (alarm_id, text, error, time.monotonic())
+        self._show_detail()
 
     def _run(
-        self, action: Callable[[], Any], done: str, then: Callable[[], None] | None = None
+        self,
+        alarm_id: str,
+        action: Callable[[], Any],
+        done: str,
+        then: Callable[[], None] | None = None,
     ) -> None:
         """Carry out an alarm action off the UI thread, then say how it went.
 
         In a viewer the action is a command to the engine and waits for its answer; the screen
         stays live meanwhile. ``then`` runs after a success.
         """
-        self._say(f"{done.rstrip('.')}: sending…")
+        self._tell(alarm_id, f"{done.rstrip('.')}: sending…")
 
         def work() -> None:
             try:
@@ -395,18 +418,20 @@ class AlarmScreen(EntryForm[None]):
                 problem = f"{type(error).__name__}: {error}"
             else:
                 problem = None
-            self.app.call_from_thread(self._finish, done, problem, then)
+            self.app.call_from_thread(self._finish, alarm_id, done, problem, then)
 
         self.run_worker(work, thread=True, group="alarm-action", exit_on_error=False)
 
-    def _finish(self, done: str, problem: str | None, then: Callable[[], None] | None) -> None:
+    def _finish(
+        self, alarm_id: str, done: str, problem: str | None, then: Callable[[], None] | None
+    ) -> None:
         if not self.is_attached:
             return
         if problem is not None:
-            self._say(problem, error=True)
+            self._tell(alarm_id, problem, error=True)
             return
+        self._outcome = (alarm_id, done, False, time.monotonic())
         self.refresh_alarms()
-        self._say(done)
         if then is not None:
             then()
 
@@ -417,7 +442,7 @@ class AlarmScreen(EntryForm[None]):
         if view is None:
             return
         if not view.unacknowledged:
-            self._say(f"{view.alarm_id} needs no acknowledgement.", error=True)
+            self._tell(view.alarm_id, f"{view.alarm_id} needs no acknowledgement.", error=True)
             return
 
         def offer_deviation() -> None:
@@ -431,6 +456,7 @@ class AlarmScreen(EntryForm[None]):
             self.app.push_screen(ConfirmDeviationScreen(view), answered)
 
         self._run(
+            view.alarm_id,
             lambda: self.actions.acknowledge(view.alarm_id, self.operator),
             f"Acknowledged {view.alarm_id}.",
             offer_deviation,
@@ -447,6 +473,7 @@ class AlarmScreen(EntryForm[None]):
             reason, minutes = result
             until = self.clock() + minutes * 60.0
             self._run(
+                view.alarm_id,
                 lambda: self.actions.shelve(view.alarm_id, self.operator, reason, until),
                 f"Shelved {view.alarm_id} for {minutes:g} min.",
             )
@@ -458,6 +485,7 @@ class AlarmScreen(EntryForm[None]):
         if view is None:
             return
         self._run(
+            view.alarm_id,
             lambda: self.actions.unshelve(view.alarm_id, self.operator),
             f"Unshelved {view.alarm_id}.",
         )
