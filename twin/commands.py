@@ -1,4 +1,4 @@
-"""An operator's alarm action sent from a control room to the engine, and the engine's answer.
+"""An operator's command sent from a control room to the engine, and the engine's answer.
 
 A viewer of ``bptwin serve`` has no alarm engine of its own: acknowledging or shelving there is a
 message on ``<prefix>/v1/<reactor>/commands/alarm`` that the engine obeys only when it is
@@ -7,7 +7,9 @@ authenticated (HMAC-SHA256 with the operators' command key, the scheme of
 (``issued_at`` within a bounded skew of the engine's clock, ``expires_at`` not passed) and new
 (its ``command_id`` was not seen: a duplicate is answered with the first answer and does
 nothing). The engine answers on ``…/commands/alarm/result``, signed the same way, so a control
-room can tell the engine's answer from anyone else's. Contract: docs/mqtt.md, "Commands".
+room can tell the engine's answer from anyone else's. A supervisor's confirmation of
+closed-loop control goes the same way on ``…/commands/control``. Contract: docs/mqtt.md,
+"Commands".
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ ACKNOWLEDGE = "acknowledge"
 SHELVE = "shelve"
 UNSHELVE = "unshelve"
 ACTIONS = (ACKNOWLEDGE, SHELVE, UNSHELVE)
+
+CONTROL = "control"  # ``…/commands/control``: a supervisor's confirmation of closed loop
+AUTHORISE = "authorise"
+REVOKE = "revoke"
+CONTROL_ACTIONS = (AUTHORISE, REVOKE)
+KINDS = (ALARM, CONTROL)
 
 DEFAULT_MAX_SKEW_S = 30.0
 MAX_LIFETIME_S = 120.0  # no command may stay valid longer than this after it was issued
@@ -64,6 +72,20 @@ INVALID_REASONS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Common:
+    """What every command has, once checked."""
+
+    what: str
+    reactor: str
+    action: str
+    actor: str
+    command_id: str
+    issued_at: float
+    expires_at: float
+    origin: str
+
+
 class CommandRefused(ValueError):
     """A command that must not be obeyed; ``reason`` is one of the ``REFUSED_*`` names."""
 
@@ -87,6 +109,8 @@ class AlarmCommand:
     reason: str = ""  # shelve only
     duration_s: float = 0.0  # shelve only: from the moment the engine applies it
     origin: str = ""  # which control room sent it (host and pid), for the log
+
+    kind = ALARM
 
     @classmethod
     def new(
@@ -130,6 +154,62 @@ class AlarmCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlCommand:
+    """A supervisor's confirmation of closed-loop control (stored in the notebook by the
+    sending control room, where the PIN was checked), or anyone's end of it."""
+
+    reactor: str
+    action: str  # authorise | revoke
+    actor: str
+    command_id: str
+    issued_at: float
+    expires_at: float
+    authorisation_id: int = 0  # authorise: the notebook's control_action row of the confirmation
+    origin: str = ""
+
+    kind = CONTROL
+
+    @classmethod
+    def new(
+        cls,
+        reactor: str,
+        action: str,
+        actor: str,
+        *,
+        lifetime_s: float,
+        authorisation_id: int = 0,
+        origin: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> ControlCommand:
+        now = clock()
+        return cls(
+            reactor,
+            action,
+            actor,
+            uuid.uuid4().hex,
+            now,
+            now + min(lifetime_s, MAX_LIFETIME_S),
+            authorisation_id,
+            origin,
+        )
+
+    def topic(self, prefix: str) -> str:
+        return topics.command_topic(self.reactor, CONTROL, prefix)
+
+    def describe(self) -> str:
+        if self.action == AUTHORISE:
+            return f"closed-loop control of {self.reactor} confirmed by {self.actor}"
+        return f"closed-loop control of {self.reactor} stopped by {self.actor}"
+
+    def message(self, prefix: str, key: ControlKey) -> tuple[str, bytes]:
+        topic = self.topic(prefix)
+        return topic, signed_payload(topic, asdict(self), key)
+
+
+Command = AlarmCommand | ControlCommand
+
+
+@dataclass(frozen=True, slots=True)
 class CommandResult:
     """The engine's answer to one command: applied, or refused and why."""
 
@@ -140,9 +220,10 @@ class CommandResult:
     message: str
     duplicate: bool = False  # the same command_id came again: nothing was done this time
     answered_at: float = 0.0
+    kind: str = ALARM
 
     def topic(self, prefix: str) -> str:
-        return topics.command_result_topic(self.reactor, ALARM, prefix)
+        return topics.command_result_topic(self.reactor, self.kind, prefix)
 
     def message_for(self, prefix: str, key: ControlKey) -> tuple[str, bytes]:
         topic = self.topic(prefix)
@@ -151,7 +232,14 @@ class CommandResult:
     def again(self) -> CommandResult:
         """This answer for a repeat of its command."""
         return CommandResult(
-            self.command_id, self.reactor, self.ok, self.reason, self.message, True, time.time()
+            self.command_id,
+            self.reactor,
+            self.ok,
+            self.reason,
+            self.message,
+            True,
+            time.time(),
+            self.kind,
         )
 
 
@@ -209,67 +297,52 @@ class CommandVerifier:
         self._answers: OrderedDict[str, tuple[float, CommandResult | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def verify(self, topic: str, payload: bytes | str) -> AlarmCommand:
+    def verify(self, topic: str, payload: bytes | str) -> Command:
         """The command, or CommandRefused naming what is wrong (``command_id`` when known)."""
         raw = payload.encode() if isinstance(payload, str) else bytes(payload)
-        reactor = self._reactor(topic)
+        reactor, kind = self._topic(topic)
         data = _object(topic, verified_body(topic, raw, self.key))
         command_id = data.get("command_id")
         if not isinstance(command_id, str) or not _COMMAND_ID.fullmatch(command_id):
             raise CommandRefused(REFUSED_MALFORMED, f"{topic[:200]}: 'command_id' is missing")
         try:
-            return self._check(topic, reactor, data, command_id)
+            common = self._common(f"{kind} command {command_id}", reactor, kind, data, command_id)
+            if kind == ALARM:
+                return self._alarm(common, data)
+            return self._control(common, data)
         except CommandRefused as exc:
             exc.command_id = command_id
             raise
 
-    def _reactor(self, topic: str) -> str:
+    def _topic(self, topic: str) -> tuple[str, str]:
         levels = topic.split("/")
-        head = f"{self.prefix}/{topics.CONTRACT_VERSION}/"
-        reactor = levels[-3] if len(levels) >= 3 else ""
+        reactor, kind = (levels[-3], levels[-1]) if len(levels) >= 3 else ("", "")
         if (
-            not topic.startswith(head)
-            or topic != topics.command_topic(reactor or "-", ALARM, self.prefix)
+            kind not in KINDS
             or reactor not in self.reactors
+            or topic != topics.command_topic(reactor, kind, self.prefix)
         ):
             raise CommandRefused(
                 REFUSED_MALFORMED,
-                f"topic {topic[:200]!r} is not {self.prefix}/v1/<reactor>/commands/alarm "
-                "of a reactor this engine runs",
+                f"topic {topic[:200]!r} is not {self.prefix}/v1/<reactor>/commands/"
+                f"<{'|'.join(KINDS)}> of a reactor this engine runs",
             )
-        return reactor
+        return reactor, kind
 
-    def _check(
-        self, topic: str, reactor: str, data: Mapping[str, Any], command_id: str
-    ) -> AlarmCommand:
-        what = f"alarm command {command_id}"
+    def _common(
+        self, what: str, reactor: str, kind: str, data: Mapping[str, Any], command_id: str
+    ) -> _Common:
         if data.get("reactor") != reactor:
             raise CommandRefused(REFUSED_MALFORMED, f"{what}: the payload names another reactor")
+        allowed = ACTIONS if kind == ALARM else CONTROL_ACTIONS
         action = data.get("action")
-        if action not in ACTIONS:
+        if action not in allowed:
             raise CommandRefused(
-                REFUSED_MALFORMED, f"{what}: 'action' must be one of {', '.join(ACTIONS)}"
-            )
-        alarm_id = data.get("alarm_id")
-        if not isinstance(alarm_id, str) or not alarm_id.startswith(f"{reactor}/"):
-            raise CommandRefused(
-                REFUSED_MALFORMED, f"{what}: 'alarm_id' must be an alarm of {reactor}"
+                REFUSED_MALFORMED, f"{what}: 'action' must be one of {', '.join(allowed)}"
             )
         actor = data.get("actor")
         if not isinstance(actor, str) or not actor.strip() or len(actor) > MAX_ACTOR_LENGTH:
             raise CommandRefused(REFUSED_MALFORMED, f"{what}: 'actor' names no operator")
-        reason, duration = data.get("reason", ""), data.get("duration_s", 0.0)
-        if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
-            raise CommandRefused(REFUSED_MALFORMED, f"{what}: 'reason' must be short text")
-        if action == SHELVE and (
-            isinstance(duration, bool)
-            or not isinstance(duration, int | float)
-            or not math.isfinite(duration)
-            or not 0 < duration <= MAX_SHELVE_S
-        ):
-            raise CommandRefused(
-                REFUSED_MALFORMED, f"{what}: 'duration_s' must be above 0 and at most 24 h"
-            )
         issued, expires = self._time(what, data, "issued_at"), self._time(what, data, "expires_at")
         now = self.clock()
         if abs(issued - now) > self.max_skew_s:
@@ -285,17 +358,69 @@ class CommandVerifier:
                 REFUSED_EXPIRED, f"{what}: valid for more than {MAX_LIFETIME_S:g} s"
             )
         origin = data.get("origin", "")
-        return AlarmCommand(
+        return _Common(
+            what,
             reactor,
-            action,
-            alarm_id,
+            str(action),
             actor.strip(),
             command_id,
             issued,
             expires,
+            origin[:200] if isinstance(origin, str) else "",
+        )
+
+    def _alarm(self, common: _Common, data: Mapping[str, Any]) -> AlarmCommand:
+        what, reactor, action = common.what, common.reactor, common.action
+        alarm_id = data.get("alarm_id")
+        if not isinstance(alarm_id, str) or not alarm_id.startswith(f"{reactor}/"):
+            raise CommandRefused(
+                REFUSED_MALFORMED, f"{what}: 'alarm_id' must be an alarm of {reactor}"
+            )
+        reason, duration = data.get("reason", ""), data.get("duration_s", 0.0)
+        if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
+            raise CommandRefused(REFUSED_MALFORMED, f"{what}: 'reason' must be short text")
+        if action == SHELVE and (
+            isinstance(duration, bool)
+            or not isinstance(duration, int | float)
+            or not math.isfinite(duration)
+            or not 0 < duration <= MAX_SHELVE_S
+        ):
+            raise CommandRefused(
+                REFUSED_MALFORMED, f"{what}: 'duration_s' must be above 0 and at most 24 h"
+            )
+        return AlarmCommand(
+            reactor,
+            action,
+            alarm_id,
+            common.actor,
+            common.command_id,
+            common.issued_at,
+            common.expires_at,
             reason.strip(),
             float(duration) if action == SHELVE else 0.0,
-            origin[:200] if isinstance(origin, str) else "",
+            common.origin,
+        )
+
+    def _control(self, common: _Common, data: Mapping[str, Any]) -> ControlCommand:
+        authorisation = data.get("authorisation_id", 0)
+        if common.action == AUTHORISE and (
+            isinstance(authorisation, bool)
+            or not isinstance(authorisation, int)
+            or authorisation < 1
+        ):
+            raise CommandRefused(
+                REFUSED_MALFORMED,
+                f"{common.what}: 'authorisation_id' must name the supervisor's stored confirmation",
+            )
+        return ControlCommand(
+            common.reactor,
+            common.action,
+            common.actor,
+            common.command_id,
+            common.issued_at,
+            common.expires_at,
+            authorisation if common.action == AUTHORISE else 0,
+            common.origin,
         )
 
     def _time(self, what: str, data: Mapping[str, Any], key: str) -> float:
@@ -348,10 +473,11 @@ def decode_result(topic: str, payload: bytes, key: ControlKey) -> CommandResult:
             message=str(data.get("message", ""))[:500],
             duplicate=bool(data.get("duplicate", False)),
             answered_at=float(data.get("answered_at", 0.0)),
+            kind=str(data.get("kind", ALARM)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CommandRefused(REFUSED_MALFORMED, f"{topic[:200]}: answer lacks {exc}") from None
     levels = topic.split("/")
-    if len(levels) < 4 or levels[-4] != result.reactor:
+    if len(levels) < 4 or levels[-4] != result.reactor or levels[-2] != result.kind:
         raise CommandRefused(REFUSED_MALFORMED, f"{topic[:200]}: the answer names another reactor")
     return result

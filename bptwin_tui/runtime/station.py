@@ -198,7 +198,7 @@ class Station:
             runtime.driver_threads.append(DriverThread(driver).start())
         if runtime.intake.plan.simulated:
             self._follow_setpoints(runtime)
-        if runtime.commands is not None:  # viewers' alarm actions (runtime/alarm_commands.py)
+        if runtime.commands is not None:  # viewers' commands (runtime/operator_commands.py)
             runtime.subscriptions += runtime.commands.start().subscribe(runtime.bus)
         self._keeper.start()
 

@@ -6,8 +6,9 @@ When another process holds a reactor's acquisition lock (``acquisition_lock.py``
 ``warnings``, ``control``, ``alarm_actions``, ``history``, ``notebook``) but acquires
 nothing. It subscribes to the acquisition's readings, predictions, alarm transitions and
 status on the bus, starts from the alarm history in the notebook, and writes notebook
-entries like any station. Its alarm actions are signed commands that the engine carries out
-(``runtime/viewer_alarms.py``). Closing it changes nothing for the acquisition.
+entries like any station. Its alarm actions and a supervisor's confirmation of closed-loop
+control are signed commands that the engine carries out (``runtime/viewer_commands.py``).
+Closing it changes nothing for the acquisition.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from typing import TYPE_CHECKING, Any
 from bptwin.database.bus import topics
 from bptwin.database.reading import Reading, ReadingError, decode_json, parse_timestamp
 from bptwin.tui.runtime.acquisition_lock import STATE_RUNNING, AcquisitionOwner, owner_from_payload
-from bptwin.tui.runtime.viewer_alarms import ViewerAlarms
+from bptwin.tui.runtime.viewer_commands import CommandSender, ViewerAlarms, ViewerControl
 from bptwin.tui.settings import Settings, SettingsError
 from bptwin.twin.alarms import AlarmBoard, AlarmPayloadError, AlarmTransition, alarms_pattern
-from bptwin.twin.commands import ALARM
 from bptwin.twin.history import History
 from bptwin.twin.live import LatestValues, LinkState, LiveSnapshot
 
@@ -60,8 +60,6 @@ def station_for(settings: Settings) -> Station | ViewerStation:
 class ViewerStation:
     """Live view of an acquisition that runs in another process (see the module docstring)."""
 
-    control = None  # closed-loop control belongs to the acquisition
-
     def __init__(self, settings: Settings, owner: AcquisitionOwner) -> None:
         self.settings = settings
         self.owner = owner
@@ -78,16 +76,20 @@ class ViewerStation:
         # The last claim of each reactor's acquisition: where alarm commands go, and whether
         # that engine is there to answer.
         self.engines: dict[str, AcquisitionOwner] = {owner.reactor: owner}
-        self.actions = ViewerAlarms(
+        self.commands = CommandSender(
             bus=lambda: self.bus,
             prefix=settings.bus.prefix,
-            key=None,
-            key_problem="",
-            alarms=self.board.active_alarms,
             engine=self.engines.get,
             on_rejected=self._reject,
             timeout_s=settings.commands.timeout_s,
             broker=f"{settings.bus.host}:{settings.bus.port}",
+        )
+        self.actions = ViewerAlarms(self.commands, self.board.active_alarms)
+        # A supervisor's confirmation of closed-loop control, taken by the engine.
+        self.control = ViewerControl(
+            self.commands,
+            lambda: self.notebook,
+            minutes=settings.control.confirmation_minutes,
         )
         self.latest.set_problem(VIEWER_SOURCE, self.banner)
 
@@ -123,7 +125,7 @@ class ViewerStation:
             subscribe(f"{prefix}/{topics.CONTRACT_VERSION}/+/predictions/+", self._on_prediction),
             subscribe(alarms_pattern(prefix=prefix), self._on_alarm),
             subscribe(f"{prefix}/{topics.CONTRACT_VERSION}/+/status/acquisition", self._on_status),
-            subscribe(topics.command_results_pattern(ALARM, prefix), self.actions.on_result, qos=1),
+            subscribe(topics.command_results_pattern("+", prefix), self.commands.on_result, qos=1),
         ]
         start_bus(self.settings, self.bus)
 
@@ -153,9 +155,9 @@ class ViewerStation:
         from bptwin.twin.setpoints import ControlKeyError
 
         try:
-            self.actions.key = load_command_key(self.settings)
+            self.commands.key = load_command_key(self.settings)
         except ControlKeyError as exc:
-            self.actions.key_problem = f": {exc}"
+            self.commands.key_problem = f": {exc}"
             self.warnings.append(f"{exc}; alarm actions from this viewer are refused")
 
     def _open_notebook(self) -> NotebookService | None:

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from bptwin.drivers.intake import ReadingIntake
     from bptwin.eln.services import NotebookService
     from bptwin.eln.write_queue import SpooledNotebook
-    from bptwin.tui.runtime.alarm_commands import AlarmCommandService
     from bptwin.tui.runtime.notifications import Notifier
+    from bptwin.tui.runtime.operator_commands import OperatorCommands
     from bptwin.tui.runtime.replay_session import ReplaySession
     from bptwin.tui.runtime.shadow_worker import ShadowWorker
     from bptwin.twin.predictor import InferenceWorker
@@ -68,8 +68,9 @@ class Runtime:
     driver_threads: list[DriverThread] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
     backfill: threading.Thread | None = None
-    # Alarm actions sent by viewers over the bus ([commands] key_file); None without a key.
-    commands: AlarmCommandService | None = None
+    # Alarm actions and control confirmations sent by viewers over the bus ([commands]
+    # key_file); None without a key.
+    commands: OperatorCommands | None = None
 
 
 def build_runtime(
@@ -125,7 +126,7 @@ def build_runtime(
         )
         drivers = build_drivers(settings, intake, sink, bus, replays)
         bind_drivers(replays, drivers)
-        commands = build_alarm_commands(settings, bus, shadow_worker, notebook)
+        commands = build_operator_commands(settings, bus, shadow_worker, notebook, control)
     except BaseException:
         for close in reversed(opened):
             close()
@@ -202,12 +203,17 @@ def load_command_key(settings: Settings) -> ControlKey | None:
     return None if path is None else ControlKey.from_file(path, "commands.key_file", shared=True)
 
 
-def build_alarm_commands(
-    settings: Settings, bus: Bus, shadow_worker: ShadowWorker, notebook: SpooledNotebook
-) -> AlarmCommandService | None:
-    """The engine's service for viewers' alarm actions; None without a command key."""
+def build_operator_commands(
+    settings: Settings,
+    bus: Bus,
+    shadow_worker: ShadowWorker,
+    notebook: SpooledNotebook,
+    control: StationControl,
+) -> OperatorCommands | None:
+    """The engine's service for viewers' alarm actions and control confirmations; None
+    without a command key."""
     from bptwin.tui.runtime.alarm_actions import StationAlarms
-    from bptwin.tui.runtime.alarm_commands import AlarmCommandService
+    from bptwin.tui.runtime.operator_commands import OperatorCommands
     from bptwin.twin.setpoints import ControlKeyError
 
     try:
@@ -216,7 +222,7 @@ def build_alarm_commands(
         raise SettingsError(str(exc)) from None
     if key is None:
         return None
-    return AlarmCommandService(
+    return OperatorCommands(
         key,
         settings.station.reactors,
         bus=bus,
@@ -224,6 +230,7 @@ def build_alarm_commands(
         actions=StationAlarms(shadow_worker),
         notebook=lambda: notebook.service,
         engine_now=shadow_worker.shadow.alarms.now,
+        control=control,
         max_skew_s=settings.commands.max_skew_s,
     )
 

@@ -90,9 +90,10 @@ def command_result_topic(reactor: str, kind: str, prefix: str = DEFAULT_PREFIX) 
     return f"{command_topic(reactor, kind, prefix)}/{RESULT}"
 
 
-def command_results_pattern(kind: str, prefix: str = DEFAULT_PREFIX) -> str:
-    """Every reactor's answers to commands of one kind (a control room subscribes to it)."""
-    return f"{_prefix(prefix)}/{CONTRACT_VERSION}/+/{COMMANDS}/{_level('command', kind)}/{RESULT}"
+def command_results_pattern(kind: str = "+", prefix: str = DEFAULT_PREFIX) -> str:
+    """Every reactor's answers to commands of one kind (``+``: any kind): a control room's."""
+    kind = kind if kind == "+" else _level("command", kind)
+    return f"{_prefix(prefix)}/{CONTRACT_VERSION}/+/{COMMANDS}/{kind}/{RESULT}"
 
 
 def readings_pattern(reactor: str = "+", channel: str = "+", prefix: str = DEFAULT_PREFIX) -> str:

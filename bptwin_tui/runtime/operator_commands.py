@@ -1,11 +1,15 @@
-"""The engine's side of alarm actions from other control rooms (viewers of ``bptwin serve``).
+"""The engine's side of operators' commands from other control rooms (viewers of ``serve``).
 
 A viewer sends a signed command on ``<prefix>/v1/<reactor>/commands/alarm``
-(``bptwin.twin.commands``); :class:`AlarmCommandService` obeys it once: signature, freshness and
+(``bptwin.twin.commands``); :class:`OperatorCommands` obeys it once: signature, freshness and
 the actor (an active operator in the notebook) checked, then the same transition as a key press
 in the acquiring app (stored in the notebook with the operator's name, published to every
 viewer), then a signed answer on ``…/commands/alarm/result``. Every refusal is counted by reason
 and logged (rate-limited); a repeat of a command gets the first answer and does nothing.
+
+``…/commands/control`` carries a supervisor's confirmation of closed-loop control: the viewer
+checked the PIN and stored the confirmation in the notebook; the engine reads that row back
+(its supervisor, reactor and expiry, the supervisor's role now) before its actuator takes it.
 
 Commands are carried out on a thread of their own: the notebook look-up must not hold up the
 bus's dispatcher (readings) while the database is slow or away.
@@ -20,27 +24,36 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from bptwin.twin.commands import (
     ACKNOWLEDGE,
     ALARM,
+    CONTROL,
     INVALID_REASONS,
+    MAX_LIFETIME_S,
     REFUSED_BUSY,
+    REFUSED_EXPIRED,
     REFUSED_NOT_APPLICABLE,
     REFUSED_NOTEBOOK,
     REFUSED_OPERATOR,
+    REFUSED_ROLE,
+    REVOKE,
     SHELVE,
     AlarmCommand,
+    Command,
     CommandRefused,
     CommandResult,
     CommandVerifier,
+    ControlCommand,
 )
 
 if TYPE_CHECKING:
     from bptwin.database.bus import Bus, Subscription
     from bptwin.eln.services import NotebookService
     from bptwin.tui.runtime.alarm_actions import StationAlarms
+    from bptwin.tui.runtime.control_loop import StationControl
     from bptwin.twin.setpoints import ControlKey
 
 log = logging.getLogger(__name__)
@@ -49,7 +62,7 @@ REFUSAL_LOG_INTERVAL_S = 10.0
 MAX_WAITING = 256  # commands waiting to be carried out; a flood beyond is refused as busy
 
 
-class AlarmCommandService:
+class OperatorCommands:
     """Obeys verified alarm commands for this station's reactors (see the module docstring)."""
 
     def __init__(
@@ -62,6 +75,7 @@ class AlarmCommandService:
         actions: StationAlarms,
         notebook: Callable[[], NotebookService | None],
         engine_now: Callable[[], float],
+        control: StationControl | None = None,
         max_skew_s: float = 30.0,
     ) -> None:
         self.key = key
@@ -71,6 +85,7 @@ class AlarmCommandService:
         self.actions = actions
         self.notebook = notebook
         self.engine_now = engine_now
+        self.control = control
         self.verifier = CommandVerifier(key, self.reactors, prefix=prefix, max_skew_s=max_skew_s)
         self.applied = 0
         self.duplicates = 0
@@ -86,14 +101,16 @@ class AlarmCommandService:
     def subscribe(self, bus: Bus) -> list[Subscription]:
         from bptwin.database.bus import topics
 
+        kinds = (ALARM, CONTROL) if self.control is not None else (ALARM,)
         return [
-            bus.subscribe(topics.command_topic(reactor, ALARM, self.prefix), self, qos=1)
+            bus.subscribe(topics.command_topic(reactor, kind, self.prefix), self, qos=1)
             for reactor in self.reactors
+            for kind in kinds
         ]
 
-    def start(self) -> AlarmCommandService:
+    def start(self) -> OperatorCommands:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="alarm-commands", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="operator-commands", daemon=True)
             self._thread.start()
         return self
 
@@ -144,9 +161,16 @@ class AlarmCommandService:
             self._count(refusal)
             if refusal.command_id is None:
                 return None  # not signed with the key: no answer to someone we cannot trust
-            reactor = topic.split("/")[-3]
+            levels = topic.split("/")  # the topic was checked before the signature
             return self._answer(
-                CommandResult(refusal.command_id, reactor, False, refusal.reason, str(refusal))
+                CommandResult(
+                    refusal.command_id,
+                    levels[-3],
+                    False,
+                    refusal.reason,
+                    str(refusal),
+                    kind=levels[-1],
+                )
             )
         first, earlier = self.verifier.claim(command.command_id)
         if not first:
@@ -158,34 +182,87 @@ class AlarmCommandService:
         self.verifier.answered(result)
         return self._answer(result)
 
-    def _carry_out(self, command: AlarmCommand) -> CommandResult:
+    def _carry_out(self, command: Command) -> CommandResult:
         def refused(reason: str, message: str) -> CommandResult:
             self._count(CommandRefused(reason, f"{command.describe()}: {message}"))
-            return CommandResult(command.command_id, command.reactor, False, reason, message)
+            return CommandResult(
+                command.command_id, command.reactor, False, reason, message, kind=command.kind
+            )
 
         problem = self._operator_problem(command.actor)
         if problem is not None:
             return refused(*problem)
         try:
-            if command.action == ACKNOWLEDGE:
-                self.actions.acknowledge(command.alarm_id, command.actor)
-                done = f"acknowledged {command.alarm_id}"
-            elif command.action == SHELVE:
-                until = self._now() + command.duration_s
-                self.actions.shelve(command.alarm_id, command.actor, command.reason, until)
-                done = f"shelved {command.alarm_id} for {command.duration_s / 60:g} min"
+            if isinstance(command, ControlCommand):
+                done = self._control(command)
             else:
-                self.actions.unshelve(command.alarm_id, command.actor)
-                done = f"unshelved {command.alarm_id}"
+                done = self._alarm(command)
+        except CommandRefused as exc:  # before ValueError, which it is
+            return refused(exc.reason, str(exc))
         except ValueError as exc:  # AlarmActionError: unknown alarm, nothing to acknowledge...
             return refused(REFUSED_NOT_APPLICABLE, str(exc))
         with self._lock:
             self.applied += 1
         origin = f" from {command.origin}" if command.origin else ""
-        log.info("alarm command %s: %s by %s%s", command.command_id, done, command.actor, origin)
-        return CommandResult(
-            command.command_id, command.reactor, True, "", f"{done} by {command.actor}"
+        log.info("%s command %s: %s%s", command.kind, command.command_id, done, origin)
+        return CommandResult(command.command_id, command.reactor, True, "", done, kind=command.kind)
+
+    def _alarm(self, command: AlarmCommand) -> str:
+        if command.action == ACKNOWLEDGE:
+            self.actions.acknowledge(command.alarm_id, command.actor)
+            return f"acknowledged {command.alarm_id} by {command.actor}"
+        if command.action == SHELVE:
+            until = self._now() + command.duration_s
+            self.actions.shelve(command.alarm_id, command.actor, command.reason, until)
+            return (
+                f"shelved {command.alarm_id} for {command.duration_s / 60:g} min by {command.actor}"
+            )
+        self.actions.unshelve(command.alarm_id, command.actor)
+        return f"unshelved {command.alarm_id} by {command.actor}"
+
+    def _control(self, command: ControlCommand) -> str:
+        """Take a supervisor's stored confirmation, or stop closed-loop control."""
+        control = self.control
+        if control is None:
+            raise CommandRefused(REFUSED_NOT_APPLICABLE, "this engine runs no control path")
+        if command.action == REVOKE:
+            control.revoke(command.actor, command.reactor)  # recorded in the notebook
+            return command.describe()
+        refusal = control.mode_refusal()
+        if refusal is not None:
+            raise CommandRefused(REFUSED_NOT_APPLICABLE, f"the engine's control: {refusal}")
+        from bptwin.eln.control_service import get_authorisation
+        from bptwin.eln.models import OperatorRole
+        from bptwin.twin.actuation import ControlAuthorisation
+
+        notebook = self.notebook()
+        assert notebook is not None  # the operator check needed it
+        try:
+            row = get_authorisation(notebook, command.authorisation_id, reactor=command.reactor)
+            supervisor = notebook.operators.get_operator(command.actor)
+        except Exception as exc:
+            raise CommandRefused(REFUSED_NOTEBOOK, f"the notebook cannot be read: {exc}") from None
+        if supervisor is None or supervisor.role != OperatorRole.SUPERVISOR:
+            raise CommandRefused(REFUSED_ROLE, f"{command.actor!r} is not a supervisor")
+        if row is None or row.supervisor != command.actor:
+            raise CommandRefused(
+                REFUSED_ROLE,
+                f"confirmation {command.authorisation_id} is not {command.actor}'s confirmation "
+                f"of closed-loop control of {command.reactor}",
+            )
+        assert row.valid_until is not None  # get_authorisation returns confirmations only
+        confirmed, expires = _unix(row.occurred_at), _unix(row.valid_until)
+        now = time.time()
+        fresh = self.verifier.max_skew_s + MAX_LIFETIME_S
+        if not now - fresh <= confirmed <= now + self.verifier.max_skew_s or expires <= now:
+            raise CommandRefused(
+                REFUSED_EXPIRED,
+                f"confirmation {command.authorisation_id} was not made just now or has expired",
+            )
+        control.take_authorisation(
+            ControlAuthorisation(command.actor, command.reactor, confirmed, expires)
         )
+        return f"{command.describe()} until {row.valid_until:%H:%M} UTC"
 
     def _operator_problem(self, actor: str) -> tuple[str, str] | None:
         """Why ``actor`` may not act here (reason, message), or None: an active operator."""
@@ -216,6 +293,7 @@ class AlarmCommandService:
             result.message,
             result.duplicate,
             result.answered_at or time.time(),
+            result.kind,
         )
         try:
             topic, payload = answered.message_for(self.prefix, self.key)
@@ -237,3 +315,8 @@ class AlarmCommandService:
             skipped = self._unlogged.pop(reason, 0)
         more = f" ({skipped} more refused for {reason} since the last line)" if skipped else ""
         log.warning("alarm command refused [%s]: %s%s", reason, refusal, more)
+
+
+def _unix(moment: datetime) -> float:
+    """A stored time as Unix seconds (SQLite gives it back without its UTC zone)."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
