@@ -50,8 +50,8 @@ MAX_ACTOR_LENGTH = 64
 _COMMAND_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _SIGNED = re.compile(rb'(\{.*),"sig":"([^"]*)"\}\s*', re.S)
 
-# Why a command was refused (counted by these names). The first six say the message was not a
-# valid command of an operator; the others that a valid command could not be carried out.
+# Why a command was refused (counted by these names). INVALID_REASONS say the message was not
+# a valid command of an operator; the others that a valid command could not be carried out.
 REFUSED_MALFORMED = "malformed"
 REFUSED_UNSIGNED = "unsigned"
 REFUSED_SIGNATURE = "bad_signature"
@@ -69,6 +69,7 @@ INVALID_REASONS = (
     REFUSED_CLOCK_SKEW,
     REFUSED_EXPIRED,
     REFUSED_OPERATOR,
+    REFUSED_ROLE,
 )
 
 

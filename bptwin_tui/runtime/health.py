@@ -139,8 +139,8 @@ class HealthView:
         MQTT payloads that are not a valid reading (bus), lines or messages a driver refused
         (e.g. a serial checksum), notebook writes refused for their values, readings refused at
         admission (``"<origin> <reason>"``: clock skew, unknown reactor or channel, a channel
-        another source owns), readings the store refused or kept aside as a conflict, and alarm
-        commands from the bus that were not an operator's valid command (``"alarm command
+        another source owns), readings the store refused or kept aside as a conflict, and operator
+        commands from the bus (alarm, control) that were not valid (``"operator command
         <reason>"``: unsigned, bad signature, stale, unknown operator...).
         """
         runtime = self._runtime()
@@ -158,7 +158,7 @@ class HealthView:
         counts.update(runtime.intake.rejected_counts())
         if runtime.commands is not None:  # forged, stale or unknown operators' alarm commands
             for reason, count in runtime.commands.invalid_counts().items():
-                counts[f"alarm command {reason}"] = count
+                counts[f"operator command {reason}"] = count
         status = runtime.store.status()
         for what, count in (("refused", status.refused), ("conflict", status.conflicts)):
             if count:

@@ -151,7 +151,7 @@ class OperatorCommands:
             try:
                 self.handle(*item)
             except Exception:  # one command must never end the service
-                log.exception("alarm command on %s failed", item[0][:200])
+                log.exception("operator command on %s failed", item[0][:200])
 
     def handle(self, topic: str, payload: bytes) -> CommandResult | None:
         """Verify, carry out once and answer one command; None when nobody can be answered."""
@@ -176,7 +176,7 @@ class OperatorCommands:
         if not first:
             with self._lock:
                 self.duplicates += 1
-            log.info("alarm command %s came again: not carried out twice", command.command_id)
+            log.info("operator command %s came again: not carried out twice", command.command_id)
             return self._answer(earlier.again()) if earlier is not None else None
         result = self._carry_out(command)
         self.verifier.answered(result)
@@ -314,7 +314,7 @@ class OperatorCommands:
             self._logged_at[reason] = now
             skipped = self._unlogged.pop(reason, 0)
         more = f" ({skipped} more refused for {reason} since the last line)" if skipped else ""
-        log.warning("alarm command refused [%s]: %s%s", reason, refusal, more)
+        log.warning("operator command refused [%s]: %s%s", reason, refusal, more)
 
 
 def _unix(moment: datetime) -> float:

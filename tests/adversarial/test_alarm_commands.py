@@ -128,8 +128,8 @@ def test_only_an_operators_signed_fresh_command_acknowledges_and_only_once(
                 commands.refused_counts()
             )
             rejected = station.rejected_inputs()
-            assert {k: v for k, v in rejected.items() if k.startswith("alarm command")} == {
-                f"alarm command {reason}": count for reason, count in expected.items()
+            assert {k: v for k, v in rejected.items() if k.startswith("operator command")} == {
+                f"operator command {reason}": count for reason, count in expected.items()
             }
             # Only the key holder's refused command is answered (nobody else can be trusted).
             assert wait_for(lambda: bool(answers.of(eve.command_id)))
