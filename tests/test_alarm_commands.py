@@ -145,3 +145,18 @@ def test_the_shared_command_key_may_be_group_readable_never_world_readable(
     os.chmod(path, 0o644)
     with pytest.raises(ControlKeyError, match=r"commands.key_file: .*chmod 640"):
         ControlKey.from_file(path, "commands.key_file", shared=True)
+
+
+def test_doctor_names_a_missing_or_unusable_command_key(tmp_path: Path) -> None:
+    from bptwin.tui.doctor import Status, check_commands
+    from bptwin.tui.settings import Settings
+
+    settings = Settings()
+    settings.bus.backend = "mqtt"
+    missing = check_commands(settings)
+    assert missing.status is Status.WARN and "commands.key_file is not set" in missing.detail
+    settings.commands.key_file = tmp_path / "commands.key"
+    absent = check_commands(settings)
+    assert absent.status is Status.FAIL and "does not exist" in absent.detail
+    ControlKey.generate().write(tmp_path / "commands.key")
+    assert check_commands(settings).status is Status.PASS
