@@ -118,7 +118,7 @@ class ViewerStation:
                 "configure MQTT (docs/operations.md) to watch the running acquisition"
             )
         prefix = self.settings.bus.prefix
-        self.bus = build_bus(self.settings)  # no outbox: a viewer publishes nothing of its own
+        self.bus = build_bus(self.settings)  # no outbox: its commands go now or are refused
         subscribe = self.bus.subscribe
         self._subscriptions += [
             self.bus.subscribe_readings(self._on_reading, prefix=prefix),
