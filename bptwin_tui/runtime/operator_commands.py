@@ -232,18 +232,17 @@ class OperatorCommands:
         if refusal is not None:
             raise CommandRefused(REFUSED_NOT_APPLICABLE, f"the engine's control: {refusal}")
         from bptwin.eln.control_service import get_authorisation
-        from bptwin.eln.models import OperatorRole
         from bptwin.twin.actuation import ControlAuthorisation
 
         notebook = self.notebook()
         assert notebook is not None  # the operator check needed it
+        problem = self._operator_problem(command.actor, supervisor=True)
+        if problem is not None:
+            raise CommandRefused(*problem)
         try:
             row = get_authorisation(notebook, command.authorisation_id, reactor=command.reactor)
-            supervisor = notebook.operators.get_operator(command.actor)
         except Exception as exc:
             raise CommandRefused(REFUSED_NOTEBOOK, f"the notebook cannot be read: {exc}") from None
-        if supervisor is None or supervisor.role != OperatorRole.SUPERVISOR:
-            raise CommandRefused(REFUSED_ROLE, f"{command.actor!r} is not a supervisor")
         if row is None or row.supervisor != command.actor:
             raise CommandRefused(
                 REFUSED_ROLE,
@@ -264,19 +263,28 @@ class OperatorCommands:
         )
         return f"{command.describe()} until {row.valid_until:%H:%M} UTC"
 
-    def _operator_problem(self, actor: str) -> tuple[str, str] | None:
-        """Why ``actor`` may not act here (reason, message), or None: an active operator."""
+    def _operator_problem(self, actor: str, *, supervisor: bool = False) -> tuple[str, str] | None:
+        """Why ``actor`` may not act here (reason, message), or None: an active operator (a
+        supervisor if asked), checked as every notebook write checks its actor."""
+        from bptwin.eln.errors import NotebookPermissionError
+        from bptwin.eln.unit_of_work import require_operator
+
         notebook = self.notebook()
         if notebook is None:
             return REFUSED_NOTEBOOK, "the engine has no notebook to check the operator in"
         try:
-            operator = notebook.operators.get_operator(actor)
+            with notebook.unit.read() as session:
+                try:
+                    require_operator(session, actor)
+                except NotebookPermissionError as exc:
+                    return REFUSED_OPERATOR, str(exc)
+                if supervisor:
+                    try:
+                        require_operator(session, actor, supervisor=True)
+                    except NotebookPermissionError as exc:
+                        return REFUSED_ROLE, str(exc)
         except Exception as exc:  # the database is away or failing: nobody can be checked
             return REFUSED_NOTEBOOK, f"the notebook cannot be read to check {actor!r}: {exc}"
-        if operator is None:
-            return REFUSED_OPERATOR, f"{actor!r} is not a registered operator"
-        if not operator.active:
-            return REFUSED_OPERATOR, f"operator {actor!r} is deactivated"
         return None
 
     def _now(self) -> float:
