@@ -74,18 +74,22 @@ def raise_ph_alarm(station: Station, outsider: Outsider) -> AlarmView:
     return view
 
 
-def keyed_settings(tmp_path: Path, broker: tuple[str, int]) -> tuple[ControlKey, Settings]:
+def keyed_settings(
+    tmp_path: Path, broker: tuple[str, int], notebook_url: str
+) -> tuple[ControlKey, Settings]:
     key = ControlKey.generate()
     key.write(tmp_path / "commands.key")
     settings = station_settings(tmp_path / "station", broker, unique_prefix())
     settings.commands.key_file = tmp_path / "commands.key"
+    settings.notebook.url = notebook_url
     return key, settings
 
 
 def test_only_an_operators_signed_fresh_command_acknowledges_and_only_once(
-    tmp_path: Path, mqtt_broker: tuple[str, int]
+    tmp_path: Path, mqtt_broker: tuple[str, int], notebook_url: str
 ) -> None:
-    key, settings = keyed_settings(tmp_path, mqtt_broker)
+    """On SQLite and on Postgres (the engine's operator check reads the notebook)."""
+    key, settings = keyed_settings(tmp_path, mqtt_broker, notebook_url)
     prefix = settings.bus.prefix
     with running(settings) as station:
         assert station.notebook is not None and station.runtime is not None
