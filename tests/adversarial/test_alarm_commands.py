@@ -135,6 +135,8 @@ def test_only_an_operators_signed_fresh_command_acknowledges_and_only_once(
             assert {k: v for k, v in rejected.items() if k.startswith("operator command")} == {
                 f"operator command {reason}": count for reason, count in expected.items()
             }
+            strip = " ".join(station.snapshot().problems)  # the status strip's text
+            assert "operator command bad_signature 2" in strip, strip
             # Only the key holder's refused command is answered (nobody else can be trusted).
             assert wait_for(lambda: bool(answers.of(eve.command_id)))
             assert answers.of(eve.command_id)[0].reason == "unknown_operator"
