@@ -267,3 +267,22 @@ def test_a_viewer_without_the_command_key_refuses_naming_the_setting(
         assert viewer.alarm_actions.sent == 0
     finally:
         viewer.stop()
+
+
+def test_an_engine_killed_mid_run_is_refused_at_once_as_offline(
+    serve: subprocess.Popen, private_mqtt_broker: MosquittoServer, tmp_path: Path
+) -> None:
+    """SIGKILL (a crash, a power cut): the claim's will says offline; nothing is sent."""
+    viewer = station_for(viewer_settings(tmp_path, private_mqtt_broker.address))
+    assert isinstance(viewer, ViewerStation)
+    viewer.start()
+    try:
+        assert wait_for(lambda: viewer.bus is not None and viewer.bus.connected)
+        serve.send_signal(signal.SIGKILL)
+        serve.wait(timeout=30)
+        assert wait_for(lambda: viewer.engines["R1"].state == "offline")
+        with pytest.raises(CommandRefused, match=r"engine unreachable: .* is offline"):
+            viewer.alarm_actions.acknowledge(PH_ALARM, "vera")
+        assert viewer.alarm_actions.sent == 0
+    finally:
+        viewer.stop()
