@@ -4,8 +4,8 @@
 pH high); two viewers attach as ``bptwin run`` does. The operator in viewer 1 acknowledges on
 the alarm screen: the engine carries it out once (a replay of the same command changes
 nothing), both viewers show the acknowledgement and the notebook records the operator. With the
-engine stopped, the viewer refuses the action with a visible reason; with an engine that does
-not answer, it says so after ``[commands] timeout_s``.
+engine stopped or killed, the viewer refuses the action at once with a visible reason; with an
+engine that does not answer, it says so after ``[commands] timeout_s``.
 """
 
 from __future__ import annotations
