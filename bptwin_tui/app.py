@@ -310,9 +310,11 @@ class BptwinApp(LiveApp[int]):
         self.refresh_batches()  # and onto the dashboard's OD600 plot, reloaded from the notebook
         sample = message.sample
         actions = self.station.alarm_actions if self.station is not None else None
-        if sample.predicted_od600 is None or actions is None:
+        # A viewer's actions have no feed_sample: the engine runs in the acquiring process.
+        feed_sample = getattr(actions, "feed_sample", None)
+        if sample.predicted_od600 is None or feed_sample is None:
             return
-        actions.feed_sample(
+        feed_sample(
             message.reactor, sample.taken_at.timestamp(), sample.od600, sample.predicted_od600
         )
 

@@ -201,6 +201,8 @@ class Station:
             runtime.driver_threads.append(DriverThread(driver).start())
         if runtime.intake.plan.simulated:
             self._follow_setpoints(runtime)
+        if runtime.commands is not None:  # viewers' commands (runtime/operator_commands.py)
+            runtime.subscriptions += runtime.commands.start().subscribe(runtime.bus)
         self._keeper.start()
 
     def _upgrade_notebook(self) -> None:
@@ -418,6 +420,8 @@ class Station:
             subscription.cancel()
         runtime.subscriptions.clear()
         runtime.intake.disconnect_bus()
+        if runtime.commands is not None:
+            runtime.commands.stop()
         runtime.shadow_worker.stop()
         if runtime.inference is not None:
             runtime.inference.stop()
