@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bptwin.tui.settings_env import FileLikeEnvSource, unknown_variables
 from bptwin.tui.settings_ops import MetricsSettings, NotifySettings
 
 if TYPE_CHECKING:
@@ -103,6 +104,14 @@ class TimeSeriesSettings(Section):
     password: SecretStr | None = None
     batch_size: int = Field(500, ge=1, le=100_000)
     flush_interval_s: float = Field(1.0, gt=0, le=60)
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _version_number(cls, version: object) -> object:
+        # `api_version = 1` in the file means the same as "1".
+        if isinstance(version, int) and not isinstance(version, bool) and version in (1, 2):
+            return str(version)
+        return version
 
     @field_validator("url")
     @classmethod
@@ -343,7 +352,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, FileLikeEnvSource(settings_cls)]
         config_file = _config_file.get()
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
@@ -387,6 +396,9 @@ def load_settings(path: Path | str | None = None, *, require_file: bool = False)
         config_file = None
     if config_file is not None:
         _check_toml(config_file)
+    unknown = unknown_variables(os.environ, Settings, ENV_PREFIX)
+    if unknown:
+        raise SettingsError("bad environment:\n" + "\n".join(f"  {line}" for line in unknown))
     token = _config_file.set(config_file)
     try:
         return Settings()
