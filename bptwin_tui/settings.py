@@ -460,5 +460,37 @@ def redacted(settings: Settings) -> dict[str, Any]:
     return settings.model_dump(mode="json")  # SecretStr dumps as '**********'
 
 
+# Path settings bptwin creates when they are missing; every other one names a file that must exist.
+CREATED_PATHS = frozenset({"station.data_dir", "timeseries.path"})
+
+
+def file_settings(settings: BaseModel, prefix: str = "") -> list[tuple[str, Path]]:
+    """Every configured path setting that must exist, as (key, path), in declaration order."""
+    found: list[tuple[str, Path]] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        key = f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            found += file_settings(value, key + ".")
+        elif isinstance(value, Path) and key not in CREATED_PATHS:
+            found.append((key, value.expanduser()))
+    return found
+
+
+def missing_files(settings: Settings) -> list[str]:
+    """One line per path setting whose file is not there, naming the setting."""
+    return [
+        f"{key}: {path} does not exist"
+        for key, path in file_settings(settings)
+        if not path.exists()
+    ]
+
+
+def require_file(key: str, path: Path | None) -> None:
+    """SettingsError naming ``key`` when ``path`` is set and missing (before a library opens it)."""
+    if path is not None and not path.expanduser().exists():
+        raise SettingsError(f"{key}: {path} does not exist")
+
+
 def environment_overrides() -> list[str]:
     return sorted(name for name in os.environ if name.startswith(ENV_PREFIX))

@@ -40,7 +40,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from bptwin.database.bus import topics
-from bptwin.tui.settings import Settings, SettingsError
+from bptwin.tui.settings import Settings, SettingsError, require_file
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,8 @@ def acquire_acquisition_lock(
     and ``on_conflict`` hears of a live acquisition found there then. ``hostname`` defaults
     to this machine's.
     """
+    if settings.bus.backend == "mqtt":
+        require_file("bus.ca_file", settings.bus.ca_file)  # before the file lock is taken
     host = hostname or socket.gethostname()
     path = lock_path(settings, reactor)
     description = description_path(settings, reactor)
@@ -386,6 +388,7 @@ class BrokerClaim:
             protocol=paho.MQTTv311,
         )
         bus = settings.bus
+        require_file("bus.ca_file", bus.ca_file)
         if bus.username:
             password = bus.password.get_secret_value() if bus.password else None
             self._client.username_pw_set(bus.username, password)
