@@ -59,3 +59,44 @@ def test_environment_example_naming_no_setting_fails() -> None:
     check_environment({"BPTWIN_BUS__PASSWORD": "x", "BPTWIN_CONTROL__MODE": "1"}, "ok")
     with pytest.raises(AssertionError, match="BPTWIN_BUS_PASSWORD"):
         check_environment({"BPTWIN_BUS_PASSWORD": "x"}, "one underscore")
+
+
+def _table_commands(text: str) -> list[str]:
+    """The commands of README's command table: its first cell's code spans, alternatives
+    (``list/show``, ``channels\\|notebook``) expanded into one command each."""
+    import itertools
+    import re
+
+    commands = []
+    for row in text.splitlines():
+        if not row.startswith("| `bptwin"):
+            continue
+        first_cell = re.split(r"(?<!\\) \| ", row[2:])[0]
+        for span in re.findall(r"`(bptwin[^`]*)`", first_cell):
+            words = [
+                re.split(r"\\\||/", word) if not word.startswith(("-", "[", ".")) else [word]
+                for word in span.split()
+            ]
+            commands += [" ".join(choice) for choice in itertools.product(*words)]
+    return commands
+
+
+def test_readme_command_table_runs_as_written() -> None:
+    """Each command of README's table is accepted by bptwin's parser (``bptwin validate`` alone
+    used to be listed though it needs its dataset folder)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    commands = _table_commands(text)
+    assert "bptwin models restore" in commands and "bptwin export-csv notebook" in commands
+    assert len(commands) >= 15
+    for command in commands:
+        arguments = bptwin_arguments(command)
+        assert arguments is not None, command
+        check_command(arguments, f"README.md: {command}")
+
+
+def test_readme_table_check_catches_a_missing_argument() -> None:
+    with pytest.raises(AssertionError, match="required: dataset"):
+        for command in _table_commands("| `bptwin validate` | score a model |\n"):
+            check_command(bptwin_arguments(command) or [], command)
