@@ -43,7 +43,6 @@ from typing import Any
 import pytest
 from sybil import Document, Example, Region, Sybil
 from sybil.evaluators.python import PythonEvaluator
-from sybil.integration.pytest import SybilItem
 from sybil.parsers.markdown import CodeBlockParser, SkipParser
 from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
 
@@ -302,9 +301,20 @@ def _ensure_setup(example: Example) -> None:
         setup(namespace)
 
 
+# What each example was checked by, for the summary: (document, line) -> kind.
+_kinds: dict[tuple[str, int], str] = {}
+
+
+def _note(example: Example, kind: str) -> None:
+    _kinds[(Path(example.path).name, example.line)] = kind
+
+
 class DocPythonEvaluator(PythonEvaluator):
     def __call__(self, example: Example) -> str | None:
         _ensure_setup(example)
+        opening = example.document.text[example.region.start : example.region.start + 16]
+        invisible = opening.lstrip().startswith("<!--")
+        _note(example, "python check (invisible)" if invisible else "python run")
         return super().__call__(example)
 
 
@@ -353,6 +363,7 @@ def check_toml(source: str, where: str) -> None:
 
 
 def evaluate_toml(example: Example) -> None:
+    _note(example, "TOML validated")
     check_toml(example.parsed, f"{example.path}:{example.line}")
 
 
@@ -360,6 +371,7 @@ def evaluate_toml(example: Example) -> None:
 
 
 def evaluate_json(example: Example) -> None:
+    _note(example, "JSON payload decoded")
     data = json.loads(example.parsed)
     name = Path(example.path).name
     checker = JSON_CHECKS.get(name)
@@ -562,9 +574,12 @@ def evaluate_shell(example: Example) -> None:
                 f"{where}: '{line}' cannot be run by the docs tests; mark the block with "
                 '<!-- skip: next "reason" --> or make it runnable'
             )
+    _note(example, "commands parsed by the CLI")
     if assignments:
+        _note(example, "environment loaded")
         check_environment(assignments, where)
     if runnable and len(assignments) < len(lines):
+        _note(example, "shell run")
         run_shell(example, example.parsed)
 
 
@@ -753,7 +768,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if ".md" not in report.nodeid.split("::")[0]:
         return
     if report.when == "call" and report.passed:
+        document = Path(report.nodeid.split("::")[0]).name
+        line = re.search(r"line:(\d+)", report.nodeid)
+        kind = _kinds.get((document, int(line.group(1)) if line else -1))
+        if kind is None:  # a <!-- skip: ... --> directive, not an example
+            return
+        if kind.endswith("(invisible)"):
+            _outcomes["invisible"] += 1
+            return
         _outcomes["run"] += 1
+        _outcomes[f"kind:{kind}"] += 1
     elif report.failed:
         _outcomes["failed"] += 1
     elif report.skipped:
@@ -768,11 +792,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     write = terminalreporter.write_line
     terminalreporter.section("documentation examples")
     write(
-        f"{_outcomes['run']} run, {_outcomes['marked']} marked as not runnable here, "
-        f"{_outcomes['failed']} failed"
+        f"{_outcomes['run']} examples run, {_outcomes['marked']} marked as not runnable here "
+        f"(with the reason), {_outcomes['failed']} failed; {_outcomes['invisible']} invisible "
+        "checks of what an example did"
     )
+    kinds = sorted((key[5:], count) for key, count in _outcomes.items() if key.startswith("kind:"))
+    write("  run: " + ", ".join(f"{count} {kind}" for kind, count in kinds))
     for reason, count in sorted(_reasons.items()):
         write(f"  marked ({count}): {reason}")
 
 
-__all__ = ["SybilItem", "pytest_collect_file"]
+__all__ = ["pytest_collect_file", "pytest_runtest_logreport", "pytest_terminal_summary"]
