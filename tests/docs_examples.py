@@ -18,6 +18,10 @@ them (``pytest docs README.md`` runs them alone). What each fenced block is chec
 - ``json``: an MQTT payload is decoded by the bus's payload models (readings, snapshots), an
   alarm transition by the alarm payload parser, a setpoint signed and verified.
 
+A block of signatures (``Name(params) -> result``, drivers.md) follows
+``<!-- synopsis: next -->`` and is compared with the code: every parameter shown exists in the
+same order with the same default (tests/docs_synopsis.py).
+
 A block that cannot run here is marked in the document, with the reason, by
 ``<!-- skip: next "reason" -->`` just before it. The session ends with the count of examples
 run and marked.
@@ -44,7 +48,7 @@ import pytest
 from sybil import Document, Example, Region, Sybil
 from sybil.evaluators.python import PythonEvaluator
 from sybil.parsers.markdown import CodeBlockParser, SkipParser
-from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
+from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer, FencedCodeBlockLexer
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -730,6 +734,37 @@ def _shell(example: Example) -> None:
     evaluate_shell(example)
 
 
+class SynopsisParser:
+    """``<!-- synopsis: next -->`` before a block of signatures (``Name(params) -> result``):
+    each one naming an object of bptwin.drivers is compared with the code (tests/docs_synopsis.py)
+    instead of being run."""
+
+    def __init__(self) -> None:
+        self.lexer = DirectiveInHTMLCommentLexer(directive="synopsis", arguments=r"next")
+
+    def __call__(self, document: Document) -> Iterator[Region]:
+        for region in self.lexer(document):
+            region.parsed = "next"
+            region.evaluator = self._install
+            yield region
+
+    def _install(self, directive: Example) -> None:
+        document = directive.document
+
+        def check(example: Example) -> None:
+            document.pop_evaluator(check)
+            from tests.docs_synopsis import check_synopsis
+
+            source = example.parsed[1] if isinstance(example.parsed, tuple) else example.parsed
+            if check_synopsis(str(source)) == 0:
+                raise AssertionError(
+                    f"{example.path}:{example.line}: no signature of bptwin.drivers found"
+                )
+            _note(example, "signatures checked against the code")
+
+        document.push_evaluator(check)
+
+
 LANGUAGES: dict[str, Callable[[Example], Any]] = {
     "toml": evaluate_toml,
     "json": evaluate_json,
@@ -742,6 +777,7 @@ def _sybil(**options: Any) -> Sybil:
     return Sybil(
         parsers=[
             SkipParser(),
+            SynopsisParser(),
             CodeBlockParser(language="python", evaluator=DocPythonEvaluator()),
             BlockParser(LANGUAGES),
         ],

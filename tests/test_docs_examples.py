@@ -100,3 +100,16 @@ def test_readme_table_check_catches_a_missing_argument() -> None:
     with pytest.raises(AssertionError, match="required: dataset"):
         for command in _table_commands("| `bptwin validate` | score a model |\n"):
             check_command(bptwin_arguments(command) or [], command)
+
+
+def test_signature_synopsis_is_compared_with_the_code() -> None:
+    from tests.docs_synopsis import check_synopsis
+
+    shown = 'ReplayDriver(sink, recording, *, reactor=None, speed=1.0, name="replay")\n'
+    assert check_synopsis(shown) == 1  # the code's extra optional parameters may be left out
+    with pytest.raises(AssertionError, match=r"default 2\.0 != 1\.0"):
+        check_synopsis(shown.replace("speed=1.0", "speed=2.0"))
+    with pytest.raises(AssertionError, match="no parameter 'records'"):
+        check_synopsis(shown.replace("recording", "records"))
+    with pytest.raises(AssertionError, match="required parameter 'recording'"):
+        check_synopsis("ReplayDriver(sink, *, reactor=None)\n")
