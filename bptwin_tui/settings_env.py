@@ -57,10 +57,9 @@ def coerce_like_file(value: Any, annotation: Any) -> Any:
         return value
     if origin is Literal:
         choices = get_args(annotation)
-        if isinstance(value, str) and value not in choices:
-            parsed = toml_value(value)
-            if parsed in choices and not isinstance(parsed, str):
-                return parsed
+        numeric = any(not isinstance(choice, str) for choice in choices)
+        if numeric and isinstance(value, str) and value not in choices:
+            return toml_value(value)  # the model decides, as for the same value in the file
         return value
     if origin in (dict, Mapping) and isinstance(value, dict):
         item_type = get_args(annotation)[1] if get_args(annotation) else Any

@@ -79,6 +79,27 @@ def test_alarm_table_values_from_the_environment_are_typed(
     assert {level.on_delay_s for level in rules["temperature"].levels} == {45}
 
 
+@pytest.mark.parametrize("text", ["0", "1", "1.0", "true", "2", "1.5", "advisory"])
+def test_environment_and_file_agree_on_every_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """The same text in the file and in BPTWIN_CONTROL__MODE: both accepted alike or refused."""
+    config = tmp_path / "mode.toml"
+    config.write_text(
+        f"[control]\nmode = {text}\n" if text != "advisory" else "[control]\nmode = 'advisory'\n"
+    )
+    outcomes = []
+    for load in (
+        lambda: load_settings(config),
+        lambda: _load(tmp_path, monkeypatch, BPTWIN_CONTROL__MODE=text),
+    ):
+        try:
+            outcomes.append(load().control.mode)
+        except SettingsError:
+            outcomes.append("refused")
+    assert outcomes[0] == outcomes[1]
+
+
 @pytest.mark.parametrize("text", ["2", "advisory", "1.5", ""])
 def test_out_of_range_literal_is_still_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
