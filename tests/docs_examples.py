@@ -375,9 +375,14 @@ def evaluate_toml(example: Example) -> None:
 
 
 def evaluate_json(example: Example) -> None:
+    name = Path(example.path).name
+    if name in ANNOTATED_JSON_CHECKS:
+        _ensure_setup(example)
+        _note(example, "annotated manifest compared with a real one")
+        ANNOTATED_JSON_CHECKS[name](annotated_json(example.parsed))
+        return
     _note(example, "JSON payload decoded")
     data = json.loads(example.parsed)
-    name = Path(example.path).name
     checker = JSON_CHECKS.get(name)
     if checker is None:
         raise AssertionError(f"no check for a JSON example in {name}: add one or mark it")
@@ -446,6 +451,46 @@ def _check_acquisition_status_json(data: dict[str, Any]) -> None:
     assert owner is not None and (owner.host, owner.pid) == (data["host"], data["pid"])
     written = _claim_payload("running", "host", "station", "/data", "instance")
     assert set(data) == set(written), set(data) ^ set(written)
+
+
+def annotated_json(text: str) -> Any:
+    """JSON shown with ``// comments`` and elisions (``...``, ``…`` as an entry) made plain."""
+    lines = [re.sub(r"\s+//.*$", "", line) for line in text.splitlines()]
+    plain = "\n".join(lines)
+    plain = re.sub(r",\s*(?:\.\.\.|…)\s*(?=[}\]])", "", plain)
+    plain = re.sub(r"(?<=[{\[])\s*(?:\.\.\.|…)\s*(?=[}\]])", "", plain)
+    return json.loads(plain)
+
+
+def _same_keys(
+    shown: dict[str, Any], real: dict[str, Any], what: str, *, optional: tuple[str, ...] = ()
+) -> None:
+    missing = sorted(set(real) - set(shown))
+    unknown = sorted(set(shown) - set(real) - set(optional))
+    assert not missing and not unknown, (
+        f"{what}: the document lacks {missing} and shows {unknown} that real files do not hold"
+    )
+
+
+def _check_dataset_manifest(shown: dict[str, Any]) -> None:
+    """Against the manifest of the simulated dataset the document's set-up wrote ("DIR")."""
+    real = json.loads(Path("DIR", "manifest.json").read_text(encoding="utf-8"))
+    _same_keys(shown, real, "manifest")
+    imported_only = ("process", "provenance")
+    _same_keys(shown["batches"][0], real["batches"][0], "manifest batch", optional=imported_only)
+
+
+def _check_export_manifest(shown: dict[str, Any]) -> None:
+    """Against the export.json of the batch the document's set-up exported ("DIR")."""
+    real = json.loads(Path("DIR", "export.json").read_text(encoding="utf-8"))
+    _same_keys(shown, real, "export.json")
+    _same_keys(shown["files"][0], real["files"][0], "export.json file entry")
+
+
+ANNOTATED_JSON_CHECKS: dict[str, Callable[[Any], None]] = {
+    "dataset.md": _check_dataset_manifest,
+    "export.md": _check_export_manifest,
+}
 
 
 JSON_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
