@@ -16,7 +16,9 @@ them (``pytest docs README.md`` runs them alone). What each fenced block is chec
   ``mosquitto_pub`` to the test broker, ``sqlite3``) is run in a temporary folder with a short
   time limit, paths under /etc/bptwin moved into it. Anything else must be marked.
 - ``json``: an MQTT payload is decoded by the bus's payload models (readings, snapshots), an
-  alarm transition by the alarm payload parser, a setpoint signed and verified.
+  alarm transition by the alarm payload parser, a setpoint signed and verified, the acquisition
+  claim read back; an annotated manifest (``// comments``, ``...``) is compared key by key with
+  one the document's set-up wrote.
 
 A block of signatures (``Name(params) -> result``, drivers.md) follows
 ``<!-- synopsis: next -->`` and is compared with the code: every parameter shown exists in the
@@ -85,8 +87,8 @@ def _setup_alarms(namespace: dict[str, Any]) -> None:
     from tests.control_states import make_state
 
     now = time.time()
+    # The names the API summary leaves to the reader: a reading, a state, an alarm id, ...
     namespace.update(
-        time=time,
         settings_alarms={"sensor_frozen": {"enabled": False}},
         reactor="R1",
         reading=Reading(now, "R1", "do", 14.0, "%sat"),
