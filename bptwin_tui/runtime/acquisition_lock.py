@@ -15,7 +15,8 @@ A claim on an anonymous broker can be written by anyone, so a retained "running"
 only when its holder answers: the claimant pings ``.../status/acquisition/ping`` with a nonce
 and the claim's ``instance``, and only that live holder answers on ``.../pong``. A forged or
 stale claim does not answer and is overridden (and counted). The owner is a host *and* a data
-folder, so a second station on the same host with another data folder is refused too. Only
+folder, so a second station on the same host with another data folder is refused too (by the
+claim: with the local bus only the file lock of one data folder guards, docs/operations.md). Only
 the owner releases: a holder that sees its claim replaced by a "stopped", "offline" or dead
 "running" of someone else publishes its own again. With the broker away at start, the claim is
 taken as soon as the broker answers; a live claim found then is reported as a conflict.
