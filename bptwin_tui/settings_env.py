@@ -80,7 +80,7 @@ class FileLikeEnvSource(EnvSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data = super().__call__()
-        return coerce_like_file(data, self.settings_cls)  # type: ignore[no-any-return]
+        return coerce_like_file(data, self.settings_cls)
 
 
 def setting_variables(model: type[BaseModel], prefix: str = "BPTWIN_") -> dict[str, bool]:
