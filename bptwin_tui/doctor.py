@@ -66,6 +66,7 @@ def run_checks(
         ("notebook", lambda: check_notebook(settings)),
         ("time series", lambda: check_timeseries(settings)),
         ("kept aside", lambda: check_kept_aside(settings)),
+        ("files", lambda: check_files(settings)),
         ("sources", lambda: check_sources(settings)),
         ("broker", lambda: check_broker(settings)),
         ("serial port", lambda: check_serial(settings)),
@@ -234,12 +235,27 @@ def check_timeseries(settings: Settings) -> CheckResult:
     )
 
 
+def check_files(settings: Settings) -> CheckResult:
+    """Every file a setting names (CA bundle, control key, model, replay file) is there."""
+    from bptwin.tui.settings import file_settings, missing_files
+
+    configured = [key for key, _ in file_settings(settings)]
+    if not configured:
+        return CheckResult("files", Status.SKIP, "no file settings configured")
+    missing = missing_files(settings)
+    if missing:
+        return CheckResult("files", Status.FAIL, "; ".join(missing))
+    return CheckResult("files", Status.PASS, f"present: {', '.join(configured)}")
+
+
 def check_broker(settings: Settings) -> CheckResult:
     section = settings.bus
     if section.backend == "local":
         return CheckResult(
             "broker", Status.SKIP, "bus.backend is local (in-process, nothing to reach)"
         )
+    if section.ca_file is not None and not section.ca_file.expanduser().exists():
+        return CheckResult("broker", Status.FAIL, f"bus.ca_file: {section.ca_file} does not exist")
     from bptwin.database.bus import MqttBus
 
     bus = MqttBus(

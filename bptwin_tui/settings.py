@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from bptwin.tui.api.config import ApiSettings
+from bptwin.tui.settings_env import FileLikeEnvSource, unknown_variables
 from bptwin.tui.settings_ops import MetricsSettings, NotifySettings
 
 if TYPE_CHECKING:
@@ -104,6 +105,14 @@ class TimeSeriesSettings(Section):
     password: SecretStr | None = None
     batch_size: int = Field(500, ge=1, le=100_000)
     flush_interval_s: float = Field(1.0, gt=0, le=60)
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _version_number(cls, version: object) -> object:
+        # `api_version = 1` in the file means the same as "1".
+        if isinstance(version, int) and not isinstance(version, bool) and version in (1, 2):
+            return str(version)
+        return version
 
     @field_validator("url")
     @classmethod
@@ -360,7 +369,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, FileLikeEnvSource(settings_cls)]
         config_file = _config_file.get()
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
@@ -404,6 +413,9 @@ def load_settings(path: Path | str | None = None, *, require_file: bool = False)
         config_file = None
     if config_file is not None:
         _check_toml(config_file)
+    unknown = unknown_variables(os.environ, Settings, ENV_PREFIX)
+    if unknown:
+        raise SettingsError("bad environment:\n" + "\n".join(f"  {line}" for line in unknown))
     token = _config_file.set(config_file)
     try:
         return Settings()
@@ -463,6 +475,38 @@ def secrets_in_world_readable_file(path: Path) -> list[str]:
 def redacted(settings: Settings) -> dict[str, Any]:
     """Settings as a plain dict with secrets masked, safe to log or show."""
     return settings.model_dump(mode="json")  # SecretStr dumps as '**********'
+
+
+# Path settings bptwin creates when they are missing; every other one names a file that must exist.
+CREATED_PATHS = frozenset({"station.data_dir", "timeseries.path"})
+
+
+def file_settings(settings: BaseModel, prefix: str = "") -> list[tuple[str, Path]]:
+    """Every configured path setting that must exist, as (key, path), in declaration order."""
+    found: list[tuple[str, Path]] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        key = f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            found += file_settings(value, key + ".")
+        elif isinstance(value, Path) and key not in CREATED_PATHS:
+            found.append((key, value.expanduser()))
+    return found
+
+
+def missing_files(settings: Settings) -> list[str]:
+    """One line per path setting whose file is not there, naming the setting."""
+    return [
+        f"{key}: {path} does not exist"
+        for key, path in file_settings(settings)
+        if not path.exists()
+    ]
+
+
+def require_file(key: str, path: Path | None) -> None:
+    """SettingsError naming ``key`` when ``path`` is set and missing (before a library opens it)."""
+    if path is not None and not path.expanduser().exists():
+        raise SettingsError(f"{key}: {path} does not exist")
 
 
 def environment_overrides() -> list[str]:

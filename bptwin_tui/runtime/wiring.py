@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from bptwin.database.reading import Reading
 from bptwin.tui.runtime.control_loop import StationControl
 from bptwin.tui.runtime.prometheus import StationMetrics
-from bptwin.tui.settings import Settings, SettingsError
+from bptwin.tui.settings import Settings, SettingsError, require_file
 from bptwin.twin.history import History
 from bptwin.twin.live import LatestValues
 
@@ -368,6 +368,7 @@ def build_bus(settings: Settings, *, outbox_path: Path | None = None) -> Bus:
         return LocalBus()
     from bptwin.database.bus import MqttBus
 
+    require_file("bus.ca_file", section.ca_file)
     try:
         return MqttBus(
             section.host,
