@@ -17,9 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="audit_action", metavar="ACTION", required=True)
     verify = actions.add_parser(
         "verify",
-        help="recompute the hash chain; name the first broken link",
-        description="Recompute the chain from the first entry. Exit 0 when it holds, 1 when an "
-        "entry was altered, removed or inserted (the first such entry is named).",
+        help="check the chain, its key and anchor, and every audited row against it",
+        description="Recompute the chain from the first entry and check each entry's seal "
+        "with the station's audit key (notebook.audit_key_file) and the anchor of the newest "
+        "entry this station wrote (notebook.audit_anchor_file); then compare every row of "
+        "every audited table with its last audit entry. Exit 0 when all holds, 1 naming each "
+        "problem: the first broken entry, a truncated or rewritten chain, and every row "
+        "changed, deleted or inserted outside the notebook (table, row id, columns).",
     )
     verify.set_defaults(func=handle_verify)
 
@@ -27,18 +31,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle_verify(args: argparse.Namespace, settings: Settings) -> int:
     from bptwin.database.relational import DatabaseUnavailable
     from bptwin.eln.services import NotebookService
+    from bptwin.eln.text_safety import terminal_safe
 
     try:
         notebook = NotebookService.from_url(settings.notebook_url())
-        broken = notebook.audit.verify_audit_chain()
-        newest = notebook.audit.audit_trail(limit=1)
+        report = notebook.audit.verify_trail(settings.audit_seal())
     except DatabaseUnavailable as exc:
         raise SettingsError(f"notebook.url: {exc}") from None
-    if broken is not None:
-        entry_id, reason = broken
-        print(f"audit chain BROKEN at entry {entry_id}: {reason}")
+    for problem in report.problems():
+        print(terminal_safe(problem))
+    if not report.ok:
+        print(f"audit trail NOT OK: {len(report.problems())} problem(s)")
         return 1
-    # Entry ids run without gaps from 1, so the newest id is the number of entries checked.
-    count = newest[0].id if newest else 0
-    print(f"audit chain OK: {count} entries verified")
+    print(f"audit chain OK: {report.entries} entries verified")
+    print(
+        f"  seals: {report.sealed} checked with the audit key"
+        + (f", {report.unsealed} written without it" if report.unsealed else "")
+    )
+    if report.anchor is not None:
+        print(f"  anchor: entry {report.anchor[0]} is the one this station wrote")
+    else:
+        print("  anchor: none yet (this station has not written to the notebook)")
+    print(f"  rows: every audited table matches its audit trail (head {report.head_hash[:16]})")
     return 0
