@@ -269,7 +269,10 @@ def operator_trail_problem(session: Session, operator: Any, seal: AuditSeal | No
     if entry_hash(record["prev_hash"], _hash_view(record)) != record["hash"]:
         return f"the audit entry of operator {name!r} does not match its hash"
     if seal is not None and not seal.holds(record["hash"], record["seal"]):
-        return f"the audit entry of operator {name!r} is not sealed with the station's key"
+        first_sealed = _first_sealed_id(session)
+        # Entries older than the first sealed one were written before the key (legacy).
+        if record["seal"] is not None or (first_sealed is not None and record["id"] > first_sealed):
+            return f"the audit entry of operator {name!r} is not sealed with the station's key"
     current = _redact(_image_of(operator))
     after = record["after"]
     differing = [
@@ -283,6 +286,31 @@ def operator_trail_problem(session: Session, operator: Any, seal: AuditSeal | No
             "(changed outside the notebook; run 'bptwin audit verify')"
         )
     return None
+
+
+_FIRST_SEALED: dict[str, int] = {}
+
+
+def _first_sealed_id(session: Session) -> int | None:
+    """The id of the first sealed entry (fixed once it exists: the trail is append-only)."""
+    bind = session.get_bind()
+    url = str(getattr(bind, "url", ""))
+    cached = _FIRST_SEALED.get(url)
+    if cached is not None:
+        still = session.execute(
+            select(_audit_table.c.seal).where(_audit_table.c.id == cached)
+        ).scalar()
+        if still is not None:  # a database emptied and refilled (tests) is looked at again
+            return cached
+    found = session.execute(
+        select(_audit_table.c.id)
+        .where(_audit_table.c.seal.is_not(None))
+        .order_by(_audit_table.c.id)
+        .limit(1)
+    ).scalar()
+    if found is not None:
+        _FIRST_SEALED[url] = int(found)
+    return None if found is None else int(found)
 
 
 def _image_of(row: Any) -> dict[str, Any]:
