@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,6 +24,7 @@ from bptwin.eln.notebook import Notebook
 from bptwin.eln.records import DeviationView
 from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
 from bptwin.screens.notebook_screen import NotebookScreen
+from bptwin.screens.safe_text import escape
 
 FORM_CSS = (
     ENTRY_CSS

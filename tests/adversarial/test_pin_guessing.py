@@ -215,8 +215,8 @@ def _supervisor_only_calls(notebook: NotebookService) -> dict[str, Callable[[str
         OPERATOR, BATCH, level=2, category="process", title="pH probe drift"
     )
     return {
-        "approve a process change": lambda actor: (
-            notebook.process_changes.approve_process_change(actor, change.id or 0)
+        "approve a process change": lambda actor: notebook.process_changes.approve_process_change(
+            actor, change.id or 0
         ),
         "review a level-2 deviation": lambda actor: notebook.deviations.review_deviation(
             actor, deviation.id or 0, corrective_action="recalibrated"
@@ -230,8 +230,8 @@ def _supervisor_only_calls(notebook: NotebookService) -> dict[str, Callable[[str
             passed=False,
             override_reason="spare probe unavailable",
         ),
-        "start a batch despite missing calibrations": lambda actor: (
-            notebook.batches.start_batch(actor, BATCH, override_reason="no calibrations today")
+        "start a batch despite missing calibrations": lambda actor: notebook.batches.start_batch(
+            actor, BATCH, override_reason="no calibrations today"
         ),
         "register an operator": lambda actor: notebook.operators.create_operator(
             actor, "newbie", "operator", "5555"
