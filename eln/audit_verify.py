@@ -106,8 +106,16 @@ class TrailReport:
         return lines
 
 
-def verify_trail(session: Session, seal: AuditSeal | None = None) -> TrailReport:
-    """Check chain, seals, anchor and every audited row (read-only)."""
+def verify_trail(
+    session: Session,
+    seal: AuditSeal | None = None,
+    anchors: dict[str, tuple[int, str]] | None = None,
+) -> TrailReport:
+    """Check chain, seals, anchor and every audited row (read-only).
+
+    ``anchors``: more (entry id, hash) pairs recorded elsewhere, by where they were found
+    (e.g. an export manifest); each must still be in the chain.
+    """
     connection = session.connection()
     report = TrailReport(keyed=seal is not None)
     images: dict[tuple[str, str], tuple[int, dict[str, Any] | None]] = {}
@@ -120,9 +128,18 @@ def verify_trail(session: Session, seal: AuditSeal | None = None) -> TrailReport
             report.anchor_problem = str(exc)
     if anchor is not None:
         report.anchor = (anchor.last_id, anchor.last_hash)
-    report.chain_break = _walk_chain(connection, seal, report, images, hashes_at_anchor, anchor)
+    wanted = {entry_id for entry_id, _ in (anchors or {}).values()}
+    if anchor is not None:
+        wanted.add(anchor.last_id)
+    report.chain_break = _walk_chain(connection, seal, report, images, hashes_at_anchor, wanted)
     if anchor is not None and report.anchor_problem is None:
         report.anchor_problem = _anchor_problem(anchor.last_id, anchor.last_hash, hashes_at_anchor)
+    for source, (entry_id, entry_hash_) in (anchors or {}).items():
+        problem = _anchor_problem(entry_id, entry_hash_, hashes_at_anchor)
+        if problem is not None:
+            report.anchor_problem = "; ".join(
+                filter(None, (report.anchor_problem, f"{source}: {problem}"))
+            )
     report.mismatches = _row_mismatches(connection, images)
     return report
 
@@ -133,7 +150,7 @@ def _walk_chain(
     report: TrailReport,
     images: dict[tuple[str, str], tuple[int, dict[str, Any] | None]],
     hashes_at_anchor: dict[int, str],
-    anchor: Any,
+    wanted: set[int],
 ) -> ChainBreak | None:
     expected_id, prev_hash = 1, GENESIS_HASH
     first_sealed: int | None = None
@@ -177,7 +194,7 @@ def _walk_chain(
                         f"it has no seal although entry {first_sealed} before it has "
                         "(appended or recomputed without the audit key)",
                     )
-            if anchor is not None and entry_id == anchor.last_id:
+            if entry_id in wanted:
                 hashes_at_anchor[entry_id] = entry["hash"]
             key = (str(entry["table_name"]), str(entry["record_id"]))
             images[key] = (entry_id, entry["after"])

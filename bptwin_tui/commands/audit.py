@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from bptwin.tui.settings import Settings, SettingsError
 
@@ -25,6 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "problem: the first broken entry, a truncated or rewritten chain, and every row "
         "changed, deleted or inserted outside the notebook (table, row id, columns).",
     )
+    verify.add_argument(
+        "--manifest",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an export manifest (export.json); the audit entry it names must still be in the "
+        "chain with the same hash (repeatable)",
+    )
     verify.set_defaults(func=handle_verify)
 
 
@@ -33,9 +44,10 @@ def handle_verify(args: argparse.Namespace, settings: Settings) -> int:
     from bptwin.eln.services import NotebookService
     from bptwin.eln.text_safety import terminal_safe
 
+    anchors = {str(path): _manifest_anchor(path) for path in getattr(args, "manifest", [])}
     try:
         notebook = NotebookService.from_url(settings.notebook_url())
-        report = notebook.audit.verify_trail(settings.audit_seal())
+        report = notebook.audit.verify_trail(settings.audit_seal(), anchors)
     except DatabaseUnavailable as exc:
         raise SettingsError(f"notebook.url: {exc}") from None
     for problem in report.problems():
@@ -54,3 +66,12 @@ def handle_verify(args: argparse.Namespace, settings: Settings) -> int:
         print("  anchor: none yet (this station has not written to the notebook)")
     print(f"  rows: every audited table matches its audit trail (head {report.head_hash[:16]})")
     return 0
+
+
+def _manifest_anchor(path: Path) -> tuple[int, str]:
+    """The (entries, head hash) an export manifest recorded of the audit trail."""
+    try:
+        trail = json.loads(path.read_text(encoding="utf-8"))["audit_trail"]
+        return int(trail["entries"]), str(trail["head_hash"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SettingsError(f"--manifest {path}: no audit_trail anchor in it ({exc})") from None
