@@ -185,8 +185,9 @@ def _walk_chain(
                 if entry["seal"] is not None and not seal.holds(entry["hash"], entry["seal"]):
                     broken = ChainBreak(
                         entry_id,
-                        "its seal does not match the station's audit key "
-                        "(the chain was rewritten or recomputed without the key)",
+                        "its seal does not match the station's audit key (the chain was "
+                        "rewritten or recomputed without the key, or a process with another "
+                        "notebook.audit_key_file wrote it)",
                     )
                 elif entry["seal"] is None and first_sealed is not None:
                     broken = ChainBreak(
