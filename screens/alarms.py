@@ -239,11 +239,11 @@ class AlarmHistoryScreen(NotebookScreen[None]):
         for event in events:
             table.add_row(
                 event.occurred_at.strftime("%m-%d %H:%M:%S"),
-                f"{event.reactor}/{event.rule}",
-                event.priority,
-                event.state,
-                event.actor or "system",
-                event.message,
+                escape(f"{event.reactor}/{event.rule}"),
+                escape(event.priority),
+                escape(event.state),
+                escape(event.actor or "system"),
+                escape(event.message),
             )
         self._say(f"{len(events)} transitions" if events else "No alarm transitions stored yet.")
 

@@ -287,11 +287,11 @@ class DeviationsScreen(NotebookScreen[None]):
             table.add_row(
                 str(d.id),
                 str(d.level),
-                d.category,
-                d.title,
+                escape(d.category),
+                escape(d.title),
                 d.started_at.strftime("%m-%d %H:%M"),
                 d.status.value,
-                d.reviewed_by or "",
+                escape(d.reviewed_by or ""),
                 key=str(d.id),
             )
         if select_id is not None and str(select_id) in table.rows:
