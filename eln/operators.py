@@ -43,7 +43,8 @@ def lockout_seconds(failures: int) -> float:
     """How long ``failures`` wrong PINs in a row lock an operator out (0 below the limit)."""
     if failures < MAX_PIN_FAILURES:
         return 0.0
-    return min(FIRST_LOCKOUT_S * 2 ** (failures - MAX_PIN_FAILURES), MAX_LOCKOUT_S)
+    doublings = failures - MAX_PIN_FAILURES
+    return min(FIRST_LOCKOUT_S * float(2**doublings), MAX_LOCKOUT_S)
 
 
 class OperatorService(AggregateService):
