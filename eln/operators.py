@@ -43,7 +43,7 @@ def lockout_seconds(failures: int) -> float:
     """How long ``failures`` wrong PINs in a row lock an operator out (0 below the limit)."""
     if failures < MAX_PIN_FAILURES:
         return 0.0
-    doublings = failures - MAX_PIN_FAILURES
+    doublings = min(failures - MAX_PIN_FAILURES, 32)  # past the cap already; no float overflow
     return min(FIRST_LOCKOUT_S * float(2**doublings), MAX_LOCKOUT_S)
 
 
