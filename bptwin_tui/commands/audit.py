@@ -1,4 +1,4 @@
-"""``bptwin audit verify``: check the notebook's hash-chained audit trail."""
+"""``bptwin audit verify``: the audit trail's chain, seals and anchor, and every audited row."""
 
 from __future__ import annotations
 
