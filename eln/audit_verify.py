@@ -38,11 +38,25 @@ _audit_table = AuditEntry.__table__  # type: ignore[attr-defined]
 _head_table = AuditHead.__table__  # type: ignore[attr-defined]
 
 # Columns added to audited tables after rows may already have been audited without them:
-# an after-image that lacks the column stands for this value.
+# an after-image that lacks the column stands for this value (else the column's own default).
 ADDED_COLUMN_DEFAULTS: dict[tuple[str, str], Any] = {
     ("operator", "failed_pins"): 0,
     ("operator", "locked_until"): None,
 }
+
+
+def _expected(after: dict[str, Any], table: Any, column: str) -> Any:
+    """What the trail says ``column`` holds: the after-image's value, or for a column added by a
+    later migration (absent from older images) its declared default."""
+    if column in after:
+        return after[column]
+    name = str(table.name)
+    if (name, column) in ADDED_COLUMN_DEFAULTS:
+        return ADDED_COLUMN_DEFAULTS[(name, column)]
+    default = table.c[column].default
+    if default is not None and getattr(default, "is_scalar", False):
+        return jsonable(default.arg)
+    return None
 
 
 @dataclass(frozen=True)
@@ -249,7 +263,7 @@ def _row_mismatches(
             differing = tuple(
                 column
                 for column, value in current.items()
-                if value != after.get(column, ADDED_COLUMN_DEFAULTS.get((name, column)))
+                if value != _expected(after, table, column)
             )
             if differing:
                 found.append(RowMismatch(name, record_id, "changed", differing, entry_id))
@@ -296,7 +310,7 @@ def operator_trail_problem(session: Session, operator: Any, seal: AuditSeal | No
     differing = [
         column
         for column, value in current.items()
-        if value != after.get(column, ADDED_COLUMN_DEFAULTS.get(("operator", column)))
+        if value != _expected(after, type(operator).__table__, column)
     ]
     if differing:
         return (

@@ -5,11 +5,26 @@ from __future__ import annotations
 import json
 import os
 import stat
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from bptwin.eln.audit_seal import Anchor, AuditKeyError, load_or_create_key, seal_from_files
+from bptwin.database.migrate import upgrade
+from bptwin.database.relational import make_engine
+from bptwin.eln.audit import GENESIS_HASH, entry_hash
+from bptwin.eln.audit import _hash_view as hash_view
+from bptwin.eln.audit import _redact as redact
+from bptwin.eln.audit_seal import (
+    Anchor,
+    AuditKeyError,
+    attach_seal,
+    detach_seal,
+    load_or_create_key,
+    seal_from_files,
+)
+from bptwin.eln.services import NotebookService
 from bptwin.tui.settings import Settings, SettingsError
 
 
@@ -63,3 +78,73 @@ def test_settings_name_a_bad_key_file_as_a_settings_error(tmp_path: Path) -> Non
     (tmp_path / "shared.key").chmod(0o666)
     with pytest.raises(SettingsError, match=r"shared\.key"):
         settings.notebook_url()
+
+
+def test_a_notebook_audited_before_migration_0005_verifies_and_its_operators_log_in(
+    tmp_path: Path,
+) -> None:
+    """Entries written before the key and the lockout columns existed: no seal, after-images
+    without ``failed_pins``/``locked_until``. After the upgrade they verify, then get sealed."""
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    upgrade(url, "0004")
+    old = make_engine(url)
+    pin_hash = "scrypt$16384$8$1$00$00"
+    # What bptwin at schema 0004 wrote: the operator row and its (unsealed) audit entry.
+    after = redact(
+        {
+            "id": 1,
+            "name": "sue",
+            "display_name": "Sue",
+            "role": "supervisor",
+            "pin_hash": pin_hash,
+            "active": True,
+            "created_at": "2026-11-01T08:00:00+00:00",
+        }
+    )
+    entry = {
+        "id": 1,
+        "at": datetime(2026, 11, 1, 8, tzinfo=timezone.utc),
+        "actor": "setup",
+        "action": "insert",
+        "table_name": "operator",
+        "record_id": "1",
+        "before": None,
+        "after": after,
+    }
+    digest = entry_hash(GENESIS_HASH, hash_view(entry))
+    with old.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO operator (id, name, display_name, role, pin_hash, active, created_at)"
+                " VALUES (1, 'sue', 'Sue', 'supervisor', :h, 1, '2026-11-01 08:00:00')"
+            ),
+            {"h": pin_hash},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO audit_entry (id, at, actor, action, table_name, record_id, before, "
+                "after, prev_hash, hash) VALUES (1, '2026-11-01 08:00:00.000000', 'setup', "
+                "'insert', 'operator', '1', NULL, :after, :prev, :hash)"
+            ),
+            {"after": json.dumps(after), "prev": GENESIS_HASH, "hash": digest},
+        )
+        connection.execute(
+            text("UPDATE audit_head SET last_id = 1, last_hash = :h WHERE id = 1"), {"h": digest}
+        )
+    old.dispose()
+    upgrade(url)
+    seal = seal_from_files(tmp_path / "audit.key", tmp_path / "audit.anchor")
+    attach_seal(url, seal)
+    try:
+        notebook = NotebookService.from_url(url)
+        report = notebook.audit.verify_trail()
+        assert report.ok, report.problems()
+        assert (report.sealed, report.unsealed) == (0, 1)
+        # The old supervisor still acts (their row matches its pre-0005 image), now sealed.
+        notebook.operators.create_operator("sue", "olga", "operator", "1234")
+        report = notebook.audit.verify_trail()
+        assert report.ok, report.problems()
+        assert (report.sealed, report.unsealed) == (1, 1)
+        notebook.engine.dispose()
+    finally:
+        detach_seal(url)
