@@ -161,20 +161,31 @@ def check_notebook(settings: Settings) -> list[CheckResult]:
 
 def _check_audit_chain(url: str) -> CheckResult:
     from bptwin.eln.services import NotebookService
+    from bptwin.eln.text_safety import terminal_safe
 
     notebook = NotebookService.from_url(url)
     try:
-        broken = notebook.audit.verify_audit_chain()
+        # With the station's key and anchor when notebook_url() attached them to ``url``.
+        report = notebook.audit.verify_trail()
     finally:
         notebook.engine.dispose()
-    if broken is not None:
-        entry_id, reason = broken
+    problems = report.problems()
+    if problems:
+        broken = report.chain_break
+        if broken is not None:
+            problems[0] = f"broken at entry {broken.entry_id}: {broken.reason}"
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
         return CheckResult(
             "audit chain",
             Status.FAIL,
-            f"broken at entry {entry_id}: {reason} (bptwin audit verify)",
+            terminal_safe(f"{problems[0]}{more} (bptwin audit verify)", single_line=True),
         )
-    return CheckResult("audit chain", Status.PASS, "hash chain intact")
+    sealed = f", {report.sealed} sealed" if report.keyed else ""
+    return CheckResult(
+        "audit chain",
+        Status.PASS,
+        f"hash chain intact ({report.entries} entries{sealed}), every audited row matches it",
+    )
 
 
 def check_timeseries(settings: Settings) -> CheckResult:

@@ -5,6 +5,7 @@ Every section refuses unknown keys so a typo is reported, not ignored.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import sys
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from bptwin.database.admission import ClockFault
     from bptwin.drivers.intake import ReadingIntake
     from bptwin.drivers.sources import AcquisitionPlan
+    from bptwin.eln.audit_seal import AuditSeal
     from bptwin.eln.calibration import CalibrationPolicy
 
 if sys.version_info >= (3, 11):
@@ -44,6 +46,14 @@ DEFAULT_CONFIG_PATH = Path(user_config_dir("bptwin")) / "bptwin.toml"
 DEFAULT_DATA_DIR = Path(user_data_dir("bptwin"))
 
 _config_file: ContextVar[Path | None] = ContextVar("bptwin_config_file", default=None)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_audit_seal(key: Path, anchor: Path) -> AuditSeal:
+    """Read (or create) the key once per process and file, not on every notebook_url()."""
+    from bptwin.eln.audit_seal import seal_from_files
+
+    return seal_from_files(key, anchor)
 
 
 class SettingsError(Exception):
@@ -77,6 +87,16 @@ class NotebookSettings(Section):
     """The relational store of the lab notebook."""
 
     url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in the data folder")
+    audit_key_file: Path | None = Field(
+        None,
+        description="key that seals the audit trail (hex, mode 600, created on first use); "
+        "default = audit.key in the data folder",
+    )
+    audit_anchor_file: Path | None = Field(
+        None,
+        description="newest audit entry this station wrote, sealed; default = audit.anchor "
+        "in the data folder",
+    )
 
     @field_validator("url")
     @classmethod
@@ -380,7 +400,24 @@ class Settings(BaseSettings):
         return self.station.data_dir.expanduser()
 
     def notebook_url(self) -> str:
-        return self.notebook.url or f"sqlite:///{self.data_dir / 'notebook.sqlite'}"
+        """The notebook's database URL, with the station's audit key attached to it in this
+        process: every audited write through it is sealed and anchored (eln.audit_seal)."""
+        url = self.notebook.url or f"sqlite:///{self.data_dir / 'notebook.sqlite'}"
+        from bptwin.eln.audit_seal import attach_seal
+
+        attach_seal(url, self.audit_seal())
+        return url
+
+    def audit_seal(self) -> AuditSeal:
+        """The audit key (created on first use) and anchor; SettingsError naming the file."""
+        from bptwin.eln.audit_seal import AuditKeyError
+
+        key = (self.notebook.audit_key_file or self.data_dir / "audit.key").expanduser()
+        anchor = (self.notebook.audit_anchor_file or self.data_dir / "audit.anchor").expanduser()
+        try:
+            return _load_audit_seal(key, anchor)
+        except AuditKeyError as exc:
+            raise SettingsError(str(exc)) from None
 
     def timeseries_path(self) -> Path:
         return (self.timeseries.path or self.data_dir / "timeseries.sqlite").expanduser()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Boolean, Float, Index, Integer, MetaData, String, Text, text
 from sqlmodel import Field, SQLModel
 
 from bptwin.eln.columns import EnumString, UTCDateTime, utc_now
@@ -101,6 +101,15 @@ class Operator(AuditedTable, table=True):
     pin_hash: str = Field(sa_type=String(256), nullable=False)
     active: bool = Field(default=True, sa_type=Boolean, nullable=False)
     created_at: datetime = _when()
+    # Consecutive wrong PINs and the lockout they caused (eln.operators); stored and audited,
+    # so neither a restart nor a quiet UPDATE resets them unseen.
+    failed_pins: int = Field(
+        default=0,
+        sa_type=Integer,
+        nullable=False,
+        sa_column_kwargs={"server_default": text("0")},
+    )
+    locked_until: datetime | None = _when(nullable=True)
 
 
 class Batch(AuditedTable, table=True):
@@ -347,6 +356,9 @@ class AuditEntry(NotebookBase, table=True):
     after: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
     prev_hash: str = Field(sa_type=String(HASH_LENGTH), nullable=False)
     hash: str = Field(sa_type=String(HASH_LENGTH), nullable=False, unique=True)
+    # HMAC of ``hash`` with the station's audit key (eln.audit_seal); None when written
+    # without the key (before migration 0005, or a process not given it).
+    seal: str | None = Field(default=None, sa_type=String(HASH_LENGTH), nullable=True)
 
 
 class AuditHead(NotebookBase, table=True):

@@ -39,6 +39,9 @@ class OperatorView:
     role: OperatorRole
     active: bool
     created_at: datetime
+    # Wrong PINs in a row and the end of the lockout they caused (eln.operators).
+    failed_pins: int = 0
+    locked_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

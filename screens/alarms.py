@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -30,6 +29,7 @@ from bptwin.screens.deviations import FORM_CSS, DeviationFormScreen
 from bptwin.screens.entry_widgets import EntryForm, LabelledField
 from bptwin.screens.live import current_snapshot, follow_snapshots
 from bptwin.screens.notebook_screen import NotebookScreen
+from bptwin.screens.safe_text import escape
 from bptwin.twin.alarm_rules import PRIORITY_RANK, Priority
 from bptwin.twin.alarms import AlarmState, AlarmView
 from bptwin.twin.live import LiveSnapshot
@@ -241,11 +241,11 @@ class AlarmHistoryScreen(NotebookScreen[None]):
         for event in events:
             table.add_row(
                 event.occurred_at.strftime("%m-%d %H:%M:%S"),
-                f"{event.reactor}/{event.rule}",
-                event.priority,
-                event.state,
-                event.actor or "system",
-                event.message,
+                escape(f"{event.reactor}/{event.rule}"),
+                escape(event.priority),
+                escape(event.state),
+                escape(event.actor or "system"),
+                escape(event.message),
             )
         self._say(f"{len(events)} transitions" if events else "No alarm transitions stored yet.")
 

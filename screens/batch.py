@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -30,6 +29,7 @@ from bptwin.eln.states import BatchStatus
 from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
 from bptwin.screens.messages import BatchSelected
 from bptwin.screens.notebook_screen import NotebookScreen
+from bptwin.screens.safe_text import escape
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ import math
 from datetime import datetime
 from typing import Any
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -31,6 +30,7 @@ from bptwin.eln.records import CalibrationView
 from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField, field_for
 from bptwin.screens.live import follow_snapshots
 from bptwin.screens.notebook_screen import NotebookScreen
+from bptwin.screens.safe_text import escape
 from bptwin.twin.live import LiveSnapshot
 
 # Channels that give the buffer temperature for the pH wizard, best first.

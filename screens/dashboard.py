@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,6 +25,7 @@ from textual.worker import Worker, WorkerState
 from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
 from bptwin.screens.alarm_banner import AlarmBanner
 from bptwin.screens.live import follow_snapshots
+from bptwin.screens.safe_text import escape
 from bptwin.screens.trends import (
     GROUP_NAMES,
     MAX_PLOTS,

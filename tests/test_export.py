@@ -350,3 +350,22 @@ def test_a_running_batch_is_exported_up_to_its_last_reading(
     assert ph.iloc[-1] == pytest.approx(5.0599, abs=1e-6)
     with pytest.raises(ExportError, match=r"spans 15\.0 days"):
         export_from(station.notebook, station.store, 94, tmp_path / "never-ended")
+
+
+def test_the_manifest_anchors_the_audit_trail(exported: ExportResult, station: Station) -> None:
+    trail = json.loads(exported.manifest.read_text(encoding="utf-8"))["audit_trail"]
+    entries, head_hash = trail["entries"], trail["head_hash"]
+    assert entries >= 1 and len(head_hash) == 64
+    holds = station.notebook.audit.verify_trail(anchors={"export.json": (entries, head_hash)})
+    assert holds.anchor_problem is None
+    # A chain that no longer reaches the exported entry, or has another one there, is named.
+    cut = station.notebook.audit.verify_trail(anchors={"export.json": (entries + 10**6, head_hash)})
+    assert (
+        cut.anchor_problem is not None
+        and "export.json: the chain ends before" in cut.anchor_problem
+    )
+    other = station.notebook.audit.verify_trail(anchors={"export.json": (entries, "0" * 64)})
+    assert (
+        other.anchor_problem is not None
+        and "not the one this station wrote" in other.anchor_problem
+    )

@@ -20,4 +20,5 @@ COMMANDS: tuple[str, ...] = (
     "export_csv",
     "import_data",
     "api",
+    "operator",
 )

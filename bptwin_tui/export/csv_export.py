@@ -21,6 +21,7 @@ JSON columns hold JSON text, times ISO 8601 UTC. PIN hashes are never exported.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from bptwin.database.reading import Quality, Reading
+from bptwin.eln.text_safety import spreadsheet_safe
 
 if TYPE_CHECKING:
     from bptwin.database.timeseries.base import TimeSeriesStore
@@ -118,6 +120,9 @@ def write_channels_csv(
     if not channels:
         raise CsvExportError(f"no channel to export for reactor {reactor!r}")
     writer = csv.writer(out, lineterminator="\n")
+    # Names and units come from outside (a gateway, a topic map): no formula, no raw control
+    # character reaches the spreadsheet. Few distinct values, so each is neutralised once.
+    safe = functools.lru_cache(maxsize=1024)(spreadsheet_safe)
     slices = list(_slices(start, end))
     total = max(1, len(slices) * len(channels))
     rows = 0
@@ -132,10 +137,10 @@ def write_channels_csv(
                     (
                         stamp,
                         f"{reading.timestamp:.3f}",
-                        reading.reactor,
-                        reading.channel,
+                        safe(reading.reactor),
+                        safe(reading.channel),
                         _number(reading.value),
-                        reading.unit,
+                        safe(reading.unit),
                         reading.quality.value,
                     )
                     for stamp, reading in zip(stamps, readings, strict=True)
@@ -145,7 +150,7 @@ def write_channels_csv(
                 if progress is not None:
                     progress(done / total, f"{channel} to {format_time(high)}")
         return rows
-    writer.writerow(("time", "unix_s", *channels))
+    writer.writerow(("time", "unix_s", *(safe(channel) for channel in channels)))
     for low, high in slices:
         table: dict[int, list[str]] = {}
         for index, channel in enumerate(channels):
@@ -203,10 +208,12 @@ def stored_channels(store: TimeSeriesStore, reactor: str) -> list[str]:
 
 
 def _cell(value: Any) -> str:
+    """One notebook value as a CSV cell; text (notes, names, labels) never runs as a formula
+    in a spreadsheet nor carries raw control characters (eln.text_safety)."""
     if value is None:
         return ""
     if isinstance(value, Enum):
-        return str(value.value)
+        return spreadsheet_safe(str(value.value))
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).isoformat()
     if isinstance(value, bool):
@@ -214,8 +221,10 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return _number(value)
     if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True, allow_nan=False, default=str)
-    return str(value)
+        return spreadsheet_safe(json.dumps(value, sort_keys=True, allow_nan=False, default=str))
+    if isinstance(value, int):
+        return str(value)
+    return spreadsheet_safe(str(value))
 
 
 def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[Any]:
