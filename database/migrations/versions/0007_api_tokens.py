@@ -1,7 +1,7 @@
 """Tokens of the read-only HTTP API: only their SHA-256, who made and who revoked them.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-07
 
 Written out in full (no create_all), like the others; a test checks it against
