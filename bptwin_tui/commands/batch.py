@@ -373,25 +373,9 @@ def _signed(notebook: NotebookService, table: str, batch_number: int | None = No
     return 0
 
 
-def parse_recipe(text: str) -> dict[str, str]:
-    """``"glycerol=40, salts=26.7"`` → {"glycerol": "40", "salts": "26.7"} (checked by the
-    notebook)."""
-    from bptwin.eln.errors import NotebookValidationError
-
-    recipe: dict[str, str] = {}
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        name, equals, amount = part.partition("=")
-        if not equals or not name.strip():
-            raise NotebookValidationError(
-                "recipe", f"recipe part {part.strip()!r} is not ingredient=amount"
-            )
-        recipe[name.strip()] = amount.strip()
-    return recipe
-
-
 def _media(args: argparse.Namespace, notebook: NotebookService, settings: Settings) -> int:
+    from bptwin.eln import form_rules
+
     if args.recipe is None:
         preparations = notebook.preparation.list_media_preparations(args.number)
         for media in preparations:
@@ -407,7 +391,7 @@ def _media(args: argparse.Namespace, notebook: NotebookService, settings: Settin
     media = notebook.preparation.record_media_preparation(
         _actor(args, settings),
         args.number,
-        recipe=parse_recipe(args.recipe),  # type: ignore[arg-type]
+        recipe=form_rules.recipe("recipe", args.recipe),  # type: ignore[arg-type]
         autoclave_cycle=args.autoclave,
         sterility_ok=None if args.sterile is None else args.sterile == "y",
         prepared_at=_moment(args.at, "preparation time"),
