@@ -32,6 +32,7 @@ from bptwin.eln.errors import NotebookPermissionError, NotebookValidationError
 from bptwin.eln.models import (
     AuditAction,
     AuditedTable,
+    AuditEntry,
     BatchAcceptance,
     BatchClosure,
     CalibrationRecord,
@@ -298,9 +299,11 @@ class SignatureService(AggregateService):
         """Every signature that does not hold (empty when all do)."""
         with self.unit.read() as session:
             signatures = list(session.scalars(select(Signature).order_by(col(Signature.id))))
-            return [
+            problems = [
                 problem for signature in signatures for problem in _problems(session, signature)
             ]
+            problems.extend(_removed(session, {int(s.id or 0) for s in signatures}))
+            return problems
 
 
 def _problems(session: Session, signature: Signature) -> Iterable[SignatureProblem]:
@@ -333,6 +336,25 @@ def _problems(session: Session, signature: Signature) -> Iterable[SignatureProbl
         yield problem("the signature is not in the audit trail")
     elif entries[-1].after != jsonable(_image(signature)):
         yield problem("the signature row differs from its audited image")
+
+
+def _removed(session: Session, present: set[int]) -> Iterable[SignatureProblem]:
+    """Signatures the audit trail recorded that are no longer in the table."""
+    inserted = session.scalars(
+        select(AuditEntry).where(
+            col(AuditEntry.table_name) == "signature",
+            col(AuditEntry.action) == AuditAction.INSERT,
+        )
+    )
+    for entry in inserted:
+        if int(entry.record_id) not in present:
+            after = entry.after or {}
+            yield SignatureProblem(
+                int(entry.record_id),
+                str(after.get("table_name", "?")),
+                int(after.get("record_id") or 0),
+                f"the signature ({after.get('meaning')} by {after.get('signer')}) was removed",
+            )
 
 
 def _changed_fields(signed: dict[str, Any], current: dict[str, Any]) -> list[str]:
