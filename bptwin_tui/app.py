@@ -222,12 +222,19 @@ class BptwinApp(LiveApp[int]):
 
         open_statuses = {BatchStatus.SETUP, BatchStatus.RUNNING}
         batches: dict[str, int | None] = dict.fromkeys(self.settings.station.reactors)
-        candidates = [b for b in self.notebook.list_batches() if b.status in open_statuses]
+        every = self.notebook.list_batches()
+        candidates = [b for b in every if b.status in open_statuses]
         reactors = self.settings.station.reactors
         for batch in sorted(candidates, key=lambda b: (b.status == BatchStatus.RUNNING, b.id)):
             reactor = batch.reactor_id or reactors[0]
             if reactor in batches:
                 batches[reactor] = batch.number
+        # A batch ended here stays the reactor's until the next one is set up: its closure,
+        # signatures, acceptance and export come after the end.
+        ended = {b.number for b in every if b.status not in open_statuses}
+        for reactor, number in list(self.batches.items()):
+            if batches.get(reactor, 0) is None and number in ended:
+                batches[reactor] = number
         if self.station is not None:  # the open batches' offline samples on the OD600 plot
             for reactor, number in batches.items():
                 if number is not None:

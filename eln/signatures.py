@@ -98,7 +98,7 @@ def content_of(row: AuditedTable) -> dict[str, Any]:
     mapper = inspect(type(row))
     fields = {attr.columns[0].name: getattr(row, attr.key) for attr in mapper.column_attrs}
     return {
-        "table": type(row).__tablename__,  # type: ignore[attr-defined]
+        "table": type(row).__tablename__,
         "id": fields.pop("id"),
         "fields": jsonable(fields),
     }
@@ -168,7 +168,7 @@ def signatures_in_force(session: Session, table_name: str, record_id: int) -> li
 
 def allow_resigning(session: Session, row: AuditedTable) -> None:
     """Let this transaction change ``row`` although it is signed: it signs it anew."""
-    table = type(row).__tablename__  # type: ignore[attr-defined]
+    table = type(row).__tablename__
     session.info.setdefault(_RESIGNING_KEY, set()).add((table, row.id))  # type: ignore[attr-defined]
 
 
@@ -188,7 +188,7 @@ def sign_row(
     Refused when the row carries a signature in force, unless ``supersede`` (a change under a
     new signature, which then needs ``reason``): the old signatures are marked superseded.
     """
-    table = type(row).__tablename__  # type: ignore[attr-defined]
+    table = type(row).__tablename__
     if table not in SIGNED_TABLES:
         raise ValueError(f"{table} records are not signed")
     if supersede:

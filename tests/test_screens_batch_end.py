@@ -204,7 +204,7 @@ async def test_a_media_preparation_is_recorded(notebook_url: str) -> None:
 
 
 async def test_the_command_palette_finds_the_batch_end(tmp_path: Path) -> None:
-    app, _notebook = app_with_batch(tmp_path)
+    app, notebook = app_with_batch(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.batches.get("R1") == 17)
         titles = [command.title for command in app.get_system_commands(app.screen)]
@@ -215,4 +215,9 @@ async def test_the_command_palette_finds_the_batch_end(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, BatchEndScreen))
         assert app.screen.batch_number == 17
         await pilot.press("escape")
+        # Ended, the batch stays the reactor's: its closure and acceptance come after the end.
+        notebook.batches.end_batch("ana", 17)
+        await app.refresh_batches().wait()
+        await pilot.pause()
+        assert app.batches.get("R1") == 17
         await pilot.press("q")

@@ -224,6 +224,7 @@ def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[A
     from bptwin.eln.acceptance_service import list_decisions
 
     numbers = [batch] if batch is not None else [b.number for b in notebook.batches.list_batches()]
+    rows: list[Any]
     if table == "batches":
         rows = (
             [notebook.batches.get_batch(batch)]
