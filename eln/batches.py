@@ -255,7 +255,7 @@ class BatchService(AggregateService):
     ) -> BatchClosure:
         """Change a signed closure record under a new supervisor's signature (name, PIN and the
         reason checked now); the old signature is kept, marked superseded."""
-        why = check.text("reason", reason, required=True)
+        why = check.text("correction reason", reason, required=True)
         unknown = sorted(set(changes) - set(_CLOSURE_FIELDS))
         if unknown:
             raise NotebookValidationError(

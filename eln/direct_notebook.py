@@ -150,6 +150,7 @@ class DirectNotebook(Notebook):
     get_closure = _read(lambda s: s.batches.get_closure, _view_or_none(ClosureView))
     close_batch = _read(lambda s: s.batches.close_batch, _view(ClosureView))
     sign_off_batch = _read(lambda s: s.batches.sign_off_batch, _view(ClosureView))
+    amend_closure = _read(lambda s: s.batches.amend_closure, _view(ClosureView))
     list_media_preparations = _read(
         lambda s: s.preparation.list_media_preparations, _views(MediaPreparationView)
     )

@@ -143,6 +143,13 @@ class Notebook(Protocol):
         """A supervisor closes the batch by signing its closure record (PIN checked now)."""
         ...
 
+    def amend_closure(
+        self, actor: str, number: int, *, pin: str, reason: str, **changes: object
+    ) -> ClosureView:
+        """Correct a closure record under a new supervisor's signature (the reason is kept;
+        an earlier signature stays, superseded)."""
+        ...
+
     # ---- media and process changes --------------------------------------------------------
 
     def list_media_preparations(self, number: int) -> list[MediaPreparationView]: ...

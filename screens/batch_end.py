@@ -126,6 +126,13 @@ class BatchEndScreen(NotebookScreen[None]):
                     width=30,
                     fields=("missing-samples reason", "samples"),
                 )
+                yield LabelledField(
+                    "Correction reason",
+                    "amend-reason",
+                    width=30,
+                    hint="to correct a saved closure",
+                    fields=("correction reason",),
+                )
             yield Static("", id="end-side")
         yield Static("", id="end-message")
         yield Footer()
@@ -189,7 +196,10 @@ class BatchEndScreen(NotebookScreen[None]):
             return "Record the closure: fill in the values, ctrl+s."
         if state.closure.signed_off_by is None:
             return "A supervisor closes the batch: ctrl+k, name and PIN."
-        return f"Batch {state.batch.number} is closed by {state.closure.signed_off_by}."
+        return (
+            f"Batch {state.batch.number} is closed by {state.closure.signed_off_by}. A "
+            "correction: change the values, give the correction reason, ctrl+s (signed)."
+        )
 
     # ---- actions ----------------------------------------------------------------------------
 
@@ -254,23 +264,85 @@ class BatchEndScreen(NotebookScreen[None]):
         word = "aborted" if batch.status is BatchStatus.ABORTED else "ended"
         self.reload(f"Batch {batch.number} {word} {_when(batch.ended_at)}. Next: the closure.")
 
+    def _closure_values(self) -> dict[str, str | None]:
+        return {
+            "outcome": self._value("outcome"),
+            "final_od600": self._value("final-od600") or None,
+            "final_dcw_g_per_l": self._value("final-dcw") or None,
+            "harvest_volume_ml": self._value("harvest-volume") or None,
+            "depletion_time_h": self._value("depletion") or None,
+            "do_spike_time_h": self._value("do-spike") or None,
+            "harvest": self._value("harvest"),
+            "missing_samples_reason": self._value("missing-reason") or None,
+        }
+
     def action_save_closure(self) -> None:
         self._clear_errors()
         self._armed = None
+        if self.state is not None and self.state.closure is not None:
+            self._correct_closure(self.state)
+            return
+        values = self._closure_values()
+        outcome = values.pop("outcome") or ""
         self.save_closure(
             partial(
                 self.notebook.close_batch,
                 self.operator,
                 self.required_batch,
-                outcome=self._value("outcome"),
-                final_od600=self._value("final-od600") or None,
-                final_dcw_g_per_l=self._value("final-dcw") or None,
-                harvest_volume_ml=self._value("harvest-volume") or None,
-                depletion_time_h=self._value("depletion") or None,
-                do_spike_time_h=self._value("do-spike") or None,
-                harvest=self._value("harvest"),
-                missing_samples_reason=self._value("missing-reason") or None,
+                outcome=outcome,
+                **values,  # type: ignore[arg-type]
             )
+        )
+
+    def _correct_closure(self, state: EndState) -> None:
+        """A saved closure is corrected only under a supervisor's signature, with the reason."""
+        reason = self._value("amend-reason")
+        if not reason:
+            self._show_error(
+                NotebookValidationError(
+                    "correction reason",
+                    "the closure is saved; to correct it give the reason, then a supervisor "
+                    "signs the corrected record",
+                )
+            )
+            return
+        values = self._closure_values()
+        request = SignatureRequest(
+            "closed",
+            f"the corrected closure record of batch {state.batch.number}",
+            f"reason: {reason}",
+        )
+        self.app.push_screen(
+            SigningDialog(request), partial(self._correction_signed, reason, values)
+        )
+
+    def _correction_signed(
+        self, reason: str, values: dict[str, str | None], entry: SignatureEntry | None
+    ) -> None:
+        if entry is None:
+            self._say("Not corrected (cancelled).")
+            return
+        number = self.required_batch
+        self.correct_closure(
+            partial(
+                self.notebook.amend_closure,
+                entry.signer,
+                number,
+                pin=entry.pin,
+                reason=reason,
+                **values,
+            )
+        )
+
+    @work(exclusive=True, group="end-write", exit_on_error=False)
+    async def correct_closure(self, amend: Callable[[], ClosureView]) -> None:
+        closure = await self.write(amend)
+        if closure is None:
+            return
+        self._field("amend-reason").set_value("")
+        self.reload(
+            f"Closure corrected and signed by {closure.signed_off_by}; the earlier signature "
+            "is kept as superseded."
         )
 
     @work(exclusive=True, group="end-write", exit_on_error=False)

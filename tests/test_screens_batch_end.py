@@ -109,8 +109,21 @@ async def test_end_closure_and_a_signed_close_from_the_end_screen(notebook_url: 
         assert "closed: signed by sam" in text_of(pilot, "#end-message")
         side = text_of(pilot, "#end-side")
         assert "closed by sam" in side and "closed · sam" in side
-    [signature] = notebook.signatures.list_signatures(batch_number=BATCH)
-    assert signature.meaning == SignatureMeaning.CLOSED and signature.signer == SUPERVISOR
+        [signature] = notebook.signatures.list_signatures(batch_number=BATCH)
+        assert signature.meaning == SignatureMeaning.CLOSED and signature.signer == SUPERVISOR
+        # A correction of the signed closure: only with the reason, under a new signature.
+        await enter_text(pilot, "final-od600", "42.0")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "give the reason" in field(pilot, "amend-reason").error
+        await enter_text(pilot, "amend-reason", "OD600 re-read: dilution typo")
+        await pilot.press("ctrl+s")
+        await sign(pilot, SUPERVISOR, SUPERVISOR_PIN)
+        assert "Closure corrected and signed by sam" in text_of(pilot, "#end-message")
+        assert "(superseded)" in text_of(pilot, "#end-side")
+    first, second = notebook.signatures.list_signatures(batch_number=BATCH)
+    assert first.superseded_by == second.id and second.reason == "OD600 re-read: dilution typo"
+    assert notebook.batches.get_closure(BATCH).final_od600 == 42.0  # type: ignore[union-attr]
     assert notebook.signatures.verify_signatures() == []
 
 
