@@ -422,3 +422,6 @@ import bptwin.eln.audit  # noqa: E402, F401
 
 # Tables kept in their own modules register on this metadata (and in AUDITED_TABLES) here.
 from bptwin.eln import control_records as _control_records  # noqa: E402, F401
+
+# Importing the models also switches on the guard that refuses changes to signed rows.
+from bptwin.eln import signature_guard as _signature_guard  # noqa: E402, F401

@@ -7,12 +7,12 @@ and time in UTC and at the station (with the UTC offset) and the meaning ("revie
 SHA-256 of a canonical JSON image of the signed row (:func:`content_of`), stored with it.
 
 A signed record is immutable: a session that changes or deletes a row carrying a signature in
-force is refused (:func:`_refuse_changes_to_signed_rows`), unless it is the signing transaction
-of a new signature for that row (:func:`sign_row` with ``supersede=True``): then the old
-signature is marked superseded (never deleted) and both are kept. ``verify_signatures``
-checks, for ``bptwin audit verify``, that each signature still matches its content, that its
-signer existed with the role the meaning needs, and that the signature row is the one the
-audit trail recorded.
+force is refused (eln.signature_guard, switched on by importing the models), unless it is the
+signing transaction of a new signature for that row (:func:`sign_row` with
+``supersede=True``): then the old signature is marked superseded (never deleted) and both
+are kept. ``verify_signatures`` checks, for ``bptwin audit verify``, that each signature still
+matches its content, that its signer existed with the role the meaning needs, and that the
+signature row is the one the audit trail recorded.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, inspect
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from bptwin.eln.audit import canonical_json, entries_for, jsonable
@@ -43,8 +43,11 @@ from bptwin.eln.models import (
     Signature,
     SignatureMeaning,
 )
-from bptwin.eln.operators import OperatorService
+from bptwin.eln.signature_guard import allow_resigning as allow_resigning
 from bptwin.eln.unit_of_work import AggregateService, find_batch, where
+
+if TYPE_CHECKING:
+    from bptwin.eln.operators import OperatorService
 
 # The records that are signed, by table name.
 SIGNED_TABLES: dict[str, type[AuditedTable]] = {
@@ -71,10 +74,6 @@ def needs_supervisor(table_name: str, meaning: SignatureMeaning, fields: dict[st
     if table_name == "deviation":
         return int(fields.get("level") or 0) >= 2
     return meaning in SUPERVISOR_MEANINGS
-
-
-# session.info key: (table, id) of the rows this transaction signs anew (may change them).
-_RESIGNING_KEY = "_bptwin_resigning"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,12 +165,6 @@ def signatures_in_force(session: Session, table_name: str, record_id: int) -> li
     return list(session.scalars(statement))
 
 
-def allow_resigning(session: Session, row: AuditedTable) -> None:
-    """Let this transaction change ``row`` although it is signed: it signs it anew."""
-    table = type(row).__tablename__
-    session.info.setdefault(_RESIGNING_KEY, set()).add((table, row.id))  # type: ignore[attr-defined]
-
-
 def sign_row(
     session: Session,
     row: AuditedTable,
@@ -239,35 +232,6 @@ def sign_row(
         old.superseded_at = now
         old.superseded_by = signature.id
     return signature
-
-
-@event.listens_for(Session, "before_flush")
-def _refuse_changes_to_signed_rows(
-    session: Session, _flush_context: UOWTransaction, _instances: Any
-) -> None:
-    """A signed row changes only in the transaction that signs it anew."""
-    allowed: set[tuple[str, int]] = session.info.get(_RESIGNING_KEY, set())
-    changed = [obj for obj in session.dirty if session.is_modified(obj, include_collections=False)]
-    for obj in [*changed, *session.deleted]:
-        table = getattr(type(obj), "__tablename__", None)
-        if table not in SIGNED_TABLES or getattr(obj, "id", None) is None:
-            continue
-        if (table, obj.id) in allowed:
-            continue
-        in_force = session.execute(
-            select(Signature.signer, Signature.meaning).where(
-                col(Signature.table_name) == table,
-                col(Signature.record_id) == obj.id,
-                col(Signature.superseded_at).is_(None),
-            )
-        ).first()
-        if in_force is not None:
-            signer, meaning = in_force
-            raise NotebookValidationError(
-                "signature",
-                f"{table.replace('_', ' ')} {obj.id} is signed ({meaning.value} by {signer}) and "
-                "cannot be changed; a change needs a new signature with a reason",
-            )
 
 
 # ---------------------------------------------------------------- reading and checking
