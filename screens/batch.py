@@ -85,6 +85,8 @@ def state_text(state: BatchState, now: datetime) -> str:
     lines = [f"Batch {batch.number} · phase {batch.phase.value}", f"status {batch.status.value}"]
     if batch.inoculated_at is not None:
         lines.append(f"inoculated {_when(batch.inoculated_at)}")
+    if batch.ended_at is not None:
+        lines.append(f"ended {_when(batch.ended_at)} · F7 closure")
     lines.append("Calibrations:")
     blocked = dict(state.blockers)
     for channel, period in state.in_force.items():

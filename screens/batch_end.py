@@ -23,13 +23,14 @@ from textual.widgets import Footer, Header, Static
 from bptwin.eln import sample_math
 from bptwin.eln.errors import NotebookValidationError
 from bptwin.eln.records import BatchView, ClosureView, SignatureView
+from bptwin.eln.schedule import SOP_TIMEPOINTS_H
 from bptwin.eln.states import BatchStatus
 from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
 from bptwin.screens.messages import BatchSelected
 from bptwin.screens.notebook_screen import NotebookScreen
 from bptwin.screens.signing import SignatureEntry, SignatureRequest, SigningDialog
 
-SOP_SAMPLES = 8  # the SOP's samples of a batch (7 time points and the depletion sample)
+SOP_SAMPLES = len(SOP_TIMEPOINTS_H) + 1  # the SOP's time points and the depletion sample
 
 
 @dataclass(frozen=True, slots=True)
