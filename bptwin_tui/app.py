@@ -54,6 +54,26 @@ DESTINATIONS: tuple[Destination, ...] = (
 )
 
 
+# The batch screen's tools, also in the command palette: (tool, title, help).
+BATCH_TOOLS: tuple[tuple[str, str, str], ...] = (
+    (
+        "end",
+        "End, abort or close the batch (F7 on the batch screen)",
+        "End or abort the running batch, record its closure, a supervisor signs it closed",
+    ),
+    (
+        "changes",
+        "Process changes (F8 on the batch screen)",
+        "Plan a process change; a supervisor approves it with a signature",
+    ),
+    (
+        "media",
+        "Media preparation (F9 on the batch screen)",
+        "Record the medium made up for the batch: recipe, autoclave cycle, sterility",
+    ),
+)
+
+
 class NotebookReady(Message):
     """The notebook is migrated and open (or could not be: ``problem`` says why)."""
 
@@ -202,12 +222,19 @@ class BptwinApp(LiveApp[int]):
 
         open_statuses = {BatchStatus.SETUP, BatchStatus.RUNNING}
         batches: dict[str, int | None] = dict.fromkeys(self.settings.station.reactors)
-        candidates = [b for b in self.notebook.list_batches() if b.status in open_statuses]
+        every = self.notebook.list_batches()
+        candidates = [b for b in every if b.status in open_statuses]
         reactors = self.settings.station.reactors
         for batch in sorted(candidates, key=lambda b: (b.status == BatchStatus.RUNNING, b.id)):
             reactor = batch.reactor_id or reactors[0]
             if reactor in batches:
                 batches[reactor] = batch.number
+        # A batch ended here stays the reactor's until the next one is set up: its closure,
+        # signatures, acceptance and export come after the end.
+        ended = {b.number for b in every if b.status not in open_statuses}
+        for reactor, number in list(self.batches.items()):
+            if batches.get(reactor, 0) is None and number in ended:
+                batches[reactor] = number
         history = self.station.history if self.station is not None else None
         if history is not None:  # the open batches' offline samples on the OD600 plot
             for reactor, number in batches.items():
@@ -467,6 +494,8 @@ class BptwinApp(LiveApp[int]):
                 destination.help,
                 partial(self.run_action, f"go('{destination.name}')"),
             )
+        for tool, title, help_text in BATCH_TOOLS:
+            yield SystemCommand(title, help_text, partial(self.open_batch_tool, tool))
         yield SystemCommand(
             "Export batch report and dataset (e)",
             "HTML and Markdown report with plots, Parquet dataset with checksums",
@@ -485,6 +514,22 @@ class BptwinApp(LiveApp[int]):
         )
         yield SystemCommand(
             "Toggle light/dark theme (ctrl+t)", "Switch theme", self.action_toggle_theme
+        )
+
+    async def open_batch_tool(self, name: str) -> None:
+        """End/close, process changes or media of the reactor's batch (batch screen F7-F9)."""
+        from bptwin.screens.batch import batch_tool_screen
+
+        batch = self._batch()
+        if self.notebook is None or batch is None:
+            self.notify(
+                f"No batch is open on {self._reactor()}: open it on the batch screen (b), "
+                "then F7 (end/close), F8 (changes) or F9 (media).",
+                severity="warning",
+            )
+            return
+        await self.push_screen(
+            batch_tool_screen(name, self.notebook, self.operator, batch, self._reactor())
         )
 
     async def _next_reactor(self) -> None:

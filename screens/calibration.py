@@ -578,6 +578,7 @@ class CalibrationWizardScreen(NotebookScreen[None]):
             if accept is not None and not outcome.passed:
                 actor = accept[0]
                 fields["override_reason"] = accept[2]
+                fields["override_pin"] = accept[1]  # the supervisor signs the acceptance
                 fields["notes"] = "; ".join(
                     part
                     for part in (

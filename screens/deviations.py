@@ -214,6 +214,7 @@ class DeviationReviewScreen(NotebookScreen[DeviationView | None]):
             corrective_action=self._value("corrective-action"),
             impact=self._value("impact"),
             close=close,
+            pin=pin,  # the review is signed with it (eln.signatures)
         )
         try:
             reviewed = await asyncio.to_thread(review)

@@ -21,4 +21,5 @@ COMMANDS: tuple[str, ...] = (
     "import_data",
     "api",
     "operator",
+    "batch",
 )

@@ -1,4 +1,5 @@
-"""``bptwin audit verify``: the audit trail's chain, seals and anchor, and every audited row."""
+"""``bptwin audit verify``: the audit trail's chain, seals and anchor, every audited row, and
+the electronic signatures."""
 
 from __future__ import annotations
 
@@ -19,13 +20,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="audit_action", metavar="ACTION", required=True)
     verify = actions.add_parser(
         "verify",
-        help="check the chain, its key and anchor, and every audited row against it",
+        help="check the chain, its key and anchor, every audited row and every signature",
         description="Recompute the chain from the first entry and check each entry's seal "
         "with the station's audit key (notebook.audit_key_file) and the anchor of the newest "
         "entry this station wrote (notebook.audit_anchor_file); then compare every row of "
         "every audited table with its last audit entry. Exit 0 when all holds, 1 naming each "
         "problem: the first broken entry, a truncated or rewritten chain, and every row "
-        "changed, deleted or inserted outside the notebook (table, row id, columns).",
+        "changed, deleted or inserted outside the notebook (table, row id, columns). Every "
+        "electronic signature is checked too: the signed record still hashes to the signed "
+        "content, the signer existed with the role the signature needs, and the signature row "
+        "is the one the audit trail recorded.",
     )
     verify.add_argument(
         "--manifest",
@@ -48,12 +52,17 @@ def handle_verify(args: argparse.Namespace, settings: Settings) -> int:
     try:
         notebook = NotebookService.from_url(settings.notebook_url())
         report = notebook.audit.verify_trail(settings.audit_seal(), anchors)
+        signatures = notebook.signatures.list_signatures()
+        signature_problems = notebook.signatures.verify_signatures()
     except DatabaseUnavailable as exc:
         raise SettingsError(f"notebook.url: {exc}") from None
     for problem in report.problems():
         print(terminal_safe(problem))
-    if not report.ok:
-        print(f"audit trail NOT OK: {len(report.problems())} problem(s)")
+    for problem in signature_problems:
+        print(terminal_safe(f"signature BROKEN: {problem}"))
+    if not report.ok or signature_problems:
+        count = len(report.problems()) + len(signature_problems)
+        print(f"audit trail NOT OK: {count} problem(s)")
         return 1
     print(f"audit chain OK: {report.entries} entries verified")
     print(
@@ -65,6 +74,7 @@ def handle_verify(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print("  anchor: none yet (this station has not written to the notebook)")
     print(f"  rows: every audited table matches its audit trail (head {report.head_hash[:16]})")
+    print(f"signatures OK: {len(signatures)} verified")
     return 0
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         Note,
         ProcessChange,
         Sample,
+        Signature,
     )
     from bptwin.eln.services import NotebookService
 
@@ -118,6 +119,8 @@ class NotebookRecords:
     process_changes: list[ProcessChange]
     closure: BatchClosure | None
     audit: AuditSummary
+    # Electronic signatures of the batch's records (superseded ones too), oldest first.
+    signatures: list[Signature] = field(default_factory=list)
 
 
 @dataclass
@@ -175,7 +178,23 @@ def collect_notebook(notebook: NotebookService, number: int, reactor: str) -> No
         process_changes=notebook.process_changes.list_process_changes(number),
         closure=notebook.batches.get_closure(number),
         audit=summarise_audit(notebook, batch),
+        signatures=_signatures(notebook, number, calibrations),
     )
+
+
+def _signatures(
+    notebook: NotebookService, number: int, calibrations: list[CalibrationRecord]
+) -> list[Signature]:
+    """The batch's signatures, plus those of the bench calibrations it relied on."""
+    signatures = notebook.signatures.list_signatures(batch_number=number)
+    bench = {record.id for record in calibrations if record.batch_id is None}
+    if bench:
+        signatures += [
+            signature
+            for signature in notebook.signatures.list_signatures(table_name="calibration_record")
+            if signature.record_id in bench
+        ]
+    return sorted(signatures, key=lambda signature: signature.id or 0)
 
 
 def _batch_alarm_events(notebook: NotebookService, batch: Batch, reactor: str) -> list[AlarmEvent]:

@@ -13,9 +13,10 @@ with millisecond precision (the store's key). Values are written with ``repr`` s
 back bit-identical. The store is read in slices, so memory stays bounded for long ranges.
 
 Notebook tables: one CSV per table (``batches``, ``samples``, ``calibrations``,
-``deviations``, ``alarms``, ``notes``, plus ``inocula``, ``closures``, ``process_changes`` and
-``acceptance``), every column of the table, with ``batch_number`` added beside ``batch_id``;
-JSON columns hold JSON text, times ISO 8601 UTC. PIN hashes are never exported.
+``deviations``, ``alarms``, ``notes``, plus ``inocula``, ``media``, ``closures``,
+``process_changes``, ``acceptance`` and ``signatures``), every column of the table, with
+``batch_number`` added beside ``batch_id``; JSON columns hold JSON text, times ISO 8601 UTC.
+PIN hashes are never exported.
 """
 
 from __future__ import annotations
@@ -232,6 +233,7 @@ def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[A
     from bptwin.eln.acceptance_service import list_decisions
 
     numbers = [batch] if batch is not None else [b.number for b in notebook.batches.list_batches()]
+    rows: list[Any]
     if table == "batches":
         rows = (
             [notebook.batches.get_batch(batch)]
@@ -245,6 +247,7 @@ def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[A
         "notes": notebook.notes.list_notes,
         "process_changes": notebook.process_changes.list_process_changes,
         "inocula": notebook.preparation.get_inoculum,
+        "media": notebook.preparation.list_media_preparations,
         "closures": notebook.batches.get_closure,
     }
     if table in per_batch:
@@ -262,6 +265,8 @@ def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[A
         rows = notebook.alarms.list_alarm_events(batch_number=batch, limit=NOTEBOOK_LIMIT)
     elif table == "acceptance":
         rows = list_decisions(notebook, batch)
+    elif table == "signatures":
+        rows = notebook.signatures.list_signatures(batch_number=batch)
     else:
         raise CsvExportError(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
     return sorted(rows, key=lambda row: row.id or 0)
@@ -275,9 +280,11 @@ TABLES: tuple[str, ...] = (
     "alarms",
     "notes",
     "inocula",
+    "media",
     "closures",
     "process_changes",
     "acceptance",
+    "signatures",
 )
 _MODEL_OF_TABLE = {
     "batches": "Batch",
@@ -287,9 +294,11 @@ _MODEL_OF_TABLE = {
     "alarms": "AlarmEvent",
     "notes": "Note",
     "inocula": "Inoculum",
+    "media": "MediaPreparation",
     "closures": "BatchClosure",
     "process_changes": "ProcessChange",
     "acceptance": "BatchAcceptance",
+    "signatures": "Signature",
 }
 NEVER_EXPORTED = frozenset({"pin_hash"})
 

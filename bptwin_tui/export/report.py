@@ -128,6 +128,8 @@ def build_report(
     software_version: str,
 ) -> Report:
     """The whole report of one batch."""
+    from bptwin.tui.export.report_signatures import signatures_section
+
     by_name = {image.name: image for image in figures}
     sections = [
         _header(data, software_version),
@@ -147,6 +149,7 @@ def build_report(
         _changes_and_notes(data),
         _closure(data),
         _acceptance(acceptance),
+        signatures_section(data.notebook.signatures),
         _audit(data),
         _completeness(data),
     ]
@@ -611,6 +614,8 @@ def _closure(data: BatchData) -> Section:
         ("Closed", when(closure.closed_at)),
         ("Outcome", closure.outcome),
         ("Final OD600", num(closure.final_od600, 4)),
+        ("Final DCW", f"{num(closure.final_dcw_g_per_l, 4)} g/L"),
+        ("Harvest volume", f"{num(closure.harvest_volume_ml, 5)} mL"),
         ("Runtime", f"{num(closure.runtime_h, 4)} h"),
         ("Glycerol depletion", f"{num(closure.depletion_time_h, 4)} h"),
         ("DO spike", f"{num(closure.do_spike_time_h, 4)} h"),
