@@ -200,6 +200,9 @@ def test_the_command_line_unlocks_with_a_supervisors_pin(
 # ------------------------------------------------------------------ authorisation in the service
 
 
+PINS = {OPERATOR: "1234", SUPERVISOR: PIN}
+
+
 def _supervisor_only_calls(notebook: NotebookService) -> dict[str, Callable[[str], object]]:
     start = datetime(2026, 12, 7, 8, 0, tzinfo=timezone.utc)
     change = notebook.process_changes.plan_process_change(
@@ -215,11 +218,12 @@ def _supervisor_only_calls(notebook: NotebookService) -> dict[str, Callable[[str
         OPERATOR, BATCH, level=2, category="process", title="pH probe drift"
     )
     return {
+        # Signed actions: the actor signs with their own PIN (right, so only the role refuses).
         "approve a process change": lambda actor: notebook.process_changes.approve_process_change(
-            actor, change.id or 0
+            actor, change.id or 0, pin=PINS[actor]
         ),
         "review a level-2 deviation": lambda actor: notebook.deviations.review_deviation(
-            actor, deviation.id or 0, corrective_action="recalibrated"
+            actor, deviation.id or 0, corrective_action="recalibrated", pin=PINS[actor]
         ),
         "accept a failed calibration": lambda actor: notebook.calibrations.record_calibration(
             actor,
@@ -229,6 +233,7 @@ def _supervisor_only_calls(notebook: NotebookService) -> dict[str, Callable[[str
             results={},
             passed=False,
             override_reason="spare probe unavailable",
+            override_pin=PINS[actor],
         ),
         "start a batch despite missing calibrations": lambda actor: notebook.batches.start_batch(
             actor, BATCH, override_reason="no calibrations today"

@@ -52,14 +52,14 @@ def test_a_signed_closure_changed_by_sql_is_named_by_audit_verify(
     closed: NotebookService, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The final OD600 of a signed closure rewritten by SQL (the notebook's own writes refuse):
-    the audit chain still holds, but the signature no longer matches its content."""
+    the row no longer matches its audit entry, and the signature no longer matches its content."""
     code, out = verify(capsys)
     assert code == 0 and "signatures OK: 1 verified" in out
     with closed.engine.begin() as connection:
         connection.execute(text("UPDATE batch_closure SET final_od600 = 52.0"))
     code, out = verify(capsys)
     assert code == 1
-    assert "audit chain OK" in out
+    assert "row mismatch: batch_closure 1: final_od600 differ(s) from audit entry" in out
     assert (
         "signature BROKEN: signature 1 on batch_closure 1: the record was changed after "
         "signing (final_od600) without a new signature" in out
