@@ -208,11 +208,12 @@ class BptwinApp(LiveApp[int]):
             reactor = batch.reactor_id or reactors[0]
             if reactor in batches:
                 batches[reactor] = batch.number
-        if self.station is not None:  # the open batches' offline samples on the OD600 plot
+        history = self.station.history if self.station is not None else None
+        if history is not None:  # the open batches' offline samples on the OD600 plot
             for reactor, number in batches.items():
                 if number is not None:
                     samples = self.notebook.list_samples(number)
-                    self.station.history.set_samples(
+                    history.set_samples(
                         reactor,
                         [s.taken_at.timestamp() for s in samples],
                         [s.od600 for s in samples],
@@ -291,7 +292,7 @@ class BptwinApp(LiveApp[int]):
     @on(StationStatus)
     def _station_status(self, message: StationStatus) -> None:
         self.dashboard.show_status(message.running, message.problem)
-        if message.running and self.station is not None:
+        if message.running and self.station is not None and self.station.history is not None:
             # Thread-safe history: the dashboard's render worker takes immutable windows of it.
             self.dashboard.attach_history(self.station.history)
             self.refresh_batches()  # also puts the open batches' samples on the plot
@@ -309,9 +310,11 @@ class BptwinApp(LiveApp[int]):
         self.refresh_batches()  # and onto the dashboard's OD600 plot, reloaded from the notebook
         sample = message.sample
         actions = self.station.alarm_actions if self.station is not None else None
-        if sample.predicted_od600 is None or actions is None:
+        # A viewer's actions have no feed_sample: the engine runs in the acquiring process.
+        feed_sample = getattr(actions, "feed_sample", None)
+        if sample.predicted_od600 is None or feed_sample is None:
             return
-        actions.feed_sample(
+        feed_sample(
             message.reactor, sample.taken_at.timestamp(), sample.od600, sample.predicted_od600
         )
 

@@ -77,6 +77,7 @@ def run_checks(
         ("calibrations", lambda: check_calibrations(settings, moment, limits)),
         ("acquisition", lambda: check_acquisition(settings)),
         ("notifications", lambda: check_notifications(settings)),
+        ("operator commands", lambda: check_commands(settings)),
     ]
     results: list[CheckResult] = []
     for name, check in checks:
@@ -564,4 +565,30 @@ def check_notifications(settings: Settings) -> CheckResult:
         Status.PASS,
         f"{section.min_priority} alarms go to {', '.join(channels)} "
         "('bptwin doctor --notify-test' sends a test)",
+    )
+
+
+def check_commands(settings: Settings) -> CheckResult:
+    """The operators' command key: can viewers of this station acknowledge and shelve?"""
+    from bptwin.tui.runtime.wiring import load_command_key
+    from bptwin.twin.setpoints import ControlKeyError
+
+    name = "operator commands"
+    if settings.commands.key_file is None:
+        if settings.bus.backend != "mqtt":
+            return CheckResult(name, Status.SKIP, "no MQTT bus: no viewers to take commands from")
+        return CheckResult(
+            name,
+            Status.WARN,
+            "commands.key_file is not set: viewers of this station cannot acknowledge or shelve "
+            "alarms (docs/operations.md)",
+        )
+    try:
+        load_command_key(settings)
+    except ControlKeyError as exc:
+        return CheckResult(name, Status.FAIL, str(exc))
+    return CheckResult(
+        name,
+        Status.PASS,
+        f"key {settings.commands.key_file} usable: viewers may send signed alarm actions",
     )

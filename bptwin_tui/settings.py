@@ -273,6 +273,20 @@ class ControlSettings(Section):
     )
 
 
+class CommandSettings(Section):
+    """Operators' commands from a viewer to the engine over the bus (docs/operations.md)."""
+
+    key_file: Path | None = Field(
+        None,
+        description="the operators' command key (hex, mode 640, shared by the engine and the "
+        "operator accounts); needed to acknowledge and shelve from a viewer",
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, le=60, description="how long a viewer waits for the answer"
+    )
+    max_skew_s: float = Field(30.0, gt=0, le=600, description="clock difference a command may have")
+
+
 class UiSettings(Section):
     theme: Literal["dark", "light"] = "dark"
     refresh_s: float = Field(1.0, gt=0, le=10)
@@ -326,6 +340,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
+    commands: CommandSettings = Field(default_factory=CommandSettings)
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)

@@ -35,6 +35,7 @@ from bptwin.twin.alarms import AlarmState, AlarmView
 from bptwin.twin.live import LiveSnapshot
 
 DEFAULT_SHELVE_MIN = 60.0
+OUTCOME_S = 15.0  # how long an action's outcome stays under the alarm list
 MAX_SHELVE_MIN = 24 * 60.0
 
 STATE_LABELS = {
@@ -48,10 +49,11 @@ STATE_LABELS = {
 
 
 class AlarmActions(Protocol):
-    """What the alarm screen needs of the alarm engine (the station implements it).
+    """What the alarm screen needs of the alarm engine (the station implements it; a viewer
+    implements it with commands to the engine, which may take seconds to be answered).
 
     Actions raise ValueError (twin.alarms.AlarmActionError) with a plain message when they
-    cannot apply; their return value is not used.
+    cannot apply; their return value is not used. The screen calls them off the UI thread.
     """
 
     def acknowledge(self, alarm_id: str, actor: str) -> object: ...
@@ -287,6 +289,8 @@ class AlarmScreen(EntryForm[None]):
         self.snapshot: LiveSnapshot | None = None
         self.clock = clock
         self.alarms: list[AlarmView] = []
+        # The last action: (alarm id, what became of it, an error?, when: monotonic s).
+        self._outcome: tuple[str, str, bool, float] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -362,9 +366,20 @@ class AlarmScreen(EntryForm[None]):
     @on(DataTable.RowHighlighted)
     def _show_detail(self) -> None:
         view = self.selected()
+        outcome = self._outcome
+        if outcome is not None and time.monotonic() - outcome[3] > OUTCOME_S:
+            outcome = self._outcome = None
+        if outcome is not None and (view is None or view.alarm_id == outcome[0]):
+            # The last action's outcome stays beside the alarm while the list refreshes.
+            detail = "" if view is None else f"\n{self._detail(view)}"
+            self._say(outcome[1] + detail, error=outcome[2])
+            return
         if view is None:
             self._say("No active, unacknowledged or shelved alarms.")
             return
+        self._say(self._detail(view))
+
+    def _detail(self, view: AlarmView) -> str:
         text = f"{view.alarm_id} · {view.priority.value} · {STATE_LABELS[view.state]}"
         if view.acknowledged_by:
             text += f" · acknowledged by {view.acknowledged_by} at {hms(view.acknowledged_at)}"
@@ -373,17 +388,52 @@ class AlarmScreen(EntryForm[None]):
                 f" · shelved by {view.shelved_by} until {hms(view.shelved_until)}: "
                 f"{view.shelve_reason}"
             )
-        self._say(text)
+        return text
 
-    def _run(self, action: Callable[[], Any], done: str) -> bool:
-        try:
-            action()
-        except (ValueError, PermissionError) as error:
-            self._say(str(error), error=True)
-            return False
+    def _tell(self, alarm_id: str, text: str, *, error: bool = False) -> None:
+        """The outcome of an action on ``alarm_id``, kept in view for ``OUTCOME_S``."""
+        self._outcome = (alarm_id, text, error, time.monotonic())
+        self._show_detail()
+
+    def _run(
+        self,
+        alarm_id: str,
+        action: Callable[[], Any],
+        done: str,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Carry out an alarm action off the UI thread, then say how it went.
+
+        In a viewer the action is a command to the engine and waits for its answer; the screen
+        stays live meanwhile. ``then`` runs after a success.
+        """
+        self._tell(alarm_id, f"{done.rstrip('.')}: sending…")
+
+        def work() -> None:
+            try:
+                action()
+            except (ValueError, PermissionError) as error:
+                problem: str | None = str(error) or type(error).__name__
+            except Exception as error:  # the screen must survive a surprise and say it
+                problem = f"{type(error).__name__}: {error}"
+            else:
+                problem = None
+            self.app.call_from_thread(self._finish, alarm_id, done, problem, then)
+
+        self.run_worker(work, thread=True, group="alarm-action", exit_on_error=False)
+
+    def _finish(
+        self, alarm_id: str, done: str, problem: str | None, then: Callable[[], None] | None
+    ) -> None:
+        if not self.is_attached:
+            return
+        if problem is not None:
+            self._tell(alarm_id, problem, error=True)
+            return
+        self._outcome = (alarm_id, done, False, time.monotonic())
         self.refresh_alarms()
-        self._say(done)
-        return True
+        if then is not None:
+            then()
 
     # ---- actions --------------------------------------------------------------------------
 
@@ -392,22 +442,25 @@ class AlarmScreen(EntryForm[None]):
         if view is None:
             return
         if not view.unacknowledged:
-            self._say(f"{view.alarm_id} needs no acknowledgement.", error=True)
+            self._tell(view.alarm_id, f"{view.alarm_id} needs no acknowledgement.", error=True)
             return
-        if (
-            self._run(
-                lambda: self.actions.acknowledge(view.alarm_id, self.operator),
-                f"Acknowledged {view.alarm_id}.",
-            )
-            and self.notebook is not None
-            and self.batch_number is not None
-        ):
+
+        def offer_deviation() -> None:
+            if self.notebook is None or self.batch_number is None:
+                return
 
             def answered(yes: bool | None) -> None:
                 if yes:
                     self.open_deviation(view)
 
             self.app.push_screen(ConfirmDeviationScreen(view), answered)
+
+        self._run(
+            view.alarm_id,
+            lambda: self.actions.acknowledge(view.alarm_id, self.operator),
+            f"Acknowledged {view.alarm_id}.",
+            offer_deviation,
+        )
 
     def action_shelve(self) -> None:
         view = self.selected()
@@ -420,6 +473,7 @@ class AlarmScreen(EntryForm[None]):
             reason, minutes = result
             until = self.clock() + minutes * 60.0
             self._run(
+                view.alarm_id,
                 lambda: self.actions.shelve(view.alarm_id, self.operator, reason, until),
                 f"Shelved {view.alarm_id} for {minutes:g} min.",
             )
@@ -431,6 +485,7 @@ class AlarmScreen(EntryForm[None]):
         if view is None:
             return
         self._run(
+            view.alarm_id,
             lambda: self.actions.unshelve(view.alarm_id, self.operator),
             f"Unshelved {view.alarm_id}.",
         )

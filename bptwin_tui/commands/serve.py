@@ -44,7 +44,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    station = Station(settings)
+    # Headless: no screen draws trends, so none are kept (memory per reactor stays small).
+    station = Station(settings, keep_trends=False)
     # Raises SettingsError (exit 2) only for a setting that cannot work or a live acquisition
     # of a reactor elsewhere; a server that is away makes a degraded start, not a failed one.
     station.start()

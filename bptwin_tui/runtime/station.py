@@ -51,11 +51,13 @@ __all__ = ["LinkKeeper", "Station", "build_bus", "connect_bus", "start_bus"]
 class Station:
     """One acquisition for the configured reactors."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, keep_trends: bool = True) -> None:
         self.settings = settings
         self.latest = LatestValues()
-        # Trend history for the dashboard's plots (bounded: a 30 h batch of every channel).
-        self.history = History(settings.station.reactors)
+        # Trend history for the dashboard's plots (bounded: a 30 h batch of every channel,
+        # about 28 MB per reactor when full). A headless station (`bptwin serve`) keeps none:
+        # no screen reads it, and viewers fill their own from the stores.
+        self.history: History | None = History(settings.station.reactors) if keep_trends else None
         # Counters and gauges for the Prometheus endpoint of `bptwin serve` ([metrics]).
         self.metrics = StationMetrics()
         self.pipeline = ReadingPipeline()
@@ -157,6 +159,7 @@ class Station:
                 latest=self.latest,
                 history=self.history,
                 metrics=self.metrics,
+                keep_trends=self.history is not None,
             )
             self.pipeline.attach(self.runtime)
             self._start_parts(self.runtime)
@@ -198,6 +201,8 @@ class Station:
             runtime.driver_threads.append(DriverThread(driver).start())
         if runtime.intake.plan.simulated:
             self._follow_setpoints(runtime)
+        if runtime.commands is not None:  # viewers' commands (runtime/operator_commands.py)
+            runtime.subscriptions += runtime.commands.start().subscribe(runtime.bus)
         self._keeper.start()
 
     def _upgrade_notebook(self) -> None:
@@ -264,7 +269,8 @@ class Station:
         so the store's older readings belong to another batch. Up to the start only: what
         arrived since reached the history live.
         """
-        if runtime.intake.plan.stamps_from_station_only:
+        history = self.history
+        if history is None or runtime.intake.plan.stamps_from_station_only:
             return
         from bptwin.tui.runtime.trend_backfill import (
             backfill_in_background,
@@ -274,7 +280,7 @@ class Station:
         until = self._started_at
         runtime.backfill = backfill_in_background(
             lambda: backfill_running_batches(
-                self.history,
+                history,
                 runtime.store,
                 runtime.notebook.service,
                 self.settings.station.reactors,
@@ -414,6 +420,8 @@ class Station:
             subscription.cancel()
         runtime.subscriptions.clear()
         runtime.intake.disconnect_bus()
+        if runtime.commands is not None:
+            runtime.commands.stop()
         runtime.shadow_worker.stop()
         if runtime.inference is not None:
             runtime.inference.stop()
