@@ -108,6 +108,7 @@ def test_json_pages_follow_the_cursor_and_add_up_to_the_range(world: ApiWorld) -
         if cursor is None:
             break
     assert pages == 6  # 3600 readings in pages of 700
+    assert (page["start"], page["end"]) == ("2026-11-30T08:00:00.000Z", "2026-11-30T09:00:00.000Z")
     expected = world.store.read_range("R1", "ph", RANGE_START, RANGE_START + RANGE_S)
     assert len(seen) == len(expected) == RANGE_S
     assert [r["ts"] for r in seen] == sorted({r["ts"] for r in seen})  # no overlap, in order

@@ -20,6 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.database.reading import format_timestamp
 from bptwin.database.relational import RelationalStoreError
 from bptwin.database.timeseries.base import TimeSeriesError
 from bptwin.eln.acceptance_service import list_decisions
@@ -339,8 +340,8 @@ def _data_routes(context: ApiContext, require_token: Callable[..., ApiTokenView]
             "reactor": reactor,
             "channel": channel,
             "unit": page.unit,
-            "start": start,
-            "end": end,
+            "start": format_timestamp(begin),
+            "end": format_timestamp(finish),
             "count": len(page.readings),
             "next_cursor": None if page.next_cursor is None else str(page.next_cursor),
         }

@@ -180,10 +180,16 @@ class _CsvText:
 def readings_csv(readings: Sequence[Reading], *, header: bool = True) -> str:
     """The readings as CSV rows (RFC 4180), text cells neutralised against formula injection."""
     stamp, text = TimestampText(), _CsvText()
+    quality_text = {quality: text(quality.value) for quality in Quality}
     lines = [",".join(CSV_HEADER)] if header else []
-    lines += [
-        f"{text(reading.reactor)},{text(reading.channel)},{stamp(reading.timestamp)},"
-        f"{_number(reading.value, '')},{text(reading.unit)},{text(reading.quality.value)}"
-        for reading in readings
-    ]
+    series = ("", "")
+    prefix = ""
+    for reading in readings:
+        if (reading.reactor, reading.channel) != series:  # one series per page: made once
+            series = (reading.reactor, reading.channel)
+            prefix = f"{text(reading.reactor)},{text(reading.channel)},"
+        lines.append(
+            f"{prefix}{stamp(reading.timestamp)},{_number(reading.value, '')},"
+            f"{text(reading.unit)},{quality_text[reading.quality]}"
+        )
     return "\r\n".join(lines) + "\r\n" if lines else ""

@@ -160,7 +160,7 @@ class ReadingsPageOut(BaseModel):
     reactor: str
     channel: str
     unit: str
-    start: str
+    start: str = Field(description="the range asked for, as UTC ISO 8601")
     end: str
     count: int = Field(description="readings on this page")
     next_cursor: str | None = Field(
