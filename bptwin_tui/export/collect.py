@@ -181,8 +181,9 @@ def collect_notebook(notebook: NotebookService, number: int, reactor: str) -> No
 def _batch_alarm_events(notebook: NotebookService, batch: Batch, reactor: str) -> list[AlarmEvent]:
     """Events bound to the batch, plus the reactor's unbound ones during the batch.
 
-    The alarm engine writes its transitions without a batch (it knows reactors, not batches),
-    so the batch's alarms are those of its reactor between inoculation and end.
+    The notebook binds each transition to the batch running on its reactor at its time
+    (eln.alarm_records); unbound ones inside the batch's span are from records written before
+    it did.
     """
     from sqlmodel import col, select
 

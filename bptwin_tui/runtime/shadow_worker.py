@@ -68,6 +68,9 @@ class ShadowWorker:
         self.metrics = metrics
         self._queue: queue.Queue[Reading] = queue.Queue(max_pending)
         self._stop = threading.Event()
+        # Set when the station stops acquiring on purpose (quitting): from then on silence is
+        # the station's own doing, not a sensor's, so no time-based alarm is raised.
+        self._acquisition_ended = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
         self.dropped = 0
         self.windows = 0
@@ -88,6 +91,18 @@ class ShadowWorker:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
+
+    def end_acquisition(self) -> None:
+        """The station is stopping its drivers: stop judging staleness and frozen values.
+
+        Readings still queued are fed (their alarms are real); only the clock-driven checks
+        stop, so quitting the app raises no ``sensor_stale`` alarm into the record.
+        """
+        self._acquisition_ended.set()
+
+    @property
+    def acquisition_ended(self) -> bool:
+        return self._acquisition_ended.is_set()
 
     def stream_now(self) -> float:
         """The station's notion of now: the stream's own clock, moving on in real time.
@@ -115,7 +130,7 @@ class ShadowWorker:
                         self._feed(self._queue.get_nowait())
                     except queue.Empty:
                         break
-            if time.monotonic() >= next_tick:
+            if time.monotonic() >= next_tick and not self._acquisition_ended.is_set():
                 next_tick = time.monotonic() + TICK_S
                 self._handle(self.shadow.tick(self.stream_now()))
         while True:

@@ -406,6 +406,8 @@ class Station:
         self.release_acquisition_locks()
 
     def _stop_parts(self, runtime: Runtime) -> None:
+        # Quitting silences every sensor at once: that is no alarm of the batch.
+        runtime.shadow_worker.end_acquisition()
         self.stop_drivers()
         if runtime.bus.connected:
             # Let the handlers see what was published so far before the shadow stops.
