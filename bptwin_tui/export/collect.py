@@ -132,6 +132,9 @@ class BatchSeries:
     dropout_pct: dict[str, float]  # per channel: missing 1 Hz slots (per its cadence), %
     units: dict[str, str] = field(default_factory=dict)
     point_count: int = 0
+    # Seconds after inoculation of the glycerol depletion (the confirmed DO spike) found in
+    # the stored windows, as the live detector finds it; None when the data shows none.
+    depletion_s: float | None = None
 
     @property
     def duration_s(self) -> float:
@@ -406,7 +409,36 @@ def collect_series(
         dropout_pct=sensor_dropout_pct(store, reactor, start, end, channels=sensor_names),
         units=units,
         point_count=sum(len(t) for t, _v in raw.values()),
+        depletion_s=depletion_in_windows(windows, start),
     )
+
+
+def depletion_in_windows(windows: pd.DataFrame, start: float) -> float | None:
+    """Seconds after ``start`` of the confirmed DO spike in the batch's own 30 s windows (DO
+    means and the CER the shadow stored), found by the live DepletionDetector; None if none.
+
+    The same evidence ``twin.stored_depletion`` reads from the store for acceptance, taken
+    from the windows already read for the report.
+    """
+    from bptwin.twin.features import DEPLETION_CONFIRMED, DepletionDetector, FeatureConfig
+
+    if "do_mean" not in windows.columns or windows.empty:
+        return None
+    detector = DepletionDetector(FeatureConfig(), WINDOW_S)
+    ends = windows["window_end"].to_numpy(dtype=float)
+    dos = windows["do_mean"].to_numpy(dtype=float)
+    cers = (
+        windows["cer"].to_numpy(dtype=float)
+        if "cer" in windows.columns
+        else np.full(len(ends), np.nan)
+    )
+    for end, do, cer in zip(ends, dos, cers, strict=True):
+        if not math.isfinite(do):
+            continue  # the store has no window there: nothing to feed
+        state, _blip = detector.update(float(end), float(do), float(cer))
+        if state == DEPLETION_CONFIRMED:
+            return max(0.0, detector.onset - start) if math.isfinite(detector.onset) else None
+    return None
 
 
 def _one_second_grid(
