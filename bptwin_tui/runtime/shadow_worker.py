@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from bptwin.database.bus import Bus
     from bptwin.database.recorder import Recorder
     from bptwin.eln.direct_notebook import DirectNotebook
+    from bptwin.tui.runtime.clock import StationClock
     from bptwin.tui.runtime.control_loop import StationControl
     from bptwin.tui.runtime.notifications import Notifier
     from bptwin.tui.runtime.prometheus import StationMetrics
@@ -53,6 +54,7 @@ class ShadowWorker:
         history: History | None = None,
         notifier: Notifier | None = None,
         metrics: StationMetrics | None = None,
+        clock: StationClock | None = None,
         max_pending: int = 500_000,
     ) -> None:
         self.shadow = shadow
@@ -66,6 +68,8 @@ class ShadowWorker:
         self.history = history
         self.notifier = notifier
         self.metrics = metrics
+        # Each reactor's clock follows its stream (runtime/clock.py); told of every reading.
+        self.clock = clock
         self._queue: queue.Queue[Reading] = queue.Queue(max_pending)
         self._stop = threading.Event()
         # Set when the station stops acquiring on purpose (quitting): from then on silence is
@@ -141,6 +145,8 @@ class ShadowWorker:
         self._handle(self.shadow.flush())
 
     def _feed(self, reading: Reading) -> None:
+        if self.clock is not None:
+            self.clock.observe(reading.reactor, reading.timestamp)
         if reading.timestamp > self._last_stream_ts:
             self._last_stream_ts = reading.timestamp
             self._last_stream_wall = time.monotonic()
