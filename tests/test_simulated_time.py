@@ -150,3 +150,38 @@ def test_an_accelerated_station_writes_on_its_own_reactor_and_clock(tmp_path: Pa
         assert abs(notebook_now - run_now) < 30  # the notebook writes on the run's clock
     finally:
         station.stop()
+
+
+def test_a_deviation_prefilled_from_a_simulated_alarm_is_not_in_the_future(
+    notebook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose stamps lie ahead of the wall clock (a replay re-based forward, a fast run):
+    on the wall clock its alarm's time is "in the future"; on the run's clock it is not."""
+    from datetime import timedelta, timezone
+
+    from bptwin.eln.errors import NotebookValidationError
+    from bptwin.eln.models import OperatorRole
+    from bptwin.eln.services import NotebookService
+
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+    notebook = NotebookService.from_url(notebook_url)
+    try:
+        notebook.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
+        notebook.batches.create_batch("sam", 3, "A", reactor_id="sim-R1")
+        notebook.batches.start_batch("sam", 3, override_reason="simulated run")
+        ahead = time.time() + 2 * 3600
+        alarm_at = datetime.fromtimestamp(ahead - 600, tz=timezone.utc)
+        with pytest.raises(NotebookValidationError, match="future"):
+            notebook.deviations.log_deviation(
+                "sam", 3, level=1, category="process", title="DO low", started_at=alarm_at
+            )
+        clock = StationClock(follow_stream=True)
+        clock.observe("sim-R1", ahead)
+        notebook.clock = lambda: clock.now_utc("sim-R1")
+        logged = notebook.deviations.log_deviation(
+            "sam", 3, level=1, category="process", title="DO low", started_at=alarm_at
+        )
+        assert logged.started_at == alarm_at
+        assert notebook.clock() - alarm_at < timedelta(minutes=15)
+    finally:
+        notebook.engine.dispose()
