@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -143,7 +145,7 @@ class BptwinApp(LiveApp[int]):
     # ---- start-up ------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self.dashboard = DashboardScreen(self.settings.station.reactors)
+        self.dashboard = DashboardScreen(self.settings.station.reactors, clock=self.station_now)
         self.push_screen(self.dashboard)
         self._show_operator()
         self.open_notebook()
@@ -183,6 +185,7 @@ class BptwinApp(LiveApp[int]):
     def _notebook_ready(self, message: NotebookReady) -> None:
         self.notebook = message.notebook
         self.notebook_service = message.service
+        self._follow_station_clock()
         if message.problem:
             self.notify(message.problem, title="Notebook", severity="error", timeout=15)
             return
@@ -278,12 +281,27 @@ class BptwinApp(LiveApp[int]):
             station.stop()
             return
         self.station = station
+        self.call_from_thread(self._follow_station_clock)
         self.post_message(StationStatus(running=True))
         for warning in station.warnings:
             self.post_message(StationStatus(running=True, problem=warning))
         period = self.settings.ui.refresh_s
         while not worker.cancelled_event.wait(period):
             self.post_message(LiveUpdate(station.snapshot()))
+
+    def station_now(self) -> float:
+        """Now on the shown reactor's clock: the wall clock, or a simulated run's own time
+        (runtime/clock.py), so ages, shelve times and notebook entries match its readings."""
+        clock = getattr(self.station, "clock", None)
+        return clock.now(self._reactor()) if clock is not None else time.time()
+
+    def _follow_station_clock(self) -> None:
+        """A simulated or replayed run: the screens' notebook entries take its time line."""
+        if self.notebook_service is None or not getattr(self.station, "simulated", False):
+            return
+        self.notebook_service.clock = lambda: datetime.fromtimestamp(
+            self.station_now(), tz=timezone.utc
+        )
 
     # ---- live state to the screens -------------------------------------------------------
 
@@ -395,6 +413,7 @@ class BptwinApp(LiveApp[int]):
                 notebook=self.notebook,
                 batch_number=batch,
                 reactor=None if len(self.settings.station.reactors) == 1 else reactor,
+                clock=self.station_now,
             )
         assert self.notebook is not None
         if name == "batch":

@@ -185,6 +185,14 @@ class AcquisitionSettings(Section):
     replay_notebook_batch: int | None = Field(
         default=None, ge=1, description="notebook batch that records the replayed samples"
     )
+    # A simulated or replayed run acquires reactor "sim-R1" for "R1" (bptwin run / serve), so
+    # its readings, alarms and batches never land in a reactor that holds real batches.
+    simulated_reactor_prefix: str = Field(
+        "sim-",
+        pattern=r"^[A-Za-z0-9_.-]*$",
+        max_length=16,
+        description="prefix of the reactors a simulated or replayed run acquires; '' = same",
+    )
     topic_map: dict[str, str] | list[dict[str, Any]] = Field(default_factory=dict)
     serial: SerialSettings = Field(default_factory=SerialSettings)
     # Several sources per reactor, each owning named channels ([[acquisition.sources]]).
@@ -398,6 +406,24 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.station.data_dir.expanduser()
+
+    @property
+    def simulated_run(self) -> bool:
+        """The one source re-bases its stamps (simulated or replayed): a run of its own."""
+        return not self.acquisition.sources and self.acquisition.source in ("simulated", "replay")
+
+    def simulation_kept_apart(self) -> Settings:
+        """These settings, with a simulated or replayed run's reactors renamed
+        (``acquisition.simulated_reactor_prefix``): "R1" becomes "sim-R1", so the run's
+        readings, alarms and batches never share a reactor with real batches. A real
+        acquisition, ``[[acquisition.sources]]`` and an empty prefix are left as they are."""
+        prefix = self.acquisition.simulated_reactor_prefix
+        if not prefix or not self.simulated_run:
+            return self
+        reactors = [r if r.startswith(prefix) else f"{prefix}{r}" for r in self.station.reactors]
+        return self.model_copy(
+            update={"station": self.station.model_copy(update={"reactors": reactors})}
+        )
 
     def notebook_url(self) -> str:
         """The notebook's database URL, with the station's audit key attached to it in this

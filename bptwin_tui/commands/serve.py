@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     if args.speed is not None:
         settings.acquisition.speed = args.speed
+    # A simulated or replayed run gets reactors of its own (sim-R1): never a real batch's.
+    settings = settings.simulation_kept_apart()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

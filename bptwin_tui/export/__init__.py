@@ -346,7 +346,13 @@ def _write_all(
     stem = f"batch_{number:02d}"
     written: list[_Written] = []
     report.step("acceptance", 0.0, "evaluating the acceptance criteria")
-    acceptance = acceptance_view(notebook, number, data.series.dropout_pct)
+    depletion_s = data.series.depletion_s
+    acceptance = acceptance_view(
+        notebook,
+        number,
+        data.series.dropout_pct,
+        None if depletion_s is None else depletion_s / 3600.0,
+    )
     if dataset:
         report.step("dataset", 0.0, "writing the dataset (Parquet)")
         for path in write_dataset_folder(staging / DATASET_DIR, data):

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bptwin.database.backoff import Backoff
+from bptwin.tui.runtime.clock import StationClock
 from bptwin.tui.runtime.health import Health, HealthView
 from bptwin.tui.runtime.pipeline import ReadingPipeline
 from bptwin.tui.runtime.prometheus import StationMetrics
@@ -61,6 +62,9 @@ class Station:
         # Counters and gauges for the Prometheus endpoint of `bptwin serve` ([metrics]).
         self.metrics = StationMetrics()
         self.pipeline = ReadingPipeline()
+        # Each reactor's time for its records (runtime/clock.py): the wall clock for a real
+        # acquisition, the stream's own time line for a simulated or replayed one.
+        self.clock = StationClock()
         self.runtime: Runtime | None = None
         self.warnings: list[str] = []
         # Set when another live acquisition of a reactor turns up after start: serve exits.
@@ -162,10 +166,29 @@ class Station:
                 keep_trends=self.history is not None,
             )
             self.pipeline.attach(self.runtime)
+            self._use_clock(self.runtime)
             self._start_parts(self.runtime)
         except BaseException:
             self.stop()  # a station that did not start holds nothing (threads, locks)
             raise
+
+    @property
+    def simulated(self) -> bool:
+        """Every source re-bases its stamps (simulated or replayed): a run of its own."""
+        return self.runtime is not None and self.runtime.intake.plan.stamps_from_station_only
+
+    def _use_clock(self, runtime: Runtime) -> None:
+        """A simulated or replayed run stamps everything on its own time line: readings,
+        alarms, acknowledgements and the notebook entries the station writes."""
+        self.clock.follow_stream = runtime.intake.plan.stamps_from_station_only
+        runtime.shadow_worker.clock = self.clock
+        if self.clock.follow_stream:
+            runtime.notebook.service.clock = self.clock.now_utc
+            reactors = ", ".join(self.settings.station.reactors)
+            self.latest.set_problem(
+                "simulation",
+                f"SIMULATED run on reactor {reactors}: its own clock, never a real batch's record",
+            )
 
     def _start_parts(self, runtime: Runtime) -> None:
         self._upgrade_notebook()
@@ -412,6 +435,8 @@ class Station:
         self.release_acquisition_locks()
 
     def _stop_parts(self, runtime: Runtime) -> None:
+        # Quitting silences every sensor at once: that is no alarm of the batch.
+        runtime.shadow_worker.end_acquisition()
         self.stop_drivers()
         if runtime.bus.connected:
             # Let the handlers see what was published so far before the shadow stops.
