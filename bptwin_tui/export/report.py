@@ -157,9 +157,8 @@ def build_report(
         _deviations(data),
         _changes_and_notes(data),
         _closure(data),
-        # The electronic signatures' block (printed manifestations) goes here, after the
-        # closure it signs and before the acceptance decision.
         _acceptance(acceptance),
+        # The printed manifestations of every signature, the acceptance decision's included.
         signatures_section(data.notebook.signatures),
         _audit(data),
         _completeness(data),
