@@ -44,6 +44,7 @@ SECTION_TITLES = {
     "notes": "Process changes and notes",
     "closure": "Batch closure",
     "acceptance": "Acceptance for training",
+    "signatures": "Signatures",
     "audit": "Audit summary",
     "data": "Data completeness",
 }
@@ -316,3 +317,14 @@ def test_measured_vs_predicted_uses_this_batchs_predictions(
     assert RESIDUAL_HEADER in od600
     residuals = [float(v) for v in re.findall(r"([+-]\d+\.\d) %", od600)]
     assert residuals and all(abs(r) < 100 for r in residuals), od600
+
+
+def test_the_signature_block_prints_the_closures_manifestation(
+    dom_sections: dict[str, str],
+) -> None:
+    """The supervisor's signature of the closure: printed name, meaning, both times, hash."""
+    block = dom_sections["signatures"]
+    assert "closure #1 closed sam (sam, supervisor)" in block and "in force" in block
+    assert re.search(r"\b[0-9a-f]{12,}", block), "no content hash printed"
+    assert "UTC" in block
+    assert "not signed yet" not in block
