@@ -58,8 +58,8 @@ def handle_verify(args: argparse.Namespace, settings: Settings) -> int:
         raise SettingsError(f"notebook.url: {exc}") from None
     for problem in report.problems():
         print(terminal_safe(problem))
-    for problem in signature_problems:
-        print(terminal_safe(f"signature BROKEN: {problem}"))
+    for broken in signature_problems:
+        print(terminal_safe(f"signature BROKEN: {broken}"))
     if not report.ok or signature_problems:
         count = len(report.problems()) + len(signature_problems)
         print(f"audit trail NOT OK: {count} problem(s)")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bptwin.tui.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -80,8 +84,8 @@ class _ProgressBar:
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled and sys.stderr.isatty()
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> _ProgressBar:
         if self.enabled:

@@ -213,11 +213,11 @@ def _batch_alarm_events(notebook: NotebookService, batch: Batch, reactor: str) -
 
     statement = select(AlarmEvent).where(AlarmEvent.batch_id == batch.id)
     if batch.inoculated_at is not None:
-        during = (AlarmEvent.reactor == reactor) & col(AlarmEvent.batch_id).is_(None)
+        during = (col(AlarmEvent.reactor) == reactor) & col(AlarmEvent.batch_id).is_(None)
         during &= col(AlarmEvent.occurred_at) >= batch.inoculated_at
         if batch.ended_at is not None:
             during &= col(AlarmEvent.occurred_at) <= batch.ended_at
-        statement = select(AlarmEvent).where((AlarmEvent.batch_id == batch.id) | during)
+        statement = select(AlarmEvent).where((col(AlarmEvent.batch_id) == batch.id) | during)
     # The notebook's own session helper turns an unreachable database into a plain error.
     with notebook.unit.read() as session:
         events = list(

@@ -189,6 +189,8 @@ def _record(
     store.flush(timeout=60.0)
 
     samples = record.samples
+    if samples is None:
+        raise ValueError(f"batch {record.number} has no samples table to record")
     for row in samples.itertuples(index=False):
         moment[0] = start + timedelta(seconds=float(row.time_s) + 600.0)
         od600 = float(row.od600)

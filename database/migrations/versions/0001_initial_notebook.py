@@ -11,6 +11,7 @@ whatever the models later become. A test checks it against eln.models after upgr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -26,30 +27,30 @@ HASH = 64
 GENESIS_HASH = "0" * 64
 
 
-def _id() -> sa.Column:
+def _id() -> sa.Column[int]:
     return sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True)
 
 
-def _when(name: str, nullable: bool = False) -> sa.Column:
+def _when(name: str, nullable: bool = False) -> sa.Column[Any]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
-def _text(name: str, length: int | None = None, nullable: bool = False) -> sa.Column:
+def _text(name: str, length: int | None = None, nullable: bool = False) -> sa.Column[str]:
     return sa.Column(name, sa.String(length) if length else sa.Text(), nullable=nullable)
 
 
-def _number(name: str, nullable: bool = True) -> sa.Column:
+def _number(name: str, nullable: bool = True) -> sa.Column[float]:
     return sa.Column(name, sa.Float(), nullable=nullable)
 
 
-def _person(table: str, name: str, nullable: bool = False) -> list:
+def _person(table: str, name: str, nullable: bool = False) -> list[Any]:
     return [
         sa.Column(name, sa.String(NAME), nullable=nullable),
         sa.ForeignKeyConstraint([name], ["operator.name"], name=f"fk_{table}_{name}_operator"),
     ]
 
 
-def _batch_ref(table: str, nullable: bool = False) -> list:
+def _batch_ref(table: str, nullable: bool = False) -> list[Any]:
     return [
         sa.Column("batch_id", sa.Integer(), nullable=nullable),
         sa.ForeignKeyConstraint(["batch_id"], ["batch.id"], name=f"fk_{table}_batch_id_batch"),
