@@ -5,7 +5,8 @@ is shown once, when it is made; the notebook keeps only its SHA-256 and its firs
 a list can tell tokens apart). A plain hash is enough here, unlike a PIN: nobody can search a
 256-bit random space, so the hash gives nothing away and one lookup checks a request quickly.
 
-``ApiToken`` lives on the notebook's metadata (eln.models imports this module) and is audited
+``ApiToken`` is a table of eln.models (where the other tables can be loaded without this
+service) and is audited
 like every notebook table: creating and revoking a token are entries of the audit trail in the
 supervisor's name. Created by migration 0007.
 """
@@ -17,14 +18,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String
-from sqlmodel import Field, col, select
+from sqlmodel import col, select
 
 from bptwin.eln import form_rules as check
 from bptwin.eln import models
-from bptwin.eln.columns import UTCDateTime, utc_now
 from bptwin.eln.errors import NotebookNotFoundError, NotebookPermissionError
-from bptwin.eln.models import LABEL_LENGTH, NAME_LENGTH, AuditedTable, OperatorRole
+from bptwin.eln.models import LABEL_LENGTH, ApiToken, OperatorRole
 from bptwin.eln.operators import OperatorService
 from bptwin.eln.records import view_of
 from bptwin.eln.unit_of_work import AggregateService, where
@@ -33,25 +32,6 @@ TOKEN_PREFIX = "bptwin_"
 TOKEN_RANDOM_BYTES = 32
 SHOWN_PREFIX_LENGTH = len(TOKEN_PREFIX) + 6
 MAX_TOKEN_LENGTH = 128  # anything longer presented as a token is refused without a lookup
-
-
-class ApiToken(AuditedTable, table=True):
-    """One API token: who made it, what for, whether it is revoked; never the token itself."""
-
-    __tablename__ = "api_token"
-
-    id: int | None = Field(default=None, primary_key=True)
-    label: str = Field(default="", sa_type=String(LABEL_LENGTH), nullable=False)
-    token_hash: str = Field(sa_type=String(64), nullable=False, unique=True)
-    shown_prefix: str = Field(sa_type=String(16), nullable=False)
-    created_by: str = Field(
-        sa_type=String(NAME_LENGTH), foreign_key="operator.name", nullable=False, index=True
-    )
-    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime(), nullable=False)
-    revoked_by: str | None = Field(
-        default=None, sa_type=String(NAME_LENGTH), foreign_key="operator.name", nullable=True
-    )
-    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
 
 
 @dataclass(frozen=True, slots=True)

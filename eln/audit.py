@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -326,9 +327,14 @@ install()
 # ---------------------------------------------------------------- verification
 
 
-def find_chain_break(session: Session) -> ChainBreak | None:
-    """Recompute the chain from the first entry; the first entry that does not hold, or None."""
-    connection = session.connection()
+def walk_chain(
+    connection: Any, on_entry: Callable[[int, dict[str, Any]], None] | None = None
+) -> tuple[ChainBreak | None, int, str]:
+    """Recompute the chain from the first entry, handing each entry that holds to ``on_entry``
+    (its id and its row); then check the head row against the last entry.
+
+    Returns the first break (or None), the id of the last entry that holds and its hash.
+    """
     expected_id, prev_hash = 1, GENESIS_HASH
     while True:
         rows = (
@@ -344,26 +350,38 @@ def find_chain_break(session: Session) -> ChainBreak | None:
         for row in rows:
             entry = dict(row)
             entry_id = int(entry["id"])
+            problem = None
             if entry_id != expected_id:
-                return ChainBreak(expected_id, f"entry {expected_id} is missing")
-            if entry["prev_hash"] != prev_hash:
-                return ChainBreak(entry_id, "its previous-hash does not match the entry before")
-            entry["action"] = jsonable(entry["action"])
-            if entry_hash(prev_hash, _hash_view(entry)) != entry["hash"]:
-                return ChainBreak(entry_id, "its content does not match its hash")
+                entry_id, problem = expected_id, f"entry {expected_id} is missing"
+            elif entry["prev_hash"] != prev_hash:
+                problem = "its previous-hash does not match the entry before"
+            else:
+                entry["action"] = jsonable(entry["action"])
+                if entry_hash(prev_hash, _hash_view(entry)) != entry["hash"]:
+                    problem = "its content does not match its hash"
+            if problem is not None:
+                return ChainBreak(entry_id, problem), expected_id - 1, prev_hash
+            if on_entry is not None:
+                on_entry(entry_id, entry)
             expected_id, prev_hash = entry_id + 1, entry["hash"]
         if len(rows) < _VERIFY_PAGE:
             break
     head = connection.execute(
         select(_head_table.c.last_id, _head_table.c.last_hash).where(_head_table.c.id == HEAD_ID)
     ).first()
-    if head is not None and (head.last_id, head.last_hash) != (expected_id - 1, prev_hash):
+    last_id = expected_id - 1
+    if head is not None and (head.last_id, head.last_hash) != (last_id, prev_hash):
         if head.last_id >= expected_id:
-            return ChainBreak(
-                expected_id, f"entry {expected_id} is missing (head is at {head.last_id})"
-            )
-        return ChainBreak(int(head.last_id), "the chain head does not match the last entry")
-    return None
+            missing = f"entry {expected_id} is missing (head is at {head.last_id})"
+            return ChainBreak(expected_id, missing), last_id, prev_hash
+        problem = "the chain head does not match the last entry"
+        return ChainBreak(int(head.last_id), problem), last_id, prev_hash
+    return None, last_id, prev_hash
+
+
+def find_chain_break(session: Session) -> ChainBreak | None:
+    """Recompute the chain from the first entry; the first entry that does not hold, or None."""
+    return walk_chain(session.connection())[0]
 
 
 def verify_chain(session: Session) -> int | None:

@@ -16,26 +16,21 @@ Three questions, each answered with names:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bptwin.eln.audit import (
-    GENESIS_HASH,
-    HEAD_ID,
-    ChainBreak,
-    _hash_view,
-    _redact,
-    entry_hash,
-    jsonable,
-)
+# The module, not its names: eln.audit imports the models, whose tables' modules import this
+# one, so its names may not be there yet while it loads (`import bptwin.eln.audit` first).
+from bptwin.eln import audit as chain
 from bptwin.eln.audit_seal import AuditKeyError, AuditSeal
-from bptwin.eln.models import AUDITED_TABLES, AuditEntry, AuditHead
+from bptwin.eln.models import AUDITED_TABLES, AuditEntry
 
-_PAGE = 1000
+if TYPE_CHECKING:
+    from bptwin.eln.audit import ChainBreak
+
 _audit_table = AuditEntry.__table__  # type: ignore[attr-defined]
-_head_table = AuditHead.__table__  # type: ignore[attr-defined]
 
 # Columns added to audited tables after rows may already have been audited without them:
 # an after-image that lacks the column stands for this value (else the column's own default).
@@ -55,7 +50,7 @@ def _expected(after: dict[str, Any], table: Any, column: str) -> Any:
         return ADDED_COLUMN_DEFAULTS[(name, column)]
     default = table.c[column].default
     if default is not None and getattr(default, "is_scalar", False):
-        return jsonable(default.arg)
+        return chain.jsonable(default.arg)
     return None
 
 
@@ -94,7 +89,7 @@ class TrailReport:
     """What ``verify_trail`` found; ``ok`` when nothing is wrong."""
 
     entries: int = 0
-    head_hash: str = GENESIS_HASH
+    head_hash: str = field(default_factory=lambda: chain.GENESIS_HASH)
     sealed: int = 0
     unsealed: int = 0
     keyed: bool = False
@@ -166,67 +161,37 @@ def _walk_chain(
     hashes_at_anchor: dict[int, str],
     wanted: set[int],
 ) -> ChainBreak | None:
-    expected_id, prev_hash = 1, GENESIS_HASH
     first_sealed: int | None = None
     broken: ChainBreak | None = None
-    while True:
-        rows = (
-            connection.execute(
-                select(_audit_table)
-                .where(_audit_table.c.id >= expected_id)
-                .order_by(_audit_table.c.id)
-                .limit(_PAGE)
-            )
-            .mappings()
-            .all()
-        )
-        for row in rows:
-            entry = dict(row)
-            entry_id = int(entry["id"])
-            if entry_id != expected_id:
-                return ChainBreak(expected_id, f"entry {expected_id} is missing")
-            if entry["prev_hash"] != prev_hash:
-                return ChainBreak(entry_id, "its previous-hash does not match the entry before")
-            entry["action"] = jsonable(entry["action"])
-            if entry_hash(prev_hash, _hash_view(entry)) != entry["hash"]:
-                return ChainBreak(entry_id, "its content does not match its hash")
-            if entry["seal"] is not None:
-                report.sealed += 1
-                first_sealed = first_sealed or entry_id
-            else:
-                report.unsealed += 1
-            if seal is not None and broken is None:
-                if entry["seal"] is not None and not seal.holds(entry["hash"], entry["seal"]):
-                    broken = ChainBreak(
-                        entry_id,
-                        "its seal does not match the station's audit key (the chain was "
-                        "rewritten or recomputed without the key, or a process with another "
-                        "notebook.audit_key_file wrote it)",
-                    )
-                elif entry["seal"] is None and first_sealed is not None:
-                    broken = ChainBreak(
-                        entry_id,
-                        f"it has no seal although entry {first_sealed} before it has "
-                        "(appended or recomputed without the audit key)",
-                    )
-            if entry_id in wanted:
-                hashes_at_anchor[entry_id] = entry["hash"]
-            key = (str(entry["table_name"]), str(entry["record_id"]))
-            images[key] = (entry_id, entry["after"])
-            expected_id, prev_hash = entry_id + 1, entry["hash"]
-        if len(rows) < _PAGE:
-            break
-    report.entries, report.head_hash = expected_id - 1, prev_hash
-    head = connection.execute(
-        select(_head_table.c.last_id, _head_table.c.last_hash).where(_head_table.c.id == HEAD_ID)
-    ).first()
-    if head is not None and (head.last_id, head.last_hash) != (expected_id - 1, prev_hash):
-        if head.last_id >= expected_id:
-            return ChainBreak(
-                expected_id, f"entry {expected_id} is missing (head is at {head.last_id})"
-            )
-        return ChainBreak(int(head.last_id), "the chain head does not match the last entry")
-    return broken
+
+    def check(entry_id: int, entry: dict[str, Any]) -> None:
+        nonlocal first_sealed, broken
+        if entry["seal"] is not None:
+            report.sealed += 1
+            first_sealed = first_sealed or entry_id
+        else:
+            report.unsealed += 1
+        if seal is not None and broken is None:
+            if entry["seal"] is not None and not seal.holds(entry["hash"], entry["seal"]):
+                broken = chain.ChainBreak(
+                    entry_id,
+                    "its seal does not match the station's audit key (the chain was "
+                    "rewritten or recomputed without the key, or a process with another "
+                    "notebook.audit_key_file wrote it)",
+                )
+            elif entry["seal"] is None and first_sealed is not None:
+                broken = chain.ChainBreak(
+                    entry_id,
+                    f"it has no seal although entry {first_sealed} before it has "
+                    "(appended or recomputed without the audit key)",
+                )
+        if entry_id in wanted:
+            hashes_at_anchor[entry_id] = entry["hash"]
+        key = (str(entry["table_name"]), str(entry["record_id"]))
+        images[key] = (entry_id, entry["after"])
+
+    chain_break, report.entries, report.head_hash = chain.walk_chain(connection, check)
+    return chain_break or broken
 
 
 def _anchor_problem(anchor_id: int, anchor_hash: str, seen: dict[int, str]) -> str | None:
@@ -259,7 +224,7 @@ def _row_mismatches(
             if after is None:
                 found.append(RowMismatch(name, record_id, "unaudited", entry_id=entry_id))
                 continue
-            current = _redact(dict(row))
+            current = chain._redact(dict(row))
             differing = tuple(
                 column
                 for column, value in current.items()
@@ -297,15 +262,15 @@ def operator_trail_problem(session: Session, operator: Any, seal: AuditSeal | No
     if entry is None or entry["after"] is None:
         return f"operator {name!r} is not in the audit trail (added outside the notebook)"
     record = dict(entry)
-    record["action"] = jsonable(record["action"])
-    if entry_hash(record["prev_hash"], _hash_view(record)) != record["hash"]:
+    record["action"] = chain.jsonable(record["action"])
+    if chain.entry_hash(record["prev_hash"], chain._hash_view(record)) != record["hash"]:
         return f"the audit entry of operator {name!r} does not match its hash"
     if seal is not None and not seal.holds(record["hash"], record["seal"]):
         first_sealed = _first_sealed_id(session)
         # Entries older than the first sealed one were written before the key (legacy).
         if record["seal"] is not None or (first_sealed is not None and record["id"] > first_sealed):
             return f"the audit entry of operator {name!r} is not sealed with the station's key"
-    current = _redact(_image_of(operator))
+    current = chain._redact(_image_of(operator))
     after = record["after"]
     differing = [
         column

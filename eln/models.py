@@ -429,11 +429,30 @@ AUDITED_TABLES: tuple[type[AuditedTable], ...] = (
     Signature,
 )
 
+
+class ApiToken(AuditedTable, table=True):
+    """One API token: who made it, what for, whether it is revoked; never the token itself."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    label: str = Field(default="", sa_type=String(LABEL_LENGTH), nullable=False)
+    token_hash: str = Field(sa_type=String(64), nullable=False, unique=True)
+    shown_prefix: str = Field(sa_type=String(16), nullable=False)
+    created_by: str = Field(
+        sa_type=String(NAME_LENGTH), foreign_key="operator.name", nullable=False, index=True
+    )
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime(), nullable=False)
+    revoked_by: str | None = Field(
+        default=None, sa_type=String(NAME_LENGTH), foreign_key="operator.name", nullable=True
+    )
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
+
+
 # Importing the models switches the audit trail on for every session.
 import bptwin.eln.audit  # noqa: E402, F401
 
 # Tables kept in their own modules register on this metadata (and in AUDITED_TABLES) here.
-from bptwin.eln import api_tokens as _api_tokens  # noqa: E402, F401
 from bptwin.eln import control_records as _control_records  # noqa: E402, F401
 
 # Importing the models also switches on the guard that refuses changes to signed rows.

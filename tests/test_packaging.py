@@ -114,3 +114,32 @@ def test_the_repository_cites_no_file_outside_it() -> None:
         text = path.read_text(encoding="utf-8")
         found += [f"{path.relative_to(ROOT)} cites {name}" for name in outside if name in text]
     assert not found, "\n".join(found)
+
+
+def test_every_notebook_module_imports_first_in_a_fresh_interpreter() -> None:
+    """The notebook's modules import one another (models -> audit trail -> verification ->
+    services): each must load when a program imports it before any other (``import
+    bptwin.eln.audit`` alone once failed on a circular import that the suite's own import
+    order hid)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = Path(__file__).resolve().parent.parent
+    modules = sorted(f"bptwin.eln.{p.stem}" for p in (root / "eln").glob("*.py"))
+
+    def load(module: str) -> tuple[str, int, str]:
+        done = subprocess.run(
+            [sys.executable, "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        return (
+            module,
+            done.returncode,
+            done.stderr.strip().splitlines()[-1:][0] if done.stderr else "",
+        )
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failed = [(m, err) for m, code, err in pool.map(load, modules) if code != 0]
+    assert len(modules) > 30
+    assert failed == []

@@ -5,7 +5,7 @@ Revises: 0006
 Create Date: 2026-12-07
 
 Written out in full (no create_all), like the others; a test checks it against
-eln.api_tokens.ApiToken.
+eln.models.ApiToken.
 """
 
 from __future__ import annotations
