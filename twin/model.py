@@ -451,7 +451,7 @@ def train_model(
     stage: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """The whole run: table, tuning, final fit, card (hold-out scored by the caller)."""
-    from bptwin.twin.dataset import read_manifest
+    from bptwin.twin.dataset import batch_identity, read_manifest
     from bptwin.twin.features import FEATURE_NAMES
 
     options.check()
@@ -531,6 +531,11 @@ def train_model(
         label=options.label,
         label_method=LABEL_METHODS[options.label],
         training_batches=chosen,
+        training_batch_ids={
+            str(record.number): batch_identity(record)
+            for record in manifest.batches
+            if record.number in chosen
+        },
         holdout_batches=sorted(options.holdout),
         data_fingerprint=fingerprint,
         pipeline_fingerprint=pipeline_fingerprint(),

@@ -48,7 +48,7 @@ from bptwin.twin.metrics import (
     score_batch,
 )
 from bptwin.twin.model import predict_table, usable_rows
-from bptwin.twin.registry import ModelArtifact
+from bptwin.twin.registry import ModelArtifact, ModelCard
 
 if TYPE_CHECKING:
     from bptwin.twin.forecast import Forecast, Forecaster
@@ -163,6 +163,28 @@ def _first_finite(values: np.ndarray) -> float | None:
     return float(finite[0]) if finite.size else None
 
 
+class TrainingBatchError(LabelError):
+    """Validation was asked to score batches the model was trained on."""
+
+
+def used_in_training(card: ModelCard, directory: Path, batches: list[int]) -> list[int]:
+    """The batches of ``directory`` (among ``batches``) that trained the model of ``card``.
+
+    By batch identity (the hash of the batch's files) when the card records it, so a foreign
+    campaign's batch 3 is not "batch 3 of the training set"; older cards only name batch
+    numbers, which count when the dataset is the one the model was trained on.
+    """
+    from bptwin.twin.dataset import batch_identity, read_manifest
+
+    records = {r.number: r for r in read_manifest(directory).batches}
+    if card.training_batch_ids:
+        known = set(card.training_batch_ids.values()) - {""}
+        return sorted(b for b in batches if b in records and batch_identity(records[b]) in known)
+    if card.data_fingerprint and card.data_fingerprint == dataset_fingerprint(directory):
+        return sorted(set(batches) & set(card.training_batches))
+    return []
+
+
 def evaluate(
     artifact: ModelArtifact,
     dataset: Path | str,
@@ -173,17 +195,25 @@ def evaluate(
     jobs: int | None = None,
     table: pd.DataFrame | None = None,
     drop_channels: tuple[str, ...] = (),
+    force: bool = False,
 ) -> ValidationResult:
     """Score ``artifact`` on ``batches`` (default: the card's hold-out batches).
 
     ``drop_channels`` scores the batches as if those sensors had failed (stress test).
+    Scoring a batch the model was trained on is a :class:`TrainingBatchError` unless
+    ``force`` (then the result carries a warning).
     """
     directory = Path(dataset)
     artifact.check_features()
     chosen = sorted(batches or artifact.card.holdout_batches)
     if not chosen:
         raise LabelError("no batches to validate on (the card names no hold-out batches)")
-    overlap = sorted(set(chosen) & set(artifact.card.training_batches))
+    overlap = used_in_training(artifact.card, directory, chosen)
+    if overlap and not force:
+        raise TrainingBatchError(
+            f"batches {overlap} of {directory} were used to train model {artifact.version}: "
+            "their scores would be optimistic; score hold-out batches, or pass --force"
+        )
     label = _reference(directory, reference, artifact.card.label)
     if table is None:
         table = dataset_table(directory, chosen, label, jobs=jobs, drop_channels=drop_channels)

@@ -60,9 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--label",
-        choices=["samples", "samples-dcw", "truth"],
+        choices=["samples", "samples-loglinear", "samples-dcw", "truth"],
         default="samples",
-        help="samples: OD600 samples; samples-dcw: dry weights (g/L) for a lab without OD600",
+        help="samples: OD600 samples, interpolated along the CO2 curve; samples-loglinear: "
+        "interpolated log-linearly in time (for comparison); samples-dcw: dry weights (g/L) "
+        "for a lab without OD600; truth: the simulator's true OD600 (simulated data only)",
     )
     parser.add_argument("--trials", type=int, default=30, help="Optuna trials (default 30)")
     parser.add_argument("--timeout", type=float, metavar="S", help="stop tuning after S s")

@@ -48,6 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="stress test: score as if this sensor channel had failed (repeatable)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="score batches the model was trained on (an error otherwise: optimistic scores)",
+    )
     parser.set_defaults(func=handle)
 
 
@@ -69,6 +74,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             n_boot=max(1, args.bootstrap),
             jobs=args.jobs,
             drop_channels=tuple(args.drop_channel),
+            force=args.force,
         )
         stamp = datetime.now(tz=timezone.utc).strftime("%Y%m%d-%H%M%S")
         out = args.out or settings.data_dir / "reports" / f"validation-{artifact.version}-{stamp}"
