@@ -49,6 +49,9 @@ from bptwin.twin.metrics import (
 )
 from bptwin.twin.model import predict_table, usable_rows
 from bptwin.twin.registry import ModelArtifact, ModelCard
+from bptwin.twin.validation_adapt import adapt_table, adaptation_scores, render_adaptation
+
+ADAPTED_COLUMNS = ("od600_adapted", "adapted_lower", "adapted_upper")
 
 if TYPE_CHECKING:
     from bptwin.twin.forecast import Forecast, Forecaster
@@ -83,6 +86,7 @@ class ValidationResult:
     dataset: str = ""
     dropped_channels: tuple[str, ...] = ()
     pipeline_warning: str | None = None
+    adaptation: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(
@@ -104,6 +108,7 @@ class ValidationResult:
                 "feature_importance_gain": self.importance,
                 "forecast": self.forecast,
                 "do_forecast": {"reference": self.do_reference, "per_batch": self.do_forecast},
+                "adaptation": self.adaptation,
             }
         )  # type: ignore[return-value]
 
@@ -196,12 +201,14 @@ def evaluate(
     table: pd.DataFrame | None = None,
     drop_channels: tuple[str, ...] = (),
     force: bool = False,
+    adapt: bool = True,
 ) -> ValidationResult:
     """Score ``artifact`` on ``batches`` (default: the card's hold-out batches).
 
     ``drop_channels`` scores the batches as if those sensors had failed (stress test).
     Scoring a batch the model was trained on is a :class:`TrainingBatchError` unless
-    ``force`` (then the result carries a warning).
+    ``force`` (then the result carries a warning). With ``adapt`` every batch is also scored
+    adapted to its own samples, causally (``twin/validation_adapt.py``).
     """
     directory = Path(dataset)
     artifact.check_features()
@@ -274,6 +281,12 @@ def evaluate(
     }
     if overlap:
         baseline["warning"] = f"batches {overlap} were used in training: scores are optimistic"
+    adaptation: list[dict[str, Any]] = []
+    if adapt:
+        table, sample_times = adapt_table(
+            table, directory, artifact.card.label, float(k) if k is not None else math.nan
+        )
+        adaptation = adaptation_scores(table, sample_times)
     return ValidationResult(
         model_version=artifact.version,
         reference=label,
@@ -295,6 +308,7 @@ def evaluate(
         dataset=str(directory),
         dropped_channels=tuple(drop_channels),
         pipeline_warning=artifact.pipeline_warning(),
+        adaptation=adaptation,
     )
 
 
@@ -656,6 +670,7 @@ def render_markdown(result: ValidationResult, images: list[str]) -> str:
                 f"{_num(d['persistence_rmse_to_end'], 2)} | {at_horizon} | "
                 f"{_pct(d['band_coverage'])} |"
             )
+    lines += render_adaptation(result.adaptation)
     lines += ["", "## Feature importance (gain share, top 15)", ""]
     lines += [f"- `{i['feature']}`: {100 * i['gain_share']:.1f} %" for i in result.importance]
     if images:
@@ -782,6 +797,7 @@ def write_report(result: ValidationResult, folder: Path | str, *, plots: bool = 
         "od600_upper",
         "od600_baseline",
     ]
+    columns += [c for c in ADAPTED_COLUMNS if c in result.table.columns]
     table = result.table[columns].copy()
     # Unix seconds need all their digits: '%.5g' below would leave a handful of distinct times.
     table["window_end"] = table["window_end"].map(lambda t: f"{t:.3f}")

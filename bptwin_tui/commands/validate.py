@@ -93,9 +93,22 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             f"DO RMSE {_sat(score.do_rmse)}"
         )
     print(f"  baseline (carbon balance) MRE {100 * result.baseline['mre_mean']:.2f} %")
+    for entry in result.adaptation:
+        print(
+            f"  batch {entry['batch']} adapted to its samples: MRE {_pct(entry['adapted_mre'])}, "
+            f"from the 2 h sample {_pct(entry['adapted_mre_from_2h_sample'])}, from the 4 h "
+            f"sample {_pct(entry['adapted_mre_from_4h_sample'])} (baseline "
+            f"{_pct(entry['baseline_mre'])}); 90 % band covers "
+            f"{_pct(entry['model_band_coverage'])} as trained, "
+            f"{_pct(entry['adapted_band_coverage'])} adapted"
+        )
     print(f"verdict: {result.verdict.outcome.upper()}")
     print(f"report: {report}")
     return 1 if result.verdict.outcome == FAIL else 0
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f} %" if value == value else "–"
 
 
 def _sat(value: float) -> str:
