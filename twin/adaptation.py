@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -292,3 +293,86 @@ def adapt_batch(
         out["balance_od600"][row] = estimate.balance_od600
         out["seen"][row] = estimate.samples_seen
     return out
+
+
+class LiveAdaptation:
+    """Adaptation in serving: one :class:`BatchAdapter` per reactor, fed as samples arrive.
+
+    ``set_samples`` (any thread) hands over the reactor's samples so far, as the notebook
+    holds them; ``adapt`` (the inference thread) observes those taken before the window's
+    end, using the model's nowcast and ΔCO₂ of the window they fell in, and returns the
+    adapted estimate. A sample list that is not an extension of the one already used (a
+    corrected or deleted sample) restarts the reactor's adapter from its stored windows; a
+    window index that goes back (a new batch) starts afresh.
+    """
+
+    WINDOWS_KEPT = 4000  # 33 h of 30 s windows
+
+    def __init__(self, k_prior: float, config: AdaptationConfig | None = None) -> None:
+        import threading
+        from collections import deque
+
+        self.k_prior = k_prior
+        self.config = config or AdaptationConfig()
+        self._lock = threading.Lock()
+        self._samples: dict[str, list[tuple[float, float]]] = {}
+        self._adapters: dict[str, BatchAdapter] = {}
+        self._used: dict[str, list[tuple[float, float]]] = {}
+        self._windows: dict[str, deque[tuple[float, float, float]]] = {}
+        self._last_index: dict[str, int] = {}
+        self._deque = deque
+
+    def set_samples(self, reactor: str, times: list[float], values: list[float]) -> None:
+        pairs = sorted(
+            (float(t), float(v))
+            for t, v in zip(times, values, strict=True)
+            if math.isfinite(t) and math.isfinite(v) and v > 0
+        )
+        with self._lock:
+            self._samples[reactor] = pairs
+
+    def add_sample(self, reactor: str, timestamp: float, value: float) -> None:
+        with self._lock:
+            current = list(self._samples.get(reactor, []))
+        self.set_samples(
+            reactor, [t for t, _ in current] + [timestamp], [v for _, v in current] + [value]
+        )
+
+    def reset(self, reactor: str) -> None:
+        """A new batch on ``reactor``: forget its samples, windows and adapter."""
+        with self._lock:
+            self._samples.pop(reactor, None)
+        self._adapters.pop(reactor, None)
+        self._used.pop(reactor, None)
+        self._windows.pop(reactor, None)
+
+    def adapt(
+        self, reactor: str, window_index: int, end: float, model_log: float, cum_co2: float
+    ) -> AdaptedEstimate:
+        if window_index >= 0 and window_index < self._last_index.get(reactor, -1):
+            self.reset(reactor)
+        self._last_index[reactor] = window_index
+        windows = self._windows.setdefault(reactor, self._deque(maxlen=self.WINDOWS_KEPT))
+        with self._lock:
+            samples = list(self._samples.get(reactor, []))
+        due = [pair for pair in samples if pair[0] < end]
+        used = self._used.get(reactor, [])
+        adapter = self._adapters.get(reactor)
+        if adapter is None or due[: len(used)] != used:
+            adapter = BatchAdapter(self.k_prior, self.config)
+            used = []
+        for timestamp, value in due[len(used) :]:
+            model_then, co2_then = self._window_at(windows, timestamp)
+            adapter.observe(timestamp, value, model_then, co2_then)
+        self._adapters[reactor] = adapter
+        self._used[reactor] = due
+        windows.append((end, model_log, cum_co2))
+        return adapter.estimate(model_log, cum_co2, end)
+
+    @staticmethod
+    def _window_at(windows: Any, timestamp: float) -> tuple[float, float]:
+        """The model's log nowcast and ΔCO₂ of the last window ending at or before a time."""
+        for end, model_log, cum_co2 in reversed(windows):
+            if end <= timestamp:
+                return model_log, cum_co2
+        return math.nan, 0.0

@@ -18,16 +18,20 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from bptwin.twin.adaptation import LiveAdaptation
 from bptwin.twin.features import FEATURE_NAMES, ProcessState, feature_vector
 from bptwin.twin.forecast import Forecast, Forecaster, ForecastParameters
 from bptwin.twin.registry import ModelArtifact, ModelError, load_model
 
 log = logging.getLogger(__name__)
+
+
+ADAPTED_BAND_Z = 1.6449  # two-sided 90 % of the adapted estimate's log SD
 
 
 class PredictionError(Exception):
@@ -48,6 +52,10 @@ class Prediction:
     window_index: int = -1
     forecast: Forecast | None = None
     fallback: bool = False  # made by the fallback model (a sensor it needs is missing)
+    # The model's own nowcast before adaptation to the batch's samples (``od600`` is adapted
+    # once ``samples_used`` > 0; NaN when adaptation is off).
+    model_od600: float = math.nan
+    samples_used: int = 0
 
     @property
     def depletion_forecast(self) -> float:
@@ -65,6 +73,8 @@ class Prediction:
             "reactor": self.reactor,
             "window_index": self.window_index,
             "fallback": self.fallback,
+            "model_od600": self.model_od600,
+            "samples_used": self.samples_used,
         }
         if self.forecast is not None:
             f = self.forecast
@@ -114,7 +124,8 @@ def do_forecast_summary(forecast: Forecast) -> dict[str, float]:
 class Predictor:
     """``Predictor(model).predict(state) -> Prediction``; ``model`` is an artifact or a path."""
 
-    def __init__(self, model: ModelArtifact | Path | str) -> None:
+    def __init__(self, model: ModelArtifact | Path | str, *, adapt: bool = True) -> None:
+        """``adapt``: correct the nowcast with the batch's own samples (``note_samples``)."""
         artifact = model if isinstance(model, ModelArtifact) else load_model(model)
         artifact.check_features(FEATURE_NAMES)
         self.warning = artifact.pipeline_warning()
@@ -132,6 +143,41 @@ class Predictor:
         self._fallback_upper = float(fallback_interval.get("upper_log", 0.0))
         parameters = ForecastParameters.from_card_metrics(artifact.card.metrics)
         self.forecaster = Forecaster(parameters) if parameters is not None else None
+        k = artifact.card.metrics.get("baseline", {}).get("k_od_per_mmol_co2")
+        k_prior = float(k) if isinstance(k, int | float) else math.nan
+        self.adaptation = LiveAdaptation(k_prior) if adapt else None
+
+    def note_samples(self, reactor: str, times: list[float], od600: list[float]) -> None:
+        """The reactor's offline OD600 samples so far (any thread; idempotent)."""
+        if self.adaptation is not None:
+            self.adaptation.set_samples(reactor, list(times), list(od600))
+
+    def note_sample(self, reactor: str, timestamp: float, od600: float) -> None:
+        """One more offline OD600 sample of ``reactor`` (any thread)."""
+        if self.adaptation is not None:
+            self.adaptation.add_sample(reactor, timestamp, od600)
+
+    def _adapted(self, prediction: Prediction, state: ProcessState) -> Prediction:
+        if self.adaptation is None or prediction.fallback:
+            return prediction
+        estimate = self.adaptation.adapt(
+            state.reactor,
+            state.window_index,
+            state.end,
+            math.log(prediction.od600),
+            float(state.cum_co2_mmol_per_l),
+        )
+        if estimate.samples_seen == 0:
+            return replace(prediction, model_od600=prediction.od600)
+        half = ADAPTED_BAND_Z * estimate.log_sd
+        return replace(
+            prediction,
+            od600=estimate.od600,
+            lower=estimate.od600 * math.exp(-half),
+            upper=estimate.od600 * math.exp(half),
+            model_od600=prediction.od600,
+            samples_used=estimate.samples_seen,
+        )
 
     def predict_vector(
         self, vector: np.ndarray, timestamp: float, reactor: str = "", window_index: int = -1
@@ -164,8 +210,11 @@ class Predictor:
 
     def predict(self, state: ProcessState, *, forecast: bool = True) -> Prediction:
         """Nowcast of the window, with the forecast of the rest of the batch when possible."""
-        prediction = self.predict_vector(
-            feature_vector(state), state.end, state.reactor, state.window_index
+        prediction = self._adapted(
+            self.predict_vector(
+                feature_vector(state), state.end, state.reactor, state.window_index
+            ),
+            state,
         )
         if not forecast or self.forecaster is None:
             return prediction
@@ -176,17 +225,7 @@ class Predictor:
             made = None
         if made is None:
             return prediction
-        return Prediction(
-            prediction.timestamp,
-            prediction.od600,
-            prediction.lower,
-            prediction.upper,
-            prediction.model_version,
-            prediction.reactor,
-            prediction.window_index,
-            made,
-            prediction.fallback,
-        )
+        return replace(prediction, forecast=made)
 
 
 PredictionSink = Callable[[Prediction, ProcessState], None]
