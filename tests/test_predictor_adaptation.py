@@ -61,3 +61,18 @@ def test_adaptation_off_leaves_the_model_alone(foreign_batch) -> None:
     predictor.note_samples("R1", sample_times, sample_values)
     prediction = predictor.predict(states[-1], forecast=False)
     assert prediction.samples_used == 0 and math.isnan(prediction.model_od600)
+
+
+def test_shipped_model_is_flagged_for_resting_on_one_feature(foreign_batch) -> None:
+    from bptwin.twin.attributions import contributions, summary
+    from bptwin.twin.features import FEATURE_NAMES, feature_vector
+
+    states = foreign_batch[0]
+    model = Registry(SHIPPED_MODELS_DIR).load("current")
+    matrix = np.vstack([feature_vector(s) for s in states[::10]])
+    values = contributions(model.booster, matrix)
+    # SHAP values add up to the model's own prediction.
+    np.testing.assert_allclose(values.sum(axis=1), model.booster.predict(matrix), rtol=1e-9)
+    result = summary(list(FEATURE_NAMES), values)
+    assert result["concentrated"] and result["leading_feature"] == "od_probe_mean"
+    assert "od_probe_mean" in result["warning"]

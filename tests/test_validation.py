@@ -40,6 +40,13 @@ def test_scores_only_the_hold_out_by_default(validation) -> None:
     assert 0.0 <= validation.coverage <= 1.0
     assert validation.importance and validation.importance[0]["gain_share"] > 0
     assert "warning" not in validation.baseline
+    shap = validation.attributions
+    assert shap["rows"] == score.n_windows and 0 < shap["leading_share"] <= 1
+    assert sum(t["share"] for t in shap["top"]) <= 1 + 1e-9
+    assert shap["concentrated"] == (shap["leading_share"] > 0.5)
+    adapted = validation.adaptation[0]
+    assert adapted["batch"] == 4 and adapted["samples"] >= 2
+    assert 0 <= adapted["adapted_band_coverage"] <= 1
 
 
 def test_scoring_training_batches_is_an_error_unless_forced(

@@ -56,7 +56,7 @@ class AdaptationConfig:
     k_walk_rel_sd_per_h: float = 0.005
     model_error_sd: float = 0.02  # the model's own error on its training reactor
     balance_error_sd: float = 0.10  # the carbon balance's own error (analyser, maintenance)
-    error_floor_sd: float = 0.005
+    error_floor_sd: float = 0.01
     prior_weight: float = 4.0  # pseudo-samples behind each structural error SD
     forget: float = 0.6  # weight of a one-step error per later sample
     min_co2_mmol_l: float = 3.0  # below this a sample says nothing about k

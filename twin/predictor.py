@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bptwin.twin.adaptation import LiveAdaptation
+from bptwin.twin.attributions import contributions, top_contributions
 from bptwin.twin.features import FEATURE_NAMES, ProcessState, feature_vector
 from bptwin.twin.forecast import Forecast, Forecaster, ForecastParameters
 from bptwin.twin.registry import ModelArtifact, ModelError, load_model
@@ -56,6 +57,8 @@ class Prediction:
     # once ``samples_used`` > 0; NaN when adaptation is off).
     model_od600: float = math.nan
     samples_used: int = 0
+    # The three largest SHAP contributions to the model's log nowcast: (feature, ln OD600).
+    attributions: tuple[tuple[str, float], ...] = ()
 
     @property
     def depletion_forecast(self) -> float:
@@ -75,6 +78,9 @@ class Prediction:
             "fallback": self.fallback,
             "model_od600": self.model_od600,
             "samples_used": self.samples_used,
+            "top_contributions": [
+                {"feature": name, "ln_od600": value} for name, value in self.attributions
+            ],
         }
         if self.forecast is not None:
             f = self.forecast
@@ -124,8 +130,11 @@ def do_forecast_summary(forecast: Forecast) -> dict[str, float]:
 class Predictor:
     """``Predictor(model).predict(state) -> Prediction``; ``model`` is an artifact or a path."""
 
-    def __init__(self, model: ModelArtifact | Path | str, *, adapt: bool = True) -> None:
-        """``adapt``: correct the nowcast with the batch's own samples (``note_samples``)."""
+    def __init__(
+        self, model: ModelArtifact | Path | str, *, adapt: bool = True, explain: bool = True
+    ) -> None:
+        """``adapt``: correct the nowcast with the batch's own samples (``note_samples``);
+        ``explain``: attach the top three SHAP contributions to every prediction."""
         artifact = model if isinstance(model, ModelArtifact) else load_model(model)
         artifact.check_features(FEATURE_NAMES)
         self.warning = artifact.pipeline_warning()
@@ -146,6 +155,8 @@ class Predictor:
         k = artifact.card.metrics.get("baseline", {}).get("k_od_per_mmol_co2")
         k_prior = float(k) if isinstance(k, int | float) else math.nan
         self.adaptation = LiveAdaptation(k_prior) if adapt else None
+        self.explain = explain
+        self._names = list(FEATURE_NAMES)
 
     def note_samples(self, reactor: str, times: list[float], od600: list[float]) -> None:
         """The reactor's offline OD600 samples so far (any thread; idempotent)."""
@@ -197,6 +208,9 @@ class Predictor:
             raise PredictionError(f"model {self.version} failed on window: {exc}") from exc
         if not math.isfinite(log_od):
             raise PredictionError(f"model {self.version} returned a non-finite value")
+        explained: tuple[tuple[str, float], ...] = ()
+        if self.explain:
+            explained = top_contributions(self._names, contributions(booster, self._row)[0])
         return Prediction(
             timestamp=float(timestamp),
             od600=math.exp(log_od),
@@ -206,6 +220,7 @@ class Predictor:
             reactor=reactor,
             window_index=window_index,
             fallback=fallback,
+            attributions=explained,
         )
 
     def predict(self, state: ProcessState, *, forecast: bool = True) -> Prediction:

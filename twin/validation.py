@@ -87,6 +87,7 @@ class ValidationResult:
     dropped_channels: tuple[str, ...] = ()
     pipeline_warning: str | None = None
     adaptation: list[dict[str, Any]] = field(default_factory=list)
+    attributions: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(
@@ -109,6 +110,7 @@ class ValidationResult:
                 "forecast": self.forecast,
                 "do_forecast": {"reference": self.do_reference, "per_batch": self.do_forecast},
                 "adaptation": self.adaptation,
+                "attributions": self.attributions,
             }
         )  # type: ignore[return-value]
 
@@ -309,6 +311,7 @@ def evaluate(
         dropped_channels=tuple(drop_channels),
         pipeline_warning=artifact.pipeline_warning(),
         adaptation=adaptation,
+        attributions=_attributions(artifact, table),
     )
 
 
@@ -516,6 +519,18 @@ def _residuals_by_time(table: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def _attributions(artifact: ModelArtifact, table: pd.DataFrame) -> dict[str, Any]:
+    """SHAP summary of the main model over the scored windows (fallback rows left out)."""
+    from bptwin.twin.attributions import contributions, summary
+    from bptwin.twin.features import FEATURE_NAMES
+
+    rows = table[~table["fallback"].astype(bool)] if "fallback" in table else table
+    if rows.empty:
+        return {}
+    matrix = rows[list(FEATURE_NAMES)].to_numpy(dtype=float)
+    return summary(list(FEATURE_NAMES), contributions(artifact.booster, matrix))
+
+
 def _importance(artifact: ModelArtifact, top: int = 15) -> list[dict[str, Any]]:
     gains = artifact.booster.feature_importance(importance_type="gain")
     names = artifact.booster.feature_name()
@@ -671,6 +686,16 @@ def render_markdown(result: ValidationResult, images: list[str]) -> str:
                 f"{_pct(d['band_coverage'])} |"
             )
     lines += render_adaptation(result.adaptation)
+    if result.attributions:
+        shap = result.attributions
+        lines += ["", "## Attributions (mean |SHAP| over the scored windows, top 15)", ""]
+        if shap.get("concentrated"):
+            lines += [f"**Warning:** {shap['warning']}.", ""]
+        lines += [
+            f"- `{t['feature']}`: {100 * t['share']:.1f} % "
+            f"(mean |contribution| {t['mean_abs_contribution']:.3f} ln OD)"
+            for t in shap["top"]
+        ]
     lines += ["", "## Feature importance (gain share, top 15)", ""]
     lines += [f"- `{i['feature']}`: {100 * i['gain_share']:.1f} %" for i in result.importance]
     if images:
@@ -708,6 +733,16 @@ def render_plots(result: ValidationResult, folder: Path) -> list[str]:
     fig.savefig(folder / "predicted_vs_time.png", dpi=90)
     plt.close(fig)
     written.append("predicted_vs_time.png")
+    if result.attributions.get("top"):
+        top = result.attributions["top"][:10][::-1]
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ax.barh([t["feature"] for t in top], [t["mean_abs_contribution"] for t in top])
+        ax.set_xlabel("mean |SHAP contribution| (ln OD600)")
+        ax.set_title("what the model's predictions rest on")
+        fig.tight_layout()
+        fig.savefig(folder / "attributions.png", dpi=90)
+        plt.close(fig)
+        written.append("attributions.png")
 
     fig, (scatter, residual) = plt.subplots(1, 2, figsize=(11, 4.5))
     for number in batches:
