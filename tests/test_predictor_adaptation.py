@@ -37,7 +37,7 @@ def test_samples_entered_in_the_history_adapt_the_live_nowcast(foreign_batch) ->
     history = History(["R1"])
     history.add_sample_listener(predictor.note_samples)
     pending = list(zip(sample_times, sample_values, strict=True))
-    adapted, raw, used = [], [], []
+    adapted, raw, used, drift = [], [], [], []
     for state in states:
         while pending and pending[0][0] <= state.end - 60:  # entered a minute after it is taken
             history.add_sample("R1", *pending.pop(0))
@@ -45,6 +45,7 @@ def test_samples_entered_in_the_history_adapt_the_live_nowcast(foreign_batch) ->
         adapted.append(prediction.od600)
         raw.append(prediction.model_od600)
         used.append(prediction.samples_used)
+        drift.append(prediction.drift)
     adapted, raw, used = np.array(adapted), np.array(raw), np.array(used)
     after_4h = used >= 3
     assert after_4h.any() and (used[:10] == 0).all()
@@ -52,6 +53,21 @@ def test_samples_entered_in_the_history_adapt_the_live_nowcast(foreign_batch) ->
     adapted_error = np.mean(np.abs(adapted[after_4h] / truth[after_4h] - 1))
     assert raw_error > 0.08
     assert adapted_error < 0.04
+    assert drift[0] == ""
+
+
+def test_a_sample_far_off_the_model_trips_the_drift_watch(foreign_batch) -> None:
+    states = foreign_batch[0]
+    model = Registry(SHIPPED_MODELS_DIR).load("current")
+    predictor = Predictor(model)
+    for state in states[:100]:
+        first = predictor.predict(state, forecast=False)
+    assert first.drift == ""
+    # A sample 60 % above what the model says (another probe, or a wrong dilution).
+    predictor.note_sample("R1", states[99].end - 10, first.model_od600 * 1.6)
+    tripped = predictor.predict(states[100], forecast=False)
+    assert "off the model" in tripped.drift
+    assert tripped.upper / tripped.lower > first.upper / first.lower
 
 
 def test_adaptation_off_leaves_the_model_alone(foreign_batch) -> None:

@@ -321,6 +321,8 @@ class LiveAdaptation:
         self._windows: dict[str, deque[tuple[float, float, float]]] = {}
         self._last_index: dict[str, int] = {}
         self._deque = deque
+        # Log errors of the model (as trained) at the samples observed by the last ``adapt``.
+        self.new_errors: list[float] = []
 
     def set_samples(self, reactor: str, times: list[float], values: list[float]) -> None:
         pairs = sorted(
@@ -338,6 +340,10 @@ class LiveAdaptation:
             reactor, [t for t, _ in current] + [timestamp], [v for _, v in current] + [value]
         )
 
+    def new_batch(self, reactor: str, window_index: int) -> bool:
+        """Whether ``window_index`` starts a new batch (the index went back)."""
+        return 0 <= window_index < self._last_index.get(reactor, -1)
+
     def reset(self, reactor: str) -> None:
         """A new batch on ``reactor``: forget its samples, windows and adapter."""
         with self._lock:
@@ -349,7 +355,7 @@ class LiveAdaptation:
     def adapt(
         self, reactor: str, window_index: int, end: float, model_log: float, cum_co2: float
     ) -> AdaptedEstimate:
-        if window_index >= 0 and window_index < self._last_index.get(reactor, -1):
+        if self.new_batch(reactor, window_index):
             self.reset(reactor)
         self._last_index[reactor] = window_index
         windows = self._windows.setdefault(reactor, self._deque(maxlen=self.WINDOWS_KEPT))
@@ -361,9 +367,12 @@ class LiveAdaptation:
         if adapter is None or due[: len(used)] != used:
             adapter = BatchAdapter(self.k_prior, self.config)
             used = []
+        self.new_errors = []
         for timestamp, value in due[len(used) :]:
             model_then, co2_then = self._window_at(windows, timestamp)
             adapter.observe(timestamp, value, model_then, co2_then)
+            if math.isfinite(model_then):
+                self.new_errors.append(math.log(value) - model_then)
         self._adapters[reactor] = adapter
         self._used[reactor] = due
         windows.append((end, model_log, cum_co2))

@@ -452,6 +452,7 @@ def train_model(
 ) -> TrainResult:
     """The whole run: table, tuning, final fit, card (hold-out scored by the caller)."""
     from bptwin.twin.dataset import batch_identity, read_manifest
+    from bptwin.twin.drift import reference_of_table
     from bptwin.twin.features import FEATURE_NAMES
 
     options.check()
@@ -572,6 +573,7 @@ def train_model(
         libraries=library_versions(),
         created=utc_now(),
         notes=options.notes,
+        feature_reference=reference_of_table(table),
     )
     artifact = ModelArtifact(booster, card, fallback=fallback_booster)
     return TrainResult(artifact, table, study, cv_score, elapsed, stages)

@@ -25,6 +25,7 @@ import numpy as np
 
 from bptwin.twin.adaptation import LiveAdaptation
 from bptwin.twin.attributions import contributions, top_contributions
+from bptwin.twin.drift import DRIFT_LOG_SD, model_drift_watch
 from bptwin.twin.features import FEATURE_NAMES, ProcessState, feature_vector
 from bptwin.twin.forecast import Forecast, Forecaster, ForecastParameters
 from bptwin.twin.registry import ModelArtifact, ModelError, load_model
@@ -59,6 +60,10 @@ class Prediction:
     samples_used: int = 0
     # The three largest SHAP contributions to the model's log nowcast: (feature, ln OD600).
     attributions: tuple[tuple[str, float], ...] = ()
+    # Drift watch: why this batch looks outside what the model learnt ("" = inside). While
+    # tripped and not yet calibrated by two samples the nowcast is the carbon balance and
+    # the band is wide; the operator is asked for a sample.
+    drift: str = ""
 
     @property
     def depletion_forecast(self) -> float:
@@ -78,6 +83,7 @@ class Prediction:
             "fallback": self.fallback,
             "model_od600": self.model_od600,
             "samples_used": self.samples_used,
+            "drift": self.drift,
             "top_contributions": [
                 {"feature": name, "ln_od600": value} for name, value in self.attributions
             ],
@@ -157,6 +163,7 @@ class Predictor:
         self.adaptation = LiveAdaptation(k_prior) if adapt else None
         self.explain = explain
         self._names = list(FEATURE_NAMES)
+        self.drift_watch = model_drift_watch(artifact.card, artifact.booster) if adapt else None
 
     def note_samples(self, reactor: str, times: list[float], od600: list[float]) -> None:
         """The reactor's offline OD600 samples so far (any thread; idempotent)."""
@@ -168,18 +175,48 @@ class Predictor:
         if self.adaptation is not None:
             self.adaptation.add_sample(reactor, timestamp, od600)
 
-    def _adapted(self, prediction: Prediction, state: ProcessState) -> Prediction:
+    def _adapted(
+        self, prediction: Prediction, state: ProcessState, vector: np.ndarray
+    ) -> Prediction:
         if self.adaptation is None or prediction.fallback:
             return prediction
-        estimate = self.adaptation.adapt(
+        adaptation = self.adaptation
+        if self.drift_watch is not None and adaptation.new_batch(state.reactor, state.window_index):
+            self.drift_watch.reset(state.reactor)
+        estimate = adaptation.adapt(
             state.reactor,
             state.window_index,
             state.end,
             math.log(prediction.od600),
             float(state.cum_co2_mmol_per_l),
         )
+        drift = ""
+        if self.drift_watch is not None:
+            watch = self.drift_watch.batch(state.reactor)
+            watch.add_window(vector)
+            for error in adaptation.new_errors:
+                watch.add_residual(error)
+            drift = watch.state().reason
+        if drift and estimate.samples_seen < 2:
+            # Outside what the model learnt and not yet calibrated: the mechanistic estimate
+            # (once the inoculation sample anchors it), with the band of an uncalibrated probe.
+            od600 = (
+                estimate.balance_od600
+                if math.isfinite(estimate.balance_od600)
+                else (prediction.od600)
+            )
+            half = ADAPTED_BAND_Z * DRIFT_LOG_SD
+            return replace(
+                prediction,
+                od600=od600,
+                lower=od600 * math.exp(-half),
+                upper=od600 * math.exp(half),
+                model_od600=prediction.od600,
+                samples_used=estimate.samples_seen,
+                drift=drift,
+            )
         if estimate.samples_seen == 0:
-            return replace(prediction, model_od600=prediction.od600)
+            return replace(prediction, model_od600=prediction.od600, drift=drift)
         half = ADAPTED_BAND_Z * estimate.log_sd
         return replace(
             prediction,
@@ -188,6 +225,7 @@ class Predictor:
             upper=estimate.od600 * math.exp(half),
             model_od600=prediction.od600,
             samples_used=estimate.samples_seen,
+            drift=drift,
         )
 
     def predict_vector(
@@ -225,11 +263,11 @@ class Predictor:
 
     def predict(self, state: ProcessState, *, forecast: bool = True) -> Prediction:
         """Nowcast of the window, with the forecast of the rest of the batch when possible."""
+        vector = feature_vector(state)
         prediction = self._adapted(
-            self.predict_vector(
-                feature_vector(state), state.end, state.reactor, state.window_index
-            ),
+            self.predict_vector(vector, state.end, state.reactor, state.window_index),
             state,
+            vector,
         )
         if not forecast or self.forecaster is None:
             return prediction

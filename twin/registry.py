@@ -82,6 +82,8 @@ class ModelCard:
     notes: str = ""
     # Set by the registry at promotion: earlier promotions chosen on the same hold-out.
     promotion: dict[str, Any] = field(default_factory=dict)
+    # Decile bins of every feature over the training windows (twin/drift.py: drift watch).
+    feature_reference: dict[str, Any] = field(default_factory=dict)
     format: str = CARD_FORMAT
     format_version: int = CARD_FORMAT_VERSION
 

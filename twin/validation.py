@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from bptwin.twin.drift import model_drift_watch
 from bptwin.twin.labels import (
     BATCH_COLUMN,
     LABEL_COLUMN,
@@ -49,7 +50,12 @@ from bptwin.twin.metrics import (
 )
 from bptwin.twin.model import predict_table, usable_rows
 from bptwin.twin.registry import ModelArtifact, ModelCard
-from bptwin.twin.validation_adapt import adapt_table, adaptation_scores, render_adaptation
+from bptwin.twin.validation_adapt import (
+    adapt_table,
+    adaptation_scores,
+    drift_columns,
+    render_adaptation,
+)
 
 ADAPTED_COLUMNS = ("od600_adapted", "adapted_lower", "adapted_upper")
 
@@ -288,6 +294,9 @@ def evaluate(
         table, sample_times = adapt_table(
             table, directory, artifact.card.label, float(k) if k is not None else math.nan
         )
+        watch = model_drift_watch(artifact.card, artifact.booster)
+        if watch is not None:
+            table = drift_columns(table, watch, table.attrs.get("samples", {}))
         adaptation = adaptation_scores(table, sample_times)
     return ValidationResult(
         model_version=artifact.version,

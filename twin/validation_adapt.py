@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bptwin.twin.adaptation import AdaptationConfig, adapt_batch
+from bptwin.twin.drift import DRIFT_LOG_SD, DriftWatch
 from bptwin.twin.labels import BATCH_COLUMN, LABEL_COLUMN, LABEL_FIELDS
 from bptwin.twin.metrics import mre
 
@@ -41,6 +42,46 @@ def sample_series(directory: Path, number: int, label: str) -> tuple[np.ndarray,
     return times[keep][order], values[keep][order]
 
 
+def drift_columns(
+    table: pd.DataFrame,
+    watch: DriftWatch,
+    samples: dict[int, tuple[np.ndarray, np.ndarray]],
+) -> pd.DataFrame:
+    """The drift watch replayed window by window on the model as trained (features, and the
+    model's errors at the samples taken so far): ``drift`` (the watch has tripped by this
+    window) and the model band widened while it has (``guarded_lower``/``guarded_upper``)."""
+    from bptwin.twin.features import FEATURE_NAMES
+
+    out = table.copy()
+    tripped = np.zeros(len(out), dtype=bool)
+    psi_end: dict[int, tuple[str, float]] = {}
+    matrix = out[list(FEATURE_NAMES)].to_numpy(dtype=float)
+    batches = out[BATCH_COLUMN].to_numpy()
+    for number in np.unique(batches):
+        rows = np.flatnonzero(batches == number)
+        batch_watch = watch.batch(f"batch-{number}")
+        times, values = samples.get(int(number), (np.empty(0), np.empty(0)))
+        predicted = np.log(out["od600_pred"].to_numpy(float))
+        ends = out["window_end"].to_numpy(float)
+        seen = 0
+        for previous, row in zip([None, *rows[:-1]], rows, strict=True):
+            while seen < len(times) and times[seen] < ends[row]:
+                if previous is not None:  # the model's error at the sample, as trained
+                    batch_watch.add_residual(math.log(values[seen]) - predicted[previous])
+                seen += 1
+            batch_watch.add_window(matrix[row])
+            tripped[row] = batch_watch.state().tripped
+        final = batch_watch.state()
+        psi_end[int(number)] = (final.worst_feature, final.worst_psi)
+        watch.reset(f"batch-{number}")
+    half = BAND_Z * DRIFT_LOG_SD
+    out["drift"] = tripped
+    out["guarded_lower"] = np.where(tripped, out["od600_pred"] * np.exp(-half), out["od600_lower"])
+    out["guarded_upper"] = np.where(tripped, out["od600_pred"] * np.exp(half), out["od600_upper"])
+    out.attrs["drift_psi"] = psi_end
+    return out
+
+
 def adapt_table(
     table: pd.DataFrame,
     directory: Path,
@@ -51,12 +92,14 @@ def adapt_table(
     """Adapted nowcast and band of every row (columns ``od600_adapted``, ``adapted_lower``,
     ``adapted_upper``, ``adapted_model_weight``) and each batch's sample times."""
     out = table.copy()
+    out.attrs = dict(table.attrs)
     for name in ("od600_adapted", "adapted_lower", "adapted_upper", "adapted_model_weight"):
         out[name] = np.nan
     sample_times: dict[int, np.ndarray] = {}
     for number, rows in table.groupby(BATCH_COLUMN):
         times, values = sample_series(directory, int(number), label)
         sample_times[int(number)] = times
+        out.attrs.setdefault("samples", {})[int(number)] = (times, values)
         adapted = adapt_batch(
             rows["window_end"].to_numpy(float),
             np.log(rows["od600_pred"].to_numpy(float)),
@@ -113,6 +156,15 @@ def adaptation_scores(
         entry["adapted_band_coverage"] = _coverage(
             truth, rows["adapted_lower"].to_numpy(float), rows["adapted_upper"].to_numpy(float)
         )
+        if "drift" in rows:
+            drifted = rows["drift"].to_numpy(bool)
+            entry["guarded_band_coverage"] = _coverage(
+                truth, rows["guarded_lower"].to_numpy(float), rows["guarded_upper"].to_numpy(float)
+            )
+            hours = rows["time_since_inoculation_h"].to_numpy(float)
+            entry["drift_tripped_at_h"] = float(hours[drifted][0]) if drifted.any() else None
+            feature, value = table.attrs.get("drift_psi", {}).get(int(number), ("", math.nan))
+            entry["drift_worst_feature"], entry["drift_worst_psi"] = feature, value
         baseline = entry["baseline_mre"]
         entry["adapted_beats_baseline"] = bool(
             not math.isfinite(baseline) or entry["adapted_mre"] <= baseline
@@ -138,14 +190,23 @@ def render_adaptation(scores: list[dict[str, Any]]) -> list[str]:
         "sample on and from the 4 h sample on; coverage of the 90 % band.",
         "",
         "| batch | samples | model MRE | adapted MRE | adapted from 2 h | adapted from 4 h "
-        "| baseline MRE | model band coverage | adapted band coverage |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| baseline MRE | model band coverage | with drift watch | adapted band coverage "
+        "| drift (worst PSI) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in scores:
+        at = s.get("drift_tripped_at_h")
+        drift = (
+            f"tripped at {at:.1f} h, {s.get('drift_worst_feature')} "
+            f"{s.get('drift_worst_psi', math.nan):.2f}"
+            if at is not None
+            else f"no ({s.get('drift_worst_feature', '')} {s.get('drift_worst_psi', math.nan):.2f})"
+        )
         lines.append(
             f"| {s['batch']} | {s['samples']} | {pct(s['model_mre'])} | {pct(s['adapted_mre'])} "
             f"| {pct(s['adapted_mre_from_2h_sample'])} | {pct(s['adapted_mre_from_4h_sample'])} "
             f"| {pct(s['baseline_mre'])} | {pct(s['model_band_coverage'])} "
-            f"| {pct(s['adapted_band_coverage'])} |"
+            f"| {pct(s.get('guarded_band_coverage'))} | {pct(s['adapted_band_coverage'])} "
+            f"| {drift} |"
         )
     return lines

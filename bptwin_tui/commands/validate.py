@@ -102,6 +102,14 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             f"{_pct(entry['model_band_coverage'])} as trained, "
             f"{_pct(entry['adapted_band_coverage'])} adapted"
         )
+        if "drift_worst_feature" in entry:
+            at = entry.get("drift_tripped_at_h")
+            said = f"tripped at {at:.1f} h" if at is not None else "quiet"
+            print(
+                f"    drift watch: {said} "
+                f"(worst {entry['drift_worst_feature']} PSI {entry['drift_worst_psi']:.2f}); "
+                f"band with the watch covers {_pct(entry['guarded_band_coverage'])}"
+            )
     print(f"verdict: {result.verdict.outcome.upper()}")
     print(f"report: {report}")
     return 1 if result.verdict.outcome == FAIL else 0
