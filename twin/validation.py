@@ -54,6 +54,7 @@ from bptwin.twin.validation_adapt import (
     adapt_table,
     adaptation_scores,
     drift_columns,
+    merge_forecasts,
     render_adaptation,
 )
 
@@ -94,6 +95,10 @@ class ValidationResult:
     pipeline_warning: str | None = None
     adaptation: list[dict[str, Any]] = field(default_factory=list)
     attributions: dict[str, Any] = field(default_factory=dict)
+    # The forecasts again, started from the adapted nowcast (what the live worker does once
+    # the batch's samples have adapted it).
+    forecast_adapted: list[dict[str, Any]] = field(default_factory=list)
+    do_forecast_adapted: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(
@@ -117,6 +122,8 @@ class ValidationResult:
                 "do_forecast": {"reference": self.do_reference, "per_batch": self.do_forecast},
                 "adaptation": self.adaptation,
                 "attributions": self.attributions,
+                "forecast_adapted": self.forecast_adapted,
+                "do_forecast_adapted": self.do_forecast_adapted,
             }
         )  # type: ignore[return-value]
 
@@ -289,7 +296,10 @@ def evaluate(
     }
     if overlap:
         baseline["warning"] = f"batches {overlap} were used in training: scores are optimistic"
+    model_forecast = _forecast_scores(artifact, table, do_reference)
     adaptation: list[dict[str, Any]] = []
+    forecast_adapted: list[dict[str, Any]] = []
+    do_forecast_adapted: list[dict[str, Any]] = []
     if adapt:
         table, sample_times = adapt_table(
             table, directory, artifact.card.label, float(k) if k is not None else math.nan
@@ -297,7 +307,13 @@ def evaluate(
         watch = model_drift_watch(artifact.card, artifact.booster)
         if watch is not None:
             table = drift_columns(table, watch, table.attrs.get("samples", {}))
+        from_adapted = table.assign(od600_pred=table["od600_adapted"])
+        from_adapted.attrs = {}
+        forecast_adapted = _forecast_scores(artifact, from_adapted, do_reference)
+        do_forecast_adapted = _do_forecast_scores(artifact, from_adapted, do_reference)[0]
         adaptation = adaptation_scores(table, sample_times)
+        merge_forecasts(adaptation, "model", model_forecast, do_scores)
+        merge_forecasts(adaptation, "adapted", forecast_adapted, do_forecast_adapted)
     return ValidationResult(
         model_version=artifact.version,
         reference=label,
@@ -312,7 +328,7 @@ def evaluate(
         importance=_importance(artifact),
         table=table,
         forecaster=_forecaster(artifact),
-        forecast=_forecast_scores(artifact, table, do_reference),
+        forecast=model_forecast,
         do_forecast=do_scores,
         do_reference="simulator truth" if do_reference == TRUTH_DO_COLUMN else "measured DO",
         data_fingerprint=dataset_fingerprint(directory),
@@ -321,6 +337,8 @@ def evaluate(
         pipeline_warning=artifact.pipeline_warning(),
         adaptation=adaptation,
         attributions=_attributions(artifact, table),
+        forecast_adapted=forecast_adapted,
+        do_forecast_adapted=do_forecast_adapted,
     )
 
 

@@ -210,3 +210,23 @@ def render_adaptation(scores: list[dict[str, Any]]) -> list[str]:
             f"| {drift} |"
         )
     return lines
+
+
+def merge_forecasts(
+    scores: list[dict[str, Any]],
+    prefix: str,
+    forecast: list[dict[str, Any]],
+    do_forecast: list[dict[str, Any]],
+) -> None:
+    """Add each batch's depletion-forecast errors (mean and worst |error| over the fixed-hour
+    forecasts, min) and DO-forecast RMSE (% sat) to its adaptation entry, keys ``prefix_*``."""
+    for entry in scores:
+        errors = [
+            abs(f["depletion_error_min"])
+            for f in forecast
+            if f["batch"] == entry["batch"] and math.isfinite(f["depletion_error_min"])
+        ]
+        entry[f"{prefix}_depletion_mean_abs_min"] = float(np.mean(errors)) if errors else math.nan
+        entry[f"{prefix}_depletion_worst_abs_min"] = float(np.max(errors)) if errors else math.nan
+        do = [d["rmse_to_end"] for d in do_forecast if d["batch"] == entry["batch"]]
+        entry[f"{prefix}_do_rmse"] = float(do[0]) if do else math.nan

@@ -102,6 +102,15 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             f"{_pct(entry['model_band_coverage'])} as trained, "
             f"{_pct(entry['adapted_band_coverage'])} adapted"
         )
+        if "adapted_do_rmse" in entry:
+            print(
+                f"    forecasts from the adapted nowcast: DO RMSE {_sat(entry['adapted_do_rmse'])}"
+                f" (as trained {_sat(entry['model_do_rmse'])}), depletion mean |error| "
+                f"{entry['adapted_depletion_mean_abs_min']:.0f} min, worst "
+                f"{entry['adapted_depletion_worst_abs_min']:.0f} min (as trained "
+                f"{entry['model_depletion_mean_abs_min']:.0f} / "
+                f"{entry['model_depletion_worst_abs_min']:.0f} min)"
+            )
         if "drift_worst_feature" in entry:
             at = entry.get("drift_tripped_at_h")
             said = f"tripped at {at:.1f} h" if at is not None else "quiet"
