@@ -59,3 +59,29 @@ def test_a_sample_far_outside_the_band_trips_the_watch() -> None:
     watch.add_residual(math.log(1.25))
     assert watch.state().tripped and "25 % off the model" in watch.state().reason
     assert MIN_WINDOWS <= 240
+
+
+def test_a_tripped_drift_watch_raises_one_alarm_asking_for_a_sample() -> None:
+    from unittest.mock import Mock
+
+    from bptwin.tui.runtime.shadow_worker import ShadowWorker
+    from bptwin.twin.alarm_rules import DEFAULT_RULES
+    from bptwin.twin.predictor import Prediction
+    from bptwin.twin.shadow import Shadow
+
+    shadow = Shadow(["R1"], alarm_rules=DEFAULT_RULES)
+    worker = ShadowWorker(shadow, latest=Mock(), recorder=Mock(), bus=Mock(), prefix="bptwin")
+    state = Mock(reactor="R1")
+    quiet = Prediction(1.7e9, 5.0, 4.5, 5.5, "v1", reactor="R1")
+    worker.on_prediction(quiet, state)
+    assert not shadow.alarms.active_alarms()
+    tripped = Prediction(
+        1.7e9 + 30, 5.0, 3.0, 8.0, "v1", reactor="R1", drift="a sample is 40 % off"
+    )
+    worker.on_prediction(tripped, state)
+    raised = worker.transitions  # an event alarm: raised and returned, awaiting its ack
+    worker.on_prediction(Prediction(1.7e9 + 60, 5.0, 3.0, 8.0, "v1", "R1", drift="x"), state)
+    alarms = shadow.alarms.active_alarms()
+    assert [a.rule for a in alarms] == ["model_drift"]
+    assert "take a sample" in alarms[0].message
+    assert raised > 0 and worker.transitions == raised  # once per batch, not every window
