@@ -247,7 +247,7 @@ def _log_normal(values: np.ndarray, covariance: np.ndarray) -> float:
     """log N(values; 0, covariance)."""
     _sign, log_det = np.linalg.slogdet(covariance)
     quadratic = float(values @ np.linalg.solve(covariance, values))
-    return -0.5 * (quadratic + log_det + len(values) * math.log(2.0 * math.pi))
+    return -0.5 * (quadratic + float(log_det) + len(values) * math.log(2.0 * math.pi))
 
 
 def adapt_batch(

@@ -43,18 +43,19 @@ def summary(names: list[str], values: np.ndarray, top: int = 15) -> dict[str, An
         }
         for i in order[:top]
     ]
-    leading = ranked[0] if ranked else {"feature": "", "share": 0.0}
-    concentrated = leading["share"] > CONCENTRATION_LIMIT
+    leading_feature = str(ranked[0]["feature"]) if ranked else ""
+    leading_share = float(ranked[0]["share"]) if ranked else 0.0
+    concentrated = leading_share > CONCENTRATION_LIMIT
     return {
         "method": "TreeSHAP (LightGBM pred_contrib), log-OD600 space",
         "rows": len(values),
         "top": ranked,
-        "leading_feature": leading["feature"],
-        "leading_share": float(leading["share"]),
+        "leading_feature": leading_feature,
+        "leading_share": leading_share,
         "concentrated": bool(concentrated),
         "warning": (
-            f"{100 * leading['share']:.0f} % of the model's attribution sits on "
-            f"{leading['feature']}: a sensor scaled differently (another probe, another "
+            f"{100 * leading_share:.0f} % of the model's attribution sits on "
+            f"{leading_feature}: a sensor scaled differently (another probe, another "
             "reactor) moves every prediction; adapt to samples and watch for drift"
             if concentrated
             else ""

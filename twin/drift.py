@@ -46,7 +46,8 @@ def _fractions(codes: np.ndarray, time_bins: np.ndarray, n_codes: int) -> np.nda
     counts = np.zeros((TIME_BINS, n_codes))
     np.add.at(counts, (time_bins, codes), 1.0)
     totals = counts.sum(axis=1, keepdims=True)
-    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    fractions: np.ndarray = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    return fractions
 
 
 def feature_reference(

@@ -247,7 +247,7 @@ class Predictor:
         if not math.isfinite(log_od):
             raise PredictionError(f"model {self.version} returned a non-finite value")
         explained: tuple[tuple[str, float], ...] = ()
-        if self.explain:
+        if self.explain and booster is not None:
             explained = top_contributions(self._names, contributions(booster, self._row)[0])
         return Prediction(
             timestamp=float(timestamp),
