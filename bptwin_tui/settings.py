@@ -101,9 +101,12 @@ class NotebookSettings(Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
-        if url and not url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg2://")):
-            raise ValueError("must start with sqlite://, postgresql:// or postgresql+psycopg2://")
-        if url.startswith("postgresql") and not urlparse(url).hostname:
+        schemes = ("sqlite://", "postgresql://", "postgresql+psycopg2://", "postgres://")
+        if url and not url.startswith(schemes):
+            raise ValueError(
+                "must start with sqlite://, postgresql://, postgres:// or postgresql+psycopg2://"
+            )
+        if url.startswith("postgres") and not urlparse(url).hostname:
             raise ValueError(
                 "a postgresql URL needs a host, e.g. postgresql://bptwin@127.0.0.1/bptwin"
             )

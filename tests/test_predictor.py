@@ -38,6 +38,11 @@ def test_predicts_every_live_window_with_a_band(live_states: list[ProcessState])
         assert prediction.lower < prediction.od600 < prediction.upper
         assert prediction.model_version == "v7"
         assert prediction.reactor == "R1"
+        # The three largest SHAP contributions, largest first, in the model's log space.
+        assert len(prediction.attributions) == 3
+        sizes = [abs(value) for _, value in prediction.attributions]
+        assert sizes == sorted(sizes, reverse=True)
+        assert all(name in FEATURE_NAMES for name, _ in prediction.attributions)
 
 
 def test_prediction_matches_the_batch_model_output(live_states: list[ProcessState]) -> None:

@@ -278,6 +278,9 @@ class Station:
             self.latest.set_problem("model", problem)
             return None
         self.latest.model_version = predictor.version
+        # The batch's offline samples (entered, reloaded from the notebook or replayed) adapt
+        # the nowcast (bptwin.twin.adaptation).
+        self.history.add_sample_listener(predictor.note_samples)
         return InferenceWorker(
             predictor,
             [shadow_worker.on_prediction],
