@@ -64,9 +64,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "too. See docs/operator-guide-notebook.md and docs/signatures.md."
         ),
     )
-    parser.add_argument(
-        "--operator", metavar="NAME", help="who writes (default: [station] operator)"
-    )
     actions = parser.add_subparsers(dest="batch_action", metavar="ACTION", required=True)
     register_list(actions)
 
@@ -158,6 +155,10 @@ def _action(
     description = help_text[:1].upper() + help_text[1:] + "."
     parser: argparse.ArgumentParser = actions.add_parser(
         name, help=help_text, description=description
+    )
+    # After the action, as an operator types it: `bptwin batch end 7 --operator ana`.
+    parser.add_argument(
+        "--operator", metavar="NAME", help="who writes (default: [station] operator)"
     )
     return parser
 
