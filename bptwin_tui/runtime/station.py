@@ -279,8 +279,10 @@ class Station:
             return None
         self.latest.model_version = predictor.version
         # The batch's offline samples (entered, reloaded from the notebook or replayed) adapt
-        # the nowcast (bptwin.twin.adaptation).
-        self.history.add_sample_listener(predictor.note_samples)
+        # the nowcast (bptwin.twin.adaptation). A headless station (`bptwin serve`) keeps no
+        # history: its nowcast runs unadapted.
+        if self.history is not None:
+            self.history.add_sample_listener(predictor.note_samples)
         return InferenceWorker(
             predictor,
             [shadow_worker.on_prediction],
