@@ -227,7 +227,7 @@ def decimate_band(
     times = np.asarray(times, dtype=np.float64)
     arrays = [np.asarray(a, dtype=np.float64) for a in (center, lower, upper)]
     if len(times) <= points:
-        return times.copy(), *(a.copy() for a in arrays)  # type: ignore[return-value]
+        return times.copy(), *(a.copy() for a in arrays)
     if not end > start:
         start, end = float(times[0]), float(times[-1]) + 1e-9
     starts = _bucket_starts(times, start, end, max(1, points))

@@ -90,7 +90,7 @@ class Prediction:
         }
         if self.forecast is not None:
             f = self.forecast
-            result["forecast"] = {
+            forecast: dict[str, object] = {
                 "depletion_time": f.depletion_time,
                 "depletion_earliest": f.depletion_earliest,
                 "depletion_latest": f.depletion_latest,
@@ -102,7 +102,8 @@ class Prediction:
                 "method": f.method,
             }
             if f.do is not None and f.do_lower is not None and f.do_upper is not None:
-                result["forecast"].update(do_forecast_summary(f))  # type: ignore[union-attr]
+                forecast.update(do_forecast_summary(f))
+            result["forecast"] = forecast
         return result
 
 
@@ -237,7 +238,9 @@ class Predictor:
             )
         self._row[0] = vector
         fallback = bool(self.artifact.needs_fallback(self._row)[0])
-        booster = self.artifact.fallback if fallback else self._booster
+        # needs_fallback is never True without a fallback booster; the None test tells mypy so.
+        fallback_booster = self.artifact.fallback
+        booster = fallback_booster if fallback and fallback_booster is not None else self._booster
         lower = self._fallback_lower if fallback else self._lower
         upper = self._fallback_upper if fallback else self._upper
         try:

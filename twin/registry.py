@@ -208,7 +208,8 @@ class ModelArtifact:
         """Rows (of a 2-D feature matrix) whose lost-sensor features are missing."""
         if self.fallback is None or self.fallback_positions.size == 0:
             return np.zeros(matrix.shape[0], dtype=bool)
-        return np.isnan(matrix[:, self.fallback_positions]).any(axis=1)
+        rows: np.ndarray = np.isnan(matrix[:, self.fallback_positions]).any(axis=1)
+        return rows
 
     @property
     def version(self) -> str:

@@ -74,11 +74,10 @@ class ReactorParameters:
         """kLa (h⁻¹) at a stirrer speed and total gas flow (vs relative to 1 vvm)."""
         a = self.kla_exponent()
         gas_ratio = max(gas_flow_l_min, 1e-6) / self.air_flow_l_min
-        return (
-            self.kla_300rpm_per_h
-            * (max(stirrer_rpm, 0.0) / 300.0) ** a
-            * gas_ratio**self.kla_gas_exponent
-        )
+        # float ** float is typed Any (a negative base gives a complex); both bases are >= 0.
+        stirrer_factor: float = (max(stirrer_rpm, 0.0) / 300.0) ** a
+        gas_factor: float = gas_ratio**self.kla_gas_exponent
+        return self.kla_300rpm_per_h * stirrer_factor * gas_factor
 
 
 @dataclass(frozen=True, slots=True)

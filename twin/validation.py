@@ -414,7 +414,7 @@ def _do_forecast_scores(
             if inputs["depleted"][at] > 0:
                 break
             made = _forecast_at(forecaster, inputs, at)
-            if made is None or made.do is None:
+            if made is None or made.do is None or made.do_lower is None or made.do_upper is None:
                 continue
             later = slice(at, None)
             predicted = np.interp(ends[later], made.times, made.do)
@@ -527,7 +527,7 @@ def _residual_stats(group: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _residuals_by(table: pd.DataFrame, column: str, order: tuple[str, ...]) -> list[dict]:
+def _residuals_by(table: pd.DataFrame, column: str, order: tuple[str, ...]) -> list[dict[str, Any]]:
     rows = []
     for value in order:
         group = table[table[column] == value]
@@ -536,7 +536,7 @@ def _residuals_by(table: pd.DataFrame, column: str, order: tuple[str, ...]) -> l
     return rows
 
 
-def _residuals_by_time(table: pd.DataFrame) -> list[dict]:
+def _residuals_by_time(table: pd.DataFrame) -> list[dict[str, Any]]:
     hours = table["time_since_inoculation_h"].to_numpy(float)
     rows = []
     for low, high in pairwise(TIME_BINS_H):
@@ -821,7 +821,7 @@ def _plot_do_forecasts(result: ValidationResult, folder: Path, plt: Any) -> str:
             if forecaster is None or at >= len(batch) or inputs["depleted"][at] > 0:
                 continue
             made = _forecast_at(forecaster, inputs, at)
-            if made is None or made.do is None:
+            if made is None or made.do is None or made.do_lower is None or made.do_upper is None:
                 continue
             shown = made.times <= ends[-1]
             when = hours[at] + (made.times[shown] - ends[at]) / 3600.0
