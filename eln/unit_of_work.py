@@ -20,7 +20,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from bptwin.database.relational import is_unavailable, session_scope, unavailable_error
 from bptwin.eln import form_rules as check
-from bptwin.eln.calibration import CalibrationPolicy
+from bptwin.eln.calibration_validity import CalibrationPolicy
 from bptwin.eln.columns import utc_now
 from bptwin.eln.errors import NotebookNotFoundError, NotebookPermissionError
 from bptwin.eln.models import Batch, Operator, OperatorRole

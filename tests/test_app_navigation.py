@@ -92,7 +92,10 @@ async def test_first_start_registers_a_supervisor_and_logs_in(tmp_path: Path) ->
         # The two PINs must agree; nothing is stored until they do.
         await log_in(app, pilot, "night-lead", "2468", again="2469")
         assert isinstance(app.screen, LoginScreen)
-        assert "differ" in app.screen.query_one("#login-pin2-field").error
+        assert "differ" in app.screen.query_one("#login-pin-field").error
+        # Both PINs are typed again from the start.
+        assert app.screen.query_one("#login-pin", Input).value == ""
+        assert app.screen.query_one("#login-pin2", Input).value == ""
         await log_in(app, pilot, "night-lead", "2468", again="2468")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
         assert app.operator == "night-lead"
