@@ -19,4 +19,5 @@ COMMANDS: tuple[str, ...] = (
     "accept",
     "export_csv",
     "import_data",
+    "campaign_report",
 )
