@@ -23,6 +23,7 @@ from bptwin.tui.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from bptwin.eln.acceptance import AcceptanceEvaluation
+    from bptwin.eln.campaign_figures import CampaignFigures
     from bptwin.eln.notebook import Notebook
     from bptwin.eln.services import NotebookService
     from bptwin.tui.runtime.station import Station
@@ -49,8 +50,13 @@ DESTINATIONS: tuple[Destination, ...] = (
     Destination("deviations", "v", "Deviations", "Log and review deviations", True),
     Destination("notes", "o", "Notes", "Free notes of the batch", True),
     Destination(
-        "acceptance", "r", "Review", "Batch acceptance for training: criteria and decision", True
+        "acceptance",
+        "r",
+        "Acceptance",
+        "Batch acceptance review for training: the five criteria and the decision",
+        True,
     ),
+    Destination("campaign", "p", "Campaign", "Batch acceptance rate and uptime per campaign phase"),
 )
 
 
@@ -379,6 +385,8 @@ class BptwinApp(LiveApp[int]):
             return CalibrationMenuScreen(
                 self.notebook, self.operator, batch_number=batch, reactor=reactor
             )
+        if name == "campaign":
+            return self._campaign_screen()
         assert batch is not None
         if name == "acceptance":
             return self._acceptance_screen(batch, reactor)
@@ -428,6 +436,23 @@ class BptwinApp(LiveApp[int]):
             evaluate=evaluate,
             decide=decide,
         )
+
+    def _campaign_screen(self) -> Screen | None:
+        """The figures are computed behind the screen, on its worker thread."""
+        from bptwin.eln.campaign_service import load_campaign_figures
+        from bptwin.screens.campaign import CampaignScreen
+
+        notebook = self.notebook_service
+        if notebook is None:
+            self.notify("The notebook is not open.", severity="error")
+            return None
+        store = self.station.store if self.station is not None else None
+        reactor = self.settings.station.reactors[0]
+
+        def load() -> CampaignFigures:
+            return load_campaign_figures(notebook, store, default_reactor=reactor)
+
+        return CampaignScreen(load)
 
     def action_export_batch(self) -> None:
         """Report (HTML, Markdown) and dataset of the reactor's batch, in a worker with progress."""

@@ -246,8 +246,9 @@ class DeviationsScreen(NotebookScreen[None]):
     """
     MESSAGE_SELECTOR = "#deviation-detail"
     BINDINGS = [
+        # r is the app's acceptance key: the review is enter on the selected deviation.
         Binding("n", "new", "New deviation"),
-        Binding("r", "review", "Review"),
+        Binding("enter", "review", "Review", priority=True),
         Binding("ctrl+r", "reload", "Reload"),
         Binding("escape", "back", "Back"),
     ]

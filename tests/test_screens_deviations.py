@@ -60,7 +60,7 @@ async def test_log_a_level_2_deviation_and_review_it_as_supervisor(notebook_url:
             "open",
         ]
 
-        await pilot.press("r")
+        await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, DeviationReviewScreen)
         await type_into(pilot, "pin", OPERATOR_PIN)
