@@ -128,11 +128,11 @@ async def test_every_documented_key_works_on_every_screen(screen_name: str, tmp_
             await pilot.pause()
             if key in destinations:
                 wanted = SCREEN_OF[destinations[key]]
-                ok = await reached(pilot, lambda: isinstance(app.screen, wanted))
+                ok = await reached(pilot, lambda w=wanted: isinstance(app.screen, w))
                 if ok and wanted is not DashboardScreen and before is not app.dashboard:
                     ok = app.screen is not before  # a new screen, not the one pressed on
             elif key in RECORDED_ACTIONS:
-                ok = await reached(pilot, lambda: recorded == [RECORDED_ACTIONS[key]])
+                ok = await reached(pilot, lambda k=key: recorded == [RECORDED_ACTIONS[k]])
             elif key == "ctrl+t":
                 ok = app.theme != theme
             elif key == "ctrl+p":
@@ -142,7 +142,7 @@ async def test_every_documented_key_works_on_every_screen(screen_name: str, tmp_
                     await pilot.pause()
             else:  # escape
                 wanted_back = expected_after_escape(screen_name)
-                ok = await reached(pilot, lambda: isinstance(app.screen, wanted_back))
+                ok = await reached(pilot, lambda w=wanted_back: isinstance(app.screen, w))
             if not ok:
                 failures.append(f"{key!r} on {screen_name}: now {type(app.screen).__name__}")
         app.action_quit = BptwinApp.action_quit.__get__(app)  # the real quit, to stop cleanly
