@@ -18,7 +18,7 @@ GAP_PERIODS = 4.0
 PREDICTION_PERIOD_S = 30.0  # one nowcast per closed 30 s window
 NICE_STEPS = (1.0, 2.0, 2.5, 5.0, 10.0)
 
-Segment = tuple[np.ndarray, np.ndarray]
+SeriesRun = tuple[np.ndarray, np.ndarray]
 
 
 def gap_threshold_s(period_s: float, span_s: float, points: int) -> float:
@@ -28,7 +28,7 @@ def gap_threshold_s(period_s: float, span_s: float, points: int) -> float:
     return GAP_PERIODS * max(period_s, bucket)
 
 
-def split_at_gaps(times: np.ndarray, values: np.ndarray, max_gap_s: float) -> list[Segment]:
+def split_at_gaps(times: np.ndarray, values: np.ndarray, max_gap_s: float) -> list[SeriesRun]:
     """The finite points as runs without a gap: a new run after a non-finite value or where the
     time step exceeds ``max_gap_s``. Times are sorted and repeated times keep their last value."""
     times = np.asarray(times, dtype=np.float64)
@@ -58,8 +58,8 @@ class Od600Lines:
     """The OD600 plot's lines: the nowcasts (one line, cut at gaps) and the current forecast,
     which starts where the last nowcast ends so the two never overlap."""
 
-    predicted: tuple[Segment, ...]
-    forecast: Segment | None
+    predicted: tuple[SeriesRun, ...]
+    forecast: SeriesRun | None
     band_now: tuple[float, float, float] | None  # (lower, center, upper) of the last nowcast
 
 
@@ -74,7 +74,7 @@ def od600_lines(
     max_gap_s: float,
 ) -> Od600Lines:
     """One predicted line and one forecast from the window's bands (any of them may be None)."""
-    predicted: list[Segment] = []
+    predicted: list[SeriesRun] = []
     band_now = None
     last_time = -math.inf
     if predicted_times is not None and predicted_center is not None:
@@ -178,7 +178,7 @@ def tick_labels(ticks: list[float]) -> list[str]:
     return [f"{t:.{decimals}f}" for t in ticks]
 
 
-def value_range(segments: list[Segment]) -> tuple[float, float] | None:
+def value_range(segments: list[SeriesRun]) -> tuple[float, float] | None:
     """Lowest and highest value of the segments (None when there is nothing)."""
     values = [v for _, v in segments if len(v)]
     if not values:
