@@ -490,6 +490,16 @@ class BptwinApp(LiveApp[int]):
                 partial(self.run_action, f"go('{destination.name}')"),
             )
         yield SystemCommand(
+            "Alarm history (a, then h)",
+            "Every stored alarm transition of the batch, newest first",
+            partial(self._open_then, "alarms", "history"),
+        )
+        yield SystemCommand(
+            "Log a new deviation (v, then n)",
+            "The deviation form of the open batch, with the SOP's examples per level",
+            partial(self._open_then, "deviations", "new"),
+        )
+        yield SystemCommand(
             "Export batch report and dataset (e)",
             "HTML and Markdown report with plots, Parquet dataset with checksums",
             self.action_export_batch,
@@ -508,6 +518,12 @@ class BptwinApp(LiveApp[int]):
         yield SystemCommand(
             "Toggle light/dark theme (ctrl+t)", "Switch theme", self.action_toggle_theme
         )
+
+    async def _open_then(self, name: str, action: str) -> None:
+        """Go to a screen and run one of its actions (the palette's way into a sub-screen)."""
+        await self.action_go(name)
+        if self.screen is not self.dashboard:  # not refused (no batch, not logged in...)
+            await self.run_action(action, self.screen)
 
     async def _next_reactor(self) -> None:
         await self.action_go("dashboard")

@@ -171,6 +171,31 @@ async def test_command_palette_lists_every_screen(tmp_path: Path) -> None:
         await pilot.press("q")
 
 
+async def test_the_palette_finds_every_screen_by_its_name(tmp_path: Path) -> None:
+    from textual.command import CommandPalette
+
+    from bptwin.screens.acceptance import AcceptanceScreen
+    from bptwin.screens.campaign import CampaignScreen
+    from bptwin.screens.deviations import DeviationFormScreen
+
+    app, _ = app_with_batch(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.batches.get("R1") == 17)
+        for typed, screen_type in (
+            ("acceptance", AcceptanceScreen),
+            ("campaign", CampaignScreen),
+            ("new deviation", DeviationFormScreen),
+        ):
+            await pilot.press("ctrl+p")
+            await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+            await pilot.press(*typed)
+            await pilot.pause(0.5)  # the palette searches in the background
+            await pilot.press("enter")
+            await wait_for(pilot, lambda t=screen_type: isinstance(app.screen, t), 200)
+            await app.action_go("dashboard")
+        await pilot.press("q")
+
+
 async def test_an_offline_sample_far_from_the_model_raises_and_stores_an_alarm(
     tmp_path: Path,
 ) -> None:
