@@ -29,13 +29,13 @@ LabelledField { height: auto; }
 LabelledField > Horizontal { height: 1; }
 LabelledField.-multiline > Horizontal { height: auto; }
 LabelledField Label.field-label { width: 19; color: $text-muted; }
-LabelledField Input { height: 1; border: none; padding: 0 1; width: 2fr; min-width: 16;
-    max-width: 64; }
+LabelledField Input { height: 1; border: none; padding: 0 1; width: 3fr; min-width: 12;
+    max-width: 48; }
 LabelledField Input:focus { border: none; background: $boost; }
-LabelledField TextArea { height: 4; border: none; padding: 0 1; width: 3fr; min-width: 24;
+LabelledField TextArea { height: 4; border: none; padding: 0 1; width: 1fr; min-width: 24;
     max-width: 96; background: $boost 50%; }
 LabelledField TextArea:focus { border: none; background: $boost; }
-LabelledField Static.field-hint { width: 1fr; padding-left: 1; color: $text-muted; }
+LabelledField Static.field-hint { width: 2fr; padding-left: 1; color: $text-muted; }
 LabelledField Static.field-error { color: $error; padding-left: 19; height: auto; display: none; }
 LabelledField.-invalid Static.field-error { display: block; }
 LabelledField.-invalid Label.field-label { color: $error; }
