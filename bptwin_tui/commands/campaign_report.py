@@ -106,13 +106,13 @@ def campaign_text(figures: CampaignFigures) -> str:
         f"Campaign figures at {figures.computed_at:%Y-%m-%d %H:%M} UTC "
         f"(targets: acceptance >= {ACCEPTANCE_TARGET_PCT:g} %, uptime >= {UPTIME_TARGET_PCT:g} %)",
         "",
-        f"{'phase':<6} {'batches':>7}  {'acceptance':<22} {'uptime':<16}",
+        f"{'phase':<6} {'batches':>7}  {'acceptance':<26} uptime",
     ]
     rows = [*figures.phases, figures.overall] if figures.phases else []
     for phase in rows:
         lines.append(
-            f"{phase.phase:<6} {len(phase.batches):>7}  {acceptance_text(phase):<22} "
-            f"{uptime_text(phase):<16}"
+            f"{phase.phase:<6} {len(phase.batches):>7}  {acceptance_text(phase):<26} "
+            f"{uptime_text(phase)}".rstrip()
         )
     if not rows:
         lines.append("no batches in the notebook")
