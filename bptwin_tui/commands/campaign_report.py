@@ -38,14 +38,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=print_campaign)
 
 
-def add_campaign_arguments(parser: argparse.ArgumentParser) -> None:
+def add_campaign_arguments(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    """``--phase`` (and ``--json`` unless the host command has its own, which
+    :func:`print_campaign` then honours too)."""
     parser.add_argument(
         "--phase",
         action="append",
         choices=["A", "B", "C"],
         help="only this phase (repeat for more; default all)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _say(message: str) -> None:
