@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.mqtt",
     "tests.fixtures.influx",
+    # The examples of README.md and docs/*.md (sybil); see tests/docs_examples.py.
+    "tests.docs_examples",
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -57,6 +59,26 @@ DESTINATIONS: tuple[Destination, ...] = (
         True,
     ),
     Destination("campaign", "p", "Campaign", "Batch acceptance rate and uptime per campaign phase"),
+)
+
+
+# The batch screen's tools, also in the command palette: (tool, title, help).
+BATCH_TOOLS: tuple[tuple[str, str, str], ...] = (
+    (
+        "end",
+        "End, abort or close the batch (F7 on the batch screen)",
+        "End or abort the running batch, record its closure, a supervisor signs it closed",
+    ),
+    (
+        "changes",
+        "Process changes (F8 on the batch screen)",
+        "Plan a process change; a supervisor approves it with a signature",
+    ),
+    (
+        "media",
+        "Media preparation (F9 on the batch screen)",
+        "Record the medium made up for the batch: recipe, autoclave cycle, sterility",
+    ),
 )
 
 
@@ -129,7 +151,7 @@ class BptwinApp(LiveApp[int]):
     # ---- start-up ------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self.dashboard = DashboardScreen(self.settings.station.reactors)
+        self.dashboard = DashboardScreen(self.settings.station.reactors, clock=self.station_now)
         self.push_screen(self.dashboard)
         self._show_operator()
         self.open_notebook()
@@ -169,6 +191,7 @@ class BptwinApp(LiveApp[int]):
     def _notebook_ready(self, message: NotebookReady) -> None:
         self.notebook = message.notebook
         self.notebook_service = message.service
+        self._follow_station_clock()
         if message.problem:
             self.notify(message.problem, title="Notebook", severity="error", timeout=15)
             return
@@ -208,17 +231,25 @@ class BptwinApp(LiveApp[int]):
 
         open_statuses = {BatchStatus.SETUP, BatchStatus.RUNNING}
         batches: dict[str, int | None] = dict.fromkeys(self.settings.station.reactors)
-        candidates = [b for b in self.notebook.list_batches() if b.status in open_statuses]
+        every = self.notebook.list_batches()
+        candidates = [b for b in every if b.status in open_statuses]
         reactors = self.settings.station.reactors
         for batch in sorted(candidates, key=lambda b: (b.status == BatchStatus.RUNNING, b.id)):
             reactor = batch.reactor_id or reactors[0]
             if reactor in batches:
                 batches[reactor] = batch.number
-        if self.station is not None:  # the open batches' offline samples on the OD600 plot
+        # A batch ended here stays the reactor's until the next one is set up: its closure,
+        # signatures, acceptance and export come after the end.
+        ended = {b.number for b in every if b.status not in open_statuses}
+        for reactor, number in list(self.batches.items()):
+            if batches.get(reactor, 0) is None and number in ended:
+                batches[reactor] = number
+        history = self.station.history if self.station is not None else None
+        if history is not None:  # the open batches' offline samples on the OD600 plot
             for reactor, number in batches.items():
                 if number is not None:
                     samples = self.notebook.list_samples(number)
-                    self.station.history.set_samples(
+                    history.set_samples(
                         reactor,
                         [s.taken_at.timestamp() for s in samples],
                         [s.od600 for s in samples],
@@ -256,12 +287,27 @@ class BptwinApp(LiveApp[int]):
             station.stop()
             return
         self.station = station
+        self.call_from_thread(self._follow_station_clock)
         self.post_message(StationStatus(running=True))
         for warning in station.warnings:
             self.post_message(StationStatus(running=True, problem=warning))
         period = self.settings.ui.refresh_s
         while not worker.cancelled_event.wait(period):
             self.post_message(LiveUpdate(station.snapshot()))
+
+    def station_now(self) -> float:
+        """Now on the shown reactor's clock: the wall clock, or a simulated run's own time
+        (runtime/clock.py), so ages, shelve times and notebook entries match its readings."""
+        clock = getattr(self.station, "clock", None)
+        return clock.now(self._reactor()) if clock is not None else time.time()
+
+    def _follow_station_clock(self) -> None:
+        """A simulated or replayed run: the screens' notebook entries take its time line."""
+        if self.notebook_service is None or not getattr(self.station, "simulated", False):
+            return
+        self.notebook_service.clock = lambda: datetime.fromtimestamp(
+            self.station_now(), tz=timezone.utc
+        )
 
     # ---- live state to the screens -------------------------------------------------------
 
@@ -297,7 +343,7 @@ class BptwinApp(LiveApp[int]):
     @on(StationStatus)
     def _station_status(self, message: StationStatus) -> None:
         self.dashboard.show_status(message.running, message.problem)
-        if message.running and self.station is not None:
+        if message.running and self.station is not None and self.station.history is not None:
             # Thread-safe history: the dashboard's render worker takes immutable windows of it.
             self.dashboard.attach_history(self.station.history)
             self.refresh_batches()  # also puts the open batches' samples on the plot
@@ -315,9 +361,11 @@ class BptwinApp(LiveApp[int]):
         self.refresh_batches()  # and onto the dashboard's OD600 plot, reloaded from the notebook
         sample = message.sample
         actions = self.station.alarm_actions if self.station is not None else None
-        if sample.predicted_od600 is None or actions is None:
+        # A viewer's actions have no feed_sample: the engine runs in the acquiring process.
+        feed_sample = getattr(actions, "feed_sample", None)
+        if sample.predicted_od600 is None or feed_sample is None:
             return
-        actions.feed_sample(
+        feed_sample(
             message.reactor, sample.taken_at.timestamp(), sample.od600, sample.predicted_od600
         )
 
@@ -371,6 +419,7 @@ class BptwinApp(LiveApp[int]):
                 notebook=self.notebook,
                 batch_number=batch,
                 reactor=None if len(self.settings.station.reactors) == 1 else reactor,
+                clock=self.station_now,
             )
         assert self.notebook is not None
         if name == "batch":
@@ -489,6 +538,8 @@ class BptwinApp(LiveApp[int]):
                 destination.help,
                 partial(self.run_action, f"go('{destination.name}')"),
             )
+        for tool, title, help_text in BATCH_TOOLS:
+            yield SystemCommand(title, help_text, partial(self.open_batch_tool, tool))
         yield SystemCommand(
             "Alarm history (a, then h)",
             "Every stored alarm transition of the batch, newest first",
@@ -524,6 +575,22 @@ class BptwinApp(LiveApp[int]):
         await self.action_go(name)
         if self.screen is not self.dashboard:  # not refused (no batch, not logged in...)
             await self.run_action(action, self.screen)
+
+    async def open_batch_tool(self, name: str) -> None:
+        """End/close, process changes or media of the reactor's batch (batch screen F7-F9)."""
+        from bptwin.screens.batch import batch_tool_screen
+
+        batch = self._batch()
+        if self.notebook is None or batch is None:
+            self.notify(
+                f"No batch is open on {self._reactor()}: open it on the batch screen (b), "
+                "then F7 (end/close), F8 (changes) or F9 (media).",
+                severity="warning",
+            )
+            return
+        await self.push_screen(
+            batch_tool_screen(name, self.notebook, self.operator, batch, self._reactor())
+        )
 
     async def _next_reactor(self) -> None:
         await self.action_go("dashboard")

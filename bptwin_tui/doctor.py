@@ -66,6 +66,7 @@ def run_checks(
         ("notebook", lambda: check_notebook(settings)),
         ("time series", lambda: check_timeseries(settings)),
         ("kept aside", lambda: check_kept_aside(settings)),
+        ("files", lambda: check_files(settings)),
         ("sources", lambda: check_sources(settings)),
         ("broker", lambda: check_broker(settings)),
         ("serial port", lambda: check_serial(settings)),
@@ -77,6 +78,7 @@ def run_checks(
         ("calibrations", lambda: check_calibrations(settings, moment, limits)),
         ("acquisition", lambda: check_acquisition(settings)),
         ("notifications", lambda: check_notifications(settings)),
+        ("operator commands", lambda: check_commands(settings)),
     ]
     results: list[CheckResult] = []
     for name, check in checks:
@@ -159,20 +161,31 @@ def check_notebook(settings: Settings) -> list[CheckResult]:
 
 def _check_audit_chain(url: str) -> CheckResult:
     from bptwin.eln.services import NotebookService
+    from bptwin.eln.text_safety import terminal_safe
 
     notebook = NotebookService.from_url(url)
     try:
-        broken = notebook.audit.verify_audit_chain()
+        # With the station's key and anchor when notebook_url() attached them to ``url``.
+        report = notebook.audit.verify_trail()
     finally:
         notebook.engine.dispose()
-    if broken is not None:
-        entry_id, reason = broken
+    problems = report.problems()
+    if problems:
+        broken = report.chain_break
+        if broken is not None:
+            problems[0] = f"broken at entry {broken.entry_id}: {broken.reason}"
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
         return CheckResult(
             "audit chain",
             Status.FAIL,
-            f"broken at entry {entry_id}: {reason} (bptwin audit verify)",
+            terminal_safe(f"{problems[0]}{more} (bptwin audit verify)", single_line=True),
         )
-    return CheckResult("audit chain", Status.PASS, "hash chain intact")
+    sealed = f", {report.sealed} sealed" if report.keyed else ""
+    return CheckResult(
+        "audit chain",
+        Status.PASS,
+        f"hash chain intact ({report.entries} entries{sealed}), every audited row matches it",
+    )
 
 
 def check_timeseries(settings: Settings) -> CheckResult:
@@ -233,12 +246,27 @@ def check_timeseries(settings: Settings) -> CheckResult:
     )
 
 
+def check_files(settings: Settings) -> CheckResult:
+    """Every file a setting names (CA bundle, control key, model, replay file) is there."""
+    from bptwin.tui.settings import file_settings, missing_files
+
+    configured = [key for key, _ in file_settings(settings)]
+    if not configured:
+        return CheckResult("files", Status.SKIP, "no file settings configured")
+    missing = missing_files(settings)
+    if missing:
+        return CheckResult("files", Status.FAIL, "; ".join(missing))
+    return CheckResult("files", Status.PASS, f"present: {', '.join(configured)}")
+
+
 def check_broker(settings: Settings) -> CheckResult:
     section = settings.bus
     if section.backend == "local":
         return CheckResult(
             "broker", Status.SKIP, "bus.backend is local (in-process, nothing to reach)"
         )
+    if section.ca_file is not None and not section.ca_file.expanduser().exists():
+        return CheckResult("broker", Status.FAIL, f"bus.ca_file: {section.ca_file} does not exist")
     from bptwin.database.bus import MqttBus
 
     bus = MqttBus(
@@ -564,4 +592,30 @@ def check_notifications(settings: Settings) -> CheckResult:
         Status.PASS,
         f"{section.min_priority} alarms go to {', '.join(channels)} "
         "('bptwin doctor --notify-test' sends a test)",
+    )
+
+
+def check_commands(settings: Settings) -> CheckResult:
+    """The operators' command key: can viewers of this station acknowledge and shelve?"""
+    from bptwin.tui.runtime.wiring import load_command_key
+    from bptwin.twin.setpoints import ControlKeyError
+
+    name = "operator commands"
+    if settings.commands.key_file is None:
+        if settings.bus.backend != "mqtt":
+            return CheckResult(name, Status.SKIP, "no MQTT bus: no viewers to take commands from")
+        return CheckResult(
+            name,
+            Status.WARN,
+            "commands.key_file is not set: viewers of this station cannot acknowledge or shelve "
+            "alarms (docs/operations.md)",
+        )
+    try:
+        load_command_key(settings)
+    except ControlKeyError as exc:
+        return CheckResult(name, Status.FAIL, str(exc))
+    return CheckResult(
+        name,
+        Status.PASS,
+        f"key {settings.commands.key_file} usable: viewers may send signed alarm actions",
     )

@@ -5,6 +5,7 @@ Every section refuses unknown keys so a typo is reported, not ignored.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import sys
@@ -22,6 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bptwin.tui.api.config import ApiSettings
+from bptwin.tui.settings_env import FileLikeEnvSource, unknown_variables
 from bptwin.tui.settings_ops import MetricsSettings, NotifySettings
 
 if TYPE_CHECKING:
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from bptwin.database.admission import ClockFault
     from bptwin.drivers.intake import ReadingIntake
     from bptwin.drivers.sources import AcquisitionPlan
+    from bptwin.eln.audit_seal import AuditSeal
     from bptwin.eln.calibration_validity import CalibrationPolicy
 
 if sys.version_info >= (3, 11):
@@ -42,6 +46,14 @@ DEFAULT_CONFIG_PATH = Path(user_config_dir("bptwin")) / "bptwin.toml"
 DEFAULT_DATA_DIR = Path(user_data_dir("bptwin"))
 
 _config_file: ContextVar[Path | None] = ContextVar("bptwin_config_file", default=None)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_audit_seal(key: Path, anchor: Path) -> AuditSeal:
+    """Read (or create) the key once per process and file, not on every notebook_url()."""
+    from bptwin.eln.audit_seal import seal_from_files
+
+    return seal_from_files(key, anchor)
 
 
 class SettingsError(Exception):
@@ -75,6 +87,16 @@ class NotebookSettings(Section):
     """The relational store of the lab notebook."""
 
     url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in the data folder")
+    audit_key_file: Path | None = Field(
+        None,
+        description="key that seals the audit trail (hex, mode 600, created on first use); "
+        "default = audit.key in the data folder",
+    )
+    audit_anchor_file: Path | None = Field(
+        None,
+        description="newest audit entry this station wrote, sealed; default = audit.anchor "
+        "in the data folder",
+    )
 
     @field_validator("url")
     @classmethod
@@ -103,6 +125,14 @@ class TimeSeriesSettings(Section):
     password: SecretStr | None = None
     batch_size: int = Field(500, ge=1, le=100_000)
     flush_interval_s: float = Field(1.0, gt=0, le=60)
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _version_number(cls, version: object) -> object:
+        # `api_version = 1` in the file means the same as "1".
+        if isinstance(version, int) and not isinstance(version, bool) and version in (1, 2):
+            return str(version)
+        return version
 
     @field_validator("url")
     @classmethod
@@ -154,6 +184,14 @@ class AcquisitionSettings(Section):
     )
     replay_notebook_batch: int | None = Field(
         default=None, ge=1, description="notebook batch that records the replayed samples"
+    )
+    # A simulated or replayed run acquires reactor "sim-R1" for "R1" (bptwin run / serve), so
+    # its readings, alarms and batches never land in a reactor that holds real batches.
+    simulated_reactor_prefix: str = Field(
+        "sim-",
+        pattern=r"^[A-Za-z0-9_.-]*$",
+        max_length=16,
+        description="prefix of the reactors a simulated or replayed run acquires; '' = same",
     )
     topic_map: dict[str, str] | list[dict[str, Any]] = Field(default_factory=dict)
     serial: SerialSettings = Field(default_factory=SerialSettings)
@@ -272,6 +310,20 @@ class ControlSettings(Section):
     )
 
 
+class CommandSettings(Section):
+    """Operators' commands from a viewer to the engine over the bus (docs/operations.md)."""
+
+    key_file: Path | None = Field(
+        None,
+        description="the operators' command key (hex, mode 640, shared by the engine and the "
+        "operator accounts); needed to acknowledge and shelve from a viewer",
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, le=60, description="how long a viewer waits for the answer"
+    )
+    max_skew_s: float = Field(30.0, gt=0, le=600, description="clock difference a command may have")
+
+
 class UiSettings(Section):
     theme: Literal["dark", "light"] = "dark"
     refresh_s: float = Field(1.0, gt=0, le=10)
@@ -325,9 +377,11 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
+    commands: CommandSettings = Field(default_factory=CommandSettings)
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     process: ProcessSettings = Field(default_factory=lambda: ProcessSettings())
     volume: VolumeSettings = Field(default_factory=lambda: VolumeSettings())
     alarms: dict[str, Any] = Field(
@@ -343,7 +397,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, FileLikeEnvSource(settings_cls)]
         config_file = _config_file.get()
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
@@ -353,8 +407,43 @@ class Settings(BaseSettings):
     def data_dir(self) -> Path:
         return self.station.data_dir.expanduser()
 
+    @property
+    def simulated_run(self) -> bool:
+        """The one source re-bases its stamps (simulated or replayed): a run of its own."""
+        return not self.acquisition.sources and self.acquisition.source in ("simulated", "replay")
+
+    def simulation_kept_apart(self) -> Settings:
+        """These settings, with a simulated or replayed run's reactors renamed
+        (``acquisition.simulated_reactor_prefix``): "R1" becomes "sim-R1", so the run's
+        readings, alarms and batches never share a reactor with real batches. A real
+        acquisition, ``[[acquisition.sources]]`` and an empty prefix are left as they are."""
+        prefix = self.acquisition.simulated_reactor_prefix
+        if not prefix or not self.simulated_run:
+            return self
+        reactors = [r if r.startswith(prefix) else f"{prefix}{r}" for r in self.station.reactors]
+        return self.model_copy(
+            update={"station": self.station.model_copy(update={"reactors": reactors})}
+        )
+
     def notebook_url(self) -> str:
-        return self.notebook.url or f"sqlite:///{self.data_dir / 'notebook.sqlite'}"
+        """The notebook's database URL, with the station's audit key attached to it in this
+        process: every audited write through it is sealed and anchored (eln.audit_seal)."""
+        url = self.notebook.url or f"sqlite:///{self.data_dir / 'notebook.sqlite'}"
+        from bptwin.eln.audit_seal import attach_seal
+
+        attach_seal(url, self.audit_seal())
+        return url
+
+    def audit_seal(self) -> AuditSeal:
+        """The audit key (created on first use) and anchor; SettingsError naming the file."""
+        from bptwin.eln.audit_seal import AuditKeyError
+
+        key = (self.notebook.audit_key_file or self.data_dir / "audit.key").expanduser()
+        anchor = (self.notebook.audit_anchor_file or self.data_dir / "audit.anchor").expanduser()
+        try:
+            return _load_audit_seal(key, anchor)
+        except AuditKeyError as exc:
+            raise SettingsError(str(exc)) from None
 
     def timeseries_path(self) -> Path:
         return (self.timeseries.path or self.data_dir / "timeseries.sqlite").expanduser()
@@ -387,6 +476,9 @@ def load_settings(path: Path | str | None = None, *, require_file: bool = False)
         config_file = None
     if config_file is not None:
         _check_toml(config_file)
+    unknown = unknown_variables(os.environ, Settings, ENV_PREFIX)
+    if unknown:
+        raise SettingsError("bad environment:\n" + "\n".join(f"  {line}" for line in unknown))
     token = _config_file.set(config_file)
     try:
         return Settings()
@@ -446,6 +538,38 @@ def secrets_in_world_readable_file(path: Path) -> list[str]:
 def redacted(settings: Settings) -> dict[str, Any]:
     """Settings as a plain dict with secrets masked, safe to log or show."""
     return settings.model_dump(mode="json")  # SecretStr dumps as '**********'
+
+
+# Path settings bptwin creates when they are missing; every other one names a file that must exist.
+CREATED_PATHS = frozenset({"station.data_dir", "timeseries.path"})
+
+
+def file_settings(settings: BaseModel, prefix: str = "") -> list[tuple[str, Path]]:
+    """Every configured path setting that must exist, as (key, path), in declaration order."""
+    found: list[tuple[str, Path]] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        key = f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            found += file_settings(value, key + ".")
+        elif isinstance(value, Path) and key not in CREATED_PATHS:
+            found.append((key, value.expanduser()))
+    return found
+
+
+def missing_files(settings: Settings) -> list[str]:
+    """One line per path setting whose file is not there, naming the setting."""
+    return [
+        f"{key}: {path} does not exist"
+        for key, path in file_settings(settings)
+        if not path.exists()
+    ]
+
+
+def require_file(key: str, path: Path | None) -> None:
+    """SettingsError naming ``key`` when ``path`` is set and missing (before a library opens it)."""
+    if path is not None and not path.expanduser().exists():
+        raise SettingsError(f"{key}: {path} does not exist")
 
 
 def environment_overrides() -> list[str]:

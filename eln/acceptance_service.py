@@ -38,6 +38,7 @@ from bptwin.eln.models import (
     Inoculum,
     OperatorRole,
     Sample,
+    SignatureMeaning,
 )
 from bptwin.eln.records import (
     BatchView,
@@ -48,6 +49,7 @@ from bptwin.eln.records import (
     view_of,
 )
 from bptwin.eln.services import NotebookService
+from bptwin.eln.signatures import sign_row
 from bptwin.eln.unit_of_work import find_batch, of_batch, row_id, where
 
 MAX_REASON = 2000
@@ -167,6 +169,16 @@ def record_acceptance_decision(
             decided_at=notebook.clock(),
         )
         session.add(row)
+        sign_row(
+            session,
+            row,
+            operator,
+            SignatureMeaning.ACCEPTED
+            if choice == AcceptanceDecision.ACCEPT
+            else SignatureMeaning.REJECTED,
+            notebook.clock(),
+            batch_id=row.batch_id,
+        )
     return row, evaluation
 
 

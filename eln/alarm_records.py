@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from bptwin.eln import form_rules as check
-from bptwin.eln.models import AlarmEvent
+from bptwin.eln.models import AlarmEvent, Batch, BatchStatus
 from bptwin.eln.unit_of_work import SYSTEM_ACTOR, AggregateService, find_batch, row_id, where
 
 
@@ -34,6 +34,9 @@ class AlarmRecordService(AggregateService):
         Fits ``record_alarm_event(**transition.event_fields())`` of twin.alarms. Machine
         records are never refused for their value or time: a NaN value is stored as empty,
         and a time ahead of the wall clock (accelerated simulation) is kept as given.
+
+        Without ``batch_number`` the transition belongs to the batch running on ``reactor`` at
+        its time (inoculated, not yet ended); none running: it is stored without a batch.
         """
         event = AlarmEvent(
             reactor=check.identifier("reactor", reactor, required=True),
@@ -50,6 +53,9 @@ class AlarmRecordService(AggregateService):
         with scope as session:
             if batch_number is not None:
                 event.batch_id = row_id(find_batch(session, batch_number))
+            else:
+                running = batch_running_on(session, event.reactor, event.occurred_at)
+                event.batch_id = None if running is None else row_id(running)
             session.add(event)
         return event
 
@@ -68,3 +74,18 @@ class AlarmRecordService(AggregateService):
                 col(AlarmEvent.occurred_at).desc(), col(AlarmEvent.id).desc()
             ).limit(limit)
             return list(session.exec(statement))
+
+
+def batch_running_on(session: Session, reactor: str, at: datetime) -> Batch | None:
+    """The batch that ran on ``reactor`` at ``at``: inoculated at or before it and not ended
+    before it (the newest inoculation wins should records overlap)."""
+    statement = where(
+        select(Batch),
+        col(Batch.reactor_id) == reactor,
+        col(Batch.status) != BatchStatus.SETUP,
+        col(Batch.inoculated_at).is_not(None),
+        col(Batch.inoculated_at) <= at,
+        col(Batch.ended_at).is_(None) | (col(Batch.ended_at) >= at),
+    )
+    statement = statement.order_by(col(Batch.inoculated_at).desc(), col(Batch.id).desc())
+    return session.exec(statement.limit(1)).first()

@@ -13,6 +13,10 @@ How it works
   head row moves to the new last id and hash.
 * Tamper evidence: ``hash = sha256(prev_hash + canonical JSON of the entry)``; ids have no
   gaps. ``verify_chain`` recomputes everything and names the first broken entry.
+* Keyed and anchored: when the station's audit key is attached to the database
+  (eln.audit_seal), each entry also carries ``seal = HMAC(key, hash)``, and after commit the
+  anchor file outside the database moves to the newest entry; ``verify_trail``
+  (eln.audit_verify) checks both and compares every audited row with its last after-image.
 * Nothing here updates or deletes an AuditEntry, and the ORM refuses to (the migrations add
   database triggers that refuse it too).
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -33,6 +38,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, UOWTransaction
 from sqlmodel import col
 
+from bptwin.eln.audit_seal import Anchor, AuditKeyError, seal_for
 from bptwin.eln.columns import as_utc, utc_now
 from bptwin.eln.errors import AuditActorMissingError, AuditImmutableError
 from bptwin.eln.models import AuditedTable, AuditEntry, AuditHead, NotebookBase
@@ -43,8 +49,10 @@ HEAD_ID = 1
 REDACTED_COLUMNS = frozenset({"pin_hash"})
 _PENDING_KEY = "_bptwin_audit_pending"
 _HEAD_KEY = "_bptwin_audit_head"
+_ANCHOR_KEY = "_bptwin_audit_anchor"
 _VERIFY_PAGE = 1000
 
+_log = logging.getLogger(__name__)
 _audit_table = AuditEntry.__table__  # type: ignore[attr-defined]
 _head_table = AuditHead.__table__  # type: ignore[attr-defined]
 
@@ -227,7 +235,28 @@ def _after_flush(session: Session, _flush_context: UOWTransaction) -> None:
             }
         )
     if entries:
-        append_entries(session.connection(), entries, head=head)
+        connection = session.connection()
+        append_entries(connection, entries, head=head)
+        session.info[_ANCHOR_KEY] = _read_head(connection)
+
+
+def _after_commit(session: Session) -> None:
+    """Move the anchor outside the database to the newest entry this commit wrote."""
+    head = session.info.pop(_ANCHOR_KEY, None)
+    if head is None:
+        return
+    seal = seal_for(session.get_bind())
+    if seal is None:
+        return
+    try:
+        seal.advance_anchor(Anchor(*head))
+    except (OSError, AuditKeyError) as exc:
+        # The data is committed; a missed anchor only weakens the truncation check.
+        _log.warning("audit anchor not advanced to entry %s: %s", head[0], exc)
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_ANCHOR_KEY, None)
 
 
 def append_entries(
@@ -238,11 +267,13 @@ def append_entries(
     ``head`` is the (last id, last hash) read under that lock; None reads it now.
     """
     last_id, last_hash = head if head is not None else _read_head(connection)
+    seal = seal_for(connection)
     rows = []
     for entry in entries:
         last_id += 1
         row = {**entry, "id": last_id, "at": as_utc(entry["at"]), "prev_hash": last_hash}
         row["hash"] = entry_hash(last_hash, _hash_view(row))
+        row["seal"] = None if seal is None else seal.seal(row["hash"])
         last_hash = row["hash"]
         rows.append(row)
     connection.execute(insert(_audit_table), rows)
@@ -282,6 +313,8 @@ def install() -> None:
         ("before_flush", _before_flush),
         ("after_flush", _after_flush),
         ("do_orm_execute", _refuse_bulk_writes),
+        ("after_commit", _after_commit),
+        ("after_rollback", _after_rollback),
     ):
         if not event.contains(Session, name, listener):
             event.listen(Session, name, listener)

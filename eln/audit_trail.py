@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from bptwin.eln.audit import find_chain_break
-from bptwin.eln.models import AuditEntry
+from bptwin.eln.audit import GENESIS_HASH, HEAD_ID, find_chain_break
+from bptwin.eln.audit_seal import AuditSeal, seal_for
+from bptwin.eln.audit_verify import TrailReport, verify_trail
+from bptwin.eln.models import AuditEntry, AuditHead
 from bptwin.eln.unit_of_work import AggregateService, where
 
 
@@ -30,3 +32,18 @@ class AuditTrailService(AggregateService):
         with self.unit.read() as session:
             broken = find_chain_break(session)
         return None if broken is None else (broken.entry_id, broken.reason)
+
+    def head(self) -> tuple[int, str]:
+        """(number of entries, hash of the newest): what an export manifest anchors."""
+        with self.unit.read() as session:
+            row = session.get(AuditHead, HEAD_ID)
+        return (0, GENESIS_HASH) if row is None else (row.last_id, row.last_hash)
+
+    def verify_trail(
+        self, seal: AuditSeal | None = None, anchors: dict[str, tuple[int, str]] | None = None
+    ) -> TrailReport:
+        """The full check: chain, seals and anchor (with the key), and every audited row
+        against its last after-image. ``seal`` defaults to the one attached to this database."""
+        seal = seal or seal_for(self.unit.engine)
+        with self.unit.read() as session:
+            return verify_trail(session, seal, anchors)

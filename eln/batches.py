@@ -1,4 +1,5 @@
-"""A batch's life: created in setup, started (inoculated), ended, closed and signed off.
+"""A batch's life: created in setup, started (inoculated), ended or aborted, its closure
+recorded by an operator and signed off by a supervisor (an electronic signature, eln.signatures).
 
 No UI code here. What a batch start needs (calibrations, inoculum) is checked in the start's own
 transaction; a supervisor may override a block with a reason, kept as a note.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import exc, func
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from bptwin.eln import form_rules as check
 from bptwin.eln.calibration_records import blockers_in
@@ -22,9 +23,13 @@ from bptwin.eln.models import (
     Inoculum,
     Note,
     Sample,
+    Signature,
+    SignatureMeaning,
 )
+from bptwin.eln.operators import OperatorService
 from bptwin.eln.sample_math import OD600_MAX
 from bptwin.eln.schedule import SOP_TIMEPOINTS_H
+from bptwin.eln.signatures import allow_resigning, authenticate_signer, sign_row
 from bptwin.eln.unit_of_work import (
     AggregateService,
     find_batch,
@@ -35,6 +40,8 @@ from bptwin.eln.unit_of_work import (
 )
 
 SOP_SAMPLE_COUNT = len(SOP_TIMEPOINTS_H) + 1  # plus the depletion sample
+DCW_MAX = 300.0  # g/L: far above any Pichia batch, catches a value typed in mg/L
+HARVEST_VOLUME_MAX_ML = 100_000.0
 
 
 class BatchService(AggregateService):
@@ -140,11 +147,21 @@ class BatchService(AggregateService):
         return batch
 
     def end_batch(
-        self, actor: str, number: int, *, aborted: bool = False, ended_at: datetime | None = None
+        self,
+        actor: str,
+        number: int,
+        *,
+        aborted: bool = False,
+        ended_at: datetime | None = None,
+        reason: str | None = None,
     ) -> Batch:
-        """Mark a running batch complete (or aborted) at ``ended_at``."""
+        """End a running batch (complete), or abort it (running or still in setup) giving the
+        reason, at ``ended_at`` (default now)."""
         at = check.moment("end time", ended_at, now=self.unit.now())
         assert at is not None  # None means now
+        why = check.text("reason", reason) or None
+        if aborted and why is None:
+            raise NotebookValidationError("reason", "say why the batch is aborted")
         with self.unit.write(actor) as session:
             batch = find_batch(session, number)
             if batch.status != BatchStatus.RUNNING and not (
@@ -157,6 +174,8 @@ class BatchService(AggregateService):
                 raise NotebookValidationError("end time", "the end is before the inoculation")
             batch.status = BatchStatus.ABORTED if aborted else BatchStatus.COMPLETE
             batch.ended_at = at
+            batch.ended_by = actor
+            batch.end_reason = why
         return batch
 
     def close_batch(
@@ -165,34 +184,31 @@ class BatchService(AggregateService):
         number: int,
         *,
         outcome: str,
-        final_od600: float | None = None,
-        runtime_h: float | None = None,
-        depletion_time_h: float | None = None,
-        do_spike_time_h: float | None = None,
-        base_used_ml: float | None = None,
+        final_od600: check.NumberInput | None = None,
+        final_dcw_g_per_l: check.NumberInput | None = None,
+        harvest_volume_ml: check.NumberInput | None = None,
+        runtime_h: check.NumberInput | None = None,
+        depletion_time_h: check.NumberInput | None = None,
+        do_spike_time_h: check.NumberInput | None = None,
+        base_used_ml: check.NumberInput | None = None,
         harvest: str = "",
         missing_samples_reason: str | None = None,
     ) -> BatchClosure:
-        """The closure record of an ended batch; without the 8 SOP samples a reason is needed."""
-
-        def hours(field: str, value: float | None) -> float | None:
-            return check.number(field, value, minimum=0.0, maximum=1000.0, unit="h", required=False)
-
-        closure = BatchClosure(
-            outcome=check.identifier("outcome", outcome, required=True),
-            final_od600=check.number(
-                "final OD600", final_od600, minimum=0.0, maximum=OD600_MAX, required=False
-            ),
-            runtime_h=hours("runtime", runtime_h),
-            depletion_time_h=hours("depletion time", depletion_time_h),
-            do_spike_time_h=hours("DO spike time", do_spike_time_h),
-            base_used_ml=check.number(
-                "base used", base_used_ml, minimum=0.0, maximum=10_000.0, unit="mL", required=False
-            ),
-            harvest=check.text("harvest", harvest),
-            missing_samples_reason=check.text("missing-samples reason", missing_samples_reason)
-            or None,
-            closed_at=self.unit.now(),
+        """The closure record of an ended batch; without the 8 SOP samples a reason is needed.
+        A supervisor then closes it by signing (sign_off_batch)."""
+        closure = BatchClosure(closed_at=self.unit.now(), recorded_by=actor)
+        _fill_closure(
+            closure,
+            outcome=outcome,
+            final_od600=final_od600,
+            final_dcw_g_per_l=final_dcw_g_per_l,
+            harvest_volume_ml=harvest_volume_ml,
+            runtime_h=runtime_h,
+            depletion_time_h=depletion_time_h,
+            do_spike_time_h=do_spike_time_h,
+            base_used_ml=base_used_ml,
+            harvest=harvest,
+            missing_samples_reason=missing_samples_reason,
         )
         with self.unit.write(actor) as session:
             batch = find_batch(session, number)
@@ -200,33 +216,163 @@ class BatchService(AggregateService):
                 raise NotebookValidationError("status", f"batch {batch.number} has not ended yet")
             if session.exec(of_batch(BatchClosure, batch)).first():
                 raise NotebookValidationError("closure", f"batch {batch.number} is already closed")
-            count = session.exec(
-                select(func.count()).select_from(Sample).where(col(Sample.batch_id) == batch.id)
-            ).one()
-            if count < SOP_SAMPLE_COUNT and closure.missing_samples_reason is None:
-                raise NotebookValidationError(
-                    "samples",
-                    f"batch {batch.number} has {count} of the {SOP_SAMPLE_COUNT} SOP samples; "
-                    "give the reason for the missing ones",
-                )
+            _check_sample_count(session, batch, closure)
             closure.batch_id = row_id(batch)
             session.add(closure)
         return closure
 
-    def sign_off_batch(self, actor: str, number: int) -> BatchClosure:
-        """A supervisor signs the closure record."""
-        with self.unit.write(actor, supervisor=True) as session:
+    def sign_off_batch(self, actor: str, number: int, *, pin: str) -> BatchClosure:
+        """A supervisor closes the batch: signs its closure record (name and PIN checked now,
+        meaning "closed"); the record cannot change afterwards without a new signature."""
+        signer = authenticate_signer(OperatorService(self.unit), actor, pin, supervisor=True)
+        with self.unit.write(signer.name, supervisor=True) as session:
             batch = find_batch(session, number)
             closure = session.exec(of_batch(BatchClosure, batch)).first()
             if closure is None:
                 raise NotebookValidationError(
                     "closure", f"batch {batch.number} has no closure record yet"
                 )
-            closure.signed_off_by = actor
+            if closure.signed_off_by is not None:
+                raise NotebookValidationError(
+                    "closure",
+                    f"batch {batch.number} is already closed by {closure.signed_off_by}; "
+                    "a change needs a new signature (amend the closure)",
+                )
+            closure.signed_off_by = signer.name
             closure.signed_off_at = self.unit.now()
+            sign_row(
+                session,
+                closure,
+                signer,
+                SignatureMeaning.CLOSED,
+                self.unit.now(),
+                batch_id=row_id(batch),
+            )
+        return closure
+
+    def amend_closure(
+        self, actor: str, number: int, *, pin: str, reason: str, **changes: object
+    ) -> BatchClosure:
+        """Change a signed closure record under a new supervisor's signature (name, PIN and the
+        reason checked now); the old signature is kept, marked superseded."""
+        why = check.text("correction reason", reason, required=True)
+        unknown = sorted(set(changes) - set(_CLOSURE_FIELDS))
+        if unknown:
+            raise NotebookValidationError(
+                "closure", f"{', '.join(unknown)} cannot be changed in a closure record"
+            )
+        signer = authenticate_signer(OperatorService(self.unit), actor, pin, supervisor=True)
+        with self.unit.write(signer.name, supervisor=True) as session:
+            batch = find_batch(session, number)
+            closure = session.exec(of_batch(BatchClosure, batch)).first()
+            if closure is None:
+                raise NotebookValidationError(
+                    "closure", f"batch {batch.number} has no closure record yet"
+                )
+            values: dict[str, object] = {
+                name: getattr(closure, name) for name in _CLOSURE_FIELDS
+            } | changes
+            staged = BatchClosure()
+            _fill_closure(staged, **values)  # type: ignore[arg-type]
+            _check_sample_count(session, batch, staged)
+            signed = session.exec(
+                where(
+                    select(Signature),
+                    col(Signature.table_name) == "batch_closure",
+                    col(Signature.record_id) == closure.id,
+                )
+            ).first()
+            allow_resigning(session, closure)
+            for name in _CLOSURE_FIELDS:
+                setattr(closure, name, getattr(staged, name))
+            closure.signed_off_by = signer.name
+            closure.signed_off_at = self.unit.now()
+            sign_row(
+                session,
+                closure,
+                signer,
+                SignatureMeaning.CLOSED,
+                self.unit.now(),
+                batch_id=row_id(batch),
+                reason=why,
+                supersede=signed is not None,
+            )
         return closure
 
     def get_closure(self, number: int) -> BatchClosure | None:
         with self.unit.read() as session:
             batch = find_batch(session, number)
             return session.exec(of_batch(BatchClosure, batch)).first()
+
+
+_CLOSURE_FIELDS = (
+    "outcome",
+    "final_od600",
+    "final_dcw_g_per_l",
+    "harvest_volume_ml",
+    "runtime_h",
+    "depletion_time_h",
+    "do_spike_time_h",
+    "base_used_ml",
+    "harvest",
+    "missing_samples_reason",
+)
+
+
+def _fill_closure(
+    closure: BatchClosure,
+    *,
+    outcome: str,
+    final_od600: check.NumberInput | None = None,
+    final_dcw_g_per_l: check.NumberInput | None = None,
+    harvest_volume_ml: check.NumberInput | None = None,
+    runtime_h: check.NumberInput | None = None,
+    depletion_time_h: check.NumberInput | None = None,
+    do_spike_time_h: check.NumberInput | None = None,
+    base_used_ml: check.NumberInput | None = None,
+    harvest: str = "",
+    missing_samples_reason: str | None = None,
+) -> None:
+    """Check the closure's values and set them on ``closure`` (the first refusal is raised)."""
+
+    def hours(field: str, value: check.NumberInput | None) -> float | None:
+        return check.number(field, value, minimum=0.0, maximum=1000.0, unit="h", required=False)
+
+    closure.outcome = check.identifier("outcome", outcome, required=True)
+    closure.final_od600 = check.number(
+        "final OD600", final_od600, minimum=0.0, maximum=OD600_MAX, required=False
+    )
+    closure.final_dcw_g_per_l = check.number(
+        "final DCW", final_dcw_g_per_l, minimum=0.0, maximum=DCW_MAX, unit="g/L", required=False
+    )
+    closure.harvest_volume_ml = check.number(
+        "harvest volume",
+        harvest_volume_ml,
+        minimum=0.0,
+        maximum=HARVEST_VOLUME_MAX_ML,
+        unit="mL",
+        required=False,
+    )
+    closure.runtime_h = hours("runtime", runtime_h)
+    closure.depletion_time_h = hours("depletion time", depletion_time_h)
+    closure.do_spike_time_h = hours("DO spike time", do_spike_time_h)
+    closure.base_used_ml = check.number(
+        "base used", base_used_ml, minimum=0.0, maximum=10_000.0, unit="mL", required=False
+    )
+    closure.harvest = check.text("harvest", harvest)
+    closure.missing_samples_reason = (
+        check.text("missing-samples reason", missing_samples_reason) or None
+    )
+
+
+def _check_sample_count(session: Session, batch: Batch, closure: BatchClosure) -> None:
+    """The SOP's sample rule: fewer than the SOP's samples only with the reason given."""
+    count = session.exec(
+        select(func.count()).select_from(Sample).where(col(Sample.batch_id) == batch.id)
+    ).one()
+    if count < SOP_SAMPLE_COUNT and closure.missing_samples_reason is None:
+        raise NotebookValidationError(
+            "missing-samples reason",
+            f"batch {batch.number} has {count} of the {SOP_SAMPLE_COUNT} SOP samples; "
+            "give the reason for the missing ones",
+        )

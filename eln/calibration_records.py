@@ -23,7 +23,9 @@ from bptwin.eln.calibration_validity import (
     validity_periods,
 )
 from bptwin.eln.errors import NotebookValidationError
-from bptwin.eln.models import Batch, CalibrationRecord
+from bptwin.eln.models import Batch, CalibrationRecord, SignatureMeaning
+from bptwin.eln.operators import OperatorService
+from bptwin.eln.signatures import authenticate_signer, sign_row
 from bptwin.eln.unit_of_work import AggregateService, find_batch, row_id, where
 
 
@@ -76,8 +78,10 @@ class CalibrationService(AggregateService):
         valid_until: datetime | None = None,
         notes: str = "",
         override_reason: str | None = None,
+        override_pin: str | None = None,
     ) -> CalibrationRecord:
-        """A calibration result. A failed one can be accepted only by a supervisor's reason."""
+        """A calibration result. A failed one can be accepted only by a supervisor's reason,
+        signed (``actor`` with ``override_pin``, checked now; meaning "approved")."""
         if channel not in CHANNELS_BY_NAME:
             raise NotebookValidationError("channel", f"unknown channel {channel!r}")
         if not isinstance(measured, Mapping) or not isinstance(results, Mapping):
@@ -107,10 +111,24 @@ class CalibrationService(AggregateService):
             notes=check.text("notes", notes),
             override_reason=reason,
         )
+        signer = None
+        if reason is not None:
+            signer = authenticate_signer(
+                OperatorService(self.unit), actor, override_pin or "", supervisor=True
+            )
         with self.unit.write(actor, supervisor=reason is not None) as session:
             if batch_number is not None:
                 record.batch_id = row_id(find_batch(session, batch_number))
             session.add(record)
+            if signer is not None:
+                sign_row(
+                    session,
+                    record,
+                    signer,
+                    SignatureMeaning.APPROVED,
+                    self.unit.now(),
+                    batch_id=record.batch_id,
+                )
         return record
 
     def list_calibrations(

@@ -166,6 +166,22 @@ def record_authorisation(
     return row
 
 
+def get_authorisation(service: NotebookService, row: int, *, reactor: str) -> ControlAction | None:
+    """The supervisor's stored confirmation ``row`` of closed-loop control of ``reactor``, or
+    None when there is no such confirmation (another kind, another reactor, no row)."""
+    with service.unit.read() as session:
+        action = session.get(ControlAction, row)
+    if (
+        action is None
+        or action.kind != ControlActionKind.AUTHORISATION
+        or action.reactor != reactor
+        or action.supervisor is None
+        or action.valid_until is None
+    ):
+        return None
+    return action
+
+
 def record_command(
     service: NotebookService,
     *,

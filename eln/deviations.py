@@ -9,7 +9,9 @@ from sqlmodel import col
 
 from bptwin.eln import form_rules as check
 from bptwin.eln.errors import NotebookNotFoundError, NotebookValidationError
-from bptwin.eln.models import Deviation, DeviationStatus
+from bptwin.eln.models import Deviation, DeviationStatus, SignatureMeaning
+from bptwin.eln.operators import OperatorService
+from bptwin.eln.signatures import allow_resigning, authenticate_signer, sign_row
 from bptwin.eln.unit_of_work import (
     AggregateService,
     find_batch,
@@ -65,8 +67,13 @@ class DeviationService(AggregateService):
         corrective_action: str | None = None,
         impact: str | None = None,
         close: bool = False,
+        pin: str,
     ) -> Deviation:
-        """Review (and optionally close) a deviation; level 2 and 3 need a supervisor."""
+        """Review (and optionally close) a deviation, signed by the reviewer (name and PIN
+        checked now, meaning "reviewed" or "closed"); level 2 and 3 need a supervisor. Closing
+        a reviewed deviation signs it anew: the review's signature is kept, superseded."""
+        signer = authenticate_signer(OperatorService(self.unit), actor, pin, supervisor=False)
+        actor = signer.name
         with self.unit.write(actor) as session:
             deviation = session.get(Deviation, deviation_id)
             if deviation is None:
@@ -77,6 +84,9 @@ class DeviationService(AggregateService):
                 )
             if deviation.level >= 2:
                 require_operator(session, actor, supervisor=True)
+            resigning = deviation.status == DeviationStatus.REVIEWED
+            if resigning:
+                allow_resigning(session, deviation)
             if root_cause is not None:
                 deviation.root_cause = check.text("root cause", root_cause)
             if corrective_action is not None:
@@ -86,6 +96,16 @@ class DeviationService(AggregateService):
             deviation.status = DeviationStatus.CLOSED if close else DeviationStatus.REVIEWED
             deviation.reviewed_by = actor
             deviation.reviewed_at = self.unit.now()
+            sign_row(
+                session,
+                deviation,
+                signer,
+                SignatureMeaning.CLOSED if close else SignatureMeaning.REVIEWED,
+                self.unit.now(),
+                batch_id=deviation.batch_id,
+                reason=("closed after review" if close else "reviewed again") if resigning else "",
+                supersede=resigning,
+            )
         return deviation
 
     def list_deviations(self, number: int) -> list[Deviation]:

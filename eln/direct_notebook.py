@@ -19,15 +19,20 @@ from bptwin.eln.deviations import DeviationService
 from bptwin.eln.models import CalibrationRecord
 from bptwin.eln.notebook import CalibrationPeriod, Notebook
 from bptwin.eln.notes import NoteService
+from bptwin.eln.preparation import PreparationService
 from bptwin.eln.records import (
     AlarmEventView,
     BatchView,
     CalibrationView,
+    ClosureView,
     DeviationView,
     InoculumView,
+    MediaPreparationView,
     NoteView,
     OperatorView,
+    ProcessChangeView,
     SampleView,
+    SignatureView,
     ViewT,
     view_of,
 )
@@ -141,6 +146,29 @@ class DirectNotebook(Notebook):
     get_batch = _read(lambda s: s.batches.get_batch, _view(BatchView))
     create_batch = _read(lambda s: s.batches.create_batch, _view(BatchView))
     start_batch = _read(lambda s: s.batches.start_batch, _view(BatchView))
+    end_batch = _read(lambda s: s.batches.end_batch, _view(BatchView))
+    get_closure = _read(lambda s: s.batches.get_closure, _view_or_none(ClosureView))
+    close_batch = _read(lambda s: s.batches.close_batch, _view(ClosureView))
+    sign_off_batch = _read(lambda s: s.batches.sign_off_batch, _view(ClosureView))
+    amend_closure = _read(lambda s: s.batches.amend_closure, _view(ClosureView))
+    list_media_preparations = _read(
+        lambda s: s.preparation.list_media_preparations, _views(MediaPreparationView)
+    )
+    record_media_preparation = _deferrable(
+        "record_media_preparation",
+        PreparationService.record_media_preparation,
+        _view(MediaPreparationView),
+    )
+    list_process_changes = _read(
+        lambda s: s.process_changes.list_process_changes, _views(ProcessChangeView)
+    )
+    plan_process_change = _read(
+        lambda s: s.process_changes.plan_process_change, _view(ProcessChangeView)
+    )
+    approve_process_change = _read(
+        lambda s: s.process_changes.approve_process_change, _view(ProcessChangeView)
+    )
+    list_signatures = _read(lambda s: s.signatures.list_signatures, _views(SignatureView))
     get_inoculum = _read(lambda s: s.preparation.get_inoculum, _view_or_none(InoculumView))
     record_inoculum = _read(lambda s: s.preparation.record_inoculum, _view(InoculumView))
 

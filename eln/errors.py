@@ -37,3 +37,16 @@ class AuditActorMissingError(AuditError):
 
 class AuditImmutableError(AuditError):
     """Something tried to change or remove an audit entry, or to bypass the audit trail."""
+
+
+class OperatorLockedError(NotebookPermissionError):
+    """Too many wrong PINs: the operator may not log in before ``locked_until`` (UTC) or a
+    supervisor's unlock."""
+
+    def __init__(self, name: str, locked_until: object) -> None:
+        super().__init__(
+            f"operator {name!r} is locked after too many wrong PINs until {locked_until} UTC; "
+            "wait, or ask a supervisor to unlock ('bptwin operator unlock')"
+        )
+        self.name = name
+        self.locked_until = locked_until

@@ -222,3 +222,23 @@ def machine_time(field: str, value: Any, now: datetime) -> datetime:
     if isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None:
         return value
     raise NotebookValidationError(field, f"{field} must be Unix seconds or a date and time in UTC")
+
+
+def recipe(field: str, value: Any) -> dict[str, str]:
+    """A recipe typed as ``ingredient=amount`` pairs separated by commas or semicolons
+    (``"glycerol=40, basal_salts=26.7"``); the amounts are checked where they are stored."""
+    if isinstance(value, Mapping):
+        return {str(name): amount for name, amount in value.items()}
+    pairs: dict[str, str] = {}
+    for part in str(value or "").replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        name, equals, amount = part.partition("=")
+        if not equals or not name.strip() or not amount.strip():
+            raise NotebookValidationError(
+                field, f"{field}: {part.strip()!r} is not ingredient=amount"
+            )
+        pairs[name.strip()] = amount.strip()
+    if not pairs:
+        raise NotebookValidationError(field, f"{field} needs at least one ingredient=amount")
+    return pairs

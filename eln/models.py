@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Boolean, Float, Index, Integer, MetaData, String, Text, text
 from sqlmodel import Field, SQLModel
 
 from bptwin.eln.columns import EnumString, UTCDateTime, utc_now
@@ -20,6 +20,7 @@ from bptwin.eln.states import BatchStatus as BatchStatus
 from bptwin.eln.states import CampaignPhase as CampaignPhase
 from bptwin.eln.states import DeviationStatus as DeviationStatus
 from bptwin.eln.states import OperatorRole as OperatorRole
+from bptwin.eln.states import SignatureMeaning as SignatureMeaning
 
 # Named constraints, so migrations and this metadata name them identically on every database.
 NAMING_CONVENTION = {
@@ -101,6 +102,15 @@ class Operator(AuditedTable, table=True):
     pin_hash: str = Field(sa_type=String(256), nullable=False)
     active: bool = Field(default=True, sa_type=Boolean, nullable=False)
     created_at: datetime = _when()
+    # Consecutive wrong PINs and the lockout they caused (eln.operators); stored and audited,
+    # so neither a restart nor a quiet UPDATE resets them unseen.
+    failed_pins: int = Field(
+        default=0,
+        sa_type=Integer,
+        nullable=False,
+        sa_column_kwargs={"server_default": text("0")},
+    )
+    locked_until: datetime | None = _when(nullable=True)
 
 
 class Batch(AuditedTable, table=True):
@@ -123,6 +133,10 @@ class Batch(AuditedTable, table=True):
     inoculated_at: datetime | None = _when(nullable=True)
     ended_at: datetime | None = _when(nullable=True)
     notes: str = _text()
+    # Who ended or aborted the run and why (an abort needs the reason); login names without a
+    # foreign key, so the migration adds them to an existing table on SQLite too.
+    ended_by: str | None = _text(NAME_LENGTH, nullable=True)
+    end_reason: str | None = _text(nullable=True)
 
 
 class MediaPreparation(AuditedTable, table=True):
@@ -245,7 +259,8 @@ class ProcessChange(AuditedTable, table=True):
 
 
 class BatchClosure(AuditedTable, table=True):
-    """The end-of-batch record and its sign-off."""
+    """The end-of-batch record and its sign-off (a supervisor's electronic signature, see
+    eln.signatures: once signed the record changes only under a new signature)."""
 
     __tablename__ = "batch_closure"
 
@@ -262,6 +277,9 @@ class BatchClosure(AuditedTable, table=True):
     missing_samples_reason: str | None = _text(nullable=True)
     signed_off_by: str | None = _person(nullable=True)
     signed_off_at: datetime | None = _when(nullable=True)
+    final_dcw_g_per_l: float | None = _number()
+    harvest_volume_ml: float | None = _number()
+    recorded_by: str | None = _text(NAME_LENGTH, nullable=True)
 
 
 class AlarmEvent(AuditedTable, table=True):
@@ -315,6 +333,37 @@ class BatchAcceptance(AuditedTable, table=True):
     decided_at: datetime = _when()
 
 
+class Signature(AuditedTable, table=True):
+    """An electronic signature: who signed which record, when, meaning what, over which content.
+
+    ``content`` is the canonical image of the signed row and ``content_hash`` its SHA-256, so
+    a later change of the row (or of this one) shows. A signature is never deleted: when a
+    signed record is changed under a new signature the old one gets ``superseded_at`` and
+    ``superseded_by`` (see eln.signatures).
+    """
+
+    __tablename__ = "signature"
+    __table_args__ = (Index("ix_signature_table_name_record_id", "table_name", "record_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    table_name: str = Field(sa_type=String(NAME_LENGTH), nullable=False)
+    record_id: int = Field(sa_type=Integer, nullable=False)
+    batch_id: int | None = _batch_ref(nullable=True)
+    meaning: SignatureMeaning = Field(sa_type=EnumString(SignatureMeaning, 16), nullable=False)
+    signer: str = _person()
+    printed_name: str = _text(LABEL_LENGTH)
+    signer_role: OperatorRole = Field(sa_type=EnumString(OperatorRole, 16), nullable=False)
+    signed_at: datetime = _when()
+    # The station's local time at signing is signed_at + this offset, in zone ``time_zone``.
+    utc_offset_minutes: int = Field(default=0, sa_type=Integer, nullable=False)
+    time_zone: str = _text(NAME_LENGTH)
+    content_hash: str = Field(sa_type=String(HASH_LENGTH), nullable=False)
+    content: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    reason: str = _text()
+    superseded_at: datetime | None = _when(nullable=True)
+    superseded_by: int | None = Field(default=None, sa_type=Integer, nullable=True)
+
+
 class NotebookWriteKey(NotebookBase, table=True):
     """The key of a spooled notebook write (eln.write_queue), stored in the write's own transaction.
 
@@ -347,6 +396,9 @@ class AuditEntry(NotebookBase, table=True):
     after: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
     prev_hash: str = Field(sa_type=String(HASH_LENGTH), nullable=False)
     hash: str = Field(sa_type=String(HASH_LENGTH), nullable=False, unique=True)
+    # HMAC of ``hash`` with the station's audit key (eln.audit_seal); None when written
+    # without the key (before migration 0005, or a process not given it).
+    seal: str | None = Field(default=None, sa_type=String(HASH_LENGTH), nullable=True)
 
 
 class AuditHead(NotebookBase, table=True):
@@ -374,10 +426,15 @@ AUDITED_TABLES: tuple[type[AuditedTable], ...] = (
     AlarmEvent,
     Note,
     BatchAcceptance,
+    Signature,
 )
 
 # Importing the models switches the audit trail on for every session.
 import bptwin.eln.audit  # noqa: E402, F401
 
 # Tables kept in their own modules register on this metadata (and in AUDITED_TABLES) here.
+from bptwin.eln import api_tokens as _api_tokens  # noqa: E402, F401
 from bptwin.eln import control_records as _control_records  # noqa: E402, F401
+
+# Importing the models also switches on the guard that refuses changes to signed rows.
+from bptwin.eln import signature_guard as _signature_guard  # noqa: E402, F401

@@ -20,11 +20,15 @@ from bptwin.eln.records import (
     AlarmEventView,
     BatchView,
     CalibrationView,
+    ClosureView,
     DeviationView,
     InoculumView,
+    MediaPreparationView,
     NoteView,
     OperatorView,
+    ProcessChangeView,
     SampleView,
+    SignatureView,
 )
 from bptwin.eln.schedule import SampleSlot
 from bptwin.eln.states import BatchStatus, CampaignPhase, OperatorRole
@@ -102,6 +106,100 @@ class Notebook(Protocol):
         gives the reason."""
         ...
 
+    def end_batch(
+        self,
+        actor: str,
+        number: int,
+        *,
+        aborted: bool = False,
+        ended_at: datetime | None = None,
+        reason: str | None = None,
+    ) -> BatchView:
+        """End the running batch (complete), or abort it (running or in setup) with a reason."""
+        ...
+
+    def get_closure(self, number: int) -> ClosureView | None: ...
+
+    def close_batch(
+        self,
+        actor: str,
+        number: int,
+        *,
+        outcome: str,
+        final_od600: NumberInput | None = None,
+        final_dcw_g_per_l: NumberInput | None = None,
+        harvest_volume_ml: NumberInput | None = None,
+        runtime_h: NumberInput | None = None,
+        depletion_time_h: NumberInput | None = None,
+        do_spike_time_h: NumberInput | None = None,
+        base_used_ml: NumberInput | None = None,
+        harvest: str = "",
+        missing_samples_reason: str | None = None,
+    ) -> ClosureView:
+        """The closure record of an ended batch; fewer than the SOP's 8 samples need a reason."""
+        ...
+
+    def sign_off_batch(self, actor: str, number: int, *, pin: str) -> ClosureView:
+        """A supervisor closes the batch by signing its closure record (PIN checked now)."""
+        ...
+
+    def amend_closure(
+        self, actor: str, number: int, *, pin: str, reason: str, **changes: object
+    ) -> ClosureView:
+        """Correct a closure record under a new supervisor's signature (the reason is kept;
+        an earlier signature stays, superseded)."""
+        ...
+
+    # ---- media and process changes --------------------------------------------------------
+
+    def list_media_preparations(self, number: int) -> list[MediaPreparationView]: ...
+
+    def record_media_preparation(
+        self,
+        actor: str,
+        number: int,
+        *,
+        recipe: Mapping[str, float],
+        autoclave_cycle: str = "",
+        sterility_ok: bool | None = None,
+        prepared_at: datetime | None = None,
+        notes: str = "",
+    ) -> MediaPreparationView:
+        """The medium made up for a batch: ingredient -> amount, autoclave cycle, sterility."""
+        ...
+
+    def list_process_changes(self, number: int) -> list[ProcessChangeView]: ...
+
+    def plan_process_change(
+        self,
+        actor: str,
+        number: int,
+        *,
+        parameter: str,
+        old_value: str,
+        new_value: str,
+        planned_at: datetime,
+        reason: str = "",
+    ) -> ProcessChangeView:
+        """A planned parameter change; it takes effect once a supervisor approves it."""
+        ...
+
+    def approve_process_change(self, actor: str, change_id: int, *, pin: str) -> ProcessChangeView:
+        """A supervisor approves a planned change by signing it (PIN checked now)."""
+        ...
+
+    # ---- signatures -------------------------------------------------------------------------
+
+    def list_signatures(
+        self,
+        *,
+        batch_number: int | None = None,
+        table_name: str | None = None,
+        record_id: int | None = None,
+    ) -> list[SignatureView]:
+        """Electronic signatures (superseded ones too), oldest first."""
+        ...
+
     def get_inoculum(self, number: int) -> InoculumView | None: ...
 
     def record_inoculum(
@@ -151,8 +249,10 @@ class Notebook(Protocol):
         valid_until: datetime | None = None,
         notes: str = "",
         override_reason: str | None = None,
+        override_pin: str | None = None,
     ) -> CalibrationView:
-        """A calibration result; a failed one is accepted only by a supervisor's reason."""
+        """A calibration result; a failed one is accepted only by a supervisor's reason, signed
+        with their PIN."""
         ...
 
     # ---- samples ---------------------------------------------------------------------------
@@ -217,8 +317,10 @@ class Notebook(Protocol):
         corrective_action: str | None = None,
         impact: str | None = None,
         close: bool = False,
+        pin: str,
     ) -> DeviationView:
-        """Review (and optionally close) a deviation; levels 2 and 3 need a supervisor."""
+        """Review (and optionally close) a deviation, signed by the reviewer's PIN; levels 2 and
+        3 need a supervisor."""
         ...
 
     def list_notes(self, number: int) -> list[NoteView]: ...

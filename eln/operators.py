@@ -1,19 +1,50 @@
-"""Operators and their PINs: registering, deactivating, logging in (no UI code here)."""
+"""Operators and their PINs: registering, deactivating, logging in (no UI code here).
+
+Wrong PINs are counted per operator in the operator's own (audited) row: from the
+``MAX_PIN_FAILURES``-th in a row on, each wrong PIN locks the operator out for a delay that
+doubles from ``FIRST_LOCKOUT_S`` up to ``MAX_LOCKOUT_S``. While locked, no PIN is even tried.
+A right PIN resets the count; a supervisor can unlock at any time (``unlock_operator``). The
+count is stored, so restarting the app resets nothing, and it is read like the role: only as
+the audit trail last recorded it (eln.unit_of_work.require_audited).
+"""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from bptwin.eln import form_rules as check
+from bptwin.eln.columns import as_utc
 from bptwin.eln.errors import (
     NotebookNotFoundError,
     NotebookPermissionError,
     NotebookValidationError,
+    OperatorLockedError,
 )
 from bptwin.eln.models import Operator, OperatorRole
 from bptwin.eln.pins import hash_pin, pin_matches
-from bptwin.eln.unit_of_work import AggregateService, require_operator, where
+from bptwin.eln.unit_of_work import (
+    SYSTEM_ACTOR,
+    AggregateService,
+    require_audited,
+    require_operator,
+    where,
+)
+
+MAX_PIN_FAILURES = 5
+FIRST_LOCKOUT_S = 30.0
+MAX_LOCKOUT_S = 3600.0
+_WRONG = "unknown operator or wrong PIN"
+
+
+def lockout_seconds(failures: int) -> float:
+    """How long ``failures`` wrong PINs in a row lock an operator out (0 below the limit)."""
+    if failures < MAX_PIN_FAILURES:
+        return 0.0
+    doublings = min(failures - MAX_PIN_FAILURES, 32)  # past the cap already; no float overflow
+    return min(FIRST_LOCKOUT_S * float(2**doublings), MAX_LOCKOUT_S)
 
 
 class OperatorService(AggregateService):
@@ -75,15 +106,46 @@ class OperatorService(AggregateService):
             return list(session.exec(select(Operator).order_by(col(Operator.name))))
 
     def check_pin(self, name: str, pin: str) -> bool:
-        """True when ``name`` is an active operator and ``pin`` is theirs."""
-        operator = self.get_operator(name) if isinstance(name, str) else None
-        if operator is None or not operator.active or not isinstance(pin, str):
+        """True when ``name`` is an active, unlocked operator and ``pin`` is theirs; a wrong PIN
+        counts towards the lockout like a failed login."""
+        try:
+            self.authenticate(name, pin)
+        except NotebookPermissionError:
             return False
-        return pin_matches(pin, operator.pin_hash)
+        return True
 
     def authenticate(self, name: str, pin: str) -> Operator:
-        """The operator for a login; one message for every failure (no hint which part)."""
-        operator = self.get_operator(name) if self.check_pin(name, pin) else None
-        if operator is None:
-            raise NotebookPermissionError("unknown operator or wrong PIN")
-        return operator
+        """The operator for a login; one message for every failure (no hint which part), except
+        a lockout (OperatorLockedError), which says until when."""
+        if not isinstance(name, str) or not isinstance(pin, str):
+            raise NotebookPermissionError(_WRONG)
+        locked_until: datetime | None = None
+        with self.unit.audited(SYSTEM_ACTOR) as session:
+            operator = session.exec(where(select(Operator), col(Operator.name) == name)).first()
+            if operator is None or not operator.active:
+                raise NotebookPermissionError(_WRONG)
+            require_audited(session, operator)
+            now = as_utc(self.unit.now())
+            if operator.locked_until is not None and now < as_utc(operator.locked_until):
+                raise OperatorLockedError(name, as_utc(operator.locked_until).strftime("%H:%M:%S"))
+            if pin_matches(pin, operator.pin_hash):
+                if operator.failed_pins or operator.locked_until is not None:
+                    operator.failed_pins, operator.locked_until = 0, None
+                return operator
+            # Counted and committed (audited) before the refusal is raised.
+            operator.failed_pins += 1
+            delay = lockout_seconds(operator.failed_pins)
+            if delay:
+                operator.locked_until = locked_until = now + timedelta(seconds=delay)
+        if locked_until is not None:
+            raise OperatorLockedError(name, locked_until.strftime("%H:%M:%S"))
+        raise NotebookPermissionError(_WRONG)
+
+    def unlock_operator(self, actor: str, name: str) -> Operator:
+        """Lift ``name``'s PIN lockout and reset the count of wrong PINs (a supervisor only)."""
+        with self.unit.write(actor, supervisor=True) as session:
+            target = session.exec(where(select(Operator), col(Operator.name) == name)).first()
+            if target is None:
+                raise NotebookNotFoundError("name", f"there is no operator {name!r}")
+            target.failed_pins, target.locked_until = 0, None
+        return target

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from sqlmodel import col
+
 from bptwin.eln import form_rules as check
 from bptwin.eln.errors import NotebookValidationError
 from bptwin.eln.models import Deviation, Inoculum, MediaPreparation
@@ -45,6 +47,18 @@ class PreparationService(AggregateService):
             notes=check.text("notes", notes),
         )
         return self.unit.add_to_batch(actor, number, record)
+
+    def list_media_preparations(self, number: int) -> list[MediaPreparation]:
+        """The media made up for a batch, oldest first."""
+        with self.unit.read() as session:
+            batch = find_batch(session, number)
+            return list(
+                session.exec(
+                    of_batch(MediaPreparation, batch).order_by(
+                        col(MediaPreparation.prepared_at), col(MediaPreparation.id)
+                    )
+                )
+            )
 
     def record_inoculum(
         self,

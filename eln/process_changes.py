@@ -1,4 +1,5 @@
-"""Planned changes of a process parameter during a batch, approved by a supervisor (no UI)."""
+"""Planned changes of a process parameter during a batch, approved by a supervisor's electronic
+signature (eln.signatures; no UI)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from sqlmodel import col
 
 from bptwin.eln import form_rules as check
 from bptwin.eln.errors import NotebookNotFoundError, NotebookValidationError
-from bptwin.eln.models import ProcessChange
+from bptwin.eln.models import ProcessChange, SignatureMeaning
+from bptwin.eln.operators import OperatorService
+from bptwin.eln.signatures import authenticate_signer, sign_row
 from bptwin.eln.unit_of_work import AggregateService, find_batch, of_batch
 
 
@@ -41,15 +44,31 @@ class ProcessChangeService(AggregateService):
         )
         return self.unit.add_to_batch(actor, number, change)
 
-    def approve_process_change(self, actor: str, change_id: int) -> ProcessChange:
-        with self.unit.write(actor, supervisor=True) as session:
+    def approve_process_change(self, actor: str, change_id: int, *, pin: str) -> ProcessChange:
+        """A supervisor approves a planned change by signing it (name and PIN checked now,
+        meaning "approved"); the approved change cannot be altered afterwards."""
+        signer = authenticate_signer(OperatorService(self.unit), actor, pin, supervisor=True)
+        with self.unit.write(signer.name, supervisor=True) as session:
             change = session.get(ProcessChange, change_id)
             if change is None:
                 raise NotebookNotFoundError(
                     "process change", f"there is no process change {change_id}"
                 )
-            change.approved_by = actor
+            if change.approved_by is not None:
+                raise NotebookValidationError(
+                    "process change",
+                    f"process change {change_id} is already approved by {change.approved_by}",
+                )
+            change.approved_by = signer.name
             change.approved_at = self.unit.now()
+            sign_row(
+                session,
+                change,
+                signer,
+                SignatureMeaning.APPROVED,
+                self.unit.now(),
+                batch_id=change.batch_id,
+            )
         return change
 
     def list_process_changes(self, number: int) -> list[ProcessChange]:

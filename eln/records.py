@@ -14,7 +14,13 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bptwin.eln.states import BatchStatus, CampaignPhase, DeviationStatus, OperatorRole
+from bptwin.eln.states import (
+    BatchStatus,
+    CampaignPhase,
+    DeviationStatus,
+    OperatorRole,
+    SignatureMeaning,
+)
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -39,6 +45,9 @@ class OperatorView:
     role: OperatorRole
     active: bool
     created_at: datetime
+    # Wrong PINs in a row and the end of the lockout they caused (eln.operators).
+    failed_pins: int = 0
+    locked_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,8 @@ class BatchView:
     inoculated_at: datetime | None
     ended_at: datetime | None
     notes: str
+    ended_by: str | None = None
+    end_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +155,56 @@ class ClosureView:
     missing_samples_reason: str | None
     signed_off_by: str | None
     signed_off_at: datetime | None
+    final_dcw_g_per_l: float | None = None
+    harvest_volume_ml: float | None = None
+    recorded_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessChangeView:
+    id: int | None
+    batch_id: int
+    parameter: str
+    old_value: str
+    new_value: str
+    planned_at: datetime
+    reason: str
+    requested_by: str
+    approved_by: str | None
+    approved_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPreparationView:
+    id: int | None
+    batch_id: int
+    prepared_at: datetime
+    prepared_by: str
+    recipe: Mapping[str, Any]
+    autoclave_cycle: str
+    sterility_ok: bool | None
+    notes: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureView:
+    """An electronic signature's manifestation and what it is bound to (not its content)."""
+
+    id: int | None
+    table_name: str
+    record_id: int
+    batch_id: int | None
+    meaning: SignatureMeaning
+    signer: str
+    printed_name: str
+    signer_role: OperatorRole
+    signed_at: datetime
+    utc_offset_minutes: int
+    time_zone: str
+    content_hash: str
+    reason: str
+    superseded_at: datetime | None
+    superseded_by: int | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from bptwin.eln.operators import OperatorService
 from bptwin.eln.preparation import PreparationService
 from bptwin.eln.process_changes import ProcessChangeService
 from bptwin.eln.samples import SampleService
+from bptwin.eln.signatures import SignatureService
 from bptwin.eln.unit_of_work import NotebookUnitOfWork
 
 # Calibrations that must pass (or be overridden by a supervisor) before inoculation, unless
@@ -57,6 +58,7 @@ class NotebookService:
         self.notes = NoteService(self.unit)
         self.alarms = AlarmRecordService(self.unit)
         self.audit = AuditTrailService(self.unit)
+        self.signatures = SignatureService(self.unit)
 
     @classmethod
     def from_url(

@@ -35,6 +35,16 @@ class AcceptanceDecision(str, Enum):
     REJECT = "reject"
 
 
+class SignatureMeaning(str, Enum):
+    """What a signer means by an electronic signature (printed with it)."""
+
+    REVIEWED = "reviewed"
+    APPROVED = "approved"
+    CLOSED = "closed"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
 class AuditAction(str, Enum):
     INSERT = "insert"
     UPDATE = "update"

@@ -20,6 +20,8 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from bptwin.database.relational import is_unavailable, session_scope, unavailable_error
 from bptwin.eln import form_rules as check
+from bptwin.eln.audit_seal import seal_for
+from bptwin.eln.audit_verify import operator_trail_problem
 from bptwin.eln.calibration_validity import CalibrationPolicy
 from bptwin.eln.columns import utc_now
 from bptwin.eln.errors import NotebookNotFoundError, NotebookPermissionError
@@ -104,11 +106,20 @@ def require_operator(session: Session, name: str, *, supervisor: bool = False) -
     operator = session.exec(where(select(Operator), col(Operator.name) == name)).first()
     if operator is None:
         raise NotebookPermissionError(f"{name!r} is not a registered operator")
+    require_audited(session, operator)
     if not operator.active:
         raise NotebookPermissionError(f"operator {name!r} is deactivated")
     if supervisor and operator.role != OperatorRole.SUPERVISOR:
         raise NotebookPermissionError(f"this needs a supervisor; {name!r} is an operator")
     return operator
+
+
+def require_audited(session: Session, operator: Operator) -> None:
+    """NotebookPermissionError unless ``operator``'s row is what the audit trail last recorded:
+    roles, PINs and lockouts are read only from audited state."""
+    problem = operator_trail_problem(session, operator, seal_for(session.get_bind()))
+    if problem is not None:
+        raise NotebookPermissionError(problem)
 
 
 def find_batch(session: Session, number: object) -> Batch:

@@ -281,6 +281,8 @@ class SpooledNotebook(DirectNotebook):
 
     def _call_checked(self, name: str, arguments: dict[str, Any]) -> Any:
         method = DEFERRABLE_WRITES[name](self.service)
+        if arguments.get("override_pin"):
+            return self._signed_now(name, method, arguments)
         with self._lock:
             made_at = self.service.clock()
             key = uuid.uuid4().hex
@@ -297,6 +299,25 @@ class SpooledNotebook(DirectNotebook):
             with contextlib.suppress(DatabaseUnavailableError):  # reached the database: valid
                 DEFERRABLE_WRITES[name](self._offline)(**arguments)
             return self._queue(name, key, made_at, arguments, self._last_error or "replaying")
+
+    def _signed_now(self, name: str, method: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+        """A signed write (it carries a PIN) is made now or refused: a PIN never goes to disk,
+        and a signature is given at the moment of signing, not replayed later."""
+        with self._lock:
+            if self._spool.depth() > 0:
+                raise NotebookError(
+                    "the notebook is catching up with queued writes; sign again in a moment"
+                )
+            try:
+                result = self._apply(method, name, uuid.uuid4().hex)(**arguments)
+            except DatabaseUnavailableError as error:
+                self._note_down(str(error))
+                raise NotebookError(
+                    f"not signed: the notebook database is unreachable ({error}); a signature "
+                    "is never queued"
+                ) from None
+            self._written += 1
+            return result
 
     def _apply(self, method: Callable[..., Any], name: str, key: str) -> Callable[..., Any]:
         def run(**arguments: Any) -> Any:

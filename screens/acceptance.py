@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,6 +19,7 @@ from textual.widgets import Footer, Header, Input, Static
 from bptwin.eln.acceptance import AcceptanceEvaluation
 from bptwin.eln.errors import NotebookValidationError
 from bptwin.screens.entry_widgets import ENTRY_CSS, EntryForm, LabelledField
+from bptwin.screens.safe_text import escape
 
 Decide = Callable[[str, str, str, str], Any]  # supervisor, PIN, "accept"|"reject", reason
 

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
 from textual.widgets import Static
+
+from bptwin.screens.safe_text import escape
 
 if TYPE_CHECKING:
     from bptwin.twin.alarms import AlarmView

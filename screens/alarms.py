@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -30,11 +29,13 @@ from bptwin.screens.deviations import FORM_CSS, DeviationFormScreen
 from bptwin.screens.entry_widgets import EntryForm, LabelledField
 from bptwin.screens.live import current_snapshot, follow_snapshots
 from bptwin.screens.notebook_screen import NotebookScreen
+from bptwin.screens.safe_text import escape
 from bptwin.twin.alarm_rules import PRIORITY_RANK, Priority
 from bptwin.twin.alarms import AlarmState, AlarmView
 from bptwin.twin.live import LiveSnapshot
 
 DEFAULT_SHELVE_MIN = 60.0
+OUTCOME_S = 15.0  # how long an action's outcome stays under the alarm list
 MAX_SHELVE_MIN = 24 * 60.0
 
 STATE_LABELS = {
@@ -48,10 +49,11 @@ STATE_LABELS = {
 
 
 class AlarmActions(Protocol):
-    """What the alarm screen needs of the alarm engine (the station implements it).
+    """What the alarm screen needs of the alarm engine (the station implements it; a viewer
+    implements it with commands to the engine, which may take seconds to be answered).
 
     Actions raise ValueError (twin.alarms.AlarmActionError) with a plain message when they
-    cannot apply; their return value is not used.
+    cannot apply; their return value is not used. The screen calls them off the UI thread.
     """
 
     def acknowledge(self, alarm_id: str, actor: str) -> object: ...
@@ -239,11 +241,11 @@ class AlarmHistoryScreen(NotebookScreen[None]):
         for event in events:
             table.add_row(
                 event.occurred_at.strftime("%m-%d %H:%M:%S"),
-                f"{event.reactor}/{event.rule}",
-                event.priority,
-                event.state,
-                event.actor or "system",
-                event.message,
+                escape(f"{event.reactor}/{event.rule}"),
+                escape(event.priority),
+                escape(event.state),
+                escape(event.actor or "system"),
+                escape(event.message),
             )
         self._say(f"{len(events)} transitions" if events else "No alarm transitions stored yet.")
 
@@ -289,6 +291,8 @@ class AlarmScreen(EntryForm[None]):
         self.snapshot: LiveSnapshot | None = None
         self.clock = clock
         self.alarms: list[AlarmView] = []
+        # The last action: (alarm id, what became of it, an error?, when: monotonic s).
+        self._outcome: tuple[str, str, bool, float] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -364,9 +368,20 @@ class AlarmScreen(EntryForm[None]):
     @on(DataTable.RowHighlighted)
     def _show_detail(self) -> None:
         view = self.selected()
+        outcome = self._outcome
+        if outcome is not None and time.monotonic() - outcome[3] > OUTCOME_S:
+            outcome = self._outcome = None
+        if outcome is not None and (view is None or view.alarm_id == outcome[0]):
+            # The last action's outcome stays beside the alarm while the list refreshes.
+            detail = "" if view is None else f"\n{self._detail(view)}"
+            self._say(outcome[1] + detail, error=outcome[2])
+            return
         if view is None:
             self._say("No active, unacknowledged or shelved alarms.")
             return
+        self._say(self._detail(view))
+
+    def _detail(self, view: AlarmView) -> str:
         text = f"{view.alarm_id} · {view.priority.value} · {STATE_LABELS[view.state]}"
         if view.acknowledged_by:
             text += f" · acknowledged by {view.acknowledged_by} at {hms(view.acknowledged_at)}"
@@ -375,17 +390,52 @@ class AlarmScreen(EntryForm[None]):
                 f" · shelved by {view.shelved_by} until {hms(view.shelved_until)}: "
                 f"{view.shelve_reason}"
             )
-        self._say(text)
+        return text
 
-    def _run(self, action: Callable[[], Any], done: str) -> bool:
-        try:
-            action()
-        except (ValueError, PermissionError) as error:
-            self._say(str(error), error=True)
-            return False
+    def _tell(self, alarm_id: str, text: str, *, error: bool = False) -> None:
+        """The outcome of an action on ``alarm_id``, kept in view for ``OUTCOME_S``."""
+        self._outcome = (alarm_id, text, error, time.monotonic())
+        self._show_detail()
+
+    def _run(
+        self,
+        alarm_id: str,
+        action: Callable[[], Any],
+        done: str,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Carry out an alarm action off the UI thread, then say how it went.
+
+        In a viewer the action is a command to the engine and waits for its answer; the screen
+        stays live meanwhile. ``then`` runs after a success.
+        """
+        self._tell(alarm_id, f"{done.rstrip('.')}: sending…")
+
+        def work() -> None:
+            try:
+                action()
+            except (ValueError, PermissionError) as error:
+                problem: str | None = str(error) or type(error).__name__
+            except Exception as error:  # the screen must survive a surprise and say it
+                problem = f"{type(error).__name__}: {error}"
+            else:
+                problem = None
+            self.app.call_from_thread(self._finish, alarm_id, done, problem, then)
+
+        self.run_worker(work, thread=True, group="alarm-action", exit_on_error=False)
+
+    def _finish(
+        self, alarm_id: str, done: str, problem: str | None, then: Callable[[], None] | None
+    ) -> None:
+        if not self.is_attached:
+            return
+        if problem is not None:
+            self._tell(alarm_id, problem, error=True)
+            return
+        self._outcome = (alarm_id, done, False, time.monotonic())
         self.refresh_alarms()
-        self._say(done)
-        return True
+        if then is not None:
+            then()
 
     # ---- actions --------------------------------------------------------------------------
 
@@ -394,22 +444,25 @@ class AlarmScreen(EntryForm[None]):
         if view is None:
             return
         if not view.unacknowledged:
-            self._say(f"{view.alarm_id} needs no acknowledgement.", error=True)
+            self._tell(view.alarm_id, f"{view.alarm_id} needs no acknowledgement.", error=True)
             return
-        if (
-            self._run(
-                lambda: self.actions.acknowledge(view.alarm_id, self.operator),
-                f"Acknowledged {view.alarm_id}.",
-            )
-            and self.notebook is not None
-            and self.batch_number is not None
-        ):
+
+        def offer_deviation() -> None:
+            if self.notebook is None or self.batch_number is None:
+                return
 
             def answered(yes: bool | None) -> None:
                 if yes:
                     self.open_deviation(view)
 
             self.app.push_screen(ConfirmDeviationScreen(view), answered)
+
+        self._run(
+            view.alarm_id,
+            lambda: self.actions.acknowledge(view.alarm_id, self.operator),
+            f"Acknowledged {view.alarm_id}.",
+            offer_deviation,
+        )
 
     def action_shelve(self) -> None:
         view = self.selected()
@@ -422,6 +475,7 @@ class AlarmScreen(EntryForm[None]):
             reason, minutes = result
             until = self.clock() + minutes * 60.0
             self._run(
+                view.alarm_id,
                 lambda: self.actions.shelve(view.alarm_id, self.operator, reason, until),
                 f"Shelved {view.alarm_id} for {minutes:g} min.",
             )
@@ -433,6 +487,7 @@ class AlarmScreen(EntryForm[None]):
         if view is None:
             return
         self._run(
+            view.alarm_id,
             lambda: self.actions.unshelve(view.alarm_id, self.operator),
             f"Unshelved {view.alarm_id}.",
         )

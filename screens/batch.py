@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,13 +22,14 @@ from textual.widgets import Footer, Header, Input, Static
 
 from bptwin.eln import form_rules, sample_math
 from bptwin.eln.errors import NotebookError, NotebookPermissionError, NotebookValidationError
-from bptwin.eln.notebook import CalibrationPeriod
+from bptwin.eln.notebook import CalibrationPeriod, Notebook
 from bptwin.eln.records import BatchView, InoculumView
 from bptwin.eln.sample_math import INOCULUM_OD600_RANGE
 from bptwin.eln.states import BatchStatus
 from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
 from bptwin.screens.messages import BatchSelected
 from bptwin.screens.notebook_screen import NotebookScreen
+from bptwin.screens.safe_text import escape
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,8 @@ def state_text(state: BatchState, now: datetime) -> str:
     lines = [f"Batch {batch.number} · phase {batch.phase.value}", f"status {batch.status.value}"]
     if batch.inoculated_at is not None:
         lines.append(f"inoculated {_when(batch.inoculated_at)}")
+    if batch.ended_at is not None:
+        lines.append(f"ended {_when(batch.ended_at)} · F7 closure")
     lines.append("Calibrations:")
     blocked = dict(state.blockers)
     for channel, period in state.in_force.items():
@@ -131,6 +133,9 @@ class BatchSetupScreen(NotebookScreen[None]):
         Binding("ctrl+l", "calibrations", "Calibrate"),
         Binding("f5", "app.export_batch", "Export"),
         Binding("f6", "app.go('acceptance')", "Acceptance"),
+        Binding("f7", "batch_tool('end')", "End/close"),
+        Binding("f8", "batch_tool('changes')", "Changes"),
+        Binding("f9", "batch_tool('media')", "Media"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -433,6 +438,23 @@ class BatchSetupScreen(NotebookScreen[None]):
         self._say("Not started: the override is incomplete", error=True)
         return False
 
+    def action_batch_tool(self, name: str) -> None:
+        """The batch's end and closure (F7), process changes (F8) or media (F9)."""
+        self._clear_errors()
+        if self.state is None:
+            self._say("Create or open a batch first (ctrl+s / ctrl+o).", error=True)
+            return
+        self.app.push_screen(
+            batch_tool_screen(
+                name, self.notebook, self.operator, self.state.batch.number, self.reactor
+            ),
+            self._after_tool,
+        )
+
+    def _after_tool(self, _: object) -> None:
+        if self.state is not None:
+            self.open_batch(self.state.batch.number, announce=False)
+
     def action_calibrations(self) -> None:
         from bptwin.screens.calibration import CalibrationMenuScreen
 
@@ -449,3 +471,22 @@ class BatchSetupScreen(NotebookScreen[None]):
     def _after_calibration(self, _: object) -> None:
         if self.state is not None:
             self.open_batch(self.state.batch.number, announce=False)
+
+
+def batch_tool_screen(
+    name: str, notebook: Notebook, operator: str, number: int, reactor: str
+) -> NotebookScreen[None]:
+    """The screen of a batch tool: "end" (end, closure, signing), "changes" or "media"."""
+    if name == "end":
+        from bptwin.screens.batch_end import BatchEndScreen
+
+        return BatchEndScreen(notebook, operator, batch_number=number, reactor=reactor)
+    if name == "changes":
+        from bptwin.screens.process_changes import ProcessChangesScreen
+
+        return ProcessChangesScreen(notebook, operator, batch_number=number, reactor=reactor)
+    if name == "media":
+        from bptwin.screens.media import MediaPreparationScreen
+
+        return MediaPreparationScreen(notebook, operator, batch_number=number, reactor=reactor)
+    raise ValueError(f"no batch tool {name!r}")

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -32,6 +31,7 @@ from bptwin.eln.records import CalibrationView
 from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField, field_for
 from bptwin.screens.live import follow_snapshots
 from bptwin.screens.notebook_screen import NotebookScreen
+from bptwin.screens.safe_text import escape
 from bptwin.twin.live import LiveSnapshot
 
 # Channels that give the buffer temperature for the pH wizard, best first.
@@ -588,6 +588,7 @@ class CalibrationWizardScreen(NotebookScreen[None]):
             if accept is not None and not outcome.passed:
                 actor = accept[0]
                 fields["override_reason"] = accept[2]
+                fields["override_pin"] = accept[1]  # the supervisor signs the acceptance
                 fields["notes"] = "; ".join(
                     part
                     for part in (

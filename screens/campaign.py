@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,6 +25,7 @@ from bptwin.eln.campaign_figures import (
 )
 from bptwin.eln.errors import NotebookError
 from bptwin.screens.entry_widgets import EntryForm
+from bptwin.screens.safe_text import escape
 
 
 class CampaignScreen(EntryForm[None]):

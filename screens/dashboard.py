@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,6 +25,7 @@ from textual.worker import Worker, WorkerState
 from bptwin.database.channels import CHANNELS, CHANNELS_BY_NAME
 from bptwin.screens.alarm_banner import AlarmBanner
 from bptwin.screens.live import follow_snapshots
+from bptwin.screens.safe_text import escape
 from bptwin.screens.trends import (
     GROUP_NAMES,
     MAX_PLOTS,
@@ -39,6 +39,7 @@ from bptwin.screens.trends import (
     visible_pages,
 )
 from bptwin.screens.value_table import ValueColumn, ValueTable
+from bptwin.twin.display import human_number
 from bptwin.twin.history import WINDOW_NAMES, History, HistoryWindow
 from bptwin.twin.live import LiveSnapshot
 
@@ -402,7 +403,7 @@ class DashboardScreen(Screen[None]):
                 table.add_row(entry.name, (entry.label, "—", entry.unit, "—", "—"))
                 self._value_rows.add(entry.name)
             seen.add(reading.channel)
-            value = "—" if math.isnan(reading.value) else f"{reading.value:.3g}"
+            value = human_number(reading.value)  # 3 470 g, never 3.47e+03
             age_s = max(0.0, now - reading.timestamp)
             age = f"{age_s:.0f} s" if age_s < 3600 else f"{age_s / 3600:.1f} h"
             quality = reading.quality.value

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,6 +24,7 @@ from bptwin.eln.notebook import Notebook
 from bptwin.eln.records import DeviationView
 from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
 from bptwin.screens.notebook_screen import NotebookScreen
+from bptwin.screens.safe_text import escape
 
 FORM_CSS = (
     ENTRY_CSS
@@ -219,6 +219,7 @@ class DeviationReviewScreen(NotebookScreen[DeviationView | None]):
             corrective_action=self._value("corrective-action"),
             impact=self._value("impact"),
             close=close,
+            pin=pin,  # the review is signed with it (eln.signatures)
         )
         try:
             reviewed = await asyncio.to_thread(review)
@@ -293,11 +294,11 @@ class DeviationsScreen(NotebookScreen[None]):
             table.add_row(
                 str(d.id),
                 str(d.level),
-                d.category,
-                d.title,
+                escape(d.category),
+                escape(d.title),
                 d.started_at.strftime("%m-%d %H:%M"),
                 d.status.value,
-                d.reviewed_by or "",
+                escape(d.reviewed_by or ""),
                 key=str(d.id),
             )
         if select_id is not None and str(select_id) in table.rows:

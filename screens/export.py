@@ -160,6 +160,6 @@ class ExportScreen(ModalScreen[Any]):
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape
+    from bptwin.screens.safe_text import escape
 
     return escape(text)

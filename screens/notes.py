@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,6 +14,7 @@ from bptwin.eln.errors import NotebookError
 from bptwin.eln.notebook import Notebook
 from bptwin.eln.records import NoteView
 from bptwin.screens.notebook_screen import NotebookScreen
+from bptwin.screens.safe_text import escape
 
 
 class NotesScreen(NotebookScreen[None]):

@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -28,6 +27,7 @@ from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
 from bptwin.screens.live import follow_snapshots
 from bptwin.screens.messages import SampleSaved
 from bptwin.screens.notebook_screen import NotebookScreen
+from bptwin.screens.safe_text import escape
 from bptwin.twin.live import LiveSnapshot
 
 if TYPE_CHECKING:

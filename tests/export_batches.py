@@ -55,7 +55,7 @@ def record_batch(notebook: NotebookService, store: TimeSeriesStore) -> RecordedB
     )
     assert deviation.id is not None
     notebook.deviations.review_deviation(
-        SUPERVISOR, deviation.id, corrective_action="foam probe cleaned"
+        SUPERVISOR, deviation.id, corrective_action="foam probe cleaned", pin="4321"
     )
     notebook.notes.add_note(OPERATOR, BATCH, NOTE_TEXT)
     return recorded

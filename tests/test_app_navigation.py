@@ -306,7 +306,7 @@ async def test_acceptance_screen_shows_the_criteria_and_records_a_supervisors_de
         await pilot.press("ctrl+x")
         await wait_for(pilot, lambda: "running" in message(), 400)
         assert latest_decision(notebook, 17) is None
-        notebook.batches.end_batch("ana", 17, aborted=True)
+        notebook.batches.end_batch("ana", 17, aborted=True, reason="shell test")
         screen.query_one("#acceptance-pin", Input).value = "4321"
         await pilot.press("ctrl+x")
         await wait_for(pilot, lambda: screen.outcome is not None, 400)

@@ -44,6 +44,8 @@ def test_every_sub_command_has_help(command: str, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert f"usage: bptwin {command}" in out
     assert len(out.splitlines()) >= 3
+    # A description is printed as written, not %-formatted: "95 %% CI" would show doubled.
+    assert "%%" not in out
 
 
 def test_version_names_the_libraries(capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,3 +124,18 @@ def test_example_settings_file_is_valid() -> None:
     assert settings.bus.backend == "mqtt"
     assert settings.timeseries.api_version == "2"
     assert settings.notebook_url().startswith("postgresql://")
+
+
+def test_no_help_text_shows_a_doubled_percent() -> None:
+    """Every parser and sub-parser, nested ones too (``db upgrade``, ``export-csv channels``)."""
+    import argparse
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        found = [path] if "%%" in parser.format_help() else []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    found += walk(child, f"{path} {name}")
+        return found
+
+    assert walk(build_parser(), "bptwin") == []

@@ -225,6 +225,7 @@ def test_no_inoculation_before_calibrations_and_inoculum(
             results={},
             passed=False,
             override_reason="slow but linear",
+            override_pin="1234",
         )
     service.calibrations.record_calibration(
         "sam",
@@ -234,6 +235,7 @@ def test_no_inoculation_before_calibrations_and_inoculum(
         results={},
         passed=False,
         override_reason="slow but linear",
+        override_pin="4321",
     )
     assert service.calibrations.missing_calibrations(5) == []
     clock.now = T0 + timedelta(days=8)  # the other calibrations have expired
@@ -351,14 +353,18 @@ def test_level_2_deviation_review_needs_a_supervisor(
     )
     assert deviation.status == DeviationStatus.OPEN
     with pytest.raises(NotebookPermissionError, match="supervisor"):
-        service.deviations.review_deviation("olga", deviation.id, root_cause="stirrer limit")
-    reviewed = service.deviations.review_deviation("sam", deviation.id, root_cause="stirrer limit")
+        service.deviations.review_deviation(
+            "olga", deviation.id, root_cause="stirrer limit", pin="1234"
+        )
+    reviewed = service.deviations.review_deviation(
+        "sam", deviation.id, root_cause="stirrer limit", pin="4321"
+    )
     assert reviewed.status == DeviationStatus.REVIEWED and reviewed.reviewed_by == "sam"
     minor = service.deviations.log_deviation(
         "olga", running, level=1, category="sampling", title="late"
     )
     assert (
-        service.deviations.review_deviation("olga", minor.id, close=True).status
+        service.deviations.review_deviation("olga", minor.id, close=True, pin="1234").status
         == DeviationStatus.CLOSED
     )
     with pytest.raises(NotebookValidationError, match="level 4 is outside 1-3"):
@@ -391,8 +397,8 @@ def test_closure_needs_the_sop_samples_or_a_reason(
     )
     assert closure.signed_off_by is None
     with pytest.raises(NotebookPermissionError):
-        service.batches.sign_off_batch("olga", running)
-    assert service.batches.sign_off_batch("sam", running).signed_off_by == "sam"
+        service.batches.sign_off_batch("olga", running, pin="1234")
+    assert service.batches.sign_off_batch("sam", running, pin="4321").signed_off_by == "sam"
 
 
 def test_alarm_events_by_engine_and_by_operator(service: NotebookService, running: int) -> None:
@@ -462,7 +468,8 @@ def test_reads_for_screens(service: NotebookService, running: int, clock: Clock)
         new_value="400",
         planned_at=T0 + timedelta(hours=7),
     )
-    assert service.process_changes.approve_process_change("sam", change.id).approved_by == "sam"
+    approved = service.process_changes.approve_process_change("sam", change.id, pin="4321")
+    assert approved.approved_by == "sam"
     assert [c.approved_by for c in service.process_changes.list_process_changes(running)] == ["sam"]
     history = service.audit.audit_trail(table_name="process_change", record_id=change.id)
     assert [e.action.value for e in history] == ["update", "insert"]

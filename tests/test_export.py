@@ -55,6 +55,7 @@ SECTIONS = (
     "notes",
     "closure",
     "acceptance",
+    "signatures",
     "audit",
     "data",
 )
@@ -159,6 +160,25 @@ def test_html_report_shows_the_batch_values(exported: ExportResult, station: Sta
     assert 'class="verdict fail"' in html
     assert "outside 16–26 h" in html
     assert "audit chain" in html.lower() and "verified" in html
+
+
+def test_every_report_format_prints_the_signatures_manifestation(
+    exported: ExportResult, station: Station
+) -> None:
+    """Printed name, meaning, UTC and local time of each signature (closure and review)."""
+    closure, review = sorted(
+        station.notebook.signatures.list_signatures(batch_number=BATCH),
+        key=lambda signature: signature.table_name,
+    )
+    html = exported.path_of("report-html").read_text(encoding="utf-8")  # type: ignore[union-attr]
+    markdown = exported.path_of("report-md").read_text(encoding="utf-8")  # type: ignore[union-attr]
+    for signature, meaning in ((closure, "closed"), (review, "reviewed")):
+        utc = f"{signature.signed_at:%Y-%m-%d %H:%M:%S} UTC"
+        for text in (html, markdown):
+            assert utc in text and signature.content_hash[:16] in text
+        assert f"<td>{meaning}</td>" in html and f"| {meaning} |" in markdown
+    assert "<td>sam (sam, supervisor)</td>" in html
+    assert "## Signatures" in markdown
 
 
 def test_markdown_report_refers_to_png_files_beside_it(exported: ExportResult) -> None:
@@ -350,3 +370,22 @@ def test_a_running_batch_is_exported_up_to_its_last_reading(
     assert ph.iloc[-1] == pytest.approx(5.0599, abs=1e-6)
     with pytest.raises(ExportError, match=r"spans 15\.0 days"):
         export_from(station.notebook, station.store, 94, tmp_path / "never-ended")
+
+
+def test_the_manifest_anchors_the_audit_trail(exported: ExportResult, station: Station) -> None:
+    trail = json.loads(exported.manifest.read_text(encoding="utf-8"))["audit_trail"]
+    entries, head_hash = trail["entries"], trail["head_hash"]
+    assert entries >= 1 and len(head_hash) == 64
+    holds = station.notebook.audit.verify_trail(anchors={"export.json": (entries, head_hash)})
+    assert holds.anchor_problem is None
+    # A chain that no longer reaches the exported entry, or has another one there, is named.
+    cut = station.notebook.audit.verify_trail(anchors={"export.json": (entries + 10**6, head_hash)})
+    assert (
+        cut.anchor_problem is not None
+        and "export.json: the chain ends before" in cut.anchor_problem
+    )
+    other = station.notebook.audit.verify_trail(anchors={"export.json": (entries, "0" * 64)})
+    assert (
+        other.anchor_problem is not None
+        and "not the one this station wrote" in other.anchor_problem
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -217,6 +218,18 @@ def fill_notebook(url: str) -> NotebookService:
         microscopy_text="clean, budding",
     )
     notebook.deviations.log_deviation("sam", 4, level=1, category="do", title="DO low 6 min")
+    notebook.preparation.record_media_preparation(
+        "sam", 4, recipe={"glycerol": 40.0, "basal_salts": 26.7}, autoclave_cycle="AC-12"
+    )
+    change = notebook.process_changes.plan_process_change(
+        "sam",
+        4,
+        parameter="stirrer_rpm",
+        old_value="800",
+        new_value="900",
+        planned_at=start + timedelta(hours=1),
+    )
+    notebook.process_changes.approve_process_change("sam", change.id or 0, pin="4321")
     notebook.notes.add_note("sam", 3, "line one\nline two, with a comma")
     notebook.alarms.record_alarm_event(
         None, reactor="R1", rule="do_low", priority="warning", state="raised", batch_number=4
@@ -235,6 +248,17 @@ def test_notebook_tables_are_written_with_every_column(notebook_url: str, tmp_pa
     assert set(counts) == set(TABLES)
     assert counts["batches"] == 2 and counts["samples"] == 1 and counts["calibrations"] == 4
     assert counts["deviations"] == 1 and counts["notes"] == 1 and counts["alarms"] == 1
+    assert counts["media"] == 1 and counts["process_changes"] == 1 and counts["signatures"] == 1
+    media = read_csv(tmp_path / "all" / "media.csv")[0]
+    assert media["batch_number"] == "4" and media["autoclave_cycle"] == "AC-12"
+    assert json.loads(media["recipe"]) == {"glycerol": 40.0, "basal_salts": 26.7}
+    signature = read_csv(tmp_path / "all" / "signatures.csv")[0]
+    assert (signature["table_name"], signature["meaning"], signature["signer"]) == (
+        "process_change",
+        "approved",
+        "sam",
+    )
+    assert len(signature["content_hash"]) == 64
     batches = read_csv(tmp_path / "all" / "batches.csv")
     assert [row["number"] for row in batches] == ["3", "4"]
     assert batches[0]["notes"] == 'say "hi", ok' and batches[1]["status"] == "running"

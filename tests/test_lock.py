@@ -64,6 +64,20 @@ def test_second_lock_on_one_machine_is_refused_naming_the_holder(tmp_path: Path)
         pass  # free again after release
 
 
+def test_local_bus_guards_one_data_folder_only(tmp_path: Path) -> None:
+    """What docs/operations.md says the locks do not cover: with the local bus, stations with
+    other data folders share nothing that could tell them apart, so each acquires."""
+    first, second = local_settings(tmp_path / "a"), local_settings(tmp_path / "b")
+    with (
+        acquire_acquisition_lock(first, "R1") as one,
+        acquire_acquisition_lock(second, "R1") as two,
+    ):
+        assert one.held and two.held
+        for settings in (first, second):  # each data folder names its own holder
+            owner = acquisition_owner(settings, "R1")
+            assert owner is not None and owner.data_dir == str(settings.data_dir)
+
+
 def test_lock_held_by_another_process_is_freed_when_it_is_killed(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""

@@ -7,6 +7,7 @@ one runs the real App on embedded defaults with a fast simulated batch.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -115,6 +116,8 @@ async def test_process_plots_status_strip_and_values() -> None:
         assert alarm_line.display and "DO 18.5 %" in str(alarm_line.content)
         table = screen.query_one("#current-values", ValueTable)
         assert table.cell("ph", "value") == "4.98"
+        # A vessel of about 2 760 g, in digit groups: never "2.76e+03".
+        assert re.fullmatch(r"2\u00a07\d0", table.cell("vessel_weight", "value"))
         assert "uncertain" in str(table.cell("od_probe", "quality"))
         assert not screen.query_one("#reactors", DataTable).display  # one reactor: no overview
 

@@ -25,6 +25,8 @@ def test_serve_exposes_metrics_and_health_of_a_running_acquisition(tmp_path: Pat
         **os.environ,
         "BPTWIN_STATION__DATA_DIR": str(tmp_path),
         "BPTWIN_ACQUISITION__SPEED": "120",
+        # A simulation under the real reactor name (the test reads "R1").
+        "BPTWIN_ACQUISITION__SIMULATED_REACTOR_PREFIX": "",
         "BPTWIN_METRICS__ENABLED": "true",
         "BPTWIN_METRICS__PORT": str(port),
     }

@@ -103,6 +103,8 @@ def test_serve_runs_headless_until_sigterm(tmp_path: Path) -> None:
         **os.environ,
         "BPTWIN_STATION__DATA_DIR": str(tmp_path),
         "BPTWIN_ACQUISITION__SPEED": "0",
+        # A simulation under the real reactor name (the test reads "R1").
+        "BPTWIN_ACQUISITION__SIMULATED_REACTOR_PREFIX": "",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "bptwin.tui.cli", "serve"],

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from bptwin.database.migrate import upgrade
-from bptwin.eln.errors import NotebookValidationError
+from bptwin.eln.errors import NotebookError, NotebookValidationError
 from bptwin.eln.services import NotebookService
 from bptwin.eln.write_queue import NotebookWriteQueued, SpooledNotebook, decode_call, encode_call
 from tests.fixtures.private_postgres import PostgresCluster, private_postgres  # noqa: F401
@@ -159,6 +159,40 @@ def test_a_queued_write_the_database_refuses_is_kept_aside_with_its_reason(
     assert notebook.flush(timeout=60)
     assert [n.text for n in notebook.list_notes(7)] == ["this one is fine"]
     assert notebook.status().rejected == 1
+
+
+def test_a_signed_calibration_override_is_never_queued_and_its_pin_never_on_disk(
+    private_postgres: PostgresCluster,  # noqa: F811
+    tmp_path: Path,
+    spooled: list[SpooledNotebook],
+) -> None:
+    """A signature is given at the moment of signing: with the database away it is refused,
+    not queued (the PIN would sit in the queue file and be "signed" later)."""
+    url = private_postgres.create_database("notebook_signed")
+    upgrade(url)
+    spool = tmp_path / "spool.sqlite"
+    notebook = SpooledNotebook(prepared(url), spool, retry_initial=0.05)
+    spooled.append(notebook)
+    failed = dict(channel="do", kind="zero_span", measured={}, results={}, passed=False)
+    private_postgres.stop()
+    try:
+        with pytest.raises(NotebookError, match="never queued") as refused:
+            notebook.record_calibration(
+                "olga", **failed, override_reason="slow but linear", override_pin="4711"
+            )
+        assert not isinstance(refused.value, NotebookWriteQueued)
+        assert notebook.status().waiting == 0
+        with pytest.raises(NotebookWriteQueued):  # an unsigned result waits as before
+            notebook.record_calibration("olga", **failed)
+    finally:
+        private_postgres.start()
+    assert notebook.flush(timeout=60)
+    assert b"4711" not in spool.read_bytes()
+    record = notebook.record_calibration(
+        "olga", **failed, override_reason="slow but linear", override_pin="4711"
+    )
+    [signature] = notebook.list_signatures(table_name="calibration_record")
+    assert signature.record_id == record.id and signature.meaning.value == "approved"
 
 
 QUEUER = """

@@ -59,6 +59,8 @@ def serve(private_mqtt_broker: MosquittoServer, tmp_path: Path) -> Iterator[subp
         **os.environ,
         "BPTWIN_STATION__DATA_DIR": str(tmp_path),
         "BPTWIN_ACQUISITION__SPEED": "30",
+        # A simulation under the real reactor name (the test reads "R1").
+        "BPTWIN_ACQUISITION__SIMULATED_REACTOR_PREFIX": "",
         "BPTWIN_BUS__BACKEND": "mqtt",
         "BPTWIN_BUS__HOST": host,
         "BPTWIN_BUS__PORT": str(port),

@@ -1,9 +1,10 @@
 """Versioned OD600 model artifacts: ``<root>/<version>/model.txt`` + ``card.json``.
 
 The registry root holds one folder per version, a ``CURRENT`` file naming the version in
-service and ``HISTORY.json``, the promotions in order (the previous entry is what
-:meth:`Registry.restore_previous` puts back). A model is only promoted when it beats the
-current one on the hold-out MRE (or when forced, which the history records).
+service and ``HISTORY.json``, an append-only record of every promotion and every restore in
+order, each with its time and actor (replaying it gives the models that were in service, which is
+what :meth:`Registry.restore_previous` steps back through). A model is only promoted when it beats
+the current one on the hold-out MRE (or when forced, which the history records).
 
 The shipped default lives in the repository's ``models/`` folder; a user's own trained models
 go to ``<data_dir>/models`` (see :func:`resolve_model_path`).
@@ -11,6 +12,7 @@ go to ``<data_dir>/models`` (see :func:`resolve_model_path`).
 
 from __future__ import annotations
 
+import getpass
 import json
 import math
 import os
@@ -283,12 +285,28 @@ def _read_booster(path: Path) -> lightgbm.Booster:
         raise ModelError(f"model file {path} cannot be read by LightGBM: {exc}") from None
 
 
+PROMOTE = "promote"
+RESTORE = "restore"
+
+
 @dataclass(frozen=True)
 class Promotion:
+    """One entry of HISTORY.json: ``version`` went into service in place of ``previous``."""
+
     version: str
     previous: str | None
     when: str
     reason: str
+    action: str = PROMOTE  # "promote" or "restore"; entries written before restores had none
+    actor: str = ""
+
+
+def default_actor() -> str:
+    """The user running the command, for the history when no operator is named."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (e.g. a container without /etc/passwd entry)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 class Registry:
@@ -334,22 +352,39 @@ class Registry:
         return artifact.save(folder)
 
     def history(self) -> list[Promotion]:
+        """Every promotion and restore, oldest first."""
         path = self.root / HISTORY_FILE
         if not path.is_file():
             return []
         try:
             entries = json.loads(path.read_text(encoding="utf-8"))
-            return [Promotion(**entry) for entry in entries]
+            history = [Promotion(**entry) for entry in entries]
         except (json.JSONDecodeError, TypeError) as exc:
             raise ModelError(f"{path} is damaged: {exc}") from None
+        for entry in history:
+            if entry.action not in (PROMOTE, RESTORE):
+                raise ModelError(f"{path} is damaged: unknown action {entry.action!r}")
+        return history
 
-    def _write_pointer(self, version_name: str | None, history: list[Promotion]) -> None:
+    def in_service(self) -> list[str]:
+        """The models put in service and not stepped back from, oldest first (from the history)."""
+        stack: list[str] = []
+        for entry in self.history():
+            if entry.action == PROMOTE:
+                stack.append(entry.version)
+            elif stack:
+                stack.pop()
+        return stack
+
+    def _append(self, entry: Promotion) -> None:
+        """Record ``entry`` after every earlier one, then point CURRENT at its version."""
         self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.root / CURRENT_FILE, (version_name or "") + "\n")
+        history = [*self.history(), entry]
         text = json.dumps([asdict(p) for p in history], indent=2) + "\n"
         _atomic_write(self.root / HISTORY_FILE, text)
+        _atomic_write(self.root / CURRENT_FILE, entry.version + "\n")
 
-    def promote(self, version_name: str, *, force: bool = False) -> Promotion:
+    def promote(self, version_name: str, *, force: bool = False, actor: str = "") -> Promotion:
         """Put ``version_name`` in service if its hold-out MRE beats the current model's."""
         candidate = self.load(version_name, check=False).card
         current = self.current_version()
@@ -373,22 +408,34 @@ class Registry:
                     f"; note: hold-out batches differ ({candidate.holdout_batches} vs "
                     f"{incumbent.holdout_batches})"
                 )
-        promotion = Promotion(version_name, current, utc_now(), reason)
-        self._write_pointer(version_name, [*self.history(), promotion])
+        promotion = Promotion(
+            version_name, current, utc_now(), reason, PROMOTE, actor or default_actor()
+        )
+        self._append(promotion)
         return promotion
 
-    def restore_previous(self) -> Promotion:
-        """One step back: the model that was in service before the current one."""
-        history = self.history()
+    def restore_previous(self, *, actor: str = "") -> Promotion:
+        """One step back: the model that was in service before the current one.
+
+        The restore is an entry of its own; the promotion it steps back from stays on record.
+        """
+        in_service = self.in_service()
         current = self.current_version()
-        if not history or history[-1].version != current or history[-1].previous is None:
+        if len(in_service) < 2 or in_service[-1] != current:
             raise ModelError(f"no previous model to restore in {self.root}")
-        previous = history[-1].previous
+        previous = in_service[-2]
         if not (self.root / previous / CARD_FILE).is_file():
             raise ModelError(f"previous model {previous} is no longer in {self.root}")
-        restored = history[:-1]
-        self._write_pointer(previous, restored)
-        return Promotion(previous, current, utc_now(), "restored")
+        restore = Promotion(
+            previous,
+            current,
+            utc_now(),
+            f"restored in place of {current}",
+            RESTORE,
+            actor or default_actor(),
+        )
+        self._append(restore)
+        return restore
 
     def remove(self, version_name: str) -> None:
         if version_name == self.current_version():

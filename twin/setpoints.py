@@ -96,8 +96,14 @@ class ControlKey:
         return cls(secrets.token_bytes(KEY_BYTES))
 
     @classmethod
-    def from_file(cls, path: Path | str, setting: str = "control.key_file") -> ControlKey:
-        """Read a key file: hex text, a regular file of this user, mode 600 or stricter."""
+    def from_file(
+        cls, path: Path | str, setting: str = "control.key_file", *, shared: bool = False
+    ) -> ControlKey:
+        """Read a key file: hex text, a regular file of this user, mode 600 or stricter.
+
+        ``shared``: a key several accounts use (the operators' command key): it may belong to
+        another user and be readable by its group (mode 640), never by others or writable.
+        """
         path = Path(path).expanduser()
         where = f"{setting}: {path}"
         try:
@@ -110,12 +116,13 @@ class ControlKey:
             raise ControlKeyError(f"{where} cannot be read: {exc.strerror}") from None
         if not stat.S_ISREG(info.st_mode):
             raise ControlKeyError(f"{where} is not a regular file")
-        if info.st_mode & 0o077:
+        if info.st_mode & (0o037 if shared else 0o077):
+            wanted = "640" if shared else "600"
             raise ControlKeyError(
                 f"{where} is readable or writable by others (mode {stat.S_IMODE(info.st_mode):o}); "
-                f"run 'chmod 600 {path}'"
+                f"run 'chmod {wanted} {path}'"
             )
-        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        if not shared and hasattr(os, "getuid") and info.st_uid != os.getuid():
             raise ControlKeyError(f"{where} belongs to another user (uid {info.st_uid})")
         try:
             text = path.read_text(encoding="ascii").strip()
@@ -339,6 +346,11 @@ class SetpointVerifier:
                 REFUSED_MALFORMED, f"{what}: '{key}' must be an ISO 8601 time with its zone"
             )
         return moment
+
+
+def parse_instant(raw: Any) -> float | None:
+    """ISO 8601 text with a zone, or Unix seconds; None when it is neither."""
+    return _instant(raw)
 
 
 def _instant(raw: Any) -> float | None:

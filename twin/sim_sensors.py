@@ -12,7 +12,9 @@ Controllers read their probe before fault injection: faults model the acquisitio
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -105,6 +107,58 @@ def draw_foam_events(
     return [(int(s), int(s) + max(1, int(rng.uniform(40, 80) / dt_s))) for s in starts]
 
 
+class ChunkedNoise:
+    """The batch's sensor noise, drawn once from the batch's generator but kept an hour at a time.
+
+    All ``steps x channels`` values are drawn at start, as before, so the generator is left
+    exactly where the other draws expect it and a seed gives the same batch; only the
+    generator's state at the start of each chunk is kept, and a chunk is drawn again when the
+    live (scalar) path reaches it. A live simulated reactor so holds one hour of noise instead
+    of the whole batch (about 17 MB for 30 h of 20 channels, per reactor).
+    """
+
+    CHUNK_STEPS = 3600
+
+    def __init__(self, rng: np.random.Generator, n_steps: int, sd: np.ndarray) -> None:
+        self.n_steps = n_steps
+        self.sd = sd
+        self._bit_generator = type(rng.bit_generator)
+        self._states: list[Mapping[str, Any]] = []
+        for start in range(0, n_steps, self.CHUNK_STEPS):
+            self._states.append(rng.bit_generator.state)
+            rng.standard_normal((min(self.CHUNK_STEPS, n_steps - start), len(sd)))
+        self._chunk = -1
+        self._values = np.empty((0, len(sd)))
+        self._columns: dict[int, list[float]] = {}
+
+    def _draw(self, chunk: int) -> np.ndarray:
+        bit_generator = self._bit_generator()
+        bit_generator.state = self._states[chunk]
+        start = chunk * self.CHUNK_STEPS
+        rows = min(self.CHUNK_STEPS, self.n_steps - start)
+        draws = np.random.Generator(bit_generator).standard_normal((rows, len(self.sd)))
+        scaled: np.ndarray = draws * self.sd
+        return scaled
+
+    def at(self, row: int, index: int, fast_columns: list[int]) -> float:
+        """The noise of channel ``index`` at ``row`` (0 <= row < n_steps)."""
+        chunk, offset = divmod(row, self.CHUNK_STEPS)
+        if chunk != self._chunk:
+            self._values = self._draw(chunk)
+            self._chunk = chunk
+            # Python-float copies of the channels read every step by the controllers:
+            # indexing a list is several times faster than a NumPy scalar in the hot loop.
+            self._columns = {i: self._values[:, i].tolist() for i in fast_columns}
+        column = self._columns.get(index)
+        return column[offset] if column is not None else float(self._values[offset, index])
+
+    def whole(self) -> np.ndarray:
+        """Every step's noise (the vectorised path simulates a whole batch at once)."""
+        if not self._states:
+            return np.empty((0, len(self.sd)))
+        return np.vstack([self._draw(chunk) for chunk in range(len(self._states))])
+
+
 class SensorLayer:
     """Turns ideal channel values into readings, one step or a whole batch at a time."""
 
@@ -120,7 +174,7 @@ class SensorLayer:
         self.dt_s = dt_s
         self.n_steps = n_steps
         sd = np.array([params.noise.get(name, 0.0) for name in CHANNEL_NAMES])
-        self.noise = rng.standard_normal((n_steps, count)) * sd
+        self.noise = ChunkedNoise(rng, n_steps, sd)
         drift_sd = np.array([params.drift_per_day.get(name, 0.0) for name in CHANNEL_NAMES])
         drift = rng.standard_normal(count) * drift_sd / 86400.0
         self.drift_per_s = drift if params.drift else np.zeros(count)
@@ -141,12 +195,7 @@ class SensorLayer:
         self._weight_period = max(1, round(CHANNELS_BY_NAME["vessel_weight"].period_s / dt_s))
         self._non_negative = {CHANNEL_INDEX[name] for name in NON_NEGATIVE}
         self._zero_when_off = {CHANNEL_INDEX[name] for name in ZERO_WHEN_OFF}
-        # Python-float copies of the noise of channels read every step by the controllers:
-        # indexing a list is several times faster than a NumPy scalar in the hot loop.
-        self._noise_columns: dict[int, list[float]] = {
-            CHANNEL_INDEX[name]: self.noise[:, CHANNEL_INDEX[name]].tolist()
-            for name in LOOP_CHANNELS
-        }
+        self._loop_columns = [CHANNEL_INDEX[name] for name in LOOP_CHANNELS]
 
     # -- scalar path ------------------------------------------------------------------
     def measure_one(self, step: int, index: int, ideal: float) -> float:
@@ -156,9 +205,7 @@ class SensorLayer:
             ideal if previous is None else previous + self._alpha_list[index] * (ideal - previous)
         )
         self._lag_state[index] = lagged
-        row = step % self.n_steps
-        column = self._noise_columns.get(index)
-        noise = column[row] if column is not None else float(self.noise[row, index])
+        noise = self.noise.at(step % self.n_steps, index, self._loop_columns)
         value = lagged + noise + self._drift_list[index] * step * self.dt_s
         if index in self._non_negative and value < 0.0:
             value = 0.0
@@ -194,6 +241,7 @@ class SensorLayer:
         steps = ideal.shape[0]
         times = np.arange(steps) * self.dt_s
         rows = np.arange(steps) % self.n_steps
+        noise = self.noise.whole()
         out = np.empty_like(ideal)
         for index in range(ideal.shape[1]):
             if index in done:
@@ -207,7 +255,7 @@ class SensorLayer:
                 signal = lfilter([alpha], [1.0, alpha - 1.0], signal, zi=[(1 - alpha) * signal[0]])[
                     0
                 ]
-            out[:, index] = signal + self.noise[rows, index] + self.drift_per_s[index] * times
+            out[:, index] = signal + noise[rows, index] + self.drift_per_s[index] * times
         for index in self._non_negative:
             np.maximum(out[:, index], 0.0, out=out[:, index])
         for index in self._zero_when_off:

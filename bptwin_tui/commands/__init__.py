@@ -19,5 +19,8 @@ COMMANDS: tuple[str, ...] = (
     "accept",
     "export_csv",
     "import_data",
+    "api",
+    "operator",
+    "batch",
     "campaign_report",
 )

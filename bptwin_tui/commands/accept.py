@@ -77,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _say(message: str) -> None:
-    print(f"bptwin accept: {message}", file=sys.stderr, flush=True)
+    from bptwin.eln.text_safety import terminal_safe
+
+    print(terminal_safe(f"bptwin accept: {message}"), file=sys.stderr, flush=True)
 
 
 def _open_notebook(settings: Settings) -> NotebookService:
@@ -252,11 +254,14 @@ def _list(notebook: NotebookService) -> int:
         print("no batch has an acceptance decision yet")
         return 0
     print(f"{'batch':>6}  {'decision':<8}  {'verdict':<10}  {'by':<12}  {'when (UTC)':<16}  reason")
+    from bptwin.eln.text_safety import terminal_safe
+
     for number, row in sorted(in_force.items()):
-        print(
+        line = (
             f"{number:>6}  {row.decision.value:<8}  {row.verdict:<10}  {row.decided_by:<12}  "
             f"{row.decided_at:%Y-%m-%d %H:%M}  {row.reason}"
         )
+        print(terminal_safe(line, single_line=True))  # the reason is free text
     return 0
 
 

@@ -34,7 +34,10 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     results = run_checks(settings)
     if args.notify_test:
         results += send_test_notification(settings)
-    print(format_table(results))
+    from bptwin.eln.text_safety import terminal_safe
+
+    # Details quote what servers and files said (a refused line's reason, a source's name).
+    print(terminal_safe(format_table(results)))
     return 1 if any_failed(results) else 0
 
 

@@ -64,7 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _say(message: str) -> None:
-    print(f"bptwin export-csv: {message}", file=sys.stderr, flush=True)
+    from bptwin.eln.text_safety import terminal_safe
+
+    # Messages may quote channel names or notebook text: never raw escapes on the terminal.
+    print(terminal_safe(f"bptwin export-csv: {message}"), file=sys.stderr, flush=True)
 
 
 def _notebook(settings: Settings) -> NotebookService:

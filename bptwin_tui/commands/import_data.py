@@ -37,24 +37,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_import(args: argparse.Namespace, settings: Any = None) -> int:
+    from bptwin.eln.text_safety import terminal_safe
     from bptwin.twin.dataset import DatasetError
     from bptwin.twin.lab_import import MapError, import_lab
 
     try:
         result = import_lab(args.map, args.out, batches=args.batch, overwrite=args.overwrite)
     except MapError as exc:
-        print(f"bptwin import: {exc}", file=sys.stderr)
+        print(terminal_safe(f"bptwin import: {exc}"), file=sys.stderr)
         return 2
     except (DatasetError, OSError) as exc:
-        print(f"bptwin import: {exc}\nnothing was written", file=sys.stderr)
+        print(terminal_safe(f"bptwin import: {exc}\nnothing was written"), file=sys.stderr)
         return 1
     for item in result.batches:
         record = item.record
         if args.verbose:
             for note in item.findings.notes:
-                print(f"  {note}")
+                print(terminal_safe(f"  {note}"))  # findings quote the lab's files
         for warning in item.findings.warnings:
-            print(f"bptwin import: warning: {warning}", file=sys.stderr)
+            print(terminal_safe(f"bptwin import: warning: {warning}"), file=sys.stderr)
         print(
             f"batch {record.number}: {record.duration_s / 3600:.1f} h, "
             f"{len(record.channels)} channels, {len(record.sample_times_s)} samples"

@@ -30,6 +30,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 
     if getattr(args, "speed", None) is not None:
         settings.acquisition.speed = args.speed
+    # A simulated or replayed run gets reactors of its own (sim-R1): never a real batch's.
+    settings = settings.simulation_kept_apart()
     # A running acquisition (e.g. 'bptwin serve') is watched, not started a second time.
     app = BptwinApp(settings, station_factory=station_for, require_login=True)  # type: ignore[arg-type]
     return app.run() or 0

@@ -14,6 +14,7 @@ from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
 
 if TYPE_CHECKING:
+    from bptwin.tui.api.server import ApiServer
     from bptwin.tui.runtime.prometheus import MetricsServer
 
 log = logging.getLogger(__name__)
@@ -40,16 +41,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     if args.speed is not None:
         settings.acquisition.speed = args.speed
+    # A simulated or replayed run gets reactors of its own (sim-R1): never a real batch's.
+    settings = settings.simulation_kept_apart()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    station = Station(settings)
+    # Headless: no screen draws trends, so none are kept (memory per reactor stays small).
+    station = Station(settings, keep_trends=False)
     # Raises SettingsError (exit 2) only for a setting that cannot work or a live acquisition
     # of a reactor elsewhere; a server that is away makes a degraded start, not a failed one.
     station.start()
     for warning in station.warnings:
         log.warning("bptwin serve: %s", warning)
+    if settings.metrics.enabled or settings.api.enabled:
+        station.watch_metrics(station.metrics)
     metrics_server = start_metrics(settings, station)
+    api_server = start_api(settings, station)
     log.warning("bptwin serve: acquisition running for %s", ", ".join(settings.station.reactors))
     deadline = None if args.duration is None else time.monotonic() + args.duration
     try:
@@ -59,6 +66,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
                 break
             stop.wait(0.5 if remaining is None else min(0.5, remaining))
     finally:
+        if api_server is not None:
+            api_server.stop()
         if metrics_server is not None:
             metrics_server.stop()
         station.stop()
@@ -76,7 +85,6 @@ def start_metrics(settings: Settings, station: Station) -> MetricsServer | None:
         return None
     from bptwin.tui.runtime.prometheus import start_metrics_server
 
-    station.watch_metrics(station.metrics)
     try:
         server = start_metrics_server(station.metrics, settings.metrics.host, settings.metrics.port)
     except OSError as exc:  # port taken: acquisition matters more than its metrics
@@ -88,4 +96,21 @@ def start_metrics(settings: Settings, station: Station) -> MetricsServer | None:
         )
         return None
     log.warning("bptwin serve: metrics on %s/metrics, health on %s/health", server.url, server.url)
+    return server
+
+
+def start_api(settings: Settings, station: Station) -> ApiServer | None:
+    """The read-only HTTP API on ``[api]`` host:port when enabled, with the station's store,
+    metrics and health (docs/api.md)."""
+    if not settings.api.enabled or station.store is None:
+        return None
+    from bptwin.tui.api.server import start_in_station
+    from bptwin.tui.settings import SettingsError
+
+    try:
+        server = start_in_station(settings, station.store, station.metrics)
+    except (OSError, SettingsError) as exc:  # acquisition matters more than the API
+        log.error("bptwin serve: api: %s", exc)
+        return None
+    log.warning("bptwin serve: read-only API on %s (docs/api.md)", server.url)
     return server

@@ -93,9 +93,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="The model registry: DATA_DIR/models unless --registry is given.",
     )
     models.add_argument("--registry", type=Path, help="registry folder")
-    models.add_argument("action", choices=["list", "show", "promote", "restore"])
+    models.add_argument("action", choices=["list", "show", "promote", "restore", "history"])
     models.add_argument("version", nargs="?", help="model version (show, promote)")
     models.add_argument("--force", action="store_true", help="promote even if not better")
+    models.add_argument(
+        "--actor",
+        metavar="NAME",
+        help="who promotes or restores, for the history (default: station.operator, else the "
+        "login name)",
+    )
     models.set_defaults(func=handle_models)
 
 
@@ -199,7 +205,9 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  wall time {result.elapsed_s:.0f} s")
     if args.promote:
         try:
-            promotion = registry.promote(artifact.version, force=args.force)
+            promotion = registry.promote(
+                artifact.version, force=args.force, actor=settings.station.operator
+            )
         except ModelError as exc:
             print(f"bptwin train: {exc}", file=sys.stderr)
             return 1
@@ -211,6 +219,7 @@ def handle_models(args: argparse.Namespace, settings: Settings) -> int:
     from bptwin.twin.registry import SHIPPED_MODELS_DIR, ModelError, Registry, user_registry
 
     registry = Registry(args.registry) if args.registry else user_registry(settings.data_dir)
+    actor = args.actor or settings.station.operator
     try:
         if args.action == "list":
             current = registry.current_version()
@@ -231,10 +240,19 @@ def handle_models(args: argparse.Namespace, settings: Settings) -> int:
             if not args.version:
                 print("bptwin models promote: name the version", file=sys.stderr)
                 return 2
-            promotion = registry.promote(args.version, force=args.force)
+            promotion = registry.promote(args.version, force=args.force, actor=actor)
             print(f"{promotion.version} in service ({promotion.reason})")
             return 0
-        promotion = registry.restore_previous()
+        if args.action == "history":
+            print(f"registry {registry.root}")
+            for entry in registry.history():
+                who = entry.actor or "?"
+                print(
+                    f"  {entry.when}  {entry.action:<8} {entry.version}  "
+                    f"(was {entry.previous or '-'}; by {who}) {entry.reason}"
+                )
+            return 0
+        promotion = registry.restore_previous(actor=actor)
         print(f"{promotion.version} restored (was {promotion.previous})")
         return 0
     except ModelError as exc:

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "validate",
         help="score an OD600 model on hold-out batches (report folder)",
         description=(
-            "Per-batch MRE with a 95 %% CI, R², RMSE, depletion-time error, the DO forecast's "
+            "Per-batch MRE with a 95 % CI, R², RMSE, depletion-time error, the DO forecast's "
             "RMSE and the campaign verdict (pass / conditional / fail), plots and residual "
             "analysis. Exit code 0 for pass or conditional, 1 for fail, 2 when the model or "
             "data cannot be used."

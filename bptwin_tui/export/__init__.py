@@ -346,7 +346,13 @@ def _write_all(
     stem = f"batch_{number:02d}"
     written: list[_Written] = []
     report.step("acceptance", 0.0, "evaluating the acceptance criteria")
-    acceptance = acceptance_view(notebook, number, data.series.dropout_pct)
+    depletion_s = data.series.depletion_s
+    acceptance = acceptance_view(
+        notebook,
+        number,
+        data.series.dropout_pct,
+        None if depletion_s is None else depletion_s / 3600.0,
+    )
     if dataset:
         report.step("dataset", 0.0, "writing the dataset (Parquet)")
         for path in write_dataset_folder(staging / DATASET_DIR, data):
@@ -379,13 +385,19 @@ def _write_all(
         path = staging / f"{stem}_report.pdf"
         path.write_bytes(render_pdf(model))
         written.append(_Written(path.relative_to(staging), "report-pdf"))
-    sums = _write_manifest(staging, data, written, model.verdict, software_version)
+    audit_head = notebook.audit.head()
+    sums = _write_manifest(staging, data, written, model.verdict, software_version, audit_head)
     written.append(_Written(Path(MANIFEST_NAME), "manifest"))
     return written, model.verdict, sums
 
 
 def _write_manifest(
-    staging: Path, data: object, written: list[_Written], verdict: str, software_version: str
+    staging: Path,
+    data: object,
+    written: list[_Written],
+    verdict: str,
+    software_version: str,
+    audit_head: tuple[int, str] | None = None,
 ) -> dict[Path, tuple[int, str]]:
     from bptwin.tui.export.collect import BatchData
     from bptwin.twin.dataset import sha256_of
@@ -422,6 +434,11 @@ def _write_manifest(
         "model_version": data.model_version,
         "timeseries_store": data.store_name,
         "acceptance_verdict": verdict or None,
+        # An anchor of the notebook's audit trail outside the database: a later chain that
+        # does not hold this entry was cut or rewritten (docs/security.md).
+        "audit_trail": None
+        if audit_head is None
+        else {"entries": audit_head[0], "head_hash": audit_head[1]},
         "files": entries,
     }
     path = staging / MANIFEST_NAME

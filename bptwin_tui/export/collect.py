@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         Note,
         ProcessChange,
         Sample,
+        Signature,
     )
     from bptwin.eln.services import NotebookService
 
@@ -118,6 +119,8 @@ class NotebookRecords:
     process_changes: list[ProcessChange]
     closure: BatchClosure | None
     audit: AuditSummary
+    # Electronic signatures of the batch's records (superseded ones too), oldest first.
+    signatures: list[Signature] = field(default_factory=list)
 
 
 @dataclass
@@ -132,6 +135,9 @@ class BatchSeries:
     dropout_pct: dict[str, float]  # per channel: missing 1 Hz slots (per its cadence), %
     units: dict[str, str] = field(default_factory=dict)
     point_count: int = 0
+    # Seconds after inoculation of the glycerol depletion (the confirmed DO spike) found in
+    # the stored windows, as the live detector finds it; None when the data shows none.
+    depletion_s: float | None = None
 
     @property
     def duration_s(self) -> float:
@@ -175,14 +181,31 @@ def collect_notebook(notebook: NotebookService, number: int, reactor: str) -> No
         process_changes=notebook.process_changes.list_process_changes(number),
         closure=notebook.batches.get_closure(number),
         audit=summarise_audit(notebook, batch),
+        signatures=_signatures(notebook, number, calibrations),
     )
+
+
+def _signatures(
+    notebook: NotebookService, number: int, calibrations: list[CalibrationRecord]
+) -> list[Signature]:
+    """The batch's signatures, plus those of the bench calibrations it relied on."""
+    signatures = notebook.signatures.list_signatures(batch_number=number)
+    bench = {record.id for record in calibrations if record.batch_id is None}
+    if bench:
+        signatures += [
+            signature
+            for signature in notebook.signatures.list_signatures(table_name="calibration_record")
+            if signature.record_id in bench
+        ]
+    return sorted(signatures, key=lambda signature: signature.id or 0)
 
 
 def _batch_alarm_events(notebook: NotebookService, batch: Batch, reactor: str) -> list[AlarmEvent]:
     """Events bound to the batch, plus the reactor's unbound ones during the batch.
 
-    The alarm engine writes its transitions without a batch (it knows reactors, not batches),
-    so the batch's alarms are those of its reactor between inoculation and end.
+    The notebook binds each transition to the batch running on its reactor at its time
+    (eln.alarm_records); unbound ones inside the batch's span are from records written before
+    it did.
     """
     from sqlmodel import col, select
 
@@ -365,22 +388,26 @@ def collect_series(
     done = 0
     for name in names:
         stop = sensor_stop if name in sensor_names else window_stop
-        times: list[float] = []
-        values: list[float] = []
+        times: list[np.ndarray] = []
+        values: list[np.ndarray] = []
         for index in range(slices):
             lo = start + index * READ_SLICE_S
             hi = min(stop, lo + READ_SLICE_S)
             if hi <= lo:
                 continue
-            chunk = store.read_range(reactor, name, lo, hi)
-            times += [reading.timestamp for reading in chunk]
-            values += [reading.value for reading in chunk]
-            if chunk and chunk[-1].unit:
-                units[name] = chunk[-1].unit
+            # Columns, not a Reading per point: 1.6 million objects were most of the export.
+            chunk_times, chunk_values, unit = store.read_columns(reactor, name, lo, hi)
+            times.append(chunk_times)
+            values.append(chunk_values)
+            if len(chunk_times) and unit:
+                units[name] = unit
             done += 1
             if progress is not None:
                 progress(done / total, f"reading {name} ({index + 1}/{slices})")
-        raw[name] = (np.asarray(times, dtype=float), np.asarray(values, dtype=float))
+        raw[name] = (
+            np.concatenate(times) if times else np.empty(0),
+            np.concatenate(values) if values else np.empty(0),
+        )
     for name in sensor_names:
         units.setdefault(name, CHANNELS_BY_NAME[name].unit)
     readings = _one_second_grid(raw, sensor_names, start, end)
@@ -393,19 +420,66 @@ def collect_series(
                 for name in ("time_s", "timestamp", *PREDICTION_SERIES)
             }
         )
-    from bptwin.twin.dropout import sensor_dropout_pct
-
     return BatchSeries(
         start=start,
         end=end,
         readings=readings,
         windows=windows,
         predictions=predictions,
-        # The same count `bptwin accept` uses (store window counts), so the numbers agree.
-        dropout_pct=sensor_dropout_pct(store, reactor, start, end, channels=sensor_names),
+        dropout_pct=_dropout_pct(raw, sensor_names, start, end),
         units=units,
         point_count=sum(len(t) for t, _v in raw.values()),
+        depletion_s=depletion_in_windows(windows, start),
     )
+
+
+def _dropout_pct(
+    raw: dict[str, tuple[np.ndarray, np.ndarray]], names: Sequence[str], start: float, end: float
+) -> dict[str, float]:
+    """Dropout % per sensor channel over ``[start, end)``, counted as ``twin.dropout`` counts
+    it (finite readings against one per catalogue period), from the readings already read:
+    the store's window counts hold the same number, so the report and `bptwin accept` agree
+    without a second pass over the store."""
+    from bptwin.twin.dropout import expected_readings
+
+    result = {}
+    for name in names:
+        expected = expected_readings(start, end, CHANNELS_BY_NAME[name].period_s)
+        if expected == 0:
+            result[name] = 0.0
+            continue
+        times, values = raw[name]
+        present = int(np.count_nonzero((times >= start) & (times < end) & np.isfinite(values)))
+        result[name] = max(0.0, 100.0 * (1.0 - present / expected))
+    return result
+
+
+def depletion_in_windows(windows: pd.DataFrame, start: float) -> float | None:
+    """Seconds after ``start`` of the confirmed DO spike in the batch's own 30 s windows (DO
+    means and the CER the shadow stored), found by the live DepletionDetector; None if none.
+
+    The same evidence ``twin.stored_depletion`` reads from the store for acceptance, taken
+    from the windows already read for the report.
+    """
+    from bptwin.twin.features import DEPLETION_CONFIRMED, DepletionDetector, FeatureConfig
+
+    if "do_mean" not in windows.columns or windows.empty:
+        return None
+    detector = DepletionDetector(FeatureConfig(), WINDOW_S)
+    ends = windows["window_end"].to_numpy(dtype=float)
+    dos = windows["do_mean"].to_numpy(dtype=float)
+    cers = (
+        windows["cer"].to_numpy(dtype=float)
+        if "cer" in windows.columns
+        else np.full(len(ends), np.nan)
+    )
+    for end, do, cer in zip(ends, dos, cers, strict=True):
+        if not math.isfinite(do):
+            continue  # the store has no window there: nothing to feed
+        state, _blip = detector.update(float(end), float(do), float(cer))
+        if state == DEPLETION_CONFIRMED:
+            return max(0.0, detector.onset - start) if math.isfinite(detector.onset) else None
+    return None
 
 
 def _one_second_grid(

@@ -13,14 +13,16 @@ with millisecond precision (the store's key). Values are written with ``repr`` s
 back bit-identical. The store is read in slices, so memory stays bounded for long ranges.
 
 Notebook tables: one CSV per table (``batches``, ``samples``, ``calibrations``,
-``deviations``, ``alarms``, ``notes``, plus ``inocula``, ``closures``, ``process_changes`` and
-``acceptance``), every column of the table, with ``batch_number`` added beside ``batch_id``;
-JSON columns hold JSON text, times ISO 8601 UTC. PIN hashes are never exported.
+``deviations``, ``alarms``, ``notes``, plus ``inocula``, ``media``, ``closures``,
+``process_changes``, ``acceptance`` and ``signatures``), every column of the table, with
+``batch_number`` added beside ``batch_id``; JSON columns hold JSON text, times ISO 8601 UTC.
+PIN hashes are never exported.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from bptwin.database.reading import Quality, Reading
+from bptwin.eln.text_safety import spreadsheet_safe
 
 if TYPE_CHECKING:
     from bptwin.database.timeseries.base import TimeSeriesStore
@@ -118,6 +121,9 @@ def write_channels_csv(
     if not channels:
         raise CsvExportError(f"no channel to export for reactor {reactor!r}")
     writer = csv.writer(out, lineterminator="\n")
+    # Names and units come from outside (a gateway, a topic map): no formula, no raw control
+    # character reaches the spreadsheet. Few distinct values, so each is neutralised once.
+    safe = functools.lru_cache(maxsize=1024)(spreadsheet_safe)
     slices = list(_slices(start, end))
     total = max(1, len(slices) * len(channels))
     rows = 0
@@ -132,10 +138,10 @@ def write_channels_csv(
                     (
                         stamp,
                         f"{reading.timestamp:.3f}",
-                        reading.reactor,
-                        reading.channel,
+                        safe(reading.reactor),
+                        safe(reading.channel),
                         _number(reading.value),
-                        reading.unit,
+                        safe(reading.unit),
                         reading.quality.value,
                     )
                     for stamp, reading in zip(stamps, readings, strict=True)
@@ -145,7 +151,7 @@ def write_channels_csv(
                 if progress is not None:
                     progress(done / total, f"{channel} to {format_time(high)}")
         return rows
-    writer.writerow(("time", "unix_s", *channels))
+    writer.writerow(("time", "unix_s", *(safe(channel) for channel in channels)))
     for low, high in slices:
         table: dict[int, list[str]] = {}
         for index, channel in enumerate(channels):
@@ -203,10 +209,12 @@ def stored_channels(store: TimeSeriesStore, reactor: str) -> list[str]:
 
 
 def _cell(value: Any) -> str:
+    """One notebook value as a CSV cell; text (notes, names, labels) never runs as a formula
+    in a spreadsheet nor carries raw control characters (eln.text_safety)."""
     if value is None:
         return ""
     if isinstance(value, Enum):
-        return str(value.value)
+        return spreadsheet_safe(str(value.value))
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).isoformat()
     if isinstance(value, bool):
@@ -214,8 +222,10 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return _number(value)
     if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True, allow_nan=False, default=str)
-    return str(value)
+        return spreadsheet_safe(json.dumps(value, sort_keys=True, allow_nan=False, default=str))
+    if isinstance(value, int):
+        return str(value)
+    return spreadsheet_safe(str(value))
 
 
 def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[Any]:
@@ -223,6 +233,7 @@ def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[A
     from bptwin.eln.acceptance_service import list_decisions
 
     numbers = [batch] if batch is not None else [b.number for b in notebook.batches.list_batches()]
+    rows: list[Any]
     if table == "batches":
         rows = (
             [notebook.batches.get_batch(batch)]
@@ -236,6 +247,7 @@ def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[A
         "notes": notebook.notes.list_notes,
         "process_changes": notebook.process_changes.list_process_changes,
         "inocula": notebook.preparation.get_inoculum,
+        "media": notebook.preparation.list_media_preparations,
         "closures": notebook.batches.get_closure,
     }
     if table in per_batch:
@@ -253,6 +265,8 @@ def _rows_of(notebook: NotebookService, table: str, batch: int | None) -> list[A
         rows = notebook.alarms.list_alarm_events(batch_number=batch, limit=NOTEBOOK_LIMIT)
     elif table == "acceptance":
         rows = list_decisions(notebook, batch)
+    elif table == "signatures":
+        rows = notebook.signatures.list_signatures(batch_number=batch)
     else:
         raise CsvExportError(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
     return sorted(rows, key=lambda row: row.id or 0)
@@ -266,9 +280,11 @@ TABLES: tuple[str, ...] = (
     "alarms",
     "notes",
     "inocula",
+    "media",
     "closures",
     "process_changes",
     "acceptance",
+    "signatures",
 )
 _MODEL_OF_TABLE = {
     "batches": "Batch",
@@ -278,9 +294,11 @@ _MODEL_OF_TABLE = {
     "alarms": "AlarmEvent",
     "notes": "Note",
     "inocula": "Inoculum",
+    "media": "MediaPreparation",
     "closures": "BatchClosure",
     "process_changes": "ProcessChange",
     "acceptance": "BatchAcceptance",
+    "signatures": "Signature",
 }
 NEVER_EXPORTED = frozenset({"pin_hash"})
 

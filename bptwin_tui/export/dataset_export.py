@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,7 +55,8 @@ def samples_table(data: BatchData) -> pd.DataFrame:
         return empty_samples()
     start = data.series.start
     rows = []
-    for sample, kind in zip(samples, sample_kinds(samples), strict=True):
+    kinds = sample_kinds(samples, data.notebook.batch.inoculated_at, depletion_moment(data))
+    for sample, kind in zip(samples, kinds, strict=True):
         taken = sample.taken_at.timestamp()
         rows.append(
             {
@@ -73,19 +75,52 @@ def samples_table(data: BatchData) -> pd.DataFrame:
     return table.astype({name: "float64" for name in floats})
 
 
-def sample_kinds(samples: Sequence[Sample]) -> list[str]:
-    """``scheduled`` (an SOP time point), ``depletion`` (unscheduled, after the last
-    scheduled one) or ``extra`` (any other unscheduled sample), in the samples' order."""
-    last_scheduled = max(
-        (s.taken_at.timestamp() for s in samples if s.sop_timepoint_h is not None),
-        default=-math.inf,
-    )
+def sample_kinds(
+    samples: Sequence[Sample],
+    inoculated_at: datetime | None = None,
+    depleted_at: datetime | None = None,
+) -> list[str]:
+    """``scheduled`` (entered for an SOP time point), ``depletion`` (the unscheduled sample the
+    SOP schedule gives the depletion slot: taken at or after the depletion the data shows) or
+    ``extra`` (any other unscheduled sample), in the samples' order.
+
+    Without a known depletion no sample is the depletion sample: an extra sample entered late
+    is not promoted to one because it happens to be the last.
+    """
+    from bptwin.eln.schedule import sample_schedule
+
+    depletion_ids: set[int] = set()
+    if inoculated_at is not None and depleted_at is not None:
+        ended = max((s.taken_at for s in samples), default=inoculated_at)
+        slots = sample_schedule(
+            inoculated_at, samples, ended, depleted_at=depleted_at, ended_at=None
+        )
+        depletion_ids = {
+            slot.sample_id
+            for slot in slots
+            if slot.timepoint_h is None and slot.sample_id is not None
+        }
     return [
         "scheduled"
         if s.sop_timepoint_h is not None
-        else ("depletion" if s.taken_at.timestamp() > last_scheduled else "extra")
+        else ("depletion" if s.id is not None and s.id in depletion_ids else "extra")
         for s in samples
     ]
+
+
+def depletion_moment(data: BatchData) -> datetime | None:
+    """When glycerol ran out: the DO spike in the batch's data, else the closure record's time."""
+    hours = None
+    if data.series.depletion_s is not None:
+        hours = data.series.depletion_s / 3600.0
+    elif data.notebook.closure is not None:
+        closure = data.notebook.closure
+        hours = closure.depletion_time_h if closure.depletion_time_h is not None else None
+        if hours is None:
+            hours = closure.do_spike_time_h
+    if hours is None or not math.isfinite(hours):
+        return None
+    return datetime.fromtimestamp(data.series.start + hours * 3600.0, tz=timezone.utc)
 
 
 def _microscopy(clean: bool | None, text: str) -> str:

@@ -15,8 +15,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.eln.sample_math import residual_percent
+from bptwin.twin.display import human_fields, human_number
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from bptwin.eln.models import CalibrationRecord
     from bptwin.tui.export.collect import BatchData
     from bptwin.tui.export.plots import PlotImage
     from bptwin.tui.export.verdict import AcceptanceView
@@ -24,6 +29,10 @@ if TYPE_CHECKING:
 MAX_AUDIT_CHANGES = 80
 MAX_ALARM_ROWS = 200
 PASS, FAIL, OPEN = "PASS", "FAIL", "OPEN"
+# One sign convention for the model residual, as the sample screen shows it (eln.sample_math).
+RESIDUAL_HEADER = "residual (measured − predicted) / measured"
+# A stored prediction this close to a sample (its 30 s window, with slack) is compared with it.
+PREDICTION_MATCH_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -85,9 +94,12 @@ def when(moment: datetime | None) -> str:
 
 
 def num(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    return f"{value:.{digits}g}"
+    """A number for people (3 470, 0.0123, 6.8), "—" for none."""
+    return human_number(value, digits)
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:+.1f} %"
 
 
 def hours_since(moment: datetime | None, start: float) -> str:
@@ -110,11 +122,8 @@ def _plain(value: object) -> str:
 
 
 def _compact(values: dict[str, object]) -> str:
-    parts = []
-    for key, value in values.items():
-        text = num(value) if isinstance(value, float) else str(value)
-        parts.append(f"{key}={text}")
-    return ", ".join(parts) or "—"
+    """A record's fields in words with units ("slope 98.7 %, drift —"), never a repr."""
+    return human_fields(values)
 
 
 # -- sections -------------------------------------------------------------------------------
@@ -128,6 +137,8 @@ def build_report(
     software_version: str,
 ) -> Report:
     """The whole report of one batch."""
+    from bptwin.tui.export.report_signatures import signatures_section
+
     by_name = {image.name: image for image in figures}
     sections = [
         _header(data, software_version),
@@ -147,6 +158,8 @@ def build_report(
         _changes_and_notes(data),
         _closure(data),
         _acceptance(acceptance),
+        # The printed manifestations of every signature, the acceptance decision's included.
+        signatures_section(data.notebook.signatures),
         _audit(data),
         _completeness(data),
     ]
@@ -179,6 +192,7 @@ def _header(data: BatchData, software_version: str) -> Section:
         ("Inoculated", when(batch.inoculated_at)),
         ("Ended", when(batch.ended_at) if batch.ended_at else "still running (exported so far)"),
         ("Duration", duration(series.duration_s)),
+        ("Glycerol depletion", depletion_text(data)),
         ("Model version", data.model_version or "no model in service"),
         ("Time-series store", data.store_name),
         ("Readings exported", f"{series.point_count:,} points"),
@@ -210,7 +224,7 @@ def _calibrations(data: BatchData) -> Section:
         )
         for record in data.notebook.calibrations
     )
-    failed = [r for r in data.notebook.calibrations if not r.passed and not r.override_reason]
+    failed = unresolved_failures(data.notebook.calibrations, data.notebook.batch.inoculated_at)
     blocks: list[Block] = [
         Table(
             (
@@ -230,6 +244,28 @@ def _calibrations(data: BatchData) -> Section:
         channels = ", ".join(sorted({r.channel for r in failed}))
         blocks.append(Paragraph(f"Failed calibrations without override: {channels}", "bad"))
     return Section("calibrations", "Calibrations", blocks)
+
+
+def unresolved_failures(
+    calibrations: Sequence[CalibrationRecord], inoculated_at: datetime | None
+) -> list[CalibrationRecord]:
+    """Failed calibrations without an override that no passing calibration of the same probe
+    and kind replaced before the inoculation (a failed first try, then a pass, is in order)."""
+    failed = []
+    for record in calibrations:
+        if record.passed or record.override_reason:
+            continue
+        superseded = any(
+            other.passed
+            and other.channel == record.channel
+            and other.kind == record.kind
+            and other.performed_at > record.performed_at
+            and (inoculated_at is None or other.performed_at <= inoculated_at)
+            for other in calibrations
+        )
+        if not superseded:
+            failed.append(record)
+    return failed
 
 
 def _inoculum(data: BatchData) -> Section:
@@ -275,15 +311,15 @@ def _inoculum(data: BatchData) -> Section:
 
 
 def _samples(data: BatchData) -> Section:
-    from bptwin.tui.export.dataset_export import sample_kinds
+    from bptwin.tui.export.dataset_export import depletion_moment, sample_kinds
 
     start = data.series.start
     rows = []
-    kinds = sample_kinds(data.notebook.samples)
+    kinds = sample_kinds(
+        data.notebook.samples, data.notebook.batch.inoculated_at, depletion_moment(data)
+    )
     for sample, kind in zip(data.notebook.samples, kinds, strict=True):
-        residual = "—"
-        if sample.predicted_od600:
-            residual = f"{100.0 * (sample.predicted_od600 - sample.od600) / sample.od600:+.1f} %"
+        residual = percent(residual_percent(sample.od600, sample.predicted_od600))
         if sample.microscopy_clean is None:
             microscopy = sample.microscopy_text or "—"
         else:
@@ -317,27 +353,37 @@ def _samples(data: BatchData) -> Section:
                     "DCW g/L",
                     "glycerol g/L",
                     "microscopy",
-                    "predicted OD600",
-                    "residual",
+                    "predicted OD600 at entry",
+                    RESIDUAL_HEADER,
                     "entered by",
                 ),
                 tuple(rows),
-                caption=f"{len(rows)} samples",
+                caption=(
+                    f"{len(rows)} samples; the prediction is the one the station made for this "
+                    "batch when the sample was entered"
+                ),
             )
         ],
     )
 
 
 def _od600(data: BatchData, image: PlotImage | None) -> Section:
+    """Each sample against this batch's own predictions: those the station stored for the
+    batch's reactor inside the batch's span (inoculation to end), nearest to the sample."""
     blocks: list[Block] = [Figure(image)] if image is not None else []
     predictions = data.series.predictions
+    if len(predictions):
+        inside_batch = (predictions["timestamp"] >= data.series.start) & (
+            predictions["timestamp"] <= data.series.end + PREDICTION_MATCH_S
+        )
+        predictions = predictions[inside_batch]
     samples = data.notebook.samples
     if len(predictions) and samples:
         stamps = predictions["timestamp"].to_numpy(dtype=float)
         values = predictions["od600_pred"].to_numpy(dtype=float)
         lower = predictions["od600_pred_lower"].to_numpy(dtype=float)
         upper = predictions["od600_pred_upper"].to_numpy(dtype=float)
-        rows, errors = [], []
+        rows, residuals = [], []
         for sample in samples:
             at = sample.taken_at.timestamp()
             index = int(np.searchsorted(stamps, at))
@@ -345,10 +391,11 @@ def _od600(data: BatchData, image: PlotImage | None) -> Section:
             if not candidates:
                 continue
             nearest = min(candidates, key=lambda i: abs(stamps[i] - at))
-            if abs(stamps[nearest] - at) > 120.0 or not math.isfinite(values[nearest]):
+            if abs(stamps[nearest] - at) > PREDICTION_MATCH_S or not math.isfinite(values[nearest]):
                 continue
-            error = (values[nearest] - sample.od600) / sample.od600
-            errors.append(abs(error))
+            residual = residual_percent(sample.od600, float(values[nearest]))
+            if residual is not None:
+                residuals.append(abs(residual))
             inside = lower[nearest] <= sample.od600 <= upper[nearest]
             rows.append(
                 (
@@ -356,33 +403,64 @@ def _od600(data: BatchData, image: PlotImage | None) -> Section:
                     num(sample.od600, 4),
                     num(values[nearest], 4),
                     f"{num(lower[nearest], 4)}–{num(upper[nearest], 4)}",
-                    f"{100 * error:+.1f} %",
+                    percent(residual),
                     "yes" if inside else "no",
                 )
             )
         blocks.append(
             Table(
-                ("h", "measured OD600", "predicted", "band", "error", "inside band"),
+                ("h", "measured OD600", "predicted", "band", RESIDUAL_HEADER, "inside band"),
                 tuple(rows),
-                caption="Each sample against the prediction of its window",
+                caption=(
+                    "Each sample against the prediction stored for this batch's window "
+                    "(reactor and time of the batch)"
+                ),
                 empty="no prediction within 2 min of a sample",
             )
         )
-        if errors:
+        if residuals:
             blocks.append(
                 Paragraph(
-                    f"Mean relative error of the prediction at the samples: "
-                    f"{100 * float(np.mean(errors)):.1f} % over {len(errors)} samples"
+                    f"Mean absolute residual of the prediction at the samples: "
+                    f"{float(np.mean(residuals)):.1f} % over {len(residuals)} samples"
                 )
             )
     elif not len(predictions):
         blocks.append(Paragraph("no predictions stored for this batch (no model running?)", "warn"))
+    blocks.append(_depletion_paragraph(data))
     forecast = predictions["depletion_forecast"].to_numpy(dtype=float) if len(predictions) else []
     finite = [v for v in forecast if math.isfinite(v)]
     if finite:
         at = (finite[-1] - data.series.start) / 3600.0
         blocks.append(Paragraph(f"Last depletion forecast: {at:.2f} h after inoculation"))
     return Section("od600", "Measured vs predicted OD600", blocks)
+
+
+def depletion_text(data: BatchData) -> str:
+    """Where the batch's glycerol ran out, from its own data (and the closure's entry)."""
+    found = data.series.depletion_s
+    closure = data.notebook.closure
+    recorded = None if closure is None else closure.depletion_time_h
+    if found is not None:
+        at = data.series.start + found
+        text = f"at {found / 3600.0:.2f} h ({when(_utc(at))}), found in the DO spike"
+        if recorded is not None:
+            text += f"; closure record says {recorded:.2f} h"
+        return text
+    if recorded is not None:
+        return f"not found in the data; closure record says {recorded:.2f} h"
+    return "not found in the data (no confirmed DO spike)"
+
+
+def _depletion_paragraph(data: BatchData) -> Paragraph:
+    tone = "" if data.series.depletion_s is not None else "warn"
+    return Paragraph(f"Glycerol depletion: {depletion_text(data)}", tone)
+
+
+def _utc(timestamp: float) -> datetime:
+    from datetime import timezone
+
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc)
 
 
 def _offgas(data: BatchData, image: PlotImage | None) -> Section:
@@ -475,6 +553,8 @@ def alarm_incidents(events: list) -> list[_Incident]:
 def _alarms(data: BatchData) -> Section:
     events = data.notebook.alarm_events
     incidents = alarm_incidents(events)
+    ended = data.notebook.batch.ended_at is not None
+    still_active = "still active at the batch's end" if ended else "still active at export"
     summary = tuple(
         (
             when(i.raised_at),
@@ -484,7 +564,7 @@ def _alarms(data: BatchData) -> Section:
             i.priority,
             i.acknowledged,
             i.shelved,
-            when(i.normal_at) if i.normal_at else "still active at export",
+            when(i.normal_at) if i.normal_at else still_active,
         )
         for i in incidents
     )
@@ -611,6 +691,8 @@ def _closure(data: BatchData) -> Section:
         ("Closed", when(closure.closed_at)),
         ("Outcome", closure.outcome),
         ("Final OD600", num(closure.final_od600, 4)),
+        ("Final DCW", f"{num(closure.final_dcw_g_per_l, 4)} g/L"),
+        ("Harvest volume", f"{num(closure.harvest_volume_ml, 5)} mL"),
         ("Runtime", f"{num(closure.runtime_h, 4)} h"),
         ("Glycerol depletion", f"{num(closure.depletion_time_h, 4)} h"),
         ("DO spike", f"{num(closure.do_spike_time_h, 4)} h"),

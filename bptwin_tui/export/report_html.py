@@ -4,8 +4,9 @@ network; a print style sheet so the browser's "print to PDF" gives clean A4 page
 from __future__ import annotations
 
 import base64
-from html import escape
+from html import escape as _markup_escape
 
+from bptwin.eln.text_safety import terminal_safe
 from bptwin.tui.export.report import Figure, KeyValues, Paragraph, Report, Section, Table
 
 STYLE = """
@@ -53,6 +54,12 @@ footer { color: var(--muted); font-size: 12px; margin-top: 32px; }
   a { color: inherit; text-decoration: none; }
 }
 """
+
+
+def escape(text: str) -> str:
+    """Markup-escaped text without raw control or bidi-override characters (notes, labels and
+    units come from outside; eln.text_safety)."""
+    return _markup_escape(terminal_safe(text))
 
 
 def render_html(report: Report) -> str:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from bptwin.eln.text_safety import markdown_safe
 from bptwin.tui.export.report import Figure, KeyValues, Paragraph, Report, Table
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ") or " "
+    # Notes, labels and units come from outside: no raw escape sequence, cell break or tag.
+    return markdown_safe(text) or " "
 
 
 def render_markdown(report: Report, image_dir: str) -> str:
     """Markdown text; figures refer to ``<image_dir>/<name>.png`` (relative to the file)."""
-    lines = [f"# {report.title}", "", f"_{report.subtitle}_", ""]
+    lines = [f"# {markdown_safe(report.title)}", "", f"_{markdown_safe(report.subtitle)}_", ""]
     if report.verdict:
         lines += [f"**Acceptance verdict: {report.verdict.upper()}**", ""]
     lines += [f"- [{s.title}](#{s.key})" for s in report.sections]
@@ -20,7 +22,8 @@ def render_markdown(report: Report, image_dir: str) -> str:
         lines += [f'<a id="{section.key}"></a>', "", f"## {section.title}", ""]
         for block in section.blocks:
             if isinstance(block, Paragraph):
-                text = f"**{block.text}**" if block.tone in ("bad", "warn", "good") else block.text
+                safe = markdown_safe(block.text)
+                text = f"**{safe}**" if block.tone in ("bad", "warn", "good") else safe
                 lines += [text, ""]
             elif isinstance(block, KeyValues):
                 lines += ["| | |", "|---|---|"]
@@ -28,9 +31,9 @@ def render_markdown(report: Report, image_dir: str) -> str:
                 lines.append("")
             elif isinstance(block, Table):
                 if block.caption:
-                    lines += [f"**{block.caption}**", ""]
+                    lines += [f"**{markdown_safe(block.caption)}**", ""]
                 if not block.rows:
-                    lines += [f"_{block.empty}_", ""]
+                    lines += [f"_{markdown_safe(block.empty)}_", ""]
                     continue
                 lines.append("| " + " | ".join(_cell(h) for h in block.headers) + " |")
                 lines.append("|" + "---|" * len(block.headers))

@@ -9,14 +9,21 @@ from __future__ import annotations
 import io
 import threading
 from pathlib import Path
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape as _markup_escape
 
+from bptwin.eln.text_safety import terminal_safe
 from bptwin.tui.export.report import Figure, KeyValues, Paragraph, Report, Table
 
 FONT, FONT_BOLD = "BptwinSans", "BptwinSans-Bold"
 _font_lock = threading.Lock()
 _TONES = {"good": "#1e7e34", "bad": "#b02a37", "warn": "#9a6700"}
 _MARKS = {"PASS": "#1e7e34", "FAIL": "#b02a37", "OPEN": "#9a6700"}
+
+
+def escape(text: str) -> str:
+    """Markup-escaped text without raw control or bidi-override characters (notes, labels and
+    units come from outside; eln.text_safety)."""
+    return _markup_escape(terminal_safe(text))
 
 
 def _register_fonts() -> tuple[str, str]:

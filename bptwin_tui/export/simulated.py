@@ -40,6 +40,11 @@ class RecordedBatch:
     alarm_events: int
 
 
+# The PINs of the people ensure_people registers for a simulated batch (signatures need one).
+SIMULATED_SUPERVISOR_PIN = "4321"
+SIMULATED_OPERATOR_PIN = "1234"
+
+
 def sensor_readings(record: BatchRecord, reactor: str) -> list[Reading]:
     """The record's sensor table as readings in time order (empty cells: no reading)."""
     table = record.readings()
@@ -67,12 +72,14 @@ def record_simulated_batch(
     reactor: str = "R1",
     operator: str = "ana",
     supervisor: str = "sam",
+    supervisor_pin: str = SIMULATED_SUPERVISOR_PIN,
     predictor: Predictor | None = None,
     strain: str = "X-33 (simulated)",
     progress: Callable[[float], None] | None = None,
 ) -> RecordedBatch:
     """Record ``record`` (e.g. ``bptwin.twin.campaign.simulate_campaign_batch``) as batch
-    ``record.number``; ``operator`` and ``supervisor`` must exist (see ``ensure_people``)."""
+    ``record.number``; ``operator`` and ``supervisor`` must exist (see ``ensure_people``), the
+    supervisor's PIN signs the closure."""
 
     start = datetime.fromtimestamp(record.start_timestamp, tz=timezone.utc)
     end = start + timedelta(seconds=record.duration_s)
@@ -88,7 +95,7 @@ def record_simulated_batch(
             record,
             reactor,
             operator,
-            supervisor,
+            (supervisor, supervisor_pin),
             predictor,
             strain,
             progress,
@@ -106,7 +113,7 @@ def _record(
     record: BatchRecord,
     reactor: str,
     operator: str,
-    supervisor: str,
+    signer: tuple[str, str],
     predictor: Predictor | None,
     strain: str,
     progress: Callable[[float], None] | None,
@@ -210,7 +217,7 @@ def _record(
         missing_samples_reason=None if len(samples) >= 8 else "shortened simulated batch",
     )
     moment[0] += timedelta(minutes=30)
-    notebook.batches.sign_off_batch(supervisor, record.number)
+    notebook.batches.sign_off_batch(signer[0], record.number, pin=signer[1])
     return RecordedBatch(record, len(readings), windows, predictions, events)
 
 
@@ -221,6 +228,10 @@ def ensure_people(
     from bptwin.eln.models import OperatorRole
 
     if notebook.operators.get_operator(supervisor) is None:
-        notebook.operators.create_operator("setup", supervisor, OperatorRole.SUPERVISOR, "4321")
+        notebook.operators.create_operator(
+            "setup", supervisor, OperatorRole.SUPERVISOR, SIMULATED_SUPERVISOR_PIN
+        )
     if notebook.operators.get_operator(operator) is None:
-        notebook.operators.create_operator(supervisor, operator, OperatorRole.OPERATOR, "1234")
+        notebook.operators.create_operator(
+            supervisor, operator, OperatorRole.OPERATOR, SIMULATED_OPERATOR_PIN
+        )

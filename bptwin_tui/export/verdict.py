@@ -37,15 +37,26 @@ class AcceptanceView:
 
 
 def acceptance_view(
-    notebook: NotebookService, batch_number: int, dropout_pct: Mapping[str, float] | None
+    notebook: NotebookService,
+    batch_number: int,
+    dropout_pct: Mapping[str, float] | None,
+    depletion_time_h: float | None = None,
 ) -> AcceptanceView:
-    """Evaluate the batch now and find the recorded decision; problems become plain text."""
+    """Evaluate the batch now and find the recorded decision; problems become plain text.
+
+    ``depletion_time_h``: the depletion found in the batch's data (as `bptwin accept` uses
+    it); None falls back to the closure record's time."""
     from bptwin.eln.acceptance_service import evaluate_acceptance
 
     evaluation = None
     problem = None
     try:
-        evaluation = evaluate_acceptance(notebook, batch_number, sensor_dropout_pct=dropout_pct)
+        evaluation = evaluate_acceptance(
+            notebook,
+            batch_number,
+            sensor_dropout_pct=dropout_pct,
+            depletion_time_h=depletion_time_h,
+        )
     except Exception as exc:  # the report is still worth having without the checklist
         log.exception("acceptance evaluation of batch %s failed", batch_number)
         problem = f"acceptance could not be evaluated: {exc}"

@@ -15,7 +15,8 @@ A claim on an anonymous broker can be written by anyone, so a retained "running"
 only when its holder answers: the claimant pings ``.../status/acquisition/ping`` with a nonce
 and the claim's ``instance``, and only that live holder answers on ``.../pong``. A forged or
 stale claim does not answer and is overridden (and counted). The owner is a host *and* a data
-folder, so a second station on the same host with another data folder is refused too. Only
+folder, so a second station on the same host with another data folder is refused too (by the
+claim: with the local bus only the file lock of one data folder guards, docs/operations.md). Only
 the owner releases: a holder that sees its claim replaced by a "stopped", "offline" or dead
 "running" of someone else publishes its own again. With the broker away at start, the claim is
 taken as soon as the broker answers; a live claim found then is reported as a conflict.
@@ -40,7 +41,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from bptwin.database.bus import topics
-from bptwin.tui.settings import Settings, SettingsError
+from bptwin.tui.settings import Settings, SettingsError, require_file
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,8 @@ def acquire_acquisition_lock(
     and ``on_conflict`` hears of a live acquisition found there then. ``hostname`` defaults
     to this machine's.
     """
+    if settings.bus.backend == "mqtt":
+        require_file("bus.ca_file", settings.bus.ca_file)  # before the file lock is taken
     host = hostname or socket.gethostname()
     path = lock_path(settings, reactor)
     description = description_path(settings, reactor)
@@ -386,6 +389,7 @@ class BrokerClaim:
             protocol=paho.MQTTv311,
         )
         bus = settings.bus
+        require_file("bus.ca_file", bus.ca_file)
         if bus.username:
             password = bus.password.get_secret_value() if bus.password else None
             self._client.username_pw_set(bus.username, password)

@@ -148,6 +148,18 @@ class StationControl:
         self.actuators[reactor].authorise(authorisation)
         return authorisation
 
+    def take_authorisation(self, authorisation: ControlAuthorisation) -> None:
+        """A confirmation checked and stored elsewhere (a viewer's, read back from the notebook)."""
+        self.actuators[authorisation.reactor].authorise(authorisation)
+
+    def mode_refusal(self) -> str | None:
+        """Why no confirmation can be taken here (mode 0, not enabled), or None."""
+        if self.settings.mode != ControlMode.CLOSED_LOOP:
+            return "control mode 0 (advisory) sends no setpoint"
+        if not self.settings.enabled:
+            return "closed-loop control is not enabled ([control] enabled)"
+        return None
+
     def revoke(self, actor: str, reactor: str) -> None:
         from bptwin.eln.control_service import record_revocation
 

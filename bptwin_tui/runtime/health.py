@@ -139,7 +139,9 @@ class HealthView:
         MQTT payloads that are not a valid reading (bus), lines or messages a driver refused
         (e.g. a serial checksum), notebook writes refused for their values, readings refused at
         admission (``"<origin> <reason>"``: clock skew, unknown reactor or channel, a channel
-        another source owns) and readings the store refused or kept aside as a conflict.
+        another source owns), readings the store refused or kept aside as a conflict, and operator
+        commands from the bus (alarm, control) that were not valid (``"operator command
+        <reason>"``: unsigned, bad signature, stale, unknown operator...).
         """
         runtime = self._runtime()
         if runtime is None:
@@ -154,6 +156,9 @@ class HealthView:
         if runtime.notebook.refused_inputs:
             counts["notebook form"] = runtime.notebook.refused_inputs
         counts.update(runtime.intake.rejected_counts())
+        if runtime.commands is not None:  # forged, stale or unknown operators' alarm commands
+            for reason, count in runtime.commands.invalid_counts().items():
+                counts[f"operator command {reason}"] = count
         status = runtime.store.status()
         for what, count in (("refused", status.refused), ("conflict", status.conflicts)):
             if count:

@@ -61,7 +61,8 @@ class ReadingPipeline:
             return
         runtime.latest.add(reading)
         runtime.metrics.reading_received(reading)
-        runtime.history.add_reading(reading)
+        if runtime.history is not None:
+            runtime.history.add_reading(reading)
         if durable:
             from bptwin.database.timeseries import TimeSeriesError
 

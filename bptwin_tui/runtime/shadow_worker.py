@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from bptwin.database.bus import Bus
     from bptwin.database.recorder import Recorder
     from bptwin.eln.direct_notebook import DirectNotebook
+    from bptwin.tui.runtime.clock import StationClock
     from bptwin.tui.runtime.control_loop import StationControl
     from bptwin.tui.runtime.notifications import Notifier
     from bptwin.tui.runtime.prometheus import StationMetrics
@@ -53,6 +54,7 @@ class ShadowWorker:
         history: History | None = None,
         notifier: Notifier | None = None,
         metrics: StationMetrics | None = None,
+        clock: StationClock | None = None,
         max_pending: int = 500_000,
     ) -> None:
         self.shadow = shadow
@@ -66,8 +68,13 @@ class ShadowWorker:
         self.history = history
         self.notifier = notifier
         self.metrics = metrics
+        # Each reactor's clock follows its stream (runtime/clock.py); told of every reading.
+        self.clock = clock
         self._queue: queue.Queue[Reading] = queue.Queue(max_pending)
         self._stop = threading.Event()
+        # Set when the station stops acquiring on purpose (quitting): from then on silence is
+        # the station's own doing, not a sensor's, so no time-based alarm is raised.
+        self._acquisition_ended = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
         self.dropped = 0
         self.windows = 0
@@ -88,6 +95,18 @@ class ShadowWorker:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
+
+    def end_acquisition(self) -> None:
+        """The station is stopping its drivers: stop judging staleness and frozen values.
+
+        Readings still queued are fed (their alarms are real); only the clock-driven checks
+        stop, so quitting the app raises no ``sensor_stale`` alarm into the record.
+        """
+        self._acquisition_ended.set()
+
+    @property
+    def acquisition_ended(self) -> bool:
+        return self._acquisition_ended.is_set()
 
     def stream_now(self) -> float:
         """The station's notion of now: the stream's own clock, moving on in real time.
@@ -115,7 +134,7 @@ class ShadowWorker:
                         self._feed(self._queue.get_nowait())
                     except queue.Empty:
                         break
-            if time.monotonic() >= next_tick:
+            if time.monotonic() >= next_tick and not self._acquisition_ended.is_set():
                 next_tick = time.monotonic() + TICK_S
                 self._handle(self.shadow.tick(self.stream_now()))
         while True:
@@ -126,6 +145,8 @@ class ShadowWorker:
         self._handle(self.shadow.flush())
 
     def _feed(self, reading: Reading) -> None:
+        if self.clock is not None:
+            self.clock.observe(reading.reactor, reading.timestamp)
         if reading.timestamp > self._last_stream_ts:
             self._last_stream_ts = reading.timestamp
             self._last_stream_wall = time.monotonic()

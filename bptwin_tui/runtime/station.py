@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bptwin.database.backoff import Backoff
+from bptwin.tui.runtime.clock import StationClock
 from bptwin.tui.runtime.health import Health, HealthView
 from bptwin.tui.runtime.pipeline import ReadingPipeline
 from bptwin.tui.runtime.prometheus import StationMetrics
@@ -51,14 +52,19 @@ __all__ = ["LinkKeeper", "Station", "build_bus", "connect_bus", "start_bus"]
 class Station:
     """One acquisition for the configured reactors."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, keep_trends: bool = True) -> None:
         self.settings = settings
         self.latest = LatestValues()
-        # Trend history for the dashboard's plots (bounded: a 30 h batch of every channel).
-        self.history = History(settings.station.reactors)
+        # Trend history for the dashboard's plots (bounded: a 30 h batch of every channel,
+        # about 28 MB per reactor when full). A headless station (`bptwin serve`) keeps none:
+        # no screen reads it, and viewers fill their own from the stores.
+        self.history: History | None = History(settings.station.reactors) if keep_trends else None
         # Counters and gauges for the Prometheus endpoint of `bptwin serve` ([metrics]).
         self.metrics = StationMetrics()
         self.pipeline = ReadingPipeline()
+        # Each reactor's time for its records (runtime/clock.py): the wall clock for a real
+        # acquisition, the stream's own time line for a simulated or replayed one.
+        self.clock = StationClock()
         self.runtime: Runtime | None = None
         self.warnings: list[str] = []
         # Set when another live acquisition of a reactor turns up after start: serve exits.
@@ -157,12 +163,32 @@ class Station:
                 latest=self.latest,
                 history=self.history,
                 metrics=self.metrics,
+                keep_trends=self.history is not None,
             )
             self.pipeline.attach(self.runtime)
+            self._use_clock(self.runtime)
             self._start_parts(self.runtime)
         except BaseException:
             self.stop()  # a station that did not start holds nothing (threads, locks)
             raise
+
+    @property
+    def simulated(self) -> bool:
+        """Every source re-bases its stamps (simulated or replayed): a run of its own."""
+        return self.runtime is not None and self.runtime.intake.plan.stamps_from_station_only
+
+    def _use_clock(self, runtime: Runtime) -> None:
+        """A simulated or replayed run stamps everything on its own time line: readings,
+        alarms, acknowledgements and the notebook entries the station writes."""
+        self.clock.follow_stream = runtime.intake.plan.stamps_from_station_only
+        runtime.shadow_worker.clock = self.clock
+        if self.clock.follow_stream:
+            runtime.notebook.service.clock = self.clock.now_utc
+            reactors = ", ".join(self.settings.station.reactors)
+            self.latest.set_problem(
+                "simulation",
+                f"SIMULATED run on reactor {reactors}: its own clock, never a real batch's record",
+            )
 
     def _start_parts(self, runtime: Runtime) -> None:
         self._upgrade_notebook()
@@ -198,6 +224,8 @@ class Station:
             runtime.driver_threads.append(DriverThread(driver).start())
         if runtime.intake.plan.simulated:
             self._follow_setpoints(runtime)
+        if runtime.commands is not None:  # viewers' commands (runtime/operator_commands.py)
+            runtime.subscriptions += runtime.commands.start().subscribe(runtime.bus)
         self._keeper.start()
 
     def _upgrade_notebook(self) -> None:
@@ -264,7 +292,8 @@ class Station:
         so the store's older readings belong to another batch. Up to the start only: what
         arrived since reached the history live.
         """
-        if runtime.intake.plan.stamps_from_station_only:
+        history = self.history
+        if history is None or runtime.intake.plan.stamps_from_station_only:
             return
         from bptwin.tui.runtime.trend_backfill import (
             backfill_in_background,
@@ -274,7 +303,7 @@ class Station:
         until = self._started_at
         runtime.backfill = backfill_in_background(
             lambda: backfill_running_batches(
-                self.history,
+                history,
                 runtime.store,
                 runtime.notebook.service,
                 self.settings.station.reactors,
@@ -406,6 +435,8 @@ class Station:
         self.release_acquisition_locks()
 
     def _stop_parts(self, runtime: Runtime) -> None:
+        # Quitting silences every sensor at once: that is no alarm of the batch.
+        runtime.shadow_worker.end_acquisition()
         self.stop_drivers()
         if runtime.bus.connected:
             # Let the handlers see what was published so far before the shadow stops.
@@ -414,6 +445,8 @@ class Station:
             subscription.cancel()
         runtime.subscriptions.clear()
         runtime.intake.disconnect_bus()
+        if runtime.commands is not None:
+            runtime.commands.stop()
         runtime.shadow_worker.stop()
         if runtime.inference is not None:
             runtime.inference.stop()

@@ -6,7 +6,9 @@ When another process holds a reactor's acquisition lock (``acquisition_lock.py``
 ``warnings``, ``control``, ``alarm_actions``, ``history``, ``notebook``) but acquires
 nothing. It subscribes to the acquisition's readings, predictions, alarm transitions and
 status on the bus, starts from the alarm history in the notebook, and writes notebook
-entries like any station. Closing it changes nothing for the acquisition.
+entries like any station. Its alarm actions and a supervisor's confirmation of closed-loop
+control are signed commands that the engine carries out (``runtime/viewer_commands.py``).
+Closing it changes nothing for the acquisition.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bptwin.database.bus import topics
 from bptwin.database.reading import Reading, ReadingError, decode_json, parse_timestamp
 from bptwin.tui.runtime.acquisition_lock import STATE_RUNNING, AcquisitionOwner, owner_from_payload
+from bptwin.tui.runtime.viewer_commands import CommandSender, ViewerAlarms, ViewerControl
 from bptwin.tui.settings import Settings, SettingsError
 from bptwin.twin.alarms import AlarmBoard, AlarmPayloadError, AlarmTransition, alarms_pattern
 from bptwin.twin.history import History
@@ -57,8 +60,6 @@ def station_for(settings: Settings) -> Station | ViewerStation:
 class ViewerStation:
     """Live view of an acquisition that runs in another process (see the module docstring)."""
 
-    control = None  # closed-loop control belongs to the acquisition
-
     def __init__(self, settings: Settings, owner: AcquisitionOwner) -> None:
         self.settings = settings
         self.owner = owner
@@ -72,6 +73,24 @@ class ViewerStation:
         self._subscriptions: list[Subscription] = []
         self._lock = threading.Lock()
         self.backfill: threading.Thread | None = None
+        # The last claim of each reactor's acquisition: where alarm commands go, and whether
+        # that engine is there to answer.
+        self.engines: dict[str, AcquisitionOwner] = {owner.reactor: owner}
+        self.commands = CommandSender(
+            bus=lambda: self.bus,
+            prefix=settings.bus.prefix,
+            engine=self.engines.get,
+            on_rejected=self._reject,
+            timeout_s=settings.commands.timeout_s,
+            broker=f"{settings.bus.host}:{settings.bus.port}",
+        )
+        self.actions = ViewerAlarms(self.commands, self.board.active_alarms)
+        # A supervisor's confirmation of closed-loop control, taken by the engine.
+        self.control = ViewerControl(
+            self.commands,
+            lambda: self.notebook,
+            minutes=settings.control.confirmation_minutes,
+        )
         self.latest.set_problem(VIEWER_SOURCE, self.banner)
 
     @property
@@ -80,15 +99,16 @@ class ViewerStation:
         return f"viewer of {self.owner.describe()}: acquisition runs there"
 
     @property
-    def alarm_actions(self) -> None:
-        """Alarm actions belong to the acquisition's engine; the viewer only shows alarms."""
-        return None
+    def alarm_actions(self) -> ViewerAlarms:
+        """Acknowledge, shelve, unshelve: signed commands the acquisition's engine carries out."""
+        return self.actions
 
     # -- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
         from bptwin.tui.runtime.station import build_bus, start_bus
 
+        self._load_command_key()
         self.notebook = self._open_notebook()
         self._restore_alarms()
         self._backfill_history()
@@ -98,13 +118,14 @@ class ViewerStation:
                 "configure MQTT (docs/operations.md) to watch the running acquisition"
             )
         prefix = self.settings.bus.prefix
-        self.bus = build_bus(self.settings)  # no outbox: a viewer publishes nothing of its own
+        self.bus = build_bus(self.settings)  # no outbox: its commands go now or are refused
         subscribe = self.bus.subscribe
         self._subscriptions += [
             self.bus.subscribe_readings(self._on_reading, prefix=prefix),
             subscribe(f"{prefix}/{topics.CONTRACT_VERSION}/+/predictions/+", self._on_prediction),
             subscribe(alarms_pattern(prefix=prefix), self._on_alarm),
             subscribe(f"{prefix}/{topics.CONTRACT_VERSION}/+/status/acquisition", self._on_status),
+            subscribe(topics.command_results_pattern("+", prefix), self.commands.on_result, qos=1),
         ]
         start_bus(self.settings, self.bus)
 
@@ -127,6 +148,17 @@ class ViewerStation:
         return self.latest.snapshot()
 
     # -- start-up state from the stores ----------------------------------------------------------
+
+    def _load_command_key(self) -> None:
+        """The operators' command key; without it the viewer shows alarms but cannot act."""
+        from bptwin.tui.runtime.wiring import load_command_key
+        from bptwin.twin.setpoints import ControlKeyError
+
+        try:
+            self.commands.key = load_command_key(self.settings)
+        except ControlKeyError as exc:
+            self.commands.key_problem = f": {exc}"
+            self.warnings.append(f"{exc}; alarm actions from this viewer are refused")
 
     def _open_notebook(self) -> NotebookService | None:
         from bptwin.database.relational import DatabaseUnavailableError
@@ -206,6 +238,7 @@ class ViewerStation:
         owner = owner_from_payload(reactor, payload) if payload else None
         if owner is None:
             return
+        self.engines[reactor] = owner
         if owner.state == STATE_RUNNING:
             self.owner = owner
             self.latest.set_problem(VIEWER_SOURCE, self.banner)

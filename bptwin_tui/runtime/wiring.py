@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from bptwin.database.reading import Reading
 from bptwin.tui.runtime.control_loop import StationControl
 from bptwin.tui.runtime.prometheus import StationMetrics
-from bptwin.tui.settings import Settings, SettingsError
+from bptwin.tui.settings import Settings, SettingsError, require_file
 from bptwin.twin.history import History
 from bptwin.twin.live import LatestValues
 
@@ -33,9 +33,11 @@ if TYPE_CHECKING:
     from bptwin.eln.services import NotebookService
     from bptwin.eln.write_queue import SpooledNotebook
     from bptwin.tui.runtime.notifications import Notifier
+    from bptwin.tui.runtime.operator_commands import OperatorCommands
     from bptwin.tui.runtime.replay_session import ReplaySession
     from bptwin.tui.runtime.shadow_worker import ShadowWorker
     from bptwin.twin.predictor import InferenceWorker
+    from bptwin.twin.setpoints import ControlKey
     from bptwin.twin.shadow import Shadow
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,8 @@ class Runtime:
 
     settings: Settings
     latest: LatestValues
-    history: History
+    # Trends for a screen; None in a headless serve (viewers read the stores instead).
+    history: History | None
     metrics: StationMetrics
     bus: Bus
     store: TimeSeriesStore
@@ -66,6 +69,9 @@ class Runtime:
     driver_threads: list[DriverThread] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
     backfill: threading.Thread | None = None
+    # Alarm actions and control confirmations sent by viewers over the bus ([commands]
+    # key_file); None without a key.
+    commands: OperatorCommands | None = None
 
 
 def build_runtime(
@@ -75,6 +81,7 @@ def build_runtime(
     latest: LatestValues | None = None,
     history: History | None = None,
     metrics: StationMetrics | None = None,
+    keep_trends: bool = True,
 ) -> Runtime:
     """Every part of the station, built and not started; ``sink`` takes the drivers' readings
     once admitted (drivers/intake.py).
@@ -87,7 +94,7 @@ def build_runtime(
     from bptwin.tui.runtime.shadow_worker import ShadowWorker
 
     latest = latest or LatestValues()
-    history = history or History(settings.station.reactors)
+    history = (history or History(settings.station.reactors)) if keep_trends else None
     metrics = metrics or StationMetrics()
     intake = build_intake(settings)
     replays = replay_sessions(
@@ -121,6 +128,7 @@ def build_runtime(
         )
         drivers = build_drivers(settings, intake, sink, bus, replays)
         bind_drivers(replays, drivers)
+        commands = build_operator_commands(settings, bus, shadow_worker, notebook, control)
     except BaseException:
         for close in reversed(opened):
             close()
@@ -141,6 +149,7 @@ def build_runtime(
         intake=intake,
         drivers=drivers,
         replays=replays,
+        commands=commands,
     )
 
 
@@ -183,6 +192,49 @@ def build_notebook(settings: Settings) -> SpooledNotebook:
     # Not checked now: a database that is away must not stop the start (writes queue).
     engine = make_engine(settings.notebook_url(), check=False)
     return SpooledNotebook(NotebookService(engine), settings.spool_dir() / "notebook.sqlite")
+
+
+def load_command_key(settings: Settings) -> ControlKey | None:
+    """The operators' command key ([commands] key_file), None when not configured.
+
+    Raises ControlKeyError naming ``commands.key_file`` when the file cannot be used.
+    """
+    from bptwin.twin.setpoints import ControlKey
+
+    path = settings.commands.key_file
+    return None if path is None else ControlKey.from_file(path, "commands.key_file", shared=True)
+
+
+def build_operator_commands(
+    settings: Settings,
+    bus: Bus,
+    shadow_worker: ShadowWorker,
+    notebook: SpooledNotebook,
+    control: StationControl,
+) -> OperatorCommands | None:
+    """The engine's service for viewers' alarm actions and control confirmations; None
+    without a command key."""
+    from bptwin.tui.runtime.alarm_actions import StationAlarms
+    from bptwin.tui.runtime.operator_commands import OperatorCommands
+    from bptwin.twin.setpoints import ControlKeyError
+
+    try:
+        key = load_command_key(settings)
+    except ControlKeyError as exc:
+        raise SettingsError(str(exc)) from None
+    if key is None:
+        return None
+    return OperatorCommands(
+        key,
+        settings.station.reactors,
+        bus=bus,
+        prefix=settings.bus.prefix,
+        actions=StationAlarms(shadow_worker),
+        notebook=lambda: notebook.service,
+        engine_now=shadow_worker.shadow.alarms.now,
+        control=control,
+        max_skew_s=settings.commands.max_skew_s,
+    )
 
 
 def build_notifier(settings: Settings, bus: Bus, metrics: StationMetrics) -> Notifier | None:
@@ -316,6 +368,7 @@ def build_bus(settings: Settings, *, outbox_path: Path | None = None) -> Bus:
         return LocalBus()
     from bptwin.database.bus import MqttBus
 
+    require_file("bus.ca_file", section.ca_file)
     try:
         return MqttBus(
             section.host,
@@ -326,8 +379,9 @@ def build_bus(settings: Settings, *, outbox_path: Path | None = None) -> Bus:
             tls=section.tls,
             ca_file=str(section.ca_file) if section.ca_file else None,
             outbox_path=outbox_path,
-            # A setpoint delayed by an outage could act on a changed batch: sent now or refused.
-            not_queued=(f"{section.prefix}/v1/+/setpoints/+",),
+            # A setpoint or an operator's command delayed by an outage could act on a changed
+            # batch or alarm: sent now or refused.
+            not_queued=(f"{section.prefix}/v1/+/setpoints/+", f"{section.prefix}/v1/+/commands/#"),
         )
     except OSError as exc:  # the outbox file cannot be opened: the data folder is the problem
         raise SettingsError(f"station.data_dir: {exc}") from None

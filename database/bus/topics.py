@@ -8,6 +8,8 @@ Tree (``<prefix>`` is ``bptwin`` unless configured; ``v1`` versions the contract
     <prefix>/v1/<reactor>/alarms/<rule>         alarm transitions
     <prefix>/v1/<reactor>/status/<component>    component health (retained)
     <prefix>/v1/<reactor>/setpoints/<name>      setpoint changes
+    <prefix>/v1/<reactor>/commands/<kind>       an operator's signed command to the engine
+    <prefix>/v1/<reactor>/commands/<kind>/result  the engine's signed answer
 
 docs/mqtt.md is the full contract.
 """
@@ -72,6 +74,26 @@ def status_topic(reactor: str, component: str, prefix: str = DEFAULT_PREFIX) -> 
 
 def setpoint_topic(reactor: str, name: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{reactor_root(reactor, prefix)}/setpoints/{_level('setpoint', name)}"
+
+
+COMMANDS = "commands"
+RESULT = "result"
+
+
+def command_topic(reactor: str, kind: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """``bptwin/v1/<reactor>/commands/<kind>``: a control room asks the engine to act."""
+    return f"{reactor_root(reactor, prefix)}/{COMMANDS}/{_level('command', kind)}"
+
+
+def command_result_topic(reactor: str, kind: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """``bptwin/v1/<reactor>/commands/<kind>/result``: the engine's answer to a command."""
+    return f"{command_topic(reactor, kind, prefix)}/{RESULT}"
+
+
+def command_results_pattern(kind: str = "+", prefix: str = DEFAULT_PREFIX) -> str:
+    """Every reactor's answers to commands of one kind (``+``: any kind): a control room's."""
+    kind = kind if kind == "+" else _level("command", kind)
+    return f"{_prefix(prefix)}/{CONTRACT_VERSION}/+/{COMMANDS}/{kind}/{RESULT}"
 
 
 def readings_pattern(reactor: str = "+", channel: str = "+", prefix: str = DEFAULT_PREFIX) -> str:

@@ -21,8 +21,12 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bptwin.database.reading import Quality, Reading
+
+if TYPE_CHECKING:
+    import numpy as np
 from bptwin.database.timeseries.base import (
     StoreStatus,
     TimeSeriesError,
@@ -256,6 +260,27 @@ class EmbeddedStore(TimeSeriesStore):
             Reading(ts / 1000.0, reactor, channel, nan if v is None else v, unit, quality_of[q])
             for ts, v, q in rows
         ]
+
+    def read_columns(
+        self, reactor: str, channel: str, start: float, end: float
+    ) -> tuple[np.ndarray, np.ndarray, str]:
+        import numpy as np
+
+        check_range(start, end)
+        db = self._reader()
+        found = self._lookup(db, reactor, channel)
+        if found is None:
+            return np.empty(0), np.empty(0), ""
+        sid, unit = found
+        rows = db.execute(
+            "SELECT ts_ms, value FROM points"
+            " WHERE series_id = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms",
+            (sid, _ceil_ms(start), _ceil_ms(end)),
+        ).fetchall()
+        if not rows:
+            return np.empty(0), np.empty(0), unit
+        table = np.array(rows, dtype=float)  # a stored NULL value becomes NaN
+        return table[:, 0] / 1000.0, table[:, 1], unit
 
     def read_windows(
         self, reactor: str, channel: str, start: float, end: float, window_s: float = 30.0

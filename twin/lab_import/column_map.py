@@ -185,12 +185,18 @@ class TimeSpec(_Strict):
         return [self.column] if isinstance(self.column, str) else list(self.column)
 
 
-class FileSpec(Layout):
-    """One export file of every batch (``path`` may hold {folder} and {batch})."""
+def _short_form(value: Any, key: str) -> Any:
+    """``"pH" = "ph"`` is short for ``"pH" = { <key> = "ph" }``."""
+    if isinstance(value, dict):
+        return {k: {key: v} if isinstance(v, str) else v for k, v in value.items()}
+    return value
+
+
+class _TimedFile(Layout):
+    """A file of every batch (``path`` may hold {folder} and {batch}) and its time column."""
 
     path: str
     time: TimeSpec
-    columns: dict[str, ColumnSpec]
     required: bool = True
 
     @field_validator("time", mode="before")
@@ -198,13 +204,16 @@ class FileSpec(Layout):
     def _time(cls, value: Any) -> Any:
         return {"column": value} if isinstance(value, str | list) else value
 
+
+class FileSpec(_TimedFile):
+    """One export file of every batch with sensor columns."""
+
+    columns: dict[str, ColumnSpec]
+
     @field_validator("columns", mode="before")
     @classmethod
     def _short_columns(cls, value: Any) -> Any:
-        """``"pH" = "ph"`` is short for ``"pH" = { channel = "ph" }``."""
-        if isinstance(value, dict):
-            return {k: {"channel": v} if isinstance(v, str) else v for k, v in value.items()}
-        return value
+        return _short_form(value, "channel")
 
     @field_validator("columns")
     @classmethod
@@ -214,11 +223,9 @@ class FileSpec(Layout):
         return value
 
 
-class SamplesSpec(Layout):
+class SamplesSpec(_TimedFile):
     """The offline samples: one file per batch, or one for all with a batch column."""
 
-    path: str
-    time: TimeSpec
     columns: dict[str, SampleColumn]
     batch_column: str | None = Field(default=None, description="when one file holds every batch")
     sop_hours: list[float] = Field(default_factory=lambda: list(SOP_HOURS))
@@ -226,19 +233,11 @@ class SamplesSpec(Layout):
     kinds: dict[str, Literal["scheduled", "depletion", "extra"]] = Field(
         default_factory=dict, description="the lab's words in the kind column"
     )
-    required: bool = True
-
-    @field_validator("time", mode="before")
-    @classmethod
-    def _time(cls, value: Any) -> Any:
-        return {"column": value} if isinstance(value, str | list) else value
 
     @field_validator("columns", mode="before")
     @classmethod
     def _short_columns(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: {"field": v} if isinstance(v, str) else v for k, v in value.items()}
-        return value
+        return _short_form(value, "field")
 
     @field_validator("columns")
     @classmethod
