@@ -216,3 +216,7 @@ def test_bptwin_campaign_prints_the_figures_and_the_batches_behind_them(
     assert [p["phase"] for p in data_out["phases"]] == ["B"]
     assert data_out["phases"][0]["accepted"] == [4, 5]
     assert data_out["phases"][0]["uptime_pct"] == 0.0
+    # The same figures where the issue asks for them: the batch list's campaign view.
+    assert main(["--config", str(config), "batch", "list", "--campaign", "--phase", "B"]) == 0
+    listed = capsys.readouterr().out
+    assert "B            3  100.0 % (2/2) met" in listed and "Phase A" not in listed
