@@ -106,7 +106,9 @@ class LabelledField(Vertical):
 
     @property
     def input(self) -> Input | TextArea:
-        return self.query_one(f"#{self.field_id}", Input if not self.multiline else TextArea)
+        if self.multiline:
+            return self.query_one(f"#{self.field_id}", TextArea)
+        return self.query_one(f"#{self.field_id}", Input)
 
     @property
     def value(self) -> str:
