@@ -32,10 +32,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# CI (.ci/run) runs this before `make test`; `make test` itself stays runnable on code mid-edit.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	@$(MAKE) --no-print-directory typecheck
 
 # mypy over the installed names: link each source folder under build/typecheck/bptwin/.
 TYPECHECK := build/typecheck/bptwin

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from bptwin.drivers.intake import ReadingIntake
     from bptwin.drivers.sources import AcquisitionPlan
     from bptwin.eln.audit_seal import AuditSeal
-    from bptwin.eln.calibration import CalibrationPolicy
+    from bptwin.eln.calibration_validity import CalibrationPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -101,9 +101,12 @@ class NotebookSettings(Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
-        if url and not url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg2://")):
-            raise ValueError("must start with sqlite://, postgresql:// or postgresql+psycopg2://")
-        if url.startswith("postgresql") and not urlparse(url).hostname:
+        schemes = ("sqlite://", "postgresql://", "postgresql+psycopg2://", "postgres://")
+        if url and not url.startswith(schemes):
+            raise ValueError(
+                "must start with sqlite://, postgresql://, postgres:// or postgresql+psycopg2://"
+            )
+        if url.startswith("postgres") and not urlparse(url).hostname:
             raise ValueError(
                 "a postgresql URL needs a host, e.g. postgresql://bptwin@127.0.0.1/bptwin"
             )
@@ -352,7 +355,7 @@ class CalibrationSettings(Section):
 
     def policy(self) -> CalibrationPolicy:
         """The notebook's rule object: ``NotebookService(..., calibration_policy=...)``."""
-        from bptwin.eln.calibration import CalibrationPolicy
+        from bptwin.eln.calibration_validity import CalibrationPolicy
 
         return CalibrationPolicy.from_settings(
             list(dict.fromkeys(self.mandatory)), self.validity_hours.model_dump()

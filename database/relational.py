@@ -61,7 +61,8 @@ def parse_url(url: str | URL) -> URL:
         except (exc.ArgumentError, ValueError) as error:
             raise DatabaseURLError(f"malformed database URL {url!r}: {error}") from None
     backend = parsed.get_backend_name()
-    # A bare "postgresql://" means psycopg2 here (SQLAlchemy 2.1 would pick psycopg 3).
+    # A bare "postgresql://" or "postgres://" means psycopg2 here (SQLAlchemy 2.1 would pick
+    # psycopg 3 for the first and knows no dialect "postgres").
     driver = parsed.drivername.partition("+")[2] or "psycopg2"
     if backend in ("postgresql", "postgres"):
         if driver != "psycopg2":
@@ -76,6 +77,14 @@ def parse_url(url: str | URL) -> URL:
         f"database URL {describe_url(parsed)!r} is for {backend!r}; "
         "bptwin supports sqlite:///path/file.sqlite and postgresql://user@host:port/dbname"
     )
+
+
+def normalise_url(url: str) -> str:
+    """The URL as bptwin connects to it, as a string (password kept): the one place where
+    ``postgresql://`` and ``postgres://`` are bound to psycopg2, for the notebook's engine
+    and for the Optuna study storage alike (SQLAlchemy 2.1 alone would pick psycopg 3,
+    which bptwin does not install, and does not know ``postgres://`` at all)."""
+    return parse_url(url).render_as_string(hide_password=False)
 
 
 def describe_url(url: str | URL) -> str:

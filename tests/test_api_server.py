@@ -127,7 +127,12 @@ def test_token_commands_and_the_api_inside_bptwin_serve(tmp_path: Path) -> None:
         f"[acquisition]\nspeed = 1.0\n[api]\nenabled = true\nport = {port}\n",
         encoding="utf-8",
     )
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The simulated source on the reactor's own name ("R1", not "sim-R1").
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "BPTWIN_ACQUISITION__SIMULATED_REACTOR_PREFIX": "",
+    }
     command = [sys.executable, "-m", "bptwin.tui.cli", "--config", str(config)]
 
     def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

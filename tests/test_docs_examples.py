@@ -38,8 +38,8 @@ def test_command_missing_its_argument_or_with_an_unknown_option_fails() -> None:
     check_command(["validate", "build/campaign", "--model", "v1"], "ok")
     with pytest.raises(AssertionError, match="bptwin validate"):
         check_command(["validate"], "README")  # the dataset folder is required
-    with pytest.raises(AssertionError, match="invalid choice: 'samples-loglinear'"):
-        check_command(["train", "DIR", "--label", "samples-loglinear"], "model.md")
+    with pytest.raises(AssertionError, match="invalid choice: 'samples-cubic'"):
+        check_command(["train", "DIR", "--label", "samples-cubic"], "model.md")
 
 
 def test_synopsis_placeholders_and_transcripts() -> None:

@@ -279,6 +279,8 @@ def serve_process(data_dir: Path, broker: tuple[str, int], prefix: str) -> subpr
         "BPTWIN_BUS__HOST": host,
         "BPTWIN_BUS__PORT": str(port),
         "BPTWIN_BUS__PREFIX": prefix,
+        # The simulated source on the reactor's own name (not "sim-R1"): the claim is R1's.
+        "BPTWIN_ACQUISITION__SIMULATED_REACTOR_PREFIX": "",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "bptwin.tui.cli", "serve"],

@@ -112,7 +112,8 @@ def test_training_never_touches_the_hold_out(small_training: TrainResult, small_
     assert card.holdout_batches == list(SMALL_HOLDOUT)
     assert card.feature_names == list(FEATURE_NAMES)
     assert card.data_fingerprint == dataset_fingerprint(small_dataset)
-    assert card.tuning["trials_this_run"] == 2
+    assert card.tuning["trials_this_run"] == 2 and card.tuning["trial_numbers_this_run"] == [0, 1]
+    assert card.tuning["stopped_by_timeout"] is False
     assert card.interval["lower_log"] < 0 < card.interval["upper_log"]
     assert math.isfinite(card.metrics["cv"]["mre_mean"])
     assert card.libraries["lightgbm"]
@@ -266,8 +267,18 @@ def test_study_storage_is_sqlite_in_the_data_folder_by_default(tmp_path: Path) -
     assert resolve_storage("memory", settings) is None
     with pytest.raises(SettingsError, match="postgresql"):
         resolve_storage("notebook", settings)  # the default notebook is SQLite
-    postgres = Settings(notebook=NotebookSettings(url="postgresql://bptwin@127.0.0.1/bptwin"))
-    assert resolve_storage("notebook", postgres) == "postgresql://bptwin@127.0.0.1/bptwin"
+    # The forms --help documents, as a user writes them, are bound to psycopg2 (the one
+    # Postgres driver installed); a bare postgresql:// would make SQLAlchemy 2.1 ask for
+    # psycopg 3 and fail with "Failed to import DB access module".
+    bound = "postgresql+psycopg2://bptwin@127.0.0.1/bptwin"
+    for written in ("postgresql://bptwin@127.0.0.1/bptwin", "postgres://bptwin@127.0.0.1/bptwin"):
+        postgres = Settings(notebook=NotebookSettings(url=written))
+        assert resolve_storage("notebook", postgres) == bound
+        assert resolve_storage(written, settings) == bound
+    with pytest.raises(SettingsError, match="psycopg2"):
+        resolve_storage("postgresql+psycopg://bptwin@127.0.0.1/bptwin", settings)
+    with pytest.raises(SettingsError, match="mysql"):
+        resolve_storage("mysql://bptwin@127.0.0.1/bptwin", settings)
 
 
 def test_the_data_fingerprint_names_the_data_not_when_it_was_written(

@@ -38,6 +38,11 @@ def test_predicts_every_live_window_with_a_band(live_states: list[ProcessState])
         assert prediction.lower < prediction.od600 < prediction.upper
         assert prediction.model_version == "v7"
         assert prediction.reactor == "R1"
+        # The three largest SHAP contributions, largest first, in the model's log space.
+        assert len(prediction.attributions) == 3
+        sizes = [abs(value) for _, value in prediction.attributions]
+        assert sizes == sorted(sizes, reverse=True)
+        assert all(name in FEATURE_NAMES for name, _ in prediction.attributions)
 
 
 def test_prediction_matches_the_batch_model_output(live_states: list[ProcessState]) -> None:
@@ -185,6 +190,42 @@ def test_station_refuses_a_model_whose_features_do_not_match_and_says_why(
     assert "model.path" in problem and "does not match the feature pipeline" in problem
     assert "retired_feature" in problem and "bptwin train" in problem
     assert station.warnings == [problem]
+
+
+class _PredictionSink:
+    """Where the inference worker hands its results (the shadow worker's two entry points)."""
+
+    def __init__(self) -> None:
+        self.predictions: list[Prediction] = []
+        self.errors: list[Exception] = []
+
+    def on_prediction(self, prediction: Prediction) -> None:
+        self.predictions.append(prediction)
+
+    def on_prediction_error(self, error: Exception) -> None:
+        self.errors.append(error)
+
+
+def test_headless_station_without_trend_history_starts_predicting(tmp_path: Path) -> None:
+    """`bptwin serve` keeps no trend history: loading a model must not crash on the missing
+    history (it used to: None.add_sample_listener at start)."""
+    from bptwin.tui.runtime.station import Station
+    from bptwin.tui.settings import Settings
+
+    folder = tmp_path / "model"
+    random_artifact("headless").save(folder)
+    settings = Settings()
+    settings.station.data_dir = tmp_path / "data"
+    settings.model.path = folder
+    station = Station(settings, keep_trends=False)
+    assert station.history is None
+    worker = station.start_inference(_PredictionSink())  # type: ignore[arg-type]
+    try:
+        assert worker is not None
+        assert station.latest.model_version == "headless"
+    finally:
+        if worker is not None:
+            worker.stop()
 
 
 def test_prediction_carries_the_do_forecast_and_its_summary(

@@ -86,6 +86,22 @@ def test_promote_only_when_better_and_restore_in_one_step(tmp_path: Path) -> Non
     assert registry.load("current").version == "c"
 
 
+def test_promotion_on_a_reused_hold_out_says_so_in_the_card(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "models")
+    for name, score in (("a", 0.05), ("b", 0.04), ("c", 0.03)):
+        registry.add(random_artifact(name, holdout_mre=score))
+    registry.promote("a")
+    assert (
+        registry.load("a", check=False).card.promotion["earlier_promotions_on_this_holdout"] == []
+    )
+    registry.promote("b")
+    third = registry.promote("c")
+    assert "already chose 2 earlier promotion(s) (a, b)" in third.reason
+    card = registry.load("c", check=False).card
+    assert card.promotion["earlier_promotions_on_this_holdout"] == ["a", "b"]
+    assert "fresh hold-out" in card.promotion["note"]
+
+
 def test_registry_refuses_duplicates_and_bad_names(tmp_path: Path) -> None:
     registry = Registry(tmp_path)
     registry.add(random_artifact("same"))

@@ -40,11 +40,31 @@ def test_scores_only_the_hold_out_by_default(validation) -> None:
     assert 0.0 <= validation.coverage <= 1.0
     assert validation.importance and validation.importance[0]["gain_share"] > 0
     assert "warning" not in validation.baseline
+    shap = validation.attributions
+    assert shap["rows"] == score.n_windows and 0 < shap["leading_share"] <= 1
+    assert sum(t["share"] for t in shap["top"]) <= 1 + 1e-9
+    assert shap["concentrated"] == (shap["leading_share"] > 0.5)
+    adapted = validation.adaptation[0]
+    assert adapted["batch"] == 4 and adapted["samples"] >= 2
+    assert 0 <= adapted["adapted_band_coverage"] <= 1
 
 
-def test_scoring_training_batches_is_flagged(small_training: TrainResult, small_dataset) -> None:
-    result = evaluate(small_training.artifact, small_dataset, [1], n_boot=20)
+def test_scoring_training_batches_is_an_error_unless_forced(
+    small_training: TrainResult, small_dataset, tmp_path: Path
+) -> None:
+    import shutil
+
+    from bptwin.twin.validation import TrainingBatchError
+
+    with pytest.raises(TrainingBatchError, match=r"batches \[1\] .* were used to train"):
+        evaluate(small_training.artifact, small_dataset, [1, 4], n_boot=20)
+    result = evaluate(small_training.artifact, small_dataset, [1], n_boot=20, force=True)
     assert "optimistic" in result.baseline["warning"]
+    # The same batch in another dataset folder (a copy) is still a training batch.
+    copy = tmp_path / "copy"
+    shutil.copytree(small_dataset, copy)
+    with pytest.raises(TrainingBatchError):
+        evaluate(small_training.artifact, copy, [2], n_boot=20)
 
 
 def test_report_folder_has_markdown_json_and_plots(validation, tmp_path: Path) -> None:

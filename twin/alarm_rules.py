@@ -60,7 +60,9 @@ DERIVED_VALUES: frozenset[str] = frozenset(
 # Events the wiring feeds (AlarmEngine.feed_event / feed_state / feed_cleaning_event).
 EVENT_GLYCEROL_DEPLETED = "glycerol_depleted"
 EVENT_IMPOSSIBLE_VALUE = "impossible_value"
-KNOWN_EVENTS = frozenset({EVENT_GLYCEROL_DEPLETED, EVENT_IMPOSSIBLE_VALUE})
+# The predictor's drift watch (twin/drift.py): the batch is outside what the model learnt.
+EVENT_MODEL_DRIFT = "model_drift"
+KNOWN_EVENTS = frozenset({EVENT_GLYCEROL_DEPLETED, EVENT_IMPOSSIBLE_VALUE, EVENT_MODEL_DRIFT})
 
 
 def _path(rule: str, field: str | None = None) -> str:
@@ -530,6 +532,13 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "priority": "warning",
         "once": False,
         "description": "a physically impossible value was removed (e.g. pH < 2, DO > 150 %)",
+    },
+    "model_drift": {
+        "type": "event",
+        "event": EVENT_MODEL_DRIFT,
+        "priority": "warning",
+        "description": "the OD600 model is outside what it learnt (drift watch): take an "
+        "offline OD600 sample so the twin can calibrate to this reactor",
     },
 }
 

@@ -26,6 +26,7 @@ from bptwin.twin.dataset import (
     write_manifest,
 )
 from bptwin.twin.sim_config import Disturbance, FaultParameters, SimulationConfig
+from bptwin.twin.sim_profiles import HOME, profile_config
 from bptwin.twin.simulator import simulate_batch
 
 CAMPAIGN_SIZE = 18
@@ -132,14 +133,19 @@ def generate_campaign(
     hours: float | None = None,
     progress: Callable[[int, int, BatchRecord], None] | None = None,
     workers: int | None = None,
+    profile: str = HOME,
 ) -> Dataset:
     """Write the campaign (or the chosen ``batches``) to ``out_dir``; returns the manifest.
+
+    ``profile`` names the reactor/strain (``twin/sim_profiles.py``) when ``base`` is None.
 
     Batches already in ``out_dir`` from the same seed and fault setting stay listed.
     ``workers`` processes simulate batches in parallel (default: one per CPU, at most 4);
     every batch has its own seed, so the result does not depend on it.
     """
     out = Path(out_dir)
+    if base is None and profile != HOME:
+        base = profile_config(profile)
     numbers = list(range(1, CAMPAIGN_SIZE + 1)) if batches is None else sorted(set(batches))
     for number in numbers:
         if not 1 <= number <= CAMPAIGN_SIZE:
@@ -147,7 +153,8 @@ def generate_campaign(
     out.mkdir(parents=True, exist_ok=True)
     dataset = Dataset(
         source="simulated",
-        description=f"bptwin simulated campaign, seed {seed}, faults {'on' if faults else 'off'}",
+        description=f"bptwin simulated campaign, seed {seed}, faults {'on' if faults else 'off'}"
+        + ("" if profile == HOME else f", profile {profile}"),
         campaign_seed=seed,
         faults=faults,
     )
@@ -157,7 +164,8 @@ def generate_campaign(
             previous = read_manifest(out)
         except DatasetError:
             previous = None
-        if previous is not None and previous.campaign_seed == seed and previous.faults == faults:
+        # Same seed, faults and profile (all in the description): keep the other batches.
+        if previous is not None and previous.description == dataset.description:
             dataset.batches = [r for r in previous.batches if r.number not in numbers]
     jobs = [(out, number, seed, faults, base, hours) for number in numbers]
     workers = workers if workers is not None else min(4, os.cpu_count() or 1, len(jobs))

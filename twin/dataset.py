@@ -335,6 +335,17 @@ def empty_samples() -> pd.DataFrame:
 
 
 # -- reading ------------------------------------------------------------------------------
+def batch_identity(record: BatchRecord) -> str:
+    """A batch's identity whatever its number: sha256 over its files' sha256 (empty when the
+    manifest records none). The same batch copied into another dataset keeps it."""
+    if not record.sha256:
+        return ""
+    digest = hashlib.sha256()
+    for key in sorted(record.sha256):
+        digest.update(f"{key}={record.sha256[key]};".encode())
+    return digest.hexdigest()
+
+
 def read_manifest(directory: Path | str) -> Dataset:
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():

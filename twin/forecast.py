@@ -37,11 +37,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from bptwin.twin.features import MODEL_CHANNELS, ProcessState
+
+if TYPE_CHECKING:
+    import lightgbm
 
 _DO, _STIRRER, _O2_FLOW = (MODEL_CHANNELS.index(n) for n in ("do", "stirrer_speed", "o2_flow"))
 MU_FALLBACK = 0.2  # h⁻¹, docs/process.md: μmax 0.18–0.30
@@ -75,7 +79,7 @@ class DoParameters:
     noise_high: float  # 95th percentile
 
     @classmethod
-    def from_block(cls, block: dict | None) -> DoParameters | None:
+    def from_block(cls, block: dict[str, Any] | None) -> DoParameters | None:
         if not block:
             return None
         try:
@@ -126,7 +130,7 @@ class ForecastParameters:
     do: DoParameters | None = None
 
     @classmethod
-    def from_card_metrics(cls, metrics: dict) -> ForecastParameters | None:
+    def from_card_metrics(cls, metrics: dict[str, Any]) -> ForecastParameters | None:
         block = metrics.get("forecast") or {}
         try:
             params = cls(
@@ -171,7 +175,7 @@ class Forecast:
 
 def fit_parameters(
     cum_co2_at_depletion: list[float], od_per_mmol_co2: float, peak_cer: list[float]
-) -> dict:
+) -> dict[str, Any]:
     values = np.asarray([v for v in cum_co2_at_depletion if math.isfinite(v)], dtype=float)
     peaks = np.asarray([v for v in peak_cer if math.isfinite(v)], dtype=float)
     return {
@@ -190,7 +194,8 @@ def _co2_to_come(tau_h: np.ndarray, cer: float, mu: float, cer_max: float) -> np
     tau_cap = math.log(cer_max / cer) / mu if math.isfinite(cer_max) else math.inf
     exponential = cer * np.expm1(mu * np.minimum(tau_h, tau_cap)) / mu
     linear = cer_max * np.maximum(tau_h - tau_cap, 0.0) if math.isfinite(tau_cap) else 0.0
-    return exponential + linear
+    total: np.ndarray = exponential + linear
+    return total
 
 
 def _time_to_depletion(cer: float, mu: float, remaining: float, cer_max: float) -> float:
@@ -331,7 +336,9 @@ class Forecaster:
         result = np.where(offsets_min < dp.template_start_min, growth, np.fmax(growth, around))
         return np.where(offsets_min > dp.template_end_min, dp.high_level, result)
 
-    def _band(self, central: np.ndarray, low: np.ndarray, high: np.ndarray, dp: DoParameters):
+    def _band(
+        self, central: np.ndarray, low: np.ndarray, high: np.ndarray, dp: DoParameters
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ceiling = max(100.0, dp.high_level) + max(dp.noise_high, 0.0)
         return (
             np.clip(central, 0.0, ceiling),
@@ -390,7 +397,7 @@ class Forecaster:
         return self._band(expected, band.min(axis=0), band.max(axis=0), dp)
 
 
-def fit_forecast_block(table: pd.DataFrame, od_per_mmol_co2: float) -> dict:
+def fit_forecast_block(table: pd.DataFrame, od_per_mmol_co2: float) -> dict[str, Any]:
     """Every forecast number the card stores (metrics.forecast), from the training table."""
     from bptwin.twin.model import co2_at_depletion
 
@@ -421,10 +428,11 @@ def fit_time_stretch(parameters: ForecastParameters, table: pd.DataFrame) -> flo
 
 def fit_depletion_timing(
     parameters: ForecastParameters, table: pd.DataFrame
-) -> tuple[float, float]:
-    """(time stretch, RMS of the stretched forecast's error as a fraction of the time to go).
+) -> tuple[float, float, float]:
+    """(time stretch, SD of the stretched forecast's error as a fraction of the time to go,
+    SD of that error in seconds), both SDs robust (MAD-based).
 
-    The second number is the SD of the depletion time that the DO forecast averages over.
+    The two SDs give the spread of the depletion time that the DO forecast averages over.
     """
     forecaster = Forecaster(parameters)
     predicted, actual = [], []
@@ -470,7 +478,7 @@ DO_TEMPLATE_STEP_MIN = 2.5
 CASCADE_MARGIN_RPM = 25.0
 
 
-def fit_do_parameters(table: pd.DataFrame) -> dict | None:
+def fit_do_parameters(table: pd.DataFrame) -> dict[str, Any] | None:
     """The DO model's numbers from the training batches' windows (measured DO, not truth).
 
     Deficit per CER from windows at minimum stirring without O₂ with a 10–60 % deficit well
@@ -578,10 +586,15 @@ def lightgbm_time_to_depletion(
     }
     data = lightgbm.Dataset(rows[names].to_numpy(float), target, feature_name=names)
     booster = lightgbm.train(params, data, num_boost_round=300)
-    return booster.predict(test[names].to_numpy(float), num_threads=threads)
+    # Booster.predict is annotated with every output kind (sparse contributions included);
+    # a plain regression on a dense matrix gives one float per row.
+    hours: np.ndarray = np.asarray(
+        booster.predict(test[names].to_numpy(float), num_threads=threads), dtype=float
+    )
+    return hours
 
 
-def _parameters(block: dict) -> ForecastParameters:
+def _parameters(block: dict[str, Any]) -> ForecastParameters:
     parameters = ForecastParameters.from_card_metrics({"forecast": block})
     if parameters is None:
         raise ValueError("the training batches do not give usable forecast parameters")
@@ -646,7 +659,7 @@ DO_COMPARE_ISSUE_EVERY = 60  # windows (30 min), as in the validation
 DO_COMPARE_POINT_EVERY = 10  # score every 10th later window (5 min)
 
 
-def lightgbm_do_model(train: pd.DataFrame, *, seed: int = 42, threads: int = 2):
+def lightgbm_do_model(train: pd.DataFrame, *, seed: int = 42, threads: int = 2) -> lightgbm.Booster:
     """A pure LightGBM DO forecast: DO at now + h from the window's features and h.
 
     Trained on the training batches: every 30 min window paired with the measured DO at

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -227,7 +227,7 @@ def decimate_band(
     times = np.asarray(times, dtype=np.float64)
     arrays = [np.asarray(a, dtype=np.float64) for a in (center, lower, upper)]
     if len(times) <= points:
-        return times.copy(), *(a.copy() for a in arrays)  # type: ignore[return-value]
+        return times.copy(), *(a.copy() for a in arrays)
     if not end > start:
         start, end = float(times[0]), float(times[-1]) + 1e-9
     starts = _bucket_starts(times, start, end, max(1, points))
@@ -352,6 +352,27 @@ class History:
         self.refused_reactors = 0
         for reactor in reactors:
             self._reactors[reactor] = ReactorHistory(reactor, hours)
+        # Told every reactor's samples after each change (the predictor adapts to them).
+        self._sample_listeners: list[Callable[[str, list[float], list[float]], None]] = []
+
+    def add_sample_listener(
+        self, listener: Callable[[str, list[float], list[float]], None]
+    ) -> None:
+        """Call ``listener(reactor, times, od600)`` with the reactor's samples after a change."""
+        self._sample_listeners.append(listener)
+
+    def _tell_samples(self, reactor: str) -> None:
+        if not self._sample_listeners:
+            return
+        with self._lock:
+            history = self._reactor(reactor)
+            if history is None:
+                return
+            times, values = history.samples.between(-math.inf, math.inf)
+        listed_times = [float(t) for t in times]
+        listed_values = [float(v) for v in values.reshape(-1)]
+        for listener in list(self._sample_listeners):
+            listener(reactor, listed_times, listed_values)
 
     @property
     def reactors(self) -> tuple[str, ...]:
@@ -455,6 +476,7 @@ class History:
                 return
             history.samples.append(timestamp, od600)
             history.version += 1
+        self._tell_samples(reactor)
 
     def set_samples(self, reactor: str, times: Iterable[float], od600: Iterable[float]) -> None:
         """Replace the reactor's offline samples (e.g. reloaded from the notebook after an entry
@@ -471,6 +493,7 @@ class History:
             keep = np.isfinite(times_array) & np.isfinite(values)
             history.samples.extend(times_array[keep], values[keep])
             history.version += 1
+        self._tell_samples(reactor)
 
     def version(self, reactor: str) -> int:
         """Grows with every change of the reactor's history: redraw only when it moved.

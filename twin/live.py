@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bptwin.database.reading import Reading
 
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from bptwin.twin.features import ProcessState
     from bptwin.twin.predictor import Prediction
 
-_EMPTY: Mapping = MappingProxyType({})
+# One shared empty mapping, the default of every mapping field below whatever its key and value.
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TypeAlias
 
 import numpy as np
+
+# What the scores accept: a plain sequence (a list in a test, a JSON list) or a 1-D array.
+FloatSeries: TypeAlias = Sequence[float] | np.ndarray
 
 MRE_LIMIT = 0.08
 MRE_STRETCH = 0.06
@@ -30,7 +34,7 @@ CONDITIONAL = "conditional"
 FAIL = "fail"
 
 
-def _paired(y_true: Sequence[float], y_pred: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _paired(y_true: FloatSeries, y_pred: FloatSeries) -> tuple[np.ndarray, np.ndarray]:
     truth = np.asarray(y_true, dtype=float)
     pred = np.asarray(y_pred, dtype=float)
     if truth.shape != pred.shape or truth.ndim != 1:
@@ -41,25 +45,26 @@ def _paired(y_true: Sequence[float], y_pred: Sequence[float]) -> tuple[np.ndarra
     return truth[usable], pred[usable]
 
 
-def relative_errors(y_true: Sequence[float], y_pred: Sequence[float]) -> np.ndarray:
+def relative_errors(y_true: FloatSeries, y_pred: FloatSeries) -> np.ndarray:
     """|ŷ − y| / y for every pair with a finite prediction and a positive truth."""
     truth, pred = _paired(y_true, y_pred)
     positive = truth > 0
-    return np.abs(pred[positive] - truth[positive]) / truth[positive]
+    errors: np.ndarray = np.abs(pred[positive] - truth[positive]) / truth[positive]
+    return errors
 
 
-def mre(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
+def mre(y_true: FloatSeries, y_pred: FloatSeries) -> float:
     """Mean relative error (fraction, not %); NaN when nothing can be scored."""
     errors = relative_errors(y_true, y_pred)
     return float(errors.mean()) if errors.size else math.nan
 
 
-def rmse(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
+def rmse(y_true: FloatSeries, y_pred: FloatSeries) -> float:
     truth, pred = _paired(y_true, y_pred)
     return float(np.sqrt(np.mean((pred - truth) ** 2))) if truth.size else math.nan
 
 
-def r2(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
+def r2(y_true: FloatSeries, y_pred: FloatSeries) -> float:
     """Coefficient of determination 1 − SS_res / SS_tot (NaN for a constant truth)."""
     truth, pred = _paired(y_true, y_pred)
     if truth.size < 2:
@@ -81,7 +86,7 @@ class Interval:
 
 
 def block_bootstrap_mean(
-    values: Sequence[float],
+    values: FloatSeries,
     *,
     block: int = DEFAULT_BLOCK_WINDOWS,
     n_boot: int = DEFAULT_BOOTSTRAP,
@@ -113,8 +118,8 @@ def block_bootstrap_mean(
 
 
 def mre_interval(
-    y_true: Sequence[float],
-    y_pred: Sequence[float],
+    y_true: FloatSeries,
+    y_pred: FloatSeries,
     *,
     block: int = DEFAULT_BLOCK_WINDOWS,
     n_boot: int = DEFAULT_BOOTSTRAP,
@@ -148,18 +153,18 @@ class BatchScore:
     do_rmse: float = math.nan
 
     def to_dict(self) -> dict[str, object]:
-        return _json_safe(asdict(self))
+        return _json_safe_dict(asdict(self))
 
 
 def score_batch(
     batch: int,
-    y_true: Sequence[float],
-    y_pred: Sequence[float],
+    y_true: FloatSeries,
+    y_pred: FloatSeries,
     *,
     depletion_predicted: float | None = None,
     depletion_actual: float | None = None,
-    do_true: Sequence[float] | None = None,
-    do_pred: Sequence[float] | None = None,
+    do_true: FloatSeries | None = None,
+    do_pred: FloatSeries | None = None,
     n_boot: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
 ) -> BatchScore:
@@ -190,7 +195,7 @@ class Verdict:
     criteria: tuple[Criterion, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, object]:
-        return _json_safe(asdict(self))
+        return _json_safe_dict(asdict(self))
 
 
 def campaign_verdict(
@@ -275,6 +280,11 @@ def _json_safe(value: object) -> object:
     if isinstance(value, np.generic):
         return _json_safe(value.item())
     return value
+
+
+def _json_safe_dict(value: Mapping[str, object]) -> dict[str, object]:
+    """:func:`_json_safe` of a mapping, typed as the dict it returns."""
+    return {str(k): _json_safe(v) for k, v in value.items()}
 
 
 json_safe = _json_safe

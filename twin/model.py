@@ -93,6 +93,9 @@ class TrainOptions:
     # with these channels removed from the readings (features recomputed by the same
     # pipeline). The predictor switches to it when those channels' features are missing.
     fallback_without: tuple[str, ...] = ("od_probe",)
+    # A shared study: how long to wait for trials other processes are still running before
+    # choosing the best parameters.
+    peer_wait_s: float = 600.0
     version: str | None = None
     notes: str = ""
 
@@ -123,6 +126,16 @@ class TrialProgress:
     pruned: int
     elapsed_s: float
     remaining_s: float | None
+
+
+@dataclass
+class TuningRun:
+    """What one process's tuning did: the (possibly shared) study and its own trials."""
+
+    study: Any
+    trial_numbers: list[int]  # study-wide numbers of the trials this process ran
+    stopped_by_timeout: bool
+    completed_in_study: int
 
 
 @dataclass
@@ -171,6 +184,25 @@ def suggest_params(trial: optuna.Trial, max_leaves: int) -> dict[str, Any]:
     }
 
 
+def early_stopping_split(
+    train_batches: Sequence[int], n_folds: int, seed: int, fold: int
+) -> tuple[list[int], list[int]]:
+    """Split a fold's training batches into (fit, early-stopping) batches.
+
+    Early stopping picks the round count on batches that are neither fitted nor scored: a
+    fold scored on the batches that also chose its round count would report an optimistic
+    MRE. About 1/n_folds of the training batches (at least one) stop; with fewer than two
+    training batches there is nothing to spare and the fold trains without early stopping.
+    """
+    unique = sorted(set(int(b) for b in train_batches))
+    if len(unique) < 2:
+        return unique, []
+    n_stop = min(len(unique) - 1, max(1, round(len(unique) / max(n_folds, 2))))
+    order = np.random.default_rng([seed, fold]).permutation(unique).tolist()
+    stop = sorted(order[:n_stop])
+    return [b for b in unique if b not in stop], stop
+
+
 def cross_validate(
     table: pd.DataFrame,
     params: dict[str, Any],
@@ -178,7 +210,11 @@ def cross_validate(
     options: TrainOptions,
     report: Callable[[int, float], None] | None = None,
 ) -> tuple[float, int, np.ndarray]:
-    """Grouped K-fold: (mean per-fold MRE, mean best round, out-of-fold log predictions)."""
+    """Grouped K-fold: (mean per-fold MRE, mean best round, out-of-fold log predictions).
+
+    Each fold's score and out-of-fold predictions come from batches the fold's model neither
+    fitted nor used for early stopping (``early_stopping_split``).
+    """
     import lightgbm
 
     _, names = _features(table)
@@ -188,18 +224,24 @@ def cross_validate(
     scores, rounds = [], []
     for step, held in enumerate(folds):
         valid_rows = np.flatnonzero(np.isin(batch, held))
-        train_rows = np.flatnonzero(~np.isin(batch, held))
-        train_set = _dataset(table, train_rows, names)
-        valid_set = _dataset(table, valid_rows, names)
-        booster = lightgbm.train(
-            full,
-            train_set,
-            num_boost_round=options.max_rounds,
-            valid_sets=[valid_set],
-            callbacks=[lightgbm.early_stopping(options.early_stopping_rounds, verbose=False)],
-        )
-        best = booster.best_iteration or options.max_rounds
-        prediction = booster.predict(valid_set.get_data(), num_iteration=best)
+        others = sorted(set(batch[~np.isin(batch, held)].tolist()))
+        fit_batches, stop_batches = early_stopping_split(others, len(folds), options.seed, step)
+        train_set = _dataset(table, np.flatnonzero(np.isin(batch, fit_batches)), names)
+        if stop_batches:
+            stop_set = _dataset(table, np.flatnonzero(np.isin(batch, stop_batches)), names)
+            booster = lightgbm.train(
+                full,
+                train_set,
+                num_boost_round=options.max_rounds,
+                valid_sets=[stop_set],
+                callbacks=[lightgbm.early_stopping(options.early_stopping_rounds, verbose=False)],
+            )
+            best = booster.best_iteration or options.max_rounds
+        else:
+            booster = lightgbm.train(full, train_set, num_boost_round=options.max_rounds)
+            best = options.max_rounds
+        matrix = table.loc[valid_rows, names].to_numpy(dtype=float)
+        prediction = booster.predict(matrix, num_iteration=best)
         oof[valid_rows] = prediction
         truth = table.loc[valid_rows, LABEL_COLUMN].to_numpy(float)
         scores.append(mre(truth, np.exp(prediction)))
@@ -214,25 +256,70 @@ def study_name_for(options: TrainOptions, fingerprint: str) -> str:
     return options.study_name or f"od600-{fingerprint[:12]}-{options.label}-h{holdout}"
 
 
+def study_storage(storage: str | None) -> str | None:
+    """The Optuna storage URL as bptwin connects to it (postgresql:// → psycopg2)."""
+    if storage is None:
+        return None
+    from bptwin.database.relational import DatabaseURLError, normalise_url
+
+    try:
+        return normalise_url(storage)
+    except DatabaseURLError as exc:
+        raise TrainingError(f"Optuna study storage: {exc}") from None
+
+
+def _trial_seeded_sampler_class() -> type:
+    import optuna
+
+    class _TrialSeededTPESampler(optuna.samplers.TPESampler):
+        """TPE whose random draws for trial n are seeded by (seed, n), not by a stream.
+
+        Several processes tuning one shared study each hold their own sampler; seeded as one
+        stream they would all draw the same start-up parameters. Seeded by the study-wide
+        trial number, trial n gets the same start-up parameters whichever process runs it, so
+        N processes sharing a study try exactly what one process would with the same trials.
+        """
+
+        def __init__(self, *, seed: int) -> None:
+            super().__init__(seed=seed)
+            self._base_seed = seed
+
+        def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            trial_seed = np.random.SeedSequence([self._base_seed, trial.number])
+            state = int(trial_seed.generate_state(1)[0])
+            # Private in Optuna 5.1 (pinned in pyproject.toml): the two generators TPE draws from.
+            self._rng.rng.seed(state)
+            self._random_sampler._rng.rng.seed(state)
+            super().before_trial(study, trial)
+
+    return _TrialSeededTPESampler
+
+
+def trial_seeded_sampler(*, seed: int) -> optuna.samplers.TPESampler:
+    """A TPE sampler seeded per trial number (see ``_trial_seeded_sampler_class``)."""
+    sampler: optuna.samplers.TPESampler = _trial_seeded_sampler_class()(seed=seed)
+    return sampler
+
+
 def tune(
     table: pd.DataFrame,
     options: TrainOptions,
     study_name: str,
     progress: Callable[[TrialProgress], None] | None = None,
-) -> optuna.Study:
-    """Run ``options.trials`` new trials of the (possibly shared) study; returns the study."""
+) -> TuningRun:
+    """Run up to ``options.trials`` new trials of the (possibly shared) study."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if options.tune_stride > 1:
         table = table.iloc[:: options.tune_stride].reset_index(drop=True)
     folds = group_folds(table[BATCH_COLUMN].unique(), options.folds, options.seed)
-    sampler = optuna.samplers.TPESampler(seed=options.seed)
+    sampler = trial_seeded_sampler(seed=options.seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
     try:
         study = optuna.create_study(
             study_name=study_name,
-            storage=options.storage,
+            storage=study_storage(options.storage),
             direction="minimize",
             sampler=sampler,
             pruner=pruner,
@@ -260,8 +347,11 @@ def tune(
     durations: list[float] = []
     last = [started]
 
+    run_here: list[int] = []
+
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal pruned
+        run_here.append(trial.number)
         now = time.monotonic()
         durations.append(now - last[0])
         last[0] = now
@@ -297,10 +387,32 @@ def tune(
         callbacks=[callback],
         gc_after_trial=False,
     )
+    _wait_for_peer_trials(study, options.peer_wait_s)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         raise TrainingError("no Optuna trial completed; raise --trials or --timeout")
-    return study
+    return TuningRun(
+        study=study,
+        trial_numbers=sorted(run_here),
+        stopped_by_timeout=len(run_here) < options.trials,
+        completed_in_study=len(completed),
+    )
+
+
+def _wait_for_peer_trials(study: optuna.Study, limit_s: float) -> None:
+    """Wait (up to ``limit_s``) for trials other processes are still running in this study.
+
+    The best parameters are then those of the whole shared study, as one process running all
+    its trials would find them; a peer that died mid-trial leaves a RUNNING trial behind,
+    hence the limit.
+    """
+    import optuna
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            return
+        time.sleep(1.0)
 
 
 def fit_booster(
@@ -339,7 +451,8 @@ def train_model(
     stage: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """The whole run: table, tuning, final fit, card (hold-out scored by the caller)."""
-    from bptwin.twin.dataset import read_manifest
+    from bptwin.twin.dataset import batch_identity, read_manifest
+    from bptwin.twin.drift import reference_of_table
     from bptwin.twin.features import FEATURE_NAMES
 
     options.check()
@@ -379,8 +492,14 @@ def train_model(
     name = study_name_for(options, fingerprint)
     say(f"tuning: study {name!r}, {options.trials} trials, seed {options.seed}")
     tuning_started = time.monotonic()
-    study = tune(table, options, name, progress)
+    tuning = tune(table, options, name, progress)
+    study = tuning.study
     stages["tuning_s"] = time.monotonic() - tuning_started
+    if tuning.stopped_by_timeout:
+        say(
+            f"tuning stopped by --timeout after {len(tuning.trial_numbers)} of "
+            f"{options.trials} trials"
+        )
 
     best = study.best_trial
     params = dict(best.params)
@@ -413,6 +532,11 @@ def train_model(
         label=options.label,
         label_method=LABEL_METHODS[options.label],
         training_batches=chosen,
+        training_batch_ids={
+            str(record.number): batch_identity(record)
+            for record in manifest.batches
+            if record.number in chosen
+        },
         holdout_batches=sorted(options.holdout),
         data_fingerprint=fingerprint,
         pipeline_fingerprint=pipeline_fingerprint(),
@@ -429,8 +553,14 @@ def train_model(
         tuning={
             "study": name,
             "storage": _redact(options.storage),
-            "trials_this_run": options.trials,
+            "trials_requested": options.trials,
+            "trials_this_run": len(tuning.trial_numbers),
+            "trial_numbers_this_run": tuning.trial_numbers,
+            "stopped_by_timeout": tuning.stopped_by_timeout,
             "trials_in_study": len(study.trials),
+            "trials_complete_in_study": tuning.completed_in_study,
+            "timeout_s": options.timeout_s,
+            "cv_scoring": "fold scored on batches used neither to fit nor to stop early",
             "best_trial": best.number,
             "best_cv_mre": float(best.value),
             "seed": options.seed,
@@ -443,6 +573,7 @@ def train_model(
         libraries=library_versions(),
         created=utc_now(),
         notes=options.notes,
+        feature_reference=reference_of_table(table),
     )
     artifact = ModelArtifact(booster, card, fallback=fallback_booster)
     return TrainResult(artifact, table, study, cv_score, elapsed, stages)

@@ -18,16 +18,22 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from bptwin.twin.adaptation import LiveAdaptation
+from bptwin.twin.attributions import contributions, top_contributions
+from bptwin.twin.drift import DRIFT_LOG_SD, model_drift_watch
 from bptwin.twin.features import FEATURE_NAMES, ProcessState, feature_vector
 from bptwin.twin.forecast import Forecast, Forecaster, ForecastParameters
 from bptwin.twin.registry import ModelArtifact, ModelError, load_model
 
 log = logging.getLogger(__name__)
+
+
+ADAPTED_BAND_Z = 1.6449  # two-sided 90 % of the adapted estimate's log SD
 
 
 class PredictionError(Exception):
@@ -48,6 +54,16 @@ class Prediction:
     window_index: int = -1
     forecast: Forecast | None = None
     fallback: bool = False  # made by the fallback model (a sensor it needs is missing)
+    # The model's own nowcast before adaptation to the batch's samples (``od600`` is adapted
+    # once ``samples_used`` > 0; NaN when adaptation is off).
+    model_od600: float = math.nan
+    samples_used: int = 0
+    # The three largest SHAP contributions to the model's log nowcast: (feature, ln OD600).
+    attributions: tuple[tuple[str, float], ...] = ()
+    # Drift watch: why this batch looks outside what the model learnt ("" = inside). While
+    # tripped and not yet calibrated by two samples the nowcast is the carbon balance and
+    # the band is wide; the operator is asked for a sample.
+    drift: str = ""
 
     @property
     def depletion_forecast(self) -> float:
@@ -65,10 +81,16 @@ class Prediction:
             "reactor": self.reactor,
             "window_index": self.window_index,
             "fallback": self.fallback,
+            "model_od600": self.model_od600,
+            "samples_used": self.samples_used,
+            "drift": self.drift,
+            "top_contributions": [
+                {"feature": name, "ln_od600": value} for name, value in self.attributions
+            ],
         }
         if self.forecast is not None:
             f = self.forecast
-            result["forecast"] = {
+            forecast: dict[str, object] = {
                 "depletion_time": f.depletion_time,
                 "depletion_earliest": f.depletion_earliest,
                 "depletion_latest": f.depletion_latest,
@@ -80,7 +102,8 @@ class Prediction:
                 "method": f.method,
             }
             if f.do is not None and f.do_lower is not None and f.do_upper is not None:
-                result["forecast"].update(do_forecast_summary(f))  # type: ignore[union-attr]
+                forecast.update(do_forecast_summary(f))
+            result["forecast"] = forecast
         return result
 
 
@@ -114,7 +137,11 @@ def do_forecast_summary(forecast: Forecast) -> dict[str, float]:
 class Predictor:
     """``Predictor(model).predict(state) -> Prediction``; ``model`` is an artifact or a path."""
 
-    def __init__(self, model: ModelArtifact | Path | str) -> None:
+    def __init__(
+        self, model: ModelArtifact | Path | str, *, adapt: bool = True, explain: bool = True
+    ) -> None:
+        """``adapt``: correct the nowcast with the batch's own samples (``note_samples``);
+        ``explain``: attach the top three SHAP contributions to every prediction."""
         artifact = model if isinstance(model, ModelArtifact) else load_model(model)
         artifact.check_features(FEATURE_NAMES)
         self.warning = artifact.pipeline_warning()
@@ -132,6 +159,75 @@ class Predictor:
         self._fallback_upper = float(fallback_interval.get("upper_log", 0.0))
         parameters = ForecastParameters.from_card_metrics(artifact.card.metrics)
         self.forecaster = Forecaster(parameters) if parameters is not None else None
+        k = artifact.card.metrics.get("baseline", {}).get("k_od_per_mmol_co2")
+        k_prior = float(k) if isinstance(k, int | float) else math.nan
+        self.adaptation = LiveAdaptation(k_prior) if adapt else None
+        self.explain = explain
+        self._names = list(FEATURE_NAMES)
+        self.drift_watch = model_drift_watch(artifact.card, artifact.booster) if adapt else None
+
+    def note_samples(self, reactor: str, times: list[float], od600: list[float]) -> None:
+        """The reactor's offline OD600 samples so far (any thread; idempotent)."""
+        if self.adaptation is not None:
+            self.adaptation.set_samples(reactor, list(times), list(od600))
+
+    def note_sample(self, reactor: str, timestamp: float, od600: float) -> None:
+        """One more offline OD600 sample of ``reactor`` (any thread)."""
+        if self.adaptation is not None:
+            self.adaptation.add_sample(reactor, timestamp, od600)
+
+    def _adapted(
+        self, prediction: Prediction, state: ProcessState, vector: np.ndarray
+    ) -> Prediction:
+        if self.adaptation is None or prediction.fallback:
+            return prediction
+        adaptation = self.adaptation
+        if self.drift_watch is not None and adaptation.new_batch(state.reactor, state.window_index):
+            self.drift_watch.reset(state.reactor)
+        estimate = adaptation.adapt(
+            state.reactor,
+            state.window_index,
+            state.end,
+            math.log(prediction.od600),
+            float(state.cum_co2_mmol_per_l),
+        )
+        drift = ""
+        if self.drift_watch is not None:
+            watch = self.drift_watch.batch(state.reactor)
+            watch.add_window(vector)
+            for error in adaptation.new_errors:
+                watch.add_residual(error)
+            drift = watch.state().reason
+        if drift and estimate.samples_seen < 2:
+            # Outside what the model learnt and not yet calibrated: the mechanistic estimate
+            # (once the inoculation sample anchors it), with the band of an uncalibrated probe.
+            od600 = (
+                estimate.balance_od600
+                if math.isfinite(estimate.balance_od600)
+                else (prediction.od600)
+            )
+            half = ADAPTED_BAND_Z * DRIFT_LOG_SD
+            return replace(
+                prediction,
+                od600=od600,
+                lower=od600 * math.exp(-half),
+                upper=od600 * math.exp(half),
+                model_od600=prediction.od600,
+                samples_used=estimate.samples_seen,
+                drift=drift,
+            )
+        if estimate.samples_seen == 0:
+            return replace(prediction, model_od600=prediction.od600, drift=drift)
+        half = ADAPTED_BAND_Z * estimate.log_sd
+        return replace(
+            prediction,
+            od600=estimate.od600,
+            lower=estimate.od600 * math.exp(-half),
+            upper=estimate.od600 * math.exp(half),
+            model_od600=prediction.od600,
+            samples_used=estimate.samples_seen,
+            drift=drift,
+        )
 
     def predict_vector(
         self, vector: np.ndarray, timestamp: float, reactor: str = "", window_index: int = -1
@@ -142,7 +238,9 @@ class Predictor:
             )
         self._row[0] = vector
         fallback = bool(self.artifact.needs_fallback(self._row)[0])
-        booster = self.artifact.fallback if fallback else self._booster
+        # needs_fallback is never True without a fallback booster; the None test tells mypy so.
+        fallback_booster = self.artifact.fallback
+        booster = fallback_booster if fallback and fallback_booster is not None else self._booster
         lower = self._fallback_lower if fallback else self._lower
         upper = self._fallback_upper if fallback else self._upper
         try:
@@ -151,6 +249,9 @@ class Predictor:
             raise PredictionError(f"model {self.version} failed on window: {exc}") from exc
         if not math.isfinite(log_od):
             raise PredictionError(f"model {self.version} returned a non-finite value")
+        explained: tuple[tuple[str, float], ...] = ()
+        if self.explain and booster is not None:
+            explained = top_contributions(self._names, contributions(booster, self._row)[0])
         return Prediction(
             timestamp=float(timestamp),
             od600=math.exp(log_od),
@@ -160,12 +261,16 @@ class Predictor:
             reactor=reactor,
             window_index=window_index,
             fallback=fallback,
+            attributions=explained,
         )
 
     def predict(self, state: ProcessState, *, forecast: bool = True) -> Prediction:
         """Nowcast of the window, with the forecast of the rest of the batch when possible."""
-        prediction = self.predict_vector(
-            feature_vector(state), state.end, state.reactor, state.window_index
+        vector = feature_vector(state)
+        prediction = self._adapted(
+            self.predict_vector(vector, state.end, state.reactor, state.window_index),
+            state,
+            vector,
         )
         if not forecast or self.forecaster is None:
             return prediction
@@ -176,17 +281,7 @@ class Predictor:
             made = None
         if made is None:
             return prediction
-        return Prediction(
-            prediction.timestamp,
-            prediction.od600,
-            prediction.lower,
-            prediction.upper,
-            prediction.model_version,
-            prediction.reactor,
-            prediction.window_index,
-            made,
-            prediction.fallback,
-        )
+        return replace(prediction, forecast=made)
 
 
 PredictionSink = Callable[[Prediction, ProcessState], None]

@@ -66,6 +66,9 @@ class ModelCard:
     label: str = "samples"
     label_method: str = ""
     training_batches: list[int] = field(default_factory=list)
+    # batch number → batch identity (dataset.batch_identity): recognises a training batch in
+    # any dataset, whatever number it has there.
+    training_batch_ids: dict[str, str] = field(default_factory=dict)
     holdout_batches: list[int] = field(default_factory=list)
     data_fingerprint: str = ""
     pipeline_fingerprint: str = ""
@@ -79,6 +82,10 @@ class ModelCard:
     libraries: dict[str, str] = field(default_factory=dict)
     created: str = ""
     notes: str = ""
+    # Set by the registry at promotion: earlier promotions chosen on the same hold-out.
+    promotion: dict[str, Any] = field(default_factory=dict)
+    # Decile bins of every feature over the training windows (twin/drift.py: drift watch).
+    feature_reference: dict[str, Any] = field(default_factory=dict)
     format: str = CARD_FORMAT
     format_version: int = CARD_FORMAT_VERSION
 
@@ -201,7 +208,8 @@ class ModelArtifact:
         """Rows (of a 2-D feature matrix) whose lost-sensor features are missing."""
         if self.fallback is None or self.fallback_positions.size == 0:
             return np.zeros(matrix.shape[0], dtype=bool)
-        return np.isnan(matrix[:, self.fallback_positions]).any(axis=1)
+        rows: np.ndarray = np.isnan(matrix[:, self.fallback_positions]).any(axis=1)
+        return rows
 
     @property
     def version(self) -> str:
@@ -408,11 +416,46 @@ class Registry:
                     f"; note: hold-out batches differ ({candidate.holdout_batches} vs "
                     f"{incumbent.holdout_batches})"
                 )
+        reused = self._earlier_promotions_on(candidate)
+        if reused:
+            reason += (
+                f"; hold-out {candidate.holdout_batches} already chose {len(reused)} earlier "
+                f"promotion(s) ({', '.join(reused)}): its MRE is no longer an unbiased estimate"
+            )
+        candidate.promotion = {
+            "promoted": utc_now(),
+            "holdout_batches": list(candidate.holdout_batches),
+            "earlier_promotions_on_this_holdout": reused,
+            "note": (
+                f"the hold-out batches were used to choose {len(reused)} earlier promotion(s): "
+                "a fresh hold-out is needed for an unbiased score"
+                if reused
+                else "first promotion chosen on this hold-out"
+            ),
+        }
+        _atomic_write(self.folder(version_name) / CARD_FILE, candidate.to_json())
         promotion = Promotion(
             version_name, current, utc_now(), reason, PROMOTE, actor or default_actor()
         )
         self._append(promotion)
         return promotion
+
+    def _earlier_promotions_on(self, candidate: ModelCard) -> list[str]:
+        """Promoted versions whose choice used the candidate's hold-out (same data, batches)."""
+        reused: list[str] = []
+        for entry in self.history():
+            if entry.action != PROMOTE:
+                continue
+            if entry.version == candidate.version or entry.version in reused:
+                continue
+            try:
+                card = self.load(entry.version, check=False).card
+            except ModelError:
+                continue  # removed since: its choice still counted, but cannot be compared
+            same_batches = card.holdout_batches == candidate.holdout_batches
+            if same_batches and card.data_fingerprint == candidate.data_fingerprint:
+                reused.append(entry.version)
+        return reused
 
     def restore_previous(self, *, actor: str = "") -> Promotion:
         """One step back: the model that was in service before the current one.

@@ -74,11 +74,10 @@ class ReactorParameters:
         """kLa (h⁻¹) at a stirrer speed and total gas flow (vs relative to 1 vvm)."""
         a = self.kla_exponent()
         gas_ratio = max(gas_flow_l_min, 1e-6) / self.air_flow_l_min
-        return (
-            self.kla_300rpm_per_h
-            * (max(stirrer_rpm, 0.0) / 300.0) ** a
-            * gas_ratio**self.kla_gas_exponent
-        )
+        # float ** float is typed Any (a negative base gives a complex); both bases are >= 0.
+        stirrer_factor: float = (max(stirrer_rpm, 0.0) / 300.0) ** a
+        gas_factor: float = gas_ratio**self.kla_gas_exponent
+        return self.kla_300rpm_per_h * stirrer_factor * gas_factor
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +181,10 @@ class SensorParameters:
     drift: bool = True
     od_probe_max_au: float = 4.0  # saturation level of the in-situ probe
     od_probe_od_scale: float = 30.0  # OD600 at which the probe reaches 63 % of saturation
+    # Another probe or another installation: a calibration gain on the reading and the optical
+    # path length relative to the home probe's (a longer path saturates at a lower OD600).
+    od_probe_gain: float = 1.0
+    od_probe_path_ratio: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +220,9 @@ class VariabilityParameters:
     yield_x_s: float = 0.03
     inoculum_od600: float = 0.05
     kla: float = 0.06
+    # Spreads the home campaign does not have (0 = no draw, so its batches stay as they are).
+    od_to_dcw: float = 0.0
+    od_probe_gain: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,9 +292,15 @@ def draw_batch_variation(config: SimulationConfig, rng: np.random.Generator) -> 
     spread = config.variability
     factors = rng.normal(1.0, [spread.mu_max, spread.yield_x_s, spread.inoculum_od600, spread.kla])
     factors = np.clip(factors, 0.7, 1.3)
-    kin, reactor = config.kinetics, config.reactor
+    kin, reactor, sensors = config.kinetics, config.reactor, config.sensors
+    if spread.od_to_dcw > 0 or spread.od_probe_gain > 0:
+        # Drawn after the four above, and only when asked: the home campaign is unchanged.
+        extra = np.clip(rng.normal(1.0, [spread.od_to_dcw, spread.od_probe_gain]), 0.7, 1.3)
+        reactor = replace(reactor, od_to_dcw_g_l=reactor.od_to_dcw_g_l * extra[0])
+        sensors = replace(sensors, od_probe_gain=sensors.od_probe_gain * extra[1])
     return replace(
         config,
+        sensors=sensors,
         kinetics=replace(
             kin,
             mu_max_per_h=kin.mu_max_per_h * factors[0],

@@ -349,7 +349,11 @@ class ReactorSimulator:
         do_pct = 100.0 * self.dissolved_o2 / self.c_star_ref
         od600 = self.biomass / reactor.od_to_dcw_g_l
         sens = cfg.sensors
-        od_probe = sens.od_probe_max_au * (1.0 - math.exp(-od600 / sens.od_probe_od_scale))
+        od_probe = sens.od_probe_max_au * (
+            1.0 - math.exp(-od600 * sens.od_probe_path_ratio / sens.od_probe_od_scale)
+        )
+        if sens.od_probe_gain != 1.0:
+            od_probe *= sens.od_probe_gain
         rpm = self.stirrer_rpm
         torque = (
             POWER_NUMBER

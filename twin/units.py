@@ -27,7 +27,13 @@ def nernst_slope_mv(temperature_c: ArrayLike) -> np.ndarray | float:
     """Ideal electrode slope S_T (mV per pH) at ``temperature_c``: 59.16 mV·(T+273.15)/298.15."""
     temperature = np.asarray(temperature_c, dtype=float)
     if np.any(temperature < -KELVIN_OFFSET):
-        raise ValueError(f"temperature {temperature_c} °C is below absolute zero")
+        # numpy's ArrayLike admits bytes (np.asarray parses b"-500" as a number), which would
+        # print as b'-500' here: only the message's wording. This module's code is hashed into
+        # the shipped model's pipeline fingerprint, so a narrower parameter type waits for the
+        # next retrain; until then this comment.
+        raise ValueError(
+            f"temperature {temperature_c} °C is below absolute zero"  # type: ignore[str-bytes-safe]
+        )
     result = NERNST_SLOPE_25C_MV * (temperature + KELVIN_OFFSET) / REFERENCE_TEMPERATURE_K
     return float(result) if result.ndim == 0 else result
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from bptwin.twin.drift import model_drift_watch
 from bptwin.twin.labels import (
     BATCH_COLUMN,
     LABEL_COLUMN,
@@ -48,7 +49,16 @@ from bptwin.twin.metrics import (
     score_batch,
 )
 from bptwin.twin.model import predict_table, usable_rows
-from bptwin.twin.registry import ModelArtifact
+from bptwin.twin.registry import ModelArtifact, ModelCard
+from bptwin.twin.validation_adapt import (
+    adapt_table,
+    adaptation_scores,
+    drift_columns,
+    merge_forecasts,
+    render_adaptation,
+)
+
+ADAPTED_COLUMNS = ("od600_adapted", "adapted_lower", "adapted_upper")
 
 if TYPE_CHECKING:
     from bptwin.twin.forecast import Forecast, Forecaster
@@ -83,6 +93,12 @@ class ValidationResult:
     dataset: str = ""
     dropped_channels: tuple[str, ...] = ()
     pipeline_warning: str | None = None
+    adaptation: list[dict[str, Any]] = field(default_factory=list)
+    attributions: dict[str, Any] = field(default_factory=dict)
+    # The forecasts again, started from the adapted nowcast (what the live worker does once
+    # the batch's samples have adapted it).
+    forecast_adapted: list[dict[str, Any]] = field(default_factory=list)
+    do_forecast_adapted: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(
@@ -104,6 +120,10 @@ class ValidationResult:
                 "feature_importance_gain": self.importance,
                 "forecast": self.forecast,
                 "do_forecast": {"reference": self.do_reference, "per_batch": self.do_forecast},
+                "adaptation": self.adaptation,
+                "attributions": self.attributions,
+                "forecast_adapted": self.forecast_adapted,
+                "do_forecast_adapted": self.do_forecast_adapted,
             }
         )  # type: ignore[return-value]
 
@@ -163,6 +183,28 @@ def _first_finite(values: np.ndarray) -> float | None:
     return float(finite[0]) if finite.size else None
 
 
+class TrainingBatchError(LabelError):
+    """Validation was asked to score batches the model was trained on."""
+
+
+def used_in_training(card: ModelCard, directory: Path, batches: list[int]) -> list[int]:
+    """The batches of ``directory`` (among ``batches``) that trained the model of ``card``.
+
+    By batch identity (the hash of the batch's files) when the card records it, so a foreign
+    campaign's batch 3 is not "batch 3 of the training set"; older cards only name batch
+    numbers, which count when the dataset is the one the model was trained on.
+    """
+    from bptwin.twin.dataset import batch_identity, read_manifest
+
+    records = {r.number: r for r in read_manifest(directory).batches}
+    if card.training_batch_ids:
+        known = set(card.training_batch_ids.values()) - {""}
+        return sorted(b for b in batches if b in records and batch_identity(records[b]) in known)
+    if card.data_fingerprint and card.data_fingerprint == dataset_fingerprint(directory):
+        return sorted(set(batches) & set(card.training_batches))
+    return []
+
+
 def evaluate(
     artifact: ModelArtifact,
     dataset: Path | str,
@@ -173,17 +215,27 @@ def evaluate(
     jobs: int | None = None,
     table: pd.DataFrame | None = None,
     drop_channels: tuple[str, ...] = (),
+    force: bool = False,
+    adapt: bool = True,
 ) -> ValidationResult:
     """Score ``artifact`` on ``batches`` (default: the card's hold-out batches).
 
     ``drop_channels`` scores the batches as if those sensors had failed (stress test).
+    Scoring a batch the model was trained on is a :class:`TrainingBatchError` unless
+    ``force`` (then the result carries a warning). With ``adapt`` every batch is also scored
+    adapted to its own samples, causally (``twin/validation_adapt.py``).
     """
     directory = Path(dataset)
     artifact.check_features()
     chosen = sorted(batches or artifact.card.holdout_batches)
     if not chosen:
         raise LabelError("no batches to validate on (the card names no hold-out batches)")
-    overlap = sorted(set(chosen) & set(artifact.card.training_batches))
+    overlap = used_in_training(artifact.card, directory, chosen)
+    if overlap and not force:
+        raise TrainingBatchError(
+            f"batches {overlap} of {directory} were used to train model {artifact.version}: "
+            "their scores would be optimistic; score hold-out batches, or pass --force"
+        )
     label = _reference(directory, reference, artifact.card.label)
     if table is None:
         table = dataset_table(directory, chosen, label, jobs=jobs, drop_channels=drop_channels)
@@ -244,6 +296,24 @@ def evaluate(
     }
     if overlap:
         baseline["warning"] = f"batches {overlap} were used in training: scores are optimistic"
+    model_forecast = _forecast_scores(artifact, table, do_reference)
+    adaptation: list[dict[str, Any]] = []
+    forecast_adapted: list[dict[str, Any]] = []
+    do_forecast_adapted: list[dict[str, Any]] = []
+    if adapt:
+        table, sample_times = adapt_table(
+            table, directory, artifact.card.label, float(k) if k is not None else math.nan
+        )
+        watch = model_drift_watch(artifact.card, artifact.booster)
+        if watch is not None:
+            table = drift_columns(table, watch, table.attrs.get("samples", {}))
+        from_adapted = table.assign(od600_pred=table["od600_adapted"])
+        from_adapted.attrs = {}
+        forecast_adapted = _forecast_scores(artifact, from_adapted, do_reference)
+        do_forecast_adapted = _do_forecast_scores(artifact, from_adapted, do_reference)[0]
+        adaptation = adaptation_scores(table, sample_times)
+        merge_forecasts(adaptation, "model", model_forecast, do_scores)
+        merge_forecasts(adaptation, "adapted", forecast_adapted, do_forecast_adapted)
     return ValidationResult(
         model_version=artifact.version,
         reference=label,
@@ -258,13 +328,17 @@ def evaluate(
         importance=_importance(artifact),
         table=table,
         forecaster=_forecaster(artifact),
-        forecast=_forecast_scores(artifact, table, do_reference),
+        forecast=model_forecast,
         do_forecast=do_scores,
         do_reference="simulator truth" if do_reference == TRUTH_DO_COLUMN else "measured DO",
         data_fingerprint=dataset_fingerprint(directory),
         dataset=str(directory),
         dropped_channels=tuple(drop_channels),
         pipeline_warning=artifact.pipeline_warning(),
+        adaptation=adaptation,
+        attributions=_attributions(artifact, table),
+        forecast_adapted=forecast_adapted,
+        do_forecast_adapted=do_forecast_adapted,
     )
 
 
@@ -340,7 +414,7 @@ def _do_forecast_scores(
             if inputs["depleted"][at] > 0:
                 break
             made = _forecast_at(forecaster, inputs, at)
-            if made is None or made.do is None:
+            if made is None or made.do is None or made.do_lower is None or made.do_upper is None:
                 continue
             later = slice(at, None)
             predicted = np.interp(ends[later], made.times, made.do)
@@ -453,7 +527,7 @@ def _residual_stats(group: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _residuals_by(table: pd.DataFrame, column: str, order: tuple[str, ...]) -> list[dict]:
+def _residuals_by(table: pd.DataFrame, column: str, order: tuple[str, ...]) -> list[dict[str, Any]]:
     rows = []
     for value in order:
         group = table[table[column] == value]
@@ -462,7 +536,7 @@ def _residuals_by(table: pd.DataFrame, column: str, order: tuple[str, ...]) -> l
     return rows
 
 
-def _residuals_by_time(table: pd.DataFrame) -> list[dict]:
+def _residuals_by_time(table: pd.DataFrame) -> list[dict[str, Any]]:
     hours = table["time_since_inoculation_h"].to_numpy(float)
     rows = []
     for low, high in pairwise(TIME_BINS_H):
@@ -470,6 +544,18 @@ def _residuals_by_time(table: pd.DataFrame) -> list[dict]:
         if not group.empty:
             rows.append({"from_h": low, "to_h": high, **_residual_stats(group)})
     return rows
+
+
+def _attributions(artifact: ModelArtifact, table: pd.DataFrame) -> dict[str, Any]:
+    """SHAP summary of the main model over the scored windows (fallback rows left out)."""
+    from bptwin.twin.attributions import contributions, summary
+    from bptwin.twin.features import FEATURE_NAMES
+
+    rows = table[~table["fallback"].astype(bool)] if "fallback" in table else table
+    if rows.empty:
+        return {}
+    matrix = rows[list(FEATURE_NAMES)].to_numpy(dtype=float)
+    return summary(list(FEATURE_NAMES), contributions(artifact.booster, matrix))
 
 
 def _importance(artifact: ModelArtifact, top: int = 15) -> list[dict[str, Any]]:
@@ -626,6 +712,17 @@ def render_markdown(result: ValidationResult, images: list[str]) -> str:
                 f"{_num(d['persistence_rmse_to_end'], 2)} | {at_horizon} | "
                 f"{_pct(d['band_coverage'])} |"
             )
+    lines += render_adaptation(result.adaptation)
+    if result.attributions:
+        shap = result.attributions
+        lines += ["", "## Attributions (mean |SHAP| over the scored windows, top 15)", ""]
+        if shap.get("concentrated"):
+            lines += [f"**Warning:** {shap['warning']}.", ""]
+        lines += [
+            f"- `{t['feature']}`: {100 * t['share']:.1f} % "
+            f"(mean |contribution| {t['mean_abs_contribution']:.3f} ln OD)"
+            for t in shap["top"]
+        ]
     lines += ["", "## Feature importance (gain share, top 15)", ""]
     lines += [f"- `{i['feature']}`: {100 * i['gain_share']:.1f} %" for i in result.importance]
     if images:
@@ -663,6 +760,16 @@ def render_plots(result: ValidationResult, folder: Path) -> list[str]:
     fig.savefig(folder / "predicted_vs_time.png", dpi=90)
     plt.close(fig)
     written.append("predicted_vs_time.png")
+    if result.attributions.get("top"):
+        top = result.attributions["top"][:10][::-1]
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ax.barh([t["feature"] for t in top], [t["mean_abs_contribution"] for t in top])
+        ax.set_xlabel("mean |SHAP contribution| (ln OD600)")
+        ax.set_title("what the model's predictions rest on")
+        fig.tight_layout()
+        fig.savefig(folder / "attributions.png", dpi=90)
+        plt.close(fig)
+        written.append("attributions.png")
 
     fig, (scatter, residual) = plt.subplots(1, 2, figsize=(11, 4.5))
     for number in batches:
@@ -714,7 +821,7 @@ def _plot_do_forecasts(result: ValidationResult, folder: Path, plt: Any) -> str:
             if forecaster is None or at >= len(batch) or inputs["depleted"][at] > 0:
                 continue
             made = _forecast_at(forecaster, inputs, at)
-            if made is None or made.do is None:
+            if made is None or made.do is None or made.do_lower is None or made.do_upper is None:
                 continue
             shown = made.times <= ends[-1]
             when = hours[at] + (made.times[shown] - ends[at]) / 3600.0
@@ -752,6 +859,7 @@ def write_report(result: ValidationResult, folder: Path | str, *, plots: bool = 
         "od600_upper",
         "od600_baseline",
     ]
+    columns += [c for c in ADAPTED_COLUMNS if c in result.table.columns]
     table = result.table[columns].copy()
     # Unix seconds need all their digits: '%.5g' below would leave a handful of distinct times.
     table["window_end"] = table["window_end"].map(lambda t: f"{t:.3f}")

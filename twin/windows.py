@@ -529,5 +529,7 @@ def frame_timestamps(frame: pd.DataFrame, timestamp_column: str | None = "timest
         stamps = pd.DatetimeIndex(raw)
         if stamps.tz is None:
             stamps = stamps.tz_localize("UTC")
-        return stamps.as_unit("ns").asi8 / 1e9
+        # pandas ships no type information (asi8 is Any). This module's code is hashed into
+        # the shipped model's pipeline fingerprint, so the fix is this comment, not a local.
+        return stamps.as_unit("ns").asi8 / 1e9  # type: ignore[no-any-return]
     return np.asarray(raw, dtype=float)

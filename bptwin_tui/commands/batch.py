@@ -64,9 +64,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "too. See docs/operator-guide-notebook.md and docs/signatures.md."
         ),
     )
-    parser.add_argument(
-        "--operator", metavar="NAME", help="who writes (default: [station] operator)"
-    )
     actions = parser.add_subparsers(dest="batch_action", metavar="ACTION", required=True)
     register_list(actions)
 
@@ -148,6 +145,15 @@ def register_list(actions: argparse._SubParsersAction) -> argparse.ArgumentParse
     listing.add_argument(
         "--status", choices=["setup", "running", "complete", "aborted"], help="only this status"
     )
+    from bptwin.tui.commands.campaign_report import add_campaign_arguments
+
+    listing.add_argument(
+        "--campaign",
+        action="store_true",
+        help="the campaign at a glance instead: acceptance rate and uptime per phase, with the "
+        "batches behind each figure (as 'bptwin campaign')",
+    )
+    add_campaign_arguments(listing)
     listing.set_defaults(batch_handler=_list)
     return listing
 
@@ -158,6 +164,10 @@ def _action(
     description = help_text[:1].upper() + help_text[1:] + "."
     parser: argparse.ArgumentParser = actions.add_parser(
         name, help=help_text, description=description
+    )
+    # After the action, as an operator types it: `bptwin batch end 7 --operator ana`.
+    parser.add_argument(
+        "--operator", metavar="NAME", help="who writes (default: [station] operator)"
     )
     return parser
 
@@ -245,7 +255,13 @@ def _number(value: float | None, unit: str = "") -> str:
     return "—" if value is None else f"{value:g}{unit}"
 
 
-def _list(args: argparse.Namespace, notebook: NotebookService, _settings: Settings) -> int:
+def _list(args: argparse.Namespace, notebook: NotebookService, settings: Settings) -> int:
+    if args.campaign:
+        from bptwin.tui.commands.campaign_report import print_campaign
+
+        return print_campaign(args, settings)
+    if args.phase or args.json:
+        raise SettingsError("--phase and --json go with --campaign")
     batches = notebook.batches.list_batches(args.status)
     closures = {batch.number: notebook.batches.get_closure(batch.number) for batch in batches}
     print(f"{'batch':>6}  phase  {'status':<9} {'reactor':<8} {'ended':<21} closure")

@@ -42,12 +42,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="H",
         help="stop every batch after H hours (quick looks); default: 1.5 h after depletion",
     )
+    parser.add_argument(
+        "--profile",
+        default="home",
+        metavar="NAME",
+        help="reactor/strain profile: home (default, the training campaign's reactor), lab-b "
+        "(another lab's reactor, probe and strain), lab-c (the home reactor with another OD "
+        "probe); docs/simulator.md",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(func=run_simulate)
 
 
 def run_simulate(args: argparse.Namespace, settings: Any = None) -> int:
     from bptwin.twin.campaign import CAMPAIGN_SIZE, generate_campaign
+    from bptwin.twin.sim_profiles import PROFILES
 
     if not args.campaign and not args.batch:
         print("bptwin simulate: give --campaign or --batch N", file=sys.stderr)
@@ -62,6 +71,12 @@ def run_simulate(args: argparse.Namespace, settings: Any = None) -> int:
         return 2
     if args.hours is not None and not 0 < args.hours <= 48:
         print(f"bptwin simulate: --hours must be in (0, 48], got {args.hours}", file=sys.stderr)
+        return 2
+    if args.profile not in PROFILES:
+        known = ", ".join(PROFILES)
+        print(
+            f"bptwin simulate: unknown --profile {args.profile!r}; known: {known}", file=sys.stderr
+        )
         return 2
     started = time.monotonic()
 
@@ -87,6 +102,7 @@ def run_simulate(args: argparse.Namespace, settings: Any = None) -> int:
             batches=numbers,
             hours=args.hours,
             progress=progress,
+            profile=args.profile,
         )
     except (DatasetError, ValueError, OSError) as exc:
         print(f"\nbptwin simulate: {exc}", file=sys.stderr)

@@ -11,7 +11,8 @@ from bptwin.tui.settings import Settings, SettingsError
 STORAGE_HELP = (
     "Optuna study storage: 'sqlite' (default, a file in the data folder), 'memory', "
     "'notebook' (the notebook's Postgres from the settings, so several machines tune one "
-    "study), or any SQLAlchemy URL (sqlite:///FILE, postgresql://user@host/db)"
+    "study), or a database URL: sqlite:///FILE, postgresql://user@host/db (postgres:// too; "
+    "Postgres is reached through psycopg2)"
 )
 
 
@@ -59,9 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--label",
-        choices=["samples", "samples-dcw", "truth"],
+        choices=["samples", "samples-loglinear", "samples-dcw", "truth"],
         default="samples",
-        help="samples: OD600 samples; samples-dcw: dry weights (g/L) for a lab without OD600",
+        help="samples: OD600 samples, interpolated along the CO2 curve; samples-loglinear: "
+        "interpolated log-linearly in time (for comparison); samples-dcw: dry weights (g/L) "
+        "for a lab without OD600; truth: the simulator's true OD600 (simulated data only)",
     )
     parser.add_argument("--trials", type=int, default=30, help="Optuna trials (default 30)")
     parser.add_argument("--timeout", type=float, metavar="S", help="stop tuning after S s")
@@ -111,16 +114,21 @@ def resolve_storage(choice: str, settings: Settings) -> str | None:
     if choice == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{settings.data_dir / 'optuna.sqlite3'}"
+    from bptwin.database.relational import DatabaseURLError, normalise_url
+
     if choice == "notebook":
         url = settings.notebook.url
-        if not url.startswith("postgresql"):
+        if not url.startswith("postgres"):
             raise SettingsError(
                 "--storage notebook needs notebook.url to be a postgresql:// URL in the settings"
             )
-        return url
-    if "://" not in choice:
+        choice = url
+    elif "://" not in choice:
         raise SettingsError(f"--storage {choice!r}: use sqlite, memory, notebook or a URL")
-    return choice
+    try:
+        return normalise_url(choice)
+    except DatabaseURLError as exc:
+        raise SettingsError(f"--storage: {exc}") from None
 
 
 def _progress(report: object) -> None:

@@ -48,6 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="stress test: score as if this sensor channel had failed (repeatable)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="score batches the model was trained on (an error otherwise: optimistic scores)",
+    )
     parser.set_defaults(func=handle)
 
 
@@ -69,6 +74,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             n_boot=max(1, args.bootstrap),
             jobs=args.jobs,
             drop_channels=tuple(args.drop_channel),
+            force=args.force,
         )
         stamp = datetime.now(tz=timezone.utc).strftime("%Y%m%d-%H%M%S")
         out = args.out or settings.data_dir / "reports" / f"validation-{artifact.version}-{stamp}"
@@ -87,9 +93,39 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             f"DO RMSE {_sat(score.do_rmse)}"
         )
     print(f"  baseline (carbon balance) MRE {100 * result.baseline['mre_mean']:.2f} %")
+    for entry in result.adaptation:
+        print(
+            f"  batch {entry['batch']} adapted to its samples: MRE {_pct(entry['adapted_mre'])}, "
+            f"from the 2 h sample {_pct(entry['adapted_mre_from_2h_sample'])}, from the 4 h "
+            f"sample {_pct(entry['adapted_mre_from_4h_sample'])} (baseline "
+            f"{_pct(entry['baseline_mre'])}); 90 % band covers "
+            f"{_pct(entry['model_band_coverage'])} as trained, "
+            f"{_pct(entry['adapted_band_coverage'])} adapted"
+        )
+        if "adapted_do_rmse" in entry:
+            print(
+                f"    forecasts from the adapted nowcast: DO RMSE {_sat(entry['adapted_do_rmse'])}"
+                f" (as trained {_sat(entry['model_do_rmse'])}), depletion mean |error| "
+                f"{entry['adapted_depletion_mean_abs_min']:.0f} min, worst "
+                f"{entry['adapted_depletion_worst_abs_min']:.0f} min (as trained "
+                f"{entry['model_depletion_mean_abs_min']:.0f} / "
+                f"{entry['model_depletion_worst_abs_min']:.0f} min)"
+            )
+        if "drift_worst_feature" in entry:
+            at = entry.get("drift_tripped_at_h")
+            said = f"tripped at {at:.1f} h" if at is not None else "quiet"
+            print(
+                f"    drift watch: {said} "
+                f"(worst {entry['drift_worst_feature']} PSI {entry['drift_worst_psi']:.2f}); "
+                f"band with the watch covers {_pct(entry['guarded_band_coverage'])}"
+            )
     print(f"verdict: {result.verdict.outcome.upper()}")
     print(f"report: {report}")
     return 1 if result.verdict.outcome == FAIL else 0
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f} %" if value == value else "–"
 
 
 def _sat(value: float) -> str:

@@ -240,6 +240,18 @@ class ShadowWorker:
             self.bus.publish(topic, prediction_payload(prediction), qos=1)
         except Exception as exc:
             log.error("prediction not published: %s", exc)
+        if prediction.drift:
+            # The drift watch tripped: an alarm asks for a sample (once per batch).
+            from bptwin.twin.alarm_rules import EVENT_MODEL_DRIFT
+
+            raised = self.shadow.alarms.feed_event(
+                prediction.reactor or state.reactor,
+                EVENT_MODEL_DRIFT,
+                prediction.timestamp,
+                message=f"OD600 model outside what it learnt ({prediction.drift}): take a sample",
+            )
+            if raised:
+                self.publish_transitions(raised)
 
     def on_prediction_error(self, state: ProcessState, exc: Exception) -> None:
         if self.metrics is not None:

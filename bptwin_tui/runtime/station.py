@@ -278,6 +278,11 @@ class Station:
             self.latest.set_problem("model", problem)
             return None
         self.latest.model_version = predictor.version
+        # The batch's offline samples (entered, reloaded from the notebook or replayed) adapt
+        # the nowcast (bptwin.twin.adaptation). They reach the trend history, which a headless
+        # station does not keep: there the nowcast is not adapted (docs/model.md).
+        if self.history is not None:
+            self.history.add_sample_listener(predictor.note_samples)
         return InferenceWorker(
             predictor,
             [shadow_worker.on_prediction],
