@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bptwin.eln.services import NotebookService
 from bptwin.tui.settings import Settings
 from tests.fixtures.servers import free_port
 from tests.test_app_navigation import notebook_with_batch
@@ -146,12 +147,15 @@ class DevTools:
         raise AssertionError(f"{text!r} never drawn; the end of what was: {drawn[-2000:]!r}")
 
     async def type_text(self, text: str) -> None:
-        """Keystrokes into the terminal, as a person types them."""
-        await self.send("Page.bringToFront")
+        """Keystrokes into the terminal, as a person types them (letters and spaces)."""
         await self.evaluate("document.querySelector('.xterm-helper-textarea').focus()")
         for char in text:
-            await self.send("Input.dispatchKeyEvent", type="keyDown", key=char, text=char)
-            await self.send("Input.dispatchKeyEvent", type="keyUp", key=char)
+            code, key_code = (
+                ("Space", 32) if char == " " else (f"Key{char.upper()}", ord(char.upper()))
+            )
+            key = {"key": char, "code": code, "windowsVirtualKeyCode": key_code}
+            await self.send("Input.dispatchKeyEvent", type="keyDown", text=char, **key)
+            await self.send("Input.dispatchKeyEvent", type="keyUp", **key)
 
     async def press_enter(self) -> None:
         for kind in ("keyDown", "keyUp"):
@@ -213,22 +217,31 @@ async def page_target(http: aiohttp.ClientSession, port: int, chromium: subproce
     raise AssertionError("chromium's DevTools never answered")
 
 
-async def test_the_dashboard_renders_in_chromium_as_a_read_only_viewer(
+async def test_the_dashboard_renders_in_chromium_and_a_viewer_cannot_write(
     station: tuple[int, Settings], browser: DevTools, tmp_path: Path
 ) -> None:
-    port, _ = station
+    port, settings = station
+    notebook = NotebookService.from_url(settings.notebook_url())
+    notes_before = notebook.notes.list_notes(17)
     await browser.send("Page.navigate", url=f"http://127.0.0.1:{port}/")
     # textual-serve's page, its terminal connected to a bptwin app process of its own.
     await browser.wait_drawn("Dashboard")
     page = await browser.evaluate("document.documentElement.outerHTML")
     assert "bptwin control room" in page and 'class="textual-terminal' in page
     assert "-first-byte" in await browser.evaluate("document.body.className")
-    drawn = await browser.wait_drawn("read-only (web)")
-    assert "R1" in drawn
+    await browser.wait_drawn("read-only (web)")
+    await browser.wait_drawn("batch 17")  # the notebook is open and the batch found
     shot = await browser.send("Page.captureScreenshot", format="png")
     png = base64.b64decode(shot["data"])
     (tmp_path / "dashboard.png").write_bytes(png)
     assert not_blank(png)
+    # The viewer opens the notes (o), types a note and presses enter: the notebook refuses it.
+    await browser.type_text("o")
+    await browser.wait_drawn("Write a note")
+    await browser.type_text("from the office browser")
+    await browser.press_enter()
+    await browser.wait_drawn("read-only web session")
+    assert notebook.notes.list_notes(17) == notes_before
 
 
 def not_blank(png: bytes) -> bool:
