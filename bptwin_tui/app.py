@@ -200,7 +200,7 @@ class BptwinApp(LiveApp[int]):
             from bptwin.eln.read_only_notebook import ReadOnlyNotebook
 
             # Refused below the screens, at the notebook seam: no screen can write around it.
-            self.notebook = ReadOnlyNotebook(message.notebook, self.write_guard)  # type: ignore[assignment]
+            self.notebook = ReadOnlyNotebook(message.notebook, self.write_guard)
         self.notebook_service = message.service
         self._follow_station_clock()
         if message.problem:
@@ -446,16 +446,17 @@ class BptwinApp(LiveApp[int]):
         batch = self._batch()
         reactor = self._reactor()
         if name == "alarms":
-            from bptwin.screens.alarms import AlarmScreen
+            from bptwin.screens.alarms import AlarmActions, AlarmScreen
 
-            actions = self.station.alarm_actions if self.station is not None else None
-            if actions is None:
+            engine = self.station.alarm_actions if self.station is not None else None
+            if engine is None:
                 self.notify("Acquisition is not running: no alarm engine.", severity="error")
                 return None
+            actions: AlarmActions = engine
             if self.write_guard is not None:
                 from bptwin.tui.runtime.web_session import GuardedAlarms
 
-                actions = GuardedAlarms(actions, self.write_guard)
+                actions = GuardedAlarms(engine, self.write_guard)
             return AlarmScreen(
                 actions,
                 self.operator,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bptwin.tui.settings import Settings, SettingsError
@@ -55,7 +56,8 @@ def build_server(settings: WebSettings, command: str, host: str, port: int) -> S
 
             @web.middleware
             async def only_allowed(
-                request: web.Request, handler: web.RequestHandler
+                request: web.Request,
+                handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
             ) -> web.StreamResponse:
                 if not settings.allows(request.remote):
                     raise web.HTTPForbidden(
