@@ -167,3 +167,15 @@ async def test_with_writes_allowed_escape_at_the_login_stays_a_viewer(tmp_path: 
         assert "log in with your operator PIN" in said
         await pilot.press("q")
     assert notebook.notes.list_notes(17) == notes_before
+
+
+def test_a_browser_session_does_not_start_a_real_acquisition(tmp_path: Path) -> None:
+    from bptwin.tui.runtime.web_session import web_station_for
+    from bptwin.tui.settings import SettingsError
+
+    settings = shell_settings(tmp_path)
+    settings.acquisition.source = "serial"
+    with pytest.raises(SettingsError, match="bptwin serve"):
+        web_station_for(settings)
+    settings.acquisition.source = "none"
+    assert web_station_for(settings) is not None  # its own (empty) run

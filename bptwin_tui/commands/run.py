@@ -40,5 +40,11 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.simulation_kept_apart()
     # A running acquisition (e.g. 'bptwin serve') is watched, not started a second time.
     web = bool(getattr(args, "web", False))
-    app = BptwinApp(settings, station_factory=station_for, require_login=True, web=web)  # type: ignore[arg-type]
+    if web:  # a browser session watches a real acquisition, never runs one (closing a tab ends it)
+        from bptwin.tui.runtime.web_session import web_station_for
+
+        factory = web_station_for
+    else:
+        factory = station_for
+    app = BptwinApp(settings, station_factory=factory, require_login=True, web=web)  # type: ignore[arg-type]
     return app.run() or 0

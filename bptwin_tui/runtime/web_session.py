@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bptwin.eln.read_only_notebook import WriteGuard
+    from bptwin.tui.runtime.station import Station
+    from bptwin.tui.runtime.viewer import ViewerStation
+    from bptwin.tui.settings import Settings
     from bptwin.twin.alarms import AlarmView
 
 
@@ -42,3 +45,26 @@ class GuardedAlarms:
         if self.guard.read_only:
             return ()
         return self.inner.feed_sample(*args)
+
+
+# Sources a browser session may run in its own process: they acquire nothing real.
+IN_PROCESS_SOURCES = frozenset({"simulated", "replay", "none"})
+
+
+def web_station_for(settings: Settings) -> Station | ViewerStation:
+    """A browser session's station: a viewer of the running acquisition, never a real one.
+
+    Closing a browser tab ends its process; an acquisition of real instruments started there
+    would stop with it. So a real source is only watched (``bptwin serve`` runs it); a simulated
+    or replayed batch, which belongs to the session, may run in the session.
+    """
+    from bptwin.tui.runtime.viewer import ViewerStation, station_for
+    from bptwin.tui.settings import SettingsError
+
+    station = station_for(settings)
+    if isinstance(station, ViewerStation) or settings.acquisition.source in IN_PROCESS_SOURCES:
+        return station
+    raise SettingsError(
+        f"acquisition.source = {settings.acquisition.source!r}: a browser session does not "
+        "acquire, and no acquisition is running to watch; start 'bptwin serve' on the station"
+    )
