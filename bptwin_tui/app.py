@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bptwin.eln.acceptance import AcceptanceEvaluation
     from bptwin.eln.campaign_figures import CampaignFigures
     from bptwin.eln.notebook import Notebook
+    from bptwin.eln.read_only_notebook import WriteGuard
     from bptwin.eln.services import NotebookService
     from bptwin.tui.runtime.station import Station
     from bptwin.twin.live import LiveSnapshot
@@ -132,10 +133,18 @@ class BptwinApp(LiveApp[int]):
         station_factory: Callable[[Settings], Station] | None = None,
         *,
         require_login: bool = False,
+        web: bool = False,
     ) -> None:
         """``station_factory`` defaults to the acquisition station (imported in its worker, as it
-        pulls in numpy and the bus); ``require_login``: ask for name and PIN at start."""
+        pulls in numpy and the bus); ``require_login``: ask for name and PIN at start; ``web``:
+        a browser session, read-only unless ``[web] allow_writes`` and a PIN login (docs/web.md)."""
         super().__init__()
+        self.write_guard: WriteGuard | None = None
+        if web:
+            from bptwin.eln.read_only_notebook import WriteGuard
+
+            self.write_guard = WriteGuard(writes_allowed=settings.web.allow_writes)
+            require_login = settings.web.allow_writes  # offered, not forced: Escape views
         self.settings = settings
         self.station_factory = station_factory
         self.station: Station | None = None
@@ -143,6 +152,8 @@ class BptwinApp(LiveApp[int]):
         self.notebook_service: NotebookService | None = None
         self.require_login = require_login
         self.operator = settings.station.operator or ("" if require_login else "operator")
+        if web:
+            self.operator = ""  # a browser viewer acts as nobody until a PIN login
         self.batches: dict[str, int | None] = dict.fromkeys(settings.station.reactors)
         self._critical_seen: frozenset[str] = frozenset()
         self.stopping = False  # quit pressed: the station stops in the "shutdown" worker
@@ -154,6 +165,7 @@ class BptwinApp(LiveApp[int]):
         self.dashboard = DashboardScreen(self.settings.station.reactors, clock=self.station_now)
         self.push_screen(self.dashboard)
         self._show_operator()
+        self._show_access()
         self.open_notebook()
 
     @work(thread=True, group="notebook", exit_on_error=False, name="notebook")
@@ -190,12 +202,17 @@ class BptwinApp(LiveApp[int]):
     @on(NotebookReady)
     def _notebook_ready(self, message: NotebookReady) -> None:
         self.notebook = message.notebook
+        if self.write_guard is not None and message.notebook is not None:
+            from bptwin.eln.read_only_notebook import ReadOnlyNotebook
+
+            # Refused below the screens, at the notebook seam: no screen can write around it.
+            self.notebook = ReadOnlyNotebook(message.notebook, self.write_guard)
         self.notebook_service = message.service
         self._follow_station_clock()
         if message.problem:
             self.notify(message.problem, title="Notebook", severity="error", timeout=15)
             return
-        if self.require_login:
+        if self.require_login and not (self.write_guard is not None and message.first_run):
             self._ask_login(message.first_run)
         else:
             self.refresh_batches()
@@ -209,18 +226,46 @@ class BptwinApp(LiveApp[int]):
             if not name:
                 return
             self.operator = name
+            if self.write_guard is not None:
+                self.write_guard.grant(name)
+                self._show_access()
             self._show_operator()
             self.notify(f"Logged in as {name}.", title="Operator")
             self.refresh_batches()
 
         self.push_screen(
-            LoginScreen(self.notebook, first_run=first_run, station=self.settings.station.name),
+            LoginScreen(
+                self.notebook,
+                first_run=first_run,
+                station=self.settings.station.name,
+                viewer_allowed=self.write_guard is not None,
+            ),
             logged_in,
         )
 
     def _show_operator(self) -> None:
         self.sub_title = f"operator {self.operator or '—'}"
         self.dashboard.set_operator(self.operator)
+
+    def _show_access(self) -> None:
+        """A browser session says on the status strip whether it may write."""
+        guard = self.write_guard
+        if guard is None:
+            return
+        self.dashboard.set_access(
+            "read-only (web)" if guard.read_only else f"web: writes as {guard.writer}"
+        )
+
+    def refused_here(self, actor: str, what: str) -> bool:
+        """True (and the reason shown) when this browser session may not do ``what``."""
+        if self.write_guard is None:
+            return False
+        try:
+            self.write_guard.check(actor)
+        except PermissionError as exc:
+            self.notify(str(exc), title=what, severity="error", timeout=10)
+            return True
+        return False
 
     @work(thread=True, group="batches", exclusive=True, exit_on_error=False)
     def refresh_batches(self) -> None:
@@ -382,7 +427,7 @@ class BptwinApp(LiveApp[int]):
         destination = next((d for d in DESTINATIONS if d.name == name), None)
         if destination is None:
             return
-        if self.require_login and not self.operator:
+        if self.require_login and not self.operator and self.write_guard is None:
             self.notify("Log in first.", severity="warning")
             return
         if name != "dashboard" and name != "alarms" and self.notebook is None:
@@ -407,12 +452,17 @@ class BptwinApp(LiveApp[int]):
         batch = self._batch()
         reactor = self._reactor()
         if name == "alarms":
-            from bptwin.screens.alarms import AlarmScreen
+            from bptwin.screens.alarms import AlarmActions, AlarmScreen
 
-            actions = self.station.alarm_actions if self.station is not None else None
-            if actions is None:
+            engine = self.station.alarm_actions if self.station is not None else None
+            if engine is None:
                 self.notify("Acquisition is not running: no alarm engine.", severity="error")
                 return None
+            actions: AlarmActions = engine
+            if self.write_guard is not None:
+                from bptwin.tui.runtime.web_session import GuardedAlarms
+
+                actions = GuardedAlarms(engine, self.write_guard)
             return AlarmScreen(
                 actions,
                 self.operator,
@@ -466,7 +516,12 @@ class BptwinApp(LiveApp[int]):
         def evaluate() -> AcceptanceEvaluation:
             return acceptance_flow.evaluate_batch(notebook, store, batch, reactor=reactor)
 
+        guard = self.write_guard
+        operator = self.operator
+
         def decide(supervisor: str, pin: str, decision: str, reason: str) -> object:
+            if guard is not None:
+                guard.check(operator)
             return acceptance_flow.decide_batch(
                 notebook,
                 store,
@@ -508,6 +563,8 @@ class BptwinApp(LiveApp[int]):
         from bptwin.screens.export import ExportScreen
 
         batch = self._batch()
+        if self.refused_here(self.operator, "Export"):
+            return
         if batch is None:
             self.notify(
                 f"No batch is open on {self._reactor()}: open one on the batch screen (b).",
@@ -600,6 +657,8 @@ class BptwinApp(LiveApp[int]):
 
     def action_confirm_control(self) -> None:
         """A supervisor confirms closed-loop control (mode 1 only); checked and audited."""
+        if self.refused_here(self.operator, "Control"):
+            return
         if self.settings.control.mode != 1 or not self.settings.control.enabled:
             self.notify(
                 "Control is advisory (set [control] mode = 1 and enabled = true to allow "
@@ -636,6 +695,9 @@ class BptwinApp(LiveApp[int]):
     @work(thread=True, group="control", exit_on_error=False)
     def action_stop_control(self) -> None:
         if self.station is None or self.station.control is None:
+            return
+        if self.write_guard is not None and self.write_guard.read_only:
+            self.call_from_thread(self.refused_here, self.operator, "Control")
             return
         reactor = self._reactor()
         actor = self.operator or "operator"

@@ -26,6 +26,7 @@ from pydantic_settings import (
 from bptwin.tui.api.config import ApiSettings
 from bptwin.tui.settings_env import FileLikeEnvSource, unknown_variables
 from bptwin.tui.settings_ops import MetricsSettings, NotifySettings
+from bptwin.tui.web_config import WebSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -385,6 +386,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     process: ProcessSettings = Field(default_factory=lambda: ProcessSettings())
     volume: VolumeSettings = Field(default_factory=lambda: VolumeSettings())
     alarms: dict[str, Any] = Field(

@@ -85,6 +85,7 @@ class DashboardScreen(Screen[None]):
         self.reactors = reactors
         self.reactor = reactors[0]
         self.operator = operator
+        self.access = ""  # e.g. "read-only (web)": what this session may do
         self.batches: dict[str, int | None] = {}
         self.window = WINDOW_NAMES[1]  # 1 h
         self.group = GROUP_NAMES[0]
@@ -158,6 +159,11 @@ class DashboardScreen(Screen[None]):
 
     def set_operator(self, operator: str) -> None:
         self.operator = operator
+        self._show_strip()
+
+    def set_access(self, access: str) -> None:
+        """Say on the status strip what this session may do (a browser viewer: read-only)."""
+        self.access = access
         self._show_strip()
 
     def set_batches(self, batches: dict[str, int | None]) -> None:
@@ -423,6 +429,8 @@ class DashboardScreen(Screen[None]):
             return  # the App may name the operator before the screen is up; on_mount shows it
         snapshot = self._last_snapshot
         lines = [status_line(snapshot, self.reactor, self.batches.get(self.reactor), self.operator)]
+        if self.access:
+            lines[0] += f" · [b]{escape(self.access)}[/]"
         links = links_line(snapshot) if snapshot is not None else ""
         # A start-up warning is often also a standing problem of the snapshot: say it once.
         problems = dict.fromkeys([self._problem] if self._problem else []) | dict.fromkeys(

@@ -19,8 +19,9 @@ from bptwin.eln.states import OperatorRole
 from bptwin.screens.entry_widgets import ENTRY_CSS, LabelledField
 
 
-class LoginScreen(ModalScreen[str]):
-    """Dismissed with the logged-in operator's name; there is no way around it but quitting."""
+class LoginScreen(ModalScreen[str | None]):
+    """Dismissed with the logged-in operator's name; there is no way around it but quitting
+    (or, where ``viewer_allowed``, escape: None, a viewer that cannot write)."""
 
     DEFAULT_CSS = (
         ENTRY_CSS
@@ -34,8 +35,17 @@ class LoginScreen(ModalScreen[str]):
     )
     BINDINGS = [Binding("ctrl+q", "app.quit", "Quit", priority=True)]
 
-    def __init__(self, notebook: Notebook, *, first_run: bool, station: str = "") -> None:
+    def __init__(
+        self,
+        notebook: Notebook,
+        *,
+        first_run: bool,
+        station: str = "",
+        viewer_allowed: bool = False,
+    ) -> None:
+        """``viewer_allowed``: escape goes on without a login, as a viewer (a browser session)."""
         super().__init__()
+        self.viewer_allowed = viewer_allowed
         self.notebook = notebook
         self.first_run = first_run
         self.station = station
@@ -56,10 +66,16 @@ class LoginScreen(ModalScreen[str]):
             yield LabelledField("PIN", "login-pin", fields=("pin",), password=True, width=12)
             if self.first_run:
                 yield LabelledField("PIN again", "login-pin2", password=True, width=12)
-            yield Static("enter: next field / log in · ctrl+q: quit", id="login-message")
+            keys = "enter: next field / log in · "
+            keys += "escape: view only · " if self.viewer_allowed else ""
+            yield Static(f"{keys}ctrl+q: quit", id="login-message")
 
     def on_mount(self) -> None:
         self.query_one("#login-name", Input).focus()
+
+    def key_escape(self) -> None:
+        if self.viewer_allowed:
+            self.dismiss(None)
 
     def _field(self, field_id: str) -> LabelledField:
         return self.query_one(f"#{field_id}-field", LabelledField)

@@ -23,4 +23,5 @@ COMMANDS: tuple[str, ...] = (
     "operator",
     "batch",
     "campaign_report",
+    "web",
 )

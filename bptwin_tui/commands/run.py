@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         help="speed factor of a simulated or replayed batch (overrides acquisition.speed)",
     )
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="a browser session (started by 'bptwin web'): read-only unless [web] allow_writes "
+        "and an operator logs in with a PIN",
+    )
     parser.set_defaults(func=handle)
 
 
@@ -33,5 +39,12 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     # A simulated or replayed run gets reactors of its own (sim-R1): never a real batch's.
     settings = settings.simulation_kept_apart()
     # A running acquisition (e.g. 'bptwin serve') is watched, not started a second time.
-    app = BptwinApp(settings, station_factory=station_for, require_login=True)  # type: ignore[arg-type]
+    web = bool(getattr(args, "web", False))
+    if web:  # a browser session watches a real acquisition, never runs one (closing a tab ends it)
+        from bptwin.tui.runtime.web_session import web_station_for
+
+        factory = web_station_for
+    else:
+        factory = station_for
+    app = BptwinApp(settings, station_factory=factory, require_login=True, web=web)  # type: ignore[arg-type]
     return app.run() or 0
