@@ -157,16 +157,11 @@ class DevTools:
             await self.send("Input.dispatchKeyEvent", type="keyDown", text=char, **key)
             await self.send("Input.dispatchKeyEvent", type="keyUp", **key)
 
-    async def press_enter(self) -> None:
-        for kind in ("keyDown", "keyUp"):
-            await self.send(
-                "Input.dispatchKeyEvent",
-                type=kind,
-                key="Enter",
-                code="Enter",
-                windowsVirtualKeyCode=13,
-                **({"text": "\r"} if kind == "keyDown" else {}),
-            )
+    async def press_ctrl_s(self) -> None:
+        """ctrl+s (the notes screen saves a note of several lines with it)."""
+        key = {"key": "s", "code": "KeyS", "windowsVirtualKeyCode": 83, "modifiers": 2}
+        await self.send("Input.dispatchKeyEvent", type="rawKeyDown", **key)
+        await self.send("Input.dispatchKeyEvent", type="keyUp", **key)
 
 
 @pytest.fixture
@@ -235,11 +230,11 @@ async def test_the_dashboard_renders_in_chromium_and_a_viewer_cannot_write(
     png = base64.b64decode(shot["data"])
     (tmp_path / "dashboard.png").write_bytes(png)
     assert not_blank(png)
-    # The viewer opens the notes (o), types a note and presses enter: the notebook refuses it.
+    # The viewer opens the notes (o), types a note and saves it (ctrl+s): the notebook refuses.
     await browser.type_text("o")
     await browser.wait_drawn("Write a note")
     await browser.type_text("from the office browser")
-    await browser.press_enter()
+    await browser.press_ctrl_s()
     await browser.wait_drawn("read-only web session")
     assert notebook.notes.list_notes(17) == notes_before
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from unittest.mock import MagicMock
 
 import pytest
-from textual.widgets import Input, Static
+from textual.widgets import Static, TextArea
 
 from bptwin.eln.errors import NotebookPermissionError
 from bptwin.eln.read_only_notebook import READS, WRITES, ReadOnlyNotebook, WriteGuard
@@ -40,9 +40,10 @@ async def save_note(app: BptwinApp, pilot, text: str) -> str:
     await app.action_go("notes")
     await wait_for(pilot, lambda: isinstance(app.screen, NotesScreen))
     await pilot.pause()
-    app.screen.query_one("#note-text", Input).value = text
-    app.screen.query_one("#note-text", Input).focus()
-    await pilot.press("enter")
+    note = app.screen.query_one("#note-text", TextArea)
+    note.load_text(text)
+    note.focus()
+    await pilot.press("ctrl+s")  # the note is several lines: ctrl+s saves it
     for worker in [w for w in app.workers if w.group == "notes-save"]:
         await worker.wait()
     await pilot.pause()
