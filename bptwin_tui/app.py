@@ -25,6 +25,7 @@ from bptwin.tui.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from bptwin.eln.acceptance import AcceptanceEvaluation
+    from bptwin.eln.campaign_figures import CampaignFigures
     from bptwin.eln.notebook import Notebook
     from bptwin.eln.services import NotebookService
     from bptwin.tui.runtime.station import Station
@@ -51,8 +52,13 @@ DESTINATIONS: tuple[Destination, ...] = (
     Destination("deviations", "v", "Deviations", "Log and review deviations", True),
     Destination("notes", "o", "Notes", "Free notes of the batch", True),
     Destination(
-        "acceptance", "r", "Review", "Batch acceptance for training: criteria and decision", True
+        "acceptance",
+        "r",
+        "Acceptance",
+        "Batch acceptance review for training: the five criteria and the decision",
+        True,
     ),
+    Destination("campaign", "p", "Campaign", "Batch acceptance rate and uptime per campaign phase"),
 )
 
 
@@ -428,6 +434,8 @@ class BptwinApp(LiveApp[int]):
             return CalibrationMenuScreen(
                 self.notebook, self.operator, batch_number=batch, reactor=reactor
             )
+        if name == "campaign":
+            return self._campaign_screen()
         assert batch is not None
         if name == "acceptance":
             return self._acceptance_screen(batch, reactor)
@@ -478,6 +486,23 @@ class BptwinApp(LiveApp[int]):
             decide=decide,
         )
 
+    def _campaign_screen(self) -> Screen | None:
+        """The figures are computed behind the screen, on its worker thread."""
+        from bptwin.eln.campaign_service import load_campaign_figures
+        from bptwin.screens.campaign import CampaignScreen
+
+        notebook = self.notebook_service
+        if notebook is None:
+            self.notify("The notebook is not open.", severity="error")
+            return None
+        store = self.station.store if self.station is not None else None
+        reactor = self.settings.station.reactors[0]
+
+        def load() -> CampaignFigures:
+            return load_campaign_figures(notebook, store, default_reactor=reactor)
+
+        return CampaignScreen(load)
+
     def action_export_batch(self) -> None:
         """Report (HTML, Markdown) and dataset of the reactor's batch, in a worker with progress."""
         from bptwin.screens.export import ExportScreen
@@ -516,6 +541,16 @@ class BptwinApp(LiveApp[int]):
         for tool, title, help_text in BATCH_TOOLS:
             yield SystemCommand(title, help_text, partial(self.open_batch_tool, tool))
         yield SystemCommand(
+            "Alarm history (a, then h)",
+            "Every stored alarm transition of the batch, newest first",
+            partial(self._open_then, "alarms", "history"),
+        )
+        yield SystemCommand(
+            "Log a new deviation (v, then n)",
+            "The deviation form of the open batch, with the SOP's examples per level",
+            partial(self._open_then, "deviations", "new"),
+        )
+        yield SystemCommand(
             "Export batch report and dataset (e)",
             "HTML and Markdown report with plots, Parquet dataset with checksums",
             self.action_export_batch,
@@ -534,6 +569,12 @@ class BptwinApp(LiveApp[int]):
         yield SystemCommand(
             "Toggle light/dark theme (ctrl+t)", "Switch theme", self.action_toggle_theme
         )
+
+    async def _open_then(self, name: str, action: str) -> None:
+        """Go to a screen and run one of its actions (the palette's way into a sub-screen)."""
+        await self.action_go(name)
+        if self.screen is not self.dashboard:  # not refused (no batch, not logged in...)
+            await self.run_action(action, self.screen)
 
     async def open_batch_tool(self, name: str) -> None:
         """End/close, process changes or media of the reactor's batch (batch screen F7-F9)."""

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from bptwin.drivers.intake import ReadingIntake
     from bptwin.drivers.sources import AcquisitionPlan
     from bptwin.eln.audit_seal import AuditSeal
-    from bptwin.eln.calibration import CalibrationPolicy
+    from bptwin.eln.calibration_validity import CalibrationPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -352,7 +352,7 @@ class CalibrationSettings(Section):
 
     def policy(self) -> CalibrationPolicy:
         """The notebook's rule object: ``NotebookService(..., calibration_policy=...)``."""
-        from bptwin.eln.calibration import CalibrationPolicy
+        from bptwin.eln.calibration_validity import CalibrationPolicy
 
         return CalibrationPolicy.from_settings(
             list(dict.fromkeys(self.mandatory)), self.validity_hours.model_dump()

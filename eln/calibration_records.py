@@ -15,7 +15,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from bptwin.database.channels import CHANNELS_BY_NAME
 from bptwin.eln import form_rules as check
-from bptwin.eln.calibration import (
+from bptwin.eln.calibration_validity import (
     CalibrationPolicy,
     ValidityPeriod,
     blocking_problem,
@@ -153,7 +153,7 @@ class CalibrationService(AggregateService):
     ) -> list[ValidityPeriod[CalibrationRecord]]:
         """The channel's calibrations, newest first, each with the interval it was in force."""
         records = self.list_calibrations(channel=channel, batch_number=batch_number, limit=limit)
-        return validity_periods(records, self.unit.calibration_policy)[::-1]
+        return validity_periods(records, self.unit.calibration_policy, self.unit.now())[::-1]
 
     def calibration_in_force(
         self, channel: str, at: datetime, *, batch_number: int | None = None

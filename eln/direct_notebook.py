@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bptwin.eln.alarm_records import AlarmRecordService
-from bptwin.eln.calibration import CalibrationPolicy, ValidityPeriod
 from bptwin.eln.calibration_records import CalibrationService
+from bptwin.eln.calibration_validity import CalibrationPolicy, ValidityPeriod
 from bptwin.eln.deviations import DeviationService
 from bptwin.eln.models import CalibrationRecord
 from bptwin.eln.notebook import CalibrationPeriod, Notebook

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from bptwin.eln.calibration import CalibrationPolicy, ValidityPeriod
+from bptwin.eln.calibration_validity import CalibrationPolicy, ValidityPeriod
 from bptwin.eln.form_rules import NumberInput, WholeNumberInput
 from bptwin.eln.records import (
     AlarmEventView,

@@ -4,7 +4,7 @@ schedule they fill. No UI code here; the arithmetic is eln.sample_math's."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import col
 
@@ -20,6 +20,30 @@ from bptwin.eln.sample_math import (
 )
 from bptwin.eln.schedule import SampleSlot, sample_schedule
 from bptwin.eln.unit_of_work import AggregateService, find_batch, of_batch, row_id
+
+
+def at_or_after_inoculation(taken: datetime, inoculated_at: datetime) -> datetime:
+    """The sampling time to store, never before the inoculation.
+
+    A time typed to the minute means that whole minute (and one to the second that second):
+    the 0 h sample typed (or prefilled) as "10:00" for an inoculation at 10:00:30 is taken at
+    the inoculation, and stored at it. A time wholly before the inoculation is refused.
+    """
+    if taken >= inoculated_at:
+        return taken
+    if taken.microsecond:
+        given_to = timedelta(0)
+    elif taken.second:
+        given_to = timedelta(seconds=1)
+    else:
+        given_to = timedelta(minutes=1)
+    if taken + given_to > inoculated_at:
+        return inoculated_at
+    raise NotebookValidationError(
+        "sampling time",
+        f"sampling time {taken.isoformat(timespec='seconds')} is before the "
+        f"inoculation at {inoculated_at.isoformat(timespec='seconds')}",
+    )
 
 
 class SampleService(AggregateService):
@@ -97,12 +121,8 @@ class SampleService(AggregateService):
                     "sampling time",
                     f"batch {batch.number} is not inoculated yet; no samples before inoculation",
                 )
-            if taken < batch.inoculated_at:
-                raise NotebookValidationError(
-                    "sampling time",
-                    f"sampling time {taken.isoformat(timespec='minutes')} is before the "
-                    f"inoculation at {batch.inoculated_at.isoformat(timespec='minutes')}",
-                )
+            taken = at_or_after_inoculation(taken, batch.inoculated_at)
+            sample.taken_at = taken
             sample.batch_id = row_id(batch)
             session.add(sample)
         return sample

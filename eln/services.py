@@ -20,8 +20,8 @@ from bptwin.database.relational import make_engine
 from bptwin.eln.alarm_records import AlarmRecordService
 from bptwin.eln.audit_trail import AuditTrailService
 from bptwin.eln.batches import BatchService
-from bptwin.eln.calibration import CalibrationPolicy
 from bptwin.eln.calibration_records import CalibrationService
+from bptwin.eln.calibration_validity import CalibrationPolicy
 from bptwin.eln.columns import utc_now
 from bptwin.eln.deviations import DeviationService
 from bptwin.eln.notes import NoteService

@@ -22,7 +22,7 @@ from bptwin.database.relational import is_unavailable, session_scope, unavailabl
 from bptwin.eln import form_rules as check
 from bptwin.eln.audit_seal import seal_for
 from bptwin.eln.audit_verify import operator_trail_problem
-from bptwin.eln.calibration import CalibrationPolicy
+from bptwin.eln.calibration_validity import CalibrationPolicy
 from bptwin.eln.columns import utc_now
 from bptwin.eln.errors import NotebookNotFoundError, NotebookPermissionError
 from bptwin.eln.models import Batch, Operator, OperatorRole

@@ -261,10 +261,12 @@ class AlarmScreen(EntryForm[None]):
     """
     MESSAGE_SELECTOR = "#alarm-detail"
     BINDINGS = [
-        Binding("a", "acknowledge", "Ack"),
-        Binding("s", "shelve", "Shelve"),
+        # The app's letters (d dashboard, s samples, a alarms...) work here too: the screen's
+        # own actions take keys the app does not use.
+        Binding("enter", "acknowledge", "Ack", priority=True),
+        Binding("ctrl+s", "shelve", "Shelve"),
         Binding("u", "unshelve", "Unshelve"),
-        Binding("d", "deviation", "Deviation"),
+        Binding("ctrl+d", "deviation", "Deviation"),
         Binding("h", "history", "History"),
         Binding("escape", "back", "Back"),
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -67,6 +68,19 @@ class CalibrationSaved(Message):
 
 def _result(record: CalibrationView) -> str:
     return "pass" if record.passed else ("accepted" if record.override_reason else "FAIL")
+
+
+def stored_text(records: Sequence[CalibrationView]) -> str:
+    """What was stored, each record with its own verdict: "calibration #4 offgas_o2 FAIL,
+    #5 offgas_co2 pass" (one failed channel does not make its partner fail)."""
+    parts = []
+    for record in records:
+        verdict = _result(record)
+        if record.override_reason:
+            verdict += f" by {record.performed_by}"
+        parts.append(f"#{record.id} {record.channel} {verdict}")
+    noun = "calibration" if len(records) == 1 else "calibrations"
+    return f"{noun} " + ", ".join(parts)
 
 
 def _short_time(moment: datetime | None) -> str:
@@ -529,12 +543,8 @@ class CalibrationWizardScreen(NotebookScreen[None]):
             return
         self.saved = records
         until = _short_time(records[0].valid_until) if records else "—"
-        ids = ", ".join(f"#{record.id}" for record in records)
-        verdict = "PASS" if all(record.passed for record in records) else "FAIL"
-        if any(record.override_reason for record in records):
-            verdict += f", accepted by {accept[0] if accept else '?'}"
         self._field("accept-pin").set_value("")
-        self._say(f"Stored calibration {ids} ({verdict}), valid until {until} UTC. esc: back.")
+        self._say(f"Stored {stored_text(records)}, valid until {until} UTC. esc: back.")
         self.post_message(CalibrationSaved(records))
         self.refresh_bindings()
 
@@ -807,7 +817,7 @@ class CalibrationHistoryScreen(NotebookScreen[None]):
             ("Result", "result", 9),
             ("In force", "from", 12),
             ("until", "to", 12),
-            ("ended", "ended", 11),
+            ("ended", "ended", 12),
         ):
             table.add_column(label, key=key, width=width)
         table.focus()

@@ -80,7 +80,9 @@ class DeviationFormScreen(NotebookScreen[DeviationView | None]):
                 hint=", ".join(deviation_guide.CATEGORIES[:4]) + "…",
             )
             yield LabelledField("Title", "title", value=draft.title, width=40)
-            yield LabelledField("Description", "description", value=draft.description, width=40)
+            yield LabelledField(
+                "Description", "description", value=draft.description, multiline=True
+            )
             yield LabelledField(
                 "Start UTC",
                 "start",
@@ -96,11 +98,14 @@ class DeviationFormScreen(NotebookScreen[DeviationView | None]):
                 width=20,
                 fields=("end",),
             )
-            yield LabelledField("Root cause", "root-cause", value=draft.root_cause, width=40)
+            yield LabelledField("Root cause", "root-cause", value=draft.root_cause, multiline=True)
             yield LabelledField(
-                "Corrective action", "corrective-action", value=draft.corrective_action, width=40
+                "Corrective action",
+                "corrective-action",
+                value=draft.corrective_action,
+                multiline=True,
             )
-            yield LabelledField("Impact", "impact", value=draft.impact, width=40)
+            yield LabelledField("Impact", "impact", value=draft.impact, multiline=True)
         yield Static("", classes="entry-status")
         yield Footer()
 
@@ -176,11 +181,11 @@ class DeviationReviewScreen(NotebookScreen[DeviationView | None]):
             )
             yield LabelledField("Reviewer", "reviewer", value=self.operator, fields=("operator",))
             yield LabelledField("PIN", "pin", password=True, width=10)
-            yield LabelledField("Root cause", "root-cause", value=d.root_cause, width=40)
+            yield LabelledField("Root cause", "root-cause", value=d.root_cause, multiline=True)
             yield LabelledField(
-                "Corrective action", "corrective-action", value=d.corrective_action, width=40
+                "Corrective action", "corrective-action", value=d.corrective_action, multiline=True
             )
-            yield LabelledField("Impact", "impact", value=d.impact, width=40)
+            yield LabelledField("Impact", "impact", value=d.impact, multiline=True)
             yield LabelledField("Close it y/n", "close", value="n", width=5, fields=("close",))
         yield Static("", classes="entry-status")
         yield Footer()
@@ -242,8 +247,9 @@ class DeviationsScreen(NotebookScreen[None]):
     """
     MESSAGE_SELECTOR = "#deviation-detail"
     BINDINGS = [
+        # r is the app's acceptance key: the review is enter on the selected deviation.
         Binding("n", "new", "New deviation"),
-        Binding("r", "review", "Review"),
+        Binding("enter", "review", "Review", priority=True),
         Binding("ctrl+r", "reload", "Reload"),
         Binding("escape", "back", "Back"),
     ]

@@ -1,8 +1,9 @@
-"""Form pieces of the notebook-entry screens: one-line labelled fields with their error beside,
-and the EntryForm screen that holds them.
+"""Form pieces of the notebook-entry screens: labelled fields with their error below, and the
+EntryForm screen that holds them.
 
-Compact (one row per field) so a whole sample form fits 80×24. Errors are plain sentences from
-the notebook's NotebookValidationError, shown under the field they belong to.
+Compact (one row per field, a few rows for free text) so a whole sample form fits 80×24. Errors
+are plain sentences from the notebook's NotebookValidationError, shown under the field they
+belong to until the value is changed.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Label, Static, TextArea
 
 from bptwin.screens.safe_text import escape
 
@@ -25,10 +28,15 @@ ResultT = TypeVar("ResultT")
 ENTRY_CSS = """
 LabelledField { height: auto; }
 LabelledField > Horizontal { height: 1; }
+LabelledField.-multiline > Horizontal { height: auto; }
 LabelledField Label.field-label { width: 19; color: $text-muted; }
-LabelledField Input { height: 1; border: none; padding: 0 1; width: 14; }
+LabelledField Input { height: 1; border: none; padding: 0 1; width: 3fr; min-width: 12;
+    max-width: 48; }
 LabelledField Input:focus { border: none; background: $boost; }
-LabelledField Static.field-hint { width: 1fr; padding-left: 1; color: $text-muted; }
+LabelledField TextArea { height: 4; border: none; padding: 0 1; width: 1fr; min-width: 24;
+    max-width: 96; background: $boost 50%; }
+LabelledField TextArea:focus { border: none; background: $boost; }
+LabelledField Static.field-hint { width: 2fr; padding-left: 1; color: $text-muted; }
 LabelledField Static.field-error { color: $error; padding-left: 19; height: auto; display: none; }
 LabelledField.-invalid Static.field-error { display: block; }
 LabelledField.-invalid Label.field-label { color: $error; }
@@ -38,7 +46,8 @@ LabelledField.-invalid Label.field-label { color: $error; }
 
 
 class LabelledField(Vertical):
-    """Label, one-line input, a hint (unit or computed value) and the error below it."""
+    """Label, input (one line, or a few for free text), a hint (unit or computed value) and the
+    error below it, cleared as soon as the value changes."""
 
     def __init__(
         self,
@@ -51,8 +60,10 @@ class LabelledField(Vertical):
         fields: Iterable[str] = (),
         password: bool = False,
         width: int | None = None,
+        multiline: bool = False,
     ) -> None:
-        """``fields``: the notebook's field names whose errors belong here (besides label)."""
+        """``fields``: the notebook's field names whose errors belong here (besides label);
+        ``multiline``: free text over several lines (enter starts a new line)."""
         super().__init__(id=f"{field_id}-field")
         self.label = label
         self.field_id = field_id
@@ -61,39 +72,70 @@ class LabelledField(Vertical):
         self._hint = hint
         self._password = password
         self._width = width
+        self.multiline = multiline
+        self._value_at_error = ""
+        self.set_class(multiline, "-multiline")
         self.fields = frozenset({label.lower(), *(name.lower() for name in fields)})
 
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield Label(self.label, classes="field-label")
-            field_input = Input(
-                self._value,
-                placeholder=self._placeholder,
-                id=self.field_id,
-                password=self._password,
-                select_on_focus=False,
-            )
-            if self._width is not None:
+            field_input: Input | TextArea
+            if self.multiline:
+                field_input = TextArea(
+                    self._value,
+                    id=self.field_id,
+                    soft_wrap=True,
+                    tab_behavior="focus",
+                    placeholder=self._placeholder,
+                )
+            else:
+                field_input = Input(
+                    self._value,
+                    placeholder=self._placeholder,
+                    id=self.field_id,
+                    password=self._password,
+                    select_on_focus=False,
+                )
+            if self._width is not None:  # a short code or number: exactly this wide
                 field_input.styles.width = self._width
+                field_input.styles.min_width = self._width
             yield field_input
             yield Static(self._hint, classes="field-hint", id=f"{self.field_id}-hint")
         yield Static("", classes="field-error", id=f"{self.field_id}-error")
 
     @property
-    def input(self) -> Input:
-        return self.query_one(Input)
+    def input(self) -> Input | TextArea:
+        return self.query_one(f"#{self.field_id}", Input if not self.multiline else TextArea)
 
     @property
     def value(self) -> str:
-        return self.input.value
+        field_input = self.input
+        return field_input.text if isinstance(field_input, TextArea) else field_input.value
 
     def set_value(self, value: str) -> None:
-        self.input.value = value
+        field_input = self.input
+        if isinstance(field_input, TextArea):
+            field_input.load_text(value)
+        else:
+            field_input.value = value
+
+    class Corrected(Message):
+        """The value of a field that showed an error was changed (the error is cleared)."""
+
+    @on(Input.Changed)
+    @on(TextArea.Changed)
+    def _value_changed(self) -> None:
+        """A corrected value no longer carries the old complaint."""
+        if self.has_class("-invalid") and self.value != self._value_at_error:
+            self.clear_error()
+            self.post_message(self.Corrected())
 
     def set_hint(self, text: str) -> None:
         self.query_one(f"#{self.field_id}-hint", Static).update(text)
 
     def show_error(self, message: str) -> None:
+        self._value_at_error = self.value
         self.query_one(f"#{self.field_id}-error", Static).update(escape(message))
         self.add_class("-invalid")
 
@@ -120,6 +162,7 @@ class EntryForm(Screen[ResultT]):
     line (``MESSAGE_SELECTOR``) for the outcome, escape back to the screen below."""
 
     MESSAGE_SELECTOR: ClassVar[str] = ".entry-status"
+    _status_names_field: bool = False  # the red status line repeats a field's error
 
     def _field(self, field_id: str) -> LabelledField:
         return self.query_one(f"#{field_id}-field", LabelledField)
@@ -139,8 +182,16 @@ class EntryForm(Screen[ResultT]):
             field.show_error(error.message)
             field.input.focus()
         self._say(f"{prefix}: {error.message}", error=True)
+        self._status_names_field = field is not None
+
+    @on(LabelledField.Corrected)
+    def _field_corrected(self) -> None:
+        """Every complained-about value changed: the status line's complaint goes too."""
+        if self._status_names_field and not self.query("LabelledField.-invalid"):
+            self._say("")
 
     def _say(self, text: str, *, error: bool = False) -> None:
+        self._status_names_field = False
         message = self.query_one(self.MESSAGE_SELECTOR, Static)
         message.update(escape(text))
         message.set_class(error, "-error")

@@ -93,7 +93,9 @@ class LoginScreen(ModalScreen[str]):
             fields[1].show_error("Enter your PIN.")
             return
         if self.first_run and fields[2].value != pin:
-            fields[2].show_error("The two PINs differ.")
+            self._clear_pins()  # typed again from the start, both of them
+            fields[1].show_error("The two PINs differ: type the PIN twice again.")
+            self.query_one("#login-pin", Input).focus()
             return
         self._say("Checking…")
         self._check(name, pin)
@@ -109,7 +111,13 @@ class LoginScreen(ModalScreen[str]):
             return
         self.app.call_from_thread(self.dismiss, operator.name)
 
+    def _clear_pins(self) -> None:
+        self._field("login-pin").set_value("")
+        if self.first_run:
+            self._field("login-pin2").set_value("")
+
     def _refused(self, exc: NotebookError) -> None:
+        self._clear_pins()  # before the error, so clearing them does not count as a correction
         target = None
         if isinstance(exc, NotebookValidationError):
             target = {"name": "login-name", "pin": "login-pin", "PIN": "login-pin"}.get(exc.field)
@@ -118,5 +126,4 @@ class LoginScreen(ModalScreen[str]):
             self._say("")
         else:
             self._say(str(exc), error=True)
-        self._field("login-pin").set_value("")
         self.query_one("#login-pin", Input).focus()

@@ -1,13 +1,13 @@
-"""Free notes of a batch: the list, newest last, and a one-line entry (enter or ctrl+s saves)."""
+"""Free notes of a batch: the list, newest last, and a multi-line entry (ctrl+s saves)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Footer, Header, Static, TextArea
 from textual.worker import Worker
 
 from bptwin.eln.errors import NotebookError
@@ -22,7 +22,7 @@ class NotesScreen(NotebookScreen[None]):
 
     DEFAULT_CSS = """
     NotesScreen #notes { height: 1fr; }
-    NotesScreen #note-text { height: 3; }
+    NotesScreen #note-text { height: 5; border: round $primary; }
     NotesScreen #note-status { height: auto; padding: 0 1; }
     NotesScreen #note-status.-error { color: $error; }
     """
@@ -41,7 +41,12 @@ class NotesScreen(NotebookScreen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(id="notes", cursor_type="row", zebra_stripes=True)
-        yield Input(placeholder="Write a note and press enter", id="note-text")
+        yield TextArea(
+            id="note-text",
+            soft_wrap=True,
+            tab_behavior="focus",
+            placeholder="Write a note (enter: new line) and press ctrl+s",
+        )
         yield Static("", id="note-status")
         yield Footer()
 
@@ -52,7 +57,7 @@ class NotesScreen(NotebookScreen[None]):
         table.add_column("Time UTC", key="time", width=11)
         table.add_column("By", key="author", width=8)
         table.add_column("Note", key="text", width=100)
-        self.query_one("#note-text", Input).focus()
+        self.query_one("#note-text", TextArea).focus()
         self.reload()
 
     def reload(self) -> Worker[None]:
@@ -65,13 +70,14 @@ class NotesScreen(NotebookScreen[None]):
         table = self.query_one(DataTable)
         table.clear()
         for note in notes:
-            table.add_row(note.created_at.strftime("%m-%d %H:%M"), note.author, escape(note.text))
+            table.add_row(  # a note of several lines gets as many rows of the table
+                note.created_at.strftime("%m-%d %H:%M"), note.author, escape(note.text), height=None
+            )
         if notes:
             table.move_cursor(row=len(notes) - 1)
 
-    @on(Input.Submitted, "#note-text")
     def action_save(self) -> None:
-        self.save(self.query_one("#note-text", Input).value)
+        self.save(self.query_one("#note-text", TextArea).text)
 
     @work(exclusive=True, group="notes-save", exit_on_error=False)
     async def save(self, text: str) -> None:
@@ -82,7 +88,7 @@ class NotesScreen(NotebookScreen[None]):
         except NotebookError as error:
             self._say(str(error), error=True)
             return
-        self.query_one("#note-text", Input).value = ""
+        self.query_one("#note-text", TextArea).load_text("")
         self._say(f"Saved note {note.id}.")
         await self.reload().wait()
 
@@ -90,4 +96,4 @@ class NotesScreen(NotebookScreen[None]):
         self.query_one(DataTable).focus()
 
     def action_focus_entry(self) -> None:
-        self.query_one("#note-text", Input).focus()
+        self.query_one("#note-text", TextArea).focus()

@@ -293,6 +293,7 @@ class SampleEntryScreen(NotebookScreen[None]):
         ):
             self._field(field_id).set_value("")
         self._field("dilution").set_value("1")
+        self._field("taken-at").set_value(sample_math.format_entry_time(self.notebook.now()))
         await self.load_schedule(prefill=True).wait()
 
     @staticmethod

@@ -26,9 +26,19 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from bptwin.database.channels import CHANNELS_BY_NAME
+from bptwin.twin.trend_series import (
+    PREDICTION_PERIOD_S,
+    SeriesRun,
+    gap_threshold_s,
+    nice_ticks,
+    od600_lines,
+    split_at_gaps,
+    tick_labels,
+    value_range,
+)
 
 if TYPE_CHECKING:
-    from bptwin.twin.history import Band, History, HistoryWindow
+    from bptwin.twin.history import History, HistoryWindow
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +105,7 @@ class PlotDef:
         return self.left + self.right
 
 
-OD600_PLOT = PlotDef("od600", "OD600: predicted (band), forecast, ◆ samples", kind="od600")
+OD600_PLOT = PlotDef("od600", "OD600: predicted, forecast, ◆ samples", kind="od600")
 RATES_PLOT = PlotDef("rates", "CER / OUR mmol/L/h · RQ (right)", ("cer", "our"), ("rq",))
 DO_PLOT = PlotDef("do", "DO %sat · stirrer rpm (right)", ("do",), ("stirrer_speed",))
 GAS_PLOT = PlotDef("gas", "Inlet air · O₂ enrichment L/min", ("air_flow", "o2_flow"))
@@ -201,24 +211,56 @@ def _message(text: str, width: int, height: int) -> Text:
     return Text("\n".join(lines), style="dim")
 
 
-def _plot_band(plt: Any, band: Band, origin: float, color: RGB, label: str) -> int:
+DERIVED_PERIOD_S = 30.0  # derived series (OUR, CER, ...) come once per 30 s window
+X_TICK_CELLS = 12  # about one x tick per this many columns
+Y_TICK_ROWS = 3  # and one y tick per this many rows
+
+
+def _draw_segments(
+    plt: Any,
+    segments: Sequence[SeriesRun],
+    origin: float,
+    color: RGB,
+    label: str | None,
+    yside: str = "left",
+) -> int:
+    """One line per run between gaps, labelled once."""
     points = 0
-    for values, line_label in (
-        (band.lower, None),
-        (band.upper, None),
-        (band.center, label),
-    ):
-        x, y = _finite(band.times, values)
-        if len(x):
-            plt.plot(
-                _hours(x, origin),
-                y.tolist(),
-                marker="braille",
-                color=color if line_label else BAND_COLOR,
-                label=line_label,
-            )
-            points += len(x)
+    for index, (times, values) in enumerate(segments):
+        plt.plot(
+            _hours(times, origin),
+            values.tolist(),
+            marker="braille",
+            color=color,
+            yside=yside,
+            label=label if index == 0 else None,
+        )
+        points += len(times)
     return points
+
+
+def _set_ticks(plt: Any, ranges: dict[str, list[float]], height: int) -> None:
+    """Round, evenly spaced y ticks on each side that holds data (the axis spans them)."""
+    count = max(3, height // Y_TICK_ROWS)
+    for side, values in ranges.items():
+        if not values:
+            continue
+        low, high = min(values), max(values)
+        pad = 0.04 * (high - low)  # a line on the frame's edge would hide in it
+        ticks = nice_ticks(low - pad, high + pad, count)
+        if len(ticks) >= 2:
+            plt.ylim(ticks[0], ticks[-1], yside=side)
+            plt.yticks(ticks, tick_labels(ticks), yside=side)
+
+
+def _set_time_ticks(plt: Any, start: float, end: float, width: int) -> None:
+    ticks = [
+        t
+        for t in nice_ticks(start, end, max(3, width // X_TICK_CELLS))
+        if start - 1e-9 <= t <= end + 1e-9
+    ]
+    if len(ticks) >= 2:
+        plt.xticks(ticks, tick_labels(ticks))
 
 
 def render_plot(plot: PlotDef, window: HistoryWindow, width: int, height: int) -> tuple[Text, int]:
@@ -231,19 +273,38 @@ def render_plot(plot: PlotDef, window: HistoryWindow, width: int, height: int) -
     plt.plotsize(width, height)
     plt._set_size(width, height)  # textual-plotext does the same: plotsize alone misses resizes
     plt.theme("clear")  # no colours of its own: the widget's background and text show through
-    plt.title(plot.title)
     origin = window.origin
+    span = window.end - window.start
     drawn = 0
+    title = plot.title
+    ranges: dict[str, list[float]] = {"left": [], "right": []}
     if plot.kind == "od600":
-        if window.predicted is not None:
-            drawn += _plot_band(plt, window.predicted, origin, PALETTE[0], "predicted")
-        if window.forecast is not None:
-            drawn += _plot_band(plt, window.forecast, origin, FORECAST_COLOR, "forecast")
+        predicted, forecast = window.predicted, window.forecast
+        lines = od600_lines(
+            None if predicted is None else predicted.times,
+            None if predicted is None else predicted.center,
+            None if predicted is None else predicted.lower,
+            None if predicted is None else predicted.upper,
+            None if forecast is None else forecast.times,
+            None if forecast is None else forecast.center,
+            max_gap_s=gap_threshold_s(PREDICTION_PERIOD_S, span, window.points // 2),
+        )
+        drawn += _draw_segments(plt, lines.predicted, origin, PALETTE[0], "predicted")
+        if lines.forecast is not None:
+            drawn += _draw_segments(plt, [lines.forecast], origin, FORECAST_COLOR, "forecast")
+        for segment in (*lines.predicted, *((lines.forecast,) if lines.forecast else ())):
+            found = value_range([segment])
+            if found is not None:
+                ranges["left"] += list(found)
+        if lines.band_now is not None:
+            low, center, high = lines.band_now
+            title = f"{title} · now {center:.3g} ({low:.3g}–{high:.3g})"
         inside = (window.sample_times >= window.start) & (window.sample_times <= window.end)
         if inside.any():
             x, y = _finite(window.sample_times[inside], window.sample_od600[inside])
             plt.scatter(_hours(x, origin), y.tolist(), marker="◆", color=SAMPLE_COLOR)
             drawn += len(x)
+            ranges["left"] += y.tolist()
     else:
         colors = iter(PALETTE)
         several = len(plot.names) > 1
@@ -253,20 +314,20 @@ def render_plot(plot: PlotDef, window: HistoryWindow, width: int, height: int) -
                 trace = window.trace(name)
                 if trace is None:
                     continue
-                x, y = _finite(trace.times, trace.values)
-                if not len(x):
-                    continue
-                plt.plot(
-                    _hours(x, origin),
-                    y.tolist(),
-                    marker="braille",
-                    color=color,
-                    yside=side,
-                    label=LABELS.get(name, name) if several else None,
+                channel = CHANNELS_BY_NAME.get(name)
+                period = channel.period_s if channel is not None else DERIVED_PERIOD_S
+                segments = split_at_gaps(
+                    trace.times, trace.values, gap_threshold_s(period, span, window.points)
                 )
-                drawn += len(x)
+                label = LABELS.get(name, name) if several else None
+                drawn += _draw_segments(plt, segments, origin, color, label, yside=side)
+                found = value_range(segments)
+                if found is not None:
+                    ranges[side] += list(found)
     if not drawn:
         return _message(f"{plot.title}: no data in this window", width, height), 0
+    plt.title(title)
+    _set_ticks(plt, ranges, height)
     now = (window.end - origin) / 3600.0
     end = now
     if plot.kind == "od600" and window.forecast is not None and len(window.forecast.times):
@@ -274,6 +335,7 @@ def render_plot(plot: PlotDef, window: HistoryWindow, width: int, height: int) -
     start = (window.start - origin) / 3600.0
     if end > start:
         plt.xlim(start, end)
+        _set_time_ticks(plt, start, end, width)
         if end > now:
             plt.vline(now, color=NOW_COLOR)
     return Text.from_ansi(plt.build()), drawn

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from textual.pilot import Pilot
 from textual.screen import Screen
-from textual.widgets import Input, Static
+from textual.widgets import Input, Static, TextArea
 
 from bptwin.database.relational import make_engine
 from bptwin.eln.models import OperatorRole
@@ -75,9 +75,13 @@ async def settle(pilot: Pilot) -> None:
 
 async def type_into(pilot: Pilot, field_id: str, text: str) -> None:
     """Clear an input and type ``text`` key by key."""
-    field = pilot.app.screen.query_one(f"#{field_id}", Input)
+    field = pilot.app.screen.query_one(f"#{field_id}")
     field.focus()
-    field.value = ""
+    if isinstance(field, TextArea):  # a free-text field of several lines
+        field.load_text("")
+    else:
+        assert isinstance(field, Input)
+        field.value = ""
     await pilot.press(*text)
 
 

@@ -92,7 +92,10 @@ async def test_first_start_registers_a_supervisor_and_logs_in(tmp_path: Path) ->
         # The two PINs must agree; nothing is stored until they do.
         await log_in(app, pilot, "night-lead", "2468", again="2469")
         assert isinstance(app.screen, LoginScreen)
-        assert "differ" in app.screen.query_one("#login-pin2-field").error
+        assert "differ" in app.screen.query_one("#login-pin-field").error
+        # Both PINs are typed again from the start.
+        assert app.screen.query_one("#login-pin", Input).value == ""
+        assert app.screen.query_one("#login-pin2", Input).value == ""
         await log_in(app, pilot, "night-lead", "2468", again="2468")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
         assert app.operator == "night-lead"
@@ -165,6 +168,31 @@ async def test_command_palette_lists_every_screen(tmp_path: Path) -> None:
         for destination in DESTINATIONS:
             assert any(destination.label in title for title in titles), destination
         assert any("Quit" in title for title in titles)
+        await pilot.press("q")
+
+
+async def test_the_palette_finds_every_screen_by_its_name(tmp_path: Path) -> None:
+    from textual.command import CommandPalette
+
+    from bptwin.screens.acceptance import AcceptanceScreen
+    from bptwin.screens.campaign import CampaignScreen
+    from bptwin.screens.deviations import DeviationFormScreen
+
+    app, _ = app_with_batch(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.batches.get("R1") == 17)
+        for typed, screen_type in (
+            ("acceptance", AcceptanceScreen),
+            ("campaign", CampaignScreen),
+            ("new deviation", DeviationFormScreen),
+        ):
+            await pilot.press("ctrl+p")
+            await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+            await pilot.press(*typed)
+            await pilot.pause(0.5)  # the palette searches in the background
+            await pilot.press("enter")
+            await wait_for(pilot, lambda t=screen_type: isinstance(app.screen, t), 200)
+            await app.action_go("dashboard")
         await pilot.press("q")
 
 

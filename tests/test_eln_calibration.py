@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bptwin.eln import calibration as cal
+from bptwin.eln import calibration_validity as validity
 from bptwin.eln.errors import NotebookValidationError
 from bptwin.twin import units
 
@@ -167,11 +168,11 @@ class Record:
 
 
 def test_validity_periods_end_by_expiry_or_the_next_calibration() -> None:
-    policy = cal.CalibrationPolicy.from_settings(["ph"], {"ph": 72})
+    policy = validity.CalibrationPolicy.from_settings(["ph"], {"ph": 72})
     a = Record(1, T0, True, valid_until=T0 + timedelta(hours=72))
     b = Record(2, T0 + timedelta(hours=24), False)
     c = Record(3, T0 + timedelta(hours=48), True)  # no valid_until: the policy's 72 h
-    periods = cal.validity_periods([c, a, b], policy)
+    periods = validity.validity_periods([c, a, b], policy)
     assert [(p.record.id, p.ended_by) for p in periods] == [
         (1, "superseded"),
         (2, "not accepted"),
@@ -179,26 +180,32 @@ def test_validity_periods_end_by_expiry_or_the_next_calibration() -> None:
     ]
     assert periods[0].valid_to == b.performed_at
     assert periods[2].valid_to == T0 + timedelta(hours=120)
+    # Seen before its expiry, the last one is in force (until its expiry), not "expired".
+    now = T0 + timedelta(hours=60)
+    in_force = validity.validity_periods([c, a, b], policy, now)[2]
+    assert (in_force.ended_by, in_force.valid_to) == ("", T0 + timedelta(hours=120))
+    past = validity.validity_periods([c, a, b], policy, T0 + timedelta(hours=120))[2]
+    assert past.ended_by == "expired"
     # A reading at 30 h was taken after the failed calibration: no calibration in force.
-    assert cal.period_at(b, c, T0 + timedelta(hours=30), policy) is None
-    at_50h = cal.period_at(c, None, T0 + timedelta(hours=50), policy)
+    assert validity.period_at(b, c, T0 + timedelta(hours=30), policy) is None
+    at_50h = validity.period_at(c, None, T0 + timedelta(hours=50), policy)
     assert at_50h is not None and at_50h.record is c
-    assert cal.period_at(c, None, T0 + timedelta(hours=121), policy) is None
+    assert validity.period_at(c, None, T0 + timedelta(hours=121), policy) is None
     # A supervisor's override makes a failed one count.
     b.override_reason = "slope 94.8 %, new probe ordered"
-    assert cal.period_at(b, c, T0 + timedelta(hours=30), policy) is not None
+    assert validity.period_at(b, c, T0 + timedelta(hours=30), policy) is not None
 
 
 def test_blocking_problems_and_policy_channels() -> None:
-    policy = cal.CalibrationPolicy.from_settings(["ph", "offgas"], {"ph": 24})
+    policy = validity.CalibrationPolicy.from_settings(["ph", "offgas"], {"ph": 24})
     assert policy.mandatory_channels == ("ph", "offgas_o2", "offgas_co2")
-    assert cal.blocking_problem(None, T0, policy) == "never calibrated"
-    assert cal.blocking_problem(Record(1, T0, False), T0, policy) == "last calibration failed"
+    assert validity.blocking_problem(None, T0, policy) == "never calibrated"
+    assert validity.blocking_problem(Record(1, T0, False), T0, policy) == "last calibration failed"
     old = Record(1, T0 - timedelta(hours=25), True)
-    assert cal.blocking_problem(old, T0, policy) == "expired 2026-03-01 07:00 UTC"
-    assert cal.blocking_problem(Record(1, T0 - timedelta(hours=2), True), T0, policy) is None
+    assert validity.blocking_problem(old, T0, policy) == "expired 2026-03-01 07:00 UTC"
+    assert validity.blocking_problem(Record(1, T0 - timedelta(hours=2), True), T0, policy) is None
     with pytest.raises(ValueError, match="unknown calibration kind 'foo'"):
-        cal.CalibrationPolicy.from_settings(["foo"], {})
+        validity.CalibrationPolicy.from_settings(["foo"], {})
 
 
 class Clock:
@@ -218,7 +225,7 @@ def test_notebook_traces_readings_to_the_calibration_in_force(
 
     monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
     clock = Clock(T0)
-    policy = cal.CalibrationPolicy.from_settings(["ph"], {"ph": 24})
+    policy = validity.CalibrationPolicy.from_settings(["ph"], {"ph": 24})
     notebook = NotebookService(make_engine(notebook_url), clock=clock, calibration_policy=policy)
     notebook.operators.create_operator("setup", "sam", "supervisor", "4321")
     notebook.batches.create_batch("sam", 3, "A")

@@ -286,6 +286,38 @@ def test_no_samples_before_inoculation(service: NotebookService, running: int) -
     assert caught.value.field == "sampling time"
 
 
+def test_the_0_h_sample_typed_to_the_minute_of_the_inoculation_is_taken(
+    service: NotebookService, running: int, clock: Clock
+) -> None:
+    """The sample form prefills "HH:MM": inoculated at 10:00:30, a 0 h sample at "10:00" is
+    the inoculation's own minute (stored at the inoculation), not "before the inoculation"."""
+    service.batches.create_batch("olga", 7, "B", strain="X-33", medium_lot="BSM-0425", vessel="V1")
+    service.preparation.record_inoculum(
+        "olga", 7, od600_raw=0.41, dilution=10, volume_ml=100, microscopy_clean=True
+    )
+    inoculated = T0 + timedelta(hours=2, seconds=30, microseconds=250_000)
+    clock.now = inoculated
+    service.batches.start_batch("olga", 7)
+    clock.now = inoculated + timedelta(seconds=20)
+    in_the_minute = T0 + timedelta(hours=2)
+    sample = service.samples.add_sample(
+        "olga", 7, taken_at=in_the_minute, sop_timepoint_h=0, od_raw=0.05
+    )
+    assert sample.taken_at == inoculated
+    to_the_second = T0 + timedelta(hours=2, seconds=30)  # "10:00:30" typed: that second
+    assert service.samples.add_sample("olga", 7, taken_at=to_the_second, od_raw=0.05).taken_at == (
+        inoculated
+    )
+    with pytest.raises(NotebookValidationError, match="before the inoculation"):
+        service.samples.add_sample(
+            "olga", 7, taken_at=T0 + timedelta(hours=2, seconds=29), od_raw=0.1
+        )
+    with pytest.raises(NotebookValidationError, match="before the inoculation"):
+        service.samples.add_sample(
+            "olga", 7, taken_at=in_the_minute - timedelta(minutes=1), od_raw=0.1
+        )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field", "words"),
     [

@@ -121,7 +121,7 @@ async def test_acknowledge_a_critical_do_alarm_and_log_the_offered_deviation(
         assert banner.has_class("-on") and app.bells == 1
         assert "CRITICAL R1 11:02:00 do 14 < 15 (LO-LO)" in str(banner.content)
 
-        await pilot.press("a")
+        await pilot.press("enter")
         await settle(pilot)
         assert engine.alarm(CRITICAL).state is AlarmState.ACTIVE_ACK
         assert engine.alarm(CRITICAL).acknowledged_by == OPERATOR
@@ -159,7 +159,7 @@ async def test_shelve_needs_a_reason_then_hides_the_alarm_until_unshelved() -> N
     app = ScreenHarness(lambda: AlarmScreen(engine, OPERATOR, clock=lambda: NOW))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await pilot.press("down", "s")
+        await pilot.press("down", "ctrl+s")
         await settle(pilot)
         assert isinstance(app.screen, ShelveScreen)
         await pilot.press("ctrl+s")
@@ -183,10 +183,10 @@ async def test_shelve_needs_a_reason_then_hides_the_alarm_until_unshelved() -> N
         await settle(pilot)
         assert engine.alarm(WARNING).state is AlarmState.ACTIVE_UNACK
         # Acknowledging without a notebook offers no deviation; a second ack is refused.
-        await pilot.press("up", "a")
+        await pilot.press("up", "enter")
         await settle(pilot)
         assert isinstance(app.screen, AlarmScreen)
-        await pilot.press("a")
+        await pilot.press("enter")
         await settle(pilot)
         detail = str(app.screen.query_one("#alarm-detail", Static).content)
         assert "needs no acknowledgement" in detail

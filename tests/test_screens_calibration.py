@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 from bptwin.database.reading import Reading
 from bptwin.database.relational import make_engine
 from bptwin.eln import calibration as cal
+from bptwin.eln.calibration_validity import CalibrationPolicy
 from bptwin.eln.direct_notebook import DirectNotebook
 from bptwin.eln.models import OperatorRole
 from bptwin.eln.services import NotebookService
@@ -48,7 +49,7 @@ def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def setup_notebook(url: str, now: datetime = NOW) -> NotebookService:
     """Operators and batch 12 in setup; validity 72 h for every calibration kind."""
-    policy = cal.CalibrationPolicy.from_settings(
+    policy = CalibrationPolicy.from_settings(
         ["ph", "do", "offgas"], dict.fromkeys(cal.KIND_BY_SETTING, 72.0)
     )
     notebook = NotebookService(make_engine(url), clock=lambda: now, calibration_policy=policy)
@@ -212,6 +213,10 @@ async def test_menu_lists_state_and_history_shows_validity_intervals(tmp_path) -
     notebook.calibrations.record_calibration(
         OPERATOR, **cal.evaluate_ph(0.0, 150.0, 25.0).record_fields(), performed_at=NOW
     )
+    do_outcome = cal.evaluate_do(0.2, 99.8, 12.0)  # passed 2 h ago, valid 72 h: in force
+    notebook.calibrations.record_calibration(
+        OPERATOR, **do_outcome.record_fields(), performed_at=NOW - timedelta(hours=2)
+    )
     app = Harness(
         lambda: CalibrationMenuScreen(DirectNotebook(notebook), OPERATOR, batch_number=BATCH)
     )
@@ -219,7 +224,8 @@ async def test_menu_lists_state_and_history_shows_validity_intervals(tmp_path) -
         await settle(pilot)
         table = pilot.app.screen.query_one(DataTable)
         assert table.get_row_at(0)[:4] == ["ph", "yes", "03-02 07:00", "FAIL"]
-        assert table.get_row_at(1)[2] == "never"
+        assert table.get_row_at(1)[2:5] == ["03-02 05:00", "pass", "03-05 05:00"]
+        assert table.get_row_at(2)[2] == "never"
         assert "ph: last calibration failed" in text_of(pilot, "#calibration-detail")
         await pilot.press("h")
         await settle(pilot)
@@ -228,6 +234,13 @@ async def test_menu_lists_state_and_history_shows_validity_intervals(tmp_path) -
         assert history.row_count == 2
         assert history.get_row_at(0)[3] == "FAIL" and history.get_row_at(0)[6] == "not accepted"
         assert history.get_row_at(1)[4:] == ["03-01 01:00", "03-02 01:00", "expired"]
+        await pilot.press("escape")
+        await settle(pilot)
+        await pilot.press("down")
+        await pilot.press("h")
+        await settle(pilot)
+        history = pilot.app.screen.query_one(DataTable)
+        assert history.get_row_at(0)[3:] == ["pass", "03-02 05:00", "03-05 05:00", "in force"]
         await pilot.press("escape")
         await pilot.press("2")
         await settle(pilot)
@@ -274,6 +287,9 @@ async def test_offgas_wizard_checks_zero_span_stability_and_drift(notebook_url: 
         assert "PASS  CO₂ span 0.045 %" in result and "PASS  O₂ span stable" in result
         await pilot.press("ctrl+s")
         await settle(pilot)
+        # Each record with its own verdict: the CO₂ channel passed.
+        stored = text_of(pilot, ".entry-status")
+        assert "offgas_o2 FAIL" in stored and "offgas_co2 pass" in stored
     o2 = notebook.calibrations.list_calibrations(channel="offgas_o2")[0]
     co2 = notebook.calibrations.list_calibrations(channel="offgas_co2")[0]
     assert not o2.passed and co2.passed

@@ -60,7 +60,7 @@ async def test_log_a_level_2_deviation_and_review_it_as_supervisor(notebook_url:
             "open",
         ]
 
-        await pilot.press("r")
+        await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, DeviationReviewScreen)
         await type_into(pilot, "pin", OPERATOR_PIN)
@@ -100,7 +100,12 @@ async def test_bad_level_and_missing_title_are_shown_at_their_fields(notebook_ur
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert "level 5 is outside 1-3" in error_of(pilot, "level")
+        status = app.screen.query_one(".entry-status", Static)
+        assert status.has_class("-error")
         await type_into(pilot, "level", "1")
+        await pilot.pause()
+        # The corrected value no longer carries the complaint, nor does the status line.
+        assert error_of(pilot, "level") == "" and not status.has_class("-error")
         await type_into(pilot, "title", "")
         await pilot.press("ctrl+s")
         await settle(pilot)

@@ -22,4 +22,5 @@ COMMANDS: tuple[str, ...] = (
     "api",
     "operator",
     "batch",
+    "campaign_report",
 )
