@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="batch acceptance rate and uptime per campaign phase, with their batches",
         description=(
             "The campaign at a glance: per phase (A, B, C) the batch acceptance rate (accepted "
-            "of decided batches, target >= 80 %%) and the uptime (share of the batches' "
-            "running time with stored readings of every key channel, target >= 95 %%), and "
+            "of decided batches, target >= 80 %) and the uptime (share of the batches' "
+            "running time with stored readings of every key channel, target >= 95 %), and "
             "the batches behind each figure. Uptime is read from the configured time-series "
             "store."
         ),
