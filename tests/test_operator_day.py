@@ -398,7 +398,11 @@ async def acknowledge_the_alarm_and_log_a_deviation(pilot: Pilot, app: BptwinApp
     await wait_for(pilot, lambda: "logged for" in shown(pilot, "#alarm-detail"), "logged")
     notebook = notebook_of(app)
     events = notebook.alarms.list_alarm_events(reactor=REACTOR, limit=100_000)
-    acknowledged = [e for e in events if e.rule == ALARM_RULE and e.actor == LEAD]
+    acknowledged = [
+        e
+        for e in events
+        if e.rule == f"{ALARM_RULE}/hi" and e.state == "active_acknowledged" and e.actor == LEAD
+    ]
     assert acknowledged, [(e.rule, e.state, e.actor) for e in events]
     [deviation] = notebook.deviations.list_deviations(BATCH)
     assert deviation.category == "alarm" and deviation.level == 1
@@ -605,6 +609,8 @@ async def test_the_operators_day(
         await step(calibrate_every_channel_ph_failing_then_passing(pilot, app))
         inoculated_at = await step(start_the_batch(pilot, app))
         await step(take_the_samples_at_the_sop_times(pilot, app, inoculated_at))
+        await step(acknowledge_the_alarm_and_log_a_deviation(pilot, app))
+        await step(write_a_note(pilot, app))
         await quit_the_app(pilot, app)
     print(f"\nthe operator's day: {time.monotonic() - began:.1f} s wall")
     for name, seconds in durations:
