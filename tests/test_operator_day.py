@@ -611,6 +611,7 @@ async def test_the_operators_day(
         await step(take_the_samples_at_the_sop_times(pilot, app, inoculated_at))
         await step(acknowledge_the_alarm_and_log_a_deviation(pilot, app))
         await step(write_a_note(pilot, app))
+        await step(end_the_batch_and_sign_its_closure(pilot, app))
         await quit_the_app(pilot, app)
     print(f"\nthe operator's day: {time.monotonic() - began:.1f} s wall")
     for name, seconds in durations:
