@@ -505,7 +505,11 @@ class AlarmScreen(EntryForm[None]):
 
         def logged(result: object) -> None:
             if result is not None:
-                self._say(f"Deviation {getattr(result, 'id', '')} logged for {view.alarm_id}.")
+                # An outcome, like an acknowledgement's: the list's next refresh keeps it.
+                self._tell(
+                    view.alarm_id,
+                    f"Deviation {getattr(result, 'id', '')} logged for {view.alarm_id}.",
+                )
 
         self.app.push_screen(
             DeviationFormScreen(self.notebook, self.batch_number, self.operator, draft), logged
