@@ -573,12 +573,10 @@ def check_the_reports_sections(report: Path) -> None:
 async def quit_the_app(pilot: Pilot, app: BptwinApp) -> None:
     """q: the station stops and flushes in a worker, then the app exits."""
     await pilot.press("q")
-    await wait_for(
-        pilot,
-        lambda: any(w.name == "stopping" and w.is_finished for w in app.workers),
-        "the station stopped",
-        timeout_s=120,
-    )
+    assert app.stopping
+    # Held here: a finished worker leaves app.workers, so it is not looked up again.
+    (stopping,) = [worker for worker in app.workers if worker.name == "stopping"]
+    await wait_for(pilot, lambda: stopping.is_finished, "the station stopped", timeout_s=120)
     await pilot.pause(0.1)
 
 
