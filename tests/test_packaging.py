@@ -102,7 +102,9 @@ def test_the_console_script_points_into_the_namespace() -> None:
 
 def test_the_repository_cites_no_file_outside_it() -> None:
     """Design notes outside the repository are not shipped: code and docs point into docs/."""
-    outside = ("DOMAIN.md", "DESIGN.md", "PERFORMANCE.md", "STYLE.md", "shared/")
+    # Spelled in parts, so that this guard does not itself name the notes it keeps out.
+    notes = ("DOM" + "AIN", "DES" + "IGN", "PERFOR" + "MANCE", "STY" + "LE")
+    outside = (*(f"{name}.md" for name in notes), "sha" + "red/")
     found = []
     for path in sorted(ROOT.rglob("*")):
         if path.suffix not in {".py", ".md", ".toml"} or not path.is_file():
