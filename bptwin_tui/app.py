@@ -293,11 +293,14 @@ class BptwinApp(LiveApp[int]):
         if history is not None:  # the open batches' offline samples on the OD600 plot
             for reactor, number in batches.items():
                 if number is not None:
-                    samples = self.notebook.list_samples(number)
+                    # Dry-weight-only samples have no point on the OD600 plot.
+                    measured = [
+                        (s.taken_at.timestamp(), s.od600)
+                        for s in self.notebook.list_samples(number)
+                        if s.od600 is not None
+                    ]
                     history.set_samples(
-                        reactor,
-                        [s.taken_at.timestamp() for s in samples],
-                        [s.od600 for s in samples],
+                        reactor, [at for at, _ in measured], [od for _, od in measured]
                     )
         self.post_message(BatchContext(batches))
 
@@ -408,8 +411,8 @@ class BptwinApp(LiveApp[int]):
         actions = self.station.alarm_actions if self.station is not None else None
         # A viewer's actions have no feed_sample: the engine runs in the acquiring process.
         feed_sample = getattr(actions, "feed_sample", None)
-        if sample.predicted_od600 is None or feed_sample is None:
-            return
+        if sample.od600 is None or sample.predicted_od600 is None or feed_sample is None:
+            return  # a dry-weight-only sample has no OD600 to check the model against
         feed_sample(
             message.reactor, sample.taken_at.timestamp(), sample.od600, sample.predicted_od600
         )

@@ -487,51 +487,76 @@ def line_outliers(
     return found
 
 
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _growth_checks(
+    series: Sequence[tuple[SampleView, float]],
+    label: str,
+    start: datetime | None,
+    limits: AcceptanceLimits,
+) -> tuple[bool | None, list[str]]:
+    """Did ``label`` (OD600 or DCW) rise enough and never drop, over samples in time order?"""
+    if len(series) < limits.min_line_points:
+        return None, [
+            f"{len(series)} samples with {label}: at least {limits.min_line_points} are needed"
+        ]
+    evidence: list[str] = []
+    first, last = series[0][1], series[-1][1]
+    fold = last / first if first > 0 else math.inf
+    drops = [
+        (before, after)
+        for before, after in pairwise(series)
+        if after[1] < before[1] * (1.0 - limits.max_od_drop_fraction)
+    ]
+    grew = fold >= limits.min_growth_fold
+    evidence.append(
+        f"{label} rose from {first:.3g} to {last:.3g} ({fold:.1f}-fold; "
+        f"at least {limits.min_growth_fold:g}-fold expected)"
+    )
+    for (before, before_value), (after, after_value) in drops:
+        evidence.append(
+            f"{label} fell from {before_value:.3g} ({_sample_label(before, start)}) to "
+            f"{after_value:.3g} ({_sample_label(after, start)}): it does not follow growth"
+        )
+    if not drops:
+        evidence.append(
+            f"no sample lower than the one before by more than "
+            f"{100 * limits.max_od_drop_fraction:.0f} %"
+        )
+    return grew and not drops, evidence
+
+
 def measurement_quality(
     batch: BatchView, samples: Sequence[SampleView], *, limits: AcceptanceLimits = DEFAULT_LIMITS
 ) -> CriterionResult:
-    """5. OD600 follows growth; DCW on the OD–DCW line (R² ≥ 0.95); no outlier > 3 SD."""
+    """5. OD600 follows growth; DCW on the OD–DCW line (R² ≥ 0.95); no outlier > 3 SD.
+
+    Samples with a dry weight and no OD600 are left out of the OD checks (their count is said);
+    a batch whose samples are all dry weights has its growth checked on the dry weight."""
     evidence: list[str] = []
     checks: list[bool | None] = []
     start = batch.inoculated_at
-    ordered = sorted(
-        (s for s in samples if s.od600 is not None and math.isfinite(s.od600)),
-        key=lambda s: s.taken_at,
+    in_time = sorted(samples, key=lambda s: s.taken_at)
+    ordered = [(s, od) for s in in_time if (od := _finite(s.od600)) is not None]
+    weighed = [(s, dcw) for s in in_time if (dcw := _finite(s.dcw_g_per_l)) is not None]
+    dry_only = sum(
+        1 for s in in_time if _finite(s.od600) is None and _finite(s.dcw_g_per_l) is not None
     )
-    if len(ordered) < limits.min_line_points:
-        checks.append(None)
+    if dry_only:
         evidence.append(
-            f"{len(ordered)} samples with OD600: at least {limits.min_line_points} are needed"
+            f"{dry_only} sample(s) with a dry weight and no OD600: not in the OD600 checks"
         )
+    if not ordered and len(weighed) >= limits.min_line_points:
+        grew, said = _growth_checks(weighed, "DCW", start, limits)
     else:
-        first, last = ordered[0].od600, ordered[-1].od600
-        fold = last / first if first > 0 else math.inf
-        drops = [
-            (before, after)
-            for before, after in pairwise(ordered)
-            if after.od600 < before.od600 * (1.0 - limits.max_od_drop_fraction)
-        ]
-        grew = fold >= limits.min_growth_fold
-        checks.append(grew and not drops)
-        evidence.append(
-            f"OD600 rose from {first:.3g} to {last:.3g} ({fold:.1f}-fold; "
-            f"at least {limits.min_growth_fold:g}-fold expected)"
-        )
-        for before, after in drops:
-            evidence.append(
-                f"OD600 fell from {before.od600:.3g} ({_sample_label(before, start)}) to "
-                f"{after.od600:.3g} ({_sample_label(after, start)}): it does not follow growth"
-            )
-        if not drops:
-            evidence.append(
-                f"no sample lower than the one before by more than "
-                f"{100 * limits.max_od_drop_fraction:.0f} %"
-            )
+        grew, said = _growth_checks(ordered, "OD600", start, limits)
+    checks.append(grew)
+    evidence.extend(said)
 
     pairs = [
-        s
-        for s in ordered
-        if s.dcw_g_per_l is not None and math.isfinite(s.dcw_g_per_l) and s.od600 > 0
+        (s, od, dcw) for s, od in ordered if od > 0 and (dcw := _finite(s.dcw_g_per_l)) is not None
     ]
     if len(pairs) < limits.min_line_points:
         checks.append(None)
@@ -540,8 +565,8 @@ def measurement_quality(
             "are needed for the OD–DCW line"
         )
     else:
-        x = [s.od600 for s in pairs]
-        y = [float(s.dcw_g_per_l) for s in pairs]  # type: ignore[arg-type]
+        x = [od for _, od, _ in pairs]
+        y = [dcw for _, _, dcw in pairs]
         fit = fit_line(x, y)
         if fit is None:
             checks.append(False)
@@ -559,10 +584,10 @@ def measurement_quality(
             if outliers:
                 checks.append(False)
                 for index, distance in outliers:
-                    sample = pairs[index]
+                    sample, od, dcw = pairs[index]
                     evidence.append(
-                        f"{_sample_label(sample, start)} (OD600 {sample.od600:.3g}, DCW "
-                        f"{sample.dcw_g_per_l:.3g} g/L) is {distance:.1f} SD off the line "
+                        f"{_sample_label(sample, start)} (OD600 {od:.3g}, DCW "
+                        f"{dcw:.3g} g/L) is {distance:.1f} SD off the line "
                         f"of the others (limit {limits.outlier_sd:g} SD)"
                     )
             elif len(pairs) >= 4:

@@ -10,7 +10,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, Float, Index, Integer, MetaData, String, Text, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from bptwin.eln.columns import EnumString, UTCDateTime, utc_now
@@ -192,9 +203,16 @@ class CalibrationRecord(AuditedTable, table=True):
 
 
 class Sample(AuditedTable, table=True):
-    """An offline sample: OD600, dry cell weight, microscopy, glycerol."""
+    """An offline sample: OD600, dry cell weight, microscopy, glycerol.
+
+    A lab without a photometer records dry weights only: ``od_raw`` and ``od600`` are then
+    None, and the CHECK keeps a sample from having neither an OD600 nor a dry weight.
+    """
 
     __tablename__ = "sample"
+    __table_args__ = (
+        CheckConstraint("od600 IS NOT NULL OR dcw_g_per_l IS NOT NULL", name="od600_or_dry_weight"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     batch_id: int = _batch_ref()
@@ -203,9 +221,9 @@ class Sample(AuditedTable, table=True):
     sop_timepoint_h: float | None = _number()
     taken_at: datetime = _when()
     entered_at: datetime = _when()
-    od_raw: float = _number(nullable=False)
+    od_raw: float | None = _number()
     dilution: float = Field(default=1.0, sa_type=Float, nullable=False)
-    od600: float = _number(nullable=False)
+    od600: float | None = _number()
     dcw_g_per_l: float | None = _number()
     filter_tare_mg: float | None = _number()
     filter_dry_mg: float | None = _number()

@@ -271,7 +271,7 @@ class Notebook(Protocol):
         number: int,
         *,
         taken_at: datetime,
-        od_raw: NumberInput,
+        od_raw: NumberInput | None = None,
         dilution: NumberInput = 1.0,
         sop_timepoint_h: NumberInput | None = None,
         dcw_g_per_l: NumberInput | None = None,
@@ -283,7 +283,8 @@ class Notebook(Protocol):
         glycerol_g_per_l: NumberInput | None = None,
         predicted_od600: float | None = None,
     ) -> SampleView:
-        """An offline sample; OD600 = reading × dilution, DCW from filter weights if given."""
+        """An offline sample; OD600 = reading × dilution, DCW from filter weights if given.
+        A sample needs an OD600 reading, a dry weight, or both."""
         ...
 
     # ---- deviations and notes --------------------------------------------------------------

@@ -107,9 +107,9 @@ class SampleView:
     sop_timepoint_h: float | None
     taken_at: datetime
     entered_at: datetime
-    od_raw: float
+    od_raw: float | None  # None: a dry-weight-only sample (no photometer)
     dilution: float
-    od600: float
+    od600: float | None
     dcw_g_per_l: float | None
     filter_tare_mg: float | None
     filter_dry_mg: float | None

@@ -25,6 +25,9 @@ OD600_MAX = 500.0
 DCW_MAX_G_PER_L = 300.0
 GLYCEROL_MAX_G_PER_L = 200.0
 
+# The photometer's linear range: a recorded OD600 above it was read diluted.
+OD_READING_LINEAR_MAX = 0.8
+
 _CLOCK_TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
 
 
@@ -37,6 +40,15 @@ def od600(reading: Any, dilution: Any = 1.0) -> float | None:
     if raw is None or factor is None or raw < 0 or factor < 1:
         return None
     return raw * factor
+
+
+def reading_and_dilution(od600: float | None) -> tuple[float | None, float]:
+    """The photometer reading and dilution a recorded OD600 came from (the smallest whole
+    dilution that keeps the reading in the linear range); (None, 1) without an OD600."""
+    if od600 is None or not math.isfinite(od600):
+        return None, 1.0
+    dilution = float(max(1.0, math.ceil(od600 / OD_READING_LINEAR_MAX)))
+    return od600 / dilution, dilution
 
 
 def dcw_g_per_l(tare_mg: Any, dry_mg: Any, volume_ml: Any) -> float | None:

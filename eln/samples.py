@@ -55,7 +55,7 @@ class SampleService(AggregateService):
         number: int,
         *,
         taken_at: datetime,
-        od_raw: check.NumberInput,
+        od_raw: check.NumberInput | None = None,
         dilution: check.NumberInput = 1.0,
         sop_timepoint_h: check.NumberInput | None = None,
         dcw_g_per_l: check.NumberInput | None = None,
@@ -67,20 +67,28 @@ class SampleService(AggregateService):
         glycerol_g_per_l: check.NumberInput | None = None,
         predicted_od600: float | None = None,
     ) -> Sample:
-        """An offline sample; OD600 = reading × dilution, DCW from filter weights if given."""
+        """An offline sample; OD600 = reading × dilution, DCW from filter weights if given.
+
+        A lab without a photometer leaves the OD600 reading out and gives the dry weight (typed
+        or from the filter weights); a sample with neither is refused.
+        """
         now = self.unit.now()
         taken = check.moment("sampling time", taken_at, default_now=False, now=now)
         if taken is None:
             raise NotebookValidationError("sampling time", "sampling time is required")
         raw = check.number(
-            "OD600 reading", od_raw, minimum=OD_RAW_RANGE[0], maximum=OD_RAW_RANGE[1]
+            "OD600 reading",
+            od_raw,
+            minimum=OD_RAW_RANGE[0],
+            maximum=OD_RAW_RANGE[1],
+            required=False,
         )
         factor = check.number(
             "dilution", dilution, minimum=DILUTION_RANGE[0], maximum=DILUTION_RANGE[1]
         )
-        assert raw is not None and factor is not None
-        od600 = raw * factor
-        if od600 > OD600_MAX:
+        assert factor is not None
+        od600 = None if raw is None else raw * factor
+        if od600 is not None and od600 > OD600_MAX:
             raise NotebookValidationError(
                 "OD600", f"OD600 {od600:g} (reading × dilution) is implausibly high"
             )
@@ -88,6 +96,11 @@ class SampleService(AggregateService):
             "SOP time point", sop_timepoint_h, minimum=0.0, maximum=100.0, unit="h", required=False
         )
         dcw = _dry_cell_weight(dcw_g_per_l, filter_tare_mg, filter_dry_mg, filter_volume_ml)
+        if od600 is None and dcw.value is None:
+            raise NotebookValidationError(
+                "OD600 reading",
+                "a sample needs an OD600 reading or a dry weight (DCW or filter weights)",
+            )
         sample = Sample(
             sop_timepoint_h=timepoint,
             taken_at=taken,

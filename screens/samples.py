@@ -120,7 +120,9 @@ class SampleEntryScreen(NotebookScreen[None]):
                 yield LabelledField(
                     "Sampling time UTC", "taken-at", fields=("sampling time",), width=20
                 )
-                yield LabelledField("OD600 reading", "od-raw", fields=("od600 reading",))
+                yield LabelledField(
+                    "OD600 reading", "od-raw", hint="blank: DCW only", fields=("od600 reading",)
+                )
                 yield LabelledField(
                     "Dilution", "dilution", value="1", hint="→ OD600 —", fields=("od600",)
                 )
@@ -298,9 +300,12 @@ class SampleEntryScreen(NotebookScreen[None]):
 
     @staticmethod
     def _saved_text(sample: SampleView) -> str:
-        text = f"Saved sample {sample.id}: OD600 {sample.od600:.3g}"
+        od600 = "no OD600" if sample.od600 is None else f"OD600 {sample.od600:.3g}"
+        text = f"Saved sample {sample.id}: {od600}"
         if sample.dcw_g_per_l is not None:
             text += f", DCW {sample.dcw_g_per_l:.3g} g/L"
+        if sample.od600 is None:
+            return text + " (dry weight only: nothing to compare with the OD600 model)"
         residual = sample_math.residual_percent(sample.od600, sample.predicted_od600)
         if residual is None:
             return text + " (no model prediction to compare)"

@@ -39,9 +39,12 @@ def dataset(tmp_path: Path, batch: BatchRecord) -> Path:
     return tmp_path / "dataset"
 
 
-def replay_settings(data_dir: Path, dataset: Path, form: str = "single") -> Settings:
+def replay_settings(
+    data_dir: Path, dataset: Path, form: str = "single", notebook_url: str | None = None
+) -> Settings:
     """Settings that replay batch 16 of ``dataset`` flat out, in the single-source form
-    (``[acquisition] source = "replay"``) or as a source of ``[[acquisition.sources]]``."""
+    (``[acquisition] source = "replay"``) or as a source of ``[[acquisition.sources]]``; the
+    notebook in the data folder unless ``notebook_url`` names another (a Postgres one)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "bptwin.toml"
     if form == "single":
@@ -63,12 +66,13 @@ speed = 0
 batch = 16
 notebook_batch = {NOTEBOOK_BATCH}
 """
+    notebook = f'\n[notebook]\nurl = "{notebook_url}"\n' if notebook_url else ""
     config.write_text(
         f"""
 [station]
 data_dir = "{data_dir}"
 operator = "ana"
-{acquisition}"""
+{acquisition}{notebook}"""
     )
     return load_settings(config)  # the keys are known settings, not refused
 
@@ -105,8 +109,7 @@ def test_a_dataset_replays_from_the_settings_with_its_samples_into_the_notebook(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (
             getattr(driver, "finished", False)
-            and len(notebook.samples.list_samples(NOTEBOOK_BATCH)) >= 1
-            and len(notebook.notes.list_notes(NOTEBOOK_BATCH)) >= 1
+            and len(notebook.samples.list_samples(NOTEBOOK_BATCH)) >= 2
         ):
             time.sleep(0.2)
     finally:
@@ -115,17 +118,17 @@ def test_a_dataset_replays_from_the_settings_with_its_samples_into_the_notebook(
     assert replay.inoculated_at == pytest.approx(inoculated.timestamp())
     assert driver.offset == replay.offset
     samples = notebook.samples.list_samples(NOTEBOOK_BATCH)
-    assert len(samples) == 1  # the 0 h sample; the 2 h one has no OD600: a note
-    taken = samples[0].taken_at.replace(tzinfo=timezone.utc)
-    assert taken.timestamp() == pytest.approx(
-        inoculated.timestamp() + float(record.samples["time_s"].iloc[0]), abs=1e-3
-    )
+    # The 0 h sample with its OD600, the 2 h one with only its dry weight: both samples.
+    assert len(samples) == 2 and replay.recorded == 2 and replay.refused == 0
+    for sample, row in zip(samples, record.samples.itertuples(index=False), strict=True):
+        taken = sample.taken_at.replace(tzinfo=timezone.utc)
+        assert taken.timestamp() == pytest.approx(inoculated.timestamp() + row.time_s, abs=1e-3)
+        assert sample.dcw_g_per_l == pytest.approx(row.dcw_g_l)
+        assert sample.sop_timepoint_h == row.planned_h
     assert samples[0].od600 == pytest.approx(float(record.samples["od600"].iloc[0]), rel=1e-6)
-    assert samples[0].dcw_g_per_l == pytest.approx(float(record.samples["dcw_g_l"].iloc[0]))
-    assert samples[0].sop_timepoint_h == 0.0
-    notes = notebook.notes.list_notes(NOTEBOOK_BATCH)
-    (note,) = [n for n in notes if "Replayed" in n.text]
-    assert "dry weight" in note.text and "SOP 2 h" in note.text
+    assert samples[1].od600 is None and samples[1].od_raw is None
+    assert [s.sop_timepoint_h for s in samples] == [0.0, 2.0]
+    assert not [n for n in notebook.notes.list_notes(NOTEBOOK_BATCH) if "Replayed" in n.text]
     # Readings re-based the same way; CER from CO₂ alone stored as uncertain, OUR not as good.
     store = EmbeddedStore(settings.timeseries_path())
     try:

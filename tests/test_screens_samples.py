@@ -113,6 +113,39 @@ async def test_a_bad_value_is_explained_next_to_its_field_and_nothing_is_stored(
     assert notebook.samples.list_samples(BATCH) == []
 
 
+async def test_a_lab_without_a_photometer_saves_a_sample_by_its_dry_weight(
+    notebook_url: str,
+) -> None:
+    notebook = running_notebook(notebook_url)
+    app = Harness(
+        lambda: SampleEntryScreen(DirectNotebook(notebook), BATCH, OPERATOR),
+        snapshot=snapshot_with_prediction(8.0),
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        # Neither an OD600 nor a dry weight: refused at the OD600 field, nothing stored.
+        await type_into(pilot, "glycerol", "12")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "needs an OD600 reading or a dry weight" in field(pilot, "od-raw").error
+        assert notebook.samples.list_samples(BATCH) == []
+        # The filter weights alone make a sample.
+        await type_into(pilot, "filter-tare", "100.0")
+        await type_into(pilot, "filter-dry", "141.0")
+        await type_into(pilot, "filter-volume", "10")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        message = str(pilot.app.screen.query_one("#sample-message", Static).content)
+        assert "no OD600, DCW 4.1 g/L" in message and "dry weight only" in message
+        table = pilot.app.screen.query_one("#schedule", DataTable)
+        assert table.get_row_at(2)[2] == "taken" and table.get_row_at(2)[3] == ""
+    [sample] = notebook.samples.list_samples(BATCH)
+    assert sample.od600 is None and sample.od_raw is None
+    assert sample.dcw_g_per_l == pytest.approx(4.1)
+    assert sample.sop_timepoint_h == 4.0 and sample.glycerol_g_per_l == pytest.approx(12.0)
+    assert [type(m).__name__ for m in app.messages] == ["SampleSaved"]
+
+
 async def test_the_due_banner_flags_missed_samples_and_the_one_due(tmp_path) -> None:
     from bptwin.database.migrate import upgrade
 

@@ -43,9 +43,9 @@ class SampleOut(_Out):
     sop_timepoint_h: float | None
     taken_at: datetime
     entered_at: datetime
-    od_raw: float
+    od_raw: float | None  # None: a sample weighed for dry weight only
     dilution: float
-    od600: float
+    od600: float | None
     dcw_g_per_l: float | None
     filter_tare_mg: float | None
     filter_dry_mg: float | None

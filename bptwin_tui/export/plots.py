@@ -159,12 +159,15 @@ def od600_figure(data: BatchData) -> PlotImage:
             label="predicted OD600",
         )
         plotted = True
-    samples = data.notebook.samples
-    if samples:
+    # Dry-weight-only samples have no OD600 to plot here.
+    measured = [
+        (s.taken_at.timestamp(), s.od600) for s in data.notebook.samples if s.od600 is not None
+    ]
+    if measured:
         start = data.series.start
         axes.plot(
-            [(s.taken_at.timestamp() - start) / 3600.0 for s in samples],
-            [s.od600 for s in samples],
+            [(at - start) / 3600.0 for at, _ in measured],
+            [od for _, od in measured],
             "o",
             color="#c0392b",
             markersize=5,

@@ -21,7 +21,7 @@ from bptwin.twin.display import human_fields, human_number
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from bptwin.eln.models import CalibrationRecord
+    from bptwin.eln.models import CalibrationRecord, Sample
     from bptwin.tui.export.collect import BatchData
     from bptwin.tui.export.plots import PlotImage
     from bptwin.tui.export.verdict import AcceptanceView
@@ -359,12 +359,18 @@ def _samples(data: BatchData) -> Section:
                 ),
                 tuple(rows),
                 caption=(
-                    f"{len(rows)} samples; the prediction is the one the station made for this "
-                    "batch when the sample was entered"
+                    f"{len(rows)} samples{_dry_only_note(data.notebook.samples)}; the prediction "
+                    "is the one the station made for this batch when the sample was entered"
                 ),
             )
         ],
     )
+
+
+def _dry_only_note(samples: Sequence[Sample]) -> str:
+    """ " (2 with a dry weight and no OD600)", or "" when every sample has an OD600."""
+    dry_only = sum(1 for s in samples if s.od600 is None)
+    return f" ({dry_only} with a dry weight and no OD600)" if dry_only else ""
 
 
 def _od600(data: BatchData, image: PlotImage | None) -> Section:
@@ -377,7 +383,16 @@ def _od600(data: BatchData, image: PlotImage | None) -> Section:
             predictions["timestamp"] <= data.series.end + PREDICTION_MATCH_S
         )
         predictions = predictions[inside_batch]
-    samples = data.notebook.samples
+    # A dry-weight-only sample has no OD600 to set against the prediction: said, not compared.
+    samples = [s for s in data.notebook.samples if s.od600 is not None]
+    if len(samples) < len(data.notebook.samples):
+        skipped = len(data.notebook.samples) - len(samples)
+        blocks.append(
+            Paragraph(
+                f"{skipped} sample(s) with a dry weight and no OD600 are not compared with "
+                "the OD600 prediction"
+            )
+        )
     if len(predictions) and samples:
         stamps = predictions["timestamp"].to_numpy(dtype=float)
         values = predictions["od600_pred"].to_numpy(dtype=float)
@@ -385,6 +400,8 @@ def _od600(data: BatchData, image: PlotImage | None) -> Section:
         upper = predictions["od600_pred_upper"].to_numpy(dtype=float)
         rows, residuals = [], []
         for sample in samples:
+            measured = sample.od600
+            assert measured is not None  # kept above
             at = sample.taken_at.timestamp()
             index = int(np.searchsorted(stamps, at))
             candidates = [i for i in (index - 1, index) if 0 <= i < len(stamps)]
@@ -393,14 +410,14 @@ def _od600(data: BatchData, image: PlotImage | None) -> Section:
             nearest = min(candidates, key=lambda i: abs(stamps[i] - at))
             if abs(stamps[nearest] - at) > PREDICTION_MATCH_S or not math.isfinite(values[nearest]):
                 continue
-            residual = residual_percent(sample.od600, float(values[nearest]))
+            residual = residual_percent(measured, float(values[nearest]))
             if residual is not None:
                 residuals.append(abs(residual))
-            inside = lower[nearest] <= sample.od600 <= upper[nearest]
+            inside = lower[nearest] <= measured <= upper[nearest]
             rows.append(
                 (
                     hours_since(sample.taken_at, data.series.start),
-                    num(sample.od600, 4),
+                    num(measured, 4),
                     num(values[nearest], 4),
                     f"{num(lower[nearest], 4)}–{num(upper[nearest], 4)}",
                     percent(residual),

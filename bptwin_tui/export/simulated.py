@@ -18,6 +18,7 @@ import numpy as np
 
 from bptwin.database.channels import CHANNELS_BY_NAME
 from bptwin.database.reading import Quality, Reading
+from bptwin.eln.sample_math import reading_and_dilution
 
 if TYPE_CHECKING:
     from bptwin.database.timeseries.base import TimeSeriesStore
@@ -193,13 +194,12 @@ def _record(
         raise ValueError(f"batch {record.number} has no samples table to record")
     for row in samples.itertuples(index=False):
         moment[0] = start + timedelta(seconds=float(row.time_s) + 600.0)
-        od600 = float(row.od600)
-        dilution = float(max(1.0, np.ceil(od600 / 0.8)))
+        od_raw, dilution = reading_and_dilution(float(row.od600))
         notebook.samples.add_sample(
             operator,
             record.number,
             taken_at=start + timedelta(seconds=float(row.time_s)),
-            od_raw=od600 / dilution,
+            od_raw=od_raw,
             dilution=dilution,
             sop_timepoint_h=None if np.isnan(row.planned_h) else float(row.planned_h),
             dcw_g_per_l=None if np.isnan(row.dcw_g_l) else float(row.dcw_g_l),

@@ -9,8 +9,9 @@ onto the station clock (first row now, or for a fast replay so that nothing is s
 future). When the station starts, the session is lined up with the inoculation of its notebook
 batch if that batch was started early enough (:func:`line_up_replays`). Its samples are
 recorded in that batch by ``station.operator`` at their re-based times as the replay reaches
-them; an OD600 sample becomes a sample, a sample with only a dry weight becomes a note (the
-notebook's samples need an OD600).
+them, each as a notebook sample with its SOP time point: one with an OD600 (and a dry weight
+if it has one), or one with only a dry weight (a lab without a photometer). A sample the
+notebook refuses (one with neither) is counted and shown as the source's problem.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ if TYPE_CHECKING:
     from bptwin.drivers.replay import LoadedReplay, RecordedBatch, RecordedSample, ReplayDriver
     from bptwin.drivers.sources import AcquisitionPlan, PlannedSource, ReplayOptions
     from bptwin.eln.notebook import Notebook
+    from bptwin.tui.runtime.clock import StationClock
     from bptwin.tui.runtime.wiring import Runtime
     from bptwin.twin.features import FeatureConfig
     from bptwin.twin.history import History
     from bptwin.twin.live import LatestValues
 
 log = logging.getLogger(__name__)
-OD_RAW_MAX = 0.8  # the photometer's linear range: higher ODs are diluted
 
 
 class ReplaySession:
@@ -59,9 +60,9 @@ class ReplaySession:
         self.history = history
         self.latest = latest
         self.notebook: Notebook | None = None
+        self.clock: StationClock | None = None  # the station's, once lined up
         self.driver: ReplayDriver | None = None  # the source's driver, once built
         self.recorded = 0
-        self.noted = 0
         self.refused = 0
 
     @property
@@ -202,13 +203,14 @@ class ReplaySession:
             return
         from bptwin.eln.write_queue import NotebookWriteQueued
 
+        if self.clock is not None:
+            # The replay has reached this moment; the station clock learns it from the readings
+            # only once they are processed, behind a flat-out replay, and the notebook (on that
+            # clock) would refuse the sample as taken in the future.
+            self.clock.observe(sample.reactor or self.reactor, sample.timestamp)
         try:
-            if math.isfinite(sample.od600) and sample.od600 > 0:
-                self.notebook.add_sample(self.operator, number, **self._sample_fields(sample))
-                self.recorded += 1
-            else:
-                self.notebook.add_note(self.operator, number, _note(sample))
-                self.noted += 1
+            self.notebook.add_sample(self.operator, number, **self._sample_fields(sample))
+            self.recorded += 1
         except NotebookWriteQueued:
             self.recorded += 1  # on disk, written when the database is back
         except Exception as exc:  # a refused sample must not stop the replay: say it
@@ -225,15 +227,20 @@ class ReplaySession:
 
     @staticmethod
     def _sample_fields(sample: RecordedSample) -> dict[str, Any]:
-        dilution = float(max(1.0, math.ceil(sample.od600 / OD_RAW_MAX)))
+        """The notebook's fields of a replayed sample; an OD600 of 0 or none (a dry-weight-only
+        lab) is no OD600, never a reading of 0."""
+        from bptwin.eln.sample_math import reading_and_dilution
+
+        od600 = _finite(sample.od600)
+        od_raw, dilution = reading_and_dilution(od600 if od600 is not None and od600 > 0 else None)
         microscopy = sample.microscopy.strip()
         return {
             "taken_at": datetime.fromtimestamp(sample.timestamp, tz=timezone.utc),
-            "od_raw": sample.od600 / dilution,
+            "od_raw": od_raw,
             "dilution": dilution,
-            "sop_timepoint_h": sample.planned_h if math.isfinite(sample.planned_h) else None,
-            "dcw_g_per_l": sample.dcw_g_l if math.isfinite(sample.dcw_g_l) else None,
-            "glycerol_g_per_l": sample.glycerol_g_l if math.isfinite(sample.glycerol_g_l) else None,
+            "sop_timepoint_h": _finite(sample.planned_h),
+            "dcw_g_per_l": _finite(sample.dcw_g_l),
+            "glycerol_g_per_l": _finite(sample.glycerol_g_l),
             "microscopy_clean": (microscopy == "clean") if microscopy else None,
             "microscopy_text": "" if microscopy in ("", "clean") else microscopy,
         }
@@ -272,6 +279,7 @@ def line_up_replays(runtime: Runtime) -> None:
     give its reactor's features the batch's constants at the final re-base."""
     constants = runtime.settings.process_constants()
     for session in runtime.replays:
+        session.clock = runtime.shadow_worker.clock
         session.line_up(runtime.notebook)
         runtime.shadow.configure(session.reactor, session.feature_config(constants))
 
@@ -280,15 +288,5 @@ def _utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def _note(sample: RecordedSample) -> str:
-    taken = datetime.fromtimestamp(sample.timestamp, tz=timezone.utc).isoformat(timespec="seconds")
-    values = [
-        f"{label} {value:g} g/L"
-        for label, value in (("dry weight", sample.dcw_g_l), ("glycerol", sample.glycerol_g_l))
-        if math.isfinite(value)
-    ]
-    point = f", SOP {sample.planned_h:g} h" if math.isfinite(sample.planned_h) else ""
-    return (
-        f"Replayed sample of dataset batch {sample.batch} taken {taken}{point} ({sample.kind}): "
-        f"{', '.join(values) or 'no values'}; no OD600, so recorded as a note"
-    )
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
