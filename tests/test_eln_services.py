@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
@@ -318,6 +318,36 @@ def test_the_0_h_sample_typed_to_the_minute_of_the_inoculation_is_taken(
         )
 
 
+def test_a_sample_weighed_without_a_photometer_is_a_sample_and_its_trail_verifies(
+    service: NotebookService, running: int, clock: Clock
+) -> None:
+    """A lab with dry weights and no OD600: the sample is stored without an OD600 (never as 0),
+    and the audit trail checks its row, NULL OD600 included."""
+    clock.now = T0 + timedelta(hours=5)
+    typed = service.samples.add_sample(
+        "olga", running, taken_at=T0 + timedelta(hours=2), sop_timepoint_h=2, dcw_g_per_l="2,4"
+    )
+    weighed = service.samples.add_sample(
+        "olga",
+        running,
+        taken_at=T0 + timedelta(hours=4),
+        sop_timepoint_h=4,
+        filter_tare_mg=100.0,
+        filter_dry_mg=141.0,
+        filter_volume_ml=10.0,
+    )
+    assert (typed.od600, typed.od_raw, typed.dcw_g_per_l) == (None, None, pytest.approx(2.4))
+    assert weighed.od600 is None and weighed.dcw_g_per_l == pytest.approx(4.1)
+    listed = service.samples.list_samples(running)
+    assert [(s.od600, s.sop_timepoint_h) for s in listed] == [(None, 2.0), (None, 4.0)]
+    assert service.audit.verify_trail().ok
+    # An OD600 written into the row behind the notebook's back is caught like any other change.
+    with service.engine.begin() as connection:
+        connection.execute(text("UPDATE sample SET od600 = 0 WHERE id = :id"), {"id": weighed.id})
+    report = service.audit.verify_trail()
+    assert [(m.kind, m.columns) for m in report.mismatches] == [("changed", ("od600",))]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field", "words"),
     [
@@ -329,6 +359,9 @@ def test_the_0_h_sample_typed_to_the_minute_of_the_inoculation_is_taken(
         ({"od_raw": 0.5, "filter_tare_mg": 100.0}, "filter weights", "together"),
         ({"od_raw": 0.5, "taken_at": T0 + timedelta(days=1)}, "sampling time", "future"),
         ({"od_raw": 0.5, "taken_at": datetime(2026, 3, 2, 12)}, "sampling time", "time zone"),
+        ({}, "OD600 reading", "needs an OD600 reading or a dry weight"),
+        ({"od_raw": "", "glycerol_g_per_l": 12}, "OD600 reading", "or a dry weight"),
+        ({"dcw_g_per_l": -1.0}, "DCW", "too small"),
     ],
 )
 def test_bad_sample_values_are_named(

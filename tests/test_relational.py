@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,71 @@ def test_processes_migrating_one_sqlite_file_at_once_take_turns(tmp_path: Path) 
     # Exactly one of them applied every revision; the others found the schema current.
     assert sorted(len(revisions) for revisions in applied) == [0, 0, 0, len(all_revisions())]
     assert current_revision(url) == head_revision()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database, SQLite in tmp_path or a throwaway real Postgres one."""
+    if request.param == "sqlite":
+        return default_sqlite_url(tmp_path)
+    url: str = request.getfixturevalue("empty_postgres_url")
+    return url
+
+
+def test_0008_keeps_the_samples_and_lets_a_sample_hold_a_dry_weight_alone(
+    unmigrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Samples written before 0008 survive it (SQLite rebuilds the table); after it a sample may
+    have a dry weight and no OD600, never neither; going back is refused while such a sample
+    exists, and restores OD600 NOT NULL once none does."""
+    from sqlalchemy.exc import IntegrityError
+
+    from bptwin.eln.services import NotebookService
+    from tests.screens_harness import BATCH, INOCULATED_AT, running_notebook
+
+    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+    url = unmigrated_url
+    migrate.upgrade(url, "0007")
+    notebook = running_notebook(url)
+    taken = INOCULATED_AT + timedelta(hours=2)
+    before = notebook.samples.add_sample(
+        "ana", BATCH, taken_at=taken, sop_timepoint_h=2, od_raw=0.31, dilution=10, dcw_g_per_l=1.1
+    )
+    notebook.engine.dispose()
+
+    assert migrate.upgrade(url) == ["0008"]
+    assert schema_differences(url) == []
+    engine = make_engine(url)
+    columns = {c["name"]: c for c in inspect(engine).get_columns("sample")}
+    assert columns["od600"]["nullable"] and columns["od_raw"]["nullable"]
+    checks = {c["name"] for c in inspect(engine).get_check_constraints("sample")}
+    assert "ck_sample_od600_or_dry_weight" in checks
+    notebook = NotebookService(engine, clock=lambda: INOCULATED_AT + timedelta(hours=5))
+    (kept,) = notebook.samples.list_samples(BATCH)
+    assert (kept.id, kept.od600, kept.dcw_g_per_l) == (before.id, pytest.approx(3.1), 1.1)
+    dry = notebook.samples.add_sample(
+        "ana", BATCH, taken_at=taken + timedelta(hours=2), sop_timepoint_h=4, dcw_g_per_l=2.5
+    )
+    assert dry.od600 is None
+    assert notebook.audit.verify_trail().ok
+    # The database itself refuses a sample with neither, whoever writes it.
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(
+            text("UPDATE sample SET dcw_g_per_l = NULL WHERE id = :id"), {"id": dry.id}
+        )
+
+    with pytest.raises(migrate.MigrationError, match=r"1 sample.* dry weight and no OD600"):
+        migrate.downgrade(url, "0007")
+    assert migrate.current_revision(url) == "0008"
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM sample WHERE id = :id"), {"id": dry.id})
+    engine.dispose()
+    assert migrate.downgrade(url, "0007") == ["0008"]
+    engine = make_engine(url)
+    columns = {c["name"]: c for c in inspect(engine).get_columns("sample")}
+    assert not columns["od600"]["nullable"] and not columns["od_raw"]["nullable"]
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT od600 FROM sample")).scalars().all() == [
+            pytest.approx(3.1)
+        ]
+    engine.dispose()
