@@ -248,6 +248,31 @@ def test_measurement_quality_fails_on_a_drop_a_bad_line_and_an_outlier() -> None
     assert result.passed is False and "below 0.95" in " ".join(result.evidence)
 
 
+def test_dry_weight_only_samples_are_counted_and_never_taken_for_an_od600() -> None:
+    good = good_records()
+    one_dry = with_sample(good, 3, od600=None, od_raw=None)
+    result = evaluate(one_dry).criterion(5)
+    evidence = " ".join(result.evidence)
+    assert result.passed is True
+    assert "1 sample(s) with a dry weight and no OD600: not in the OD600 checks" in evidence
+    assert f"over {len(good.samples) - 1} samples" in evidence  # the OD–DCW line without it
+
+    # A lab with no photometer at all: growth is judged on the dry weight, the OD–DCW line
+    # cannot be drawn (undecided, not failed).
+    all_dry = good
+    for index in range(len(good.samples)):
+        all_dry = with_sample(all_dry, index, od600=None, od_raw=None)
+    result = evaluate(all_dry).criterion(5)
+    evidence = " ".join(result.evidence)
+    assert result.passed is None
+    assert f"{len(good.samples)} sample(s) with a dry weight and no OD600" in evidence
+    assert "DCW rose from" in evidence and "OD600 rose" not in evidence
+    assert "0 samples with both OD600 and DCW" in evidence
+    fallen = with_sample(all_dry, 5, dcw_g_per_l=good.samples[4].dcw_g_per_l * 0.5)
+    result = evaluate(fallen).criterion(5)
+    assert result.passed is False and "DCW fell from" in " ".join(result.evidence)
+
+
 def test_line_helpers() -> None:
     fit = fit_line([1.0, 2.0, 3.0, 4.0], [0.3, 0.6, 0.9, 1.2])
     assert fit is not None and fit.slope == pytest.approx(0.3) and fit.r2 == pytest.approx(1.0)

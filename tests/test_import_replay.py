@@ -147,6 +147,83 @@ def test_a_dataset_replays_from_the_settings_with_its_samples_into_the_notebook(
         store.close()
 
 
+@pytest.fixture
+def dry_dataset(tmp_path: Path, batch: BatchRecord) -> Path:
+    """The lab's export with dry weights and no OD600 column at all, imported."""
+    run = write_lab_run(tmp_path / "Lauf_16", batch)
+    (tmp_path / "lab.toml").write_text(import_map_text({16: run}))
+    import_lab(tmp_path / "lab.toml", tmp_path / "dry_dataset")
+    return tmp_path / "dry_dataset"
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_lab_without_a_photometer_gets_its_dry_weights_in_as_samples_and_into_the_report(
+    tmp_path: Path, dry_dataset: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    from bptwin.tui.export import export_from
+    from bptwin.tui.export.dataset_export import read_exported_batch
+    from bptwin.twin.display import human_number
+
+    url = request.getfixturevalue("empty_postgres_url") if database == "postgres" else None
+    settings = replay_settings(tmp_path / "station", dry_dataset, "sources", notebook_url=url)
+    inoculated = datetime.now(tz=timezone.utc).replace(microsecond=0) - timedelta(hours=10)
+    notebook = started_notebook(settings, inoculated)
+    record = read_dataset(dry_dataset).batch(16)
+    assert record.samples is not None
+    expected = record.samples
+    assert expected["od600"].isna().all() and expected["dcw_g_l"].notna().all()
+    station = Station(settings)
+    station.start()
+    try:
+        (replay,) = station.replays
+        driver = station.driver_threads[0].driver
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (
+            getattr(driver, "finished", False)
+            and len(notebook.samples.list_samples(NOTEBOOK_BATCH)) >= len(expected) - replay.refused
+        ):
+            time.sleep(0.2)
+    finally:
+        station.stop()
+    assert replay.refused == 0 and replay.recorded == len(expected) >= 2
+    samples = notebook.samples.list_samples(NOTEBOOK_BATCH)
+    assert len(samples) == len(expected)
+    for sample, row in zip(samples, expected.itertuples(index=False), strict=True):
+        assert sample.od600 is None and sample.od_raw is None  # no OD600, never an OD600 of 0
+        assert sample.dcw_g_per_l == pytest.approx(row.dcw_g_l)
+        taken = sample.taken_at.replace(tzinfo=timezone.utc).timestamp()
+        assert taken == pytest.approx(inoculated.timestamp() + row.time_s, abs=1e-3)
+        planned = None if math.isnan(row.planned_h) else row.planned_h
+        assert sample.sop_timepoint_h == planned
+    assert not [n for n in notebook.notes.list_notes(NOTEBOOK_BATCH) if "Replayed" in n.text]
+
+    # The batch report lists them as samples; the exported dataset carries their dry weights.
+    store = EmbeddedStore(settings.timeseries_path())
+    try:
+        result = export_from(
+            notebook, store, NOTEBOOK_BATCH, tmp_path / "out", ("md",), model_version="none"
+        )
+    finally:
+        store.close()
+    report_path = result.path_of("report-md")
+    assert report_path is not None
+    report = report_path.read_text(encoding="utf-8")
+    n = len(samples)
+    assert f"{n} sample(s) with a dry weight and no OD600 are not compared" in report
+    section = report.split("## Offline samples", 1)[1].split("\n## ", 1)[0]
+    assert f"{n} samples ({n} with a dry weight and no OD600)" in section
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "—" in line]
+    assert len(rows) == n  # one row each: OD600 "—", the dry weight beside it
+    for row, sample in zip(rows, samples, strict=True):
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[3] == "—" and cells[4] == human_number(sample.dcw_g_per_l, 4)
+    exported = read_exported_batch(tmp_path / "out" / "dataset").record.samples
+    assert exported is not None and exported["od600"].isna().all()
+    assert exported["dcw_g_l"].to_numpy() == pytest.approx(expected["dcw_g_l"].to_numpy())
+
+
 def test_replay_settings_name_what_is_wrong(tmp_path: Path, dataset: Path) -> None:
     from bptwin.tui.settings import SettingsError
 
