@@ -69,6 +69,9 @@ def fill_notebook(notebook: NotebookService) -> None:
     notebook.samples.add_sample(
         "olga", BATCH, taken_at=T0 + timedelta(hours=2), od_raw=0.42, dilution=10, sop_timepoint_h=2
     )
+    notebook.samples.add_sample(  # weighed, no photometer reading
+        "olga", BATCH, taken_at=T0 + timedelta(hours=4), dcw_g_per_l=2.6, sop_timepoint_h=4
+    )
     notebook.deviations.log_deviation(
         "olga", BATCH, level=1, category="sampling", title='=HYPERLINK("evil") late sample'
     )

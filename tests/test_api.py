@@ -47,8 +47,10 @@ def test_notebook_records_come_back_as_json(world: ApiWorld) -> None:
 
     samples = client.get(f"/v1/batches/{BATCH}/samples", headers=auth).json()
     assert [(s["od600"], s["sop_timepoint_h"], s["entered_by"]) for s in samples] == [
-        (pytest.approx(4.2), 2.0, "olga")
+        (pytest.approx(4.2), 2.0, "olga"),
+        (None, 4.0, "olga"),  # a dry-weight-only sample: OD600 null, never 0
     ]
+    assert (samples[1]["od_raw"], samples[1]["dcw_g_per_l"]) == (None, 2.6)
     deviations = client.get(f"/v1/batches/{BATCH}/deviations", headers=auth).json()
     assert [(d["level"], d["status"]) for d in deviations] == [(1, "open")]
 
