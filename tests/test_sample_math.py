@@ -21,6 +21,17 @@ def test_od600_is_reading_times_dilution_and_none_while_incomplete() -> None:
     assert sample_math.od600("nan", "1") is None
 
 
+def test_a_recorded_od600_splits_into_a_reading_in_the_linear_range_and_a_whole_dilution() -> None:
+    assert sample_math.reading_and_dilution(0.5) == (0.5, 1.0)
+    reading, dilution = sample_math.reading_and_dilution(9.04)
+    assert dilution == 12.0 and reading == pytest.approx(9.04 / 12)
+    assert reading * dilution == pytest.approx(9.04)
+    assert reading <= sample_math.OD_READING_LINEAR_MAX
+    # No OD600 (a dry-weight-only sample): no reading, never a reading of 0.
+    assert sample_math.reading_and_dilution(None) == (None, 1.0)
+    assert sample_math.reading_and_dilution(float("nan")) == (None, 1.0)
+
+
 def test_dcw_from_filter_weights_in_g_per_l() -> None:
     assert sample_math.dcw_g_per_l("100.0", "130.0", "10") == pytest.approx(3.0)
     assert sample_math.dcw_g_per_l(100.0, 90.0, 10.0) is None  # dry below tare
