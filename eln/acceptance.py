@@ -27,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 from typing import Any
 
+from bptwin.eln.form_rules import finite_or_none
 from bptwin.eln.records import BatchView, ClosureView, DeviationView, InoculumView, SampleView
 from bptwin.eln.schedule import SlotStatus, sample_schedule
 from bptwin.eln.states import BatchStatus, DeviationStatus
@@ -487,10 +488,6 @@ def line_outliers(
     return found
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
 def _growth_checks(
     series: Sequence[tuple[SampleView, float]],
     label: str,
@@ -539,11 +536,9 @@ def measurement_quality(
     checks: list[bool | None] = []
     start = batch.inoculated_at
     in_time = sorted(samples, key=lambda s: s.taken_at)
-    ordered = [(s, od) for s in in_time if (od := _finite(s.od600)) is not None]
-    weighed = [(s, dcw) for s in in_time if (dcw := _finite(s.dcw_g_per_l)) is not None]
-    dry_only = sum(
-        1 for s in in_time if _finite(s.od600) is None and _finite(s.dcw_g_per_l) is not None
-    )
+    ordered = [(s, od) for s in in_time if (od := finite_or_none(s.od600)) is not None]
+    weighed = [(s, dcw) for s in in_time if (dcw := finite_or_none(s.dcw_g_per_l)) is not None]
+    dry_only = sum(1 for s, _ in weighed if finite_or_none(s.od600) is None)
     if dry_only:
         evidence.append(
             f"{dry_only} sample(s) with a dry weight and no OD600: not in the OD600 checks"
@@ -556,7 +551,9 @@ def measurement_quality(
     evidence.extend(said)
 
     pairs = [
-        (s, od, dcw) for s, od in ordered if od > 0 and (dcw := _finite(s.dcw_g_per_l)) is not None
+        (s, od, dcw)
+        for s, od in ordered
+        if od > 0 and (dcw := finite_or_none(s.dcw_g_per_l)) is not None
     ]
     if len(pairs) < limits.min_line_points:
         checks.append(None)

@@ -229,18 +229,19 @@ class ReplaySession:
     def _sample_fields(sample: RecordedSample) -> dict[str, Any]:
         """The notebook's fields of a replayed sample; an OD600 of 0 or none (a dry-weight-only
         lab) is no OD600, never a reading of 0."""
+        from bptwin.eln.form_rules import finite_or_none
         from bptwin.eln.sample_math import reading_and_dilution
 
-        od600 = _finite(sample.od600)
+        od600 = finite_or_none(sample.od600)
         od_raw, dilution = reading_and_dilution(od600 if od600 is not None and od600 > 0 else None)
         microscopy = sample.microscopy.strip()
         return {
             "taken_at": datetime.fromtimestamp(sample.timestamp, tz=timezone.utc),
             "od_raw": od_raw,
             "dilution": dilution,
-            "sop_timepoint_h": _finite(sample.planned_h),
-            "dcw_g_per_l": _finite(sample.dcw_g_l),
-            "glycerol_g_per_l": _finite(sample.glycerol_g_l),
+            "sop_timepoint_h": finite_or_none(sample.planned_h),
+            "dcw_g_per_l": finite_or_none(sample.dcw_g_l),
+            "glycerol_g_per_l": finite_or_none(sample.glycerol_g_l),
             "microscopy_clean": (microscopy == "clean") if microscopy else None,
             "microscopy_text": "" if microscopy in ("", "clean") else microscopy,
         }
@@ -286,7 +287,3 @@ def line_up_replays(runtime: Runtime) -> None:
 
 def _utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
