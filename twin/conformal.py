@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-SAMPLE_LOG_SD = 0.03  # the offline sample's relative noise (twin/adaptation.py has the same)
+# Relative SD of an offline OD600 sample (spectrophotometer after dilution).
+SAMPLE_LOG_SD = 0.03
 # The training labels are interpolated samples: their error against the truth is assumed as
 # large as one sample's noise (measured 2.7–2.9 % RMS on the simulated home campaign).
 LABEL_LOG_SD = SAMPLE_LOG_SD
@@ -88,6 +89,9 @@ class BandConfig:
     min_variance: float = 0.6
     aci_step: float = 0.3  # γ of adaptive conformal inference
     aci_limit: float = 1.5  # |θ| bound
+    # Tripped by its features before any sample: the band of an uncalibrated probe (15 % log
+    # SD, as the drift watch's), until the samples say how far off the model is.
+    drifted_log_sd: float = 0.15
 
 
 # The band about the model as trained and the band about the adapted nowcast use the same
@@ -153,7 +157,10 @@ class OnlineBand:
 
     def half_width(self, scale: float) -> float:
         """The band's log half-width for a window whose scale is ``scale``."""
-        return scale * self._quantile * math.exp(self.theta)
+        half = scale * self._quantile * math.exp(self.theta)
+        if self.drifted and not self._scores:
+            return max(half, BAND_Z * self.config.drifted_log_sd)
+        return half
 
     def bounds(self, centre_log: float, scale: float) -> tuple[float, float]:
         """(lower, upper) OD600 of the band about ``centre_log``."""
