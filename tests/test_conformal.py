@@ -124,3 +124,18 @@ def test_unusable_samples_change_nothing() -> None:
     band.observe(math.nan, 0.02)
     band.observe(0.1, 0.0)
     assert band.samples_seen == 0 and band.half_width(0.02) == before
+
+
+def test_the_adapted_band_does_not_learn_from_the_models_own_first_miss() -> None:
+    """About the adapted nowcast the first sample's error is the model's as trained (nothing
+    was adapted yet): it is counted, not learnt from."""
+    from bptwin.twin.conformal import ADAPTED_BAND, TRAINED_BAND
+
+    adapted, trained = OnlineBand(ADAPTED_BAND), OnlineBand(TRAINED_BAND)
+    start = adapted.half_width(0.02)
+    for band in (adapted, trained):
+        band.observe(0.3, 0.02)
+    assert adapted.samples_seen == 1 and adapted.half_width(0.02) == start
+    assert trained.half_width(0.02) > 3 * start
+    adapted.observe(0.3, 0.02)
+    assert adapted.half_width(0.02) > 3 * start

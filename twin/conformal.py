@@ -92,12 +92,14 @@ class BandConfig:
     # Tripped by its features before any sample: the band of an uncalibrated probe (15 % log
     # SD, as the drift watch's), until the samples say how far off the model is.
     drifted_log_sd: float = 0.15
+    # Samples whose error says nothing about the centre's own error: about the adapted nowcast
+    # the first sample's error is the model's as trained (nothing was adapted yet).
+    skip_first: int = 0
 
 
-# The band about the model as trained and the band about the adapted nowcast use the same
-# settings today; two names so that either can be tuned without touching the other's callers.
+# The band about the model as trained and the band about the adapted nowcast.
 TRAINED_BAND = BandConfig()
-ADAPTED_BAND = BandConfig()
+ADAPTED_BAND = BandConfig(skip_first=1)
 
 
 @dataclass
@@ -131,6 +133,9 @@ class OnlineBand:
         if not (math.isfinite(log_error) and math.isfinite(scale) and scale > 0):
             return
         cfg = self.config
+        self.samples_seen += 1
+        if self.samples_seen <= cfg.skip_first:
+            return
         z = log_error / scale
         noise = (cfg.sample_log_sd / scale) ** 2
         # ACI: judged against the band as it stood, widened by the sample's own noise.
@@ -139,7 +144,6 @@ class OnlineBand:
         self.theta += cfg.aci_step * (miss - (1.0 - cfg.level))
         self.theta = max(-cfg.aci_limit, min(cfg.aci_limit, self.theta))
         self._scores.append((z, noise))
-        self.samples_seen += 1
         self._refit()
 
     def _refit(self) -> None:
