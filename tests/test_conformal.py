@@ -16,6 +16,7 @@ from bptwin.twin.conformal import (
 )
 
 HOUR = 3600.0
+TRAINED_BAND_NO_DRIFT = BandConfig(skip_first=1, drifted_prior_weight=6.0)
 SAMPLE_HOURS = (0.1, 2, 4, 6, 8, 12, 16, 21)
 
 
@@ -138,4 +139,21 @@ def test_the_adapted_band_does_not_learn_from_the_models_own_first_miss() -> Non
     assert adapted.samples_seen == 1 and adapted.half_width(0.02) == start
     assert trained.half_width(0.02) > 3 * start
     adapted.observe(0.3, 0.02)
-    assert adapted.half_width(0.02) > 3 * start
+    # Then it learns, a large one-step error clipped (an adapter still learning its probe).
+    assert 2 * start < adapted.half_width(0.02) < trained.half_width(0.02)
+
+
+def test_the_adapted_band_lets_a_learning_transient_fade() -> None:
+    """One huge one-step error (the adapter before it has learnt the probe), then errors of
+    the base's size: the adapted band returns near the base within a few samples; unclipped
+    it would stay much wider."""
+    from bptwin.twin.conformal import ADAPTED_BAND
+
+    clipped, unclipped = OnlineBand(ADAPTED_BAND), OnlineBand(TRAINED_BAND_NO_DRIFT)
+    for band in (clipped, unclipped):
+        band.set_drift(True)
+        for error in (0.0, 0.2, 0.01, -0.02, 0.015, 0.0):
+            band.observe(error, 0.02)
+    base = 1.6449 * 0.02
+    assert clipped.half_width(0.02) < 1.6 * base
+    assert unclipped.half_width(0.02) > 1.5 * clipped.half_width(0.02)

@@ -95,11 +95,18 @@ class BandConfig:
     # Samples whose error says nothing about the centre's own error: about the adapted nowcast
     # the first sample's error is the model's as trained (nothing was adapted yet).
     skip_first: int = 0
+    # Errors beyond this many SDs of the band's present estimate count as this far (Huber):
+    # about the adapted nowcast a large one-step error is the adapter still learning, and a
+    # lasting one is taken up by the adapter itself. inf: every error counts in full.
+    clip: float = math.inf
 
 
-# The band about the model as trained and the band about the adapted nowcast.
+# The band about the model as trained, and the band about the adapted nowcast: that one does
+# not learn from the first sample (the model's own error), clips the large one-step errors of
+# an adapter still learning, and keeps its prior when the drift watch trips (the watch judged
+# the model as trained, whose error the adapter takes up).
 TRAINED_BAND = BandConfig()
-ADAPTED_BAND = BandConfig(skip_first=1)
+ADAPTED_BAND = BandConfig(skip_first=1, clip=3.0, drifted_prior_weight=6.0)
 
 
 @dataclass
@@ -141,6 +148,8 @@ class OnlineBand:
         # ACI: judged against the band as it stood, widened by the sample's own noise.
         widened = abs_quantile(self.mean, self.variance + noise, cfg.level) * math.exp(self.theta)
         miss = 1.0 if abs(z) > widened else 0.0
+        reach = cfg.clip * math.sqrt(self.variance + noise)
+        z = min(max(z, self.mean - reach), self.mean + reach)
         self.theta += cfg.aci_step * (miss - (1.0 - cfg.level))
         self.theta = max(-cfg.aci_limit, min(cfg.aci_limit, self.theta))
         self._scores.append((z, noise))
