@@ -225,7 +225,10 @@ class BatchAdapter:
         model_value, model_var = self._model_part(model_log, hours)
         model_var += self._structural(self.model_sq_errors, cfg.model_error_sd)
         balance_value, balance_var = self._balance_part(cum_co2)
-        if math.isfinite(balance_value) and self.samples_seen > 1:
+        # From the inoculation sample on (it anchors OD0), weighed by the balance's prior
+        # error until its own one-step errors are known: before the second sample the model is
+        # calibrated on one sample only, which on a foreign probe is the weaker of the two.
+        if math.isfinite(balance_value) and self.samples_seen > 0:
             balance_var += self._structural(self.balance_sq_errors, cfg.balance_error_sd)
             weight = (1.0 / model_var) / (1.0 / model_var + 1.0 / balance_var)
             value = weight * model_value + (1.0 - weight) * balance_value
