@@ -13,19 +13,23 @@ Two steps:
 * **Online, from the batch's own samples** (each window uses only the samples taken before
   its end). At every sample the band's centre had an error e (log sample − log centre, the
   centre computed before the sample was seen). In units of the band's scale s (the base SD,
-  or the adapter's own SD once the mean is adapted) z = e / s, and the sample noise is
-  r = 0.03 / s. The truth's error is taken as N(μ, v) in those units: μ and v are estimated
+  about the model as trained and about the adapted nowcast alike) z = e / s, and the sample
+  noise is r = 0.03 / s. The truth's error is taken as N(μ, v) in those units: μ and v are estimated
   from the recent z (older samples fade), v net of the noise r², both pulled to the prior
   (0, 1) by ``prior_weight`` pseudo-samples — many while the drift watch is quiet (the base
   holds until the samples clearly disagree), few once it has tripped (outside what the model
   learnt the base says little). The band is symmetric about the centre, half-width
   s · q(μ, v), q the 90 % quantile of |N(μ, v)|: a biased model (a foreign probe before the
-  mean is adapted) gets a band that reaches the truth.
+  mean is adapted) gets a band that reaches the truth. Tripped by its features before any
+  sample, the band is at least the drift watch's 15 % log SD.
 * **Adaptive conformal inference** (Gibbs & Candès 2021) on top: a log factor θ on the
   half-width, θ ← θ + γ·(miss − α) at every sample, where a miss is judged against the band
   *widened by the sample noise* (q of |N(μ, v + r²)|): under the Gaussian assumption a band
-  that covers the truth 90 % of the time lets exactly 10 % of the noisy samples out, so the
-  long-run miss rate of ACI's target is the truth's.
+  that covers the truth 90 % of the time lets exactly 10 % of the noisy samples out, so ACI
+  steers the truth's coverage, not the samples'.
+
+``band_batch`` replays a batch for validation; live, ``adaptation.LiveAdaptation`` feeds the
+same ``OnlineBand`` sample by sample.
 """
 
 from __future__ import annotations
