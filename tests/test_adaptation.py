@@ -76,3 +76,38 @@ def test_bad_samples_are_ignored() -> None:
     for value in (float("nan"), 0.0, -1.0):
         adapter.observe(0.0, value, np.log(0.4), 0.0)
     assert adapter.samples_seen == 0
+
+
+def _live_bands(samples: list[tuple[float, float]], correct_at: int | None = None):
+    """Run LiveAdaptation over a synthetic foreign batch; optionally correct one sample late."""
+    from bptwin.twin.adaptation import LiveAdaptation
+
+    _, co2, model_log, _ = _batch(5, bias=0.2)
+    live = LiveAdaptation(K, base_log_sd=0.02)
+    live.set_samples("R1", [t for t, _ in samples], [v for _, v in samples])
+    out = []
+    for index, hours in enumerate(HOURS):
+        if correct_at is not None and index == correct_at:
+            fixed = list(samples)
+            fixed[3] = (fixed[3][0], fixed[3][1] * 1.5)
+            live.set_samples("R1", [t for t, _ in fixed], [v for _, v in fixed])
+        estimate = live.adapt("R1", index, hours * 3600, model_log[index], co2[index])
+        bands = live.bands("R1", False, model_log[index], np.log(estimate.od600))
+        assert bands is not None
+        out.append(bands)
+    return np.array(out)
+
+
+def test_a_corrected_sample_restarts_the_live_bands_as_if_it_had_been_right() -> None:
+    """A corrected sample rebuilds the reactor's bands from its stored windows: afterwards they
+    are those of a reactor that had the corrected value all along."""
+    _, _, _, values = _batch(5, bias=0.2)
+    samples = list(zip((SAMPLE_HOURS * 3600).tolist(), values.tolist(), strict=True))
+    corrected = list(samples)
+    corrected[3] = (corrected[3][0], corrected[3][1] * 1.5)
+    late = int(np.searchsorted(HOURS, 14.0))
+    restarted = _live_bands(samples, correct_at=late)
+    right_from_start = _live_bands(corrected)
+    wrong_all_along = _live_bands(samples)
+    np.testing.assert_allclose(restarted[late:], right_from_start[late:], rtol=1e-12)
+    assert not np.allclose(wrong_all_along[late:], right_from_start[late:])

@@ -92,3 +92,39 @@ def test_shipped_model_is_flagged_for_resting_on_one_feature(foreign_batch) -> N
     result = summary(list(FEATURE_NAMES), values)
     assert result["concentrated"] and result["leading_feature"] == "od_probe_mean"
     assert "od_probe_mean" in result["warning"]
+
+
+def test_the_live_bands_are_the_ones_validation_scores(foreign_batch) -> None:
+    """Live and validate share the band: window by window, the predictor's bands are
+    ``band_batch``'s causal replay of the same windows, samples and drift watch."""
+    from bptwin.twin.adaptation import adapt_batch
+    from bptwin.twin.conformal import ADAPTED_BAND, TRAINED_BAND, band_batch, card_base_log_sd
+
+    states, _, sample_times, sample_values = foreign_batch
+    model = Registry(SHIPPED_MODELS_DIR).load("current")
+    predictor = Predictor(model, explain=False)
+    predictor.note_samples("R1", sample_times, sample_values)
+    made = [predictor.predict(state, forecast=False) for state in states]
+    ends = np.array([s.end for s in states])
+    model_log = np.log([p.model_od600 for p in made])
+    drifted = np.array([p.drift != "" for p in made])
+    used = np.array([p.samples_used for p in made])
+    times, values = np.array(sample_times), np.array(sample_values)
+    base = card_base_log_sd(model.card)
+    k = model.card.metrics["baseline"]["k_od_per_mmol_co2"]
+    adapted = adapt_batch(
+        ends, model_log, np.array([s.cum_co2_mmol_per_l for s in states]), times, values, k
+    )
+    scale = np.full(len(ends), base)
+    trained = band_batch(ends, model_log, scale, times, values, drifted, TRAINED_BAND)
+    around = band_batch(ends, np.log(adapted["od600"]), scale, times, values, drifted, ADAPTED_BAND)
+    lower = np.array([p.lower for p in made])
+    upper = np.array([p.upper for p in made])
+    before = used == 0
+    # Adapted windows, except the drift watch's first hours (the carbon balance stands in).
+    after = (used >= 2) | ((used == 1) & ~drifted)
+    assert before.sum() >= 10 and after.sum() > 100
+    np.testing.assert_allclose(lower[before], trained[0][before], rtol=1e-9)
+    np.testing.assert_allclose(upper[before], trained[1][before], rtol=1e-9)
+    np.testing.assert_allclose(lower[after], around[0][after], rtol=1e-9)
+    np.testing.assert_allclose(upper[after], around[1][after], rtol=1e-9)

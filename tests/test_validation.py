@@ -47,6 +47,8 @@ def test_scores_only_the_hold_out_by_default(validation) -> None:
     adapted = validation.adaptation[0]
     assert adapted["batch"] == 4 and adapted["samples"] >= 2
     assert 0 <= adapted["adapted_band_coverage"] <= 1
+    assert 0 <= adapted["band_coverage"] <= 1
+    assert validation.table[["band_lower", "band_upper"]].notna().all().all()
 
 
 def test_scoring_training_batches_is_an_error_unless_forced(

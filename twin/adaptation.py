@@ -32,8 +32,7 @@ from typing import Any
 
 import numpy as np
 
-# Relative SD of an offline OD600 sample (spectrophotometer after dilution).
-SAMPLE_LOG_SD = 0.03
+from bptwin.twin.conformal import ADAPTED_BAND, SAMPLE_LOG_SD, TRAINED_BAND, OnlineBand
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +225,10 @@ class BatchAdapter:
         model_value, model_var = self._model_part(model_log, hours)
         model_var += self._structural(self.model_sq_errors, cfg.model_error_sd)
         balance_value, balance_var = self._balance_part(cum_co2)
-        if math.isfinite(balance_value) and self.samples_seen > 1:
+        # From the inoculation sample on (it anchors OD0), weighed by the balance's prior
+        # error until its own one-step errors are known: before the second sample the model is
+        # calibrated on one sample only, which on a foreign probe is the weaker of the two.
+        if math.isfinite(balance_value) and self.samples_seen > 0:
             balance_var += self._structural(self.balance_sq_errors, cfg.balance_error_sd)
             weight = (1.0 / model_var) / (1.0 / model_var + 1.0 / balance_var)
             value = weight * model_value + (1.0 - weight) * balance_value
@@ -308,12 +310,22 @@ class LiveAdaptation:
 
     WINDOWS_KEPT = 4000  # 33 h of 30 s windows
 
-    def __init__(self, k_prior: float, config: AdaptationConfig | None = None) -> None:
+    def __init__(
+        self,
+        k_prior: float,
+        config: AdaptationConfig | None = None,
+        base_log_sd: float = math.nan,
+    ) -> None:
+        """``base_log_sd``: the model's deconvolved SD (``conformal.card_base_log_sd``); the
+        online bands (``bands``) need it, NaN leaves them out."""
         import threading
         from collections import deque
 
         self.k_prior = k_prior
         self.config = config or AdaptationConfig()
+        self.base_log_sd = base_log_sd
+        # Per reactor: the online band about the model as trained and about the adapted nowcast.
+        self._bands: dict[str, tuple[OnlineBand, OnlineBand]] = {}
         self._lock = threading.Lock()
         self._samples: dict[str, list[tuple[float, float]]] = {}
         self._adapters: dict[str, BatchAdapter] = {}
@@ -351,6 +363,7 @@ class LiveAdaptation:
         self._adapters.pop(reactor, None)
         self._used.pop(reactor, None)
         self._windows.pop(reactor, None)
+        self._bands.pop(reactor, None)
 
     def adapt(
         self, reactor: str, window_index: int, end: float, model_log: float, cum_co2: float
@@ -364,24 +377,52 @@ class LiveAdaptation:
         due = [pair for pair in samples if pair[0] < end]
         used = self._used.get(reactor, [])
         adapter = self._adapters.get(reactor)
-        if adapter is None or due[: len(used)] != used:
+        bands = self._bands.get(reactor)
+        if adapter is None or bands is None or due[: len(used)] != used:
             adapter = BatchAdapter(self.k_prior, self.config)
+            # A restart replays the samples under the drift watch's present state.
+            drifted = bands[0].drifted if bands is not None else False
+            bands = (OnlineBand(TRAINED_BAND, drifted), OnlineBand(ADAPTED_BAND, drifted))
             used = []
         self.new_errors = []
         for timestamp, value in due[len(used) :]:
-            model_then, co2_then = self._window_at(windows, timestamp)
+            model_then, co2_then, end_then = self._window_at(windows, timestamp)
+            if math.isfinite(model_then):
+                # The bands learn from the sample's error against the centres the window
+                # before it had (the adapted one not having seen this sample yet), as
+                # ``conformal.band_batch`` does in validation.
+                adapted_then = adapter.estimate(model_then, co2_then, end_then).od600
+                bands[0].observe(math.log(value) - model_then, self.base_log_sd)
+                bands[1].observe(math.log(value / adapted_then), self.base_log_sd)
             adapter.observe(timestamp, value, model_then, co2_then)
             if math.isfinite(model_then):
                 self.new_errors.append(math.log(value) - model_then)
+        self._bands[reactor] = bands
         self._adapters[reactor] = adapter
         self._used[reactor] = due
         windows.append((end, model_log, cum_co2))
         return adapter.estimate(model_log, cum_co2, end)
 
+    def bands(
+        self, reactor: str, drifted: bool, model_log: float, adapted_log: float
+    ) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """The online 90 % bands of the window ``adapt`` just made, (lower, upper) OD600 about
+        the model as trained and about the adapted nowcast; ``drifted``: the drift watch's state
+        including this window. None without a base SD or before ``adapt``."""
+        bands = self._bands.get(reactor)
+        if bands is None or not (math.isfinite(self.base_log_sd) and self.base_log_sd > 0):
+            return None
+        for band in bands:
+            band.set_drift(drifted)
+        return (
+            bands[0].bounds(model_log, self.base_log_sd),
+            bands[1].bounds(adapted_log, self.base_log_sd),
+        )
+
     @staticmethod
-    def _window_at(windows: Any, timestamp: float) -> tuple[float, float]:
-        """The model's log nowcast and ΔCO₂ of the last window ending at or before a time."""
+    def _window_at(windows: Any, timestamp: float) -> tuple[float, float, float]:
+        """The model's log nowcast, ΔCO₂ and end of the last window ending at or before a time."""
         for end, model_log, cum_co2 in reversed(windows):
             if end <= timestamp:
-                return model_log, cum_co2
-        return math.nan, 0.0
+                return model_log, cum_co2, end
+        return math.nan, 0.0, math.nan

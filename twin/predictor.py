@@ -25,6 +25,7 @@ import numpy as np
 
 from bptwin.twin.adaptation import LiveAdaptation
 from bptwin.twin.attributions import contributions, top_contributions
+from bptwin.twin.conformal import card_base_log_sd
 from bptwin.twin.drift import DRIFT_LOG_SD, model_drift_watch
 from bptwin.twin.features import FEATURE_NAMES, ProcessState, feature_vector
 from bptwin.twin.forecast import Forecast, Forecaster, ForecastParameters
@@ -161,7 +162,9 @@ class Predictor:
         self.forecaster = Forecaster(parameters) if parameters is not None else None
         k = artifact.card.metrics.get("baseline", {}).get("k_od_per_mmol_co2")
         k_prior = float(k) if isinstance(k, int | float) else math.nan
-        self.adaptation = LiveAdaptation(k_prior) if adapt else None
+        self.adaptation = (
+            LiveAdaptation(k_prior, base_log_sd=card_base_log_sd(artifact.card)) if adapt else None
+        )
         self.explain = explain
         self._names = list(FEATURE_NAMES)
         self.drift_watch = model_drift_watch(artifact.card, artifact.booster) if adapt else None
@@ -198,6 +201,10 @@ class Predictor:
             for error in adaptation.new_errors:
                 watch.add_residual(error)
             drift = watch.state().reason
+        # The online bands (twin/conformal.py): about the model until a sample adapts it.
+        bands = adaptation.bands(
+            state.reactor, bool(drift), math.log(prediction.od600), math.log(estimate.od600)
+        )
         if drift and estimate.samples_seen < 2:
             # Outside what the model learnt and not yet calibrated: the mechanistic estimate
             # (once the inoculation sample anchors it), with the band of an uncalibrated probe.
@@ -207,23 +214,34 @@ class Predictor:
                 else (prediction.od600)
             )
             half = ADAPTED_BAND_Z * DRIFT_LOG_SD
+            lower, upper = od600 * math.exp(-half), od600 * math.exp(half)
+            if bands and estimate.samples_seen == 0:  # no sample yet: still the model's mean
+                lower, upper = bands[0]
             return replace(
                 prediction,
                 od600=od600,
-                lower=od600 * math.exp(-half),
-                upper=od600 * math.exp(half),
+                lower=lower,
+                upper=upper,
                 model_od600=prediction.od600,
                 samples_used=estimate.samples_seen,
                 drift=drift,
             )
         if estimate.samples_seen == 0:
-            return replace(prediction, model_od600=prediction.od600, drift=drift)
+            lower, upper = bands[0] if bands else (prediction.lower, prediction.upper)
+            return replace(
+                prediction, lower=lower, upper=upper, model_od600=prediction.od600, drift=drift
+            )
         half = ADAPTED_BAND_Z * estimate.log_sd
+        lower, upper = (
+            bands[1]
+            if bands
+            else (estimate.od600 * math.exp(-half), estimate.od600 * math.exp(half))
+        )
         return replace(
             prediction,
             od600=estimate.od600,
-            lower=estimate.od600 * math.exp(-half),
-            upper=estimate.od600 * math.exp(half),
+            lower=lower,
+            upper=upper,
             model_od600=prediction.od600,
             samples_used=estimate.samples_seen,
             drift=drift,

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from bptwin.twin.conformal import card_base_log_sd
 from bptwin.twin.drift import model_drift_watch
 from bptwin.twin.labels import (
     BATCH_COLUMN,
@@ -53,12 +54,13 @@ from bptwin.twin.registry import ModelArtifact, ModelCard
 from bptwin.twin.validation_adapt import (
     adapt_table,
     adaptation_scores,
+    band_columns,
     drift_columns,
     merge_forecasts,
     render_adaptation,
 )
 
-ADAPTED_COLUMNS = ("od600_adapted", "adapted_lower", "adapted_upper")
+ADAPTED_COLUMNS = ("od600_adapted", "adapted_lower", "adapted_upper", "band_lower", "band_upper")
 
 if TYPE_CHECKING:
     from bptwin.twin.forecast import Forecast, Forecaster
@@ -307,6 +309,7 @@ def evaluate(
         watch = model_drift_watch(artifact.card, artifact.booster)
         if watch is not None:
             table = drift_columns(table, watch, table.attrs.get("samples", {}))
+        table = band_columns(table, card_base_log_sd(artifact.card))
         from_adapted = table.assign(od600_pred=table["od600_adapted"])
         from_adapted.attrs = {}
         forecast_adapted = _forecast_scores(artifact, from_adapted, do_reference)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -99,8 +100,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             f"from the 2 h sample {_pct(entry['adapted_mre_from_2h_sample'])}, from the 4 h "
             f"sample {_pct(entry['adapted_mre_from_4h_sample'])} (baseline "
             f"{_pct(entry['baseline_mre'])}); 90 % band covers "
-            f"{_pct(entry['model_band_coverage'])} as trained, "
-            f"{_pct(entry['adapted_band_coverage'])} adapted"
+            f"{_pct(entry.get('band_coverage', math.nan))} as trained (card's band "
+            f"{_pct(entry['model_band_coverage'])}), {_pct(entry['adapted_band_coverage'])} adapted"
         )
         if "adapted_do_rmse" in entry:
             print(
