@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from textual.pilot import Pilot
@@ -120,6 +121,26 @@ async def test_process_plots_status_strip_and_values() -> None:
         assert re.fullmatch(r"2\u00a07\d0", table.cell("vessel_weight", "value"))
         assert "uncertain" in str(table.cell("od_probe", "quality"))
         assert not screen.query_one("#reactors", DataTable).display  # one reactor: no overview
+
+
+async def test_the_prediction_panel_says_adapted_and_why_then_drift_when_it_trips() -> None:
+    app, screen, history = dashboard_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot, screen, history)
+        panel = screen.query_one("#process", Static)
+        text = str(panel.content)
+        assert "adapted to 3 samples" in text
+        assert "OD probe ×12" in text and "CO₂ made −3.1 %" in text
+        assert "drift" not in text and "od_probe_mean" not in text
+        snapshot = snapshot_at(HOURS)
+        reason = "a sample is 18 % off the model (limit 4 %)"
+        drifted = replace(snapshot.predictions["R1"], drift=reason, samples_used=1)
+        screen.show_snapshot(replace(snapshot, predictions=MappingProxyType({"R1": drifted})))
+        await pilot.pause()
+        text = str(panel.content)
+        assert f"drift: {reason} – take a sample" in text
+        assert "carbon balance until 2 samples" in text and "adapted to 3" not in text
+        assert "[b yellow]drift:" in text  # coloured as a warning
 
 
 async def test_a_critical_alarm_reaches_the_banner_mounted_after_the_first_frame() -> None:
