@@ -30,8 +30,11 @@ def _model():
 def bench_window_latency() -> list[dict[str, object]]:
     """Feature pipeline update + predict, one 30 s window at a time (the live path).
 
-    A whole simulated batch (inoculation to past depletion): every window gets the nowcast
-    and the forecast of the rest of the batch, OD600 and DO trajectories with their bands.
+    A whole simulated batch (inoculation to past depletion), served as live: every window
+    gets the nowcast, adapted to the samples taken before it, with its top-3 SHAP
+    contributions (renewed every ``EXPLAIN_EVERY_WINDOWS``) and the forecast of the rest of
+    the batch, OD600 and DO with their bands (renewed every ``FORECAST_EVERY_WINDOWS`` and
+    when a sample is taken up).
     """
     import dataclasses
 
@@ -112,8 +115,11 @@ def bench_window_latency() -> list[dict[str, object]]:
     hours = (windows[-1].end - windows[0].start) / 3600.0
     note = (
         f"{len(windows)} windows of a {hours:.0f} h simulated batch, model {artifact.version}; "
-        f"{with_do} with the DO forecast; adapted to {len(batch.samples)} samples, top-3 SHAP"
+        f"{with_do} with the DO forecast (made every {predictor.forecast_every} windows); "
+        f"adapted to {len(batch.samples)} samples, top-3 SHAP every {predictor.explain_every}"
     )
+    # The tail is the machine's: a window the scheduler preempted waits a time slice.
+    slow = sum(1 for value in total_s if value > 0.005)
     floor_p50 = pct(floor, 0.5)
     load_s = []
     model_text = (artifact.path / "model.txt").read_text()
@@ -125,7 +131,7 @@ def bench_window_latency() -> list[dict[str, object]]:
         {"benchmark": "window feature+predict p50", "value": pct(total_s, 0.5), "unit": "ms",
          "note": note},
         {"benchmark": "window feature+predict p99", "value": pct(total_s, 0.99), "unit": "ms",
-         "note": "goal well under 10 ms"},
+         "note": f"goal < 5 ms; {slow} of {len(total_s)} windows over 5 ms"},
         {"benchmark": "window features only p50", "value": pct(feature_s, 0.5), "unit": "ms",
          "note": "FeaturePipeline.update"},
         {"benchmark": "window predict only p50", "value": pct(predict_s, 0.5), "unit": "ms",

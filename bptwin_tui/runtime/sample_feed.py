@@ -150,9 +150,12 @@ class SampleFeed:
                 samples = self.source(reactor)
             except Exception as exc:  # the notebook away or a bad row: try at the next poll
                 self.failures += 1
-                self.last_problem = f"samples of {reactor} not read: {exc}"
-                log.warning("%s", self.last_problem)
+                problem = f"samples of {reactor} not read: {exc}"
+                # Said once per outage, not at every poll while the database is away.
+                log.log(logging.DEBUG if self.last_problem else logging.WARNING, "%s", problem)
+                self.last_problem = problem
                 continue
+            self.last_problem = ""
             if samples is None:
                 continue  # no running batch: the adapter keeps what it had
             self.sink(reactor, *samples)
