@@ -168,3 +168,51 @@ def test_a_sample_entered_in_a_viewer_adapts_the_headless_serves_nowcast(
         assert prediction.od600 != pytest.approx(prediction.model_od600, rel=1e-6)
     finally:
         viewer.stop()
+
+
+def test_a_sample_entered_at_the_acquiring_station_adapts_its_nowcast(tmp_path: Path) -> None:
+    """``bptwin run``: the station keeps a trend history; the App's reload of the batch's
+    samples after an entry reaches the adaptation through the same notebook read."""
+    from bptwin.eln.services import NotebookService
+    from bptwin.eln.states import OperatorRole
+    from bptwin.tui.runtime.station import Station
+    from bptwin.tui.settings import Settings
+
+    settings = Settings()
+    settings.station.data_dir = tmp_path
+    settings.acquisition.speed = 30.0
+    station = Station(settings)
+    station.start()
+    notebook = NotebookService.from_url(settings.notebook_url())
+    try:
+        assert station.sample_feed is not None and station.history is not None
+
+        def latest() -> Prediction | None:
+            return station.snapshot().predictions.get("R1")
+
+        assert wait_for(lambda: latest() is not None, timeout=120), "no prediction"
+        first = latest()
+        assert first is not None and first.samples_used == 0
+        on_its_clock = datetime.fromtimestamp(first.timestamp, tz=timezone.utc)
+        notebook.operators.create_operator("setup", "vera", OperatorRole.SUPERVISOR, "2468")
+        notebook.batches.create_batch("vera", 12, "A", reactor_id="R1")
+        notebook.batches.start_batch(
+            "vera",
+            12,
+            inoculated_at=on_its_clock - timedelta(hours=1),
+            override_reason="adaptation test: calibrations not part of it",
+        )
+        notebook.samples.add_sample("vera", 12, taken_at=on_its_clock, od_raw=0.6)
+        rows = notebook.samples.list_samples(12)
+        station.history.set_samples(
+            "R1", [r.taken_at.timestamp() for r in rows], [r.od600 for r in rows]
+        )
+
+        def adapted() -> bool:
+            prediction = latest()
+            return prediction is not None and prediction.samples_used >= 1
+
+        assert wait_for(adapted, timeout=120), "the station's nowcast never used the sample"
+    finally:
+        notebook.engine.dispose()
+        station.stop()
