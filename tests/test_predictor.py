@@ -276,11 +276,17 @@ def test_the_single_row_path_gives_the_wrappers_numbers_missing_values_included(
     rows[5] = 1e300
     expected = booster.predict(rows, num_threads=1)
     expected_shap = booster.predict(rows, pred_contrib=True, num_threads=1)
+    buffer = np.empty(columns)  # the predictor's own input row, written in place per window
+    bound = SingleRowPredictor(booster, columns, contributions=True, row=buffer)
     for row, value, shap in zip(rows, expected, expected_shap, strict=True):
         assert nowcast(np.ascontiguousarray(row))[0] == value
         assert np.array_equal(explainer(np.ascontiguousarray(row)), shap)
+        buffer[:] = row
+        assert np.array_equal(bound(), shap)
     with pytest.raises(ValueError, match="contiguous float64"):
         nowcast(rows[0, :5])
+    with pytest.raises(ValueError, match="no input buffer"):
+        nowcast()
 
 
 def test_contributions_and_forecast_are_renewed_on_their_cadence_and_when_the_basis_changes(

@@ -169,15 +169,18 @@ class Predictor:
         self._booster = artifact.booster
         self._row = np.empty((1, len(FEATURE_NAMES)))
         # One row per window: LightGBM's single-row path, set up once per booster and output.
-        columns = len(FEATURE_NAMES)
-        self._nowcast = SingleRowPredictor(artifact.booster, columns)
-        self._explainer = SingleRowPredictor(artifact.booster, columns, contributions=True)
+        # Each reads the window's row from ``self._row`` (its address taken once).
+        columns, row = len(FEATURE_NAMES), self._row[0]
+        self._nowcast = SingleRowPredictor(artifact.booster, columns, row=row)
+        self._explainer = SingleRowPredictor(artifact.booster, columns, contributions=True, row=row)
         fallback_booster = artifact.fallback
         self._fallback_nowcast = (
-            SingleRowPredictor(fallback_booster, columns) if fallback_booster is not None else None
+            SingleRowPredictor(fallback_booster, columns, row=row)
+            if fallback_booster is not None
+            else None
         )
         self._fallback_explainer = (
-            SingleRowPredictor(fallback_booster, columns, contributions=True)
+            SingleRowPredictor(fallback_booster, columns, contributions=True, row=row)
             if fallback_booster is not None
             else None
         )
@@ -279,7 +282,7 @@ class Predictor:
         lower = self._fallback_lower if fallback else self._lower
         upper = self._fallback_upper if fallback else self._upper
         try:
-            log_od = float(nowcast(self._row[0])[0])
+            log_od = float(nowcast()[0])
             explained: tuple[tuple[str, float], ...] = ()
             if self.explain:
                 explained = self._explain(explainer, reactor, window_index, fallback)
@@ -309,7 +312,7 @@ class Predictor:
         last = self._explained.get(reactor)
         if last is not None and last[1] == fallback and 0 <= index - last[0] < self.explain_every:
             return last[2]
-        explained = top_contributions(self._names, explainer(self._row[0]))
+        explained = top_contributions(self._names, explainer())
         self._explained[reactor] = (index, fallback, explained)
         return explained
 

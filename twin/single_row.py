@@ -41,11 +41,22 @@ class SingleRowPredictor:
     """
 
     def __init__(
-        self, booster: lightgbm.Booster, columns: int, *, contributions: bool = False
+        self,
+        booster: lightgbm.Booster,
+        columns: int,
+        *,
+        contributions: bool = False,
+        row: np.ndarray | None = None,
     ) -> None:
+        """``row``: an input buffer of the caller's that ``predictor()`` (no argument) reads,
+        its address taken once (no per-call ctypes conversion)."""
         self.booster = booster
         self.columns = columns
         self.contributions = contributions
+        self.row = row
+        if row is not None:
+            self._check(row)
+        self._row_pointer = ctypes.c_void_p(row.ctypes.data) if row is not None else None
         self._lock = threading.Lock()
         self._out = np.zeros(columns + 1 if contributions else 1, dtype=np.float64)
         self._out_pointer = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
@@ -83,10 +94,20 @@ class SingleRowPredictor:
         )
         self._lib, self._config = _LIB, config
 
-    def __call__(self, row: np.ndarray) -> np.ndarray:
-        """The output for ``row`` (shape (columns,) or (1, columns), float64, C-contiguous)."""
+    def _check(self, row: np.ndarray) -> None:
         if row.dtype != np.float64 or row.size != self.columns or not row.flags.c_contiguous:
             raise ValueError(f"expected {self.columns} contiguous float64 values, got {row.shape}")
+
+    def __call__(self, row: np.ndarray | None = None) -> np.ndarray:
+        """The output for ``row`` (shape (columns,) or (1, columns), float64, C-contiguous),
+        or for the bound input buffer when called without one."""
+        if row is None:
+            if self.row is None or self._row_pointer is None:
+                raise ValueError("no row given and no input buffer bound")
+            row, pointer = self.row, self._row_pointer
+        else:
+            self._check(row)
+            pointer = row.ctypes.data_as(ctypes.c_void_p)
         if self._config is None:
             result = self.booster.predict(
                 row.reshape(1, -1), pred_contrib=self.contributions, num_threads=1
@@ -99,7 +120,7 @@ class SingleRowPredictor:
             _safe_call(
                 self._lib.LGBM_BoosterPredictForMatSingleRowFast(
                     self._config,
-                    row.ctypes.data_as(ctypes.c_void_p),
+                    pointer,
                     ctypes.byref(self._out_len),
                     self._out_pointer,
                 )
