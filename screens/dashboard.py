@@ -484,8 +484,11 @@ class DashboardScreen(Screen[None]):
                 "do": _number(do.value, 1) if do is not None else "—",
                 "alarms": str(len(alarms)),
             }
+            drifted = prediction is not None and bool(prediction.drift)
             for column, text in cells.items():
                 style = "red" if column == "alarms" and alarms else ""
+                if column == "od600" and drifted:  # the model line of that reactor says why
+                    style = MODEL_STATE_STYLES[MODEL_DRIFT]
                 self._set_cell(table, reactor, column, text, style)
 
 

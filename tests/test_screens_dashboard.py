@@ -231,6 +231,15 @@ async def test_reactor_overview_and_switching() -> None:
         # R2's readings, not R1's, fill the value table (the snapshot offsets R2 by 1 %)
         value = screen.query_one("#current-values", ValueTable).cell("ph", "value")
         assert value == "5.03"
+        # R1's model drifts while R2 is shown: its OD600 cell in the overview turns yellow.
+        snapshot = snapshot_at(HOURS, ("R1", "R2"))
+        predictions = dict(snapshot.predictions)
+        predictions["R1"] = replace(predictions["R1"], drift="a sample is 18 % off the model")
+        assert "yellow" not in str(overview.get_cell("R1", "od600"))
+        screen.show_snapshot(replace(snapshot, predictions=MappingProxyType(predictions)))
+        await pilot.pause()
+        assert "yellow" in str(overview.get_cell("R1", "od600"))
+        assert "yellow" not in str(overview.get_cell("R2", "od600"))
 
 
 async def test_plots_redraw_only_when_data_changed_and_visible() -> None:
