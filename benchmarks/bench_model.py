@@ -30,8 +30,11 @@ def _model():
 def bench_window_latency() -> list[dict[str, object]]:
     """Feature pipeline update + predict, one 30 s window at a time (the live path).
 
-    A whole simulated batch (inoculation to past depletion): every window gets the nowcast
-    and the forecast of the rest of the batch, OD600 and DO trajectories with their bands.
+    A whole simulated batch (inoculation to past depletion), served as live: every window
+    gets the nowcast, adapted to the samples taken before it, with its top-3 SHAP
+    contributions (renewed every ``EXPLAIN_EVERY_WINDOWS``) and the forecast of the rest of
+    the batch, OD600 and DO with their bands (renewed every ``FORECAST_EVERY_WINDOWS`` and
+    when a sample is taken up).
     """
     import dataclasses
 
@@ -63,13 +66,16 @@ def bench_window_latency() -> list[dict[str, object]]:
     feature_s, predict_s, total_s, forecast_s, od_forecast_s = [], [], [], [], []
     with_do = 0
     states = []
+    cpu_s = []  # this thread's CPU time: the code's own cost, without waits for a core
     for window in windows:
+        cpu_started = time.thread_time()
         started = time.perf_counter()
         state = pipeline.update(window)
         states.append(state)
         middle = time.perf_counter()
         prediction = predictor.predict(state)
         done = time.perf_counter()
+        cpu_s.append(time.thread_time() - cpu_started)
         feature_s.append(middle - started)
         predict_s.append(done - middle)
         total_s.append(done - started)
@@ -112,8 +118,11 @@ def bench_window_latency() -> list[dict[str, object]]:
     hours = (windows[-1].end - windows[0].start) / 3600.0
     note = (
         f"{len(windows)} windows of a {hours:.0f} h simulated batch, model {artifact.version}; "
-        f"{with_do} with the DO forecast; adapted to {len(batch.samples)} samples, top-3 SHAP"
+        f"{with_do} with the DO forecast (made every {predictor.forecast_every} windows); "
+        f"adapted to {len(batch.samples)} samples, top-3 SHAP every {predictor.explain_every}"
     )
+    # The tail is the machine's: a window the scheduler preempted waits a time slice.
+    slow = sum(1 for value in total_s if value > 0.005)
     floor_p50 = pct(floor, 0.5)
     load_s = []
     model_text = (artifact.path / "model.txt").read_text()
@@ -125,7 +134,10 @@ def bench_window_latency() -> list[dict[str, object]]:
         {"benchmark": "window feature+predict p50", "value": pct(total_s, 0.5), "unit": "ms",
          "note": note},
         {"benchmark": "window feature+predict p99", "value": pct(total_s, 0.99), "unit": "ms",
-         "note": "goal well under 10 ms"},
+         "note": f"goal < 5 ms; {slow} of {len(total_s)} windows over 5 ms"},
+        {"benchmark": "window feature+predict CPU time p99", "value": pct(cpu_s, 0.99),
+         "unit": "ms", "note": f"p50 {pct(cpu_s, 0.5):.2f} ms; this thread's CPU time: the "
+         "code's own tail, without the waits for a core of a loaded machine"},
         {"benchmark": "window features only p50", "value": pct(feature_s, 0.5), "unit": "ms",
          "note": "FeaturePipeline.update"},
         {"benchmark": "window predict only p50", "value": pct(predict_s, 0.5), "unit": "ms",

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -39,9 +40,19 @@ from bptwin.screens.trends import (
     visible_pages,
 )
 from bptwin.screens.value_table import ValueColumn, ValueTable
-from bptwin.twin.display import human_number
+from bptwin.twin.display import (
+    MODEL_ADAPTED,
+    MODEL_DRIFT,
+    MODEL_FALLBACK,
+    attributions_line,
+    human_number,
+    model_state,
+)
 from bptwin.twin.history import WINDOW_NAMES, History, HistoryWindow
 from bptwin.twin.live import LiveSnapshot
+
+if TYPE_CHECKING:
+    from bptwin.twin.predictor import Prediction
 
 STALE_AFTER_S = 10.0
 VALUE_COLUMNS = (
@@ -473,8 +484,11 @@ class DashboardScreen(Screen[None]):
                 "do": _number(do.value, 1) if do is not None else "—",
                 "alarms": str(len(alarms)),
             }
+            drifted = prediction is not None and bool(prediction.drift)
             for column, text in cells.items():
                 style = "red" if column == "alarms" and alarms else ""
+                if column == "od600" and drifted:  # the model line of that reactor says why
+                    style = MODEL_STATE_STYLES[MODEL_DRIFT]
                 self._set_cell(table, reactor, column, text, style)
 
 
@@ -527,6 +541,22 @@ def links_line(snapshot: LiveSnapshot) -> str:
     return "  ".join(parts)
 
 
+# How the model line is coloured by what the nowcast rests on (as trained: plain).
+MODEL_STATE_STYLES = {MODEL_DRIFT: "b yellow", MODEL_FALLBACK: "yellow", MODEL_ADAPTED: "green"}
+
+
+def prediction_reasons(prediction: Prediction) -> list[str]:
+    """What the nowcast rests on (adapted, drift) and its three largest contributions."""
+    text, state = model_state(prediction.samples_used, prediction.drift, prediction.fallback)
+    style = MODEL_STATE_STYLES.get(state, "")
+    shown = f"[{style}]{escape(text)}[/]" if style else escape(text)
+    lines = [f"[b]Model[/] {shown}"]
+    why = attributions_line(prediction.attributions)
+    if why:
+        lines.append(f"[b]Why[/] {escape(why)}")
+    return lines
+
+
 def process_text(snapshot: LiveSnapshot, reactor: str) -> str:
     """The process panel: prediction, off-gas rates, phase, alarms and control advice."""
     lines = []
@@ -536,6 +566,7 @@ def process_text(snapshot: LiveSnapshot, reactor: str) -> str:
             f"[b]OD600 predicted[/] {prediction.od600:.2f} "
             f"({prediction.lower:.2f}–{prediction.upper:.2f}) · model {prediction.model_version}"
         )
+        lines.extend(prediction_reasons(prediction))
     state = snapshot.states.get(reactor)
     if state is not None:
         noisy = " [yellow](low signal: O₂ drop at analyser noise)[/]" if state.low_signal else ""

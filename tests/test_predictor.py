@@ -259,3 +259,68 @@ def test_prediction_carries_the_do_forecast_and_its_summary(
     assert summary["do_min"] == pytest.approx(float(forecast.do.min()))
     assert forecast.made_at <= summary["do_min_time"] <= forecast.depletion_time
     assert summary["do_end"] == pytest.approx(float(forecast.do[-1]))
+
+
+def test_the_single_row_path_gives_the_wrappers_numbers_missing_values_included() -> None:
+    """The nowcast and its SHAP values through LightGBM's single-row C path are the numbers
+    Booster.predict gives, for rows with missing (NaN) and extreme values too."""
+    from bptwin.twin.single_row import SingleRowPredictor
+
+    booster = random_artifact().booster
+    columns = len(FEATURE_NAMES)
+    nowcast = SingleRowPredictor(booster, columns)
+    explainer = SingleRowPredictor(booster, columns, contributions=True)
+    assert nowcast.fast and explainer.fast
+    rows = np.random.default_rng(3).normal(scale=50.0, size=(200, columns))
+    rows[::7, ::3] = np.nan
+    rows[5] = 1e300
+    expected = booster.predict(rows, num_threads=1)
+    expected_shap = booster.predict(rows, pred_contrib=True, num_threads=1)
+    buffer = np.empty(columns)  # the predictor's own input row, written in place per window
+    bound = SingleRowPredictor(booster, columns, contributions=True, row=buffer)
+    for row, value, shap in zip(rows, expected, expected_shap, strict=True):
+        assert nowcast(np.ascontiguousarray(row))[0] == value
+        assert np.array_equal(explainer(np.ascontiguousarray(row)), shap)
+        buffer[:] = row
+        assert np.array_equal(bound(), shap)
+    with pytest.raises(ValueError, match="contiguous float64"):
+        nowcast(rows[0, :5])
+    with pytest.raises(ValueError, match="no input buffer"):
+        nowcast()
+
+
+def test_contributions_and_forecast_are_renewed_on_their_cadence_and_when_the_basis_changes(
+    live_states: list[ProcessState],
+) -> None:
+    """SHAP and the forecast are not recomputed every 30 s window: carried for a few windows,
+    made again on their cadence, and at once when a sample changes what the nowcast rests on."""
+    from tests.test_model_forecast import DO_BLOCK
+
+    artifact = random_artifact()
+    artifact.card.metrics["forecast"] = {
+        "cum_co2_at_depletion": 430.0,
+        "cum_co2_at_depletion_sd": 20.0,
+        "od_per_mmol_co2": 0.15,
+        "cer_max": 80.0,
+        "do": DO_BLOCK,
+    }
+    predictor = Predictor(artifact, explain_every=5, forecast_every=3)
+    every = Predictor(artifact, explain_every=1, forecast_every=1)
+    reference = [every.predict(state) for state in live_states]
+    first = next(i for i, p in enumerate(reference) if p.forecast is not None)
+    states, reference = live_states[first : first + 12], reference[first : first + 12]
+    made = [predictor.predict(state) for state in states[:4]]
+    forecasts = [p.forecast for p in made]
+    assert forecasts[0] is not None
+    assert forecasts[1] is forecasts[0] and forecasts[2] is forecasts[0]  # carried
+    assert forecasts[3] is not forecasts[0] and forecasts[3] is not None  # renewed
+    assert forecasts[3].made_at == states[3].end
+    # A sample taken up changes the nowcast: the next window forecasts again from it.
+    predictor.note_samples("R1", [states[3].end], [made[3].od600 * 1.3])
+    after = predictor.predict(states[4])
+    assert after.samples_used == 1
+    assert after.forecast is not None and after.forecast.made_at == states[4].end
+    made += [after] + [predictor.predict(state) for state in states[5:]]
+    assert all(p.attributions == made[0].attributions for p in made[:5])  # carried
+    assert made[0].attributions == reference[0].attributions
+    assert made[5].attributions == reference[5].attributions  # renewed on the 5th window

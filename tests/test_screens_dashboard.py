@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from textual.pilot import Pilot
@@ -122,6 +123,26 @@ async def test_process_plots_status_strip_and_values() -> None:
         assert not screen.query_one("#reactors", DataTable).display  # one reactor: no overview
 
 
+async def test_the_prediction_panel_says_adapted_and_why_then_drift_when_it_trips() -> None:
+    app, screen, history = dashboard_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot, screen, history)
+        panel = screen.query_one("#process", Static)
+        text = str(panel.content)
+        assert "adapted to 3 samples" in text
+        assert "OD probe ×12" in text and "CO₂ made −3.1 %" in text
+        assert "drift" not in text and "od_probe_mean" not in text
+        snapshot = snapshot_at(HOURS)
+        reason = "a sample is 18 % off the model (limit 4 %)"
+        drifted = replace(snapshot.predictions["R1"], drift=reason, samples_used=1)
+        screen.show_snapshot(replace(snapshot, predictions=MappingProxyType({"R1": drifted})))
+        await pilot.pause()
+        text = str(panel.content)
+        assert f"drift: {reason} – take a sample" in text
+        assert "carbon balance until 2 samples" in text and "adapted to 3" not in text
+        assert "[b yellow]drift:" in text  # coloured as a warning
+
+
 async def test_a_critical_alarm_reaches_the_banner_mounted_after_the_first_frame() -> None:
     app, screen, history = dashboard_app()
     async with app.run_test(size=(100, 30)) as pilot:
@@ -210,6 +231,15 @@ async def test_reactor_overview_and_switching() -> None:
         # R2's readings, not R1's, fill the value table (the snapshot offsets R2 by 1 %)
         value = screen.query_one("#current-values", ValueTable).cell("ph", "value")
         assert value == "5.03"
+        # R1's model drifts while R2 is shown: its OD600 cell in the overview turns yellow.
+        snapshot = snapshot_at(HOURS, ("R1", "R2"))
+        predictions = dict(snapshot.predictions)
+        predictions["R1"] = replace(predictions["R1"], drift="a sample is 18 % off the model")
+        assert "yellow" not in str(overview.get_cell("R1", "od600"))
+        screen.show_snapshot(replace(snapshot, predictions=MappingProxyType(predictions)))
+        await pilot.pause()
+        assert "yellow" in str(overview.get_cell("R1", "od600"))
+        assert "yellow" not in str(overview.get_cell("R2", "od600"))
 
 
 async def test_plots_redraw_only_when_data_changed_and_visible() -> None:

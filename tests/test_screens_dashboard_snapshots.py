@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from types import MappingProxyType
 
 import pytest
 from textual.pilot import Pilot
@@ -34,3 +36,26 @@ def test_dashboard_snapshot(snap_compare, size: tuple[int, int]) -> None:
         await settled(pilot, screen)
 
     assert snap_compare(app, terminal_size=size, run_before=fill)
+
+
+def test_dashboard_snapshot_values_with_drift_at_80_columns(snap_compare) -> None:
+    """The narrow dashboard's values view: the prediction panel's model line in drift, the
+    three largest contributions under it, readable in 80 columns."""
+    app, screen, history = dashboard_app(("R1",))
+
+    async def fill(pilot: Pilot) -> None:
+        await pilot.pause()
+        screen.show_status(True)
+        snapshot = snapshot_at(HOURS, ("R1",))
+        drifted = replace(
+            snapshot.predictions["R1"],
+            drift="a sample is 18 % off the model (limit 4 %)",
+            samples_used=1,
+        )
+        screen.show_snapshot(replace(snapshot, predictions=MappingProxyType({"R1": drifted})))
+        screen.attach_history(history)
+        await settled(pilot, screen)
+        await pilot.press("t")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=fill)

@@ -187,3 +187,35 @@ def test_prediction_payload_from_the_bus_is_decoded() -> None:
     assert (got.reactor, got.model_version, got.window_index) == ("R1", "od600-x", 9)
     with pytest.raises(ValueError, match="'lower' must be a number"):
         decode_prediction("bptwin/v1/R1/predictions/od600", b'{"ts": 1796000000, "value": 1}')
+
+
+def test_the_viewer_keeps_adaptation_drift_and_contributions_of_a_prediction() -> None:
+    """The viewer's dashboard draws the model line from the bus payload; a garbled or oversized
+    field from the broker is dropped or cut, never shown whole."""
+    from bptwin.tui.runtime.viewer import MAX_DRIFT_TEXT
+    from bptwin.twin.predictor import Prediction
+    from bptwin.twin.serving import prediction_payload
+
+    sent = Prediction(
+        1_796_000_000.0,
+        12.5,
+        11.0,
+        14.0,
+        "od600-x",
+        reactor="R1",
+        model_od600=13.1,
+        samples_used=3,
+        attributions=(("od_probe_mean", 2.4), ("cum_co2_mmol_per_l", -0.03)),
+        drift="a sample is 18 % off the model (limit 4 %)",
+    )
+    got = decode_prediction("bptwin/v1/R1/predictions/od600", prediction_payload(sent))
+    assert (got.samples_used, got.drift, got.model_od600) == (3, sent.drift, 13.1)
+    assert got.attributions == sent.attributions
+    garbled = (
+        b'{"ts": 1796000000, "value": 1, "lower": 0.9, "upper": 1.1, "samples_used": "3",'
+        b' "drift": "' + b"x" * 5000 + b'", "top_contributions": [{"feature": 5},'
+        b' {"feature": "do_mean", "ln_od600": "NaN"}, {"feature": "ph_mean", "ln_od600": 0.1}]}'
+    )
+    got = decode_prediction("bptwin/v1/R1/predictions/od600", garbled)
+    assert got.samples_used == 0 and len(got.drift) == MAX_DRIFT_TEXT
+    assert got.attributions == (("ph_mean", 0.1),)

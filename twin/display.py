@@ -98,3 +98,110 @@ def human_fields(values: Mapping[str, object], digits: int = 3) -> str:
             text = f"{text} {unit}"
         parts.append(f"{label} {text}")
     return ", ".join(parts) or NO_VALUE
+
+
+# ---- the model's state and its reasons, for the dashboard's prediction panel ---------------
+
+# Short words for the model's inputs (a dashboard line is read at 80 columns).
+_CHANNEL_WORDS = {
+    "do": "DO",
+    "ph": "pH",
+    "od_probe": "OD probe",
+    "stirrer_speed": "stirrer",
+    "stirrer_torque": "torque",
+    "offgas_o2": "off-gas O₂",
+    "offgas_co2": "off-gas CO₂",
+    "air_flow": "air flow",
+    "o2_flow": "O₂ flow",
+    "temp_broth": "broth temp.",
+    "pressure": "pressure",
+    "heater_output": "heater",
+    "base_total": "base added",
+    "vessel_weight": "weight",
+}
+_STATISTIC_WORDS = {"mean": "", "std": " noise", "slope": " trend"}
+_SCALAR_WORDS = {
+    "time_since_inoculation_h": "time since inoc.",
+    "our": "OUR",
+    "cer": "CER",
+    "rq": "RQ",
+    "our_smooth": "OUR",
+    "cer_smooth": "CER",
+    "rq_smooth": "RQ",
+    "o2_drop_percent": "O₂ drop",
+    "co2_rise_percent": "CO₂ rise",
+    "inlet_y_o2": "inlet O₂",
+    "low_signal": "low signal",
+    "cum_o2_mmol_per_l": "O₂ taken up",
+    "cum_co2_mmol_per_l": "CO₂ made",
+    "kla": "kLa",
+    "mu_cer": "μ (CER)",
+    "mu_carbon": "μ (carbon)",
+    "biomass_carbon_g_per_l": "carbon-balance biomass",
+    "q_o2": "qO₂",
+    "q_co2": "qCO₂",
+    "base_total_ml": "base added",
+    "base_rate_ml_per_h": "base rate",
+    "temp_broth_minus_exhaust": "broth−exhaust temp.",
+    "temp_probe_spread": "temp. probe spread",
+    "pressure_deviation_bar": "pressure deviation",
+    "phase_code": "phase",
+    "depleted": "depleted",
+}
+
+
+def feature_label(name: str) -> str:
+    """A model input in a few words: "od_probe_mean" -> "OD probe", "do_slope" -> "DO trend",
+    "cum_co2_mmol_per_l" -> "CO₂ made"; an unknown name with its underscores as spaces."""
+    if name in _SCALAR_WORDS:
+        return _SCALAR_WORDS[name]
+    channel, _, statistic = name.rpartition("_")
+    if channel in _CHANNEL_WORDS and statistic in _STATISTIC_WORDS:
+        return _CHANNEL_WORDS[channel] + _STATISTIC_WORDS[statistic]
+    return name.replace("_", " ")
+
+
+def contribution_effect(log_contribution: float) -> str:
+    """One SHAP contribution in log OD600 as its effect on the nowcast: "+12 %", "−4.0 %" near
+    1, a factor ("×3.4", "×0.41") beyond ×½–×2; "—" when it is not a number."""
+    if not math.isfinite(log_contribution):
+        return NO_VALUE
+    factor = math.exp(log_contribution)
+    if 0.5 <= factor <= 2.0:
+        percent = 100.0 * (factor - 1.0)
+        shown = f"{abs(percent):.1f}" if abs(percent) < 9.95 else f"{abs(percent):.0f}"
+        if float(shown) == 0:
+            return "±0 %"
+        return f"{'+' if percent > 0 else '−'}{shown} %"
+    return f"×{human_number(factor, 2)}"
+
+
+def attributions_line(attributions: tuple[tuple[str, float], ...] | list[tuple[str, float]]) -> str:
+    """The largest contributions of a nowcast, for people: "OD probe ×12 · CO₂ made −4.0 % · time
+    since inoc. +0.4 %"; "" when the prediction carries none."""
+    return " · ".join(
+        f"{feature_label(name)} {contribution_effect(value)}" for name, value in attributions
+    )
+
+
+MODEL_AS_TRAINED = "trained"
+MODEL_ADAPTED = "adapted"
+MODEL_FALLBACK = "fallback"
+MODEL_DRIFT = "drift"
+
+
+def model_state(samples_used: int, drift: str, fallback: bool) -> tuple[str, str]:
+    """What the nowcast rests on, in one line, and its state (for its colour): one of
+    ``MODEL_DRIFT``, ``MODEL_FALLBACK``, ``MODEL_ADAPTED``, ``MODEL_AS_TRAINED``."""
+    if fallback:
+        words, state = "fallback without the OD probe, not adapted", MODEL_FALLBACK
+    elif samples_used > 0:
+        plural = "s" if samples_used != 1 else ""
+        words, state = f"adapted to {samples_used} sample{plural}", MODEL_ADAPTED
+    else:
+        words, state = "as trained, no sample yet", MODEL_AS_TRAINED
+    if drift:
+        if not fallback and samples_used < 2:  # the predictor falls back to the carbon balance
+            words = "carbon balance until 2 samples"
+        return f"drift: {drift} – take a sample · {words}", MODEL_DRIFT
+    return words, state

@@ -24,17 +24,22 @@ from pathlib import Path
 import numpy as np
 
 from bptwin.twin.adaptation import LiveAdaptation
-from bptwin.twin.attributions import contributions, top_contributions
+from bptwin.twin.attributions import top_contributions
 from bptwin.twin.conformal import card_base_log_sd
 from bptwin.twin.drift import DRIFT_LOG_SD, model_drift_watch
 from bptwin.twin.features import FEATURE_NAMES, ProcessState, feature_vector
 from bptwin.twin.forecast import Forecast, Forecaster, ForecastParameters
 from bptwin.twin.registry import ModelArtifact, ModelError, load_model
+from bptwin.twin.single_row import SingleRowPredictor
 
 log = logging.getLogger(__name__)
 
 
 ADAPTED_BAND_Z = 1.6449  # two-sided 90 % of the adapted estimate's log SD
+# Cadences of the costly parts of a window's prediction (30 s windows): the top three SHAP
+# contributions every 5 min, the forecast of the rest of the batch every 2 min.
+EXPLAIN_EVERY_WINDOWS = 10
+FORECAST_EVERY_WINDOWS = 4
 
 
 class PredictionError(Exception):
@@ -139,10 +144,19 @@ class Predictor:
     """``Predictor(model).predict(state) -> Prediction``; ``model`` is an artifact or a path."""
 
     def __init__(
-        self, model: ModelArtifact | Path | str, *, adapt: bool = True, explain: bool = True
+        self,
+        model: ModelArtifact | Path | str,
+        *,
+        adapt: bool = True,
+        explain: bool = True,
+        explain_every: int = EXPLAIN_EVERY_WINDOWS,
+        forecast_every: int = FORECAST_EVERY_WINDOWS,
     ) -> None:
         """``adapt``: correct the nowcast with the batch's own samples (``note_samples``);
-        ``explain``: attach the top three SHAP contributions to every prediction."""
+        ``explain``: attach the top three SHAP contributions to every prediction, computed
+        every ``explain_every`` windows of a reactor (and carried in between);
+        ``forecast_every``: forecast the rest of the batch every so many windows (carried in
+        between), at once when the nowcast's basis changes (a sample, drift, depletion)."""
         artifact = model if isinstance(model, ModelArtifact) else load_model(model)
         artifact.check_features(FEATURE_NAMES)
         self.warning = artifact.pipeline_warning()
@@ -155,6 +169,22 @@ class Predictor:
         self._upper = float(interval.get("upper_log", 0.0))
         self._booster = artifact.booster
         self._row = np.empty((1, len(FEATURE_NAMES)))
+        # One row per window: LightGBM's single-row path, set up once per booster and output.
+        # Each reads the window's row from ``self._row`` (its address taken once).
+        columns, row = len(FEATURE_NAMES), self._row[0]
+        self._nowcast = SingleRowPredictor(artifact.booster, columns, row=row)
+        self._explainer = SingleRowPredictor(artifact.booster, columns, contributions=True, row=row)
+        fallback_booster = artifact.fallback
+        self._fallback_nowcast = (
+            SingleRowPredictor(fallback_booster, columns, row=row)
+            if fallback_booster is not None
+            else None
+        )
+        self._fallback_explainer = (
+            SingleRowPredictor(fallback_booster, columns, contributions=True, row=row)
+            if fallback_booster is not None
+            else None
+        )
         fallback_interval = (artifact.card.fallback or {}).get("interval", {})
         self._fallback_lower = float(fallback_interval.get("lower_log", 0.0))
         self._fallback_upper = float(fallback_interval.get("upper_log", 0.0))
@@ -166,6 +196,12 @@ class Predictor:
             LiveAdaptation(k_prior, base_log_sd=card_base_log_sd(artifact.card)) if adapt else None
         )
         self.explain = explain
+        self.explain_every = max(1, explain_every)
+        self.forecast_every = max(1, forecast_every)
+        # Per reactor: the last explained window (index, fallback, top contributions) and the
+        # last forecast (index, what it rested on, the forecast).
+        self._explained: dict[str, tuple[int, bool, tuple[tuple[str, float], ...]]] = {}
+        self._forecasts: dict[str, tuple[int, tuple[object, ...], Forecast | None]] = {}
         self._names = list(FEATURE_NAMES)
         self.drift_watch = model_drift_watch(artifact.card, artifact.booster) if adapt else None
 
@@ -257,19 +293,21 @@ class Predictor:
         self._row[0] = vector
         fallback = bool(self.artifact.needs_fallback(self._row)[0])
         # needs_fallback is never True without a fallback booster; the None test tells mypy so.
-        fallback_booster = self.artifact.fallback
-        booster = fallback_booster if fallback and fallback_booster is not None else self._booster
+        use_fallback = fallback and self._fallback_nowcast is not None
+        nowcast = self._fallback_nowcast if use_fallback else self._nowcast
+        explainer = self._fallback_explainer if use_fallback else self._explainer
+        assert nowcast is not None and explainer is not None
         lower = self._fallback_lower if fallback else self._lower
         upper = self._fallback_upper if fallback else self._upper
         try:
-            log_od = float(booster.predict(self._row, num_threads=1)[0])
+            log_od = float(nowcast()[0])
+            explained: tuple[tuple[str, float], ...] = ()
+            if self.explain:
+                explained = self._explain(explainer, reactor, window_index, fallback)
         except Exception as exc:  # LightGBM raises its own and numpy errors
             raise PredictionError(f"model {self.version} failed on window: {exc}") from exc
         if not math.isfinite(log_od):
             raise PredictionError(f"model {self.version} returned a non-finite value")
-        explained: tuple[tuple[str, float], ...] = ()
-        if self.explain and booster is not None:
-            explained = top_contributions(self._names, contributions(booster, self._row)[0])
         return Prediction(
             timestamp=float(timestamp),
             od600=math.exp(log_od),
@@ -282,6 +320,20 @@ class Predictor:
             attributions=explained,
         )
 
+    def _explain(
+        self, explainer: SingleRowPredictor, reactor: str, index: int, fallback: bool
+    ) -> tuple[tuple[str, float], ...]:
+        """The top contributions of the row in ``self._row``: TreeSHAP costs several times the
+        nowcast, and on one window's step the ranking barely moves, so it is recomputed every
+        ``explain_every`` windows (at once for a new batch or a switch to or from the
+        fallback model) and carried in between."""
+        last = self._explained.get(reactor)
+        if last is not None and last[1] == fallback and 0 <= index - last[0] < self.explain_every:
+            return last[2]
+        explained = top_contributions(self._names, explainer())
+        self._explained[reactor] = (index, fallback, explained)
+        return explained
+
     def predict(self, state: ProcessState, *, forecast: bool = True) -> Prediction:
         """Nowcast of the window, with the forecast of the rest of the batch when possible."""
         vector = feature_vector(state)
@@ -292,14 +344,28 @@ class Predictor:
         )
         if not forecast or self.forecaster is None:
             return prediction
-        try:
-            made = self.forecaster.forecast(state, prediction.od600)
-        except (ArithmeticError, ValueError) as exc:
-            log.debug("no forecast for window %s: %s", state.window_index, exc)
-            made = None
+        made = self._forecast(state, prediction)
         if made is None:
             return prediction
         return replace(prediction, forecast=made)
+
+    def _forecast(self, state: ProcessState, prediction: Prediction) -> Forecast | None:
+        """The forecast of the rest of the batch: made every ``forecast_every`` windows, and
+        at once when what it starts from changes (a new batch, a sample taken up, drift,
+        fallback, depletion); carried in between (a few minutes on a 5 min grid)."""
+        assert self.forecaster is not None
+        basis = (prediction.samples_used, prediction.drift, prediction.fallback, state.depleted)
+        index = state.window_index
+        last = self._forecasts.get(state.reactor)
+        if last is not None and last[1] == basis and 0 <= index - last[0] < self.forecast_every:
+            return last[2]
+        try:
+            made = self.forecaster.forecast(state, prediction.od600)
+        except (ArithmeticError, ValueError) as exc:
+            log.debug("no forecast for window %s: %s", index, exc)
+            made = None
+        self._forecasts[state.reactor] = (index, basis, made)
+        return made
 
 
 PredictionSink = Callable[[Prediction, ProcessState], None]

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from bptwin.tui.runtime.control_loop import StationControl
     from bptwin.tui.runtime.notifications import Notifier
     from bptwin.tui.runtime.replay_session import ReplaySession
+    from bptwin.tui.runtime.sample_feed import SampleFeed
     from bptwin.tui.runtime.shadow_worker import ShadowWorker
-    from bptwin.twin.predictor import InferenceWorker
+    from bptwin.twin.predictor import InferenceWorker, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class Station:
         self._keeper = LinkKeeper()
         self._schema_problem: str | None = None
         self._started_at = time.time()
+        # Hands each running batch's samples to the predictor (runtime/sample_feed.py).
+        self.sample_feed: SampleFeed | None = None
         self.health_view = HealthView(
             lambda: self.runtime,
             schema_problem=lambda: self._schema_problem,
@@ -262,9 +265,29 @@ class Station:
         """Predictions (when a model loads), alarm notifications, then the shadow's thread."""
         runtime.inference = self.start_inference(runtime.shadow_worker)
         runtime.shadow_worker.inference = runtime.inference
+        if runtime.inference is not None:
+            self._start_sample_feed(runtime, runtime.inference.predictor)
         if runtime.notifier is not None:
             runtime.notifier.start()
         runtime.shadow_worker.start()
+
+    def _start_sample_feed(self, runtime: Runtime, predictor: Predictor) -> None:
+        """The running batches' offline samples, read from the notebook whoever wrote them,
+        adapt the nowcast (bptwin.twin.adaptation), with or without a trend history."""
+        from bptwin.tui.runtime.sample_feed import SampleFeed, running_batch_samples
+
+        reactors = list(self.settings.station.reactors)
+        feed = SampleFeed(
+            running_batch_samples(runtime.notebook.service, reactors),
+            predictor.note_samples,
+            reactors,
+        )
+        # The App reloads a batch's samples into the history after each entry here; a viewer
+        # says so on the bus.
+        if self.history is not None:
+            self.history.add_sample_listener(lambda reactor, _t, _v: feed.changed(reactor))
+        runtime.subscriptions.append(feed.subscribe(runtime.bus, self.settings.bus.prefix))
+        self.sample_feed = feed.start()
 
     def start_inference(self, shadow_worker: ShadowWorker) -> InferenceWorker | None:
         from bptwin.twin.predictor import InferenceWorker, load_predictor
@@ -278,11 +301,6 @@ class Station:
             self.latest.set_problem("model", problem)
             return None
         self.latest.model_version = predictor.version
-        # The batch's offline samples (entered, reloaded from the notebook or replayed) adapt
-        # the nowcast (bptwin.twin.adaptation). They reach the trend history, which a headless
-        # station does not keep: there the nowcast is not adapted (docs/model.md).
-        if self.history is not None:
-            self.history.add_sample_listener(predictor.note_samples)
         return InferenceWorker(
             predictor,
             [shadow_worker.on_prediction],
@@ -453,6 +471,8 @@ class Station:
         if runtime.commands is not None:
             runtime.commands.stop()
         runtime.shadow_worker.stop()
+        if self.sample_feed is not None:
+            self.sample_feed.stop()
         if runtime.inference is not None:
             runtime.inference.stop()
         if runtime.notifier is not None:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +26,7 @@ from bptwin.twin.history import DERIVED_SERIES, History
 
 if TYPE_CHECKING:
     from bptwin.database.reading import Reading
+    from bptwin.eln.models import Batch
     from bptwin.eln.services import NotebookService
 
 log = logging.getLogger(__name__)
@@ -117,20 +118,36 @@ def backfill_history(
     return BackfillResult(readings, windows, derived, predictions, tuple(problems))
 
 
-def running_batch_starts(notebook: NotebookService, reactors: list[str]) -> dict[str, float]:
-    """Reactor -> inoculation time (Unix s) of its running batch (newest wins)."""
+def running_batches(notebook: NotebookService, reactors: list[str]) -> dict[str, Batch]:
+    """Reactor -> its running batch (the newest inoculation wins; a batch without a reactor
+    runs on the first)."""
     from bptwin.eln.models import BatchStatus
 
-    starts: dict[str, float] = {}
+    running: dict[str, tuple[float, Batch]] = {}
     for batch in notebook.batches.list_batches(BatchStatus.RUNNING):
         reactor = batch.reactor_id or reactors[0]
         if reactor not in reactors or batch.inoculated_at is None:
             continue
-        inoculated = batch.inoculated_at
-        if inoculated.tzinfo is None:  # SQLite hands back naive UTC
-            inoculated = inoculated.replace(tzinfo=timezone.utc)
-        starts[reactor] = max(starts.get(reactor, 0.0), inoculated.timestamp())
-    return starts
+        start = unix_time(batch.inoculated_at)
+        if reactor not in running or start > running[reactor][0]:
+            running[reactor] = (start, batch)
+    return {reactor: batch for reactor, (_, batch) in running.items()}
+
+
+def running_batch_starts(notebook: NotebookService, reactors: list[str]) -> dict[str, float]:
+    """Reactor -> inoculation time (Unix s) of its running batch (newest wins)."""
+    return {
+        reactor: unix_time(batch.inoculated_at)
+        for reactor, batch in running_batches(notebook, reactors).items()
+        if batch.inoculated_at is not None  # always: running_batches keeps inoculated ones
+    }
+
+
+def unix_time(moment: datetime) -> float:
+    """Unix seconds of a notebook time (a naive one is UTC, as SQLite once handed back)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
 def backfill_running_batches(

@@ -92,6 +92,10 @@ class ViewerStation:
             minutes=settings.control.confirmation_minutes,
         )
         self.latest.set_problem(VIEWER_SOURCE, self.banner)
+        # The App reloads a batch's samples into the history after an entry here: tell the
+        # engine, which adapts its nowcast to them (runtime/sample_feed.py).
+        self._samples_told: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
+        self.history.add_sample_listener(self._samples_changed)
 
     @property
     def banner(self) -> str:
@@ -249,6 +253,22 @@ class ViewerStation:
                 "restart 'bptwin run' to acquire here",
             )
 
+    def _samples_changed(self, reactor: str, times: list[float], od600: list[float]) -> None:
+        """Say on the bus that ``reactor``'s samples changed (only when they did): the engine
+        re-reads them from the notebook. Without the broker the engine's poll finds them."""
+        from bptwin.tui.runtime.sample_feed import samples_hint, samples_topic
+
+        samples = (tuple(times), tuple(od600))
+        bus = self.bus
+        if bus is None or self._samples_told.get(reactor) == samples:
+            return
+        try:
+            bus.publish(samples_topic(reactor, self.settings.bus.prefix), samples_hint(len(times)))
+        except Exception as exc:  # no outbox here: the engine's poll reads them later
+            log.warning("viewer: samples of %s not announced to the engine: %s", reactor, exc)
+            return
+        self._samples_told[reactor] = samples
+
     def _publish_alarms(self) -> None:
         self.latest.set_alarms(self.board.active_alarms(), self.board.counts())
 
@@ -259,7 +279,8 @@ class ViewerStation:
 
 
 def decode_prediction(topic: str, payload: bytes) -> Prediction:
-    """A Prediction from the payload of twin.serving.prediction_payload (forecast left out)."""
+    """A Prediction from the payload of twin.serving.prediction_payload (forecast left out;
+    adaptation, drift and top contributions kept for the dashboard's model line)."""
     from bptwin.twin.predictor import Prediction
 
     data: Any = decode_json(payload)
@@ -278,6 +299,9 @@ def decode_prediction(topic: str, payload: bytes) -> Prediction:
         return float(value)
 
     version = data.get("model_version", "")
+    used = data.get("samples_used", 0)
+    drift = data.get("drift", "")
+    model_od600 = data.get("model_od600")
     return Prediction(
         timestamp=parse_timestamp(data.get("ts")),
         od600=number("value"),
@@ -287,4 +311,32 @@ def decode_prediction(topic: str, payload: bytes) -> Prediction:
         reactor=parts[2],
         window_index=index if isinstance(index := data.get("window_index"), int) else -1,
         fallback=bool(data.get("fallback", False)),
+        model_od600=number("model_od600") if model_od600 is not None else math.nan,
+        samples_used=used if isinstance(used, int) and not isinstance(used, bool) else 0,
+        attributions=_attributions(data.get("top_contributions")),
+        drift=drift[:MAX_DRIFT_TEXT] if isinstance(drift, str) else "",
     )
+
+
+MAX_DRIFT_TEXT = 300  # a reason is a sentence; more is cut, never shown whole
+MAX_FEATURE_NAME = 64
+
+
+def _attributions(entries: object) -> tuple[tuple[str, float], ...]:
+    """The top contributions of a prediction payload; malformed entries are left out."""
+    if not isinstance(entries, list):
+        return ()
+    kept = []
+    for entry in entries[:3]:
+        if not isinstance(entry, dict):
+            continue
+        name, value = entry.get("feature"), entry.get("ln_od600")
+        if (
+            isinstance(name, str)
+            and 0 < len(name) <= MAX_FEATURE_NAME
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        ):
+            kept.append((name, float(value)))
+    return tuple(kept)
