@@ -149,11 +149,12 @@ class SampleFeed:
             try:
                 samples = self.source(reactor)
             except Exception as exc:  # the notebook away or a bad row: try at the next poll
-                self.failures += 1
                 problem = f"samples of {reactor} not read: {exc}"
                 # Said once per outage, not at every poll while the database is away.
                 log.log(logging.DEBUG if self.last_problem else logging.WARNING, "%s", problem)
+                # The problem before the count: a reader that sees the count sees its reason.
                 self.last_problem = problem
+                self.failures += 1
                 continue
             self.last_problem = ""
             if samples is None:
