@@ -290,7 +290,8 @@ def wait_for_port(
     until = time.monotonic() + deadline_s
     while time.monotonic() < until:
         if process.poll() is not None:
-            raise AssertionError(f"{name} exited with {process.returncode}")
+            said = process.stdout.read().decode(errors="replace")[-2000:] if process.stdout else ""
+            raise AssertionError(f"{name} exited with {process.returncode}: {said}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
