@@ -34,13 +34,13 @@ def shell_settings(data_dir: Path) -> Settings:
     return settings
 
 
-def notebook_with_batch(settings: Settings) -> NotebookService:
+def notebook_with_batch(settings: Settings, reactor: str = "R1") -> NotebookService:
     settings.station.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.notebook_url())
     notebook = NotebookService.from_url(settings.notebook_url())
     notebook.operators.create_operator("sam", "sam", OperatorRole.SUPERVISOR, "4321")
     notebook.operators.create_operator("sam", "ana", OperatorRole.OPERATOR, "1234")
-    notebook.batches.create_batch("ana", 17, "C", strain="X-33", vessel="V1", reactor_id="R1")
+    notebook.batches.create_batch("ana", 17, "C", strain="X-33", vessel="V1", reactor_id=reactor)
     notebook.batches.start_batch(
         "sam",
         17,
