@@ -35,7 +35,7 @@ the cascade (5th/95th percentiles). See docs/model.md for what is scored.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,12 @@ import numpy as np
 import pandas as pd
 
 from bptwin.twin.features import MODEL_CHANNELS, ProcessState
+from bptwin.twin.forecast_online import (
+    ONLINE_DEPLETION_ERROR_FRACTION,
+    ONLINE_DEPLETION_ERROR_SD_S,
+    ONLINE_TIME_STRETCH,
+    BatchEstimate,
+)
 
 if TYPE_CHECKING:
     import lightgbm
@@ -173,6 +179,20 @@ class Forecast:
     provisional: bool = False
 
 
+def _with_estimate(p: ForecastParameters, estimate: BatchEstimate) -> ForecastParameters:
+    """The card's parameters with the batch's own budget: no CER ceiling (a home number), the
+    time stretch of this projection and the estimate's spread."""
+    return replace(
+        p,
+        cum_co2_at_depletion=estimate.cum_co2_at_depletion,
+        cum_co2_at_depletion_sd=estimate.cum_co2_at_depletion_sd,
+        cer_max=math.inf,
+        time_stretch=ONLINE_TIME_STRETCH,
+        depletion_error_fraction=ONLINE_DEPLETION_ERROR_FRACTION,
+        depletion_error_sd_s=ONLINE_DEPLETION_ERROR_SD_S,
+    )
+
+
 def fit_parameters(
     cum_co2_at_depletion: list[float], od_per_mmol_co2: float, peak_cer: list[float]
 ) -> dict[str, Any]:
@@ -228,7 +248,13 @@ class Forecaster:
         self.parameters = parameters
 
     def forecast(
-        self, state: ProcessState, od_now: float, *, horizon_h: float = 30.0, step_s: float = 300.0
+        self,
+        state: ProcessState,
+        od_now: float,
+        *,
+        horizon_h: float = 30.0,
+        step_s: float = 300.0,
+        estimate: BatchEstimate | None = None,
     ) -> Forecast | None:
         """The rest of the batch from one window; None when the signal cannot carry it."""
         return self.forecast_values(
@@ -244,6 +270,7 @@ class Forecaster:
             o2_flow_now=float(state.channel_mean[_O2_FLOW]),
             horizon_h=horizon_h,
             step_s=step_s,
+            estimate=estimate,
         )
 
     def forecast_values(
@@ -261,13 +288,21 @@ class Forecaster:
         o2_flow_now: float = math.nan,
         horizon_h: float = 30.0,
         step_s: float = 300.0,
+        estimate: BatchEstimate | None = None,
     ) -> Forecast | None:
         """Same as :meth:`forecast` from the plain numbers (feature-table rows).
 
         ``do_now`` (% sat), ``stirrer_now`` (rpm) and ``o2_flow_now`` (L/min) are the window
         means; without ``do_now`` (or a DO model in the card) the forecast has no DO.
+        ``estimate`` (the batch's own carbon budget and growth rate,
+        :mod:`~bptwin.twin.forecast_online`) replaces the card's C_end and the window's μ.
         """
         p = self.parameters
+        provisional = not math.isfinite(mu_cer)
+        if estimate is not None and math.isfinite(estimate.cum_co2_at_depletion):
+            p = _with_estimate(p, estimate)
+            if math.isfinite(estimate.growth_rate):
+                mu_cer = estimate.growth_rate
         times = now + np.arange(0.0, horizon_h * 3600.0 + step_s, step_s)
         if math.isfinite(depletion_time):
             flat = np.full(times.shape, od_now)
@@ -309,7 +344,7 @@ class Forecaster:
         stack = np.vstack([central, *trajectories])
         depletion = now + to_depletion * 3600.0 * stretch
         do = self._do_before_depletion(
-            times, tau_h, now, depletion, cer, mu, do_now, stirrer_now, o2_flow_now
+            p, times, tau_h, now, depletion, cer, mu, do_now, stirrer_now, o2_flow_now
         )
         return Forecast(
             made_at=now,
@@ -324,7 +359,7 @@ class Forecaster:
             do=do[0],
             do_lower=do[1],
             do_upper=do[2],
-            provisional=not math.isfinite(mu_cer),
+            provisional=provisional,
         )
 
     # -- DO ---------------------------------------------------------------------------------
@@ -358,6 +393,7 @@ class Forecaster:
 
     def _do_before_depletion(
         self,
+        p: ForecastParameters,
         times: np.ndarray,
         tau_h: np.ndarray,
         now: float,
@@ -369,7 +405,7 @@ class Forecaster:
         o2_flow_now: float,
     ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """Expected DO and band: falling phase, cascade, rise at depletion, high level."""
-        p, dp = self.parameters, self.parameters.do
+        dp = p.do
         if dp is None or not math.isfinite(do_now):
             return None, None, None
         cascade_on = (math.isfinite(stirrer_now) and stirrer_now > dp.stirrer_min_rpm + 25.0) or (

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -62,6 +63,7 @@ ADAPTED_COLUMNS = ("od600_adapted", "adapted_lower", "adapted_upper")
 
 if TYPE_CHECKING:
     from bptwin.twin.forecast import Forecast, Forecaster
+    from bptwin.twin.forecast_online import BatchEstimate
 
 TIME_BINS_H = (0, 4, 8, 12, 16, 20, 24, 40)
 FORECAST_ORIGINS_H = (6.0, 10.0, 14.0, 18.0)
@@ -86,6 +88,10 @@ class ValidationResult:
     importance: list[dict[str, Any]]
     table: pd.DataFrame = field(repr=False)
     forecaster: Forecaster | None = field(default=None, repr=False)
+    # Offline samples per batch (time, DCW, glycerol, OD600) the forecast learns from.
+    forecast_samples: dict[int, list[tuple[float, float, float, float]]] = field(
+        default_factory=dict, repr=False
+    )
     forecast: list[dict[str, Any]] = field(default_factory=list)
     do_forecast: list[dict[str, Any]] = field(default_factory=list)
     do_reference: str = ""
@@ -252,7 +258,8 @@ def evaluate(
         table["od600_baseline"] = np.nan
 
     do_reference = _do_reference_column(table, label)
-    do_scores, do_pairs = _do_forecast_scores(artifact, table, do_reference)
+    samples = forecast_samples(directory, chosen)
+    do_scores, do_pairs = _do_forecast_scores(artifact, table, do_reference, samples)
     scores = []
     for number in chosen:
         rows = table[table[BATCH_COLUMN] == number]
@@ -296,7 +303,7 @@ def evaluate(
     }
     if overlap:
         baseline["warning"] = f"batches {overlap} were used in training: scores are optimistic"
-    model_forecast = _forecast_scores(artifact, table, do_reference)
+    model_forecast = _forecast_scores(artifact, table, do_reference, samples)
     adaptation: list[dict[str, Any]] = []
     forecast_adapted: list[dict[str, Any]] = []
     do_forecast_adapted: list[dict[str, Any]] = []
@@ -309,8 +316,8 @@ def evaluate(
             table = drift_columns(table, watch, table.attrs.get("samples", {}))
         from_adapted = table.assign(od600_pred=table["od600_adapted"])
         from_adapted.attrs = {}
-        forecast_adapted = _forecast_scores(artifact, from_adapted, do_reference)
-        do_forecast_adapted = _do_forecast_scores(artifact, from_adapted, do_reference)[0]
+        forecast_adapted = _forecast_scores(artifact, from_adapted, do_reference, samples)
+        do_forecast_adapted = _do_forecast_scores(artifact, from_adapted, do_reference, samples)[0]
         adaptation = adaptation_scores(table, sample_times)
         merge_forecasts(adaptation, "model", model_forecast, do_scores)
         merge_forecasts(adaptation, "adapted", forecast_adapted, do_forecast_adapted)
@@ -328,6 +335,7 @@ def evaluate(
         importance=_importance(artifact),
         table=table,
         forecaster=_forecaster(artifact),
+        forecast_samples=samples,
         forecast=model_forecast,
         do_forecast=do_scores,
         do_reference="simulator truth" if do_reference == TRUTH_DO_COLUMN else "measured DO",
@@ -364,10 +372,64 @@ def _forecaster(artifact: ModelArtifact) -> Forecaster | None:
     return Forecaster(parameters) if parameters is not None else None
 
 
-def _forecast_at(forecaster: Forecaster, inputs: dict[str, np.ndarray], at: int) -> Forecast | None:
+Samples = dict[int, list[tuple[float, float, float, float]]]
+
+
+def forecast_samples(directory: Path, batches: list[int]) -> Samples:
+    """(time, DCW g/L, glycerol g/L, OD600) of each batch's offline samples (NaN: not measured)."""
+    from bptwin.twin.dataset import read_batch, read_manifest
+    from bptwin.twin.forecast_online import sample_rows
+
+    records = {r.number: r for r in read_manifest(directory).batches}
+    return {
+        number: sample_rows(read_batch(directory, records[number], verify=False).samples)
+        for number in batches
+        if number in records
+    }
+
+
+def _budget(
+    forecaster: Forecaster, batch: pd.DataFrame, samples: Samples | None
+) -> Callable[[int], BatchEstimate | None]:
+    """The batch's own carbon budget at window ``at`` (asked in increasing ``at``), learnt
+    from the windows up to it and the samples taken by its end; None without samples."""
+    from bptwin.twin.forecast_online import OnlineBudget
+
+    taken = (samples or {}).get(int(batch[BATCH_COLUMN].iloc[0]), [])
+    if not taken:
+        return lambda at: None
+    p = forecaster.parameters
+    budget = OnlineBudget(p.cum_co2_at_depletion, p.od_per_mmol_co2)
+    for sample in taken:
+        budget.add_sample(*sample)
+    inputs = _inputs(batch)
+    fed = 0
+
+    def at_window(at: int) -> BatchEstimate | None:
+        nonlocal fed
+        for row in range(fed, at + 1):
+            budget.add_window(
+                inputs["window_end"][row],
+                inputs["cer_smooth"][row],
+                inputs["cum_co2_mmol_per_l"][row],
+                inputs["od600_pred"][row],
+            )
+        fed = max(fed, at + 1)
+        return budget.estimate(inputs["window_end"][at])
+
+    return at_window
+
+
+def _forecast_at(
+    forecaster: Forecaster,
+    inputs: dict[str, np.ndarray],
+    at: int,
+    estimate: BatchEstimate | None = None,
+) -> Forecast | None:
     """The forecast the live worker makes at window ``at`` (same inputs as the ProcessState)."""
     value = {name: float(column[at]) for name, column in inputs.items()}
     return forecaster.forecast_values(
+        estimate=estimate,
         now=value["window_end"],
         od_now=value["od600_pred"],
         cer=value["cer_smooth"],
@@ -396,7 +458,7 @@ def _do_reference_column(table: pd.DataFrame, label: str) -> str:
 
 
 def _do_forecast_scores(
-    artifact: ModelArtifact, table: pd.DataFrame, reference: str
+    artifact: ModelArtifact, table: pd.DataFrame, reference: str, samples: Samples | None = None
 ) -> tuple[list[dict[str, Any]], dict[int, tuple[np.ndarray, np.ndarray]]]:
     """DO forecast scores per batch, and the (reference, predicted) pairs of the verdict."""
     forecaster = _forecaster(artifact)
@@ -406,6 +468,7 @@ def _do_forecast_scores(
     pairs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for number, batch in table.groupby(BATCH_COLUMN):
         inputs = _inputs(batch)
+        budget = _budget(forecaster, batch, samples)
         ends, actual = inputs["window_end"], batch[reference].to_numpy(float)
         gated_true, gated_pred, all_errors, inside, persistence = [], [], [], [], []
         horizon_errors: dict[int, list[float]] = {h: [] for h in DO_HORIZONS_MIN}
@@ -413,7 +476,7 @@ def _do_forecast_scores(
         for at in range(0, len(batch), DO_ISSUE_EVERY):
             if inputs["depleted"][at] > 0:
                 break
-            made = _forecast_at(forecaster, inputs, at)
+            made = _forecast_at(forecaster, inputs, at, budget(at))
             if made is None or made.do is None or made.do_lower is None or made.do_upper is None:
                 continue
             later = slice(at, None)
@@ -465,7 +528,10 @@ def _do_forecast_scores(
 
 
 def _forecast_scores(
-    artifact: ModelArtifact, table: pd.DataFrame, do_column: str = "do_mean"
+    artifact: ModelArtifact,
+    table: pd.DataFrame,
+    do_column: str = "do_mean",
+    samples: Samples | None = None,
 ) -> list[dict[str, Any]]:
     """Forecasts made at fixed hours: depletion error, OD MRE and DO RMSE to the end, band."""
     forecaster = _forecaster(artifact)
@@ -480,11 +546,12 @@ def _forecast_scores(
         actual = _first_finite(batch["depletion_true"].to_numpy(float))
         inputs = _inputs(batch)
         inputs["depleted"] = np.zeros(len(batch))  # score the projection, as before
+        budget = _budget(forecaster, batch, samples)
         for origin in FORECAST_ORIGINS_H:
             at = int(np.searchsorted(hours, origin))
             if at >= len(batch) or (actual is not None and ends[at] >= actual):
                 continue
-            made = _forecast_at(forecaster, inputs, at)
+            made = _forecast_at(forecaster, inputs, at, budget(at))
             if made is None:
                 continue
             do_rmse = math.nan
@@ -816,11 +883,12 @@ def _plot_do_forecasts(result: ValidationResult, folder: Path, plt: Any) -> str:
         ends = batch["window_end"].to_numpy(float)
         ax.plot(hours, batch[column], "k-", lw=1.2, label=f"DO ({result.do_reference})")
         inputs = _inputs(batch)
+        budget = _budget(forecaster, batch, result.forecast_samples) if forecaster else None
         for colour, origin in enumerate(DO_PLOT_ORIGINS_H):
             at = int(np.searchsorted(hours, origin))
-            if forecaster is None or at >= len(batch) or inputs["depleted"][at] > 0:
+            if forecaster is None or budget is None or at >= len(batch) or inputs["depleted"][at]:
                 continue
-            made = _forecast_at(forecaster, inputs, at)
+            made = _forecast_at(forecaster, inputs, at, budget(at))
             if made is None or made.do is None or made.do_lower is None or made.do_upper is None:
                 continue
             shown = made.times <= ends[-1]

@@ -1,0 +1,208 @@
+"""The batch's own carbon budget and growth rate, learnt online for the forecast (causal).
+
+The card's carbon budget (C_end, the CO₂ per litre a batch evolves) is the training batches'
+mean; a batch whose yield or initial glycerol differs ends elsewhere (a 3 % higher yield on
+glycerol means ~12 % less CO₂). Glycerol carbon ends up in biomass or CO₂, so
+
+    C_end = S₀ / (g · (1 + r)),   r = κ · (OD − OD₀) / CO₂
+
+with S₀ the initial glycerol (g/L), g the grams of glycerol per mmol of carbon, r the biomass
+carbon formed per CO₂ carbon so far, κ the biomass carbon per OD unit (mmol C/L per OD) and
+(OD − OD₀)/CO₂ read from the nowcast and the cumulative CO₂ of the batch itself. S₀ and κ are
+a weighted least-squares fit to the batch's offline samples taken so far (glycerol: S = S₀ −
+g·(CO₂ + κ·ΔOD); dry weight: DCW = b·κ·OD, b the grams of biomass per mmol of carbon), with
+priors from the card (κ implied by its C_end, its OD-per-CO₂ k and the nominal initial
+glycerol). μ is a log-linear fit of CER over the last 2 h. Every estimate uses the windows and
+samples up to the forecast time only: data added later never changes an earlier estimate.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+GLYCEROL_G_PER_MMOL_C = 92.094 / 3.0 / 1000.0  # C3H8O3: g glycerol per mmol carbon
+BIOMASS_G_PER_MMOL_C = 26.7 / 1000.0  # g dry biomass per mmol carbon (CH1.8O0.5N0.2 + ash)
+NOMINAL_INITIAL_GLYCEROL_G_L = 36.0  # the home recipe: 40 g/L BSM diluted by the inoculum
+INITIAL_GLYCEROL_PRIOR_SD = 2.0  # g/L
+KAPPA_PRIOR_RELATIVE_SD = 0.05  # OD-to-biomass factor of another lab or batch
+# Offline measurement errors (HPLC glycerol, gravimetric dry weight): relative and absolute SD.
+GLYCEROL_CV, GLYCEROL_ABS_SD = 0.02, 0.1
+DCW_CV, DCW_ABS_SD = 0.05, 0.03
+MU_WINDOW_S = 7200.0  # CER fit span for μ
+MU_MIN_POINTS = 30
+CER_MIN_FOR_MU = 0.3  # mmol/L/h: below this the log CER is noise
+OD0_WINDOWS = 20  # the first windows' nowcast is the inoculum OD
+MIN_CO2_FOR_RATIO = 1.0  # mmol/L: below this the OD-per-CO₂ ratio is noise
+# The OD-per-CO₂ ratio is read from the nowcast: a nowcast that misses the batch's own OD
+# samples (a foreign probe before adaptation) by more than this (median |log ratio|, samples
+# above OD 1) would bend it, and the batch estimate is then not made.
+NOWCAST_MAX_SAMPLE_ERROR = 0.08
+NOWCAST_CHECK_MIN_OD = 1.0
+# The projection ignores the Monod slow-down as glycerol runs low and the slower growth once
+# the DO is held low; on the home training campaign (batches 2–15, windows at 6–20 h) the
+# true time to depletion was this factor times the projected one (least squares).
+ONLINE_TIME_STRETCH = 1.038
+# Robust (MAD) SDs of that stretched projection's error on the same windows: a fraction of the
+# time still to go, and in seconds (the DO forecast averages over the depletion time).
+ONLINE_DEPLETION_ERROR_FRACTION = 0.013
+ONLINE_DEPLETION_ERROR_SD_S = 410.0
+
+
+@dataclass(frozen=True)
+class BatchEstimate:
+    """What the batch's own data say at ``made_at``."""
+
+    made_at: float
+    cum_co2_at_depletion: float  # mmol/L
+    cum_co2_at_depletion_sd: float
+    growth_rate: float  # h⁻¹, NaN while CER is too low
+    initial_glycerol_g_l: float
+    biomass_carbon_per_od: float  # κ, mmol C/L per OD unit
+    samples_used: int
+
+
+class OnlineBudget:
+    """Windows and samples of one batch as they arrive; :meth:`estimate` at any time."""
+
+    def __init__(
+        self,
+        cum_co2_at_depletion: float,
+        od_per_mmol_co2: float,
+        initial_glycerol_g_l: float = NOMINAL_INITIAL_GLYCEROL_G_L,
+    ) -> None:
+        self.prior_glycerol = initial_glycerol_g_l
+        initial_carbon = initial_glycerol_g_l / GLYCEROL_G_PER_MMOL_C
+        self.prior_kappa = max(initial_carbon / cum_co2_at_depletion - 1.0, 0.1) / od_per_mmol_co2
+        self._ends: list[float] = []
+        self._cer: list[float] = []
+        self._co2: list[float] = []
+        self._od: list[float] = []
+        self._samples: list[tuple[float, float, float, float]] = []  # time, DCW, glycerol, OD
+
+    def add_window(self, end: float, cer: float, cum_co2: float, od: float) -> None:
+        """One window (in time order; a window at or before the last one is ignored)."""
+        if self._ends and end <= self._ends[-1]:
+            return
+        self._ends.append(float(end))
+        self._cer.append(float(cer))
+        self._co2.append(float(cum_co2))
+        self._od.append(float(od))
+
+    def add_sample(
+        self, taken_at: float, dcw_g_l: float, glycerol_g_l: float, od600: float = math.nan
+    ) -> None:
+        """An offline sample (NaN for a value not measured); any order."""
+        sample = (float(taken_at), float(dcw_g_l), float(glycerol_g_l), float(od600))
+        bisect.insort(self._samples, sample)
+
+    def estimate(self, now: float) -> BatchEstimate | None:
+        """From the windows ending at or before ``now`` and the samples taken by then."""
+        count = bisect.bisect_right(self._ends, now)
+        if count < OD0_WINDOWS:
+            return None
+        ends = np.asarray(self._ends[:count])
+        co2 = np.asarray(self._co2[:count])
+        od = np.asarray(self._od[:count])
+        od0 = float(np.nanmean(od[:OD0_WINDOWS]))
+        mu = _growth_rate(ends, np.asarray(self._cer[:count]))
+        taken = self._samples[: bisect.bisect_right(self._samples, (now, math.inf, math.inf, 0))]
+        if not _nowcast_agrees(ends, od, taken):
+            return None
+        s0, kappa, covariance, used = self._fit(ends, co2, od, od0, taken)
+        co2_now, od_now = co2[-1], od[-1]
+        if not (math.isfinite(co2_now) and co2_now >= MIN_CO2_FOR_RATIO and math.isfinite(od_now)):
+            return None
+        ratio = (od_now - od0) / co2_now
+        r = kappa * ratio
+        if not (math.isfinite(r) and r > 0):
+            return None
+        scale = GLYCEROL_G_PER_MMOL_C * (1.0 + r)
+        c_end = s0 / scale
+        gradient = np.array([1.0 / scale, -s0 * ratio / (scale * (1.0 + r))])
+        sd = math.sqrt(max(float(gradient @ covariance @ gradient), 0.0))
+        return BatchEstimate(now, c_end, sd, mu, s0, kappa, used)
+
+    def _fit(
+        self,
+        ends: np.ndarray,
+        co2: np.ndarray,
+        od: np.ndarray,
+        od0: float,
+        samples: list[tuple[float, float, float, float]],
+    ) -> tuple[float, float, np.ndarray, int]:
+        """Weighted least squares of (S₀, κ) on the samples, with the priors as rows."""
+        rows = [[1.0, 0.0], [0.0, 1.0]]
+        values = [self.prior_glycerol, self.prior_kappa]
+        weights = [
+            INITIAL_GLYCEROL_PRIOR_SD**-2,
+            (KAPPA_PRIOR_RELATIVE_SD * self.prior_kappa) ** -2,
+        ]
+        used = 0
+        finite_co2 = np.nan_to_num(co2, nan=0.0)
+        for taken_at, dcw, glycerol, _od in samples:
+            co2_then = float(np.interp(taken_at, ends, finite_co2))
+            od_then = float(np.interp(taken_at, ends, od))
+            if not math.isfinite(od_then):
+                continue
+            if math.isfinite(dcw) and dcw > 0:
+                sd = math.hypot(DCW_CV * dcw, DCW_ABS_SD) / BIOMASS_G_PER_MMOL_C
+                rows.append([0.0, od_then])
+                values.append(dcw / BIOMASS_G_PER_MMOL_C)
+                weights.append(sd**-2)
+                used += 1
+            if math.isfinite(glycerol) and glycerol >= 0:
+                sd = math.hypot(GLYCEROL_CV * glycerol, GLYCEROL_ABS_SD)
+                rows.append([1.0, -GLYCEROL_G_PER_MMOL_C * (od_then - od0)])
+                values.append(glycerol + GLYCEROL_G_PER_MMOL_C * co2_then)
+                weights.append(sd**-2)
+                used += 1
+        design, target, weight = np.asarray(rows), np.asarray(values), np.asarray(weights)
+        precision = design.T @ (design * weight[:, None])
+        covariance = np.linalg.inv(precision)
+        s0, kappa = covariance @ (design.T @ (weight * target))
+        return float(s0), float(kappa), covariance, used
+
+
+def _growth_rate(ends: np.ndarray, cer: np.ndarray) -> float:
+    """Slope of ln CER over the last :data:`MU_WINDOW_S` (h⁻¹); NaN with too few points."""
+    start = int(np.searchsorted(ends, ends[-1] - MU_WINDOW_S))
+    hours = (ends[start:] - ends[-1]) / 3600.0
+    values = cer[start:]
+    usable = np.isfinite(values) & (values > CER_MIN_FOR_MU)
+    if usable.sum() < MU_MIN_POINTS:
+        return math.nan
+    x, y = hours[usable], np.log(values[usable])
+    x_centred = x - x.mean()
+    return float(np.dot(x_centred, y - y.mean()) / np.dot(x_centred, x_centred))
+
+
+def _nowcast_agrees(
+    ends: np.ndarray, od: np.ndarray, samples: list[tuple[float, float, float, float]]
+) -> bool:
+    """True unless the OD samples taken so far say the nowcast is off (see the constant)."""
+    errors = []
+    for taken_at, _dcw, _glycerol, measured in samples:
+        if math.isfinite(measured) and measured > NOWCAST_CHECK_MIN_OD and taken_at >= ends[0]:
+            nowcast = float(np.interp(taken_at, ends, od))
+            if math.isfinite(nowcast) and nowcast > 0:
+                errors.append(abs(math.log(measured / nowcast)))
+    return not errors or float(np.median(errors)) <= NOWCAST_MAX_SAMPLE_ERROR
+
+
+def sample_rows(frame: pd.DataFrame | None) -> list[tuple[float, float, float, float]]:
+    """(Unix time, DCW g/L, glycerol g/L, OD600) of a samples table (NaN: not measured)."""
+    if frame is None or frame.empty or "timestamp" not in frame.columns:
+        return []
+
+    def column(name: str) -> list[float]:
+        values = frame[name] if name in frame.columns else pd.Series(np.nan, frame.index)
+        return [float(v) for v in pd.to_numeric(values, errors="coerce")]
+
+    names = ("timestamp", "dcw_g_l", "glycerol_g_l", "od600")
+    rows = zip(*(column(name) for name in names), strict=True)
+    return [(t, dcw, glycerol, od) for t, dcw, glycerol, od in rows if math.isfinite(t)]
