@@ -343,8 +343,21 @@ class Forecaster:
                 depletions.append(when)
         stack = np.vstack([central, *trajectories])
         depletion = now + to_depletion * 3600.0 * stretch
+        budget_sd_s = 0.0
+        if estimate is not None and p is not self.parameters:
+            # The batch's own C_end is uncertain too: its SD over the CER at depletion.
+            cer_end = min(cer * math.exp(mu * to_depletion), p.cer_max)
+            budget_sd_s = p.cum_co2_at_depletion_sd / cer_end * 3600.0 * stretch
         do = self._do_before_depletion(
-            p, times, tau_h, now, depletion, cer, mu, do_now, stirrer_now, o2_flow_now
+            p,
+            times,
+            tau_h,
+            now,
+            depletion,
+            cer,
+            mu,
+            (do_now, stirrer_now, o2_flow_now),
+            budget_sd_s,
         )
         return Forecast(
             made_at=now,
@@ -400,11 +413,15 @@ class Forecaster:
         depletion: float,
         cer: float,
         mu: float,
-        do_now: float,
-        stirrer_now: float,
-        o2_flow_now: float,
+        window: tuple[float, float, float],
+        budget_sd_s: float = 0.0,
     ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-        """Expected DO and band: falling phase, cascade, rise at depletion, high level."""
+        """Expected DO and band: falling phase, cascade, rise at depletion, high level.
+
+        ``window``: the DO (% sat), stirrer (rpm) and O₂ flow (L/min) now; ``budget_sd_s``
+        the depletion-time SD from an uncertain carbon budget, added in quadrature.
+        """
+        do_now, stirrer_now, o2_flow_now = window
         dp = p.do
         if dp is None or not math.isfinite(do_now):
             return None, None, None
@@ -426,6 +443,7 @@ class Forecaster:
             p.depletion_error_sd_s,
             DEPLETION_SD_FLOOR_S,
         )
+        sd = math.hypot(sd, budget_sd_s)
         offsets = (times[None, :] - (depletion + sd * _NORMAL_POINTS)[:, None]) / 60.0
         expected = self._do_given_depletion(offsets, growth, dp).mean(axis=0)
         band_offsets = (times[None, :] - (depletion + sd * _BAND_POINTS)[:, None]) / 60.0

@@ -40,9 +40,10 @@ OD0_WINDOWS = 20  # the first windows' nowcast is the inoculum OD
 MIN_CO2_FOR_RATIO = 1.0  # mmol/L: below this the OD-per-CO₂ ratio is noise
 # The OD-per-CO₂ ratio is read from the nowcast: a nowcast that misses the batch's own OD
 # samples (a foreign probe before adaptation) by more than this (median |log ratio|, samples
-# above OD 1) would bend it, and the batch estimate is then not made.
+# above OD 0.5) would bend it, and the batch estimate is then not made; nor is it before one
+# such sample has vouched for the nowcast.
 NOWCAST_MAX_SAMPLE_ERROR = 0.08
-NOWCAST_CHECK_MIN_OD = 1.0
+NOWCAST_CHECK_MIN_OD = 0.5
 # The projection ignores the Monod slow-down as glycerol runs low and the slower growth once
 # the DO is held low; on the home training campaign (batches 2–15, windows at 6–20 h) the
 # true time to depletion was this factor times the projected one (least squares).
@@ -184,14 +185,14 @@ def _growth_rate(ends: np.ndarray, cer: np.ndarray) -> float:
 def _nowcast_agrees(
     ends: np.ndarray, od: np.ndarray, samples: list[tuple[float, float, float, float]]
 ) -> bool:
-    """True unless the OD samples taken so far say the nowcast is off (see the constant)."""
+    """True when the OD samples taken so far vouch for the nowcast (see the constants)."""
     errors = []
     for taken_at, _dcw, _glycerol, measured in samples:
         if math.isfinite(measured) and measured > NOWCAST_CHECK_MIN_OD and taken_at >= ends[0]:
             nowcast = float(np.interp(taken_at, ends, od))
             if math.isfinite(nowcast) and nowcast > 0:
                 errors.append(abs(math.log(measured / nowcast)))
-    return not errors or float(np.median(errors)) <= NOWCAST_MAX_SAMPLE_ERROR
+    return bool(errors) and float(np.median(errors)) <= NOWCAST_MAX_SAMPLE_ERROR
 
 
 def sample_rows(frame: pd.DataFrame | None) -> list[tuple[float, float, float, float]]:
