@@ -39,6 +39,10 @@ CER_MIN_FOR_MU = 0.3  # mmol/L/h: below this the log CER is noise
 OD0_WINDOWS = 20  # without an inoculation sample, the first windows' nowcast is OD₀
 INOCULATION_SAMPLE_S = 3600.0  # a sample this soon after the first window is the inoculum's
 MIN_CO2_FOR_RATIO = 1.0  # mmol/L: below this the OD-per-CO₂ ratio is noise
+# Relative SD of the OD-per-CO₂ ratio read from the nowcast and the cumulative CO₂ against the
+# true one (home training campaign, windows at 6–20 h, robust SD; the nowcast is in-sample
+# there, so this is a lower bound).
+RATIO_RELATIVE_SD = 0.027
 # The OD-per-CO₂ ratio is read from the nowcast: a nowcast that misses the batch's own OD
 # samples (a foreign probe before adaptation) by more than this (median |log ratio|, samples
 # above OD 0.5) would bend it, and the batch estimate is then not made; nor is it before one
@@ -129,7 +133,9 @@ class OnlineBudget:
         scale = GLYCEROL_G_PER_MMOL_C * (1.0 + r)
         c_end = s0 / scale
         gradient = np.array([1.0 / scale, -s0 * ratio / (scale * (1.0 + r))])
-        sd = math.sqrt(max(float(gradient @ covariance @ gradient), 0.0))
+        # The ratio's own error (nowcast and CO₂ analyser) adds C_end · r/(1 + r) · its SD.
+        ratio_sd = c_end * r / (1.0 + r) * RATIO_RELATIVE_SD
+        sd = math.sqrt(max(float(gradient @ covariance @ gradient), 0.0) + ratio_sd**2)
         return BatchEstimate(now, c_end, sd, mu, s0, kappa, used)
 
     def _fit(
