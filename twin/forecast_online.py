@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,7 @@ DCW_CV, DCW_ABS_SD = 0.05, 0.03
 MU_WINDOW_S = 7200.0  # CER fit span for μ
 MU_MIN_POINTS = 30
 CER_MIN_FOR_MU = 0.3  # mmol/L/h: below this the log CER is noise
+WINDOWS_CAPACITY = 3000  # 30 s windows: a 25 h batch before the first doubling
 OD0_WINDOWS = 20  # without an inoculation sample, the first windows' nowcast is OD₀
 INOCULATION_SAMPLE_S = 3600.0  # a sample this soon after the first window is the inoculum's
 MIN_CO2_FOR_RATIO = 1.0  # mmol/L: below this the OD-per-CO₂ ratio is noise
@@ -87,20 +89,20 @@ class OnlineBudget:
         self.prior_glycerol = initial_glycerol_g_l
         initial_carbon = initial_glycerol_g_l / GLYCEROL_G_PER_MMOL_C
         self.prior_kappa = max(initial_carbon / cum_co2_at_depletion - 1.0, 0.1) / od_per_mmol_co2
-        self._ends: list[float] = []
-        self._cer: list[float] = []
-        self._co2: list[float] = []
-        self._od: list[float] = []
+        # Window end, CER, cumulative CO₂, nowcast OD per row; grown by doubling.
+        self._windows = np.empty((WINDOWS_CAPACITY, 4))
+        self._count = 0
         self._samples: list[tuple[float, float, float, float]] = []  # time, DCW, glycerol, OD
 
     def add_window(self, end: float, cer: float, cum_co2: float, od: float) -> None:
         """One window (in time order; a window at or before the last one is ignored)."""
-        if self._ends and end <= self._ends[-1]:
+        count = self._count
+        if count and end <= self._windows[count - 1, 0]:
             return
-        self._ends.append(float(end))
-        self._cer.append(float(cer))
-        self._co2.append(float(cum_co2))
-        self._od.append(float(od))
+        if count == len(self._windows):
+            self._windows = np.concatenate([self._windows, np.empty_like(self._windows)])
+        self._windows[count] = (end, cer, cum_co2, od)
+        self._count = count + 1
 
     def add_sample(
         self, taken_at: float, dcw_g_l: float, glycerol_g_l: float, od600: float = math.nan
@@ -111,21 +113,19 @@ class OnlineBudget:
 
     def estimate(self, now: float) -> BatchEstimate | None:
         """From the windows ending at or before ``now`` and the samples taken by then."""
-        count = bisect.bisect_right(self._ends, now)
+        all_ends = self._windows[: self._count, 0]
+        count = int(np.searchsorted(all_ends, now, side="right"))
         if count < OD0_WINDOWS:
             return None
-        ends = np.asarray(self._ends[:count])
-        co2 = np.asarray(self._co2[:count])
-        od = np.asarray(self._od[:count])
+        ends, cer, co2, od = self._windows[:count].T
         taken = self._samples[: bisect.bisect_right(self._samples, (now, math.inf, math.inf, 0))]
-        od0 = _initial_od(ends, od, taken)
-        mu = _growth_rate(ends, np.asarray(self._cer[:count]))
         if not _nowcast_agrees(ends, od, taken):
             return None
-        s0, kappa, covariance, used = self._fit(ends, co2, od, od0, taken)
-        co2_now, od_now = co2[-1], od[-1]
+        co2_now, od_now = float(co2[-1]), float(od[-1])
         if not (math.isfinite(co2_now) and co2_now >= MIN_CO2_FOR_RATIO and math.isfinite(od_now)):
             return None
+        od0 = _initial_od(ends, od, taken)
+        s0, kappa, covariance, used = self._fit(ends, co2, od, od0, taken)
         ratio = (od_now - od0) / co2_now
         r = kappa * ratio
         if not (math.isfinite(r) and r > 0):
@@ -136,6 +136,7 @@ class OnlineBudget:
         # The ratio's own error (nowcast and CO₂ analyser) adds C_end · r/(1 + r) · its SD.
         ratio_sd = c_end * r / (1.0 + r) * RATIO_RELATIVE_SD
         sd = math.sqrt(max(float(gradient @ covariance @ gradient), 0.0) + ratio_sd**2)
+        mu = _growth_rate(ends, cer)
         return BatchEstimate(now, c_end, sd, mu, s0, kappa, used)
 
     def _fit(
@@ -146,37 +147,54 @@ class OnlineBudget:
         od0: float,
         samples: list[tuple[float, float, float, float]],
     ) -> tuple[float, float, np.ndarray, int]:
-        """Weighted least squares of (S₀, κ) on the samples, with the priors as rows."""
-        rows = [[1.0, 0.0], [0.0, 1.0]]
-        values = [self.prior_glycerol, self.prior_kappa]
-        weights = [
-            INITIAL_GLYCEROL_PRIOR_SD**-2,
-            (KAPPA_PRIOR_RELATIVE_SD * self.prior_kappa) ** -2,
-        ]
+        """Weighted least squares of (S₀, κ) on the samples, with the priors as rows.
+
+        Normal equations summed row by row (two unknowns, a handful of samples)."""
+        w_glycerol = INITIAL_GLYCEROL_PRIOR_SD**-2
+        w_kappa = (KAPPA_PRIOR_RELATIVE_SD * self.prior_kappa) ** -2
+        # precision [[a, b], [b, c]] and right-hand side (u, v) for (S₀, κ)
+        a, b, c = w_glycerol, 0.0, w_kappa
+        u, v = w_glycerol * self.prior_glycerol, w_kappa * self.prior_kappa
         used = 0
-        finite_co2 = np.nan_to_num(co2, nan=0.0)
         for taken_at, dcw, glycerol, _od in samples:
-            co2_then = float(np.interp(taken_at, ends, finite_co2))
-            od_then = float(np.interp(taken_at, ends, od))
+            od_then = _value_at(ends, od, taken_at)
             if not math.isfinite(od_then):
                 continue
-            if math.isfinite(dcw) and dcw > 0:
-                sd = math.hypot(DCW_CV * dcw, DCW_ABS_SD) / BIOMASS_G_PER_MMOL_C
-                rows.append([0.0, od_then])
-                values.append(dcw / BIOMASS_G_PER_MMOL_C)
-                weights.append(sd**-2)
+            if math.isfinite(dcw) and dcw > 0:  # DCW/b = κ·OD
+                weight = (math.hypot(DCW_CV * dcw, DCW_ABS_SD) / BIOMASS_G_PER_MMOL_C) ** -2
+                c += weight * od_then * od_then
+                v += weight * od_then * dcw / BIOMASS_G_PER_MMOL_C
                 used += 1
-            if math.isfinite(glycerol) and glycerol >= 0:
-                sd = math.hypot(GLYCEROL_CV * glycerol, GLYCEROL_ABS_SD)
-                rows.append([1.0, -GLYCEROL_G_PER_MMOL_C * (od_then - od0)])
-                values.append(glycerol + GLYCEROL_G_PER_MMOL_C * co2_then)
-                weights.append(sd**-2)
+            if math.isfinite(glycerol) and glycerol >= 0:  # S + g·CO₂ = S₀ − g·ΔOD·κ
+                weight = math.hypot(GLYCEROL_CV * glycerol, GLYCEROL_ABS_SD) ** -2
+                slope = -GLYCEROL_G_PER_MMOL_C * (od_then - od0)
+                co2_then = _value_at(ends, co2, taken_at)
+                target = glycerol + GLYCEROL_G_PER_MMOL_C * (
+                    co2_then if math.isfinite(co2_then) else 0.0
+                )
+                a += weight
+                b += weight * slope
+                c += weight * slope * slope
+                u += weight * target
+                v += weight * slope * target
                 used += 1
-        design, target, weight = np.asarray(rows), np.asarray(values), np.asarray(weights)
-        precision = design.T @ (design * weight[:, None])
-        covariance = np.linalg.inv(precision)
-        s0, kappa = covariance @ (design.T @ (weight * target))
-        return float(s0), float(kappa), covariance, used
+        determinant = a * c - b * b
+        covariance = np.array([[c, -b], [-b, a]]) / determinant
+        s0 = (c * u - b * v) / determinant
+        kappa = (a * v - b * u) / determinant
+        return s0, kappa, covariance, used
+
+
+def _value_at(ends: np.ndarray, values: np.ndarray, when: float) -> float:
+    """``values`` interpolated at ``when`` (held at the ends), by bisection."""
+    at = int(np.searchsorted(ends, when))
+    if at <= 0:
+        return float(values[0])
+    if at >= len(ends):
+        return float(values[-1])
+    left, right = float(ends[at - 1]), float(ends[at])
+    share = (when - left) / (right - left)
+    return float(values[at - 1]) + share * (float(values[at]) - float(values[at - 1]))
 
 
 def _growth_rate(ends: np.ndarray, cer: np.ndarray) -> float:
@@ -199,10 +217,10 @@ def _nowcast_agrees(
     errors = []
     for taken_at, _dcw, _glycerol, measured in samples:
         if math.isfinite(measured) and measured > NOWCAST_CHECK_MIN_OD and taken_at >= ends[0]:
-            nowcast = float(np.interp(taken_at, ends, od))
+            nowcast = _value_at(ends, od, taken_at)
             if math.isfinite(nowcast) and nowcast > 0:
                 errors.append(abs(math.log(measured / nowcast)))
-    return bool(errors) and float(np.median(errors)) <= NOWCAST_MAX_SAMPLE_ERROR
+    return bool(errors) and statistics.median(errors) <= NOWCAST_MAX_SAMPLE_ERROR
 
 
 def sample_rows(frame: pd.DataFrame | None) -> list[tuple[float, float, float, float]]:
