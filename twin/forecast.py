@@ -184,10 +184,12 @@ class Forecast:
 
 
 def _with_estimate(p: ForecastParameters, estimate: BatchEstimate) -> ForecastParameters:
-    """The card's parameters with the batch's own budget: no CER ceiling (a home number), the
-    time stretch of this projection and the estimate's spread."""
+    """The card's parameters with the batch's own budget: its OD per CO₂, no CER ceiling (a
+    home number), the time stretch of this projection and the estimate's spread."""
+    own_k = estimate.od_per_mmol_co2
     return replace(
         p,
+        od_per_mmol_co2=own_k if math.isfinite(own_k) and own_k > 0 else p.od_per_mmol_co2,
         cum_co2_at_depletion=estimate.cum_co2_at_depletion,
         cum_co2_at_depletion_sd=estimate.cum_co2_at_depletion_sd,
         cer_max=math.inf,

@@ -75,6 +75,7 @@ class BatchEstimate:
     initial_glycerol_g_l: float
     biomass_carbon_per_od: float  # κ, mmol C/L per OD unit
     samples_used: int
+    od_per_mmol_co2: float = math.nan  # the batch's own OD gained per CO₂ so far
 
 
 class OnlineBudget:
@@ -137,7 +138,7 @@ class OnlineBudget:
         ratio_sd = c_end * r / (1.0 + r) * RATIO_RELATIVE_SD
         sd = math.sqrt(max(float(gradient @ covariance @ gradient), 0.0) + ratio_sd**2)
         mu = _growth_rate(ends, cer)
-        return BatchEstimate(now, c_end, sd, mu, s0, kappa, used)
+        return BatchEstimate(now, c_end, sd, mu, s0, kappa, used, ratio)
 
     def _fit(
         self,
