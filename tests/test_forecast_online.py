@@ -214,3 +214,49 @@ def test_recovers_a_simulated_batchs_higher_yield_and_glycerol() -> None:
     assert abs(error) < 0.04 * evolved
     assert abs(error) < 3.0 * estimate.cum_co2_at_depletion_sd
     assert estimate.initial_glycerol_g_l == pytest.approx(38.0, abs=0.8)
+
+
+def test_live_predictor_forecasts_on_the_batchs_budget_once_a_sample_vouches() -> None:
+    """Home seed 7's high-yield batch 16 parameters (yield 0.616): live, with its OD samples
+    only, the forecast switches to the batch's own budget and ends nearer the truth than the
+    card's budget, which ends this batch ~45 min late."""
+    from dataclasses import replace
+
+    from bptwin.twin.features import states_from_frame
+    from bptwin.twin.predictor import Predictor
+    from bptwin.twin.registry import SHIPPED_MODELS_DIR, Registry
+    from bptwin.twin.sim_config import SimulationConfig
+    from bptwin.twin.simulator import simulate_batch
+
+    base = SimulationConfig()
+    config = replace(base, kinetics=replace(base.kinetics, yield_x_s_g_g=0.616))
+    result = simulate_batch(config, seed=7, start_timestamp=START)
+    assert result.depletion_time_s is not None
+    depletion = START + result.depletion_time_s
+    readings = result.sensors.drop(columns=[c for c in result.sensors if c.startswith("truth")])
+    states = states_from_frame(readings.drop(columns=["time_s"]), reactor="R1")
+    model = Registry(SHIPPED_MODELS_DIR).load("current")
+    live, card_only = Predictor(model), Predictor(model, adapt=False)
+    samples = [
+        (START + t, od)
+        for t, od in zip(result.samples["time_s"], result.samples["od600"], strict=True)
+    ]
+    methods, errors_live, errors_card = set(), [], []
+    entered = 0
+    for state in states:
+        hours = (state.end - START) / 3600.0
+        due = sum(1 for t, _ in samples if t < state.end - 60)  # entered a minute after
+        if due > entered:
+            entered = due
+            live.note_samples("R1", [t for t, _ in samples[:due]], [v for _, v in samples[:due]])
+        if not (12.0 <= hours <= 18.0 and state.window_index % 120 == 0):
+            live.predict(state, forecast=False)
+            continue
+        made, reference = live.predict(state).forecast, card_only.predict(state).forecast
+        assert made is not None and reference is not None
+        methods.add(made.method)
+        errors_live.append(abs(made.depletion_time - depletion) / 60.0)
+        errors_card.append(abs(reference.depletion_time - depletion) / 60.0)
+    assert methods == {"carbon-balance hybrid, batch's own budget"}
+    assert np.mean(errors_card) > 25.0
+    assert np.mean(errors_live) < 15.0

@@ -377,6 +377,9 @@ class Forecaster:
             depletion_earliest=now + min(depletions) * 3600.0 * stretch + delay,
             depletion_latest=now + max(depletions) * 3600.0 * stretch + delay,
             growth_rate=mu,
+            method="carbon-balance hybrid, batch's own budget"
+            if p is not self.parameters
+            else "carbon-balance hybrid",
             do=do[0],
             do_lower=do[1],
             do_upper=do[2],

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,6 +113,16 @@ class OnlineBudget:
         sample = (float(taken_at), float(dcw_g_l), float(glycerol_g_l), float(od600))
         bisect.insort(self._samples, sample)
 
+    def set_samples(self, rows: list[tuple[float, float, float, float]]) -> None:
+        """All the batch's samples at once (after a correction or a deletion)."""
+        self._samples = sorted(
+            (float(t), float(dcw), float(glycerol), float(od)) for t, dcw, glycerol, od in rows
+        )
+
+    @property
+    def last_window_end(self) -> float:
+        return float(self._windows[self._count - 1, 0]) if self._count else -math.inf
+
     def estimate(self, now: float) -> BatchEstimate | None:
         """From the windows ending at or before ``now`` and the samples taken by then."""
         all_ends = self._windows[: self._count, 0]
@@ -184,6 +195,49 @@ class OnlineBudget:
         s0 = (c * u - b * v) / determinant
         kappa = (a * v - b * u) / determinant
         return s0, kappa, covariance, used
+
+
+class LiveBudgets:
+    """One :class:`OnlineBudget` per reactor for the live predictor (any thread may note
+    samples; one worker feeds the windows). A window index going back starts a new batch."""
+
+    def __init__(self, cum_co2_at_depletion: float, od_per_mmol_co2: float) -> None:
+        self._card = (cum_co2_at_depletion, od_per_mmol_co2)
+        self._lock = threading.Lock()
+        self._budgets: dict[str, tuple[int, OnlineBudget]] = {}
+        self._samples: dict[str, list[tuple[float, float, float, float]]] = {}
+
+    def set_samples(self, reactor: str, rows: list[tuple[float, float, float, float]]) -> None:
+        """The reactor's samples so far (time, DCW, glycerol, OD600; NaN: not measured)."""
+        with self._lock:
+            self._samples[reactor] = list(rows)
+            if reactor in self._budgets:
+                self._budgets[reactor][1].set_samples(rows)
+
+    def add_sample(self, reactor: str, row: tuple[float, float, float, float]) -> None:
+        with self._lock:
+            self._samples.setdefault(reactor, []).append(row)
+            if reactor in self._budgets:
+                self._budgets[reactor][1].add_sample(*row)
+
+    def observe(
+        self, reactor: str, window_index: int, end: float, cer: float, cum_co2: float, od: float
+    ) -> None:
+        """One window of the reactor (every window, forecast or not)."""
+        with self._lock:
+            known = self._budgets.get(reactor)
+            if known is None or window_index < known[0]:
+                budget = OnlineBudget(*self._card)
+                budget.set_samples(self._samples.get(reactor, []))
+            else:
+                budget = known[1]
+            self._budgets[reactor] = (window_index, budget)
+            budget.add_window(end, cer, cum_co2, od)
+
+    def estimate(self, reactor: str, now: float) -> BatchEstimate | None:
+        with self._lock:
+            known = self._budgets.get(reactor)
+            return known[1].estimate(now) if known is not None else None
 
 
 def _value_at(ends: np.ndarray, values: np.ndarray, when: float) -> float:
