@@ -671,7 +671,7 @@ def compare(dataset: str, holdout: tuple[int, ...] = (16, 17, 18)) -> pd.DataFra
     from bptwin.twin.dataset import read_manifest
     from bptwin.twin.labels import dataset_table
     from bptwin.twin.model import carbon_balance_baseline
-    from bptwin.twin.validation import FORECAST_ORIGINS_H
+    from bptwin.twin.validation_forecast import FORECAST_ORIGINS_H
 
     numbers = [r.number for r in read_manifest(dataset).batches]
     train_batches = [n for n in numbers if n not in holdout]
