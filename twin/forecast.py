@@ -14,6 +14,10 @@ batches). Late in the batch the oxygen transfer caps the rates (the DO cascade s
 cannot exceed ``CER_max``, the median of the training batches' peak CER, after which CO₂ (and
 biomass) accumulate linearly; without that cap the forecast ended batches 30–50 min early.
 
+With the batch's own estimate (:mod:`~bptwin.twin.forecast_online`: C_end from its samples and
+its OD-per-CO₂ ratio, μ from 2 h of its CER) those replace the card's C_end, k and μ, the CER
+ceiling is dropped (a home number) and the stretch is that projection's own.
+
 The band takes the extremes over C_end ± 1.96 SD and μ ± 15 %, the two uncertain inputs. A pure
 data-driven forecast has no mechanism to extrapolate a batch's future from its present; this
 one stays on the carbon budget by construction.

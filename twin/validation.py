@@ -501,9 +501,10 @@ def render_markdown(result: ValidationResult, images: list[str]) -> str:
             "",
             "## Forecast (carbon-balance hybrid, see docs/model.md)",
             "",
-            "Forecast made at a fixed hour from that window alone: error of the predicted "
-            "depletion time (and its band), OD600 MRE from then to the end of the batch, share "
-            "of the reference inside the band.",
+            "Forecast made at a fixed hour from that window and the batch's samples taken by "
+            "then (its own carbon budget, once a sample vouches for the nowcast): error of the "
+            "predicted depletion time (and its band), OD600 MRE from then to the end of the "
+            "batch, share of the reference inside the band.",
             "",
             "| batch | made at (h) | depletion error (min) | band (min) | in band | OD MRE to end "
             "| OD band coverage | DO RMSE to end (% sat) |",
