@@ -14,6 +14,10 @@ batches). Late in the batch the oxygen transfer caps the rates (the DO cascade s
 cannot exceed ``CER_max``, the median of the training batches' peak CER, after which CO₂ (and
 biomass) accumulate linearly; without that cap the forecast ended batches 30–50 min early.
 
+With the batch's own estimate (:mod:`~bptwin.twin.forecast_online`: C_end from its samples and
+its OD-per-CO₂ ratio, μ from 2 h of its CER) those replace the card's C_end, k and μ, the CER
+ceiling is dropped (a home number) and the stretch is that projection's own.
+
 The band takes the extremes over C_end ± 1.96 SD and μ ± 15 %, the two uncertain inputs. A pure
 data-driven forecast has no mechanism to extrapolate a batch's future from its present; this
 one stays on the carbon budget by construction.
@@ -35,7 +39,7 @@ the cascade (5th/95th percentiles). See docs/model.md for what is scored.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +47,13 @@ import numpy as np
 import pandas as pd
 
 from bptwin.twin.features import MODEL_CHANNELS, ProcessState
+from bptwin.twin.forecast_online import (
+    ONLINE_DEPLETION_DELAY_S,
+    ONLINE_DEPLETION_ERROR_FRACTION,
+    ONLINE_DEPLETION_ERROR_SD_S,
+    ONLINE_TIME_STRETCH,
+    BatchEstimate,
+)
 
 if TYPE_CHECKING:
     import lightgbm
@@ -128,6 +139,9 @@ class ForecastParameters:
     depletion_error_fraction: float = DEFAULT_DEPLETION_ERROR_FRACTION
     depletion_error_sd_s: float = DEFAULT_DEPLETION_ERROR_SD_S
     do: DoParameters | None = None
+    # Added to the stretched time to depletion (s): the uptake fading as glycerol runs out
+    # (Monod) takes a nearly fixed time, not a fraction of the time to go.
+    depletion_delay_s: float = 0.0
 
     @classmethod
     def from_card_metrics(cls, metrics: dict[str, Any]) -> ForecastParameters | None:
@@ -171,6 +185,23 @@ class Forecast:
     # True while the off-gas growth rate is gated at noise level (early batch): the projection
     # then runs on an assumed or carbon-balance rate and the depletion time is only indicative.
     provisional: bool = False
+
+
+def _with_estimate(p: ForecastParameters, estimate: BatchEstimate) -> ForecastParameters:
+    """The card's parameters with the batch's own budget: its OD per CO₂, no CER ceiling (a
+    home number), the time stretch of this projection and the estimate's spread."""
+    own_k = estimate.od_per_mmol_co2
+    return replace(
+        p,
+        od_per_mmol_co2=own_k if math.isfinite(own_k) and own_k > 0 else p.od_per_mmol_co2,
+        cum_co2_at_depletion=estimate.cum_co2_at_depletion,
+        cum_co2_at_depletion_sd=estimate.cum_co2_at_depletion_sd,
+        cer_max=math.inf,
+        time_stretch=ONLINE_TIME_STRETCH,
+        depletion_delay_s=ONLINE_DEPLETION_DELAY_S,
+        depletion_error_fraction=ONLINE_DEPLETION_ERROR_FRACTION,
+        depletion_error_sd_s=ONLINE_DEPLETION_ERROR_SD_S,
+    )
 
 
 def fit_parameters(
@@ -228,7 +259,13 @@ class Forecaster:
         self.parameters = parameters
 
     def forecast(
-        self, state: ProcessState, od_now: float, *, horizon_h: float = 30.0, step_s: float = 300.0
+        self,
+        state: ProcessState,
+        od_now: float,
+        *,
+        horizon_h: float = 30.0,
+        step_s: float = 300.0,
+        estimate: BatchEstimate | None = None,
     ) -> Forecast | None:
         """The rest of the batch from one window; None when the signal cannot carry it."""
         return self.forecast_values(
@@ -244,6 +281,7 @@ class Forecaster:
             o2_flow_now=float(state.channel_mean[_O2_FLOW]),
             horizon_h=horizon_h,
             step_s=step_s,
+            estimate=estimate,
         )
 
     def forecast_values(
@@ -261,13 +299,21 @@ class Forecaster:
         o2_flow_now: float = math.nan,
         horizon_h: float = 30.0,
         step_s: float = 300.0,
+        estimate: BatchEstimate | None = None,
     ) -> Forecast | None:
         """Same as :meth:`forecast` from the plain numbers (feature-table rows).
 
         ``do_now`` (% sat), ``stirrer_now`` (rpm) and ``o2_flow_now`` (L/min) are the window
         means; without ``do_now`` (or a DO model in the card) the forecast has no DO.
+        ``estimate`` (the batch's own carbon budget and growth rate,
+        :mod:`~bptwin.twin.forecast_online`) replaces the card's C_end and the window's μ.
         """
         p = self.parameters
+        provisional = not math.isfinite(mu_cer)
+        if estimate is not None and math.isfinite(estimate.cum_co2_at_depletion):
+            p = _with_estimate(p, estimate)
+            if math.isfinite(estimate.growth_rate):
+                mu_cer = estimate.growth_rate
         times = now + np.arange(0.0, horizon_h * 3600.0 + step_s, step_s)
         if math.isfinite(depletion_time):
             flat = np.full(times.shape, od_now)
@@ -307,9 +353,23 @@ class Forecaster:
                 trajectories.append(od)
                 depletions.append(when)
         stack = np.vstack([central, *trajectories])
-        depletion = now + to_depletion * 3600.0 * stretch
+        delay = p.depletion_delay_s
+        depletion = now + to_depletion * 3600.0 * stretch + delay
+        budget_sd_s = 0.0
+        if estimate is not None and p is not self.parameters:
+            # The batch's own C_end is uncertain too: its SD over the CER at depletion.
+            cer_end = min(cer * math.exp(mu * to_depletion), p.cer_max)
+            budget_sd_s = p.cum_co2_at_depletion_sd / cer_end * 3600.0 * stretch
         do = self._do_before_depletion(
-            times, tau_h, now, depletion, cer, mu, do_now, stirrer_now, o2_flow_now
+            p,
+            times,
+            tau_h,
+            now,
+            depletion,
+            cer,
+            mu,
+            (do_now, stirrer_now, o2_flow_now),
+            budget_sd_s,
         )
         return Forecast(
             made_at=now,
@@ -318,13 +378,16 @@ class Forecaster:
             lower=stack.min(axis=0),
             upper=stack.max(axis=0),
             depletion_time=depletion,
-            depletion_earliest=now + min(depletions) * 3600.0 * stretch,
-            depletion_latest=now + max(depletions) * 3600.0 * stretch,
+            depletion_earliest=now + min(depletions) * 3600.0 * stretch + delay,
+            depletion_latest=now + max(depletions) * 3600.0 * stretch + delay,
             growth_rate=mu,
+            method="carbon-balance hybrid, batch's own budget"
+            if p is not self.parameters
+            else "carbon-balance hybrid",
             do=do[0],
             do_lower=do[1],
             do_upper=do[2],
-            provisional=not math.isfinite(mu_cer),
+            provisional=provisional,
         )
 
     # -- DO ---------------------------------------------------------------------------------
@@ -358,18 +421,23 @@ class Forecaster:
 
     def _do_before_depletion(
         self,
+        p: ForecastParameters,
         times: np.ndarray,
         tau_h: np.ndarray,
         now: float,
         depletion: float,
         cer: float,
         mu: float,
-        do_now: float,
-        stirrer_now: float,
-        o2_flow_now: float,
+        window: tuple[float, float, float],
+        budget_sd_s: float = 0.0,
     ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-        """Expected DO and band: falling phase, cascade, rise at depletion, high level."""
-        p, dp = self.parameters, self.parameters.do
+        """Expected DO and band: falling phase, cascade, rise at depletion, high level.
+
+        ``window``: the DO (% sat), stirrer (rpm) and O₂ flow (L/min) now; ``budget_sd_s``
+        the depletion-time SD from an uncertain carbon budget, added in quadrature.
+        """
+        do_now, stirrer_now, o2_flow_now = window
+        dp = p.do
         if dp is None or not math.isfinite(do_now):
             return None, None, None
         cascade_on = (math.isfinite(stirrer_now) and stirrer_now > dp.stirrer_min_rpm + 25.0) or (
@@ -390,6 +458,7 @@ class Forecaster:
             p.depletion_error_sd_s,
             DEPLETION_SD_FLOOR_S,
         )
+        sd = math.hypot(sd, budget_sd_s)
         offsets = (times[None, :] - (depletion + sd * _NORMAL_POINTS)[:, None]) / 60.0
         expected = self._do_given_depletion(offsets, growth, dp).mean(axis=0)
         band_offsets = (times[None, :] - (depletion + sd * _BAND_POINTS)[:, None]) / 60.0
@@ -606,7 +675,7 @@ def compare(dataset: str, holdout: tuple[int, ...] = (16, 17, 18)) -> pd.DataFra
     from bptwin.twin.dataset import read_manifest
     from bptwin.twin.labels import dataset_table
     from bptwin.twin.model import carbon_balance_baseline
-    from bptwin.twin.validation import FORECAST_ORIGINS_H
+    from bptwin.twin.validation_forecast import FORECAST_ORIGINS_H
 
     numbers = [r.number for r in read_manifest(dataset).batches]
     train_batches = [n for n in numbers if n not in holdout]

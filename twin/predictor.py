@@ -29,6 +29,7 @@ from bptwin.twin.conformal import card_base_log_sd
 from bptwin.twin.drift import DRIFT_LOG_SD, model_drift_watch
 from bptwin.twin.features import FEATURE_NAMES, ProcessState, feature_vector
 from bptwin.twin.forecast import Forecast, Forecaster, ForecastParameters
+from bptwin.twin.forecast_online import LiveBudgets
 from bptwin.twin.registry import ModelArtifact, ModelError, load_model
 from bptwin.twin.single_row import SingleRowPredictor
 
@@ -190,6 +191,12 @@ class Predictor:
         self._fallback_upper = float(fallback_interval.get("upper_log", 0.0))
         parameters = ForecastParameters.from_card_metrics(artifact.card.metrics)
         self.forecaster = Forecaster(parameters) if parameters is not None else None
+        # The batch's own carbon budget for the forecast, from its samples (twin/forecast_online).
+        self.budgets = (
+            LiveBudgets(parameters.cum_co2_at_depletion, parameters.od_per_mmol_co2)
+            if parameters is not None and adapt
+            else None
+        )
         k = artifact.card.metrics.get("baseline", {}).get("k_od_per_mmol_co2")
         k_prior = float(k) if isinstance(k, int | float) else math.nan
         self.adaptation = (
@@ -209,11 +216,17 @@ class Predictor:
         """The reactor's offline OD600 samples so far (any thread; idempotent)."""
         if self.adaptation is not None:
             self.adaptation.set_samples(reactor, list(times), list(od600))
+        if self.budgets is not None:
+            nan = math.nan
+            rows = [(float(t), nan, nan, float(v)) for t, v in zip(times, od600, strict=True)]
+            self.budgets.set_samples(reactor, rows)
 
     def note_sample(self, reactor: str, timestamp: float, od600: float) -> None:
         """One more offline OD600 sample of ``reactor`` (any thread)."""
         if self.adaptation is not None:
             self.adaptation.add_sample(reactor, timestamp, od600)
+        if self.budgets is not None:
+            self.budgets.add_sample(reactor, (timestamp, math.nan, math.nan, od600))
 
     def _adapted(
         self, prediction: Prediction, state: ProcessState, vector: np.ndarray
@@ -342,6 +355,15 @@ class Predictor:
             state,
             vector,
         )
+        if self.budgets is not None and not prediction.fallback:
+            self.budgets.observe(
+                state.reactor,
+                state.window_index,
+                state.end,
+                float(state.cer_smooth),
+                float(state.cum_co2_mmol_per_l),
+                prediction.od600,
+            )
         if not forecast or self.forecaster is None:
             return prediction
         made = self._forecast(state, prediction)
@@ -359,8 +381,10 @@ class Predictor:
         last = self._forecasts.get(state.reactor)
         if last is not None and last[1] == basis and 0 <= index - last[0] < self.forecast_every:
             return last[2]
+        # The batch's own carbon budget once its samples vouch for it (twin/forecast_online).
+        own = self.budgets.estimate(state.reactor, state.end) if self.budgets else None
         try:
-            made = self.forecaster.forecast(state, prediction.od600)
+            made = self.forecaster.forecast(state, prediction.od600, estimate=own)
         except (ArithmeticError, ValueError) as exc:
             log.debug("no forecast for window %s: %s", index, exc)
             made = None

@@ -59,16 +59,26 @@ from bptwin.twin.validation_adapt import (
     merge_forecasts,
     render_adaptation,
 )
+from bptwin.twin.validation_forecast import (
+    DO_HORIZONS_MIN,
+    DO_ISSUE_EVERY,
+    batch_budget,
+    card_forecaster,
+    do_forecast_scores,
+    do_reference_column,
+    first_finite,
+    forecast_at,
+    forecast_samples,
+    forecast_scores,
+    row_inputs,
+)
 
 ADAPTED_COLUMNS = ("od600_adapted", "adapted_lower", "adapted_upper", "band_lower", "band_upper")
 
 if TYPE_CHECKING:
-    from bptwin.twin.forecast import Forecast, Forecaster
+    from bptwin.twin.forecast import Forecaster
 
 TIME_BINS_H = (0, 4, 8, 12, 16, 20, 24, 40)
-FORECAST_ORIGINS_H = (6.0, 10.0, 14.0, 18.0)
-DO_ISSUE_EVERY = 60  # windows (30 min) between two scored DO forecasts
-DO_HORIZONS_MIN = (30, 60, 120)
 DO_PLOT_ORIGINS_H = (10.0, 14.0, 18.0)
 PHASE_ORDER = ("lag", "exponential", "stationary", "depleted")
 
@@ -88,6 +98,10 @@ class ValidationResult:
     importance: list[dict[str, Any]]
     table: pd.DataFrame = field(repr=False)
     forecaster: Forecaster | None = field(default=None, repr=False)
+    # Offline samples per batch (time, DCW, glycerol, OD600) the forecast learns from.
+    forecast_samples: dict[int, list[tuple[float, float, float, float]]] = field(
+        default_factory=dict, repr=False
+    )
     forecast: list[dict[str, Any]] = field(default_factory=list)
     do_forecast: list[dict[str, Any]] = field(default_factory=list)
     do_reference: str = ""
@@ -180,11 +194,6 @@ def _reference(directory: Path, reference: str, model_label: str = "samples") ->
     return reference
 
 
-def _first_finite(values: np.ndarray) -> float | None:
-    finite = values[np.isfinite(values)]
-    return float(finite[0]) if finite.size else None
-
-
 class TrainingBatchError(LabelError):
     """Validation was asked to score batches the model was trained on."""
 
@@ -253,8 +262,9 @@ def evaluate(
     else:
         table["od600_baseline"] = np.nan
 
-    do_reference = _do_reference_column(table, label)
-    do_scores, do_pairs = _do_forecast_scores(artifact, table, do_reference)
+    do_reference = do_reference_column(table, label)
+    samples = forecast_samples(directory, chosen)
+    do_scores, do_pairs = do_forecast_scores(artifact, table, do_reference, samples)
     scores = []
     for number in chosen:
         rows = table[table[BATCH_COLUMN] == number]
@@ -266,8 +276,8 @@ def evaluate(
                 number,
                 rows[LABEL_COLUMN].to_numpy(float),
                 rows["od600_pred"].to_numpy(float),
-                depletion_predicted=_first_finite(rows["depletion_time"].to_numpy(float)),
-                depletion_actual=_first_finite(rows["depletion_true"].to_numpy(float)),
+                depletion_predicted=first_finite(rows["depletion_time"].to_numpy(float)),
+                depletion_actual=first_finite(rows["depletion_true"].to_numpy(float)),
                 do_true=do_true,
                 do_pred=do_pred,
                 n_boot=n_boot,
@@ -298,7 +308,7 @@ def evaluate(
     }
     if overlap:
         baseline["warning"] = f"batches {overlap} were used in training: scores are optimistic"
-    model_forecast = _forecast_scores(artifact, table, do_reference)
+    model_forecast = forecast_scores(artifact, table, do_reference, samples)
     adaptation: list[dict[str, Any]] = []
     forecast_adapted: list[dict[str, Any]] = []
     do_forecast_adapted: list[dict[str, Any]] = []
@@ -312,8 +322,8 @@ def evaluate(
         table = band_columns(table, card_base_log_sd(artifact.card))
         from_adapted = table.assign(od600_pred=table["od600_adapted"])
         from_adapted.attrs = {}
-        forecast_adapted = _forecast_scores(artifact, from_adapted, do_reference)
-        do_forecast_adapted = _do_forecast_scores(artifact, from_adapted, do_reference)[0]
+        forecast_adapted = forecast_scores(artifact, from_adapted, do_reference, samples)
+        do_forecast_adapted = do_forecast_scores(artifact, from_adapted, do_reference, samples)[0]
         adaptation = adaptation_scores(table, sample_times)
         merge_forecasts(adaptation, "model", model_forecast, do_scores)
         merge_forecasts(adaptation, "adapted", forecast_adapted, do_forecast_adapted)
@@ -330,7 +340,8 @@ def evaluate(
         residuals_by_time=_residuals_by_time(table),
         importance=_importance(artifact),
         table=table,
-        forecaster=_forecaster(artifact),
+        forecaster=card_forecaster(artifact),
+        forecast_samples=samples,
         forecast=model_forecast,
         do_forecast=do_scores,
         do_reference="simulator truth" if do_reference == TRUTH_DO_COLUMN else "measured DO",
@@ -343,181 +354,6 @@ def evaluate(
         forecast_adapted=forecast_adapted,
         do_forecast_adapted=do_forecast_adapted,
     )
-
-
-_ROW_INPUTS = (
-    "window_end",
-    "od600_pred",
-    "cer_smooth",
-    "cum_co2_mmol_per_l",
-    "mu_cer",
-    "mu_carbon",
-    "depletion_time",
-    "depleted",
-    "do_mean",
-    "stirrer_speed_mean",
-    "o2_flow_mean",
-)
-
-
-def _forecaster(artifact: ModelArtifact) -> Forecaster | None:
-    from bptwin.twin.forecast import Forecaster, ForecastParameters
-
-    parameters = ForecastParameters.from_card_metrics(artifact.card.metrics)
-    return Forecaster(parameters) if parameters is not None else None
-
-
-def _forecast_at(forecaster: Forecaster, inputs: dict[str, np.ndarray], at: int) -> Forecast | None:
-    """The forecast the live worker makes at window ``at`` (same inputs as the ProcessState)."""
-    value = {name: float(column[at]) for name, column in inputs.items()}
-    return forecaster.forecast_values(
-        now=value["window_end"],
-        od_now=value["od600_pred"],
-        cer=value["cer_smooth"],
-        cum_co2=value["cum_co2_mmol_per_l"],
-        mu_cer=value["mu_cer"],
-        mu_carbon=value["mu_carbon"],
-        depletion_time=value["depletion_time"] if value["depleted"] else math.nan,
-        do_now=value["do_mean"],
-        stirrer_now=value["stirrer_speed_mean"],
-        o2_flow_now=value["o2_flow_mean"],
-    )
-
-
-def _inputs(batch: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {
-        name: batch[name].to_numpy(float) if name in batch else np.full(len(batch), np.nan)
-        for name in _ROW_INPUTS
-    }
-
-
-def _do_reference_column(table: pd.DataFrame, label: str) -> str:
-    truth = table.get(TRUTH_DO_COLUMN)
-    if label == "truth" and truth is not None and np.isfinite(truth.to_numpy(float)).any():
-        return TRUTH_DO_COLUMN
-    return "do_mean"
-
-
-def _do_forecast_scores(
-    artifact: ModelArtifact, table: pd.DataFrame, reference: str
-) -> tuple[list[dict[str, Any]], dict[int, tuple[np.ndarray, np.ndarray]]]:
-    """DO forecast scores per batch, and the (reference, predicted) pairs of the verdict."""
-    forecaster = _forecaster(artifact)
-    if forecaster is None or forecaster.parameters.do is None or reference not in table:
-        return [], {}
-    rows: list[dict[str, Any]] = []
-    pairs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for number, batch in table.groupby(BATCH_COLUMN):
-        inputs = _inputs(batch)
-        ends, actual = inputs["window_end"], batch[reference].to_numpy(float)
-        gated_true, gated_pred, all_errors, inside, persistence = [], [], [], [], []
-        horizon_errors: dict[int, list[float]] = {h: [] for h in DO_HORIZONS_MIN}
-        issued = 0
-        for at in range(0, len(batch), DO_ISSUE_EVERY):
-            if inputs["depleted"][at] > 0:
-                break
-            made = _forecast_at(forecaster, inputs, at)
-            if made is None or made.do is None or made.do_lower is None or made.do_upper is None:
-                continue
-            later = slice(at, None)
-            predicted = np.interp(ends[later], made.times, made.do)
-            known = np.isfinite(actual[later])
-            all_errors.append((predicted - actual[later])[known])
-            if not math.isfinite(inputs["mu_cer"][at]):
-                continue  # before the off-gas signal carries a growth rate
-            issued += 1
-            gated_true.append(actual[later][known])
-            gated_pred.append(predicted[known])
-            # Baseline: the DO stays where it is now (what an operator assumes without a model).
-            persistence.append(actual[later][known] - inputs["do_mean"][at])
-            low = np.interp(ends[later], made.times, made.do_lower)[known]
-            high = np.interp(ends[later], made.times, made.do_upper)[known]
-            inside.append((actual[later][known] >= low) & (actual[later][known] <= high))
-            for minutes in DO_HORIZONS_MIN:
-                target = at + minutes * 2  # 30 s windows
-                if target < len(batch) and math.isfinite(actual[target]):
-                    value = float(np.interp(ends[target], made.times, made.do))
-                    horizon_errors[minutes].append(value - actual[target])
-        if not issued:
-            continue
-        do_true, do_pred = np.concatenate(gated_true), np.concatenate(gated_pred)
-        pairs[int(number)] = (do_true, do_pred)
-        everything = np.concatenate(all_errors)
-        rows.append(
-            {
-                "batch": int(number),
-                "forecasts": issued,
-                "first_issue_h": float(
-                    batch["time_since_inoculation_h"].to_numpy(float)[
-                        int(np.argmax(np.isfinite(inputs["mu_cer"])))
-                    ]
-                ),
-                "rmse_to_end": rmse(do_true, do_pred),
-                "rmse_to_end_from_start": float(np.sqrt(np.mean(everything**2))),
-                "persistence_rmse_to_end": float(
-                    np.sqrt(np.nanmean(np.concatenate(persistence) ** 2))
-                ),
-                "band_coverage": float(np.concatenate(inside).mean()),
-                "rmse_at_horizon_min": {
-                    str(m): float(np.sqrt(np.mean(np.square(v)))) if v else math.nan
-                    for m, v in horizon_errors.items()
-                },
-            }
-        )
-    return rows, pairs
-
-
-def _forecast_scores(
-    artifact: ModelArtifact, table: pd.DataFrame, do_column: str = "do_mean"
-) -> list[dict[str, Any]]:
-    """Forecasts made at fixed hours: depletion error, OD MRE and DO RMSE to the end, band."""
-    forecaster = _forecaster(artifact)
-    if forecaster is None:
-        return []
-    rows = []
-    for number, batch in table.groupby(BATCH_COLUMN):
-        hours = batch["time_since_inoculation_h"].to_numpy(float)
-        ends = batch["window_end"].to_numpy(float)
-        truth = batch[LABEL_COLUMN].to_numpy(float)
-        do_actual = batch[do_column].to_numpy(float) if do_column in batch else None
-        actual = _first_finite(batch["depletion_true"].to_numpy(float))
-        inputs = _inputs(batch)
-        inputs["depleted"] = np.zeros(len(batch))  # score the projection, as before
-        for origin in FORECAST_ORIGINS_H:
-            at = int(np.searchsorted(hours, origin))
-            if at >= len(batch) or (actual is not None and ends[at] >= actual):
-                continue
-            made = _forecast_at(forecaster, inputs, at)
-            if made is None:
-                continue
-            do_rmse = math.nan
-            if made.do is not None and do_actual is not None:
-                do_rmse = rmse(do_actual[at:], np.interp(ends[at:], made.times, made.do))
-            later = slice(at, None)
-            predicted = np.interp(ends[later], made.times, made.od600)
-            lower = np.interp(ends[later], made.times, made.lower)
-            upper = np.interp(ends[later], made.times, made.upper)
-            inside = (truth[later] >= lower) & (truth[later] <= upper)
-            error = (made.depletion_time - actual) / 60.0 if actual is not None else math.nan
-            rows.append(
-                {
-                    "batch": int(number),
-                    "origin_h": origin,
-                    "depletion_error_min": error,
-                    "depletion_band_min": [
-                        (made.depletion_earliest - made.depletion_time) / 60.0,
-                        (made.depletion_latest - made.depletion_time) / 60.0,
-                    ],
-                    "depletion_in_band": bool(
-                        actual is not None
-                        and made.depletion_earliest <= actual <= made.depletion_latest
-                    ),
-                    "od_mre_to_end": mre(truth[later], predicted),
-                    "od_band_coverage": float(inside.mean()),
-                    "do_rmse_to_end": do_rmse,
-                }
-            )
-    return rows
 
 
 def _residual_stats(group: pd.DataFrame) -> dict[str, Any]:
@@ -668,9 +504,10 @@ def render_markdown(result: ValidationResult, images: list[str]) -> str:
             "",
             "## Forecast (carbon-balance hybrid, see docs/model.md)",
             "",
-            "Forecast made at a fixed hour from that window alone: error of the predicted "
-            "depletion time (and its band), OD600 MRE from then to the end of the batch, share "
-            "of the reference inside the band.",
+            "Forecast made at a fixed hour from that window and the batch's samples taken by "
+            "then (its own carbon budget, once a sample vouches for the nowcast): error of the "
+            "predicted depletion time (and its band), OD600 MRE from then to the end of the "
+            "batch, share of the reference inside the band.",
             "",
             "| batch | made at (h) | depletion error (min) | band (min) | in band | OD MRE to end "
             "| OD band coverage | DO RMSE to end (% sat) |",
@@ -818,12 +655,18 @@ def _plot_do_forecasts(result: ValidationResult, folder: Path, plt: Any) -> str:
         hours = batch["time_since_inoculation_h"].to_numpy(float)
         ends = batch["window_end"].to_numpy(float)
         ax.plot(hours, batch[column], "k-", lw=1.2, label=f"DO ({result.do_reference})")
-        inputs = _inputs(batch)
+        inputs = row_inputs(batch)
+        budget = batch_budget(forecaster, batch, result.forecast_samples) if forecaster else None
         for colour, origin in enumerate(DO_PLOT_ORIGINS_H):
             at = int(np.searchsorted(hours, origin))
-            if forecaster is None or at >= len(batch) or inputs["depleted"][at] > 0:
+            if (
+                forecaster is None
+                or budget is None
+                or at >= len(batch)
+                or inputs["depleted"][at] > 0
+            ):
                 continue
-            made = _forecast_at(forecaster, inputs, at)
+            made = forecast_at(forecaster, inputs, at, budget(at))
             if made is None or made.do is None or made.do_lower is None or made.do_upper is None:
                 continue
             shown = made.times <= ends[-1]
