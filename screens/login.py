@@ -62,7 +62,14 @@ class LoginScreen(ModalScreen[str | None]):
             else:
                 where = f" at {self.station}" if self.station else ""
                 yield Static(f"[b]Log in{where}[/]", classes="entry-title")
-            yield LabelledField("Name", "login-name", fields=("name", "operator"), width=24)
+            # Operator names are user names (eln/form_rules): say so before the first try, not after.
+            yield LabelledField(
+                "Name",
+                "login-name",
+                fields=("name", "operator"),
+                placeholder="lower-case, e.g. ana",
+                width=24,
+            )
             yield LabelledField("PIN", "login-pin", fields=("pin",), password=True, width=12)
             if self.first_run:
                 yield LabelledField("PIN again", "login-pin2", password=True, width=12)
