@@ -59,6 +59,7 @@ from bptwin.tui.api.schemas import (
     ReactorOut,
     ReadingsPageOut,
     SampleOut,
+    out_of,
 )
 
 log = logging.getLogger(__name__)
@@ -229,22 +230,8 @@ def _data_routes(context: ApiContext, require_token: Callable[..., ApiTokenView]
         answer = []
         for row in rows:
             view = view_of(CalibrationView, row)
-            answer.append(
-                CalibrationOut(
-                    id=view.id,
-                    channel=view.channel,
-                    kind=view.kind,
-                    batch_number=None if view.batch_id is None else numbers[view.batch_id],
-                    performed_at=view.performed_at,
-                    performed_by=view.performed_by,
-                    measured=dict(view.measured),
-                    results=dict(view.results),
-                    passed=view.passed,
-                    valid_until=view.valid_until,
-                    notes=view.notes,
-                    override_reason=view.override_reason,
-                )
-            )
+            batch_number = None if view.batch_id is None else numbers[view.batch_id]
+            answer.append(out_of(CalibrationOut, view, batch_number=batch_number))
         return answer
 
     @router.get("/alarms", response_model=list[AlarmEventOut], tags=["notebook"])
@@ -259,21 +246,8 @@ def _data_routes(context: ApiContext, require_token: Callable[..., ApiTokenView]
         answer = []
         for row in rows:
             view = view_of(AlarmEventView, row)
-            answer.append(
-                AlarmEventOut(
-                    id=view.id,
-                    batch_number=None if view.batch_id is None else numbers[view.batch_id],
-                    reactor=view.reactor,
-                    rule=view.rule,
-                    priority=view.priority,
-                    state=view.state,
-                    channel=view.channel,
-                    value=view.value,
-                    message=view.message,
-                    occurred_at=view.occurred_at,
-                    actor=view.actor,
-                )
-            )
+            batch_number = None if view.batch_id is None else numbers[view.batch_id]
+            answer.append(out_of(AlarmEventOut, view, batch_number=batch_number))
         return answer
 
     @router.get("/models", response_model=ModelRegistryOut, tags=["models"])
