@@ -24,6 +24,7 @@ from bptwin.eln.models import (
     CampaignPhase,
     Inoculum,
     Note,
+    Operator,
     Sample,
     Signature,
     SignatureMeaning,
@@ -205,27 +206,14 @@ class BatchService(AggregateService):
         signer = authenticate_signer(OperatorService(self.unit), actor, pin, supervisor=True)
         with self.unit.write(signer.name, supervisor=True) as session:
             batch = find_batch(session, number)
-            closure = session.exec(of_batch(BatchClosure, batch)).first()
-            if closure is None:
-                raise NotebookValidationError(
-                    "closure", f"batch {batch.number} has no closure record yet"
-                )
+            closure = _recorded_closure(session, batch)
             if closure.signed_off_by is not None:
                 raise NotebookValidationError(
                     "closure",
                     f"batch {batch.number} is already closed by {closure.signed_off_by}; "
                     "a change needs a new signature (amend the closure)",
                 )
-            closure.signed_off_by = signer.name
-            closure.signed_off_at = self.unit.now()
-            sign_row(
-                session,
-                closure,
-                signer,
-                SignatureMeaning.CLOSED,
-                self.unit.now(),
-                batch_id=row_id(batch),
-            )
+            self._sign_closure(session, batch, closure, signer)
         return closure
 
     def amend_closure(
@@ -242,11 +230,7 @@ class BatchService(AggregateService):
         signer = authenticate_signer(OperatorService(self.unit), actor, pin, supervisor=True)
         with self.unit.write(signer.name, supervisor=True) as session:
             batch = find_batch(session, number)
-            closure = session.exec(of_batch(BatchClosure, batch)).first()
-            if closure is None:
-                raise NotebookValidationError(
-                    "closure", f"batch {batch.number} has no closure record yet"
-                )
+            closure = _recorded_closure(session, batch)
             values: dict[str, object] = {
                 name: getattr(closure, name) for name in CLOSURE_FIELDS
             } | changes
@@ -263,24 +247,47 @@ class BatchService(AggregateService):
             allow_resigning(session, closure)
             for name in CLOSURE_FIELDS:
                 setattr(closure, name, getattr(staged, name))
-            closure.signed_off_by = signer.name
-            closure.signed_off_at = self.unit.now()
-            sign_row(
-                session,
-                closure,
-                signer,
-                SignatureMeaning.CLOSED,
-                self.unit.now(),
-                batch_id=row_id(batch),
-                reason=why,
-                supersede=signed is not None,
+            self._sign_closure(
+                session, batch, closure, signer, reason=why, supersede=signed is not None
             )
         return closure
+
+    def _sign_closure(
+        self,
+        session: Session,
+        batch: Batch,
+        closure: BatchClosure,
+        signer: Operator,
+        *,
+        reason: str = "",
+        supersede: bool = False,
+    ) -> None:
+        """The supervisor's signature "closed" on ``closure``, and its sign-off fields."""
+        closure.signed_off_by = signer.name
+        closure.signed_off_at = self.unit.now()
+        sign_row(
+            session,
+            closure,
+            signer,
+            SignatureMeaning.CLOSED,
+            self.unit.now(),
+            batch_id=row_id(batch),
+            reason=reason,
+            supersede=supersede,
+        )
 
     def get_closure(self, number: int) -> BatchClosure | None:
         with self.unit.read() as session:
             batch = find_batch(session, number)
             return session.exec(of_batch(BatchClosure, batch)).first()
+
+
+def _recorded_closure(session: Session, batch: Batch) -> BatchClosure:
+    """The closure record of ``batch``; NotebookValidationError when there is none yet."""
+    closure = session.exec(of_batch(BatchClosure, batch)).first()
+    if closure is None:
+        raise NotebookValidationError("closure", f"batch {batch.number} has no closure record yet")
+    return closure
 
 
 def _fill_closure(closure: BatchClosure, entry: ClosureEntry) -> None:
