@@ -9,7 +9,7 @@ Routes (docs/api.md): ``/v1/...`` for notebook records, model versions and chann
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bptwin.database.channels import CHANNELS_BY_NAME
@@ -161,6 +162,20 @@ def _data_routes(context: ApiContext, require_token: Callable[..., ApiTokenView]
     def batch_numbers() -> dict[int, int]:
         return {row.id: row.number for row in notebook.batches.list_batches() if row.id is not None}
 
+    def numbered(
+        model: type[BaseModel],
+        view: type[CalibrationView] | type[AlarmEventView],
+        rows: Iterable[object],
+    ) -> list[Any]:
+        """``model`` answers for the rows, each ``batch_id`` given as its batch number."""
+        numbers = batch_numbers()
+        answer = []
+        for row in rows:
+            record = view_of(view, row)
+            batch_number = None if record.batch_id is None else numbers[record.batch_id]
+            answer.append(out_of(model, record, batch_number=batch_number))
+        return answer
+
     @router.get("/batches", response_model=list[BatchOut], tags=["notebook"])
     def batches(
         status: Annotated[
@@ -226,13 +241,7 @@ def _data_routes(context: ApiContext, require_token: Callable[..., ApiTokenView]
         rows = notebook.calibrations.list_calibrations(
             channel=channel, batch_number=batch, limit=limit
         )
-        numbers = batch_numbers()
-        answer = []
-        for row in rows:
-            view = view_of(CalibrationView, row)
-            batch_number = None if view.batch_id is None else numbers[view.batch_id]
-            answer.append(out_of(CalibrationOut, view, batch_number=batch_number))
-        return answer
+        return numbered(CalibrationOut, CalibrationView, rows)
 
     @router.get("/alarms", response_model=list[AlarmEventOut], tags=["notebook"])
     def alarms(
@@ -242,13 +251,7 @@ def _data_routes(context: ApiContext, require_token: Callable[..., ApiTokenView]
     ) -> list[AlarmEventOut]:
         """Alarm events (raised, acknowledged, shelved, cleared...), newest first."""
         rows = notebook.alarms.list_alarm_events(reactor=reactor, batch_number=batch, limit=limit)
-        numbers = batch_numbers()
-        answer = []
-        for row in rows:
-            view = view_of(AlarmEventView, row)
-            batch_number = None if view.batch_id is None else numbers[view.batch_id]
-            answer.append(out_of(AlarmEventOut, view, batch_number=batch_number))
-        return answer
+        return numbered(AlarmEventOut, AlarmEventView, rows)
 
     @router.get("/models", response_model=ModelRegistryOut, tags=["models"])
     def models() -> ModelRegistryOut:
