@@ -11,22 +11,17 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_bus import _broker  # noqa: E402
 from bptwin.database.admission import BUS_ORIGIN, Admission  # noqa: E402
 from bptwin.database.bus import MqttBus  # noqa: E402
 from bptwin.database.reading import Reading  # noqa: E402
@@ -91,37 +86,6 @@ def bench_admit_one_reading() -> list[dict[str, object]]:
     ]  # fmt: skip
 
 
-@contextmanager
-def _default_broker() -> Iterator[tuple[str, int] | None]:
-    """A throwaway Mosquitto with its default queue (1000 QoS 1 messages per client)."""
-    binary = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
-    if binary is None:
-        yield None
-        return
-    with tempfile.TemporaryDirectory() as folder, socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-        probe.close()
-        config = Path(folder) / "mosquitto.conf"
-        user = "root" if os.getuid() == 0 else os.environ.get("USER", "")
-        config.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            + (f"user {user}\n" if user else "")
-        )
-        process = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                with socket.socket() as client:
-                    if client.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                time.sleep(0.05)
-            yield ("127.0.0.1", port)
-        finally:
-            process.terminate()
-            process.wait(10)
-
-
 def _latencies(host: str, port: int, flood: int) -> tuple[list[float], int]:
     prefix = f"adm{flood}"
     plan = plan_sources([{"name": "gw", "kind": "bptwin"}], reactors=["R1"], bus_is_mqtt=True)
@@ -156,7 +120,7 @@ def _latencies(host: str, port: int, flood: int) -> tuple[list[float], int]:
 
 
 def bench_flood_for_an_unknown_reactor() -> list[dict[str, object]]:
-    with _default_broker() as address:
+    with _broker(extra_config="") as address:  # Mosquitto's default queue (1000 QoS 1)
         if address is None:
             return [{"benchmark": "admission.flood", "value": "skipped", "unit": "",
                      "note": "mosquitto not installed"}]  # fmt: skip

@@ -45,12 +45,16 @@ def _port_open(port: int) -> bool:
         return False
 
 
+FLOOD_CONFIG = "max_queued_messages 1000000\nmax_inflight_messages 1000\n"
+
+
 @contextmanager
-def _broker() -> Iterator[tuple[str, int] | None]:
+def _broker(extra_config: str = FLOOD_CONFIG) -> Iterator[tuple[str, int] | None]:
     """A throwaway Mosquitto configured as docs/mqtt.md recommends, else None.
 
     Not the machine's broker: its default max_queued_messages (1000) drops QoS 1
-    messages for a subscriber that falls behind a full-speed publisher.
+    messages for a subscriber that falls behind a full-speed publisher. ``extra_config=""``
+    keeps Mosquitto's defaults (what an unconfigured broker does under a flood).
     """
     binary = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
     if binary is None:
@@ -64,7 +68,7 @@ def _broker() -> Iterator[tuple[str, int] | None]:
         user = "root" if os.getuid() == 0 else os.environ.get("USER", "")
         config.write_text(
             f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 1000000\nmax_inflight_messages 1000\n"
+            + extra_config
             + (f"user {user}\n" if user else "")
         )
         process = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.DEVNULL)

@@ -205,20 +205,11 @@ def check_timeseries(settings: Settings) -> CheckResult:
         return CheckResult("time series", Status.PASS, f"embedded store {path} ({state})")
     from bptwin.database.timeseries import TimeSeriesError
     from bptwin.database.timeseries.influx import InfluxStore
-    from bptwin.database.timeseries.influx_common import InfluxConfig, InfluxConfigError
+    from bptwin.database.timeseries.influx_common import InfluxConfigError
+    from bptwin.tui.runtime.stores import influx_config
 
     try:
-        config = InfluxConfig(
-            url=section.url,
-            api_version=section.api_version,
-            token=section.token.get_secret_value() if section.token else None,
-            org=section.org or None,
-            bucket=section.bucket or None,
-            database=section.database or None,
-            username=section.username or None,
-            password=section.password.get_secret_value() if section.password else None,
-            timeout_s=CONNECT_TIMEOUT_S,
-        )
+        config = influx_config(section, timeout_s=CONNECT_TIMEOUT_S)
     except InfluxConfigError as exc:
         return CheckResult("time series", Status.FAIL, f"timeseries: {exc}")
     # A throwaway spool: the station's own may be in use by a running acquisition.

@@ -20,7 +20,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,9 +98,7 @@ class Spool:
                 raise ValueError(f"spool item weight must be >= 0, got {weight}")
         now = time.time()
         with self._lock:
-            self._check_open()
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
+            with self._transaction("write to"):
                 ids = [
                     _row_id(
                         self._db.execute(
@@ -110,10 +108,6 @@ class Spool:
                     )
                     for payload, weight in items
                 ]
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise SpoolError(f"cannot write to spool file {self.path}: {exc}") from exc
             self._depth += len(items)
             self._weight += sum(weight for _, weight in items)
             return ids
@@ -150,14 +144,8 @@ class Spool:
         if not ids:
             return
         with self._lock:
-            self._check_open()
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
+            with self._transaction("update"):
                 removed, weight = self._remove(ids)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise SpoolError(f"cannot update spool file {self.path}: {exc}") from exc
             self._depth -= removed
             self._weight -= weight
 
@@ -167,9 +155,7 @@ class Spool:
             return
         now = time.time()
         with self._lock:
-            self._check_open()
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
+            with self._transaction("update"):
                 self._db.executemany(
                     "INSERT OR REPLACE INTO rejected"
                     " (id, payload, weight, created, rejected, reason)"
@@ -177,10 +163,6 @@ class Spool:
                     [(now, reason, item.id) for item in items],
                 )
                 removed, weight = self._remove([item.id for item in items])
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise SpoolError(f"cannot update spool file {self.path}: {exc}") from exc
             self._depth -= removed
             self._weight -= weight
 
@@ -241,6 +223,19 @@ class Spool:
             removed += int(row[0])
             weight += int(row[1])
         return removed, weight
+
+    @contextlib.contextmanager
+    def _transaction(self, doing: str) -> Iterator[None]:
+        """One IMMEDIATE transaction (the caller holds the lock): committed when the block
+        ends, rolled back and raised as SpoolError ("cannot <doing> spool file") on an error."""
+        self._check_open()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise SpoolError(f"cannot {doing} spool file {self.path}: {exc}") from exc
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):

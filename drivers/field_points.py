@@ -7,7 +7,8 @@ the source own exactly the (reactor, channel) pairs its points name
 (:func:`fill_point_reactors`, :func:`check_point_ownership`), and the one way a raw value
 becomes a reading (:func:`point_reading`): not a number, NaN or infinite is refused with a
 counted reason; a value outside the channel's physical range is kept but marked ``bad``, as on
-the MQTT path, so that cleaning sees it and raises the alarm.
+the MQTT path, so that cleaning sees it and raises the alarm. :func:`probe_answer` is the
+one-line verdict ``bptwin doctor`` gives on a field-bus link.
 """
 
 from __future__ import annotations
@@ -193,3 +194,25 @@ def bad_reading(point: PointOptions, reactor: str, timestamp: float) -> Reading:
     """No usable value now (the device says so): NaN with quality ``bad``."""
     unit = CHANNELS_BY_NAME[point.channel].unit
     return Reading(timestamp, reactor, point.channel, math.nan, unit, Quality.BAD)
+
+
+def probe_answer(
+    link: str,
+    readings: Sequence[Reading],
+    points: int,
+    noun: str,
+    problems: Mapping[str, str],
+    answers: str = "answers",
+) -> tuple[bool, str]:
+    """``bptwin doctor``'s verdict on one poll of every point of a link that answered.
+
+    Not ok while any point has a problem (each named); ok otherwise, naming the points whose
+    reading is not good now.
+    """
+    readable = f"{len(readings)} of {points} {noun} read"
+    if problems:
+        named = "; ".join(f"{k}: {v}" for k, v in problems.items())
+        return False, f"{link} answers, {readable}; {named}"
+    bad = sorted(f"{r.reactor}/{r.channel}" for r in readings if r.quality is not Quality.GOOD)
+    flagged = f" ({', '.join(bad)} not good now)" if bad else ""
+    return True, f"{link} {answers}, {readable}{flagged}"

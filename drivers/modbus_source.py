@@ -30,16 +30,13 @@ from pydantic import Field, model_validator
 
 from bptwin.database.backoff import Backoff
 from bptwin.database.reading import Quality, Reading
-from bptwin.drivers.base import Driver, ReadingSink
+from bptwin.drivers.base import ReadingSink
 from bptwin.drivers.field_points import (
     PointOptions,
     PointRefused,
     bad_reading,
-    check_point_ownership,
-    fill_point_reactors,
-    point_channels,
-    point_reactor,
     point_reading,
+    probe_answer,
 )
 from bptwin.drivers.modbus_registers import (
     HAMILTON_ARC,
@@ -56,16 +53,16 @@ from bptwin.drivers.modbus_registers import (
     plan_reads,
 )
 from bptwin.drivers.sources import (
-    DriverConfigError,
-    PlannedSource,
-    SourceContext,
-    SourceKind,
-    SourceOptions,
+    PointDriverTiming,
+    PointSourceDriver,
+    PointSourceKind,
+    PointSourceOptions,
     register_kind,
 )
 
 if TYPE_CHECKING:
     from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+    from typing_extensions import Unpack
 
 # Polls in a row in which no request was answered: the link is dead (a half-open TCP
 # connection after a gateway rebooted, a USB-serial adapter pulled out); reopen it.
@@ -122,7 +119,8 @@ class ModbusPoint(PointOptions):
         return Span(self.device_id, block.table, block.start, block.length, index)
 
 
-class ModbusOptions(SourceOptions):
+class ModbusOptions(PointSourceOptions):
+    points_key = "registers"
     kind: Literal["modbus"] = "modbus"
     transport: Literal["tcp", "rtu"] = "tcp"
     # tcp: a device or gateway
@@ -137,11 +135,6 @@ class ModbusOptions(SourceOptions):
     interval_s: float = Field(1.0, ge=0.05, le=3600, allow_inf_nan=False)
     timeout_s: float = Field(0.5, gt=0, le=30, allow_inf_nan=False)
     registers: list[ModbusPoint] = Field(min_length=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reactors_from_points(cls, data: Any) -> Any:
-        return fill_point_reactors(data, "registers")
 
     @model_validator(mode="after")
     def _link_complete(self) -> ModbusOptions:
@@ -163,34 +156,6 @@ class ModbusOptions(SourceOptions):
             f"modbus rtu {self.serial_port} {self.baudrate} "
             f"{self.bytesize}{self.parity}{self.stopbits}"
         )
-
-
-class ModbusKind(SourceKind):
-    name = "modbus"
-    options_model = ModbusOptions
-
-    def default_channels(self, options: SourceOptions) -> list[str]:
-        assert isinstance(options, ModbusOptions)
-        return point_channels(options.registers)
-
-    def check(self, options: SourceOptions, context_is_mqtt: bool) -> None:
-        assert isinstance(options, ModbusOptions)
-        try:
-            check_point_ownership(
-                options.registers, options.reactors, options.channels, "registers"
-            )
-        except ValueError as exc:
-            raise DriverConfigError(str(exc)) from None
-
-    def build(
-        self, source: PlannedSource, context: SourceContext, sink: ReadingSink
-    ) -> list[Driver]:
-        options = source.options
-        assert isinstance(options, ModbusOptions)
-        return [ModbusSourceDriver(sink, options, name=source.name)]
-
-
-register_kind(ModbusKind())
 
 
 # -- polling ---------------------------------------------------------------------------------------
@@ -237,7 +202,7 @@ class PollOutcome:
     requests: int
 
 
-class ModbusSourceDriver(Driver):
+class ModbusSourceDriver(PointSourceDriver):
     """Polls the registers of one Modbus link (a TCP endpoint or a serial line)."""
 
     def __init__(
@@ -246,19 +211,13 @@ class ModbusSourceDriver(Driver):
         options: ModbusOptions,
         *,
         name: str = "modbus",
-        backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-        clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        **timing: Unpack[PointDriverTiming],
     ) -> None:
-        super().__init__(name, options.reactors[0] if options.reactors else "", sink)
+        super().__init__(sink, options, name=name, **timing)
         self.options = options
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
-        self._clock = clock
         self.schedule = PollSchedule(options.interval_s, monotonic)
         self.points = list(options.registers)
-        self._reactors = [point_reactor(p, options.reactors) for p in self.points]
         self.requests = plan_reads([p.span(i) for i, p in enumerate(self.points)])
         self.polls = 0
         # The latest problem of each point that failed its last poll ("R1/ph" -> why).
@@ -401,13 +360,13 @@ class ModbusSourceDriver(Driver):
 
     def _refuse_request(self, request: ReadRequest, reason: str, detail: str) -> None:
         """Count a failed request once per point it carried (each is a missing reading)."""
-        channels = ", ".join(self._label(s.index) for s in request.spans)
+        channels = ", ".join(self._point_label(s.index) for s in request.spans)
         for span in request.spans:
-            self.point_problems[self._label(span.index)] = f"{request.describe()}: {detail}"
+            self.point_problems[self._point_label(span.index)] = f"{request.describe()}: {detail}"
             self._reject(reason, f"{request.describe()} ({channels}): {detail}")
 
-    def _label(self, index: int) -> str:
-        return f"{self._reactors[index]}/{self.points[index].channel}"
+    def _point_label(self, index: int) -> str:
+        return self._label(index, self.points[index].channel)
 
     def _emit_point(self, span: Span, words: Sequence[int], arrived_at: float) -> int:
         point = self.points[span.index]
@@ -415,10 +374,10 @@ class ModbusSourceDriver(Driver):
         try:
             reading = self._decode(point, reactor, words, arrived_at)
         except PointRefused as exc:
-            self.point_problems[self._label(span.index)] = f"device {point.device_id}: {exc}"
+            self.point_problems[self._point_label(span.index)] = f"device {point.device_id}: {exc}"
             self._reject(exc.reason, f"{reactor}/{point.channel} device {point.device_id}: {exc}")
             return 0
-        self.point_problems.pop(self._label(span.index), None)
+        self.point_problems.pop(self._point_label(span.index), None)
         return int(self._emit(reading))
 
     def _decode(
@@ -431,6 +390,15 @@ class ModbusSourceDriver(Driver):
         if probe.quality is Quality.BAD:
             return bad_reading(point, reactor, arrived_at)
         return point_reading(point, reactor, arrived_at, probe.value, probe.quality)
+
+
+class ModbusKind(PointSourceKind):
+    name = "modbus"
+    options_model = ModbusOptions
+    driver_class = ModbusSourceDriver
+
+
+register_kind(ModbusKind())
 
 
 def probe_modbus(options: ModbusOptions, name: str = "modbus") -> tuple[bool, str]:
@@ -447,13 +415,10 @@ def probe_modbus(options: ModbusOptions, name: str = "modbus") -> tuple[bool, st
         return False, f"{options.describe_link()}: {exc}"
     finally:
         _close(client)
-    readable = f"{len(readings)} of {len(driver.points)} registers read"
-    if driver.point_problems:
-        problems = "; ".join(f"{k}: {v}" for k, v in sorted(driver.point_problems.items()))
-        return False, f"{options.describe_link()} answers, {readable}; {problems}"
-    bad = sorted(f"{r.reactor}/{r.channel}" for r in readings if r.quality is not Quality.GOOD)
-    flagged = f" ({', '.join(bad)} not good now)" if bad else ""
-    return True, f"{options.describe_link()} answers, {readable}{flagged}"
+    problems = dict(sorted(driver.point_problems.items()))
+    return probe_answer(
+        options.describe_link(), readings, len(driver.points), "registers", problems
+    )
 
 
 def _close(client: ModbusTcpClient | ModbusSerialClient) -> None:

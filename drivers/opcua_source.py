@@ -22,22 +22,19 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import Field, SecretStr, model_validator
 
 from bptwin.database.backoff import Backoff
-from bptwin.drivers.base import Driver, ReadingSink
+from bptwin.drivers.base import ReadingSink
 from bptwin.drivers.field_points import (
     PointOptions,
     PointRefused,
     bad_reading,
-    check_point_ownership,
-    fill_point_reactors,
-    point_channels,
-    point_reactor,
+    probe_answer,
 )
 from bptwin.drivers.opcua_nodes import (
     MISSING_NODE,
@@ -48,9 +45,10 @@ from bptwin.drivers.opcua_nodes import (
 )
 from bptwin.drivers.sources import (
     DriverConfigError,
-    PlannedSource,
-    SourceContext,
-    SourceKind,
+    PointDriverTiming,
+    PointSourceDriver,
+    PointSourceKind,
+    PointSourceOptions,
     SourceOptions,
     register_kind,
 )
@@ -58,6 +56,7 @@ from bptwin.drivers.sources import (
 if TYPE_CHECKING:
     from asyncua import Client, Node, ua
     from asyncua.common.subscription import DataChangeNotif, Subscription
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,8 @@ class OpcUaNode(PointOptions):
         return f"node {self.node!r}" if self.node else f"path {self.path!r}"
 
 
-class OpcUaOptions(SourceOptions):
+class OpcUaOptions(PointSourceOptions):
+    points_key = "nodes"
     kind: Literal["opcua"] = "opcua"
     url: str = Field(pattern=r"^opc\.tcp://")
     mode: Literal["subscribe", "poll"] = "subscribe"
@@ -104,11 +104,6 @@ class OpcUaOptions(SourceOptions):
     timeout_s: float = Field(4.0, gt=0, le=60, allow_inf_nan=False)
     recheck_s: float = Field(10.0, ge=1, le=3600, allow_inf_nan=False)
     nodes: list[OpcUaNode] = Field(min_length=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reactors_from_points(cls, data: Any) -> Any:
-        return fill_point_reactors(data, "nodes")
 
     @model_validator(mode="after")
     def _security_complete(self) -> OpcUaOptions:
@@ -135,36 +130,6 @@ class OpcUaOptions(SourceOptions):
                     f"password_file: cannot read {self.password_file}: {exc}"
                 ) from None
         return None
-
-
-class OpcUaKind(SourceKind):
-    name = "opcua"
-    options_model = OpcUaOptions
-
-    def default_channels(self, options: SourceOptions) -> list[str]:
-        assert isinstance(options, OpcUaOptions)
-        return point_channels(options.nodes)
-
-    def check(self, options: SourceOptions, context_is_mqtt: bool) -> None:
-        assert isinstance(options, OpcUaOptions)
-        try:
-            check_point_ownership(options.nodes, options.reactors, options.channels, "nodes")
-        except ValueError as exc:
-            raise DriverConfigError(str(exc)) from None
-        for key in ("certificate", "private_key", "server_certificate", "password_file"):
-            path = getattr(options, key)
-            if path is not None and not Path(path).is_file():
-                raise DriverConfigError(f"{key}: {path} does not exist")
-
-    def build(
-        self, source: PlannedSource, context: SourceContext, sink: ReadingSink
-    ) -> list[Driver]:
-        options = source.options
-        assert isinstance(options, OpcUaOptions)
-        return [OpcUaSourceDriver(sink, options, name=source.name)]
-
-
-register_kind(OpcUaKind())
 
 
 # -- the driver ------------------------------------------------------------------------------------
@@ -211,7 +176,7 @@ class _Notifications:
         self._driver.on_status_change(status)
 
 
-class OpcUaSourceDriver(Driver):
+class OpcUaSourceDriver(PointSourceDriver):
     """Reads the nodes of one OPC UA server into readings (module docstring)."""
 
     def __init__(
@@ -220,17 +185,11 @@ class OpcUaSourceDriver(Driver):
         options: OpcUaOptions,
         *,
         name: str = "opcua",
-        backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-        clock: Callable[[], float] = time.time,
+        **timing: Unpack[PointDriverTiming],
     ) -> None:
-        super().__init__(name, options.reactors[0] if options.reactors else "", sink)
+        super().__init__(sink, options, name=name, **timing)
         self.options = options
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
-        self._clock = clock
         self.points = list(options.nodes)
-        self._reactors = [point_reactor(p, options.reactors) for p in self.points]
         # Per connection: which point each node feeds, and the points without a node now.
         self._point_of: dict[str, list[int]] = {}
         self._nodes: dict[int, Node] = {}
@@ -245,7 +204,7 @@ class OpcUaSourceDriver(Driver):
     def missing_points(self) -> dict[str, str]:
         """``"R1/ph" -> why`` for every point without a node to read now."""
         return {
-            f"{self._reactors[i]}/{self.points[i].channel}": problem.message
+            self._label(i, self.points[i].channel): problem.message
             for i, problem in sorted(self._missing.items())
         }
 
@@ -477,13 +436,29 @@ class OpcUaSourceDriver(Driver):
         self._emit(reading)
 
 
+class OpcUaKind(PointSourceKind):
+    name = "opcua"
+    options_model = OpcUaOptions
+    driver_class = OpcUaSourceDriver
+
+    def check(self, options: SourceOptions, context_is_mqtt: bool) -> None:
+        super().check(options, context_is_mqtt)
+        for key in ("certificate", "private_key", "server_certificate", "password_file"):
+            path = getattr(options, key)
+            if path is not None and not Path(path).is_file():
+                raise DriverConfigError(f"{key}: {path} does not exist")
+
+
+register_kind(OpcUaKind())
+
+
 def probe_opcua(options: OpcUaOptions, name: str = "opcua") -> tuple[bool, str]:
     """Connect once and read every node (``bptwin doctor``): reachable, and what each says."""
     return asyncio.run(_probe(options, name))
 
 
 async def _probe(options: OpcUaOptions, name: str) -> tuple[bool, str]:
-    from bptwin.database.reading import Quality, Reading
+    from bptwin.database.reading import Reading
 
     readings: list[Reading] = []
     driver = OpcUaSourceDriver(readings.append, options, name=name)
@@ -500,13 +475,10 @@ async def _probe(options: OpcUaOptions, name: str) -> tuple[bool, str]:
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.disconnect(), options.timeout_s)
-    readable = f"{len(readings)} of {len(driver.points)} nodes read"
-    if driver.missing_points:
-        problems = "; ".join(f"{k}: {v}" for k, v in driver.missing_points.items())
-        return False, f"{options.url} answers, {readable}; {problems}"
-    bad = sorted(f"{r.reactor}/{r.channel}" for r in readings if r.quality is not Quality.GOOD)
-    flagged = f" ({', '.join(bad)} not good now)" if bad else ""
-    return True, f"{options.url} answers ({options.security_policy}), {readable}{flagged}"
+    answers = f"answers ({options.security_policy})"
+    return probe_answer(
+        options.url, readings, len(driver.points), "nodes", driver.missing_points, answers
+    )
 
 
 def node_gone_status(status: ua.StatusCode) -> bool:

@@ -17,17 +17,25 @@ policy (database/admission.py) that checks every reading where it enters the sta
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bptwin.database.admission import AdmissionPolicy
 from bptwin.database.channels import CHANNELS_BY_NAME
 from bptwin.drivers.base import Driver, ReadingSink
+from bptwin.drivers.field_points import (
+    PointOptions,
+    check_point_ownership,
+    fill_point_reactors,
+    point_channels,
+    point_reactor,
+)
 
 if TYPE_CHECKING:
     from bptwin.database.bus import Bus
@@ -659,6 +667,86 @@ def _topic_map_channels(raw: Mapping[str, Any] | Sequence[Mapping[str, Any]]) ->
             named.append(str(rule["channel"]))
     known = [c for c in dict.fromkeys(named) if c in CHANNELS_BY_NAME]
     return known if len(known) == len(set(named)) else None
+
+
+# -- field-bus sources (opcua, modbus): what they share around their list of points ----------
+
+
+class PointSourceOptions(SourceOptions):
+    """A source whose points are listed under :attr:`points_key` (``nodes``, ``registers``)."""
+
+    points_key: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reactors_from_points(cls, data: Any) -> Any:
+        return fill_point_reactors(data, cls.points_key)
+
+    def point_list(self) -> Sequence[PointOptions]:
+        points: Sequence[PointOptions] = getattr(self, self.points_key)
+        return points
+
+
+class _PointDriverFactory(Protocol):
+    def __call__(self, sink: ReadingSink, options: Any, *, name: str) -> Driver: ...
+
+
+class PointSourceKind(SourceKind):
+    """A field-bus kind: channels and ownership come from the points; one driver a source."""
+
+    options_model: ClassVar[type[PointSourceOptions]]
+    driver_class: ClassVar[_PointDriverFactory]
+
+    def default_channels(self, options: SourceOptions) -> list[str]:
+        assert isinstance(options, self.options_model)
+        return point_channels(options.point_list())
+
+    def check(self, options: SourceOptions, context_is_mqtt: bool) -> None:
+        assert isinstance(options, self.options_model)
+        try:
+            check_point_ownership(
+                options.point_list(), options.reactors, options.channels, options.points_key
+            )
+        except ValueError as exc:
+            raise DriverConfigError(str(exc)) from None
+
+    def build(
+        self, source: PlannedSource, context: SourceContext, sink: ReadingSink
+    ) -> list[Driver]:
+        assert isinstance(source.options, self.options_model)
+        return [self.driver_class(sink, source.options, name=source.name)]
+
+
+class PointDriverTiming(TypedDict, total=False):
+    """How a field-bus driver backs off between reconnections, and the clock it stamps with."""
+
+    backoff_initial_s: float
+    backoff_max_s: float
+    clock: Callable[[], float]
+
+
+class PointSourceDriver(Driver):
+    """A driver reading the points of one link, reconnecting with back-off when it is lost."""
+
+    def __init__(
+        self,
+        sink: ReadingSink,
+        options: PointSourceOptions,
+        *,
+        name: str,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(name, options.reactors[0] if options.reactors else "", sink)
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self._clock = clock
+        self._reactors = [point_reactor(p, options.reactors) for p in options.point_list()]
+
+    def _label(self, index: int, channel: str) -> str:
+        """``"R1/ph"``: the reactor and channel of point ``index``."""
+        return f"{self._reactors[index]}/{channel}"
 
 
 # Field-bus kinds live in modules of their own and register themselves; their libraries

@@ -8,12 +8,14 @@ transaction; a supervisor may override a block with a reason, kept as a note.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import exc, func
 from sqlmodel import Session, col, select
 
 from bptwin.eln import form_rules as check
 from bptwin.eln.calibration_records import blockers_in
+from bptwin.eln.closure_entry import CLOSURE_FIELDS, ClosureEntry
 from bptwin.eln.errors import NotebookValidationError
 from bptwin.eln.models import (
     Batch,
@@ -22,6 +24,7 @@ from bptwin.eln.models import (
     CampaignPhase,
     Inoculum,
     Note,
+    Operator,
     Sample,
     Signature,
     SignatureMeaning,
@@ -38,6 +41,9 @@ from bptwin.eln.unit_of_work import (
     row_id,
     where,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 SOP_SAMPLE_COUNT = len(SOP_TIMEPOINTS_H) + 1  # plus the depletion sample
 DCW_MAX = 300.0  # g/L: far above any Pichia batch, catches a value typed in mg/L
@@ -178,38 +184,11 @@ class BatchService(AggregateService):
             batch.end_reason = why
         return batch
 
-    def close_batch(
-        self,
-        actor: str,
-        number: int,
-        *,
-        outcome: str,
-        final_od600: check.NumberInput | None = None,
-        final_dcw_g_per_l: check.NumberInput | None = None,
-        harvest_volume_ml: check.NumberInput | None = None,
-        runtime_h: check.NumberInput | None = None,
-        depletion_time_h: check.NumberInput | None = None,
-        do_spike_time_h: check.NumberInput | None = None,
-        base_used_ml: check.NumberInput | None = None,
-        harvest: str = "",
-        missing_samples_reason: str | None = None,
-    ) -> BatchClosure:
+    def close_batch(self, actor: str, number: int, **entry: Unpack[ClosureEntry]) -> BatchClosure:
         """The closure record of an ended batch; without the 8 SOP samples a reason is needed.
         A supervisor then closes it by signing (sign_off_batch)."""
         closure = BatchClosure(closed_at=self.unit.now(), recorded_by=actor)
-        _fill_closure(
-            closure,
-            outcome=outcome,
-            final_od600=final_od600,
-            final_dcw_g_per_l=final_dcw_g_per_l,
-            harvest_volume_ml=harvest_volume_ml,
-            runtime_h=runtime_h,
-            depletion_time_h=depletion_time_h,
-            do_spike_time_h=do_spike_time_h,
-            base_used_ml=base_used_ml,
-            harvest=harvest,
-            missing_samples_reason=missing_samples_reason,
-        )
+        _fill_closure(closure, entry)
         with self.unit.write(actor) as session:
             batch = find_batch(session, number)
             if batch.status not in (BatchStatus.COMPLETE, BatchStatus.ABORTED):
@@ -227,27 +206,14 @@ class BatchService(AggregateService):
         signer = authenticate_signer(OperatorService(self.unit), actor, pin, supervisor=True)
         with self.unit.write(signer.name, supervisor=True) as session:
             batch = find_batch(session, number)
-            closure = session.exec(of_batch(BatchClosure, batch)).first()
-            if closure is None:
-                raise NotebookValidationError(
-                    "closure", f"batch {batch.number} has no closure record yet"
-                )
+            closure = _recorded_closure(session, batch)
             if closure.signed_off_by is not None:
                 raise NotebookValidationError(
                     "closure",
                     f"batch {batch.number} is already closed by {closure.signed_off_by}; "
                     "a change needs a new signature (amend the closure)",
                 )
-            closure.signed_off_by = signer.name
-            closure.signed_off_at = self.unit.now()
-            sign_row(
-                session,
-                closure,
-                signer,
-                SignatureMeaning.CLOSED,
-                self.unit.now(),
-                batch_id=row_id(batch),
-            )
+            self._sign_closure(session, batch, closure, signer)
         return closure
 
     def amend_closure(
@@ -256,7 +222,7 @@ class BatchService(AggregateService):
         """Change a signed closure record under a new supervisor's signature (name, PIN and the
         reason checked now); the old signature is kept, marked superseded."""
         why = check.text("correction reason", reason, required=True)
-        unknown = sorted(set(changes) - set(_CLOSURE_FIELDS))
+        unknown = sorted(set(changes) - set(CLOSURE_FIELDS))
         if unknown:
             raise NotebookValidationError(
                 "closure", f"{', '.join(unknown)} cannot be changed in a closure record"
@@ -264,16 +230,12 @@ class BatchService(AggregateService):
         signer = authenticate_signer(OperatorService(self.unit), actor, pin, supervisor=True)
         with self.unit.write(signer.name, supervisor=True) as session:
             batch = find_batch(session, number)
-            closure = session.exec(of_batch(BatchClosure, batch)).first()
-            if closure is None:
-                raise NotebookValidationError(
-                    "closure", f"batch {batch.number} has no closure record yet"
-                )
+            closure = _recorded_closure(session, batch)
             values: dict[str, object] = {
-                name: getattr(closure, name) for name in _CLOSURE_FIELDS
+                name: getattr(closure, name) for name in CLOSURE_FIELDS
             } | changes
             staged = BatchClosure()
-            _fill_closure(staged, **values)  # type: ignore[arg-type]
+            _fill_closure(staged, values)  # type: ignore[arg-type]
             _check_sample_count(session, batch, staged)
             signed = session.exec(
                 where(
@@ -283,21 +245,36 @@ class BatchService(AggregateService):
                 )
             ).first()
             allow_resigning(session, closure)
-            for name in _CLOSURE_FIELDS:
+            for name in CLOSURE_FIELDS:
                 setattr(closure, name, getattr(staged, name))
-            closure.signed_off_by = signer.name
-            closure.signed_off_at = self.unit.now()
-            sign_row(
-                session,
-                closure,
-                signer,
-                SignatureMeaning.CLOSED,
-                self.unit.now(),
-                batch_id=row_id(batch),
-                reason=why,
-                supersede=signed is not None,
+            self._sign_closure(
+                session, batch, closure, signer, reason=why, supersede=signed is not None
             )
         return closure
+
+    def _sign_closure(
+        self,
+        session: Session,
+        batch: Batch,
+        closure: BatchClosure,
+        signer: Operator,
+        *,
+        reason: str = "",
+        supersede: bool = False,
+    ) -> None:
+        """The supervisor's signature "closed" on ``closure``, and its sign-off fields."""
+        closure.signed_off_by = signer.name
+        closure.signed_off_at = self.unit.now()
+        sign_row(
+            session,
+            closure,
+            signer,
+            SignatureMeaning.CLOSED,
+            self.unit.now(),
+            batch_id=row_id(batch),
+            reason=reason,
+            supersede=supersede,
+        )
 
     def get_closure(self, number: int) -> BatchClosure | None:
         with self.unit.read() as session:
@@ -305,63 +282,57 @@ class BatchService(AggregateService):
             return session.exec(of_batch(BatchClosure, batch)).first()
 
 
-_CLOSURE_FIELDS = (
-    "outcome",
-    "final_od600",
-    "final_dcw_g_per_l",
-    "harvest_volume_ml",
-    "runtime_h",
-    "depletion_time_h",
-    "do_spike_time_h",
-    "base_used_ml",
-    "harvest",
-    "missing_samples_reason",
-)
+def _recorded_closure(session: Session, batch: Batch) -> BatchClosure:
+    """The closure record of ``batch``; NotebookValidationError when there is none yet."""
+    closure = session.exec(of_batch(BatchClosure, batch)).first()
+    if closure is None:
+        raise NotebookValidationError("closure", f"batch {batch.number} has no closure record yet")
+    return closure
 
 
-def _fill_closure(
-    closure: BatchClosure,
-    *,
-    outcome: str,
-    final_od600: check.NumberInput | None = None,
-    final_dcw_g_per_l: check.NumberInput | None = None,
-    harvest_volume_ml: check.NumberInput | None = None,
-    runtime_h: check.NumberInput | None = None,
-    depletion_time_h: check.NumberInput | None = None,
-    do_spike_time_h: check.NumberInput | None = None,
-    base_used_ml: check.NumberInput | None = None,
-    harvest: str = "",
-    missing_samples_reason: str | None = None,
-) -> None:
+def _fill_closure(closure: BatchClosure, entry: ClosureEntry) -> None:
     """Check the closure's values and set them on ``closure`` (the first refusal is raised)."""
 
     def hours(field: str, value: check.NumberInput | None) -> float | None:
         return check.number(field, value, minimum=0.0, maximum=1000.0, unit="h", required=False)
 
-    closure.outcome = check.identifier("outcome", outcome, required=True)
+    if "outcome" not in entry or not set(entry) <= set(CLOSURE_FIELDS):
+        # What a keyword signature would refuse: a caller's mistake, not an operator's.
+        raise TypeError(f"a closure takes 'outcome' and {CLOSURE_FIELDS[1:]}, not {sorted(entry)}")
+    closure.outcome = check.identifier("outcome", entry["outcome"], required=True)
     closure.final_od600 = check.number(
-        "final OD600", final_od600, minimum=0.0, maximum=OD600_MAX, required=False
+        "final OD600", entry.get("final_od600"), minimum=0.0, maximum=OD600_MAX, required=False
     )
     closure.final_dcw_g_per_l = check.number(
-        "final DCW", final_dcw_g_per_l, minimum=0.0, maximum=DCW_MAX, unit="g/L", required=False
+        "final DCW",
+        entry.get("final_dcw_g_per_l"),
+        minimum=0.0,
+        maximum=DCW_MAX,
+        unit="g/L",
+        required=False,
     )
     closure.harvest_volume_ml = check.number(
         "harvest volume",
-        harvest_volume_ml,
+        entry.get("harvest_volume_ml"),
         minimum=0.0,
         maximum=HARVEST_VOLUME_MAX_ML,
         unit="mL",
         required=False,
     )
-    closure.runtime_h = hours("runtime", runtime_h)
-    closure.depletion_time_h = hours("depletion time", depletion_time_h)
-    closure.do_spike_time_h = hours("DO spike time", do_spike_time_h)
+    closure.runtime_h = hours("runtime", entry.get("runtime_h"))
+    closure.depletion_time_h = hours("depletion time", entry.get("depletion_time_h"))
+    closure.do_spike_time_h = hours("DO spike time", entry.get("do_spike_time_h"))
     closure.base_used_ml = check.number(
-        "base used", base_used_ml, minimum=0.0, maximum=10_000.0, unit="mL", required=False
+        "base used",
+        entry.get("base_used_ml"),
+        minimum=0.0,
+        maximum=10_000.0,
+        unit="mL",
+        required=False,
     )
-    closure.harvest = check.text("harvest", harvest)
+    closure.harvest = check.text("harvest", entry.get("harvest", ""))
     closure.missing_samples_reason = (
-        check.text("missing-samples reason", missing_samples_reason) or None
+        check.text("missing-samples reason", entry.get("missing_samples_reason")) or None
     )
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bptwin.eln.calibration_validity import CalibrationPolicy, ValidityPeriod
+from bptwin.eln.closure_entry import ClosureEntry
 from bptwin.eln.form_rules import NumberInput, WholeNumberInput
 from bptwin.eln.records import (
     AlarmEventView,
@@ -32,6 +33,9 @@ from bptwin.eln.records import (
 )
 from bptwin.eln.schedule import SampleSlot
 from bptwin.eln.states import BatchStatus, CampaignPhase, OperatorRole
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 CalibrationPeriod = ValidityPeriod[CalibrationView]
 
@@ -120,22 +124,7 @@ class Notebook(Protocol):
 
     def get_closure(self, number: int) -> ClosureView | None: ...
 
-    def close_batch(
-        self,
-        actor: str,
-        number: int,
-        *,
-        outcome: str,
-        final_od600: NumberInput | None = None,
-        final_dcw_g_per_l: NumberInput | None = None,
-        harvest_volume_ml: NumberInput | None = None,
-        runtime_h: NumberInput | None = None,
-        depletion_time_h: NumberInput | None = None,
-        do_spike_time_h: NumberInput | None = None,
-        base_used_ml: NumberInput | None = None,
-        harvest: str = "",
-        missing_samples_reason: str | None = None,
-    ) -> ClosureView:
+    def close_batch(self, actor: str, number: int, **entry: Unpack[ClosureEntry]) -> ClosureView:
         """The closure record of an ended batch; fewer than the SOP's 8 samples need a reason."""
         ...
 

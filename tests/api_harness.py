@@ -129,12 +129,6 @@ def make_world(notebook_url: str, tmp_path: Path, **limits: int) -> Iterator[Api
     notebook.engine.dispose()
 
 
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real scrypt, lower cost: the production cost only slows the suite down."""
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
-
-
 def postgres_notebook(request: pytest.FixtureRequest) -> str:
     """The migrated Postgres notebook of tests/fixtures/postgres.py, emptied for this test."""
     from tests.fixtures.postgres import _empty_postgres_notebook

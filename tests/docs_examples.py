@@ -230,9 +230,10 @@ def _setup_acceptance(namespace: dict[str, Any]) -> None:
     balance's readings (10 s) in the store so the dropout can be counted."""
     from bptwin.database.reading import Reading
     from bptwin.database.timeseries.embedded import EmbeddedStore
-    from tests.test_acceptance import T0, Clock, run_batch
+    from tests.fixtures.notebook import SettableClock
+    from tests.test_acceptance import T0, run_batch
 
-    clock = Clock()
+    clock = SettableClock(T0)
     notebook = _notebook(namespace, clock)
     notebook.operators.create_operator("sam", "olga", "operator", "1234", "Olga Op")
     run_batch(notebook, clock, 7)

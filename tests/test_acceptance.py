@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from bptwin.database.relational import make_engine
 from bptwin.eln.acceptance import (
     VERDICT_FAIL,
     VERDICT_INCOMPLETE,
@@ -43,10 +41,12 @@ from bptwin.eln.models import (
     Deviation,
     DeviationStatus,
     Inoculum,
-    OperatorRole,
     Sample,
 )
 from bptwin.eln.services import MANDATORY_CALIBRATIONS, NotebookService
+from tests.fixtures.notebook import SettableClock, staffed_notebook
+
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 HOURS = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0)
@@ -284,40 +284,17 @@ def test_line_helpers() -> None:
 # ------------------------------------------------------------------ the decision, audited
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+@pytest.fixture
+def clock() -> SettableClock:
+    return SettableClock(T0)
 
 
 @pytest.fixture
-def engine(notebook_url: str) -> Iterator[Engine]:
-    engine = make_engine(notebook_url)
-    yield engine
-    engine.dispose()
+def notebook(engine: Engine, clock: SettableClock) -> NotebookService:
+    return staffed_notebook(engine, "olga", clock=clock)
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def notebook(engine: Engine, clock: Clock) -> NotebookService:
-    service = NotebookService(engine, clock=clock)
-    service.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
-    service.operators.create_operator("sam", "olga", "operator", "1234", "Olga Op")
-    return service
-
-
-def run_batch(notebook: NotebookService, clock: Clock, number: int = 5) -> int:
+def run_batch(notebook: NotebookService, clock: SettableClock, number: int = 5) -> int:
     """A whole batch through the notebook: calibrations, inoculum, 8 samples, end, closure."""
     notebook.batches.create_batch("olga", number, "B", strain="X-33", reactor_id="R1")
     for channel in MANDATORY_CALIBRATIONS:
@@ -350,7 +327,7 @@ def run_batch(notebook: NotebookService, clock: Clock, number: int = 5) -> int:
 
 
 def test_evaluation_from_the_notebook_matches_the_rules(
-    notebook: NotebookService, clock: Clock
+    notebook: NotebookService, clock: SettableClock
 ) -> None:
     number = run_batch(notebook, clock)
     evaluation = evaluate_acceptance(notebook, number, sensor_dropout_pct=CLEAN_DROPOUT)
@@ -361,7 +338,7 @@ def test_evaluation_from_the_notebook_matches_the_rules(
 
 
 def test_decision_is_recorded_audited_and_supersedes(
-    notebook: NotebookService, clock: Clock
+    notebook: NotebookService, clock: SettableClock
 ) -> None:
     number = run_batch(notebook, clock)
     row, evaluation = record_acceptance_decision(
@@ -397,7 +374,7 @@ def test_decision_is_recorded_audited_and_supersedes(
     assert notebook.audit.verify_audit_chain() is None
 
 
-def test_decision_refusals(notebook: NotebookService, clock: Clock) -> None:
+def test_decision_refusals(notebook: NotebookService, clock: SettableClock) -> None:
     number = run_batch(notebook, clock)
     decide = lambda **kw: record_acceptance_decision(  # noqa: E731
         notebook,
@@ -431,7 +408,7 @@ def test_decision_refusals(notebook: NotebookService, clock: Clock) -> None:
     assert notebook.audit.verify_audit_chain() is None
 
 
-def test_a_running_batch_cannot_be_decided(notebook: NotebookService, clock: Clock) -> None:
+def test_a_running_batch_cannot_be_decided(notebook: NotebookService, clock: SettableClock) -> None:
     notebook.batches.create_batch("olga", 6, "B")
     with pytest.raises(NotebookValidationError, match="once it has ended"):
         record_acceptance_decision(notebook, "sam", "4321", 6, decision="reject", reason="x")

@@ -31,6 +31,9 @@ from bptwin.tui.export.acceptance_registry import (
 )
 from bptwin.twin.dataset import BatchRecord, empty_samples, read_dataset, read_manifest
 from bptwin.twin.labels import BATCH_COLUMN, LABEL_COLUMN, dataset_table
+from tests.fixtures.notebook import SettableClock
+
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 T0 = datetime(2026, 2, 2, 8, 0, tzinfo=timezone.utc)
 SOP_HOURS = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0)
@@ -43,18 +46,8 @@ def od_at(hours: float) -> float:
     return 0.4 * math.exp(0.25 * hours)
 
 
-class Clock:
-    """The notebook's clock, moved by hand: forms are entered 20 min after sampling."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def fill_notebook(url: str) -> NotebookService:
-    clock = Clock()
+    clock = SettableClock(T0)
     notebook = NotebookService(make_engine(url), clock=clock)
     notebook.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321")
     notebook.operators.create_operator("sam", "olga", "operator", "1234")
@@ -116,11 +109,6 @@ def store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         store.write(readings)
         store.flush()
     return path
-
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 def test_accepted_batch_enters_the_training_set_and_a_rejection_takes_it_out(

@@ -4,7 +4,6 @@ Postgres), and quitting the station raises no alarm into the record."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,52 +11,32 @@ from sqlalchemy.engine import Engine
 
 from bptwin.database.bus import LocalBus
 from bptwin.database.reading import Reading
-from bptwin.database.relational import make_engine
-from bptwin.eln.models import OperatorRole
 from bptwin.eln.services import NotebookService
 from bptwin.tui.runtime.shadow_worker import ShadowWorker
 from bptwin.twin.alarm_rules import rules_from_config
 from bptwin.twin.alarms import AlarmEngine
 from bptwin.twin.live import LatestValues
 from bptwin.twin.shadow import Shadow
+from tests.fixtures.notebook import SettableClock, staffed_notebook
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 @pytest.fixture
-def engine(notebook_url: str) -> Iterator[Engine]:
-    engine = make_engine(notebook_url)
-    yield engine
-    engine.dispose()
+def clock() -> SettableClock:
+    return SettableClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def notebook(engine: Engine, clock: Clock) -> NotebookService:
-    service = NotebookService(engine, clock=clock)
-    service.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
-    return service
+def notebook(engine: Engine, clock: SettableClock) -> NotebookService:
+    return staffed_notebook(engine, None, clock=clock)
 
 
 def run_batch(
-    notebook: NotebookService, clock: Clock, number: int, reactor: str, start_h: float
+    notebook: NotebookService, clock: SettableClock, number: int, reactor: str, start_h: float
 ) -> None:
     """Batch ``number`` on ``reactor``, inoculated ``start_h`` after T0 (started by override)."""
     notebook.batches.create_batch("sam", number, "B", reactor_id=reactor)
@@ -80,7 +59,7 @@ def raise_alarm(notebook: NotebookService, reactor: str, hours: float, rule: str
 
 
 def test_each_transition_is_stored_with_the_batch_running_on_its_reactor(
-    notebook: NotebookService, clock: Clock
+    notebook: NotebookService, clock: SettableClock
 ) -> None:
     run_batch(notebook, clock, 7, "R1", start_h=1.0)
     run_batch(notebook, clock, 8, "R2", start_h=1.5)
@@ -102,7 +81,9 @@ def test_each_transition_is_stored_with_the_batch_running_on_its_reactor(
     }
 
 
-def test_an_explicit_batch_number_still_wins(notebook: NotebookService, clock: Clock) -> None:
+def test_an_explicit_batch_number_still_wins(
+    notebook: NotebookService, clock: SettableClock
+) -> None:
     run_batch(notebook, clock, 7, "R1", start_h=1.0)
     run_batch(notebook, clock, 9, "R9", start_h=1.0)
     event = notebook.alarms.record_alarm_event(
@@ -117,13 +98,15 @@ def test_an_explicit_batch_number_still_wins(notebook: NotebookService, clock: C
     assert event.batch_id == notebook.batches.get_batch(9).id
 
 
-class _Recorder:
+class NullRecorder:
+    """A recorder that keeps nothing (the worker's readings are not under test)."""
+
     def add(self, reading: Reading) -> None:
         pass
 
 
-class _Notebook:
-    """Records what the worker would store."""
+class EventNotebook:
+    """Records the alarm events the worker would store."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, object]] = []
@@ -135,7 +118,7 @@ class _Notebook:
 STALE_AFTER_S = 2.0
 
 
-def _worker(notebook: _Notebook) -> ShadowWorker:
+def _worker(notebook: EventNotebook) -> ShadowWorker:
     rules = rules_from_config(
         {"sensor_stale": {"type": "stale", "channels": ["do"], "max_age_s": STALE_AFTER_S}},
         include_defaults=False,
@@ -145,7 +128,7 @@ def _worker(notebook: _Notebook) -> ShadowWorker:
     return ShadowWorker(
         shadow,
         latest=LatestValues(),
-        recorder=_Recorder(),  # type: ignore[arg-type]
+        recorder=NullRecorder(),  # type: ignore[arg-type]
         bus=LocalBus(),
         prefix="bptwin",
         notebook=notebook,  # type: ignore[arg-type]
@@ -155,7 +138,7 @@ def _worker(notebook: _Notebook) -> ShadowWorker:
 def test_quitting_the_station_raises_no_stale_alarm_into_the_record() -> None:
     """Two workers see the same readings, then silence; only the one told that acquisition
     ended on purpose (the station quitting) stays quiet."""
-    quitting_book, silent_book = _Notebook(), _Notebook()
+    quitting_book, silent_book = EventNotebook(), EventNotebook()
     quitting, silent = _worker(quitting_book).start(), _worker(silent_book).start()
     try:
         now = time.time()

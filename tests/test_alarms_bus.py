@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
-import pytest
-
-from bptwin.database.bus import Bus, LocalBus, MqttBus
+from bptwin.database.bus import Bus
 from bptwin.database.reading import Reading
 from bptwin.twin.alarm_rules import DEFAULT_RULES
 from bptwin.twin.alarms import (
@@ -22,20 +19,6 @@ from bptwin.twin.alarms import (
 
 T0 = 1_790_000_000.0
 TIMEOUT_S = 10.0  # upper bound for delivery; never a speed assertion
-
-
-@pytest.fixture(params=["local", "mqtt"])
-def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
-    if request.param == "local":
-        instance: Bus = LocalBus()
-    else:
-        host, port = request.getfixturevalue("mqtt_broker")
-        instance = MqttBus(host, port)
-    instance.start()
-    try:
-        yield instance
-    finally:
-        instance.stop()
 
 
 class Viewer:

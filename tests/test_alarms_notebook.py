@@ -2,39 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy.engine import Engine
 
 from bptwin.database.reading import Reading
-from bptwin.database.relational import make_engine
-from bptwin.eln.models import OperatorRole
 from bptwin.eln.services import NotebookService
 from bptwin.twin.alarm_rules import DEFAULT_RULES
 from bptwin.twin.alarms import AlarmEngine, AlarmState, transitions_from_events
+from tests.fixtures.notebook import staffed_notebook
 
 T0 = 1_790_000_000.0
 
 
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real scrypt, lower cost: the production cost only slows the suite down."""
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
-
-
-@pytest.fixture
-def engine(notebook_url: str) -> Iterator[Engine]:
-    engine = make_engine(notebook_url)
-    yield engine
-    engine.dispose()
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 @pytest.fixture
 def notebook(engine: Engine) -> NotebookService:
-    service = NotebookService(engine)
-    service.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
-    service.operators.create_operator("sam", "ana", OperatorRole.OPERATOR, "1234", "Ana Op")
+    service = staffed_notebook(engine)
     return service
 
 

@@ -21,10 +21,9 @@ from tests.api_harness import (
     range_query,
     world_fixture,
 )
-from tests.api_harness import cheap_pin_hashing as cheap_pin_hashing
 from tests.test_metrics_endpoint import parse_exposition
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("cheap_pin_hashing")]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_COPY = ROOT / "docs" / "openapi.json"

@@ -26,9 +26,10 @@ from tests.api_harness import (
     range_query,
     world_fixture,
 )
-from tests.api_harness import cheap_pin_hashing as cheap_pin_hashing
 from tests.fixtures.servers import free_port
 from tests.test_metrics_endpoint import parse_exposition
+
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 90.0

@@ -26,6 +26,8 @@ from bptwin.screens.samples import SampleEntryScreen
 from bptwin.tui.app import DESTINATIONS, BptwinApp
 from tests.test_app_navigation import app_with_batch, wait_for
 
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
+
 QUICKSTART = Path(__file__).resolve().parent.parent / "docs" / "quickstart.md"
 
 SCREEN_OF: dict[str, type[Screen]] = {
@@ -94,11 +96,6 @@ async def open_screen(app: BptwinApp, pilot, name: str) -> Screen:
 def expected_after_escape(name: str) -> type[Screen]:
     """A sub-screen goes back to the screen that opened it; the others to the dashboard."""
     return SCREEN_OF[SUB_SCREENS[name][0]] if name in SUB_SCREENS else DashboardScreen
-
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 @pytest.mark.slow

@@ -23,9 +23,7 @@ from bptwin.twin.history import History
 HOUR = 3600.0
 
 
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 def fill_store(store: EmbeddedStore, start: float, end: float) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from bptwin.database.bus import Bus, LocalBus, MqttBus, topics
+from bptwin.database.bus import Bus, topics
 from bptwin.database.channels import CHANNELS
 from bptwin.database.reading import Quality, Reading
 
@@ -42,20 +42,6 @@ class Inbox:
 
     def wait_count(self, count: int) -> bool:
         return wait_for(lambda: len(self.items) >= count)
-
-
-@pytest.fixture(params=["local", "mqtt"])
-def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
-    if request.param == "local":
-        instance: Bus = LocalBus()
-    else:
-        host, port = request.getfixturevalue("mqtt_broker")
-        instance = MqttBus(host, port)
-    instance.start()
-    try:
-        yield instance
-    finally:
-        instance.stop()
 
 
 def now_ms() -> float:

@@ -86,12 +86,13 @@ def test_uptime_weights_partial_slots_and_a_gap_shorter_than_a_slot_is_not_down(
 
 
 def view(number: int, phase: str, status: str = "complete") -> BatchView:
+    """A batch of the campaign as the notebook gives it (also the campaign screen's tests)."""
     return BatchView(
         id=number,
         number=number,
         phase=CampaignPhase(phase),
         strain="X-33",
-        medium_lot="",
+        medium_lot="BSM-2026-014",
         vessel="V1",
         reactor_id="R1",
         operator="ana",

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from bptwin.database.bus import Bus, LocalBus, MqttBus
+from bptwin.database.bus import Bus, LocalBus
 from bptwin.twin.actuation import (
     ActuationResult,
     Actuator,
@@ -71,20 +70,6 @@ class Collector:
                     return True
             time.sleep(0.01)
         return False
-
-
-@pytest.fixture(params=["local", "mqtt"])
-def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
-    if request.param == "local":
-        instance: Bus = LocalBus()
-    else:
-        host, port = request.getfixturevalue("mqtt_broker")
-        instance = MqttBus(host, port)
-    instance.start()
-    try:
-        yield instance
-    finally:
-        instance.stop()
 
 
 def authorised(actuator: Actuator, clock: Clock, minutes: float = 60.0) -> ControlAuthorisation:

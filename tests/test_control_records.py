@@ -5,17 +5,14 @@ Runs on SQLite and on the real Postgres (fixture notebook_url).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy.engine import Engine
 
 from bptwin.database.bus import LocalBus
-from bptwin.database.relational import make_engine
 from bptwin.eln import control_service
 from bptwin.eln.control_records import ControlActionKind
 from bptwin.eln.errors import NotebookPermissionError, NotebookValidationError
-from bptwin.eln.models import CampaignPhase, OperatorRole
+from bptwin.eln.models import CampaignPhase
 from bptwin.eln.services import NotebookService
 from bptwin.twin.actuation import (
     Actuator,
@@ -26,26 +23,14 @@ from bptwin.twin.actuation import (
 )
 from bptwin.twin.control import AdvisoryController, Setpoints
 from tests.control_states import make_state
+from tests.fixtures.notebook import staffed_notebook
 
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real scrypt, lower cost: the production cost only slows the suite down."""
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
-
-
-@pytest.fixture
-def engine(notebook_url: str) -> Iterator[Engine]:
-    engine = make_engine(notebook_url)
-    yield engine
-    engine.dispose()
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 @pytest.fixture
 def notebook(engine: Engine) -> NotebookService:
-    service = NotebookService(engine)
-    service.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
-    service.operators.create_operator("sam", "ana", OperatorRole.OPERATOR, "1234", "Ana Op")
+    service = staffed_notebook(engine)
     service.batches.create_batch("ana", 7, CampaignPhase.B, reactor_id="R1")
     return service
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import math
 import struct
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from bptwin.database.reading import Quality, Reading
+from bptwin.database.reading import Quality
 from bptwin.drivers.base import DriverThread
 from bptwin.drivers.field_points import PointRefused
 from bptwin.drivers.modbus_registers import (
@@ -25,32 +24,9 @@ from bptwin.drivers.modbus_registers import (
 )
 from bptwin.drivers.modbus_source import ModbusOptions, ModbusSourceDriver, PollSchedule
 from bptwin.drivers.sources import DriverConfigError, plan_sources
+from tests.driver_sinks import Collector, wait_for
 from tests.fixtures.modbus_server import ModbusDevices
 from tests.fixtures.pty_pair import PtyPair
-
-WAIT_S = 20.0  # an upper bound for a condition to become true, not a speed assertion
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.02)
-
-
-class Collector:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.readings: list[Reading] = []
-
-    def __call__(self, reading: Reading) -> None:
-        with self._lock:
-            self.readings.append(reading)
-
-    def of(self, channel: str) -> list[Reading]:
-        with self._lock:
-            return [r for r in self.readings if r.channel == channel]
 
 
 def options(**values: Any) -> ModbusOptions:

@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,34 +18,11 @@ from bptwin.database.reading import Quality, Reading
 from bptwin.drivers.base import DriverThread
 from bptwin.drivers.mqtt_source import MqttSourceDriver
 from bptwin.drivers.topic_map import TopicMap
+from tests.driver_sinks import WAIT_S, Collector, wait_for
 from tests.fixtures.mqtt import mosquitto_tool
 from tests.fixtures.servers import server_missing
 
 pytestmark = pytest.mark.mqtt
-
-WAIT_S = 15.0  # upper bound for a condition to become true; not a speed assertion
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.02)
-
-
-class Collector:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.readings: list[Reading] = []
-
-    def __call__(self, reading: Reading) -> None:
-        with self._lock:
-            self.readings.append(reading)
-
-    def snapshot(self) -> list[Reading]:
-        with self._lock:
-            return list(self.readings)
 
 
 def new_bus(broker: tuple[str, int]) -> MqttBus:

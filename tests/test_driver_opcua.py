@@ -6,44 +6,20 @@ import contextlib
 import datetime as dt
 import math
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from asyncua import ua
 
-from bptwin.database.reading import Quality, Reading
+from bptwin.database.reading import Quality
 from bptwin.drivers.base import DriverThread
 from bptwin.drivers.opcua_source import OpcUaOptions, OpcUaSourceDriver
 from bptwin.drivers.sources import DriverConfigError, plan_sources
+from tests.driver_sinks import Collector, wait_for
 from tests.fixtures.opcua_server import ASYNCUA_DELETE_WARNING, NAMESPACE, BioreactorServer
-
-WAIT_S = 30.0  # an upper bound for a condition to become true, not a speed assertion
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.02)
-
-
-class Collector:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.readings: list[Reading] = []
-
-    def __call__(self, reading: Reading) -> None:
-        with self._lock:
-            self.readings.append(reading)
-
-    def of(self, channel: str, reactor: str = "R1") -> list[Reading]:
-        with self._lock:
-            return [r for r in self.readings if r.channel == channel and r.reactor == reactor]
 
 
 @pytest.fixture(scope="module")

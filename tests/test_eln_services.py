@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -19,44 +18,22 @@ from bptwin.eln.errors import (
 from bptwin.eln.models import AuditEntry, BatchStatus, DeviationStatus, OperatorRole
 from bptwin.eln.schedule import SOP_TIMEPOINTS_H
 from bptwin.eln.services import MANDATORY_CALIBRATIONS, NotebookService
+from tests.fixtures.notebook import SettableClock, staffed_notebook
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 
 
-class Clock:
-    """A hand-moved clock so rules about 'now' are tested without waiting."""
+@pytest.fixture
+def clock() -> SettableClock:
+    return SettableClock(T0)
 
-    def __init__(self) -> None:
-        self.now = T0
 
-    def __call__(self) -> datetime:
-        return self.now
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def engine(notebook_url: str) -> Iterator[Engine]:
-    engine = make_engine(notebook_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real scrypt, lower cost: the production cost only slows the suite down."""
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
-
-
-@pytest.fixture
-def service(engine: Engine, clock: Clock) -> NotebookService:
-    notebook = NotebookService(engine, clock=clock)
-    notebook.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
-    notebook.operators.create_operator("sam", "olga", "operator", "1234", "Olga Op")
-    return notebook
+def service(engine: Engine, clock: SettableClock) -> NotebookService:
+    return staffed_notebook(engine, "olga", clock=clock)
 
 
 def calibrate_all(service: NotebookService, actor: str = "olga") -> None:
@@ -73,7 +50,7 @@ def calibrate_all(service: NotebookService, actor: str = "olga") -> None:
 
 
 @pytest.fixture
-def running(service: NotebookService, clock: Clock) -> int:
+def running(service: NotebookService, clock: SettableClock) -> int:
     """Batch 5, calibrated, inoculum in spec, inoculated at T0 + 1 h."""
     service.batches.create_batch("olga", 5, "B", strain="X-33", medium_lot="BSM-0425", vessel="V1")
     calibrate_all(service)
@@ -203,7 +180,7 @@ def test_out_of_spec_inoculum_with_reason_is_no_go_and_a_level_3_deviation(
 
 
 def test_no_inoculation_before_calibrations_and_inoculum(
-    service: NotebookService, clock: Clock
+    service: NotebookService, clock: SettableClock
 ) -> None:
     service.batches.create_batch("olga", 5, "B")
     with pytest.raises(NotebookValidationError) as caught:
@@ -256,7 +233,7 @@ def test_supervisor_override_starts_with_a_note(service: NotebookService) -> Non
 
 
 def test_sample_od600_is_reading_times_dilution_and_dcw_from_filters(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     clock.now = T0 + timedelta(hours=5)
     sample = service.samples.add_sample(
@@ -287,7 +264,7 @@ def test_no_samples_before_inoculation(service: NotebookService, running: int) -
 
 
 def test_the_0_h_sample_typed_to_the_minute_of_the_inoculation_is_taken(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     """The sample form prefills "HH:MM": inoculated at 10:00:30, a 0 h sample at "10:00" is
     the inoculation's own minute (stored at the inoculation), not "before the inoculation"."""
@@ -405,7 +382,7 @@ def test_level_2_deviation_review_needs_a_supervisor(
 
 
 def test_closure_needs_the_sop_samples_or_a_reason(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     with pytest.raises(NotebookValidationError, match="has not ended"):
         service.batches.close_batch("olga", running, outcome="complete")
@@ -473,7 +450,7 @@ def test_every_service_write_is_audited_and_the_chain_holds(
     assert service.audit.verify_audit_chain() is None
 
 
-def test_reads_for_screens(service: NotebookService, running: int, clock: Clock) -> None:
+def test_reads_for_screens(service: NotebookService, running: int, clock: SettableClock) -> None:
     assert service.preparation.get_inoculum(running).od600 == pytest.approx(4.1)
     assert service.batches.get_closure(running) is None
     assert {c.channel for c in service.calibrations.list_calibrations(batch_number=running)} == set(
@@ -544,7 +521,7 @@ def test_a_stopped_database_is_a_plain_error_for_reads_and_writes(empty_postgres
 
 
 def test_machine_alarm_records_are_never_refused_for_value_or_time(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     # The shape of twin.alarms.AlarmTransition.event_fields(), from an accelerated simulation.
     fields = {
@@ -566,7 +543,7 @@ def test_machine_alarm_records_are_never_refused_for_value_or_time(
 
 
 def test_sample_schedule_of_a_running_batch(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     inoculated = T0 + timedelta(hours=1)
     clock.now = inoculated + timedelta(hours=2, minutes=5)

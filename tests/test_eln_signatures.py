@@ -3,61 +3,34 @@ the closure record, signing with name and PIN, immutability of signed records, s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta, timezone
 
 import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from bptwin.database.relational import make_engine
 from bptwin.eln.errors import NotebookPermissionError, NotebookValidationError
 from bptwin.eln.models import (
     BatchClosure,
     BatchStatus,
-    OperatorRole,
     ProcessChange,
     SignatureMeaning,
 )
 from bptwin.eln.schedule import SOP_TIMEPOINTS_H
 from bptwin.eln.services import NotebookService
 from bptwin.eln.signatures import content_hash, content_of, manifestation
-from tests.test_eln_services import T0, Clock, calibrate_all
+from tests.fixtures.notebook import SettableClock
+from tests.test_eln_services import T0
+
+# The fixtures of the notebook services' tests: its clock, the notebook, batch 5 running.
+from tests.test_eln_services import clock as clock
+from tests.test_eln_services import running as running
+from tests.test_eln_services import service as service
+
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
-
-
-@pytest.fixture
-def service(notebook_url: str, clock: Clock) -> Iterator[NotebookService]:
-    notebook = NotebookService(make_engine(notebook_url), clock=clock)
-    notebook.operators.create_operator("setup", "sam", OperatorRole.SUPERVISOR, "4321", "Sam Super")
-    notebook.operators.create_operator("sam", "olga", "operator", "1234", "Olga Op")
-    yield notebook
-    notebook.engine.dispose()
-
-
-@pytest.fixture
-def running(service: NotebookService, clock: Clock) -> int:
-    """Batch 5, calibrated, inoculum in spec, inoculated at T0 + 1 h."""
-    service.batches.create_batch("olga", 5, "B", strain="X-33", medium_lot="BSM-0425", vessel="V1")
-    calibrate_all(service)
-    service.preparation.record_inoculum(
-        "olga", 5, od600_raw=0.41, dilution=10, volume_ml=100, microscopy_clean=True
-    )
-    clock.now = T0 + timedelta(hours=1)
-    service.batches.start_batch("olga", 5)
-    return 5
-
-
-def _ended(service: NotebookService, number: int, clock: Clock, samples: int = 8) -> None:
+def _ended(service: NotebookService, number: int, clock: SettableClock, samples: int = 8) -> None:
     """``samples`` samples at the SOP times (and after), then the batch ended at T0 + 25 h."""
     clock.now = T0 + timedelta(hours=25)
     for index in range(samples):
@@ -73,7 +46,7 @@ def _ended(service: NotebookService, number: int, clock: Clock, samples: int = 8
 
 
 def test_an_abort_needs_its_reason_and_the_end_records_who(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     clock.now = T0 + timedelta(hours=5)
     with pytest.raises(NotebookValidationError, match="say why") as caught:
@@ -91,7 +64,7 @@ def test_an_abort_needs_its_reason_and_the_end_records_who(
 
 
 def test_closure_records_final_values_and_is_closed_by_a_signed_supervisor(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     _ended(service, running, clock)
     with pytest.raises(NotebookValidationError) as caught:
@@ -137,7 +110,7 @@ def test_closure_records_final_values_and_is_closed_by_a_signed_supervisor(
 
 
 def test_fewer_than_the_sop_samples_need_a_reason_at_closure(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     _ended(service, running, clock, samples=5)
     with pytest.raises(NotebookValidationError, match="5 of the 8 SOP samples") as caught:
@@ -150,7 +123,7 @@ def test_fewer_than_the_sop_samples_need_a_reason_at_closure(
 
 
 def test_a_signed_closure_changes_only_under_a_new_signature_and_both_are_kept(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     _ended(service, running, clock)
     service.batches.close_batch("olga", running, outcome="complete", final_od600=40.0)
@@ -182,7 +155,7 @@ def test_a_signed_closure_changes_only_under_a_new_signature_and_both_are_kept(
 
 
 def test_process_change_approval_is_a_signature_and_freezes_the_change(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     change = service.process_changes.plan_process_change(
         "olga",
@@ -209,7 +182,7 @@ def test_process_change_approval_is_a_signature_and_freezes_the_change(
 
 
 def test_a_deviation_review_and_its_closing_are_signed_and_the_review_is_superseded(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     deviation = service.deviations.log_deviation(
         "olga", running, level=2, category="process", title="DO dip"
@@ -239,7 +212,7 @@ def test_a_calibration_override_is_signed_by_the_supervisor(
 
 
 def test_verify_names_a_closure_changed_behind_the_notebook_and_a_forged_signature(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     _ended(service, running, clock)
     service.batches.close_batch("olga", running, outcome="complete", final_od600=40.0)
@@ -257,7 +230,7 @@ def test_verify_names_a_closure_changed_behind_the_notebook_and_a_forged_signatu
 
 
 def test_local_time_of_a_signature_uses_the_stored_offset(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     _ended(service, running, clock)
     service.batches.close_batch("olga", running, outcome="complete")

@@ -31,6 +31,8 @@ from bptwin.tui.export.csv_export import (
     write_tables,
 )
 
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
+
 START = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc).timestamp()
 
 
@@ -173,11 +175,6 @@ def test_cli_exports_a_range_from_the_real_influxdb(
 
 
 # ------------------------------------------------------------------ notebook tables
-
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 def fill_notebook(url: str) -> NotebookService:

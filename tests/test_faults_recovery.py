@@ -24,9 +24,9 @@ import sqlalchemy
 from bptwin.database.bus import MqttBus
 from bptwin.database.reading import Reading
 from bptwin.twin.alarms import AlarmTransition, alarms_pattern
-from tests.fixtures.mqtt import MosquittoServer, mosquitto_binary
+from tests.fixtures.mqtt import MosquittoServer, private_broker
 from tests.fixtures.private_postgres import PostgresCluster, private_postgres  # noqa: F401
-from tests.fixtures.servers import free_port, server_missing
+from tests.fixtures.servers import free_port
 from tests.test_bus import wait_for
 from tests.test_metrics_endpoint import get, parse_exposition
 from tests.test_serve_kill import Serve, stored_timestamps
@@ -42,15 +42,7 @@ AlarmKey = tuple[str, str, float]
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[MosquittoServer]:
-    if mosquitto_binary() is None:
-        server_missing("mosquitto is not installed, so no private broker can be started")
-    server = MosquittoServer(tmp_path / "mosquitto", extra_config="max_queued_messages 0\n")
-    try:
-        server.start()
-    except RuntimeError as exc:
-        server_missing(f"could not start mosquitto: {exc}")
-    yield server
-    server.stop()
+    yield from private_broker(tmp_path / "mosquitto", extra_config="max_queued_messages 0\n")
 
 
 class AlarmWatcher:

@@ -44,8 +44,9 @@ from bptwin.screens.signing import SigningDialog
 from bptwin.tui.app import BptwinApp
 from bptwin.tui.runtime.viewer import station_for
 from bptwin.tui.settings import Settings
+from tests.test_export_rendered import SECTION_TITLES as REPORT_SECTIONS
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("cheap_pin_hashing")]
 
 LEAD, LEAD_PIN = "mara", "2468"  # the shift lead who starts the station on its first day
 BATCH = 1
@@ -55,12 +56,6 @@ ALARM_RULE = "broth_warm_check"
 T = TypeVar("T")
 SPEED = 60.0  # simulated s per wall s: the 2 h sample is due 2 min after the start, and the
 # simulated batch (about 20 h) outlasts the test
-
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real scrypt, lower cost: the production cost only slows the test down."""
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
 
 
 def day_settings(data_dir: Path, notebook_url: str, influx_url: str, database: str) -> Settings:
@@ -518,25 +513,6 @@ async def export_the_batch(pilot: Pilot, app: BptwinApp) -> tuple[Path, float]:
     await pilot.press("escape")
     await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
     return report, seconds
-
-
-REPORT_SECTIONS = {
-    "header": "Batch",
-    "calibrations": "Calibrations",
-    "inoculum": "Inoculum and medium",
-    "samples": "Offline samples",
-    "trends": "Trends of every channel",
-    "od600": "Measured vs predicted OD600",
-    "offgas": "CER, OUR and RQ",
-    "alarms": "Alarms and their handling",
-    "deviations": "Deviations",
-    "notes": "Process changes and notes",
-    "closure": "Batch closure",
-    "acceptance": "Acceptance for training",
-    "signatures": "Signatures",
-    "audit": "Audit summary",
-    "data": "Data completeness",
-}
 
 
 def report_sections(report: Path) -> dict[str, str]:

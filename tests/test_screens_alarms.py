@@ -34,9 +34,7 @@ CRITICAL = "R1/do_low/lo_lo"
 WARNING = "R1/do_low/lo"
 
 
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 class RecordedAlarms:

@@ -24,10 +24,7 @@ from tests.screens_harness import (
 from tests.screens_harness import enter_text as type_into
 from tests.test_screens_calibration import BATCH, setup_notebook
 
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 class Harness(ScreenHarness):

@@ -32,10 +32,7 @@ from tests.screens_harness import (
 )
 from tests.test_app_navigation import app_with_batch, wait_for
 
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 def end_screen(notebook: NotebookService) -> ScreenHarness:

@@ -14,10 +14,7 @@ from bptwin.screens.batch import BatchSetupScreen
 from tests.screens_harness import OPERATOR, ScreenHarness
 from tests.test_screens_calibration import BATCH, setup_notebook
 
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 async def _settle(pilot: Pilot) -> None:

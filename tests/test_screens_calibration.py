@@ -42,9 +42,7 @@ BATCH = 12
 T_START = NOW.timestamp() - 600.0  # readings of the last ten minutes
 
 
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 def setup_notebook(url: str, now: datetime = NOW) -> NotebookService:
@@ -64,6 +62,15 @@ class Harness(ScreenHarness):
         self.messages.append(message)
 
 
+def wizard(notebook: NotebookService, kind: str) -> Harness:
+    """The app showing the ``kind`` wizard for batch BATCH, written straight to ``notebook``."""
+    return Harness(
+        lambda: CalibrationWizardScreen(
+            DirectNotebook(notebook), OPERATOR, kind, batch_number=BATCH
+        )
+    )
+
+
 def feed(screen: CalibrationWizardScreen, channel: str, values: list[tuple[float, float]]) -> None:
     unit = {"ph": "pH", "temp_ph_probe": "°C", "do": "%sat"}.get(channel, "")
     for t, value in values:
@@ -76,11 +83,7 @@ def flat(start: float, seconds: int, value: float) -> list[tuple[float, float]]:
 
 async def test_ph_wizard_passes_from_live_readings_taken_when_stable(notebook_url: str) -> None:
     notebook = setup_notebook(notebook_url)
-    app = Harness(
-        lambda: CalibrationWizardScreen(
-            DirectNotebook(notebook), OPERATOR, "ph_two_point", batch_number=BATCH
-        )
-    )
+    app = wizard(notebook, "ph_two_point")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         screen = pilot.app.screen
@@ -133,11 +136,7 @@ async def test_ph_wizard_passes_from_live_readings_taken_when_stable(notebook_ur
 
 async def test_ph_wizard_fails_a_weak_electrode_typed_by_hand(notebook_url: str) -> None:
     notebook = setup_notebook(notebook_url)
-    app = Harness(
-        lambda: CalibrationWizardScreen(
-            DirectNotebook(notebook), OPERATOR, "ph_two_point", batch_number=BATCH
-        )
-    )
+    app = wizard(notebook, "ph_two_point")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await type_into(pilot, "e_first_mv", "abc")
@@ -164,11 +163,7 @@ async def test_ph_wizard_fails_a_weak_electrode_typed_by_hand(notebook_url: str)
 
 async def test_do_wizard_measures_t63_from_the_fed_step(notebook_url: str) -> None:
     notebook = setup_notebook(notebook_url)
-    app = Harness(
-        lambda: CalibrationWizardScreen(
-            DirectNotebook(notebook), OPERATOR, "do_zero_span", batch_number=BATCH
-        )
-    )
+    app = wizard(notebook, "do_zero_span")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         screen = pilot.app.screen
@@ -263,11 +258,7 @@ async def test_offgas_wizard_checks_zero_span_stability_and_drift(notebook_url: 
         notebook.calibrations.record_calibration(
             OPERATOR, **outcome.record_fields(), performed_at=earlier
         )
-    app = Harness(
-        lambda: CalibrationWizardScreen(
-            DirectNotebook(notebook), OPERATOR, "offgas_zero_span", batch_number=BATCH
-        )
-    )
+    app = wizard(notebook, "offgas_zero_span")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         screen = pilot.app.screen
@@ -336,11 +327,7 @@ async def test_a_supervisor_accepts_a_failed_calibration_with_pin_and_reason(
     notebook_url: str,
 ) -> None:
     notebook = setup_notebook(notebook_url)
-    app = Harness(
-        lambda: CalibrationWizardScreen(
-            DirectNotebook(notebook), OPERATOR, "do_zero_span", batch_number=BATCH
-        )
-    )
+    app = wizard(notebook, "do_zero_span")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await type_into(pilot, "zero", "0.5")

@@ -13,10 +13,7 @@ from tests.screens_harness import OPERATOR, ScreenHarness
 from tests.test_screens_batch_snapshots import _notebook, _settle
 from tests.test_screens_calibration import BATCH, T_START, feed, flat
 
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 def test_ph_wizard_second_buffer_snapshot(snap_compare, tmp_path: Path) -> None:

@@ -11,35 +11,16 @@ from textual.widgets import DataTable, Static
 
 from bptwin.eln.campaign_figures import UPTIME_CHANNELS, CampaignFigures, Uptime, summarise_campaign
 from bptwin.eln.errors import NotebookError
-from bptwin.eln.records import BatchView
-from bptwin.eln.states import BatchStatus, CampaignPhase
 from bptwin.screens.campaign import CampaignScreen
 from tests.screens_harness import ScreenHarness, settle
+from tests.test_campaign_figures import view as batch_view
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 
 
-def batch(number: int, phase: str, status: str = "complete") -> BatchView:
-    return BatchView(
-        id=number,
-        number=number,
-        phase=CampaignPhase(phase),
-        strain="X-33",
-        medium_lot="BSM-2026-014",
-        vessel="V1",
-        reactor_id="R1",
-        operator="ana",
-        status=BatchStatus(status),
-        created_at=T0,
-        inoculated_at=T0,
-        ended_at=T0 + timedelta(hours=24),
-        notes="",
-    )
-
-
 def figures() -> CampaignFigures:
-    batches = [batch(1, "A"), batch(2, "A"), batch(3, "A")]
-    batches += [batch(n, "B") for n in range(4, 9)] + [batch(9, "B", "running")]
+    batches = [batch_view(1, "A"), batch_view(2, "A"), batch_view(3, "A")]
+    batches += [batch_view(n, "B") for n in range(4, 9)] + [batch_view(9, "B", "running")]
     decisions = {1: "reject", 2: "accept", 3: "accept", 4: "accept", 5: "accept", 6: "reject"}
     decisions |= {7: "accept", 8: "accept"}
     day = 86_400.0

@@ -22,10 +22,7 @@ from tests.screens_harness import (
     type_into,
 )
 
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 def error_of(pilot: Pilot, field_id: str) -> str:

@@ -15,10 +15,7 @@ from bptwin.eln.services import NotebookService
 from bptwin.screens.login import LoginScreen
 from tests.screens_harness import ScreenHarness
 
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 def notebook_at(tmp_path: Path, *, with_operator: bool) -> NotebookService:

@@ -9,10 +9,7 @@ from bptwin.eln.direct_notebook import DirectNotebook
 from bptwin.screens.notes import NotesScreen
 from tests.screens_harness import BATCH, OPERATOR, ScreenHarness, running_notebook
 
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 async def test_write_notes_and_see_them_listed(notebook_url: str) -> None:

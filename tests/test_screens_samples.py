@@ -25,11 +25,7 @@ from tests.screens_harness import (
     type_into,
 )
 
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real scrypt, lower cost: the production cost only slows the suite down."""
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 def snapshot_with_prediction(od600: float = 8.0) -> LiveSnapshot:

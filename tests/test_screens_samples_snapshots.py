@@ -15,10 +15,7 @@ from bptwin.screens.samples import SampleEntryScreen
 from tests.screens_harness import BATCH, OPERATOR, ScreenHarness, running_notebook
 from tests.test_screens_samples import snapshot_with_prediction
 
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 async def _type_a_sample(pilot: Pilot) -> None:

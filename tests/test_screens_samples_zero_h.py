@@ -25,9 +25,7 @@ from tests.screens_harness import (
 STARTED = INOCULATED_AT + timedelta(seconds=42, microseconds=500_000)
 
 
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 async def test_the_prefilled_0_h_sample_is_taken(notebook_url: str) -> None:

@@ -5,40 +5,16 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bptwin.database.reading import Quality, Reading
+from bptwin.database.reading import Quality
 from bptwin.drivers.base import DriverThread
 from bptwin.drivers.serial_analyser import LineSplitter, SerialAnalyserDriver
 from bptwin.drivers.serial_emulator import PtyAnalyser
 from bptwin.drivers.serial_protocol import Status, frame
-
-WAIT_S = 10.0  # generous upper bound for a condition to become true; not a speed assertion
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.01)
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, reading: Reading) -> None:
-        with self._lock:
-            self.readings.append(reading)
-
-    def snapshot(self) -> list[Reading]:
-        with self._lock:
-            return list(self.readings)
+from tests.driver_sinks import WAIT_S, Collector, wait_for
 
 
 @pytest.fixture

@@ -22,8 +22,7 @@ import pytest
 from bptwin.database.bus import MqttBus
 from bptwin.database.reading import Reading
 from bptwin.database.timeseries.embedded import EmbeddedStore
-from tests.fixtures.mqtt import MosquittoServer, mosquitto_binary
-from tests.fixtures.servers import server_missing
+from tests.fixtures.mqtt import MosquittoServer, private_broker
 from tests.test_bus import wait_for
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
@@ -63,15 +62,7 @@ class Serve:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[MosquittoServer]:
-    if mosquitto_binary() is None:
-        server_missing("mosquitto is not installed, so no private broker can be started")
-    server = MosquittoServer(tmp_path / "mosquitto", extra_config="max_queued_messages 0\n")
-    try:
-        server.start()
-    except RuntimeError as exc:
-        server_missing(f"could not start mosquitto: {exc}")
-    yield server
-    server.stop()
+    yield from private_broker(tmp_path / "mosquitto", extra_config="max_queued_messages 0\n")
 
 
 def stored_timestamps(data_dir: Path) -> list[float]:

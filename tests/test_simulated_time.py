@@ -19,6 +19,7 @@ from bptwin.tui.settings import Settings
 from bptwin.twin.alarm_rules import rules_from_config
 from bptwin.twin.live import LatestValues
 from bptwin.twin.shadow import Shadow
+from tests.test_alarms_batch import EventNotebook, NullRecorder
 
 BACKDATED_S = 8.5 * 3600  # how far `bptwin run --speed 120` re-based its batch
 
@@ -41,19 +42,6 @@ def test_a_simulated_run_has_one_clock_per_reactor_following_its_stream() -> Non
     assert clock.now() == pytest.approx(now, abs=5)
 
 
-class _Recorder:
-    def add(self, reading: Reading) -> None:
-        pass
-
-
-class _Notebook:
-    def __init__(self) -> None:
-        self.events: list[dict[str, object]] = []
-
-    def record_alarm_event(self, actor: str | None, **fields: object) -> None:
-        self.events.append({"actor": actor, **fields})
-
-
 def test_an_acknowledgement_is_stamped_on_the_run_s_clock_not_the_wall_clock() -> None:
     """Raised on the simulated time line 8.5 h behind the wall; acknowledged at once: the
     record says seconds after the raise, not hours."""
@@ -62,11 +50,11 @@ def test_an_acknowledgement_is_stamped_on_the_run_s_clock_not_the_wall_clock() -
         include_defaults=False,
     )
     clock = StationClock(follow_stream=True)
-    notebook = _Notebook()
+    notebook = EventNotebook()
     worker = ShadowWorker(
         Shadow(["R1"], alarm_rules=rules),
         latest=LatestValues(),
-        recorder=_Recorder(),  # type: ignore[arg-type]
+        recorder=NullRecorder(),  # type: ignore[arg-type]
         bus=LocalBus(),
         prefix="bptwin",
         notebook=notebook,  # type: ignore[arg-type]

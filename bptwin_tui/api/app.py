@@ -9,7 +9,7 @@ Routes (docs/api.md): ``/v1/...`` for notebook records, model versions and chann
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bptwin.database.channels import CHANNELS_BY_NAME
@@ -59,6 +60,7 @@ from bptwin.tui.api.schemas import (
     ReactorOut,
     ReadingsPageOut,
     SampleOut,
+    out_of,
 )
 
 log = logging.getLogger(__name__)
@@ -160,6 +162,20 @@ def _data_routes(context: ApiContext, require_token: Callable[..., ApiTokenView]
     def batch_numbers() -> dict[int, int]:
         return {row.id: row.number for row in notebook.batches.list_batches() if row.id is not None}
 
+    def numbered(
+        model: type[BaseModel],
+        view: type[CalibrationView] | type[AlarmEventView],
+        rows: Iterable[object],
+    ) -> list[Any]:
+        """``model`` answers for the rows, each ``batch_id`` given as its batch number."""
+        numbers = batch_numbers()
+        answer = []
+        for row in rows:
+            record = view_of(view, row)
+            batch_number = None if record.batch_id is None else numbers[record.batch_id]
+            answer.append(out_of(model, record, batch_number=batch_number))
+        return answer
+
     @router.get("/batches", response_model=list[BatchOut], tags=["notebook"])
     def batches(
         status: Annotated[
@@ -225,27 +241,7 @@ def _data_routes(context: ApiContext, require_token: Callable[..., ApiTokenView]
         rows = notebook.calibrations.list_calibrations(
             channel=channel, batch_number=batch, limit=limit
         )
-        numbers = batch_numbers()
-        answer = []
-        for row in rows:
-            view = view_of(CalibrationView, row)
-            answer.append(
-                CalibrationOut(
-                    id=view.id,
-                    channel=view.channel,
-                    kind=view.kind,
-                    batch_number=None if view.batch_id is None else numbers[view.batch_id],
-                    performed_at=view.performed_at,
-                    performed_by=view.performed_by,
-                    measured=dict(view.measured),
-                    results=dict(view.results),
-                    passed=view.passed,
-                    valid_until=view.valid_until,
-                    notes=view.notes,
-                    override_reason=view.override_reason,
-                )
-            )
-        return answer
+        return numbered(CalibrationOut, CalibrationView, rows)
 
     @router.get("/alarms", response_model=list[AlarmEventOut], tags=["notebook"])
     def alarms(
@@ -255,26 +251,7 @@ def _data_routes(context: ApiContext, require_token: Callable[..., ApiTokenView]
     ) -> list[AlarmEventOut]:
         """Alarm events (raised, acknowledged, shelved, cleared...), newest first."""
         rows = notebook.alarms.list_alarm_events(reactor=reactor, batch_number=batch, limit=limit)
-        numbers = batch_numbers()
-        answer = []
-        for row in rows:
-            view = view_of(AlarmEventView, row)
-            answer.append(
-                AlarmEventOut(
-                    id=view.id,
-                    batch_number=None if view.batch_id is None else numbers[view.batch_id],
-                    reactor=view.reactor,
-                    rule=view.rule,
-                    priority=view.priority,
-                    state=view.state,
-                    channel=view.channel,
-                    value=view.value,
-                    message=view.message,
-                    occurred_at=view.occurred_at,
-                    actor=view.actor,
-                )
-            )
-        return answer
+        return numbered(AlarmEventOut, AlarmEventView, rows)
 
     @router.get("/models", response_model=ModelRegistryOut, tags=["models"])
     def models() -> ModelRegistryOut:

@@ -1,15 +1,28 @@
 """What the API answers, as pydantic models: they make the OpenAPI schema and check each answer.
 
-Each model copies the fields of a frozen notebook record (eln.records) or registry entry that a
-LIMS needs; operators' PIN hashes and tokens' hashes have no model, so they can never be sent.
+The notebook's answers are derived from its frozen records (eln.records) by :func:`out_model`,
+so a field added to a record is answered without a second list; the registry's are written out.
+Operators' PIN hashes and tokens' hashes have no model, so they can never be sent.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import operator
+from collections import abc
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from types import UnionType
+from typing import TYPE_CHECKING, Any, TypeAlias, Union, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from bptwin.eln.records import AlarmEventView, BatchView, CalibrationView, DeviationView, SampleView
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 class _Out(BaseModel):
@@ -23,84 +36,76 @@ class ErrorOut(BaseModel):
     parameter: str | None = Field(None, description="the query or path parameter at fault")
 
 
-class BatchOut(_Out):
-    number: int
-    phase: str
-    strain: str
-    medium_lot: str
-    vessel: str
-    reactor_id: str
-    operator: str
-    status: str
-    created_at: datetime
-    inoculated_at: datetime | None
-    ended_at: datetime | None
-    notes: str
+def _wire_type(annotation: Any) -> Any:
+    """A record field's type as the API sends it: enums as their text, mappings as objects."""
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return str
+    origin = get_origin(annotation)
+    if origin is abc.Mapping:
+        return dict[get_args(annotation)]  # type: ignore[misc]
+    if origin in (Union, UnionType):
+        return functools.reduce(operator.or_, (_wire_type(arg) for arg in get_args(annotation)))
+    return annotation
 
 
-class SampleOut(_Out):
-    id: int | None
-    sop_timepoint_h: float | None
-    taken_at: datetime
-    entered_at: datetime
-    od_raw: float | None  # None: a sample weighed for dry weight only
-    dilution: float
-    od600: float | None
-    dcw_g_per_l: float | None
-    filter_tare_mg: float | None
-    filter_dry_mg: float | None
-    filter_volume_ml: float | None
-    microscopy_clean: bool | None
-    microscopy_text: str
-    glycerol_g_per_l: float | None
-    predicted_od600: float | None
-    entered_by: str
+def out_model(
+    view: type[DataclassInstance],
+    name: str,
+    *,
+    leave_out: tuple[str, ...] = (),
+    replace: Mapping[str, tuple[str, Any]] | None = None,
+) -> type[BaseModel]:
+    """The answer model of a frozen notebook record: the record's fields, in its order.
+
+    A field added to the record reaches the API by itself; ``leave_out`` names what the API
+    does not publish (database ids; who ended a batch and why), ``replace`` swaps a field for
+    another at its place (``batch_id`` -> ``batch_number``: the name and a pydantic field).
+    """
+    hints = get_type_hints(view)
+    replace = replace or {}
+    definitions: dict[str, Any] = {}
+    for field in dataclasses.fields(view):
+        if field.name in leave_out:
+            continue
+        if field.name in replace:
+            new_name, definition = replace[field.name]
+            definitions[new_name] = definition
+            continue
+        definitions[field.name] = (_wire_type(hints[field.name]), ...)
+    model: type[BaseModel] = create_model(name, __base__=_Out, **definitions)
+    return model
 
 
-class DeviationOut(_Out):
-    id: int | None
-    level: int
-    category: str
-    title: str
-    description: str
-    started_at: datetime
-    ended_at: datetime | None
-    root_cause: str
-    corrective_action: str
-    impact: str
-    status: str
-    reported_by: str
-    reviewed_by: str | None
-    reviewed_at: datetime | None
+def out_of(model: type[BaseModel], view: DataclassInstance, **changes: Any) -> BaseModel:
+    """The answer ``model`` for ``view``, with the fields it replaces given in ``changes``."""
+    values = {field.name: getattr(view, field.name) for field in dataclasses.fields(view)}
+    return model.model_validate({**values, **changes})
 
 
-class CalibrationOut(_Out):
-    id: int | None
-    channel: str
-    kind: str
-    batch_number: int | None = Field(None, description="None for a bench (unbound) calibration")
-    performed_at: datetime
-    performed_by: str
-    measured: dict[str, Any]
-    results: dict[str, Any]
-    passed: bool
-    valid_until: datetime | None
-    notes: str
-    override_reason: str | None
-
-
-class AlarmEventOut(_Out):
-    id: int | None
-    batch_number: int | None
-    reactor: str
-    rule: str
-    priority: str
-    state: str
-    channel: str | None
-    value: float | None
-    message: str
-    occurred_at: datetime
-    actor: str | None
+# The type checker cannot see fields made at run time: to it, each is a model (of any fields).
+if TYPE_CHECKING:
+    BatchOut: TypeAlias = BaseModel
+    SampleOut: TypeAlias = BaseModel
+    DeviationOut: TypeAlias = BaseModel
+    CalibrationOut: TypeAlias = BaseModel
+    AlarmEventOut: TypeAlias = BaseModel
+else:
+    BatchOut = out_model(BatchView, "BatchOut", leave_out=("id", "ended_by", "end_reason"))
+    SampleOut = out_model(SampleView, "SampleOut", leave_out=("batch_id",))
+    DeviationOut = out_model(DeviationView, "DeviationOut", leave_out=("batch_id",))
+    CalibrationOut = out_model(
+        CalibrationView,
+        "CalibrationOut",
+        replace={
+            "batch_id": (
+                "batch_number",
+                (int | None, Field(None, description="None for a bench (unbound) calibration")),
+            )
+        },
+    )
+    AlarmEventOut = out_model(
+        AlarmEventView, "AlarmEventOut", replace={"batch_id": ("batch_number", (int | None, ...))}
+    )
 
 
 class AcceptanceDecisionOut(_Out):

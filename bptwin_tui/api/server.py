@@ -42,35 +42,9 @@ def model_registries(settings: Settings) -> tuple[tuple[str, Registry], ...]:
 def open_read_store(settings: Settings) -> TimeSeriesStore:
     """The time-series store for reading, apart from the one ``bptwin serve`` writes through
     (the InfluxDB store gets a spool of its own, which stays empty)."""
-    from bptwin.database.timeseries import TimeSeriesError
+    from bptwin.tui.runtime.stores import build_store
 
-    section = settings.timeseries
-    try:
-        if section.backend == "embedded":
-            from bptwin.database.timeseries.embedded import EmbeddedStore
-
-            return EmbeddedStore(settings.timeseries_path(), name="embedded-api")
-        from bptwin.database.timeseries.influx import InfluxStore
-        from bptwin.database.timeseries.influx_common import InfluxConfig, InfluxConfigError
-
-        try:
-            config = InfluxConfig(
-                url=section.url,
-                api_version=section.api_version,
-                token=section.token.get_secret_value() if section.token else None,
-                org=section.org or None,
-                bucket=section.bucket or None,
-                database=section.database or None,
-                username=section.username or None,
-                password=section.password.get_secret_value() if section.password else None,
-            )
-        except InfluxConfigError as exc:
-            raise SettingsError(f"timeseries: {exc}") from None
-        return InfluxStore(
-            config, settings.spool_dir() / "api-read-influx.sqlite", name="influx-api"
-        )
-    except TimeSeriesError as exc:
-        raise SettingsError(f"timeseries: {exc}") from None
+    return build_store(settings, reader="api")
 
 
 def context_from_settings(

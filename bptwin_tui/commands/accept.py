@@ -94,7 +94,7 @@ def _open_notebook(settings: Settings) -> NotebookService:
 
 def _open_store(settings: Settings) -> TimeSeriesStore | None:
     """The configured store, or None (with a warning) when it cannot be opened."""
-    from bptwin.tui.runtime.wiring import build_store
+    from bptwin.tui.runtime.stores import build_store
 
     try:
         return build_store(settings)

@@ -61,7 +61,7 @@ def print_campaign(args: argparse.Namespace, settings: Settings) -> int:
     from bptwin.eln.campaign_service import load_campaign_figures
     from bptwin.eln.errors import NotebookError
     from bptwin.eln.services import NotebookService
-    from bptwin.tui.runtime.wiring import build_store
+    from bptwin.tui.runtime.stores import build_store
 
     try:
         notebook = NotebookService.from_url(settings.notebook_url())

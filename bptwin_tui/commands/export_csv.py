@@ -109,7 +109,7 @@ def handle_channels(args: argparse.Namespace, settings: Settings) -> int:
     from bptwin.database.timeseries.base import TimeSeriesError
     from bptwin.eln.errors import NotebookError
     from bptwin.tui.export.csv_export import CsvExportError, stored_channels, write_channels_csv
-    from bptwin.tui.runtime.wiring import build_store
+    from bptwin.tui.runtime.stores import build_store
 
     try:
         start, end, batch_reactor = _range(args, settings)

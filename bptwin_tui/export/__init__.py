@@ -186,7 +186,7 @@ def reading_store(settings: Settings, given: TimeSeriesStore | None) -> Iterator
     An InfluxDB store gets a spool of its own in a temporary folder: the station's spool
     belongs to the station's flusher, and an export never writes.
     """
-    from bptwin.tui.runtime.wiring import build_store
+    from bptwin.tui.runtime.stores import build_store
 
     if given is not None:
         yield given

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from bptwin.tui.runtime.refusals import RefusalTally
 from bptwin.twin.actuation import Actuator, ControlAuthorisation, ControlMode, ControlSettings
 from bptwin.twin.control import AdvisoryController, Recommendation, Setpoints
 from bptwin.twin.setpoints import (
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from bptwin.twin.features import ProcessState
 
 log = logging.getLogger(__name__)
-
-REFUSAL_LOG_INTERVAL_S = 10.0  # one log line per refusal reason at most this often
 
 
 class SetpointTarget(Protocol):
@@ -218,21 +216,19 @@ class SetpointFollower:
         self.verifier = verifier
         self.notebook = notebook
         self.obeyed = 0
-        self._refused: dict[str, int] = dict.fromkeys(REFUSAL_REASONS, 0)
-        self._logged_at: dict[str, float] = {}
-        self._unlogged: dict[str, int] = {}
+        self._refusals = RefusalTally("setpoint", log, REFUSAL_REASONS)
         self._lock = threading.Lock()
 
     def __call__(self, topic: str, payload: bytes) -> None:
         try:
             command, target = self._accept(topic, payload)
         except SetpointRefused as exc:
-            self._count_refusal(exc)
+            self._refusals.count(exc)
             return
         try:
             target.apply_setpoint(command.parameter, command.value)
         except ValueError as exc:  # the target's own interlocks
-            self._count_refusal(SetpointRefused("out_of_limits", f"{topic[:200]}: {exc}"))
+            self._refusals.count(SetpointRefused("out_of_limits", f"{topic[:200]}: {exc}"))
             return
         with self._lock:
             self.obeyed += 1
@@ -248,8 +244,7 @@ class SetpointFollower:
         self._audit(command, topic)
 
     def refused_counts(self) -> dict[str, int]:
-        with self._lock:
-            return {reason: count for reason, count in self._refused.items() if count}
+        return self._refusals.counts()
 
     def _accept(self, topic: str, payload: bytes) -> tuple[SetpointCommand, SetpointTarget]:
         if self.verifier is None:  # no key: nothing can be verified, so nothing is obeyed
@@ -271,20 +266,6 @@ class SetpointFollower:
         if not self.settings.enabled:
             return "closed-loop control is not enabled ([control] enabled)"
         return None
-
-    def _count_refusal(self, refusal: SetpointRefused) -> None:
-        now = time.monotonic()
-        reason = refusal.reason
-        with self._lock:
-            self._refused[reason] = self._refused.get(reason, 0) + 1
-            last = self._logged_at.get(reason)
-            if last is not None and now - last < REFUSAL_LOG_INTERVAL_S:
-                self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
-                return
-            self._logged_at[reason] = now
-            skipped = self._unlogged.pop(reason, 0)
-        more = f" ({skipped} more refused for {reason} since the last line)" if skipped else ""
-        log.warning("setpoint refused [%s]: %s%s", reason, refusal, more)
 
     def _audit(self, command: SetpointCommand, topic: str) -> None:
         if self.notebook is None:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from bptwin.tui.runtime.refusals import RefusalTally
 from bptwin.twin.commands import (
     ACKNOWLEDGE,
     ALARM,
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REFUSAL_LOG_INTERVAL_S = 10.0
 MAX_WAITING = 256  # commands waiting to be carried out; a flood beyond is refused as busy
 
 
@@ -89,9 +89,7 @@ class OperatorCommands:
         self.verifier = CommandVerifier(key, self.reactors, prefix=prefix, max_skew_s=max_skew_s)
         self.applied = 0
         self.duplicates = 0
-        self._refused: dict[str, int] = {}
-        self._logged_at: dict[str, float] = {}
-        self._unlogged: dict[str, int] = {}
+        self._refusals = RefusalTally("operator command", log)
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(MAX_WAITING)
         self._thread: threading.Thread | None = None
@@ -126,8 +124,7 @@ class OperatorCommands:
 
     def refused_counts(self) -> dict[str, int]:
         """Commands refused since start, by reason."""
-        with self._lock:
-            return {reason: count for reason, count in self._refused.items() if count}
+        return self._refusals.counts()
 
     def invalid_counts(self) -> dict[str, int]:
         """Refusals of messages that were not a valid operator's command (forged, stale...)."""
@@ -139,7 +136,9 @@ class OperatorCommands:
         try:
             self._queue.put_nowait((topic, bytes(payload)))
         except queue.Full:
-            self._count(CommandRefused(REFUSED_BUSY, f"{topic[:200]}: too many commands waiting"))
+            self._refusals.count(
+                CommandRefused(REFUSED_BUSY, f"{topic[:200]}: too many commands waiting")
+            )
 
     # -- the service's thread ------------------------------------------------------------------
 
@@ -158,7 +157,7 @@ class OperatorCommands:
         try:
             command = self.verifier.verify(topic, payload)
         except CommandRefused as refusal:
-            self._count(refusal)
+            self._refusals.count(refusal)
             if refusal.command_id is None:
                 return None  # not signed with the key: no answer to someone we cannot trust
             levels = topic.split("/")  # the topic was checked before the signature
@@ -184,7 +183,7 @@ class OperatorCommands:
 
     def _carry_out(self, command: Command) -> CommandResult:
         def refused(reason: str, message: str) -> CommandResult:
-            self._count(CommandRefused(reason, f"{command.describe()}: {message}"))
+            self._refusals.count(CommandRefused(reason, f"{command.describe()}: {message}"))
             return CommandResult(
                 command.command_id, command.reactor, False, reason, message, kind=command.kind
             )
@@ -309,20 +308,6 @@ class OperatorCommands:
         except Exception as exc:  # the transition still reaches the viewers through the alarms
             log.warning("answer to alarm command %s not sent: %s", result.command_id, exc)
         return answered
-
-    def _count(self, refusal: CommandRefused) -> None:
-        now = time.monotonic()
-        reason = refusal.reason
-        with self._lock:
-            self._refused[reason] = self._refused.get(reason, 0) + 1
-            last = self._logged_at.get(reason)
-            if last is not None and now - last < REFUSAL_LOG_INTERVAL_S:
-                self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
-                return
-            self._logged_at[reason] = now
-            skipped = self._unlogged.pop(reason, 0)
-        more = f" ({skipped} more refused for {reason} since the last line)" if skipped else ""
-        log.warning("operator command refused [%s]: %s%s", reason, refusal, more)
 
 
 def _unix(moment: datetime) -> float:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from bptwin.database.reading import Reading
 from bptwin.tui.runtime.control_loop import StationControl
 from bptwin.tui.runtime.prometheus import StationMetrics
+from bptwin.tui.runtime.stores import build_store
 from bptwin.tui.settings import Settings, SettingsError, require_file
 from bptwin.twin.history import History
 from bptwin.twin.live import LatestValues
@@ -296,41 +297,6 @@ def build_drivers(
         )
     except DriverConfigError as exc:
         raise SettingsError(str(exc)) from None
-
-
-def build_store(settings: Settings) -> TimeSeriesStore:
-    from bptwin.database.timeseries import TimeSeriesError
-
-    section = settings.timeseries
-    try:
-        if section.backend == "embedded":
-            from bptwin.database.timeseries.embedded import EmbeddedStore
-
-            return EmbeddedStore(settings.timeseries_path())
-        from bptwin.database.timeseries.influx import InfluxStore
-        from bptwin.database.timeseries.influx_common import InfluxConfig, InfluxConfigError
-
-        try:
-            config = InfluxConfig(
-                url=section.url,
-                api_version=section.api_version,
-                token=section.token.get_secret_value() if section.token else None,
-                org=section.org or None,
-                bucket=section.bucket or None,
-                database=section.database or None,
-                username=section.username or None,
-                password=section.password.get_secret_value() if section.password else None,
-            )
-        except InfluxConfigError as exc:
-            raise SettingsError(f"timeseries: {exc}") from None
-        return InfluxStore(
-            config,
-            settings.spool_dir() / "influx.sqlite",
-            batch_size=section.batch_size,
-            flush_interval=section.flush_interval_s,
-        )
-    except TimeSeriesError as exc:
-        raise SettingsError(f"timeseries: {exc}") from None
 
 
 def build_control(settings: Settings, bus: Bus, notebook: NotebookService | None) -> StationControl:

@@ -26,10 +26,9 @@ from tests.api_harness import (
     range_query,
     world_fixture,
 )
-from tests.api_harness import cheap_pin_hashing as cheap_pin_hashing
 from tests.test_metrics_endpoint import parse_exposition
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("cheap_pin_hashing")]
 
 
 @pytest.fixture

@@ -15,10 +15,7 @@ from bptwin.eln.models import OperatorRole
 from bptwin.eln.services import NotebookService
 from bptwin.tui.cli import main
 
-
-@pytest.fixture(autouse=True)
-def cheap_pin_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bptwin.eln.pins.SCRYPT_N", 2**10)
+pytestmark = pytest.mark.usefixtures("cheap_pin_hashing")
 
 
 @pytest.fixture
