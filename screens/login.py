@@ -62,7 +62,7 @@ class LoginScreen(ModalScreen[str | None]):
             else:
                 where = f" at {self.station}" if self.station else ""
                 yield Static(f"[b]Log in{where}[/]", classes="entry-title")
-            # Operator names are user names (eln/form_rules): say so before the first try, not after.
+            # Operator names are user names (eln/form_rules): said before the first try.
             yield LabelledField(
                 "Name",
                 "login-name",

@@ -296,7 +296,7 @@ def test_the_0_h_sample_typed_to_the_minute_of_the_inoculation_is_taken(
 
 
 def test_a_sample_weighed_without_a_photometer_is_a_sample_and_its_trail_verifies(
-    service: NotebookService, running: int, clock: Clock
+    service: NotebookService, running: int, clock: SettableClock
 ) -> None:
     """A lab with dry weights and no OD600: the sample is stored without an OD600 (never as 0),
     and the audit trail checks its row, NULL OD600 included."""
