@@ -22,6 +22,9 @@ Two steps:
   s · q(μ, v), q the 90 % quantile of |N(μ, v)|: a biased model (a foreign probe before the
   mean is adapted) gets a band that reaches the truth. Tripped by its features before any
   sample, the band is at least the drift watch's 15 % log SD.
+* **Growth between samples.** A centre's error drifts between two samples (the adapted
+  nowcast is best just after one): v grows by ``growth_per_h`` (units of s²) per hour since
+  the last sample, so the band is narrowest at a sample and widest before the next.
 * **Adaptive conformal inference** (Gibbs & Candès 2021) on top: a log factor θ on the
   half-width, θ ← θ + γ·(miss − α) at every sample, where a miss is judged against the band
   *widened by the sample noise* (q of |N(μ, v + r²)|): under the Gaussian assumption a band
