@@ -332,6 +332,9 @@ class LiveAdaptation:
         self._used: dict[str, list[tuple[float, float]]] = {}
         self._windows: dict[str, deque[tuple[float, float, float]]] = {}
         self._last_index: dict[str, int] = {}
+        # Per reactor: the end of the window ``adapt`` made last (the bands widen with the time
+        # from the last sample to it).
+        self._last_end: dict[str, float] = {}
         self._deque = deque
         # Log errors of the model (as trained) at the samples observed by the last ``adapt``.
         self.new_errors: list[float] = []
@@ -364,6 +367,7 @@ class LiveAdaptation:
         self._used.pop(reactor, None)
         self._windows.pop(reactor, None)
         self._bands.pop(reactor, None)
+        self._last_end.pop(reactor, None)
 
     def adapt(
         self, reactor: str, window_index: int, end: float, model_log: float, cum_co2: float
@@ -401,7 +405,9 @@ class LiveAdaptation:
         self._adapters[reactor] = adapter
         self._used[reactor] = due
         windows.append((end, model_log, cum_co2))
-        return adapter.estimate(model_log, cum_co2, end)
+        estimate = adapter.estimate(model_log, cum_co2, end)
+        self._last_end[reactor] = end
+        return estimate
 
     def bands(
         self, reactor: str, drifted: bool, model_log: float, adapted_log: float
@@ -414,9 +420,13 @@ class LiveAdaptation:
             return None
         for band in bands:
             band.set_drift(drifted)
+        end = self._last_end.get(reactor, math.nan)
+        adapter = self._adapters.get(reactor)
+        last_sample = adapter.last_time if adapter is not None else math.nan
+        since = (end - last_sample) / 3600.0 if math.isfinite(end - last_sample) else 0.0
         return (
-            bands[0].bounds(model_log, self.base_log_sd),
-            bands[1].bounds(adapted_log, self.base_log_sd),
+            bands[0].bounds(model_log, self.base_log_sd, since),
+            bands[1].bounds(adapted_log, self.base_log_sd, since),
         )
 
     @staticmethod
