@@ -13,6 +13,7 @@ import math
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,13 +111,27 @@ def test_a_notebook_away_is_retried_at_the_next_poll_not_fatal() -> None:
         feed.stop()
 
 
+def _start_batch_on_r1(notebook: Any, number: int, now: datetime) -> None:
+    """A running batch on R1, inoculated an hour before ``now`` on the acquisition's own
+    time line, by a supervisor made for it."""
+    from bptwin.eln.states import OperatorRole
+
+    notebook.operators.create_operator("setup", "vera", OperatorRole.SUPERVISOR, "2468")
+    notebook.batches.create_batch("vera", number, "A", reactor_id="R1")
+    notebook.batches.start_batch(
+        "vera",
+        number,
+        inoculated_at=now - timedelta(hours=1),
+        override_reason="adaptation test: calibrations not part of it",
+    )
+
+
 @pytest.mark.mqtt
 @pytest.mark.slow
 def test_a_sample_entered_in_a_viewer_adapts_the_headless_serves_nowcast(
     serve: object, private_mqtt_broker: object, tmp_path: Path
 ) -> None:
     from bptwin.database.migrate import upgrade
-    from bptwin.eln.states import OperatorRole
     from bptwin.tui.runtime.acquisition_lock import acquisition_owner
     from bptwin.tui.runtime.viewer import ViewerStation
 
@@ -140,14 +155,7 @@ def test_a_sample_entered_in_a_viewer_adapts_the_headless_serves_nowcast(
         # The simulated acquisition runs on its own time line (hours behind the wall clock):
         # the batch and its sample are placed on it, as a replayed batch's would be.
         on_its_clock = datetime.fromtimestamp(first.timestamp, tz=timezone.utc)
-        notebook.operators.create_operator("setup", "vera", OperatorRole.SUPERVISOR, "2468")
-        notebook.batches.create_batch("vera", 11, "A", reactor_id="R1")
-        notebook.batches.start_batch(
-            "vera",
-            11,
-            inoculated_at=on_its_clock - timedelta(hours=1),
-            override_reason="adaptation test: calibrations not part of it",
-        )
+        _start_batch_on_r1(notebook, 11, on_its_clock)
         # The viewer's sample screen stores the sample, then the App reloads the batch's
         # samples into the viewer's history (BptwinApp.refresh_batches after SampleSaved).
         notebook.samples.add_sample("vera", 11, taken_at=on_its_clock, od_raw=0.6)
@@ -174,7 +182,6 @@ def test_a_sample_entered_at_the_acquiring_station_adapts_its_nowcast(tmp_path: 
     """``bptwin run``: the station keeps a trend history; the App's reload of the batch's
     samples after an entry reaches the adaptation through the same notebook read."""
     from bptwin.eln.services import NotebookService
-    from bptwin.eln.states import OperatorRole
     from bptwin.tui.runtime.station import Station
     from bptwin.tui.settings import Settings
 
@@ -194,14 +201,7 @@ def test_a_sample_entered_at_the_acquiring_station_adapts_its_nowcast(tmp_path: 
         first = latest()
         assert first is not None and first.samples_used == 0
         on_its_clock = datetime.fromtimestamp(first.timestamp, tz=timezone.utc)
-        notebook.operators.create_operator("setup", "vera", OperatorRole.SUPERVISOR, "2468")
-        notebook.batches.create_batch("vera", 12, "A", reactor_id="R1")
-        notebook.batches.start_batch(
-            "vera",
-            12,
-            inoculated_at=on_its_clock - timedelta(hours=1),
-            override_reason="adaptation test: calibrations not part of it",
-        )
+        _start_batch_on_r1(notebook, 12, on_its_clock)
         notebook.samples.add_sample("vera", 12, taken_at=on_its_clock, od_raw=0.6)
         rows = notebook.samples.list_samples(12)
         station.history.set_samples(
