@@ -10,12 +10,12 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from bptwin.tui.runtime.station import Station
 from bptwin.tui.settings import Settings
 
 if TYPE_CHECKING:
     from bptwin.tui.api.server import ApiServer
     from bptwin.tui.runtime.prometheus import MetricsServer
+    from bptwin.tui.runtime.station import Station
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,10 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     if args.speed is not None:
         settings.acquisition.speed = args.speed
     # A simulated or replayed run gets reactors of its own (sim-R1): never a real batch's.
+    # Imported here: every command's parser is built at start-up, and the station pulls in
+    # numpy, the bus and the drivers (a browser session's process would pay for them too).
+    from bptwin.tui.runtime.station import Station
+
     settings = settings.simulation_kept_apart()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

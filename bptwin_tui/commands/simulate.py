@@ -6,9 +6,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bptwin.twin.dataset import BatchRecord, DatasetError
+if TYPE_CHECKING:
+    from bptwin.twin.dataset import BatchRecord
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_simulate(args: argparse.Namespace, settings: Any = None) -> int:
+    # Imported here, not at the top: the dataset module pulls in pandas, and every command's
+    # parser is built at start-up (a browser session's process included).
     from bptwin.twin.campaign import CAMPAIGN_SIZE, generate_campaign
+    from bptwin.twin.dataset import DatasetError
     from bptwin.twin.sim_profiles import PROFILES
 
     if not args.campaign and not args.batch:
