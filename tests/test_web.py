@@ -68,6 +68,8 @@ async def test_the_dashboard_renders_in_chromium_and_a_viewer_cannot_write(
     assert "-first-byte" in await browser.evaluate("document.body.className")
     await browser.wait_drawn("read-only (web)")
     await browser.wait_drawn("batch 17")  # the notebook is open and the batch found
+    # The session kept its compiled modules in the data folder, for the sessions after it.
+    assert any((settings.data_dir / "web-bytecode").rglob("*.pyc"))
     shot = await browser.send("Page.captureScreenshot", format="png")
     png = base64.b64decode(shot["data"])
     (tmp_path / "dashboard.png").write_bytes(png)
