@@ -134,10 +134,12 @@ class BptwinApp(LiveApp[int]):
         *,
         require_login: bool = False,
         web: bool = False,
+        migrate: bool = True,
     ) -> None:
         """``station_factory`` defaults to the acquisition station (imported in its worker, as it
         pulls in numpy and the bus); ``require_login``: ask for name and PIN at start; ``web``:
-        a browser session, read-only unless ``[web] allow_writes`` and a PIN login (docs/web.md)."""
+        a browser session, read-only unless ``[web] allow_writes`` and a PIN login (docs/web.md);
+        ``migrate``: False when the notebook was migrated already (``bptwin web`` does it once)."""
         super().__init__()
         self.write_guard: WriteGuard | None = None
         if web:
@@ -147,6 +149,7 @@ class BptwinApp(LiveApp[int]):
             require_login = settings.web.allow_writes  # offered, not forced: Escape views
         self.settings = settings
         self.station_factory = station_factory
+        self.migrate = migrate
         self.station: Station | None = None
         self.notebook: Notebook | None = None
         self.notebook_service: NotebookService | None = None
@@ -171,14 +174,16 @@ class BptwinApp(LiveApp[int]):
     @work(thread=True, group="notebook", exit_on_error=False, name="notebook")
     def open_notebook(self) -> None:
         """Migrate and open the notebook first, so the station never races the migration."""
-        from bptwin.database.migrate import upgrade
         from bptwin.database.relational import DatabaseUnavailable
         from bptwin.eln.services import NotebookService
 
         url = self.settings.notebook_url()
         try:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            upgrade(url)
+            if self.migrate:
+                from bptwin.database.migrate import upgrade
+
+                upgrade(url)
             notebook = NotebookService.from_url(
                 url, calibration_policy=self.settings.calibration.policy()
             )

@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a browser session (started by 'bptwin web'): read-only unless [web] allow_writes "
         "and an operator logs in with a PIN",
     )
+    # Passed by 'bptwin web', which migrated the notebook once at start: its sessions skip it.
+    parser.add_argument("--notebook-migrated", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(func=handle)
 
 
@@ -46,5 +48,12 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         factory = web_station_for
     else:
         factory = station_for
-    app = BptwinApp(settings, station_factory=factory, require_login=True, web=web)  # type: ignore[arg-type]
+    migrate = not getattr(args, "notebook_migrated", False)
+    app = BptwinApp(
+        settings,
+        station_factory=factory,  # type: ignore[arg-type]
+        require_login=True,
+        web=web,
+        migrate=migrate,
+    )
     return app.run() or 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -37,13 +38,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=handle)
 
 
-def session_command(config: str | None) -> str:
+def session_command(config: str | None, notebook_migrated: bool = False) -> str:
     """The shell command textual-serve runs for each browser session."""
     parts = [sys.executable, "-m", "bptwin.tui.cli"]
     if config is not None:
         parts += ["--config", config]
     parts += ["run", "--web"]
+    if notebook_migrated:
+        parts.append("--notebook-migrated")
     return shlex.join(parts)
+
+
+def migrate_notebook(config: str | None) -> bool:
+    """Migrate the notebook once here, so no session pays for it (about 1 s of CPU each).
+
+    Run as 'bptwin db upgrade' in a process of its own: the migration tool would otherwise stay
+    in this server's memory for as long as it serves. False when it cannot be done now
+    (database away, folder refused): each session then migrates for itself, as without this.
+    """
+    command = [sys.executable, "-m", "bptwin.tui.cli"]
+    if config is not None:
+        command += ["--config", config]
+    try:
+        done = subprocess.run(
+            [*command, "db", "upgrade"], capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        problem = str(exc)
+    else:
+        if done.returncode == 0:
+            return True
+        problem = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    print(f"bptwin web: notebook not migrated here ({problem}); each session will try")
+    return False
 
 
 def keep_session_bytecode(settings: Settings) -> None:
@@ -105,5 +132,6 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     mode = "operators may write after a PIN login" if settings.web.allow_writes else "read-only"
     print(f"bptwin web: {mode}; clients from {', '.join(settings.web.allowed_networks)}")
     keep_session_bytecode(settings)
-    build_server(settings.web, session_command(config), host, port).serve()
+    command = session_command(config, notebook_migrated=migrate_notebook(config))
+    build_server(settings.web, command, host, port).serve()
     return 0
