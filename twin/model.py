@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from bptwin.database.backoff import Backoff
 from bptwin.twin.forecast import fit_forecast_block
 from bptwin.twin.labels import (
     BATCH_COLUMN,
@@ -301,6 +303,41 @@ def trial_seeded_sampler(*, seed: int) -> optuna.samplers.TPESampler:
     return sampler
 
 
+def _open_study(
+    study_name: str,
+    storage: str | None,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    attempts: int = 5,
+) -> optuna.Study:
+    """Open the study, or create it with its storage's tables.
+
+    Two ``bptwin train`` processes started together on a fresh database both create Optuna's
+    tables, and the later ``CREATE`` fails on a unique constraint (Postgres: the type
+    ``studydirection``); by then the tables exist, so the loser tries again after a short,
+    jittered wait instead of failing its tuning."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError
+
+    backoff = Backoff(0.2, 2.0)
+    never = threading.Event()
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.create_study(
+                study_name=study_name,
+                storage=study_storage(storage),
+                direction="minimize",
+                sampler=sampler,
+                pruner=pruner,
+                load_if_exists=True,
+            )
+        except IntegrityError:
+            if attempt == attempts:
+                raise
+            backoff.wait(never)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
 def tune(
     table: pd.DataFrame,
     options: TrainOptions,
@@ -317,14 +354,7 @@ def tune(
     sampler = trial_seeded_sampler(seed=options.seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
     try:
-        study = optuna.create_study(
-            study_name=study_name,
-            storage=study_storage(options.storage),
-            direction="minimize",
-            sampler=sampler,
-            pruner=pruner,
-            load_if_exists=True,
-        )
+        study = _open_study(study_name, options.storage, sampler, pruner)
     except Exception as exc:  # storage errors come from SQLAlchemy and the DB driver
         raise TrainingError(
             f"cannot open the Optuna study storage {_redact(options.storage)}: {exc}"
