@@ -123,7 +123,10 @@ def test_two_train_processes_tune_one_study_on_postgres_as_one_process_would(
         # Each trial counted once: the two processes share the study's numbering.
         assert sorted(numbers[0] + numbers[1]) == [0, 1, 2, 3]
         assert all(card["tuning"]["trials_this_run"] == 2 for card in cards)
-        assert all(card["tuning"]["trials_complete_in_study"] == 4 for card in cards)
+        # Each process sees its own trials and those the other finished before it ended; the
+        # one that ends last sees all four (which one that is depends on the machine's load).
+        seen = [card["tuning"]["trials_complete_in_study"] for card in cards]
+        assert all(2 <= count <= 4 for count in seen) and max(seen) == 4
         assert all("psycopg2" in card["tuning"]["storage"] for card in cards)
         # The same best model as one process running the same four trials.
         defaults = TrainOptions(dataset=small_dataset)  # the CLI's rounds and early stopping
@@ -138,6 +141,8 @@ def test_two_train_processes_tune_one_study_on_postgres_as_one_process_would(
             )
         )
         for card, registry in zip(cards, (tmp_path / "a", tmp_path / "b"), strict=True):
+            if card["tuning"]["trials_complete_in_study"] < 4:
+                continue  # it chose among the trials it saw, not all four
             assert card["hyperparameters"] == single.artifact.card.hyperparameters
             assert card["tuning"]["best_cv_mre"] == pytest.approx(
                 single.artifact.card.tuning["best_cv_mre"], rel=1e-12
